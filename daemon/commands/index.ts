@@ -1,0 +1,8 @@
+/**
+ * Every `vidprior` command, in the order `--help` lists them. Add a command by writing
+ * daemon/commands/<name>.ts (a yargs CommandModule) and listing it here.
+ */
+import type { CommandModule } from 'yargs';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [];

@@ -1,0 +1,80 @@
+/**
+ * The runtime's public contract. Only src/runtime/ imports onnxruntime-node; everyone else talks to these
+ * interfaces with plain `Tensor`s (src/tensor.ts). Sessions live in a worker thread because ORT's create()
+ * and run() block the event loop.
+ */
+import type { DType, Tensor } from '../tensor.js';
+
+export type ExecutionProvider = 'cuda' | 'webgpu' | 'cpu';
+export type ExecutionProviderChoice = 'auto' | ExecutionProvider;
+
+/** Which provider a runtime took, and why (shown to the user). */
+export interface ProviderDecision {
+  ep: ExecutionProvider;
+  reason: string;
+}
+
+/** A tensor that stays in GPU memory inside the runtime's worker; pass it back as a feed, read it, dispose it. */
+export interface GpuTensor {
+  readonly kind: 'gpu';
+  readonly id: number;
+  readonly type: DType;
+  readonly dims: readonly number[];
+}
+
+export type Feed = Tensor | GpuTensor;
+
+export interface IoMeta {
+  name: string;
+  /** Element type, e.g. 'float32', 'float16', 'int64'. */
+  type: DType | string;
+  /** Static dims as numbers, symbolic ones as strings (e.g. 'batch'). */
+  dims: (number | string)[];
+}
+
+export interface SessionOptions {
+  /** Where model weights stored as external data live, when the model is given as bytes. */
+  externalData?: { path: string; data: Uint8Array | string }[];
+  graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Outputs to leave on the GPU (WebGPU/CUDA only; ignored on CPU). `true` = all outputs. */
+  keepOutputsOnGpu?: boolean | string[];
+  /** ORT optimizers to switch off by name (e.g. 'CommonSubexpressionElimination'). */
+  disabledOptimizers?: string[];
+  /** Fix symbolic dims so the provider can plan memory. */
+  freeDimensionOverrides?: Record<string, number>;
+  /** Fail instead of silently running nodes on the CPU provider. */
+  disallowCpuFallback?: boolean;
+  /** A label for logs and errors (e.g. 'unet'). */
+  label?: string;
+}
+
+export interface Session {
+  readonly label: string;
+  readonly inputs: readonly IoMeta[];
+  readonly outputs: readonly IoMeta[];
+  readonly ep: ExecutionProvider;
+  run(feeds: Record<string, Feed>, outputNames?: readonly string[]): Promise<Record<string, Tensor | GpuTensor>>;
+  release(): Promise<void>;
+}
+
+export interface Runtime {
+  readonly decision: ProviderDecision;
+  /** Loads a model from a file path (external data beside it is found) or from bytes. */
+  createSession(model: string | Uint8Array, options?: SessionOptions): Promise<Session>;
+  /** Copies a GPU tensor to the host. */
+  read(t: GpuTensor): Promise<Tensor>;
+  /** Frees a GPU tensor. */
+  dispose(t: GpuTensor | readonly GpuTensor[]): Promise<void>;
+  /** Releases every session and stops the worker. */
+  close(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  ep: ExecutionProviderChoice;
+  /** CPU provider threads (0 = ORT's default). */
+  cpuThreads?: number;
+}
+
+export function isGpuTensor(t: unknown): t is GpuTensor {
+  return typeof t === 'object' && t !== null && (t as GpuTensor).kind === 'gpu';
+}
