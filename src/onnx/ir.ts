@@ -118,6 +118,9 @@ export interface FunctionDef {
   attributes: string[];
   nodes: Node[];
   opsetImports: OpsetImport[];
+  /** Default values of attributes (FunctionProto.attribute_proto), by attribute name. */
+  attributeDefaults?: Record<string, AttributeValue>;
+  docString?: string;
 }
 
 export interface Model {
@@ -226,7 +229,8 @@ export function typedFromBytes(type: ElemType, bytes: Uint8Array): TypedData {
   const size = ELEM_SIZE[type];
   if (size === 0) throw new Error('string tensors have no raw bytes');
   if (bytes.byteLength % size !== 0) throw new Error(`${bytes.byteLength} bytes is not a whole number of ${type} elements`);
-  const src = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  // new Uint8Array(bytes) copies (Buffer.prototype.slice would return another unaligned view).
+  const src = bytes.byteOffset % size === 0 ? bytes : new Uint8Array(bytes);
   const n = src.byteLength / size;
   switch (type) {
     case 'float32': return new Float32Array(src.buffer, src.byteOffset, n);
