@@ -43,6 +43,11 @@ export interface ExternalRef {
   location: string;
   offset: number;
   length: number;
+  /**
+   * Absolute folder `location` is relative to, set when a model was loaded without its external data
+   * (external-data.ts reads or copies the bytes from there later). Not written to the file.
+   */
+  baseDir?: string;
 }
 
 /** A constant tensor (ONNX TensorProto): an initializer, or the value of a Constant / tensor attribute. */
