@@ -3,6 +3,9 @@
  * daemon/commands/<name>.ts (a yargs CommandModule) and listing it here.
  */
 import type { CommandModule } from 'yargs';
+import { tokenizeCommand } from './tokenize.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [];
+export const commands: CommandModule<any, any>[] = [
+  tokenizeCommand,
+];
