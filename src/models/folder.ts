@@ -1,0 +1,147 @@
+/**
+ * The diffusers ONNX folder layout of a Stable Diffusion 1.x model, checked before any session is created so
+ * that a bad folder fails fast with the name of the missing file:
+ *
+ *   text_encoder/model.onnx  unet/model.onnx  vae_encoder/model.onnx  vae_decoder/model.onnx
+ *   tokenizer/vocab.json  tokenizer/merges.txt
+ *   scheduler/scheduler_config.json  (or a model_index.json; the SD 1.x DDIM values are used then)
+ *
+ * Weights stored as external data sit beside each model.onnx; the runtime finds them from the path.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { VidpriorError } from '../errors.js';
+
+export const COMPONENTS = ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder'] as const;
+export type Component = (typeof COMPONENTS)[number];
+
+/** The scheduler settings of SD 1.x (v1-inference.yaml), used when a folder has no scheduler config. */
+export const SD1_SCHEDULER_DEFAULTS: Readonly<Record<string, unknown>> = {
+  _class_name: 'DDIMScheduler',
+  num_train_timesteps: 1000,
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  clip_sample: false,
+  set_alpha_to_one: false,
+  steps_offset: 1,
+  prediction_type: 'epsilon',
+};
+
+/** SD 1.x's latent scaling factor, used when no config in the folder names one. */
+export const SD1_SCALING_FACTOR = 0.18215;
+
+export interface ModelFolder {
+  dir: string;
+  /** model.onnx of each component. */
+  onnx: Record<Component, string>;
+  vocab: string;
+  merges: string;
+  /** The scheduler config (from scheduler/scheduler_config.json, model_index.json, or SD 1.x defaults). */
+  schedulerConfig: Record<string, unknown>;
+  /** Where the scheduler config came from (a path, or 'SD 1.x defaults'). */
+  schedulerConfigSource: string;
+  /** The VAE's latent scaling factor and where it came from. */
+  scalingFactor: number;
+  scalingFactorSource: string;
+  /** tokenizer/tokenizer_config.json when present (model_max_length, do_lower_case…). */
+  tokenizerConfig: Record<string, unknown> | null;
+}
+
+function missing(dir: string, file: string, what: string): VidpriorError {
+  return new VidpriorError('E_MODEL_MISSING', `model folder ${dir} has no ${file} (${what})`, { dir, file });
+}
+
+async function readJson(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new VidpriorError('E_MODEL_MISSING', `cannot read ${path}: ${(err as Error).message}`, { file: path }, { cause: err });
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return value as Record<string, unknown>;
+  } catch (err) {
+    throw new VidpriorError('E_MODEL_INPUT', `${path} is not a valid JSON object: ${(err as Error).message}`, { file: path }, { cause: err });
+  }
+}
+
+function isFile(path: string): boolean {
+  return existsSync(path) && statSync(path).isFile();
+}
+
+/** Checks the folder layout and reads its small JSON files. Throws E_MODEL_MISSING naming the first gap. */
+export async function readModelFolder(folder: string): Promise<ModelFolder> {
+  const dir = resolve(folder);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new VidpriorError('E_MODEL_MISSING', `model folder ${dir} does not exist or is not a folder`, { dir });
+  }
+  const onnx = {} as Record<Component, string>;
+  for (const c of COMPONENTS) {
+    const p = join(dir, c, 'model.onnx');
+    if (!isFile(p)) throw missing(dir, `${c}/model.onnx`, `the ${c.replace('_', ' ')} as ONNX`);
+    onnx[c] = p;
+  }
+  const vocab = join(dir, 'tokenizer', 'vocab.json');
+  const merges = join(dir, 'tokenizer', 'merges.txt');
+  if (!isFile(vocab)) throw missing(dir, 'tokenizer/vocab.json', 'the CLIP tokenizer vocabulary');
+  if (!isFile(merges)) throw missing(dir, 'tokenizer/merges.txt', 'the CLIP tokenizer merges');
+  const tokenizerConfigPath = join(dir, 'tokenizer', 'tokenizer_config.json');
+  const tokenizerConfig = isFile(tokenizerConfigPath) ? await readJson(tokenizerConfigPath) : null;
+
+  // Scheduler: scheduler/scheduler_config.json, else model_index.json (which may embed one), else missing.
+  const schedulerPath = join(dir, 'scheduler', 'scheduler_config.json');
+  const indexPath = join(dir, 'model_index.json');
+  const modelIndex = isFile(indexPath) ? await readJson(indexPath) : null;
+  let schedulerConfig: Record<string, unknown>;
+  let schedulerConfigSource: string;
+  if (isFile(schedulerPath)) {
+    schedulerConfig = await readJson(schedulerPath);
+    schedulerConfigSource = schedulerPath;
+  } else if (modelIndex) {
+    const embedded = modelIndex.scheduler_config ?? modelIndex.scheduler;
+    if (embedded && typeof embedded === 'object' && !Array.isArray(embedded)) {
+      schedulerConfig = { ...SD1_SCHEDULER_DEFAULTS, ...(embedded as Record<string, unknown>) };
+      schedulerConfigSource = `${indexPath} (scheduler)`;
+    } else {
+      schedulerConfig = { ...SD1_SCHEDULER_DEFAULTS };
+      schedulerConfigSource = `SD 1.x defaults (${indexPath} names no scheduler settings)`;
+    }
+  } else {
+    throw missing(dir, 'scheduler/scheduler_config.json', 'or a model_index.json');
+  }
+
+  // The VAE scaling factor: the first config that states it.
+  let scalingFactor = SD1_SCALING_FACTOR;
+  let scalingFactorSource = 'SD 1.x default';
+  const candidates: [string, (j: Record<string, unknown>) => unknown][] = [
+    [join(dir, 'vae_decoder', 'config.json'), (j) => j.scaling_factor],
+    [join(dir, 'vae_encoder', 'config.json'), (j) => j.scaling_factor],
+    [join(dir, 'vae', 'config.json'), (j) => j.scaling_factor],
+  ];
+  for (const [path, pick] of candidates) {
+    if (!isFile(path)) continue;
+    const v = pick(await readJson(path));
+    if (v !== undefined) { scalingFactor = checkScaling(v, path); scalingFactorSource = path; break; }
+  }
+  if (scalingFactorSource === 'SD 1.x default' && modelIndex) {
+    const vae = modelIndex.vae;
+    const v = modelIndex.scaling_factor
+      ?? (vae && typeof vae === 'object' && !Array.isArray(vae) ? (vae as Record<string, unknown>).scaling_factor : undefined);
+    if (v !== undefined) { scalingFactor = checkScaling(v, indexPath); scalingFactorSource = indexPath; }
+  }
+
+  return {
+    dir, onnx, vocab, merges, schedulerConfig, schedulerConfigSource, scalingFactor, scalingFactorSource, tokenizerConfig,
+  };
+}
+
+function checkScaling(v: unknown, path: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+    throw new VidpriorError('E_MODEL_INPUT', `${path}: scaling_factor must be a positive number, got ${JSON.stringify(v)}`, { file: path, scaling_factor: v });
+  }
+  return v;
+}
