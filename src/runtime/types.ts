@@ -46,6 +46,16 @@ export interface SessionOptions {
   disallowCpuFallback?: boolean;
   /** A label for logs and errors (e.g. 'unet'). */
   label?: string;
+  /** WebGPU only: the layout ORT uses for layout-sensitive ops (Conv, …). Default NCHW. Ignored elsewhere. */
+  preferredLayout?: 'NCHW' | 'NHWC';
+}
+
+export interface RunOptions {
+  /**
+   * Move (transfer) the feeds' buffers to the worker instead of copying them: faster for big inputs, but the
+   * caller's typed arrays are detached (length 0) afterwards. Views into a larger buffer are always copied.
+   */
+  transferFeeds?: boolean;
 }
 
 export interface Session {
@@ -53,7 +63,11 @@ export interface Session {
   readonly inputs: readonly IoMeta[];
   readonly outputs: readonly IoMeta[];
   readonly ep: ExecutionProvider;
-  run(feeds: Record<string, Feed>, outputNames?: readonly string[]): Promise<Record<string, Tensor | GpuTensor>>;
+  /**
+   * Runs the model. Host feeds are copied to the worker (see RunOptions.transferFeeds); host outputs are moved
+   * back without copies. Outputs named in keepOutputsOnGpu come back as GpuTensor handles (WebGPU only).
+   */
+  run(feeds: Record<string, Feed>, outputNames?: readonly string[], options?: RunOptions): Promise<Record<string, Tensor | GpuTensor>>;
   release(): Promise<void>;
 }
 
