@@ -1,0 +1,120 @@
+/**
+ * Job parameters, per job kind. The same maps travel in a `submit` message, sit in a watched folder's
+ * `job.json` and are stored in a job's `spec.json`. Unknown parameter names are rejected (a misspelt
+ * `strenght` must not be ignored), absent ones take the defaults of the method (see BRIEF.md).
+ */
+import { VidpriorError } from '../src/errors.js';
+import { type Infer, type Schema, int, num, object, oneOf, optional, str, withDefault } from './schema.js';
+
+export const JOB_KINDS = ['stylize', 'edit-keyframe', 'finetune', 'run'] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
+
+const prompt = () => str({ max: 4000 });
+const seed = () => withDefault(int({ min: 0, max: 2 ** 32 - 1 }), 0);
+const steps = () => withDefault(int({ min: 1, max: 1000 }), 50);
+const guidance = () => withDefault(num({ min: 0, max: 100 }), 7.5);
+const strength = (fallback: number) => withDefault(num({ min: 0, max: 1, minExclusive: true }), fallback);
+/** Adapter (LoRA) names: what `list_models` returns; letters, digits, `-`, `_`, `.`. */
+export const ADAPTER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const adapterName = (): Schema<string> => {
+  const base = str({ min: 1, max: 128 });
+  return {
+    ...base,
+    expected: 'an adapter name (letters, digits, ".", "_", "-")',
+    parse(v, path) {
+      const s = base.parse(v, path);
+      if (!ADAPTER_NAME.test(s) || s.includes('..')) {
+        throw new VidpriorError('E_BAD_REQUEST', `${path} must be an adapter name of letters, digits, ".", "_" and "-", got ${JSON.stringify(s)}`, { field: path });
+      }
+      return s;
+    },
+  };
+};
+
+/** img2img over every frame with the same noise: step 4 of the method. */
+export const StylizeParams = object({
+  prompt: prompt(),
+  negative_prompt: withDefault(prompt(), ''),
+  strength: strength(0.45),
+  steps: steps(),
+  guidance: guidance(),
+  seed: seed(),
+  /** Frames per UNet batch (results do not depend on it). */
+  batch: withDefault(int({ min: 1, max: 64 }), 1),
+  /** A fine-tuned adapter by name (see `list_models`); absent = the base model. */
+  adapter: optional(adapterName()),
+}, { strict: true });
+
+/** Keyframe candidates: img2img of one frame at high strength with seeds seed, seed+1, …: step 1. */
+export const EditKeyframeParams = object({
+  prompt: prompt(),
+  negative_prompt: withDefault(prompt(), ''),
+  strength: strength(0.75),
+  steps: steps(),
+  guidance: guidance(),
+  seed: seed(),
+  /** How many candidates (one per seed). */
+  candidates: withDefault(int({ min: 1, max: 16 }), 4),
+  /** Which of the submitted frames to edit (index into `frames`). */
+  frame: withDefault(int({ min: 0, max: 1_000_000 }), 0),
+  adapter: optional(adapterName()),
+}, { strict: true });
+
+const trainingFields = {
+  prompt: prompt(),
+  /** Frames sampled evenly over the clip for the unconditional samples. */
+  train_frames: withDefault(int({ min: 1, max: 10_000 }), 30),
+  iters: withDefault(int({ min: 1, max: 1_000_000 }), 1000),
+  lr: withDefault(num({ min: 0, max: 1, minExclusive: true }), 1e-4),
+  rank: withDefault(int({ min: 1, max: 256 }), 4),
+  max_timestep: withDefault(int({ min: 1, max: 1000 }), 500),
+  checkpoint_every: withDefault(int({ min: 1, max: 1_000_000 }), 100),
+  seed: seed(),
+  /** Name under which the adapter is kept (default: the job id). */
+  adapter_name: optional(adapterName()),
+};
+
+/** Per-video LoRA fine-tuning on the clip and its edited keyframes: steps 2–3. */
+export const FinetuneParams = object(trainingFields, { strict: true });
+
+/** The whole method: fine-tune, then stylize every frame with the new adapter. */
+export const RunParams = object({
+  ...trainingFields,
+  negative_prompt: withDefault(prompt(), ''),
+  strength: strength(0.45),
+  steps: steps(),
+  guidance: guidance(),
+  batch: withDefault(int({ min: 1, max: 64 }), 1),
+}, { strict: true });
+
+export type StylizeParams = Infer<typeof StylizeParams>;
+export type EditKeyframeParams = Infer<typeof EditKeyframeParams>;
+export type FinetuneParams = Infer<typeof FinetuneParams>;
+export type RunParams = Infer<typeof RunParams>;
+
+export interface ParamsByKind {
+  'stylize': StylizeParams;
+  'edit-keyframe': EditKeyframeParams;
+  'finetune': FinetuneParams;
+  'run': RunParams;
+}
+
+const SCHEMAS: { [K in JobKind]: Schema<ParamsByKind[K]> } = {
+  'stylize': StylizeParams,
+  'edit-keyframe': EditKeyframeParams,
+  'finetune': FinetuneParams,
+  'run': RunParams,
+};
+
+export const JobKindSchema = oneOf(JOB_KINDS);
+
+/** Checks the parameters of a job of `kind`, filling in defaults. `path` names the field in errors. */
+export function parseParams<K extends JobKind>(kind: K, value: unknown, path = 'params'): ParamsByKind[K] {
+  return SCHEMAS[kind].parse(value ?? {}, path);
+}
+
+/** The parameter table of a kind (for `--help` and the spec): name → expected. */
+export function describeParams(kind: JobKind): Record<string, string> {
+  const shape = (SCHEMAS[kind] as unknown as { shape: Record<string, Schema<unknown, boolean>> }).shape;
+  return Object.fromEntries(Object.entries(shape).map(([k, s]) => [k, s.expected + (s.isOptional ? '' : ' (required)')]));
+}
