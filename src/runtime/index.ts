@@ -145,16 +145,20 @@ class WorkerRuntime implements Runtime {
     return new WorkerSession(this.link, created, label);
   }
 
-  async read(t: GpuTensor): Promise<Tensor> {
+  async read(t: GpuTensor | Tensor): Promise<Tensor> {
     this.checkOpen();
-    check(isGpuTensor(t), 'tensor', typeof t, 'a GpuTensor handle');
+    if (!isGpuTensor(t)) {
+      check(typeof t === 'object' && t !== null && ArrayBuffer.isView(t.data), 'tensor', typeof t, 'a GpuTensor handle or a Tensor');
+      return t;
+    }
     return this.link.call<Tensor>({ op: 'read', tensor: t.id });
   }
 
-  async dispose(t: GpuTensor | readonly GpuTensor[]): Promise<void> {
+  async dispose(t: Feed | readonly Feed[]): Promise<void> {
     if (this.closed || !this.link.alive) return; // everything is gone already
-    const list = Array.isArray(t) ? t : [t as GpuTensor];
-    await this.link.call<void>({ op: 'dispose', tensors: list.map((x) => x.id) });
+    const list = (Array.isArray(t) ? t : [t]) as Feed[];
+    const ids = list.filter(isGpuTensor).map((x) => x.id);
+    if (ids.length > 0) await this.link.call<void>({ op: 'dispose', tensors: ids });
   }
 
   async close(): Promise<void> {

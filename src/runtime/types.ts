@@ -75,10 +75,13 @@ export interface Runtime {
   readonly decision: ProviderDecision;
   /** Loads a model from a file path (external data beside it is found) or from bytes. */
   createSession(model: string | Uint8Array, options?: SessionOptions): Promise<Session>;
-  /** Copies a GPU tensor to the host. */
-  read(t: GpuTensor): Promise<Tensor>;
-  /** Frees a GPU tensor. */
-  dispose(t: GpuTensor | readonly GpuTensor[]): Promise<void>;
+  /**
+   * Copies a GPU tensor to the host. A host tensor is returned as it is, so code written for GPU-resident
+   * outputs also runs on the CPU provider (where keepOutputsOnGpu is ignored).
+   */
+  read(t: GpuTensor | Tensor): Promise<Tensor>;
+  /** Frees GPU tensors (host tensors in the list are skipped, for the same reason). */
+  dispose(t: Feed | readonly Feed[]): Promise<void>;
   /** Releases every session and stops the worker. */
   close(): Promise<void>;
 }

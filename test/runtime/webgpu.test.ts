@@ -1,0 +1,102 @@
+/**
+ * WebGPU provider tests. They need a Vulkan driver, so they run only with VIDPRIOR_TEST_WEBGPU=1 (CI sets it
+ * and uses Mesa's software lavapipe: VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.json XDG_RUNTIME_DIR=…).
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { VidpriorError } from '../../src/errors.js';
+import { GraphBuilder } from '../../src/onnx/builder.js';
+import { encodeModel } from '../../src/onnx/codec.js';
+import { type GpuTensor, type Runtime, isGpuTensor, openRuntime } from '../../src/runtime/index.js';
+import { type Tensor, float32, fromFloat16, int64, tensor, toFloat16 } from '../../src/tensor.js';
+import { FIXTURE_DIR, FIXTURE_SKIP, binarySelfModel, fixtureRef, linearModel, linearReference, maxAbsDiff } from './models.js';
+
+const SKIP = process.env.VIDPRIOR_TEST_WEBGPU === '1' ? false : 'WebGPU tests run with VIDPRIOR_TEST_WEBGPU=1 (and a Vulkan driver, e.g. lavapipe)';
+
+let gpu: Runtime;
+before(async () => { if (!SKIP) gpu = await openRuntime({ ep: 'webgpu' }); });
+after(async () => { await gpu?.close(); });
+
+/** y = x·x and z = x + x: two outputs, to keep one on the GPU and bring the other home. */
+function twoOutputModel(): Uint8Array {
+  const b = new GraphBuilder('two', { opset: 17 });
+  const x = b.input('x', 'float32', ['n']);
+  b.output(b.op('Mul', [x, x], {}, { outputs: ['y'] }), undefined, 'float32', ['n']);
+  b.output(b.op('Add', [x, x], {}, { outputs: ['z'] }), undefined, 'float32', ['n']);
+  return encodeModel(b.build());
+}
+
+test('webgpu: the decision says webgpu and a session agrees with the CPU provider', { skip: SKIP }, async () => {
+  assert.equal(gpu.decision.ep, 'webgpu');
+  assert.match(gpu.decision.reason, /adapter/);
+  const { bytes, w, bias } = linearModel();
+  const s = await gpu.createSession(bytes, { label: 'linear' });
+  assert.equal(s.ep, 'webgpu');
+  const x = Float32Array.from({ length: 12 }, (_, i) => Math.cos(i));
+  const { y } = await s.run({ x: float32([3, 4], x) });
+  assert.ok(!isGpuTensor(y), 'without keepOutputsOnGpu outputs come back to the host');
+  assert.ok(maxAbsDiff((y as Tensor).data as Float32Array, linearReference(x, w, bias)) < 1e-5);
+  await s.release();
+});
+
+test('webgpu: outputs kept on the GPU feed the next run and read back through an Identity session', { skip: SKIP }, async () => {
+  const square = await gpu.createSession(binarySelfModel('Mul', 'float32'), { keepOutputsOnGpu: true, label: 'square' });
+  const two = await gpu.createSession(twoOutputModel(), { keepOutputsOnGpu: ['y'], label: 'two' });
+  const a = (await square.run({ x: float32([3], [1, 2, 3]) })).y as GpuTensor;
+  assert.ok(isGpuTensor(a));
+  assert.deepEqual([a.type, [...a.dims]], ['float32', [3]]);
+  const b = (await square.run({ x: a })).y as GpuTensor; // same session, fed back
+  const { y, z } = await two.run({ x: b }); // another session, one output kept, one brought home
+  assert.ok(isGpuTensor(y));
+  assert.ok(!isGpuTensor(z));
+  assert.deepEqual([...(z as Tensor).data], [2, 32, 162]);
+  assert.deepEqual([...(await gpu.read(b)).data], [1, 16, 81]);
+  assert.deepEqual([...(await gpu.read(y)).data], [1, 256, 6561]);
+  await gpu.dispose([a, b, y]);
+  const gone = (err: unknown) => err instanceof VidpriorError && err.code === 'E_BAD_REQUEST' && /disposed/.test(err.message);
+  await assert.rejects(gpu.read(b), gone);
+  await assert.rejects(square.run({ x: b }), gone);
+  await square.release();
+  await two.release();
+});
+
+test('webgpu: float16 and int64 tensors stay on the GPU and read back exactly', { skip: SKIP }, async () => {
+  const f16 = await gpu.createSession(binarySelfModel('Add', 'float16'), { keepOutputsOnGpu: true });
+  const h = (await f16.run({ x: tensor('float16', [3], toFloat16(Float32Array.from([1.5, -2, 0.25]))) })).y as GpuTensor;
+  assert.equal(h.type, 'float16');
+  const back = await gpu.read(h);
+  assert.ok(back.data instanceof Uint16Array);
+  assert.deepEqual([...fromFloat16(back.data as Uint16Array)], [3, -4, 0.5]);
+  const i64 = await gpu.createSession(binarySelfModel('Add', 'int64'), { keepOutputsOnGpu: true });
+  const k = (await i64.run({ x: int64([2], [5n, -7n]) })).y as GpuTensor;
+  assert.deepEqual([...(await gpu.read(k)).data as BigInt64Array], [10n, -14n]);
+  await gpu.dispose([h, k]);
+  await f16.release();
+  await i64.release();
+});
+
+test('webgpu: disallowCpuFallback turns a CPU-only node into an error naming the session', { skip: SKIP }, async () => {
+  // Sign has no WebGPU kernel in ORT 1.30, so it would silently run on the CPU.
+  const b = new GraphBuilder('sign', { opset: 17 });
+  const x = b.input('x', 'float32', [4]);
+  b.output(b.op('Sign', [x], {}, { outputs: ['y'] }), undefined, 'float32', [4]);
+  const bytes = encodeModel(b.build());
+  const lenient = await gpu.createSession(bytes);
+  assert.deepEqual([...((await lenient.run({ x: float32([4], [-2, 0, 3, -0.5]) })).y as Tensor).data], [-1, 0, 1, -1]);
+  await lenient.release();
+  await assert.rejects(gpu.createSession(bytes, { disallowCpuFallback: true, label: 'strict' }),
+    (err: unknown) => err instanceof VidpriorError && err.code === 'E_RUNTIME' && /strict/.test(err.message) && /fallback/i.test(err.message));
+});
+
+test('webgpu: the diffusers VAE decoder matches its reference (NCHW and NHWC layouts)', { skip: SKIP || FIXTURE_SKIP }, async () => {
+  const lat = fixtureRef('vae_lat');
+  const dec = fixtureRef('vae_dec');
+  for (const preferredLayout of ['NCHW', 'NHWC'] as const) {
+    const s = await gpu.createSession(join(FIXTURE_DIR, 'vae_decoder', 'model.onnx'), { preferredLayout });
+    const { sample } = await s.run({ latent_sample: float32(lat.dims, lat.data) });
+    const diff = maxAbsDiff((sample as Tensor).data as Float32Array, dec.data);
+    assert.ok(diff < 1e-4, `${preferredLayout}: max |diff| ${diff}`);
+    await s.release();
+  }
+});
