@@ -11,6 +11,11 @@
  * the worker, while the main event loop stays free. With `keepOutputsOnGpu` (WebGPU only; ignored on CPU and
  * CUDA, where outputs come back as host tensors) outputs stay in GPU memory as `GpuTensor` handles that can be
  * fed to the next run, read back with `read()` and must be freed with `dispose()`.
+ *
+ * Call `close()` before the process exits while work may be in flight: `close()` waits for queued runs, but
+ * ending the process (process.exit, an unhandled signal) while the worker is inside an ORT run aborts it
+ * ("terminate called after throwing an instance of 'Napi::Error'", exit code 134, onnxruntime-node 1.30).
+ * An idle runtime does not keep the process alive.
  */
 import { existsSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
@@ -29,6 +34,10 @@ export * from './types.js';
 
 const EP_CHOICES = ['auto', 'cuda', 'webgpu', 'cpu'] as const;
 
+/** GPU tensor ids of the n-th runtime of this process lie in [n·SPAN, (n+1)·SPAN): a handle names its runtime. */
+const TENSOR_ID_SPAN = 2 ** 32;
+let runtimesOpened = 0;
+
 /** Starts the worker, decides the execution provider once, and returns the runtime. */
 export async function openRuntime(options: RuntimeOptions): Promise<Runtime> {
   check(EP_CHOICES.includes(options.ep), 'ep', options.ep, `one of ${EP_CHOICES.join(', ')}`);
@@ -38,9 +47,10 @@ export async function openRuntime(options: RuntimeOptions): Promise<Runtime> {
   const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
   const worker = new Worker(new URL('./worker.js', import.meta.url), { execArgv });
   const link = new WorkerLink(worker);
+  const tensorIdBase = ++runtimesOpened * TENSOR_ID_SPAN;
   try {
-    const { decision } = await link.call<InitResult>({ op: 'init', ep: options.ep, cpuThreads });
-    return new WorkerRuntime(link, decision);
+    const { decision } = await link.call<InitResult>({ op: 'init', ep: options.ep, cpuThreads, tensorIdBase });
+    return new WorkerRuntime(link, decision, tensorIdBase);
   } catch (err) {
     await link.shutdown(false);
     throw err;
@@ -122,7 +132,7 @@ class WorkerLink {
 class WorkerRuntime implements Runtime {
   private closed = false;
 
-  constructor(private readonly link: WorkerLink, readonly decision: ProviderDecision) {}
+  constructor(private readonly link: WorkerLink, readonly decision: ProviderDecision, private readonly tensorIdBase: number) {}
 
   async createSession(model: string | Uint8Array, options: SessionOptions = {}): Promise<Session> {
     this.checkOpen();
@@ -142,7 +152,7 @@ class WorkerRuntime implements Runtime {
     });
     const wire: WireSessionOptions = { ...options, label, ...(externalData ? { externalData } : {}) };
     const created = await this.link.call<CreateResult>({ op: 'create', model: source, options: wire });
-    return new WorkerSession(this.link, created, label);
+    return new WorkerSession(this.link, created, label, (t) => this.checkOwn(t));
   }
 
   async read(t: GpuTensor | Tensor): Promise<Tensor> {
@@ -151,13 +161,14 @@ class WorkerRuntime implements Runtime {
       check(typeof t === 'object' && t !== null && ArrayBuffer.isView(t.data), 'tensor', typeof t, 'a GpuTensor handle or a Tensor');
       return t;
     }
+    this.checkOwn(t);
     return this.link.call<Tensor>({ op: 'read', tensor: t.id });
   }
 
   async dispose(t: Feed | readonly Feed[]): Promise<void> {
     if (this.closed || !this.link.alive) return; // everything is gone already
     const list = (Array.isArray(t) ? t : [t]) as Feed[];
-    const ids = list.filter(isGpuTensor).map((x) => x.id);
+    const ids = list.filter(isGpuTensor).map((x) => { this.checkOwn(x); return x.id; });
     if (ids.length > 0) await this.link.call<void>({ op: 'dispose', tensors: ids });
   }
 
@@ -165,6 +176,13 @@ class WorkerRuntime implements Runtime {
     if (this.closed) return;
     this.closed = true;
     await this.link.shutdown(true);
+  }
+
+  /** A handle made by another runtime would name an unrelated tensor here: refuse it. */
+  private checkOwn(t: GpuTensor): void {
+    if (Math.floor(t.id / TENSOR_ID_SPAN) * TENSOR_ID_SPAN !== this.tensorIdBase) {
+      throw new VidpriorError('E_BAD_REQUEST', `GPU tensor ${t.id} belongs to another runtime`, { tensor: t.id });
+    }
   }
 
   private checkOpen(): void {
@@ -179,7 +197,10 @@ class WorkerSession implements Session {
   private readonly id: number;
   private released = false;
 
-  constructor(private readonly link: WorkerLink, created: CreateResult, readonly label: string) {
+  constructor(
+    private readonly link: WorkerLink, created: CreateResult, readonly label: string,
+    private readonly checkOwn: (t: GpuTensor) => void,
+  ) {
     this.id = created.session;
     this.inputs = created.inputs;
     this.outputs = created.outputs;
@@ -190,6 +211,7 @@ class WorkerSession implements Session {
     if (this.released) throw new VidpriorError('E_BAD_REQUEST', `${this.label}: the session was released`);
     // 1. Check the feeds against the model before anything crosses the thread boundary.
     checkFeeds(this.label, this.inputs, feeds);
+    for (const feed of Object.values(feeds)) if (isGpuTensor(feed)) this.checkOwn(feed);
     if (outputNames) checkOutputNames(this.label, this.outputs, outputNames);
     // 2. Pack them: handles as plain objects, host data copied once or moved (transferFeeds).
     const transfer: ArrayBuffer[] = [];

@@ -13,7 +13,8 @@ import type { ExecutionProvider, ExecutionProviderChoice, GpuTensor, IoMeta, Pro
 export type WireFeed = Tensor | GpuTensor;
 
 export type Request =
-  | { id: number; op: 'init'; ep: ExecutionProviderChoice; cpuThreads: number }
+  /** `tensorIdBase`: GPU tensor ids start there, so handles of different runtimes never collide. */
+  | { id: number; op: 'init'; ep: ExecutionProviderChoice; cpuThreads: number; tensorIdBase: number }
   | { id: number; op: 'create'; model: string | Uint8Array; options: WireSessionOptions }
   | { id: number; op: 'run'; session: number; feeds: Record<string, WireFeed>; outputNames?: string[] }
   | { id: number; op: 'release'; session: number }

@@ -36,7 +36,11 @@ export interface SessionOptions {
   /** Where model weights stored as external data live, when the model is given as bytes. */
   externalData?: { path: string; data: Uint8Array | string }[];
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
-  /** Outputs to leave on the GPU (WebGPU/CUDA only; ignored on CPU). `true` = all outputs. */
+  /**
+   * Outputs to leave in GPU memory as GpuTensor handles. `true` = all outputs. WebGPU only: on the CPU provider
+   * (and on CUDA, where onnxruntime-node's 'gpu-buffer' location is unverified) it is ignored and outputs come
+   * back as host tensors; `Runtime.read`/`dispose` accept those too, so calling code need not care.
+   */
   keepOutputsOnGpu?: boolean | string[];
   /** ORT optimizers to switch off by name (e.g. 'CommonSubexpressionElimination'). */
   disabledOptimizers?: string[];

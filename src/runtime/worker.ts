@@ -56,7 +56,7 @@ async function handle(req: Request): Promise<void> {
 
 async function dispatch(req: Request, transfer: ArrayBuffer[]): Promise<unknown> {
   switch (req.op) {
-    case 'init': return init(req.ep, req.cpuThreads);
+    case 'init': state.nextTensor = req.tensorIdBase + 1; return init(req.ep, req.cpuThreads);
     case 'create': return createSession(req.model, req.options);
     case 'run': return runSession(req.session, req.feeds, req.outputNames, transfer);
     case 'release': return releaseSession(req.session);

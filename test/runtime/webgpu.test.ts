@@ -100,3 +100,20 @@ test('webgpu: the diffusers VAE decoder matches its reference (NCHW and NHWC lay
     await s.release();
   }
 });
+
+test('webgpu: a kept tensor outlives its session; handles of another runtime are refused', { skip: SKIP }, async () => {
+  const s = await gpu.createSession(binarySelfModel('Add', 'float32'), { keepOutputsOnGpu: true });
+  const h = (await s.run({ x: float32([2], [1, -1]) })).y as GpuTensor;
+  await s.release();
+  assert.deepEqual([...(await gpu.read(h)).data], [2, -2]);
+  const other = await openRuntime({ ep: 'webgpu' });
+  try {
+    const foreign = (err: unknown) => err instanceof VidpriorError && err.code === 'E_BAD_REQUEST' && /another runtime/.test(err.message);
+    await assert.rejects(other.read(h), foreign);
+    const s2 = await other.createSession(binarySelfModel('Add', 'float32'));
+    await assert.rejects(s2.run({ x: h }), foreign);
+  } finally {
+    await other.close();
+  }
+  await gpu.dispose(h);
+});
