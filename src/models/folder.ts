@@ -4,7 +4,7 @@
  *
  *   text_encoder/model.onnx  unet/model.onnx  vae_encoder/model.onnx  vae_decoder/model.onnx
  *   tokenizer/vocab.json  tokenizer/merges.txt
- *   scheduler/scheduler_config.json  (or a model_index.json; the SD 1.x DDIM values are used then)
+ *   scheduler/scheduler_config.json  (or a model_index.json; SD 1.x's training schedule is used then)
  *
  * Weights stored as external data sit beside each model.onnx; the runtime finds them from the path.
  */
@@ -12,22 +12,10 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { VidpriorError } from '../errors.js';
+import { type DdimConfig, SD1_SCHEDULER, ddimConfigFrom, loadSchedulerConfig } from '../schedulers/config.js';
 
 export const COMPONENTS = ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder'] as const;
 export type Component = (typeof COMPONENTS)[number];
-
-/** The scheduler settings of SD 1.x (v1-inference.yaml), used when a folder has no scheduler config. */
-export const SD1_SCHEDULER_DEFAULTS: Readonly<Record<string, unknown>> = {
-  _class_name: 'DDIMScheduler',
-  num_train_timesteps: 1000,
-  beta_start: 0.00085,
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  clip_sample: false,
-  set_alpha_to_one: false,
-  steps_offset: 1,
-  prediction_type: 'epsilon',
-};
 
 /** SD 1.x's latent scaling factor, used when no config in the folder names one. */
 export const SD1_SCALING_FACTOR = 0.18215;
@@ -38,10 +26,12 @@ export interface ModelFolder {
   onnx: Record<Component, string>;
   vocab: string;
   merges: string;
-  /** The scheduler config (from scheduler/scheduler_config.json, model_index.json, or SD 1.x defaults). */
-  schedulerConfig: Record<string, unknown>;
-  /** Where the scheduler config came from (a path, or 'SD 1.x defaults'). */
+  /** The DDIM config (from scheduler/scheduler_config.json, model_index.json, or SD 1.x's schedule). */
+  schedulerConfig: DdimConfig;
+  /** Where the scheduler config came from (a path, or 'SD 1.x training schedule'). */
   schedulerConfigSource: string;
+  /** Notes for the user: a foreign scheduler class, fix-ups, a missing file. */
+  schedulerNotes: string[];
   /** The VAE's latent scaling factor and where it came from. */
   scalingFactor: number;
   scalingFactorSource: string;
@@ -92,24 +82,28 @@ export async function readModelFolder(folder: string): Promise<ModelFolder> {
   const tokenizerConfigPath = join(dir, 'tokenizer', 'tokenizer_config.json');
   const tokenizerConfig = isFile(tokenizerConfigPath) ? await readJson(tokenizerConfigPath) : null;
 
-  // Scheduler: scheduler/scheduler_config.json, else model_index.json (which may embed one), else missing.
+  // Scheduler: scheduler/scheduler_config.json (read by the scheduler module, with diffusers' SD pipeline
+  // fix-ups), else model_index.json (which may embed settings over SD 1.x's schedule), else missing.
   const schedulerPath = join(dir, 'scheduler', 'scheduler_config.json');
   const indexPath = join(dir, 'model_index.json');
   const modelIndex = isFile(indexPath) ? await readJson(indexPath) : null;
-  let schedulerConfig: Record<string, unknown>;
+  let schedulerConfig: DdimConfig;
+  let schedulerNotes: string[];
   let schedulerConfigSource: string;
   if (isFile(schedulerPath)) {
-    schedulerConfig = await readJson(schedulerPath);
+    const loaded = await loadSchedulerConfig(dir);
+    schedulerConfig = loaded.config;
+    schedulerNotes = loaded.notes;
     schedulerConfigSource = schedulerPath;
   } else if (modelIndex) {
     const embedded = modelIndex.scheduler_config ?? modelIndex.scheduler;
-    if (embedded && typeof embedded === 'object' && !Array.isArray(embedded)) {
-      schedulerConfig = { ...SD1_SCHEDULER_DEFAULTS, ...(embedded as Record<string, unknown>) };
-      schedulerConfigSource = `${indexPath} (scheduler)`;
-    } else {
-      schedulerConfig = { ...SD1_SCHEDULER_DEFAULTS };
-      schedulerConfigSource = `SD 1.x defaults (${indexPath} names no scheduler settings)`;
-    }
+    const settings = embedded && typeof embedded === 'object' && !Array.isArray(embedded) ? embedded as Record<string, unknown> : {};
+    schedulerConfig = ddimConfigFrom({ ...SD1_SCHEDULER, ...settings }, indexPath).config;
+    schedulerConfigSource = Object.keys(settings).length ? `${indexPath} (scheduler)` : 'SD 1.x training schedule';
+    schedulerNotes = Object.keys(settings).length ? [] : [`no scheduler/scheduler_config.json: using the SD 1.x training schedule (${indexPath} names none)`];
+    // The fix-ups diffusers' Stable Diffusion pipelines apply to an outdated config.
+    if (schedulerConfig.steps_offset !== 1) { schedulerConfig.steps_offset = 1; schedulerNotes.push('scheduler steps_offset set to 1, as diffusers\' Stable Diffusion pipelines do'); }
+    if (schedulerConfig.clip_sample) { schedulerConfig.clip_sample = false; schedulerNotes.push('scheduler clip_sample set to false, as diffusers\' Stable Diffusion pipelines do'); }
   } else {
     throw missing(dir, 'scheduler/scheduler_config.json', 'or a model_index.json');
   }
@@ -135,7 +129,7 @@ export async function readModelFolder(folder: string): Promise<ModelFolder> {
   }
 
   return {
-    dir, onnx, vocab, merges, schedulerConfig, schedulerConfigSource, scalingFactor, scalingFactorSource, tokenizerConfig,
+    dir, onnx, vocab, merges, schedulerConfig, schedulerConfigSource, schedulerNotes, scalingFactor, scalingFactorSource, tokenizerConfig,
   };
 }
 

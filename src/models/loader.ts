@@ -116,7 +116,8 @@ export async function loadModelFolder(dir: string, runtime: Runtime, opts: LoadM
       + `scaling ${facts.scalingFactor} (${facts.scalingFactorSource}), opsets ${COMPONENTS.map((c) => `${c} ${opsets[c] || '?'}`).join(', ')}`);
     return {
       dir: folder.dir, textEncoder, unet, vaeEncoder, vaeDecoder, tokenizer,
-      schedulerConfig: folder.schedulerConfig, schedulerConfigSource: folder.schedulerConfigSource, facts, io,
+      schedulerConfig: folder.schedulerConfig, schedulerConfigSource: folder.schedulerConfigSource,
+      schedulerNotes: folder.schedulerNotes, facts, io,
       async release() {
         for (const s of created.splice(0)) await s.release();
       },

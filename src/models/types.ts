@@ -5,6 +5,7 @@
 import type { Session } from '../runtime/types.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import type { Component } from './folder.js';
+import type { DdimConfig } from '../schedulers/config.js';
 
 export type FloatType = 'float32' | 'float16';
 
@@ -60,9 +61,11 @@ export interface StableDiffusionModel {
   readonly vaeEncoder: Session;
   readonly vaeDecoder: Session;
   readonly tokenizer: ClipTokenizer;
-  /** The scheduler's diffusers config (scheduler_config.json keys). */
-  readonly schedulerConfig: Readonly<Record<string, unknown>>;
+  /** The DDIM config the pipelines step with (scheduler_config.json keys, diffusers' fix-ups applied). */
+  readonly schedulerConfig: Readonly<DdimConfig>;
   readonly schedulerConfigSource: string;
+  /** Notes about the scheduler config for the user (foreign class, fix-ups, missing file). */
+  readonly schedulerNotes: readonly string[];
   readonly facts: ModelFacts;
   readonly io: ModelIoNames;
   /** Releases the sessions the loader created (not a UNet passed in by the caller). */
