@@ -21,9 +21,10 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { VidpriorError, check } from '../errors.js';
-import type { Tensor } from '../tensor.js';
+import { type Tensor, sizeOf } from '../tensor.js';
 import type { CreateResult, InitResult, Request, Response, RunResult, WireFeed, WireSessionOptions } from './messages.js';
 import { fromWireError } from './messages.js';
+import { supportsGpuOutputs } from './ort-options.js';
 import type {
   ExecutionProvider, Feed, GpuTensor, IoMeta, ProviderDecision, RunOptions, Runtime, RuntimeOptions, Session, SessionOptions,
 } from './types.js';
@@ -163,6 +164,18 @@ class WorkerRuntime implements Runtime {
     }
     this.checkOwn(t);
     return this.link.call<Tensor>({ op: 'read', tensor: t.id });
+  }
+
+  async upload(t: Tensor): Promise<Feed> {
+    this.checkOpen();
+    check(typeof t === 'object' && t !== null && !isGpuTensor(t) && ArrayBuffer.isView(t.data), 'tensor', typeof t, 'a host Tensor');
+    if (!supportsGpuOutputs(this.decision.ep)) return t;
+    const transfer: ArrayBuffer[] = [];
+    const tensor = packFeed(t, false, transfer) as Tensor;
+    if (tensor.data.length !== sizeOf(tensor.dims)) {
+      throw new VidpriorError('E_SHAPE', `upload: the tensor has ${tensor.data.length} elements but its dims [${tensor.dims.join(', ')}] need ${sizeOf(tensor.dims)}`);
+    }
+    return this.link.call<Feed>({ op: 'upload', tensor }, transfer);
   }
 
   async dispose(t: Feed | readonly Feed[]): Promise<void> {

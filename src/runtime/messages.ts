@@ -19,6 +19,7 @@ export type Request =
   | { id: number; op: 'run'; session: number; feeds: Record<string, WireFeed>; outputNames?: string[] }
   | { id: number; op: 'release'; session: number }
   | { id: number; op: 'read'; tensor: number }
+  | { id: number; op: 'upload'; tensor: Tensor }
   | { id: number; op: 'dispose'; tensors: number[] }
   | { id: number; op: 'close' };
 

@@ -84,6 +84,11 @@ export interface Runtime {
    * outputs also runs on the CPU provider (where keepOutputsOnGpu is ignored).
    */
   read(t: GpuTensor | Tensor): Promise<Tensor>;
+  /**
+   * Copies a host tensor into GPU memory once, for feeds reused across many runs (fixed noise, text embeddings,
+   * weights being trained). On providers without GPU outputs (CPU) the tensor itself is returned.
+   */
+  upload(t: Tensor): Promise<Feed>;
   /** Frees GPU tensors (host tensors in the list are skipped, for the same reason). */
   dispose(t: Feed | readonly Feed[]): Promise<void>;
   /** Releases every session and stops the worker. */

@@ -27,7 +27,7 @@ const state = {
   cpuThreads: 0,
   sessions: new Map<number, SessionEntry>(),
   gpuTensors: new Map<number, OrtTensor>(),
-  /** Identity sessions that copy a GPU tensor of each element type to the host. */
+  /** Identity sessions that copy tensors of each element type between the host and the GPU. */
   readers: new Map<string, OrtSession>(),
   nextSession: 1,
   nextTensor: 1,
@@ -61,6 +61,7 @@ async function dispatch(req: Request, transfer: ArrayBuffer[]): Promise<unknown>
     case 'run': return runSession(req.session, req.feeds, req.outputNames, transfer);
     case 'release': return releaseSession(req.session);
     case 'read': return readTensor(req.tensor, transfer);
+    case 'upload': return uploadTensor(req.tensor, transfer);
     case 'dispose': return disposeTensors(req.tensors);
     case 'close': return closeAll();
   }
@@ -210,7 +211,7 @@ function fromOrtTensor(t: OrtTensor, label: string, name: string, transfer: Arra
 async function readTensor(id: number, transfer: ArrayBuffer[]): Promise<Tensor> {
   const t = state.gpuTensors.get(id);
   if (!t) throw new VidpriorError('E_BAD_REQUEST', `GPU tensor ${id} was disposed or belongs to another runtime`, { tensor: id });
-  const reader = await readerFor(t.type);
+  const reader = await copierTo('cpu', t.type);
   let out: ort.InferenceSession.ReturnType;
   try {
     out = await reader.run({ x: t });
@@ -220,20 +221,35 @@ async function readTensor(id: number, transfer: ArrayBuffer[]): Promise<Tensor> 
   return fromOrtTensor(out.y as OrtTensor, 'read', 'y', transfer) as Tensor;
 }
 
-/** The Identity session (on the runtime's provider, output on the CPU) that downloads tensors of `type`. */
-async function readerFor(type: string): Promise<OrtSession> {
-  const key = `${state.ep}:${type}`;
-  let reader = state.readers.get(key);
-  if (!reader) {
+/**
+ * The Identity session on the runtime's provider whose output lives at `location`: 'cpu' downloads a GPU
+ * tensor of `type`, 'gpu-buffer' uploads a host one.
+ */
+async function copierTo(location: 'cpu' | 'gpu-buffer', type: string): Promise<OrtSession> {
+  const key = location === 'cpu' ? `${state.ep}:${type}` : `${state.ep}:${type}:${location}`;
+  let copier = state.readers.get(key);
+  if (!copier) {
     const { identityModel } = await import('./identity.js');
-    reader = await ort.InferenceSession.create(identityModel(type as DType), {
+    copier = await ort.InferenceSession.create(identityModel(type as DType), {
       executionProviders: [state.ep],
-      preferredOutputLocation: 'cpu',
+      preferredOutputLocation: location,
       logSeverityLevel: 4,
     });
-    state.readers.set(key, reader);
+    state.readers.set(key, copier);
   }
-  return reader;
+  return copier;
+}
+
+/** Copies a host tensor into GPU memory (WebGPU) and returns its handle. */
+async function uploadTensor(t: Tensor, transfer: ArrayBuffer[]): Promise<Tensor | GpuTensor> {
+  const copier = await copierTo('gpu-buffer', t.type);
+  let out: ort.InferenceSession.ReturnType;
+  try {
+    out = await copier.run({ x: toOrtTensor(t, 'upload', 'x') });
+  } catch (err) {
+    throw new VidpriorError('E_RUNTIME', `uploading a ${t.type} tensor to the GPU failed: ${shortOrtMessage((err as Error).message)}`);
+  }
+  return fromOrtTensor(out.y as OrtTensor, 'upload', 'y', transfer);
 }
 
 function disposeTensors(ids: number[]): void {

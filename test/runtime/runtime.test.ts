@@ -146,6 +146,11 @@ test('cpu: keepOutputsOnGpu is ignored on the CPU provider (host tensors come ba
   assert.ok(!isGpuTensor(y));
   assert.deepEqual([...(y as Tensor).data], [4, 5]);
   await assert.rejects(rt.createSession(identityModelOf('float32'), { keepOutputsOnGpu: ['nope'] }), isCode('E_MODEL_INPUT', "'nope'"));
+  // read/upload/dispose accept host tensors, so code written for GPU-resident tensors runs here unchanged.
+  const host = float32([1], [3]);
+  assert.equal(await rt.upload(host), host);
+  assert.equal(await rt.read(host), host);
+  await rt.dispose([host]);
   await s.release();
 });
 

@@ -117,3 +117,14 @@ test('webgpu: a kept tensor outlives its session; handles of another runtime are
   }
   await gpu.dispose(h);
 });
+
+test('webgpu: upload() puts a host tensor on the GPU once, to feed many runs', { skip: SKIP }, async () => {
+  const noise = await gpu.upload(float32([3], [0.5, -1, 2]));
+  assert.ok(isGpuTensor(noise));
+  const s = await gpu.createSession(binarySelfModel('Add', 'float32'));
+  for (let i = 0; i < 2; i++) assert.deepEqual([...((await s.run({ x: noise })).y as Tensor).data], [1, -2, 4]);
+  const half = await gpu.upload(tensor('float16', [2], toFloat16(Float32Array.from([1, -0.5]))));
+  assert.deepEqual([...fromFloat16((await gpu.read(half)).data as Uint16Array)], [1, -0.5]);
+  await gpu.dispose([noise, half]);
+  await s.release();
+});
