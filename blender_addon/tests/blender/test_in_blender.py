@@ -1,0 +1,125 @@
+"""The add-on inside a real Blender (-b) against a real daemon with the embedded default model."""
+import glob
+import os
+import socket
+import threading
+import unittest
+
+import bpy
+
+from vidprior import compat, state
+
+DATA = os.environ["VIDPRIOR_TEST_DATA"]
+PORT = int(os.environ["VIDPRIOR_TEST_PORT"])
+
+
+def fresh_scene():
+    scene = bpy.context.scene
+    editor = compat.ensure_sequence_editor(scene)
+    for strip in list(compat.all_strips(editor)):
+        compat.strips_collection(editor).remove(strip)
+    s = scene.vidprior
+    s.prompt, s.strength, s.steps, s.guidance, s.seed = "a watercolor painting", 0.5, 4, 7.5, 0
+    s.output_folder = os.path.join(DATA, "out")
+    s.edits.clear()
+    return scene, editor
+
+
+def select(editor, strip):
+    for other in compat.all_strips(editor):
+        other.select = False
+    strip.select = True
+    editor.active_strip = strip
+
+
+def new_strips(editor, before):
+    return [s for s in compat.all_strips(editor) if s.name not in before]
+
+
+class Stylize(unittest.TestCase):
+    def setUp(self):
+        bpy.context.preferences.addons["vidprior"].preferences.port = PORT
+
+    def check_result(self, editor, source, before):
+        added = new_strips(editor, before)
+        self.assertEqual(len(added), 1, "one new strip expected")
+        result = added[0]
+        self.assertEqual(result.type, "IMAGE")
+        self.assertEqual(compat.strip_range(result), compat.strip_range(source))
+        self.assertGreater(result.channel, source.channel)
+        start, end = compat.strip_range(source)
+        self.assertEqual(len(result.elements), end - start)
+        for element in result.elements:
+            self.assertTrue(os.path.isfile(os.path.join(bpy.path.abspath(result.directory), element.filename)))
+
+    def test_image_strip(self):
+        scene, editor = fresh_scene()
+        files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
+        strip = compat.new_image_strip(editor, "shot", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 10)
+        select(editor, strip)
+        before = {s.name for s in compat.all_strips(editor)}
+        self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, scene.vidprior.job_status)
+        self.check_result(editor, strip, before)
+
+    def test_movie_strip(self):
+        scene, editor = fresh_scene()
+        strip = compat.strips_collection(editor).new_movie(name="clip", filepath=os.path.join(DATA, "clip.mp4"), channel=1, frame_start=1)
+        select(editor, strip)
+        before = {s.name for s in compat.all_strips(editor)}
+        self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, scene.vidprior.job_status)
+        self.check_result(editor, strip, before)
+        # Rendering the strip left the scene's own settings as they were.
+        self.assertNotEqual(scene.view_settings.view_transform, "") 
+
+    def test_cancel_leaves_blender_usable(self):
+        scene, editor = fresh_scene()
+        scene.vidprior.steps = 400  # long enough to be cancelled
+        files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
+        strip = compat.new_image_strip(editor, "long", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 1)
+        select(editor, strip)
+        before = {s.name for s in compat.all_strips(editor)}
+
+        def cancel_soon():
+            job = state.current()
+            if job is not None:
+                job.task.cancel()  # thread-safe: sets a flag the worker reads
+
+        timer = threading.Timer(3.0, cancel_soon)
+        timer.start()
+        self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"CANCELLED"})
+        timer.cancel()
+        self.assertEqual(state.current().error[0], "E_CANCELLED")
+        self.assertEqual(new_strips(editor, before), [])
+        # Blender still works: a short job runs to the end.
+        scene.vidprior.steps = 4
+        self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, scene.vidprior.job_status)
+
+    def test_daemon_down_gives_a_clear_report(self):
+        scene, editor = fresh_scene()
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+        s.close()
+        bpy.context.preferences.addons["vidprior"].preferences.port = closed_port
+        files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
+        strip = compat.new_image_strip(editor, "down", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 1)
+        select(editor, strip)
+        self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"CANCELLED"})
+        code, message = state.current().error
+        self.assertEqual(code, "E_UNREACHABLE")
+        self.assertIn("vidprior serve", message)
+        self.assertIn("E_UNREACHABLE", scene.vidprior.job_status)
+
+    def test_no_strip_selected_is_reported(self):
+        scene, editor = fresh_scene()
+        editor.active_strip = None
+        self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"CANCELLED"})
+
+    def test_test_connection(self):
+        self.assertEqual(bpy.ops.vidprior.test_connection(), {"FINISHED"})
+        info = state.last_info()
+        self.assertEqual(info["welcome"]["protocol"], 1)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,130 @@
+"""Getting a strip's frames out of Blender and stylized frames back in. Main thread only (uses bpy).
+
+Image strips: the files the strip shows are read as they are (no colour management in between).
+Movie strips: the strip is rendered alone, with the Standard view transform so colours survive the round trip.
+"""
+import os
+import tempfile
+
+import bpy
+
+from . import compat
+
+DIRECT_IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
+
+
+class FrameError(RuntimeError):
+    """A strip whose frames cannot be read; the message is shown to the user."""
+
+
+def strip_frame_files(scene, strip, workdir):
+    """Returns [(frame_number, path)] for every frame the strip shows, in order."""
+    start, end = compat.strip_range(strip)
+    if end <= start:
+        raise FrameError("strip '%s' shows no frames" % strip.name)
+    if compat.is_image_strip(strip):
+        files = _image_strip_files(strip, start, end)
+        if files is not None:
+            return files
+    if compat.is_image_strip(strip) or compat.is_movie_strip(strip):
+        return _render_strip(scene, strip, start, end, workdir)
+    raise FrameError("strip '%s' is a %s strip: choose a movie or image strip" % (strip.name, strip.type.lower()))
+
+
+def _image_strip_files(strip, start, end):
+    """The image files behind an image strip, or None when they must be rendered (e.g. EXR)."""
+    directory = bpy.path.abspath(strip.directory)
+    files = []
+    for frame in range(start, end):
+        element = strip.strip_elem_from_frame(frame)
+        if element is None:
+            return None
+        path = os.path.join(directory, element.filename)
+        if os.path.splitext(path)[1].lower() not in DIRECT_IMAGE_EXTENSIONS:
+            return None
+        if not os.path.isfile(path):
+            raise FrameError("image '%s' of strip '%s' does not exist" % (path, strip.name))
+        files.append((frame, path))
+    return files
+
+
+def _strip_size(strip, scene):
+    elements = getattr(strip, "elements", None)
+    if elements and len(elements) and elements[0].orig_width:
+        return elements[0].orig_width, elements[0].orig_height
+    return scene.render.resolution_x, scene.render.resolution_y
+
+
+def _render_strip(scene, strip, start, end, workdir):
+    """Renders frames [start, end) of `strip` alone to PNGs in `workdir`."""
+    editor = scene.sequence_editor
+    others = [s for s in compat.all_strips(editor) if s != strip and not s.mute]
+    render = scene.render
+    saved = {
+        "frame_start": scene.frame_start, "frame_end": scene.frame_end, "frame_current": scene.frame_current,
+        "filepath": render.filepath, "use_sequencer": render.use_sequencer, "use_compositing": render.use_compositing,
+        "resolution_x": render.resolution_x, "resolution_y": render.resolution_y,
+        "resolution_percentage": render.resolution_percentage,
+        "file_format": render.image_settings.file_format, "color_mode": render.image_settings.color_mode,
+        "color_depth": render.image_settings.color_depth,
+    }
+    media_type = getattr(render.image_settings, "media_type", None)
+    view = compat.set_standard_view(scene)
+    width, height = _strip_size(strip, scene)
+    try:
+        for s in others:
+            s.mute = True
+        scene.frame_start, scene.frame_end = start, end - 1
+        render.use_sequencer = True
+        render.use_compositing = False
+        render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
+        compat.set_png_output(scene)
+        render.filepath = os.path.join(workdir, "frame_")
+        bpy.ops.render.render(animation=True, scene=scene.name)
+    finally:
+        for s in others:
+            s.mute = False
+        compat.restore_view(scene, view)
+        if media_type is not None:
+            render.image_settings.media_type = media_type
+        for key in ("file_format", "color_mode", "color_depth"):
+            try:
+                setattr(render.image_settings, key, saved[key])
+            except TypeError:
+                pass
+        for key in ("frame_start", "frame_end", "filepath", "use_sequencer", "use_compositing",
+                    "resolution_x", "resolution_y", "resolution_percentage"):
+            setattr(render if key not in ("frame_start", "frame_end") else scene, key, saved[key])
+        scene.frame_set(saved["frame_current"])
+    files = []
+    for frame in range(start, end):
+        path = os.path.join(workdir, "frame_%04d.png" % frame)
+        if not os.path.isfile(path):
+            raise FrameError("rendering frame %d of strip '%s' produced no image" % (frame, strip.name))
+        files.append((frame, path))
+    return files
+
+
+def output_folder(prefs_folder, strip_name, job_id):
+    """Where stylized frames of a job go: the chosen folder, else next to the .blend, else a temp folder."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in strip_name)[:60] or "strip"
+    if prefs_folder:
+        base = bpy.path.abspath(prefs_folder)
+    elif bpy.data.filepath:
+        base = os.path.join(os.path.dirname(bpy.data.filepath), "vidprior")
+    else:
+        base = os.path.join(tempfile.gettempdir(), "vidprior")
+    folder = os.path.join(base, "%s_%s" % (safe, job_id))
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def add_result_strip(scene, source, folder, filenames):
+    """Adds the stylized frames as an image strip above `source`, over the same frame range."""
+    editor = compat.ensure_sequence_editor(scene)
+    start, end = compat.strip_range(source)
+    if len(filenames) != end - start:
+        raise FrameError("expected %d stylized frames for strip '%s', got %d" % (end - start, source.name, len(filenames)))
+    channel = compat.free_channel_above(editor, source)
+    name = (source.name + " vidprior")[:60]
+    return compat.new_image_strip(editor, name, folder, filenames, channel, start)

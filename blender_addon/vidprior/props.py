@@ -1,0 +1,68 @@
+"""Settings the sequencer panel edits, stored on the scene (`scene.vidprior`)."""
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
+
+
+class VIDPRIOR_PG_candidate(bpy.types.PropertyGroup):
+    """One keyframe-edit candidate the daemon returned."""
+    seed: IntProperty(name="Seed")
+    path: StringProperty(name="Image", subtype="FILE_PATH")
+    image_name: StringProperty(name="Blender image")
+
+
+class VIDPRIOR_PG_edit(bpy.types.PropertyGroup):
+    """A chosen keyframe edit: strip-relative frame index and the edited image."""
+    frame: IntProperty(name="Frame")
+    path: StringProperty(name="Edited image", subtype="FILE_PATH")
+
+
+def _adapter_items(self, context):
+    from . import state
+    items = [("NONE", "Base model", "Stylize with the base model, no fine-tuning")]
+    for name in state.known_adapters():
+        items.append((name, name, "Adapter from the daemon"))
+    return items
+
+
+class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
+    prompt: StringProperty(name="Prompt", description="What the video should look like")
+    negative_prompt: StringProperty(name="Negative prompt", description="What to avoid")
+    strength: FloatProperty(name="Strength", default=0.45, min=0.01, max=1.0,
+                            description="How far from the original frames (0.45; 0.325 for people)")
+    edit_strength: FloatProperty(name="Edit strength", default=0.75, min=0.01, max=1.0,
+                                 description="Strength of the keyframe edit previews")
+    steps: IntProperty(name="Steps", default=50, min=1, max=1000)
+    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=50.0)
+    seed: IntProperty(name="Seed", default=0, min=0)
+    candidates: IntProperty(name="Candidates", default=4, min=1, max=16)
+    finetune_frames: IntProperty(name="Frames", default=30, min=1, max=1000,
+                                 description="Frames sampled across the strip for fine-tuning")
+    iterations: IntProperty(name="Iterations", default=1000, min=1, max=100000)
+    adapter: EnumProperty(name="Adapter", items=_adapter_items)
+    output_folder: StringProperty(name="Output folder", subtype="DIR_PATH",
+                                  description="Where stylized frames go (default: a 'vidprior' folder next to the .blend)")
+    candidate_list: CollectionProperty(type=VIDPRIOR_PG_candidate)
+    candidate_index: IntProperty(name="Candidate", default=0)
+    edits: CollectionProperty(type=VIDPRIOR_PG_edit)
+    # Read-only status mirrored from the running job, for the panel.
+    job_id: StringProperty(name="Job")
+    job_kind: StringProperty(name="Job kind")
+    job_status: StringProperty(name="Status")
+    job_progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR")
+    busy: BoolProperty(name="Busy", default=False)
+
+
+classes = (VIDPRIOR_PG_candidate, VIDPRIOR_PG_edit, VIDPRIOR_PG_settings)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.vidprior = PointerProperty(type=VIDPRIOR_PG_settings)
+
+
+def unregister():
+    del bpy.types.Scene.vidprior
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

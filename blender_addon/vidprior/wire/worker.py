@@ -1,0 +1,135 @@
+"""Background threads that own the daemon connection. They never touch bpy: they read input files, write
+output files and post events to a queue that the main thread drains (a timer in the UI, a loop in `-b`).
+
+Events posted (tuples):
+  ("connected", welcome)                      the handshake succeeded
+  ("accepted", job_summary)                   the job is queued
+  ("progress", progress_message)
+  ("frame", index, name, path, seed)          an output frame was written to `path`
+  ("done", done_message)
+  ("error", code, message)                    terminal: the task failed (or E_CANCELLED)
+  ("result", value)                           terminal for `call` tasks
+"""
+import os
+import queue
+import threading
+
+from .client import Client, DaemonError
+
+
+class Task(threading.Thread):
+    def __init__(self, settings):
+        super().__init__(daemon=True, name="vidprior-" + type(self).__name__)
+        self.settings = settings  # {"host", "port", "token", "timeout"}
+        self.events = queue.Queue()
+        self.finished = threading.Event()
+        self._cancel = threading.Event()
+
+    def cancel(self):
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self):
+        return self._cancel.is_set()
+
+    def post(self, *event):
+        self.events.put(event)
+
+    def client(self):
+        s = self.settings
+        return Client(s.get("host", "127.0.0.1"), s.get("port", 8765), s.get("token", ""), s.get("timeout", 10.0))
+
+    def run(self):
+        try:
+            self.work()
+        except DaemonError as err:
+            self.post("error", err.code, err.message)
+        except Exception as err:  # the worker must always end with a terminal event
+            self.post("error", "E_INTERNAL", "%s: %s" % (type(err).__name__, err))
+        finally:
+            self.finished.set()
+
+    def work(self):
+        raise TypeError("a Task subclass defines work()")
+
+    def drain(self):
+        """All events posted so far (main thread)."""
+        items = []
+        while True:
+            try:
+                items.append(self.events.get_nowait())
+            except queue.Empty:
+                return items
+
+
+class CallTask(Task):
+    """One request/reply exchange, e.g. the preferences' "test connection" (welcome + list_models)."""
+
+    def __init__(self, settings, what="info"):
+        super().__init__(settings)
+        self.what = what
+
+    def work(self):
+        with self.client() as c:
+            self.post("connected", c.welcome)
+            if self.what == "info":
+                self.post("result", {"welcome": c.welcome, "models": c.list_models()})
+            else:
+                raise DaemonError("E_BAD_REQUEST", "unknown call %r" % self.what)
+
+
+class JobTask(Task):
+    """Submits one job, follows it to the end, and writes every output frame into `output_dir`."""
+
+    def __init__(self, settings, kind, params, frame_files, output_dir, edits=None, name=None):
+        super().__init__(settings)
+        self.kind = kind
+        self.params = params
+        self.frame_files = frame_files  # [(name, path)]
+        self.edits = edits or []        # [(frame_index, path)]
+        self.output_dir = output_dir
+        self.name = name
+        self.job_id = None
+
+    def work(self):
+        frames = []
+        for name, path in self.frame_files:
+            with open(path, "rb") as f:
+                frames.append({"name": name, "png": f.read()})
+            if self.cancel_requested:
+                raise DaemonError("E_CANCELLED", "cancelled before the job was sent")
+        edits = []
+        for index, path in self.edits:
+            with open(path, "rb") as f:
+                edits.append({"frame": int(index), "png": f.read()})
+        os.makedirs(self.output_dir, exist_ok=True)
+        with self.client() as c:
+            self.post("connected", c.welcome)
+            job = c.submit(self.kind, self.params, frames, edits=edits, name=self.name)
+            self.job_id = job["id"]
+            self.post("accepted", job)
+            cancel_sent = False
+            while True:
+                if self.cancel_requested and not cancel_sent:
+                    c.cancel(self.job_id)
+                    cancel_sent = True
+                event = c.next_event(timeout=0.25)
+                if event is None:
+                    continue
+                kind = event.get("type")
+                if kind == "progress":
+                    self.post("progress", event)
+                elif kind == "frame":
+                    name = os.path.basename(event.get("name") or "frame-%05d.png" % event["index"])
+                    path = os.path.join(self.output_dir, name)
+                    tmp = path + ".part"
+                    with open(tmp, "wb") as f:
+                        f.write(event["png"])
+                    os.replace(tmp, path)
+                    self.post("frame", event["index"], name, path, event.get("seed"))
+                elif kind == "done":
+                    self.post("done", event)
+                    return
+                elif kind == "error":
+                    self.post("error", event.get("code", "E_INTERNAL"), event.get("message", ""))
+                    return
