@@ -1,0 +1,231 @@
+/**
+ * Stable Diffusion img2img over the frames of a video, as diffusers' StableDiffusionImg2ImgPipeline computes
+ * it, with the SAME initial noise for every frame (the method's key to temporal consistency):
+ *
+ *   timesteps   = DDIM schedule[t_start:]  with  t_start = n − min(int(n·strength), n)
+ *   latents₀    = VAE encoder mean × scaling_factor
+ *   latents     = scheduler.add_noise(latents₀, noise, timesteps[0])
+ *   denoise with classifier-free guidance (unconditional first), decode latents / scaling_factor,
+ *   image       = (decoded / 2 + 0.5) clamped to [0, 1]
+ *
+ * txt2img is the same loop at strength 1 from pure noise (latents = noise × init_noise_sigma).
+ * Frames go through the UNet `batch` at a time (×2 with guidance); the prompt is embedded once per run.
+ * Images are float32 tensors [1,3,H,W] in [0,1]; frames whose size is not a multiple of f × 8 are padded
+ * and cropped back (frame-size.ts).
+ */
+import { VidpriorError } from '../errors.js';
+import type { StableDiffusionModel } from '../models/types.js';
+import { Rng } from '../random.js';
+import type { Feed, Runtime, Session } from '../runtime/types.js';
+import { isGpuTensor } from '../runtime/types.js';
+import { DdimScheduler } from '../schedulers/ddim.js';
+import { img2imgTimesteps } from '../schedulers/img2img.js';
+import { type Tensor, float32 } from '../tensor.js';
+import { denoiseOnDevice, denoiseOnHost, throwIfAborted, type DenoiseContext } from './denoise.js';
+import { type WorkSize, cropToFrameSize, padToWorkSize, workSize } from './frame-size.js';
+import { type StylizeOptions, type StylizeProgress, checkNoiseShape, resolveOptions } from './options.js';
+import { buildStepGraph } from './step-graph.js';
+import { batchEmbeddings, encodePrompts } from './text.js';
+import { encodeImages, decodeLatents } from './vae.js';
+
+export type { StylizeOptions, StylizeProgress } from './options.js';
+
+/** Where frames come from: `count` frames of one size, read on demand (a video need not fit in memory). */
+export interface FrameSource {
+  count: number;
+  width: number;
+  height: number;
+  /** Frame `index` as float32 [1,3,height,width] in [0,1]. */
+  read(index: number): Promise<Tensor<'float32'>> | Tensor<'float32'>;
+}
+
+/** Receives each finished frame (same size as the input) as soon as its batch is decoded. */
+export type FrameSink = (index: number, image: Tensor<'float32'>) => Promise<void> | void;
+
+export interface StylizeSummary {
+  frames: number;
+  width: number;
+  height: number;
+  /** The padded size the model worked on (equal to the frame size for multiples of f × 8). */
+  workWidth: number;
+  workHeight: number;
+  /** Shape of the initial noise: [1, C, workHeight/f, workWidth/f]. */
+  noiseShape: number[];
+  /** Denoising steps actually run per frame (after strength slicing) and their timesteps. */
+  steps: number;
+  timesteps: number[];
+  guidance: boolean;
+  batch: number;
+  /** 'device' when latents stayed in the runtime between steps (guidance + DDIM in a step graph). */
+  loop: 'host' | 'device';
+  promptTruncated: boolean;
+  seconds: number;
+}
+
+/** The latent shape of frames of `width`×`height` for this model (what `--noise-file` must hold). */
+export function noiseShapeFor(model: StableDiffusionModel, width: number, height: number): number[] {
+  const s = workSize(width, height, model.facts.vaeScaleFactor);
+  const f = model.facts.vaeScaleFactor;
+  return [1, model.facts.latentChannels, s.workHeight / f, s.workWidth / f];
+}
+
+function checkFrame(image: Tensor, index: number, size: WorkSize): Tensor<'float32'> {
+  const d = image.dims;
+  if (image.type !== 'float32' || d.length !== 4 || d[0] !== 1 || d[1] !== 3 || d[2] !== size.height || d[3] !== size.width) {
+    throw new VidpriorError('E_BAD_INPUT',
+      `frame ${index + 1} is ${image.type} [${d.join(', ')}], expected float32 [1, 3, ${size.height}, ${size.width}] like the first frame`,
+      { frame: index + 1, dims: d });
+  }
+  return image as Tensor<'float32'>;
+}
+
+/** `n` copies of one latent [1,C,h,w] stacked into [n,C,h,w]. */
+function repeatBatch(x: Tensor<'float32'>, n: number): Tensor<'float32'> {
+  const data = new Float32Array(x.data.length * n);
+  for (let i = 0; i < n; i++) data.set(x.data, i * x.data.length);
+  return float32([n, ...x.dims.slice(1)], data);
+}
+
+function sliceBatch(x: Tensor<'float32'>, i: number): Tensor<'float32'> {
+  const per = x.data.length / x.dims[0]!;
+  return float32([1, ...x.dims.slice(1)], x.data.slice(i * per, (i + 1) * per));
+}
+
+function concatBatch(items: Tensor<'float32'>[]): Tensor<'float32'> {
+  if (items.length === 1) return items[0]!;
+  const per = items[0]!.data.length;
+  const data = new Float32Array(per * items.length);
+  items.forEach((t, i) => data.set(t.data, i * per));
+  return float32([items.length, ...items[0]!.dims.slice(1)], data);
+}
+
+interface RunPlan {
+  mode: 'img2img' | 'txt2img';
+  source: FrameSource;
+}
+
+async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: RunPlan, sink: FrameSink, options: StylizeOptions): Promise<StylizeSummary> {
+  const started = Date.now();
+  // 1. Check inputs: options, frame size, noise shape.
+  const o = resolveOptions(model, options);
+  const { source } = plan;
+  if (!Number.isInteger(source.count) || source.count < 1) {
+    throw new VidpriorError('E_BAD_INPUT', `no frames to stylize (got ${source.count})`, { frames: source.count });
+  }
+  if (!(Number.isInteger(source.width) && Number.isInteger(source.height) && source.width >= 1 && source.height >= 1)) {
+    throw new VidpriorError('E_BAD_INPUT', `frame size ${source.width}×${source.height} is not a valid image size`, { width: source.width, height: source.height });
+  }
+  const size = workSize(source.width, source.height, model.facts.vaeScaleFactor);
+  const noiseShape = noiseShapeFor(model, source.width, source.height);
+  if (o.noise) checkNoiseShape(o.noise, noiseShape, `${source.width}×${source.height}`);
+  const strength = plan.mode === 'txt2img' ? 1 : o.strength;
+
+  // 2. Encode the prompt once (and the negative prompt when guidance is on).
+  throwIfAborted(options.signal);
+  const prompts = await encodePrompts(model, o.prompt, o.negativePrompt, o.cfg);
+
+  // 3. Set the timesteps: strength keeps the last int(n·strength) of the n-step DDIM schedule.
+  const scheduler = new DdimScheduler(model.schedulerConfig);
+  const schedule = scheduler.setTimesteps(o.steps);
+  const { timesteps, latentTimestep } = plan.mode === 'txt2img'
+    ? { timesteps: schedule, latentTimestep: schedule[0]! }
+    : img2imgTimesteps(schedule, o.steps, strength, scheduler.order);
+
+  // 4. The initial noise: given, or drawn once from the seed; the same for every frame.
+  const noise = o.noise ?? float32(noiseShape, new Rng(o.seed).normalArray(noiseShape.reduce((a, b) => a * b, 1)));
+
+  // 5. Where the loop runs: on the GPU (step graph) or the host.
+  const wantDevice = options.latentsOnDevice ?? 'auto';
+  const canDevice = !model.schedulerConfig.thresholding && !model.schedulerConfig.clip_sample;
+  const onDevice = canDevice && (wantDevice === 'auto' ? runtime.decision.ep === 'webgpu' : wantDevice);
+  let stepSession: Session | null = null;
+  if (onDevice) {
+    stepSession = await runtime.createSession(
+      buildStepGraph({ guidance: o.cfg, prediction: model.schedulerConfig.prediction_type, unetType: model.facts.unetType }),
+      { label: 'ddim-step', keepOutputsOnGpu: true },
+    );
+  }
+
+  const frames = source.count;
+  const progress = (p: StylizeProgress): void => options.onProgress?.(p);
+  try {
+    for (let first = 0; first < frames; first += o.batch) {
+      const n = Math.min(o.batch, frames - first);
+      // 6. Encode this batch's frames and noise them to the first timestep (txt2img: the noise alone).
+      throwIfAborted(options.signal);
+      const noiseBatch = repeatBatch(noise, n);
+      let start: Tensor<'float32'>;
+      if (plan.mode === 'txt2img') {
+        start = float32(noiseBatch.dims, noiseBatch.data.map((v) => Math.fround(v * scheduler.initNoiseSigma)));
+      } else {
+        const images: Tensor<'float32'>[] = [];
+        for (let i = first; i < first + n; i++) images.push(padToWorkSize(checkFrame(await source.read(i), i, size), size));
+        const initLatents = await encodeImages(model, concatBatch(images));
+        start = float32(initLatents.dims, scheduler.addNoise(initLatents.data, noiseBatch.data, latentTimestep));
+      }
+      progress({ phase: 'encode', frame: first + n, frames, step: 0, steps: timesteps.length });
+
+      // 7. Denoise (the text embeddings, batched for n frames, go to the GPU once per batch).
+      const textHost = batchEmbeddings(prompts, n, model.facts.unetTextType);
+      const text: Feed = onDevice ? await runtime.upload(textHost) : textHost;
+      const ctx: DenoiseContext = {
+        runtime, model, unet: o.unet, scheduler, timesteps,
+        guidance: o.cfg ? o.guidance : null,
+        text,
+        signal: options.signal,
+        onStep: (step, steps) => progress({ phase: 'denoise', frame: first + n, frames, step, steps }),
+      };
+      let latents: Tensor<'float32'>;
+      try {
+        latents = stepSession ? await denoiseOnDevice(ctx, start, stepSession) : await denoiseOnHost(ctx, start);
+      } finally {
+        if (isGpuTensor(text)) await runtime.dispose(text);
+      }
+
+      // 8. Decode, crop back to the frame size, hand over each frame.
+      throwIfAborted(options.signal);
+      const decoded = cropToFrameSize(await decodeLatents(model, latents), size);
+      for (let i = 0; i < n; i++) {
+        await sink(first + i, sliceBatch(decoded, i));
+        progress({ phase: 'frame', frame: first + i + 1, frames, step: timesteps.length, steps: timesteps.length });
+      }
+    }
+  } finally {
+    await stepSession?.release();
+  }
+  return {
+    frames, width: size.width, height: size.height, workWidth: size.workWidth, workHeight: size.workHeight, noiseShape,
+    steps: timesteps.length, timesteps: [...timesteps], guidance: o.cfg, batch: o.batch,
+    loop: onDevice ? 'device' : 'host', promptTruncated: prompts.truncated, seconds: (Date.now() - started) / 1000,
+  };
+}
+
+/** img2img over a frame source, streaming finished frames to `sink`. */
+export function stylizeFrames(model: StableDiffusionModel, runtime: Runtime, source: FrameSource, sink: FrameSink, options: StylizeOptions): Promise<StylizeSummary> {
+  return runPipeline(model, runtime, { mode: 'img2img', source }, sink, options);
+}
+
+/** img2img of images in memory ([1,3,H,W] float32 in [0,1], all one size); returns the stylized images. */
+export async function img2img(model: StableDiffusionModel, runtime: Runtime, images: readonly Tensor<'float32'>[], options: StylizeOptions): Promise<Tensor<'float32'>[]> {
+  if (images.length === 0) throw new VidpriorError('E_BAD_INPUT', 'no images given', { frames: 0 });
+  const first = images[0]!;
+  if (first.dims.length !== 4) {
+    throw new VidpriorError('E_BAD_INPUT', `image 1 has dims [${first.dims.join(', ')}], expected [1, 3, H, W]`, { dims: first.dims });
+  }
+  const out: Tensor<'float32'>[] = [];
+  await stylizeFrames(model, runtime, {
+    count: images.length, width: first.dims[3]!, height: first.dims[2]!, read: (i) => images[i]!,
+  }, (i, img) => { out[i] = img; }, options);
+  return out;
+}
+
+/** txt2img: `count` images of `width`×`height` from the noise alone (strength 1, the full schedule). */
+export async function txt2img(model: StableDiffusionModel, runtime: Runtime, shape: { width: number; height: number; count?: number }, options: StylizeOptions): Promise<Tensor<'float32'>[]> {
+  const out: Tensor<'float32'>[] = [];
+  const source: FrameSource = {
+    count: shape.count ?? 1, width: shape.width, height: shape.height,
+    read: () => { throw new VidpriorError('E_INTERNAL', 'txt2img reads no frames'); },
+  };
+  await runPipeline(model, runtime, { mode: 'txt2img', source }, (i, img) => { out[i] = img; }, options);
+  return out;
+}
