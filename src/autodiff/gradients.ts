@@ -43,7 +43,10 @@ export function buildGradients(model: Model, options: GradientOptions): Gradient
   const nodesBefore = graph.nodes.length;
   const forward = graph.nodes.slice();
 
-  // 1. Check the request names real values.
+  // 1. Check the request names real values, at an opset the rules emit for.
+  if (b.opset < 13) {
+    throw new VidpriorError('E_ONNX', `autodiff emits the backward pass at the model's opset, and opset ${b.opset} is older than the 13 it supports (re-export the model at opset 13 or newer)`, { opset: b.opset });
+  }
   const known = new Set<string>([...graph.inputs.map((v) => v.name), ...graph.initializers.map((t) => t.name)]);
   for (const n of forward) for (const o of n.outputs) known.add(o);
   for (const v of [options.loss, ...options.wrt, ...(options.seedGrad ? [options.seedGrad] : [])]) {
