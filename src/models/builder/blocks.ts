@@ -63,8 +63,8 @@ function basicTransformerBlock(net: Net, name: string, x: string, channels: numb
     let h = net.op('Add', [crossAttention(net, 'attn1', net.layerNorm('norm1', x, channels, 1e-5), channels, o.heads), x]);
     h = net.op('Add', [crossAttention(net, 'attn2', net.layerNorm('norm2', h, channels, 1e-5), channels, o.heads, { value: o.context, dim: o.crossDim }), h]);
     const inner = 4 * channels;
+    const n = net.layerNorm('norm3', h, channels, 1e-5);
     const ff = net.module('ff', () => {
-      const n = net.layerNorm('norm3', h, channels, 1e-5);
       // GEGLU: one projection to 2·inner, split into value and gate, value · gelu(gate).
       const gated = net.module('net.0', () => {
         const proj = net.linear('proj', n, channels, 2 * inner);
