@@ -4,8 +4,14 @@
  */
 import type { CommandModule } from 'yargs';
 import { tokenizeCommand } from './tokenize.js';
+import { modelsCommand } from './models.js';
+import { metricsCommand } from './metrics.js';
+import { compareCommand } from './compare.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
   tokenizeCommand,
+  modelsCommand,
+  metricsCommand,
+  compareCommand,
 ];
