@@ -14,7 +14,7 @@ import { GraphBuilder } from '../onnx/builder.js';
 import type { Model, Node } from '../onnx/ir.js';
 import { type InputGrads, RuleContext } from './context.js';
 import { GRADIENT_RULES } from './rules/index.js';
-import { type ShapeOracle, annotatedShapes } from './shapes.js';
+import { type ShapeOracle, staticShapes } from './shapes.js';
 
 export interface GradientOptions {
   /** The scalar (or any-shaped) value to differentiate. */
@@ -23,7 +23,7 @@ export interface GradientOptions {
   wrt: string[];
   /** A value holding d(objective)/d(loss), of the loss's shape; default: ones. */
   seedGrad?: string;
-  /** Where static shapes come from; default: the model's annotations (run shape inference first). */
+  /** Where static shapes come from; default: static shape inference over the model's declared input shapes. */
   shapes?: ShapeOracle;
   /** Builder to emit through (when the caller keeps adding nodes); default: a new one over `model`. */
   builder?: GraphBuilder;
@@ -38,7 +38,7 @@ export interface GradientResult {
 
 export function buildGradients(model: Model, options: GradientOptions): GradientResult {
   const b = options.builder ?? new GraphBuilder(model);
-  const shapes = options.shapes ?? annotatedShapes(model);
+  const shapes = options.shapes ?? staticShapes(model);
   const graph = model.graph;
   const nodesBefore = graph.nodes.length;
   const forward = graph.nodes.slice();

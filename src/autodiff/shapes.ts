@@ -3,14 +3,15 @@
  * integer tensors (Slice starts, Pad pads, Reduce axes). Rules ask only through `ShapeOracle`, so the source of
  * the facts can change without touching a rule.
  *
- * `annotatedShapes(model)` reads what the model states: graph inputs/outputs, value_info, initializers and
- * Constant nodes, and folds the shape arithmetic exporters emit (Shape → Gather → Unsqueeze → Concat → Slice …)
- * into constants. Intermediate shapes that the model does not annotate come from static shape inference
- * (src/onnx/shape-inference.ts): run it on the model first; `buildGradients` does when the caller passes none.
+ * `staticShapes(model)` (the default of `buildGradients`) runs static shape inference
+ * (src/onnx/shape-inference.ts); `annotatedShapes(model)` reads only what the model states: graph
+ * inputs/outputs, value_info, initializers and Constant nodes, and folds the shape arithmetic exporters emit
+ * (Shape → Gather → Unsqueeze → Concat → Slice …) into constants.
  */
 import { VidpriorError } from '../errors.js';
+import { type InferredShapes, inferShapes } from '../onnx/shape-inference.js';
 import {
-  type ElemType, type Model, type Node, type TensorValue, attrInt, attrInts, attrTensor, tensorToNumbers,
+  type Dim, type ElemType, type Model, type Node, type TensorValue, attrInt, attrInts, attrTensor, tensorToNumbers,
 } from '../onnx/ir.js';
 
 export interface ValueMeta {
@@ -179,4 +180,39 @@ export function sliceRange(start: number, end: number, step: number, dim: number
 export function sliceCount(r: { start: number; end: number; step: number }): number {
   const span = r.step > 0 ? r.end - r.start : r.start - r.end;
   return span <= 0 ? 0 : Math.ceil(span / Math.abs(r.step));
+}
+
+/**
+ * The ShapeOracle autodiff uses by default: static shape inference (src/onnx/shape-inference.ts) over the
+ * model's declared input shapes, backed by the annotations and folded constants of `annotatedShapes`. When
+ * inference cannot handle the model, the annotations alone answer, and a missing shape names the reason.
+ */
+export function staticShapes(model: Model, inputShapes: Record<string, Dim[]> = {}): ShapeOracle {
+  let inferred: InferredShapes | undefined;
+  let inferenceError: string | undefined;
+  try {
+    inferred = inferShapes(model, inputShapes);
+  } catch (err) {
+    inferenceError = err instanceof Error ? err.message : String(err);
+  }
+  const annotated = annotatedShapes(model);
+  return {
+    meta(value) {
+      const info = inferred?.infos.get(value);
+      if (info?.shape && info.shape.every((d) => typeof d === 'number')) return { type: info.type, shape: info.shape as number[] };
+      try {
+        return annotated.meta(value);
+      } catch (err) {
+        if (inferenceError && err instanceof VidpriorError) {
+          throw new VidpriorError('E_SHAPE', `${err.message} (shape inference failed: ${inferenceError})`, err.details);
+        }
+        throw err;
+      }
+    },
+    constInts(value) {
+      const known = inferred?.values.get(value);
+      if (known && known.values.every((v) => typeof v === 'number')) return known.values as number[];
+      return annotated.constInts(value);
+    },
+  };
 }
