@@ -10,8 +10,10 @@
  *
  * txt2img is the same loop at strength 1 from pure noise (latents = noise × init_noise_sigma).
  * Frames go through the UNet `batch` at a time (×2 with guidance); the prompt is embedded once per run.
- * Images are float32 tensors [1,3,H,W] in [0,1]; frames whose size is not a multiple of f × 8 are padded
- * and cropped back (frame-size.ts).
+ * Frames are float32 tensors [3,H,W] in [-1,1], the convention of src/io/frames.ts (readFrame in,
+ * writeFramePng out). The model works on sides that are multiples of f × 8 (VAE factor × SD's three UNet
+ * halvings): a FrameSource delivers frames at such a working size (src/io/size.ts plans the resize or pad,
+ * frames.ts here does it for folders and videos); img2img() on tensors pads and crops back itself.
  */
 import { VidpriorError } from '../errors.js';
 import type { StableDiffusionModel } from '../models/types.js';
@@ -22,7 +24,7 @@ import { DdimScheduler } from '../schedulers/ddim.js';
 import { img2imgTimesteps } from '../schedulers/img2img.js';
 import { type Tensor, float32 } from '../tensor.js';
 import { denoiseOnDevice, denoiseOnHost, throwIfAborted, type DenoiseContext } from './denoise.js';
-import { type WorkSize, cropToFrameSize, padToWorkSize, workSize } from './frame-size.js';
+import { type FitPlan, cropFrame, fitIsIdentity, padFrame, planFit } from '../io/size.js';
 import { type StylizeOptions, type StylizeProgress, checkNoiseShape, resolveOptions } from './options.js';
 import { buildStepGraph } from './step-graph.js';
 import { batchEmbeddings, encodePrompts } from './text.js';
@@ -30,26 +32,35 @@ import { encodeImages, decodeLatents } from './vae.js';
 
 export type { StylizeOptions, StylizeProgress } from './options.js';
 
-/** Where frames come from: `count` frames of one size, read on demand (a video need not fit in memory). */
+/** SD 1.x's UNet halves the latent three times: latent sides must be multiples of 2³. */
+export const UNET_LATENT_MULTIPLE = 8;
+
+/** The multiple of the image sides the model takes: VAE scale factor × 8 (64 for SD 1.x). */
+export function sizeMultiple(model: StableDiffusionModel): number {
+  return model.facts.vaeScaleFactor * UNET_LATENT_MULTIPLE;
+}
+
+/**
+ * Where frames come from: `count` frames of one working size (sides multiples of sizeMultiple(model)),
+ * read on demand so that a video need not fit in memory.
+ */
 export interface FrameSource {
   count: number;
   width: number;
   height: number;
-  /** Frame `index` as float32 [1,3,height,width] in [0,1]. */
+  /** Frame `index` as float32 [3,height,width] in [-1,1]. */
   read(index: number): Promise<Tensor<'float32'>> | Tensor<'float32'>;
 }
 
-/** Receives each finished frame (same size as the input) as soon as its batch is decoded. */
+/** Receives each finished frame ([3,H,W] in [-1,1], the source's size) as soon as its batch is decoded. */
 export type FrameSink = (index: number, image: Tensor<'float32'>) => Promise<void> | void;
 
 export interface StylizeSummary {
   frames: number;
+  /** The size the model worked on. */
   width: number;
   height: number;
-  /** The padded size the model worked on (equal to the frame size for multiples of f × 8). */
-  workWidth: number;
-  workHeight: number;
-  /** Shape of the initial noise: [1, C, workHeight/f, workWidth/f]. */
+  /** Shape of the initial noise: [1, C, height/f, width/f]. */
   noiseShape: number[];
   /** Denoising steps actually run per frame (after strength slicing) and their timesteps. */
   steps: number;
@@ -62,18 +73,17 @@ export interface StylizeSummary {
   seconds: number;
 }
 
-/** The latent shape of frames of `width`×`height` for this model (what `--noise-file` must hold). */
+/** The latent shape for frames of a working size (what `--noise-file` must hold): [1, C, H/f, W/f]. */
 export function noiseShapeFor(model: StableDiffusionModel, width: number, height: number): number[] {
-  const s = workSize(width, height, model.facts.vaeScaleFactor);
   const f = model.facts.vaeScaleFactor;
-  return [1, model.facts.latentChannels, s.workHeight / f, s.workWidth / f];
+  return [1, model.facts.latentChannels, Math.floor(height / f), Math.floor(width / f)];
 }
 
-function checkFrame(image: Tensor, index: number, size: WorkSize): Tensor<'float32'> {
+function checkFrame(image: Tensor, index: number, width: number, height: number): Tensor<'float32'> {
   const d = image.dims;
-  if (image.type !== 'float32' || d.length !== 4 || d[0] !== 1 || d[1] !== 3 || d[2] !== size.height || d[3] !== size.width) {
+  if (image.type !== 'float32' || d.length !== 3 || d[0] !== 3 || d[1] !== height || d[2] !== width) {
     throw new VidpriorError('E_BAD_INPUT',
-      `frame ${index + 1} is ${image.type} [${d.join(', ')}], expected float32 [1, 3, ${size.height}, ${size.width}] like the first frame`,
+      `frame ${index + 1} is ${image.type} [${d.join(', ')}], expected float32 [3, ${height}, ${width}] like the first frame`,
       { frame: index + 1, dims: d });
   }
   return image as Tensor<'float32'>;
@@ -86,17 +96,18 @@ function repeatBatch(x: Tensor<'float32'>, n: number): Tensor<'float32'> {
   return float32([n, ...x.dims.slice(1)], data);
 }
 
+/** Item `i` of a batch [N, ...] without the batch axis. */
 function sliceBatch(x: Tensor<'float32'>, i: number): Tensor<'float32'> {
   const per = x.data.length / x.dims[0]!;
-  return float32([1, ...x.dims.slice(1)], x.data.slice(i * per, (i + 1) * per));
+  return float32(x.dims.slice(1), x.data.slice(i * per, (i + 1) * per));
 }
 
-function concatBatch(items: Tensor<'float32'>[]): Tensor<'float32'> {
-  if (items.length === 1) return items[0]!;
+/** Stacks tensors of one shape along a new batch axis. */
+function stackBatch(items: Tensor<'float32'>[]): Tensor<'float32'> {
   const per = items[0]!.data.length;
   const data = new Float32Array(per * items.length);
   items.forEach((t, i) => data.set(t.data, i * per));
-  return float32([items.length, ...items[0]!.dims.slice(1)], data);
+  return float32([items.length, ...items[0]!.dims], data);
 }
 
 interface RunPlan {
@@ -112,12 +123,16 @@ async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: 
   if (!Number.isInteger(source.count) || source.count < 1) {
     throw new VidpriorError('E_BAD_INPUT', `no frames to stylize (got ${source.count})`, { frames: source.count });
   }
-  if (!(Number.isInteger(source.width) && Number.isInteger(source.height) && source.width >= 1 && source.height >= 1)) {
-    throw new VidpriorError('E_BAD_INPUT', `frame size ${source.width}×${source.height} is not a valid image size`, { width: source.width, height: source.height });
+  const { width, height } = source;
+  const multiple = sizeMultiple(model);
+  if (!(Number.isInteger(width) && Number.isInteger(height) && width >= multiple && height >= multiple
+    && width % multiple === 0 && height % multiple === 0)) {
+    throw new VidpriorError('E_BAD_INPUT',
+      `frame size ${width}×${height} is not a multiple of ${multiple} (VAE factor ${model.facts.vaeScaleFactor} × ${UNET_LATENT_MULTIPLE}): resize or pad the frames first (src/io/size.ts)`,
+      { width, height, multiple });
   }
-  const size = workSize(source.width, source.height, model.facts.vaeScaleFactor);
-  const noiseShape = noiseShapeFor(model, source.width, source.height);
-  if (o.noise) checkNoiseShape(o.noise, noiseShape, `${source.width}×${source.height}`);
+  const noiseShape = noiseShapeFor(model, width, height);
+  if (o.noise) checkNoiseShape(o.noise, noiseShape, `${width}×${height}`);
   const strength = plan.mode === 'txt2img' ? 1 : o.strength;
 
   // 2. Encode the prompt once (and the negative prompt when guidance is on).
@@ -159,8 +174,8 @@ async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: 
         start = float32(noiseBatch.dims, noiseBatch.data.map((v) => Math.fround(v * scheduler.initNoiseSigma)));
       } else {
         const images: Tensor<'float32'>[] = [];
-        for (let i = first; i < first + n; i++) images.push(padToWorkSize(checkFrame(await source.read(i), i, size), size));
-        const initLatents = await encodeImages(model, concatBatch(images));
+        for (let i = first; i < first + n; i++) images.push(checkFrame(await source.read(i), i, width, height));
+        const initLatents = await encodeImages(model, stackBatch(images));
         start = float32(initLatents.dims, scheduler.addNoise(initLatents.data, noiseBatch.data, latentTimestep));
       }
       progress({ phase: 'encode', frame: first + n, frames, step: 0, steps: timesteps.length });
@@ -182,9 +197,9 @@ async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: 
         if (isGpuTensor(text)) await runtime.dispose(text);
       }
 
-      // 8. Decode, crop back to the frame size, hand over each frame.
+      // 8. Decode and hand over each frame.
       throwIfAborted(options.signal);
-      const decoded = cropToFrameSize(await decodeLatents(model, latents), size);
+      const decoded = await decodeLatents(model, latents);
       for (let i = 0; i < n; i++) {
         await sink(first + i, sliceBatch(decoded, i));
         progress({ phase: 'frame', frame: first + i + 1, frames, step: timesteps.length, steps: timesteps.length });
@@ -194,7 +209,7 @@ async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: 
     await stepSession?.release();
   }
   return {
-    frames, width: size.width, height: size.height, workWidth: size.workWidth, workHeight: size.workHeight, noiseShape,
+    frames, width, height, noiseShape,
     steps: timesteps.length, timesteps: [...timesteps], guidance: o.cfg, batch: o.batch,
     loop: onDevice ? 'device' : 'host', promptTruncated: prompts.truncated, seconds: (Date.now() - started) / 1000,
   };
@@ -205,21 +220,30 @@ export function stylizeFrames(model: StableDiffusionModel, runtime: Runtime, sou
   return runPipeline(model, runtime, { mode: 'img2img', source }, sink, options);
 }
 
-/** img2img of images in memory ([1,3,H,W] float32 in [0,1], all one size); returns the stylized images. */
+/**
+ * img2img of frames in memory ([3,H,W] float32 in [-1,1], all one size, any size): frames whose sides are not
+ * multiples of f × 8 are padded (reflection) and the results cropped back, so each output has its input's size.
+ */
 export async function img2img(model: StableDiffusionModel, runtime: Runtime, images: readonly Tensor<'float32'>[], options: StylizeOptions): Promise<Tensor<'float32'>[]> {
   if (images.length === 0) throw new VidpriorError('E_BAD_INPUT', 'no images given', { frames: 0 });
   const first = images[0]!;
-  if (first.dims.length !== 4) {
-    throw new VidpriorError('E_BAD_INPUT', `image 1 has dims [${first.dims.join(', ')}], expected [1, 3, H, W]`, { dims: first.dims });
+  if (first.dims.length !== 3 || first.dims[0] !== 3 || first.dims[1]! < 1 || first.dims[2]! < 1) {
+    throw new VidpriorError('E_BAD_INPUT', `image 1 has dims [${first.dims.join(', ')}], expected [3, H, W]`, { dims: first.dims });
   }
+  const plan: FitPlan = planFit(first.dims[2]!, first.dims[1]!, sizeMultiple(model), 'pad', 'reflect');
+  const identity = fitIsIdentity(plan);
   const out: Tensor<'float32'>[] = [];
   await stylizeFrames(model, runtime, {
-    count: images.length, width: first.dims[3]!, height: first.dims[2]!, read: (i) => images[i]!,
-  }, (i, img) => { out[i] = img; }, options);
+    count: images.length, width: plan.working.width, height: plan.working.height,
+    read: (i) => {
+      const img = checkFrame(images[i]!, i, plan.original.width, plan.original.height);
+      return identity ? img : padFrame(img, plan);
+    },
+  }, (i, img) => { out[i] = identity ? img : cropFrame(img, plan); }, options);
   return out;
 }
 
-/** txt2img: `count` images of `width`×`height` from the noise alone (strength 1, the full schedule). */
+/** txt2img: `count` images of `width`×`height` (multiples of f × 8) from the noise alone (strength 1). */
 export async function txt2img(model: StableDiffusionModel, runtime: Runtime, shape: { width: number; height: number; count?: number }, options: StylizeOptions): Promise<Tensor<'float32'>[]> {
   const out: Tensor<'float32'>[] = [];
   const source: FrameSource = {

@@ -1,8 +1,10 @@
 /**
- * Images ⇄ latents, as diffusers' img2img does it in float32:
- *   encode: pixels in [0,1] → 2x − 1 → VAE encoder → posterior mean (the first C channels of
- *           `latent_parameters`, or `latent_sample` as is) → × scaling_factor;
- *   decode: latents / scaling_factor → VAE decoder → (x / 2 + 0.5) clamped to [0,1].
+ * Images ⇄ latents, as diffusers' img2img does it in float32. Images are in the VAE's range [-1, 1], the
+ * convention of src/io/frames.ts (readFrame gives u8/255·2−1 as diffusers' preprocess does; writeFramePng
+ * applies (x/2 + 0.5).clamp(0,1)·255 as diffusers' postprocess does):
+ *   encode: VAE encoder → posterior mean (the first C channels of `latent_parameters`, or `latent_sample` as
+ *           is) → × scaling_factor;
+ *   decode: latents / scaling_factor → VAE decoder → clamped to [-1, 1] (the same bytes after postprocess).
  * The ONNX encoder exports have no sampling, so the mean is used (what diffusers' ONNX pipelines do).
  */
 import { VidpriorError } from '../errors.js';
@@ -10,7 +12,7 @@ import type { StableDiffusionModel } from '../models/types.js';
 import { isGpuTensor } from '../runtime/types.js';
 import { type Tensor, asFloat32, castFloat, float32 } from '../tensor.js';
 
-/** Encodes a batch of images [N,3,H,W] (float32 in [0,1]) into scaled latents [N,C,H/f,W/f] (float32). */
+/** Encodes a batch of images [N,3,H,W] (float32 in [-1,1]) into scaled latents [N,C,H/f,W/f] (float32). */
 export async function encodeImages(model: StableDiffusionModel, images: Tensor<'float32'>): Promise<Tensor<'float32'>> {
   const { facts, io } = model;
   const [n, c, h, w] = images.dims as [number, number, number, number];
@@ -20,9 +22,7 @@ export async function encodeImages(model: StableDiffusionModel, images: Tensor<'
   if (h % facts.vaeScaleFactor !== 0 || w % facts.vaeScaleFactor !== 0) {
     throw new VidpriorError('E_BAD_INPUT', `image size ${w}×${h} is not a multiple of the VAE scale factor ${facts.vaeScaleFactor}`, { width: w, height: h });
   }
-  const x = new Float32Array(images.data.length);
-  for (let i = 0; i < x.length; i++) x[i] = 2 * images.data[i]! - 1;
-  const out = await model.vaeEncoder.run({ [io.vaeEncoderIn]: castFloat(float32(images.dims, x), facts.vaeEncoderType) }, [io.vaeEncoderOut]);
+  const out = await model.vaeEncoder.run({ [io.vaeEncoderIn]: castFloat(images, facts.vaeEncoderType) }, [io.vaeEncoderOut]);
   const enc = out[io.vaeEncoderOut];
   if (!enc || isGpuTensor(enc)) throw new VidpriorError('E_INTERNAL', 'the VAE encoder session must return host outputs');
   const moments = asFloat32(enc);
@@ -42,7 +42,7 @@ export async function encodeImages(model: StableDiffusionModel, images: Tensor<'
   return float32([n, C, lh, lw], lat);
 }
 
-/** Decodes scaled latents [N,C,h,w] into images [N,3,h·f,w·f], float32 in [0,1]. */
+/** Decodes scaled latents [N,C,h,w] into images [N,3,h·f,w·f], float32 clamped to [-1,1]. */
 export async function decodeLatents(model: StableDiffusionModel, latents: Tensor<'float32'>): Promise<Tensor<'float32'>> {
   const { facts, io } = model;
   const scale = Math.fround(facts.scalingFactor);
@@ -54,8 +54,8 @@ export async function decodeLatents(model: StableDiffusionModel, latents: Tensor
   const img = asFloat32(dec);
   const pixels = new Float32Array(img.data.length);
   for (let i = 0; i < pixels.length; i++) {
-    const v = img.data[i]! / 2 + 0.5;
-    pixels[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+    const v = img.data[i]!;
+    pixels[i] = v < -1 ? -1 : v > 1 ? 1 : v;
   }
   return float32(img.dims, pixels);
 }
