@@ -139,7 +139,9 @@ export class GraphBuilder {
     let data: TypedData;
     if (arr) {
       data = allocTyped(elemType, arr.length);
-      if (data instanceof BigInt64Array || data instanceof BigUint64Array) arr.forEach((v, i) => { (data as BigInt64Array)[i] = BigInt(v); });
+      // A double at or past 2^63 (INT64_MAX written as a JS number) saturates instead of wrapping to INT64_MIN.
+      if (data instanceof BigInt64Array) arr.forEach((v, i) => { (data as BigInt64Array)[i] = v >= 2 ** 63 ? (1n << 63n) - 1n : v <= -(2 ** 63) ? -(1n << 63n) : BigInt(v); });
+      else if (data instanceof BigUint64Array) arr.forEach((v, i) => { (data as BigUint64Array)[i] = BigInt(v); });
       else arr.forEach((v, i) => { (data as Float32Array)[i] = v; });
     } else {
       data = values as TypedData;
