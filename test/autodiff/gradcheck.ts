@@ -3,7 +3,7 @@
  *
  * The checked scalar is L = Σ y ⊙ R for a fixed random R of y's shape, so every output element matters. For
  * each `wrt` value the analytic gradient g from `buildGradients` is compared with (L(x + εv) − L(x − εv)) / 2ε
- * along a few random directions v and along single elements. The runtime's tensors are float32 (no float64),
+ * along a few random unit directions v and along single elements. The runtime's tensors are float32 (no float64),
  * so ε and the tolerances are float32-sized; the perturbation actually applied (after rounding to float32) is
  * the one the analytic side is dotted with.
  */
@@ -109,7 +109,12 @@ export async function gradcheck(rt: Runtime, model: Model, opts: GradcheckOption
         for (let i = 0; i < g.length; i++) analytic += g[i]! * (plus.data[i]! - minus.data[i]!) / (2 * eps);
         checks.push({ what, fd, analytic });
       };
-      for (let d = 0; d < (opts.directions ?? 3); d++) await probe(`direction ${d}`, Float32Array.from(x.data, () => rng.normal()));
+      // Unit-length directions: a step of ε moves the point as far as one element check does.
+      for (let d = 0; d < (opts.directions ?? 3); d++) {
+        const v = Float32Array.from(x.data, () => rng.normal());
+        const norm = Math.hypot(...v);
+        await probe(`direction ${d}`, v.map((e) => e / norm));
+      }
       for (let e = 0; e < Math.min(opts.elements ?? 4, x.data.length); e++) {
         const i = rng.int(x.data.length);
         const v = new Float32Array(x.data.length);
