@@ -1,0 +1,103 @@
+/**
+ * Frames whose size is not a multiple of what the model needs (VAE factor × UNet down-sampling, e.g. 8 × 8 = 64
+ * for SD 1.x) are brought to a multiple and back:
+ *   - 'resize' (default): scale to the nearest multiple (at least one) on each axis, and scale the result back
+ *     to the original size when writing (Lanczos 3 both ways; done at the I/O boundary by readFrame/writeFramePng);
+ *   - 'pad': pad on all sides (split evenly, the extra pixel right/bottom) by reflection or edge replication,
+ *     and crop the result back.
+ * Planning is pure; padding and cropping work on [3, H, W] float32 tensors.
+ */
+import { check, VidpriorError } from '../errors.js';
+import { float32, type Tensor } from '../tensor.js';
+import type { Size } from './frames.js';
+
+export type FitMode = 'resize' | 'pad';
+export type PadMode = 'reflect' | 'edge';
+
+export interface FitPlan {
+  mode: FitMode;
+  padMode: PadMode;
+  multiple: number;
+  /** The frame's own size (what the output gets back). */
+  original: Size;
+  /** The size the model sees. */
+  working: Size;
+  /** Pixels added on each side ('pad' mode; zeros for 'resize'). */
+  pad: { left: number; top: number; right: number; bottom: number };
+}
+
+/** How a width × height frame reaches a multiple of `multiple`, and back. */
+export function planFit(width: number, height: number, multiple: number, mode: FitMode = 'resize', padMode: PadMode = 'reflect'): FitPlan {
+  check(Number.isInteger(width) && width > 0, 'width', width, 'a positive integer');
+  check(Number.isInteger(height) && height > 0, 'height', height, 'a positive integer');
+  check(Number.isInteger(multiple) && multiple > 0, 'multiple', multiple, 'a positive integer');
+  check(mode === 'resize' || mode === 'pad', 'fit', mode, "'resize' or 'pad'");
+  check(padMode === 'reflect' || padMode === 'edge', 'pad mode', padMode, "'reflect' or 'edge'");
+  const original = { width, height };
+  if (mode === 'resize') {
+    const near = (v: number) => Math.max(multiple, Math.round(v / multiple) * multiple);
+    return { mode, padMode, multiple, original, working: { width: near(width), height: near(height) }, pad: { left: 0, top: 0, right: 0, bottom: 0 } };
+  }
+  const up = (v: number) => Math.ceil(v / multiple) * multiple;
+  const dx = up(width) - width;
+  const dy = up(height) - height;
+  const pad = { left: Math.floor(dx / 2), right: dx - Math.floor(dx / 2), top: Math.floor(dy / 2), bottom: dy - Math.floor(dy / 2) };
+  return { mode, padMode, multiple, original, working: { width: up(width), height: up(height) }, pad };
+}
+
+/** True when the plan changes nothing (the frame already fits). */
+export function fitIsIdentity(plan: FitPlan): boolean {
+  return plan.working.width === plan.original.width && plan.working.height === plan.original.height;
+}
+
+/** numpy's 'reflect' index (mirror without repeating the edge), any distance outside [0, n). */
+export function reflectIndex(i: number, n: number): number {
+  if (n === 1) return 0;
+  const period = 2 * (n - 1);
+  let k = ((i % period) + period) % period;
+  if (k >= n) k = period - k;
+  return k;
+}
+
+function dimsOf(image: Tensor<'float32'>): [number, number, number] {
+  const d = image.dims;
+  if (d.length !== 3) throw new VidpriorError('E_SHAPE', `expected a [C, H, W] frame, got [${d.join(', ')}]`);
+  return [d[0]!, d[1]!, d[2]!];
+}
+
+/** Pads a [C, H, W] frame from plan.original to plan.working ('pad' plans). */
+export function padFrame(image: Tensor<'float32'>, plan: FitPlan): Tensor<'float32'> {
+  const [c, h, w] = dimsOf(image);
+  if (h !== plan.original.height || w !== plan.original.width) {
+    throw new VidpriorError('E_SHAPE', `frame is ${w}×${h} but the plan is for ${plan.original.width}×${plan.original.height}`);
+  }
+  const { width: W, height: H } = plan.working;
+  const out = new Float32Array(c * H * W);
+  const index = plan.padMode === 'reflect' ? reflectIndex : (i: number, n: number) => Math.min(Math.max(i, 0), n - 1);
+  const cols = Array.from({ length: W }, (_, x) => index(x - plan.pad.left, w));
+  for (let ch = 0; ch < c; ch++) {
+    for (let y = 0; y < H; y++) {
+      const src = ch * h * w + index(y - plan.pad.top, h) * w;
+      const dst = ch * H * W + y * W;
+      for (let x = 0; x < W; x++) out[dst + x] = image.data[src + cols[x]!]!;
+    }
+  }
+  return float32([c, H, W], out);
+}
+
+/** Crops a [C, H, W] frame of plan.working back to plan.original ('pad' plans). */
+export function cropFrame(image: Tensor<'float32'>, plan: FitPlan): Tensor<'float32'> {
+  const [c, H, W] = dimsOf(image);
+  if (H !== plan.working.height || W !== plan.working.width) {
+    throw new VidpriorError('E_SHAPE', `frame is ${W}×${H} but the plan works at ${plan.working.width}×${plan.working.height}`);
+  }
+  const { width: w, height: h } = plan.original;
+  const out = new Float32Array(c * h * w);
+  for (let ch = 0; ch < c; ch++) {
+    for (let y = 0; y < h; y++) {
+      const src = ch * H * W + (y + plan.pad.top) * W + plan.pad.left;
+      out.set(image.data.subarray(src, src + w), ch * h * w + y * w);
+    }
+  }
+  return float32([c, h, w], out);
+}
