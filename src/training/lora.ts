@@ -10,6 +10,7 @@
  */
 import { VidpriorError } from '../errors.js';
 import { GraphBuilder } from '../onnx/builder.js';
+import { sortGraph } from '../onnx/graph.js';
 import type { ElemType, Model, Node, TensorValue } from '../onnx/ir.js';
 import { toFloat16 } from '../tensor.js';
 
@@ -180,44 +181,6 @@ export function injectLora(model: Model, targets: LoraTarget[], options: LoraOpt
     params.push({ target: t, a, b: bv, aDims, bDims });
   }
   // The new nodes were appended at the end; consumers of each branch come earlier in the node list.
-  topologicalSortInPlace(model);
+  sortGraph(model.graph);
   return params;
-}
-
-/** Kahn's algorithm over value names; keeps the original order where it already works. */
-function topologicalSortInPlace(model: Model): void {
-  const g = model.graph;
-  const available = new Set<string>(['', ...g.inputs.map((v) => v.name), ...g.initializers.map((t) => t.name)]);
-  const pending = [...g.nodes];
-  const sorted: Node[] = [];
-  const waiting = new Map<string, Node[]>();
-  const missing = new Map<Node, number>();
-  const ready: Node[] = [];
-  for (const n of pending) {
-    let count = 0;
-    for (const i of new Set(n.inputs)) {
-      if (!available.has(i)) { count++; (waiting.get(i) ?? waiting.set(i, []).get(i)!).push(n); }
-    }
-    missing.set(n, count);
-    if (count === 0) ready.push(n);
-  }
-  const order = new Map(pending.map((n, i) => [n, i]));
-  while (ready.length) {
-    ready.sort((p, q) => order.get(q)! - order.get(p)!);
-    const n = ready.pop()!;
-    sorted.push(n);
-    for (const o of n.outputs) {
-      for (const w of waiting.get(o) ?? []) {
-        const left = missing.get(w)! - 1;
-        missing.set(w, left);
-        if (left === 0) ready.push(w);
-      }
-      waiting.delete(o);
-    }
-  }
-  if (sorted.length !== pending.length) {
-    const stuck = pending.find((n) => missing.get(n)! > 0);
-    throw new VidpriorError('E_ONNX', `graph has a cycle or a missing value after LoRA injection (node "${stuck?.name}")`);
-  }
-  g.nodes = sorted;
 }
