@@ -127,9 +127,11 @@ export function validateConfig(c: SdConfig): SdConfig {
   }
   u.block_out_channels.forEach((ch, i) => {
     if (ch % u.norm_num_groups !== 0) throw bad(`unet.block_out_channels[${i}]`, ch, `a multiple of norm_num_groups ${u.norm_num_groups}`);
+    // Heads matter where there is attention: cross-attention levels (down and up) and the mid block (last level).
+    const attends = u.down_block_types[i] === 'CrossAttnDownBlock2D' || u.up_block_types[levels - 1 - i] === 'CrossAttnUpBlock2D' || i === levels - 1;
     const heads = headsOf(u, i);
     posInt(`unet.attention_head_dim[${i}]`, heads);
-    if (ch % heads !== 0) throw bad(`unet.attention_head_dim[${i}]`, heads, `a divisor of block_out_channels[${i}] ${ch}`);
+    if (attends && ch % heads !== 0) throw bad(`unet.attention_head_dim[${i}]`, heads, `a divisor of block_out_channels[${i}] ${ch}`);
   });
   if (u.cross_attention_dim !== t.hidden_size) throw bad('unet.cross_attention_dim', u.cross_attention_dim, `the text encoder's hidden_size ${t.hidden_size}`);
 

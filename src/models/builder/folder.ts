@@ -90,6 +90,9 @@ const MODEL_INDEX = {
   vae_encoder: ['diffusers', 'OnnxRuntimeModel'],
 };
 
+/** Makes temporary folder names unique within the process (two builds may start in the same millisecond). */
+let tmpCounter = 0;
+
 async function writeJson(path: string, value: unknown): Promise<void> {
   await writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
 }
@@ -109,7 +112,7 @@ export async function createModelFolder(dir: string, config: string | SdConfig |
   if (existsSync(target) && !o.overwrite) {
     throw new VidpriorError('E_BAD_REQUEST', `${target} already exists: choose a new folder (or overwrite it)`, { dir: target });
   }
-  const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now()}`);
+  const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now()}-${++tmpCounter}`);
   await mkdir(tmp, { recursive: true });
   try {
     // 2. The graphs, one at a time (built without weights; each tensor is drawn as it is written).
@@ -141,7 +144,8 @@ export async function createModelFolder(dir: string, config: string | SdConfig |
     });
 
     // 4. Into place: the old folder (when overwriting) is moved aside first and removed last.
-    const old = existsSync(target) ? `${tmp}.old` : null;
+    // Without overwrite, a folder that appeared meanwhile (another process) makes the rename fail: keep theirs.
+    const old = o.overwrite && existsSync(target) ? `${tmp}.old` : null;
     if (old) await rename(target, old);
     await rename(tmp, target);
     if (old) await rm(old, { recursive: true, force: true });

@@ -1,0 +1,59 @@
+/** `vidprior models create-tiny` and `vidprior models inspect` end to end (spawned CLI, compiled build). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const CLI = join('dist', 'daemon', 'cli.js');
+const vidprior = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+test('create-tiny writes a model that inspect describes; bad input exits 2 with the bad value named', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vidprior-models-cli-'));
+  try {
+    const model = join(dir, 'm');
+    const made = vidprior('models', 'create-tiny', model, '--opset', '14', '--seed', '3', '--json');
+    assert.equal(made.status, 0, made.stderr);
+    const created = lastJson(made.stdout);
+    assert.equal(created.event, 'result');
+    assert.equal(created.vaeScaleFactor, 8);
+    assert.equal(created.parameters.unet, 985_444);
+
+    const shown = vidprior('models', 'inspect', model, '--json');
+    assert.equal(shown.status, 0, shown.stderr);
+    const info = lastJson(shown.stdout);
+    assert.deepEqual(info.components.unet.inputs.map((i: { name: string }) => i.name), ['sample', 'timestep', 'encoder_hidden_states']);
+    assert.equal(info.components.text_encoder.opsets['ai.onnx'], 14);
+    assert.equal(info.facts.vaeScaleFactor, 8);
+    assert.equal(info.facts.latentChannels, 4);
+    assert.equal(info.facts.textWidth, 32);
+    assert.equal(info.built.seed, 3);
+
+    const human = vidprior('models', 'inspect', model, '--no-probe');
+    assert.equal(human.status, 0, human.stderr);
+    assert.match(human.stdout, /unet: opset 14 .* in: {2}sample float32\[batch, 4, height, width\]/s);
+
+    // A config file: partial, over the tiny preset.
+    const cfg = join(dir, 'cfg.json');
+    writeFileSync(cfg, JSON.stringify({ unet: { block_out_channels: [32, 32] }, vae: { block_out_channels: [8, 8] } }));
+    const custom = vidprior('models', 'create-tiny', join(dir, 'c'), '--config', cfg, '--json');
+    assert.equal(custom.status, 0, custom.stderr);
+    assert.equal(lastJson(custom.stdout).vaeScaleFactor, 2);
+
+    const again = vidprior('models', 'create-tiny', model);
+    assert.equal(again.status, 2);
+    assert.match(again.stderr, /E_BAD_REQUEST.*already exists/);
+    writeFileSync(cfg, JSON.stringify({ unet: { cross_attention_dim: 48 } }));
+    const bad = vidprior('models', 'create-tiny', join(dir, 'd'), '--config', cfg);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /unet\.cross_attention_dim must be .* got 48/);
+    assert.doesNotMatch(bad.stderr, /\n\s+at /, 'no stack trace for a user mistake');
+    const missing = vidprior('models', 'inspect', join(dir, 'nothing'));
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /E_MODEL_MISSING/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
