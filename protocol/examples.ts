@@ -6,7 +6,7 @@
  *
  * In the JSON, a binary (MessagePack `bin`) value is written `{"$bin": "<base64>"}`.
  */
-import type { ClientMessage, JobSummary, ServerMessage } from './messages.js';
+import type { ClientMessageIn as ClientMessage, JobSummary, ServerMessage } from './messages.js';
 
 /** 2×2 RGB PNGs, small enough to read in a JSON file. */
 const PNG = {

@@ -10,7 +10,7 @@
 import { ERROR_CODES, type ErrorCode, VidpriorError } from '../src/errors.js';
 import { JOB_KINDS, JobKindSchema } from './params.js';
 import {
-  type Infer, type Schema, any, array, bin, bool, int, isPlainMap, literal, num, object, oneOf, optional, record, str,
+  type Infer, type Input, type Schema, any, array, bin, bool, int, isPlainMap, literal, num, object, oneOf, optional, record, str,
   withDefault, describeValue,
 } from './schema.js';
 
@@ -139,7 +139,10 @@ export type GetJob = Infer<typeof GetJob>;
 export type Attach = Infer<typeof Attach>;
 export type Detach = Infer<typeof Detach>;
 export type ListModels = Infer<typeof ListModels>;
+/** A client message as the daemon sees it after parsing (defaults filled in). */
 export type ClientMessage = { [K in keyof typeof CLIENT_MESSAGES]: Infer<(typeof CLIENT_MESSAGES)[K]> }[keyof typeof CLIENT_MESSAGES];
+/** A client message as a client may write it (fields with defaults may be left out). */
+export type ClientMessageIn = { [K in keyof typeof CLIENT_MESSAGES]: Input<(typeof CLIENT_MESSAGES)[K]> }[keyof typeof CLIENT_MESSAGES];
 
 // ---- daemon → client ------------------------------------------------------------------------------------
 
@@ -340,7 +343,7 @@ export function errorMessage(err: VidpriorError, ids: { id?: RequestId; job?: st
 }
 
 /** Keeps only MessagePack-plain detail values (strings, numbers, booleans, null, and arrays/maps of them). */
-function plainDetails(details: Record<string, unknown>): Record<string, unknown> {
+export function plainDetails(details: Record<string, unknown>): Record<string, unknown> {
   const ok = (v: unknown): boolean =>
     v === null || ['string', 'number', 'boolean'].includes(typeof v) ||
     (Array.isArray(v) && v.length <= 100 && v.every(ok)) || (isPlainMap(v) && Object.values(v).every(ok));

@@ -10,22 +10,34 @@
  */
 import { VidpriorError } from '../src/errors.js';
 
-export interface Schema<T, Optional extends boolean = false> {
+export interface Schema<T, Optional extends boolean = false, Defaulted extends boolean = false> {
   /** Checks `value` found at `path` and returns it typed (defaults filled in). */
   parse(value: unknown, path: string): T;
-  /** Whether the key may be absent in an object (set by `optional()`). */
+  /** Whether the key may be absent in an object (set by `optional()` and `withDefault()`). */
   readonly isOptional: Optional;
+  /** Whether an absent key takes a default (so the parsed value is always there). */
+  readonly hasDefault?: Defaulted;
   /** A short description of what is expected, for error messages and the spec. */
   readonly expected: string;
 }
 
-export type Infer<S> = S extends Schema<infer T, boolean> ? T : never;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnySchema = Schema<any, boolean, boolean>;
+/** The parsed (received) type: keys with a default are always present. */
+export type Infer<S> = S extends Schema<infer T, boolean, boolean> ? T : never;
+/** The type a sender may write: keys with a default may be left out. */
+export type Input<S> = S extends { shape: infer Sh extends Shape } ? InferInputShape<Sh> : Infer<S>;
 
-type Shape = Record<string, Schema<unknown, boolean>>;
+type Shape = Record<string, AnySchema>;
 type Simplify<T> = { [K in keyof T]: T[K] } & {};
+type OptionalOut<S> = S extends Schema<unknown, true, false> ? true : false;
 export type InferShape<S extends Shape> = Simplify<
-  { [K in keyof S as S[K]['isOptional'] extends true ? never : K]: Infer<S[K]> } &
-  { [K in keyof S as S[K]['isOptional'] extends true ? K : never]?: Infer<S[K]> }
+  { [K in keyof S as OptionalOut<S[K]> extends true ? never : K]: Infer<S[K]> } &
+  { [K in keyof S as OptionalOut<S[K]> extends true ? K : never]?: Infer<S[K]> }
+>;
+export type InferInputShape<S extends Shape> = Simplify<
+  { [K in keyof S as S[K]['isOptional'] extends true ? never : K]: Input<S[K]> } &
+  { [K in keyof S as S[K]['isOptional'] extends true ? K : never]?: Input<S[K]> }
 >;
 
 /** Short, bounded rendering of a bad value for an error message (never dumps a whole frame). */
@@ -116,7 +128,7 @@ export function bin(): Schema<Uint8Array> {
   });
 }
 
-export function array<T>(item: Schema<T, boolean>, opts: { min?: number; max?: number } = {}): Schema<T[]> {
+export function array<T>(item: Schema<T, boolean, boolean>, opts: { min?: number; max?: number } = {}): Schema<T[]> {
   const min = opts.min ?? 0;
   const max = opts.max ?? 100_000;
   const expected = `an array of ${min}–${max} items`;
@@ -128,7 +140,7 @@ export function array<T>(item: Schema<T, boolean>, opts: { min?: number; max?: n
 }
 
 /** A string-keyed map whose values all follow `value` (used for free-form details). */
-export function record<T>(value: Schema<T, boolean>): Schema<Record<string, T>> {
+export function record<T>(value: Schema<T, boolean, boolean>): Schema<Record<string, T>> {
   return schema('a map', (v, path) => {
     if (!isPlainMap(v)) throw typeError(path, 'a map', v);
     const out: Record<string, T> = {};
@@ -142,7 +154,7 @@ export function any(): Schema<unknown> {
   return schema('any value', (v) => v);
 }
 
-export function optional<T>(inner: Schema<T, boolean>): Schema<T | undefined, true> {
+export function optional<T>(inner: Schema<T, boolean, boolean>): Schema<T | undefined, true> {
   return {
     expected: inner.expected,
     isOptional: true,
@@ -151,12 +163,13 @@ export function optional<T>(inner: Schema<T, boolean>): Schema<T | undefined, tr
 }
 
 /** Like `optional`, but an absent key takes `fallback` (so the parsed type is not optional). */
-export function withDefault<T>(inner: Schema<T, boolean>, fallback: T): Schema<T, true> & Schema<T, boolean> {
+export function withDefault<T>(inner: Schema<T, boolean, boolean>, fallback: T): Schema<T, true, true> {
   return {
     expected: `${inner.expected} (default ${JSON.stringify(fallback)})`,
     isOptional: true,
+    hasDefault: true,
     parse: (v, path) => (v === undefined || v === null ? fallback : inner.parse(v, path)),
-  } as Schema<T, true>;
+  };
 }
 
 export function isPlainMap(v: unknown): v is Record<string, unknown> {

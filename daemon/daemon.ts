@@ -1,0 +1,102 @@
+/**
+ * Puts the daemon together: job store and queue, model host, executors, and optionally the websocket server
+ * and folder watchers. `vidprior serve`, `vidprior watch` and the tests all start it through here.
+ */
+import { join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import type { ExecutionProviderChoice } from '../src/runtime/types.js';
+import { DEFAULT_LIMITS } from '../protocol/codec.js';
+import type { JobExecutor } from './jobs/executor.js';
+import { defaultExecutors } from './jobs/index.js';
+import { JobStore } from './jobs/store.js';
+import { ModelHost } from './model-host.js';
+import { JobQueue } from './queue.js';
+import { startServer, type RunningServer } from './server.js';
+import { FolderWatcher } from './watch.js';
+
+export interface Limits { maxMessageBytes: number; maxFrameBytes: number; maxFrames: number }
+
+export interface DaemonOptions {
+  dataDir: string;
+  modelDir?: string;
+  ep: ExecutionProviderChoice;
+  cpuThreads?: number;
+  /** Makes or finds the embedded default model (a folder). */
+  embeddedDefault: () => Promise<string>;
+  /** Listen on a websocket (serve); absent for `vidprior watch` alone. */
+  listen?: { host: string; port: number; token?: string; heartbeatMs?: number };
+  limits?: Partial<Limits>;
+  allowDirs?: string[];
+  watch?: string[];
+  /** Replaces the executors (tests of the queue itself). */
+  executors?: JobExecutor[];
+  log?: (line: string) => void;
+}
+
+export interface Daemon {
+  readonly queue: JobQueue;
+  readonly server?: RunningServer;
+  readonly watchers: FolderWatcher[];
+  close(): Promise<void>;
+}
+
+export function packageVersion(): string {
+  const require = createRequire(import.meta.url);
+  for (const p of ['../package.json', '../../package.json']) {
+    try { return (require(p) as { version: string }).version; } catch { /* next */ }
+  }
+  return '0.0.0';
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const log = opts.log ?? (() => {});
+  const dataDir = resolve(opts.dataDir);
+  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  // 1. The queue over the data dir; unfinished jobs of the last run resume.
+  const store = new JobStore(dataDir);
+  const model = new ModelHost({
+    modelDir: opts.modelDir ? resolve(opts.modelDir) : undefined, embeddedDefault: opts.embeddedDefault,
+    ep: opts.ep, cpuThreads: opts.cpuThreads, adaptersDir: store.adaptersDir, cacheDir: join(dataDir, 'cache'), log,
+  });
+  const executors = new Map((opts.executors ?? defaultExecutors()).map((e) => [e.kind, e] as const));
+  const queue = new JobQueue(store, executors, model, log);
+  await queue.start();
+
+  // 2. Watched folders (their jobs go through the same queue).
+  const watchers: FolderWatcher[] = [];
+  try {
+    for (const dir of opts.watch ?? []) watchers.push(await FolderWatcher.start(resolve(dir), queue, { ...limits, log }));
+  } catch (err) {
+    await Promise.all(watchers.map((w) => w.close()));
+    await queue.stop();
+    throw err;
+  }
+
+  // 3. The websocket server.
+  let server: RunningServer | undefined;
+  if (opts.listen) {
+    try {
+      server = await startServer({
+        host: opts.listen.host, port: opts.listen.port, token: opts.listen.token,
+        heartbeatMs: opts.listen.heartbeatMs ?? 15_000, limits,
+        allowDirs: [dataDir, ...(opts.watch ?? []), ...(opts.allowDirs ?? [])].map((d) => resolve(d)),
+        queue, version: packageVersion(), log,
+      });
+    } catch (err) {
+      await Promise.all(watchers.map((w) => w.close()));
+      await queue.stop();
+      await model.close();
+      throw err;
+    }
+  }
+
+  return {
+    queue, server, watchers,
+    async close() {
+      await Promise.all(watchers.map((w) => w.close()));
+      if (server) await server.close();
+      else await queue.stop();
+      await model.close();
+    },
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * Turns a job request — a websocket `submit` or a watched folder's job.json — into a job the queue can
+ * store: parameters checked per kind, frames read (bytes, or paths checked against the allowed folders) and
+ * checked to be images of one size, edits and noise checked, output names planned by the executor.
+ * Everything is checked before anything is written, so a refused request leaves nothing behind.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { VidpriorError } from '../src/errors.js';
+import type { EditInput, FrameInput, NoiseInput } from '../protocol/messages.js';
+import { parseParams, type JobKind } from '../protocol/params.js';
+import type { JobExecutor } from './jobs/executor.js';
+import { probeImage } from './jobs/images.js';
+import type { NewJob } from './jobs/store.js';
+import type { JobSpec } from './jobs/types.js';
+import type { PathPolicy } from './paths.js';
+
+export interface JobRequest {
+  kind: JobKind;
+  params: unknown;
+  frames: FrameInput[];
+  edits?: EditInput[];
+  noise?: NoiseInput;
+  name?: string;
+  output_dir?: string;
+}
+
+export interface IntakeOptions {
+  maxFrameBytes: number;
+  maxFrames: number;
+  /** Where `path` fields may point; null when this client may not send paths at all (not on loopback). */
+  paths: PathPolicy | null;
+  origin: JobSpec['origin'];
+}
+
+/** Output and input names are file names in the job folder: no separators, no dot-names, no control chars. */
+const SAFE_NAME = /^(?!\.)[^/\\\x00-\x1f]{1,200}$/;
+
+export async function intake(executor: JobExecutor, req: JobRequest, opts: IntakeOptions): Promise<NewJob> {
+  // 1. Parameters of the kind (defaults filled in).
+  const params = parseParams(req.kind, req.params) as Record<string, unknown>;
+  if (req.frames.length > opts.maxFrames) {
+    throw new VidpriorError('E_TOO_LARGE', `${req.frames.length} frames is more than the limit of ${opts.maxFrames}`, { field: 'frames', limit: opts.maxFrames });
+  }
+
+  // 2. Frames: bytes or an allowed path; images of one size; unique, safe names.
+  const inputs: NewJob['inputs'] = [];
+  let size: { width: number; height: number } | null = null;
+  const names = new Set<string>();
+  for (const [i, frame] of req.frames.entries()) {
+    const field = `frames[${i}]`;
+    const bytes = await frameBytes(frame, field, opts);
+    const info = await probeImage(bytes, field);
+    if (size && (info.width !== size.width || info.height !== size.height)) {
+      throw new VidpriorError('E_BAD_INPUT', `${field} is ${info.width}×${info.height} but frames[0] is ${size.width}×${size.height}: all frames of a job must have one size`, { field });
+    }
+    size ??= { width: info.width, height: info.height };
+    const name = frame.name ?? (frame.path ? basename(frame.path) : `frame-${String(i).padStart(5, '0')}.png`);
+    if (!SAFE_NAME.test(name)) throw new VidpriorError('E_BAD_REQUEST', `${field}.name ${JSON.stringify(name)} is not a plain file name`, { field: `${field}.name` });
+    if (names.has(name)) throw new VidpriorError('E_BAD_REQUEST', `${field}.name ${JSON.stringify(name)} is used by an earlier frame`, { field: `${field}.name` });
+    names.add(name);
+    inputs.push({ name, bytes, ext: info.format === 'png' ? 'png' : 'jpg' });
+  }
+  if (!size) throw new VidpriorError('E_BAD_REQUEST', 'a job needs at least one frame', { field: 'frames' });
+
+  // 3. Edited keyframes: of an existing frame, the same size.
+  const edits: NewJob['edits'] = [];
+  for (const [i, edit] of (req.edits ?? []).entries()) {
+    const field = `edits[${i}]`;
+    if (edit.frame >= inputs.length) throw new VidpriorError('E_BAD_REQUEST', `${field}.frame is ${edit.frame} but the job has ${inputs.length} frames`, { field: `${field}.frame` });
+    const bytes = await frameBytes(edit, field, opts);
+    const info = await probeImage(bytes, field);
+    if (info.width !== size.width || info.height !== size.height) {
+      throw new VidpriorError('E_BAD_INPUT', `${field} is ${info.width}×${info.height} but the frames are ${size.width}×${size.height}`, { field });
+    }
+    edits.push({ frame: edit.frame, bytes, ext: info.format === 'png' ? 'png' : 'jpg' });
+  }
+
+  // 4. Explicit noise: float32 data matching its dims (its shape against the model is checked when it runs).
+  let noise: NewJob['noise'];
+  if (req.noise) {
+    if (req.kind !== 'stylize' && req.kind !== 'run') {
+      throw new VidpriorError('E_BAD_REQUEST', `noise is for stylize and run jobs; ${req.kind} candidates differ by seed`, { field: 'noise' });
+    }
+    const count = req.noise.dims.reduce((a, b) => a * b, 1);
+    if (req.noise.data.length !== count * 4) {
+      throw new VidpriorError('E_BAD_INPUT', `noise.data has ${req.noise.data.length} bytes but dims [${req.noise.dims.join(', ')}] need ${count * 4} (float32)`, { field: 'noise.data' });
+    }
+    if (req.noise.data.length > opts.maxFrameBytes) throw tooLarge('noise.data', req.noise.data.length, opts.maxFrameBytes);
+    noise = { dims: req.noise.dims, bytes: req.noise.data };
+  }
+
+  // 5. Output folder (local clients only), and the output names the executor will write.
+  let outputDir: string | undefined;
+  if (req.output_dir !== undefined) outputDir = checkPath(req.output_dir, 'output_dir', opts);
+  const outputs = executor.plan({ params, inputNames: inputs.map((f) => f.name), edits });
+  for (const n of outputs) if (!SAFE_NAME.test(n)) throw new VidpriorError('E_INTERNAL', `planned output name ${JSON.stringify(n)} is not a file name`);
+
+  return {
+    kind: req.kind, params, ...(req.name ? { name: req.name } : {}), inputs, edits, ...(noise ? { noise } : {}),
+    width: size.width, height: size.height, outputs, ...(outputDir ? { output_dir: outputDir } : {}), origin: opts.origin,
+  };
+}
+
+function tooLarge(field: string, bytes: number, limit: number): VidpriorError {
+  return new VidpriorError('E_TOO_LARGE', `${field} is ${bytes} bytes, more than the limit of ${limit}`, { field, bytes, limit });
+}
+
+function checkPath(p: string, field: string, opts: IntakeOptions): string {
+  if (!opts.paths || !opts.paths.allowsAny) {
+    throw new VidpriorError('E_FORBIDDEN_PATH', `${field}: this daemon reads no paths from this client (only from one on the same machine, inside --allow-dir folders); send the bytes instead`, { field });
+  }
+  return opts.paths.check(p, field);
+}
+
+async function frameBytes(frame: { png?: Uint8Array; path?: string }, field: string, opts: IntakeOptions): Promise<Uint8Array> {
+  if ((frame.png === undefined) === (frame.path === undefined)) {
+    throw new VidpriorError('E_BAD_REQUEST', `${field} must have exactly one of "png" (bytes) and "path"`, { field });
+  }
+  if (frame.png) {
+    if (frame.png.length > opts.maxFrameBytes) throw tooLarge(`${field}.png`, frame.png.length, opts.maxFrameBytes);
+    return frame.png;
+  }
+  const real = checkPath(frame.path!, `${field}.path`, opts);
+  let bytes: Uint8Array;
+  try {
+    const st = await stat(real);
+    if (!st.isFile()) throw new Error('not a file');
+    if (st.size > opts.maxFrameBytes) throw tooLarge(`${field}.path`, st.size, opts.maxFrameBytes);
+    bytes = await readFile(real);
+  } catch (err) {
+    if (err instanceof VidpriorError) throw err;
+    throw new VidpriorError('E_BAD_INPUT', `${field}.path ${JSON.stringify(frame.path)} cannot be read: ${(err as Error).message}`, { field: `${field}.path` });
+  }
+  return bytes;
+}

@@ -1,0 +1,117 @@
+/**
+ * The two job kinds that are img2img on the library's pipeline (src/pipelines/img2img.ts):
+ *   - stylize: every frame, low strength, the same noise for each (step 4 of the method);
+ *   - edit-keyframe: one frame, high strength, one candidate per seed (step 1).
+ * Both make each output depend only on the job spec, so a job resumed after a crash writes the same bytes.
+ */
+import { VidpriorError } from '../../src/errors.js';
+import { outputFrameName } from '../../src/io/inputs.js';
+import { stylizeFrames, type StylizeProgress } from '../../src/pipelines/img2img.js';
+import { float32 } from '../../src/tensor.js';
+import type { EditKeyframeParams, StylizeParams } from '../../protocol/params.js';
+import type { ExecutorContext, ExecutorResult, JobExecutor } from './executor.js';
+import { encodeJobFrame, fitPlan, readJobFrame } from './frames.js';
+
+
+async function loadModel(ctx: ExecutorContext, adapter: string | undefined) {
+  ctx.progress({ stage: 'loading', fraction: 0, message: `loading model ${ctx.model.name}` });
+  const loaded = await ctx.model.get();
+  const unet = adapter ? await ctx.model.unetWithAdapter(adapter) : undefined;
+  return { ...loaded, unet };
+}
+
+async function noiseTensor(ctx: ExecutorContext) {
+  const data = await ctx.readNoise();
+  return data && ctx.spec.noise ? float32(ctx.spec.noise.dims, data) : undefined;
+}
+
+export const stylizeExecutor: JobExecutor = {
+  kind: 'stylize',
+  unavailable: () => null,
+  plan({ inputNames }) {
+    const names = inputNames.map(outputFrameName);
+    const seen = new Set<string>();
+    for (const [i, n] of names.entries()) {
+      if (seen.has(n)) throw new VidpriorError('E_BAD_REQUEST', `frames[${i}] would be written as ${n}, like an earlier frame: rename one`, { field: `frames[${i}].name` });
+      seen.add(n);
+    }
+    return names;
+  },
+  async run(ctx): Promise<ExecutorResult> {
+    const p = ctx.spec.params as StylizeParams;
+    const total = ctx.spec.inputs.length;
+    // 1. Which frames are left. Frames are run in batches aligned to multiples of `batch`, as an uninterrupted
+    //    run would group them, so a resumed job gives the same bytes even where batching changes rounding.
+    const batch = p.batch;
+    const todo: number[] = [];
+    for (let g = 0; g < total; g += batch) {
+      const group = Array.from({ length: Math.min(batch, total - g) }, (_, i) => g + i);
+      if (group.some((i) => !ctx.isDone(i))) todo.push(...group);
+    }
+    if (todo.length === 0) return {};
+    const doneBefore = total - todo.filter((i) => !ctx.isDone(i)).length;
+
+    // 2. Model (and adapter) — loaded once per daemon, kept for the next job.
+    const { model, runtime, unet } = await loadModel(ctx, p.adapter);
+
+    // 3. Run the pipeline over the frames left; each finished frame is stored and streamed at once.
+    let finished = 0;
+    const onProgress = (s: StylizeProgress): void => {
+      const inBatch = s.phase === 'denoise' ? (s.step / Math.max(1, s.steps)) * Math.min(batch, s.frames) : 0;
+      const completed = s.phase === 'frame' ? s.frame : Math.max(0, s.frame - Math.min(batch, s.frames));
+      ctx.progress({
+        stage: s.phase === 'encode' ? 'encoding' : 'denoising',
+        fraction: Math.min(1, (doneBefore + Math.max(finished, completed) + inBatch) / total),
+        frame: todo[Math.min(todo.length - 1, Math.max(0, s.frame - 1))],
+        step: s.step, steps: s.steps,
+      });
+    };
+    const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
+    await stylizeFrames(model, runtime, {
+      count: todo.length, width: plan.working.width, height: plan.working.height,
+      read: (i) => readJobFrame(ctx.inputPath(todo[i]!), plan),
+    }, async (i, image) => {
+      const index = todo[i]!;
+      finished++;
+      if (ctx.isDone(index)) return; // re-run only to keep its batch whole
+      await ctx.emitFrame(index, await encodeJobFrame(image, plan, ctx.scratchPath(String(index))));
+    }, {
+      prompt: p.prompt, negativePrompt: p.negative_prompt, strength: p.strength, steps: p.steps, guidance: p.guidance,
+      seed: p.seed, noise: await noiseTensor(ctx), batch, unet, signal: ctx.signal, onProgress,
+    });
+    return {};
+  },
+};
+
+export const editKeyframeExecutor: JobExecutor = {
+  kind: 'edit-keyframe',
+  unavailable: () => null,
+  plan({ params, inputNames }) {
+    const p = params as EditKeyframeParams;
+    if (p.frame >= inputNames.length) {
+      throw new VidpriorError('E_BAD_REQUEST', `params.frame is ${p.frame} but the job has ${inputNames.length} frame(s)`, { field: 'params.frame' });
+    }
+    return Array.from({ length: p.candidates }, (_, k) => `candidate-${k}-seed${p.seed + k}.png`);
+  },
+  async run(ctx): Promise<ExecutorResult> {
+    const p = ctx.spec.params as EditKeyframeParams;
+    const { model, runtime, unet } = await loadModel(ctx, p.adapter);
+    const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
+    const image = await readJobFrame(ctx.inputPath(p.frame), plan);
+    // One pipeline run per candidate: candidate k is img2img of the frame with seed + k.
+    for (let k = 0; k < p.candidates; k++) {
+      if (ctx.isDone(k)) continue;
+      await stylizeFrames(model, runtime, { count: 1, width: plan.working.width, height: plan.working.height, read: () => image }, async (_i, out) => {
+        await ctx.emitFrame(k, await encodeJobFrame(out, plan, ctx.scratchPath(String(k))), { seed: p.seed + k });
+      }, {
+        prompt: p.prompt, negativePrompt: p.negative_prompt, strength: p.strength, steps: p.steps, guidance: p.guidance,
+        seed: p.seed + k, unet, signal: ctx.signal,
+        onProgress: (s) => ctx.progress({
+          stage: s.phase === 'encode' ? 'encoding' : 'denoising', fraction: (k + (s.phase === 'frame' ? 1 : s.step / Math.max(1, s.steps))) / p.candidates,
+          frame: p.frame, step: s.step, steps: s.steps, message: `candidate ${k + 1} of ${p.candidates} (seed ${p.seed + k})`,
+        }),
+      });
+    }
+    return {};
+  },
+};

@@ -1,0 +1,156 @@
+/**
+ * The jobs folder of the daemon's data dir: create a job (inputs copied in, spec written), load every job
+ * back after a restart, write outputs and state atomically. See types.ts for the layout.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { VidpriorError } from '../../src/errors.js';
+import { JOB_ID } from '../../protocol/messages.js';
+import { writeFileAtomic, writeJsonAtomic } from '../fsutil.js';
+import { SPEC_VERSION, type JobSpec, type JobStatus } from './types.js';
+
+/** A job as the daemon holds it in memory: its spec, its status and which outputs exist. */
+export interface JobRecord {
+  readonly dir: string;
+  readonly spec: JobSpec;
+  status: JobStatus;
+  /** outputDone[i]: output frame i is on disk. */
+  outputDone: boolean[];
+}
+
+export interface NewJob {
+  kind: JobSpec['kind'];
+  params: Record<string, unknown>;
+  name?: string;
+  /** Frame bytes (already checked to be images of one size). */
+  inputs: { name: string; bytes: Uint8Array; ext: string }[];
+  edits: { frame: number; bytes: Uint8Array; ext: string }[];
+  noise?: { dims: number[]; bytes: Uint8Array };
+  width: number;
+  height: number;
+  outputs: string[];
+  output_dir?: string;
+  origin: JobSpec['origin'];
+}
+
+const pad = (n: number, w: number) => String(n).padStart(w, '0');
+
+/** `j-YYYYMMDD-HHMMSS-xxxxxx`: sorts by creation time, unique by its random tail. */
+export function newJobId(now = new Date()): string {
+  const d = `${now.getUTCFullYear()}${pad(now.getUTCMonth() + 1, 2)}${pad(now.getUTCDate(), 2)}`;
+  const t = `${pad(now.getUTCHours(), 2)}${pad(now.getUTCMinutes(), 2)}${pad(now.getUTCSeconds(), 2)}`;
+  return `j-${d}-${t}-${randomBytes(3).toString('hex')}`;
+}
+
+export class JobStore {
+  readonly jobsDir: string;
+  readonly adaptersDir: string;
+
+  constructor(readonly dataDir: string) {
+    this.jobsDir = join(dataDir, 'jobs');
+    this.adaptersDir = join(dataDir, 'adapters');
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.jobsDir, { recursive: true });
+    await mkdir(this.adaptersDir, { recursive: true });
+  }
+
+  /** Writes a new job folder. The spec is written last: a folder without spec.json is an aborted create. */
+  async create(job: NewJob): Promise<JobRecord> {
+    const id = newJobId();
+    const dir = join(this.jobsDir, id);
+    await mkdir(join(dir, 'inputs'), { recursive: true });
+    await mkdir(join(dir, 'outputs'), { recursive: true });
+    const inputs = await Promise.all(job.inputs.map(async (f, i) => {
+      const file = `inputs/${pad(i, 5)}.${f.ext}`;
+      await writeFileAtomic(join(dir, file), f.bytes);
+      return { name: f.name, file };
+    }));
+    const edits = await Promise.all(job.edits.map(async (e, i) => {
+      const file = `edits/${pad(i, 2)}.${e.ext}`;
+      await writeFileAtomic(join(dir, file), e.bytes);
+      return { frame: e.frame, file };
+    }));
+    let noise: JobSpec['noise'];
+    if (job.noise) {
+      await writeFileAtomic(join(dir, 'noise.bin'), job.noise.bytes);
+      noise = { dims: job.noise.dims, file: 'noise.bin' };
+    }
+    const spec: JobSpec = {
+      version: SPEC_VERSION, id, kind: job.kind, params: job.params, ...(job.name ? { name: job.name } : {}),
+      created_at: new Date().toISOString(), inputs, edits, ...(noise ? { noise } : {}),
+      width: job.width, height: job.height, outputs: job.outputs,
+      ...(job.output_dir ? { output_dir: job.output_dir } : {}), origin: job.origin,
+    };
+    const status: JobStatus = { state: 'queued', stage: 'queued', fraction: 0, elapsed_s: 0 };
+    const record: JobRecord = { dir, spec, status, outputDone: job.outputs.map(() => false) };
+    await this.saveStatus(record);
+    await writeJsonAtomic(join(dir, 'spec.json'), spec);
+    return record;
+  }
+
+  /** Every job on disk, oldest first. Folders that cannot be read are skipped and reported to `warn`. */
+  async loadAll(warn: (message: string) => void): Promise<JobRecord[]> {
+    const names = (await readdir(this.jobsDir)).filter((n) => JOB_ID.test(n)).sort();
+    const jobs: JobRecord[] = [];
+    for (const name of names) {
+      const dir = join(this.jobsDir, name);
+      try {
+        if (!existsSync(join(dir, 'spec.json'))) continue; // created half-way when the daemon died: nothing was accepted
+        const spec = JSON.parse(await readFile(join(dir, 'spec.json'), 'utf8')) as JobSpec;
+        const status = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as JobStatus;
+        const outputDone = await Promise.all(spec.outputs.map((n) => stat(join(dir, 'outputs', n)).then(() => true, () => false)));
+        jobs.push({ dir, spec, status, outputDone });
+      } catch (err) {
+        warn(`skipping job folder ${dir}: ${(err as Error).message}`);
+      }
+    }
+    return jobs;
+  }
+
+  async saveStatus(job: JobRecord, durable = true): Promise<void> {
+    await writeJsonAtomic(join(job.dir, 'state.json'), job.status, durable);
+  }
+
+  outputPath(job: JobRecord, index: number): string {
+    const name = job.spec.outputs[index];
+    if (name === undefined) throw new VidpriorError('E_INTERNAL', `job ${job.spec.id} has no output ${index}`);
+    return join(job.dir, 'outputs', name);
+  }
+
+  /** Writes output `index` durably: once this returns, a restart will not redo the frame. */
+  async writeOutput(job: JobRecord, index: number, png: Uint8Array): Promise<void> {
+    await writeFileAtomic(this.outputPath(job, index), png);
+    job.outputDone[index] = true;
+  }
+
+  async readOutput(job: JobRecord, index: number): Promise<Uint8Array> {
+    return readFile(this.outputPath(job, index));
+  }
+
+  inputPath(job: JobRecord, index: number): string {
+    const input = job.spec.inputs[index];
+    if (!input) throw new VidpriorError('E_INTERNAL', `job ${job.spec.id} has no input ${index}`);
+    return join(job.dir, input.file);
+  }
+
+  editPath(job: JobRecord, index: number): string {
+    const edit = job.spec.edits[index];
+    if (!edit) throw new VidpriorError('E_INTERNAL', `job ${job.spec.id} has no edit ${index}`);
+    return join(job.dir, edit.file);
+  }
+
+  async readNoise(job: JobRecord): Promise<Float32Array | undefined> {
+    if (!job.spec.noise) return undefined;
+    const bytes = await readFile(join(job.dir, job.spec.noise.file));
+    // Copy into an aligned buffer; the file is little-endian float32 like every platform Node runs on.
+    return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+  }
+
+  adapterDir(job: JobRecord): string {
+    return join(job.dir, 'adapters');
+  }
+}

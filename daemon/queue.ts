@@ -1,0 +1,298 @@
+/**
+ * The job queue: one worker (one GPU), first in first out, every job persisted in the JobStore. After a
+ * restart, jobs that were running or queued run again (running ones first, in creation order) and skip the
+ * outputs they already finished. Events of each job go to its subscribers (websocket connections, the
+ * watched-folder writer); nobody's disconnect affects a job.
+ */
+import { VidpriorError, asVidpriorError, type ErrorCode } from '../src/errors.js';
+import { TERMINAL_STATES, plainDetails, type JobDetail, type JobEvent, type JobState, type JobSummary, type Progress } from '../protocol/messages.js';
+import type { ExecutorContext, JobExecutor, ProgressUpdate } from './jobs/executor.js';
+import type { JobRecord, JobStore, NewJob } from './jobs/store.js';
+import type { ModelHost } from './model-host.js';
+import { copyFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export type JobListener = (event: JobEvent) => void;
+type Log = (line: string) => void;
+
+/** Why a running job's signal was aborted. */
+const CANCEL = 'cancel';
+const SHUTDOWN = 'shutdown';
+
+/** Progress events are sent at most this often per job (stage changes and frames always go out). */
+const PROGRESS_INTERVAL_MS = 100;
+
+export class JobQueue {
+  private readonly jobs = new Map<string, JobRecord>();
+  private readonly waiting: string[] = [];
+  private readonly listeners = new Map<string, Set<JobListener>>();
+  private readonly anyListeners = new Set<(job: JobRecord, event: JobEvent) => void>();
+  private current: { id: string; abort: AbortController; started: number } | null = null;
+  private worker: Promise<void> | null = null;
+  private stopping = false;
+  private lastProgress = new Map<string, { at: number; stage: string }>();
+
+  constructor(
+    readonly store: JobStore,
+    private readonly executors: ReadonlyMap<string, JobExecutor>,
+    readonly model: ModelHost,
+    private readonly log: Log = () => {},
+  ) {}
+
+  /** Loads the jobs on disk and starts the ones left unfinished by the last run. */
+  async start(): Promise<void> {
+    await this.store.init();
+    const all = await this.store.loadAll(this.log);
+    for (const job of all) this.jobs.set(job.spec.id, job);
+    const resume = all.filter((j) => j.status.state === 'running');
+    const queued = all.filter((j) => j.status.state === 'queued');
+    for (const job of [...resume, ...queued]) this.waiting.push(job.spec.id);
+    if (resume.length) this.log(`resuming ${resume.length} interrupted job(s): ${resume.map((j) => j.spec.id).join(', ')}`);
+    this.kick();
+  }
+
+  executor(kind: string): JobExecutor {
+    const ex = this.executors.get(kind);
+    if (!ex) throw new VidpriorError('E_BAD_REQUEST', `job kind ${JSON.stringify(kind)} is not known`, { kind });
+    const why = ex.unavailable();
+    if (why) throw new VidpriorError('E_BAD_REQUEST', `job kind "${kind}" is not available in this build yet: ${why}`, { kind });
+    return ex;
+  }
+
+  /** Kinds this build can run (for `welcome.capabilities`). */
+  availableKinds(): string[] {
+    return [...this.executors.values()].filter((e) => !e.unavailable()).map((e) => e.kind);
+  }
+
+  /**
+   * Persists a new job and queues it; the job is durable once this resolves. `beforeStart` runs with the new
+   * id before the job can emit anything (to subscribe without missing an event).
+   */
+  async submit(job: NewJob, beforeStart?: (id: string) => void): Promise<JobRecord> {
+    if (this.stopping) throw new VidpriorError('E_BUSY', 'the daemon is shutting down');
+    const record = await this.store.create(job);
+    this.jobs.set(record.spec.id, record);
+    beforeStart?.(record.spec.id);
+    this.waiting.push(record.spec.id);
+    this.kick();
+    return record;
+  }
+
+  get(id: string): JobRecord {
+    const job = this.jobs.get(id);
+    if (!job) throw new VidpriorError('E_NOT_FOUND', `no job ${JSON.stringify(id)}`, { job: id });
+    return job;
+  }
+
+  /** Newest first. */
+  list(state?: JobState, limit = 100): JobRecord[] {
+    return [...this.jobs.values()].filter((j) => !state || j.status.state === state).reverse().slice(0, limit);
+  }
+
+  /** Cancels a queued job at once, a running one at its next step; a finished job is left as it is. */
+  async cancel(id: string): Promise<void> {
+    const job = this.get(id);
+    if (TERMINAL_STATES.includes(job.status.state)) return;
+    if (this.current?.id === id) {
+      this.current.abort.abort(CANCEL);
+      return;
+    }
+    const at = this.waiting.indexOf(id);
+    if (at >= 0) this.waiting.splice(at, 1);
+    await this.finish(job, 'cancelled', new VidpriorError('E_CANCELLED', 'the job was cancelled'));
+  }
+
+  subscribe(id: string, listener: JobListener): () => void {
+    let set = this.listeners.get(id);
+    if (!set) this.listeners.set(id, (set = new Set()));
+    set.add(listener);
+    return () => { set!.delete(listener); if (set!.size === 0) this.listeners.delete(id); };
+  }
+
+  /** Every event of every job (the watched folder follows its jobs this way). */
+  onAnyEvent(listener: (job: JobRecord, event: JobEvent) => void): () => void {
+    this.anyListeners.add(listener);
+    return () => this.anyListeners.delete(listener);
+  }
+
+  position(id: string): number | undefined {
+    const i = this.waiting.indexOf(id);
+    return i >= 0 ? i : undefined;
+  }
+
+  summary(job: JobRecord): JobSummary {
+    const s = job.status;
+    return {
+      id: job.spec.id, kind: job.spec.kind, state: s.state, ...(job.spec.name ? { name: job.spec.name } : {}),
+      created_at: job.spec.created_at, ...(s.started_at ? { started_at: s.started_at } : {}),
+      ...(s.finished_at ? { finished_at: s.finished_at } : {}),
+      frames_total: job.spec.outputs.length, frames_done: job.outputDone.filter(Boolean).length,
+      fraction: s.state === 'done' ? 1 : s.fraction, ...(s.error ? { error: { code: s.error.code, message: s.error.message } } : {}),
+    };
+  }
+
+  detail(job: JobRecord): JobDetail {
+    const position = this.position(job.spec.id);
+    return {
+      ...this.summary(job), params: job.spec.params, inputs: job.spec.inputs.map((i) => i.name),
+      outputs: job.spec.outputs.map((n, i) => (job.outputDone[i] ? n : '')),
+      ...(position !== undefined ? { position } : {}), ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
+    };
+  }
+
+  /** The progress event that describes a job now (sent on attach and on state changes). */
+  progressOf(job: JobRecord, update?: Partial<ProgressUpdate>): Progress {
+    const position = this.position(job.spec.id);
+    return {
+      type: 'progress', job: job.spec.id, state: job.status.state, stage: job.status.stage,
+      fraction: job.status.state === 'done' ? 1 : job.status.fraction,
+      frames_done: job.outputDone.filter(Boolean).length, frames_total: job.spec.outputs.length,
+      ...(position !== undefined ? { position } : {}), ...update,
+    };
+  }
+
+  /** Stops taking work; a running job is interrupted and stays `running` on disk, to resume on restart. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.waiting.length = 0;
+    this.current?.abort.abort(SHUTDOWN);
+    await this.worker;
+  }
+
+  // ---- the worker -----------------------------------------------------------------------------------
+
+  private kick(): void {
+    if (this.worker || this.stopping) return;
+    this.worker = this.drain().finally(() => { this.worker = null; if (this.waiting.length && !this.stopping) this.kick(); });
+  }
+
+  private async drain(): Promise<void> {
+    while (!this.stopping) {
+      const id = this.waiting.shift();
+      if (!id) return;
+      const job = this.jobs.get(id);
+      if (!job || TERMINAL_STATES.includes(job.status.state)) continue;
+      // Everyone still waiting moved up one place.
+      for (const other of this.waiting) this.emit(this.jobs.get(other)!, this.progressOf(this.jobs.get(other)!));
+      await this.runJob(job);
+    }
+  }
+
+  private async runJob(job: JobRecord): Promise<void> {
+    const abort = new AbortController();
+    const started = Date.now();
+    this.current = { id: job.spec.id, abort, started };
+    job.status.state = 'running';
+    job.status.stage = 'starting';
+    job.status.started_at ??= new Date().toISOString();
+    try {
+      await this.store.saveStatus(job);
+      this.emit(job, this.progressOf(job));
+      const executor = this.executor(job.spec.kind);
+      const result = await executor.run(this.contextFor(job, abort.signal));
+      abort.signal.throwIfAborted();
+      if (result.adapter) job.status.adapter = result.adapter;
+      job.status.elapsed_s += (Date.now() - started) / 1000;
+      await this.finish(job, 'done');
+    } catch (err) {
+      job.status.elapsed_s += (Date.now() - started) / 1000;
+      if (abort.signal.aborted && abort.signal.reason === SHUTDOWN) {
+        // Leave it `running` on disk: the next start resumes it.
+        await this.store.saveStatus(job).catch(() => {});
+      } else if (abort.signal.aborted && abort.signal.reason === CANCEL) {
+        await this.finish(job, 'cancelled', new VidpriorError('E_CANCELLED', 'the job was cancelled'));
+      } else {
+        const e = asVidpriorError(err);
+        if (e.code === 'E_INTERNAL') this.log(`job ${job.spec.id} failed with a bug: ${(err as Error)?.stack ?? e.message}`);
+        await this.finish(job, 'failed', e);
+      }
+    } finally {
+      this.current = null;
+      this.lastProgress.delete(job.spec.id);
+    }
+  }
+
+  private contextFor(job: JobRecord, signal: AbortSignal): ExecutorContext {
+    return {
+      spec: job.spec,
+      signal,
+      model: this.model,
+      adapterDir: this.store.adapterDir(job),
+      checkpoint: job.status.checkpoint,
+      progress: (update) => this.onProgress(job, update),
+      emitFrame: async (index, png, extra) => {
+        signal.throwIfAborted();
+        await this.store.writeOutput(job, index, png);
+        if (job.spec.output_dir) await copyOut(job.spec.output_dir, job.spec.outputs[index]!, this.store.outputPath(job, index));
+        job.status.fraction = Math.max(job.status.fraction, job.outputDone.filter(Boolean).length / Math.max(1, job.spec.outputs.length));
+        await this.store.saveStatus(job, false);
+        this.emit(job, { type: 'frame', job: job.spec.id, index, name: job.spec.outputs[index]!, png, replay: false, ...(extra?.seed !== undefined ? { seed: extra.seed } : {}) });
+      },
+      isDone: (index) => job.outputDone[index] === true,
+      inputPath: (index) => this.store.inputPath(job, index),
+      editPath: (index) => this.store.editPath(job, index),
+      scratchPath: (name) => join(job.dir, 'outputs', `.${name}.scratch.png`),
+      readNoise: () => this.store.readNoise(job),
+      saveCheckpoint: async (data) => {
+        job.status.checkpoint = data;
+        await this.store.saveStatus(job);
+      },
+    };
+  }
+
+  private onProgress(job: JobRecord, update: ProgressUpdate): void {
+    job.status.fraction = Math.min(1, Math.max(0, update.fraction));
+    const stageChanged = job.status.stage !== update.stage;
+    job.status.stage = update.stage;
+    const now = Date.now();
+    const last = this.lastProgress.get(job.spec.id);
+    if (!stageChanged && last && now - last.at < PROGRESS_INTERVAL_MS) return;
+    this.lastProgress.set(job.spec.id, { at: now, stage: update.stage });
+    this.emit(job, this.progressOf(job, update));
+  }
+
+  private async finish(job: JobRecord, state: 'done' | 'failed' | 'cancelled', error?: VidpriorError): Promise<void> {
+    job.status.state = state;
+    job.status.stage = state;
+    job.status.finished_at = new Date().toISOString();
+    if (state === 'done') job.status.fraction = 1;
+    if (error) job.status.error = { code: error.code as ErrorCode, message: error.message, ...(error.details ? { details: error.details } : {}) };
+    await this.store.saveStatus(job).catch((e: Error) => this.log(`could not save the state of job ${job.spec.id}: ${e.message}`));
+    this.emit(job, this.terminalEvent(job));
+  }
+
+  /** The event that ends a job's stream: done, or error with the job's code. */
+  terminalEvent(job: JobRecord): JobEvent {
+    if (job.status.state === 'done') {
+      return {
+        type: 'done', job: job.spec.id,
+        outputs: {
+          frames: job.spec.outputs.length, names: job.spec.outputs, ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
+          dir: join(job.dir, 'outputs'),
+        },
+        elapsed_s: Math.round(job.status.elapsed_s * 1000) / 1000,
+      };
+    }
+    const e = job.status.error ?? { code: 'E_INTERNAL' as const, message: `job ended as ${job.status.state} without an error` };
+    return { type: 'error', job: job.spec.id, code: e.code, message: e.message, ...(e.details ? { details: plainDetails(e.details) } : {}) };
+  }
+
+  private emit(job: JobRecord, event: JobEvent): void {
+    for (const l of this.anyListeners) safeCall(() => l(job, event), this.log);
+    for (const l of this.listeners.get(job.spec.id) ?? []) safeCall(() => l(event), this.log);
+  }
+}
+
+/** A listener's bug must not stop the job or the other listeners. */
+function safeCall(fn: () => void, log: Log): void {
+  try { fn(); } catch (err) { log(`job event listener failed: ${(err as Error).stack ?? err}`); }
+}
+
+async function copyOut(dir: string, name: string, from: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await copyFile(from, join(dir, name));
+  } catch (err) {
+    throw new VidpriorError('E_BAD_REQUEST', `cannot write ${name} to output_dir ${dir}: ${(err as Error).message}`, { output_dir: dir }, { cause: err });
+  }
+}
