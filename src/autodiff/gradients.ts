@@ -11,7 +11,7 @@
  */
 import { VidpriorError } from '../errors.js';
 import { GraphBuilder } from '../onnx/builder.js';
-import type { Model, Node } from '../onnx/ir.js';
+import type { Dim, Model, Node } from '../onnx/ir.js';
 import { type InputGrads, RuleContext } from './context.js';
 import { GRADIENT_RULES } from './rules/index.js';
 import { type ShapeOracle, staticShapes } from './shapes.js';
@@ -23,7 +23,9 @@ export interface GradientOptions {
   wrt: string[];
   /** A value holding d(objective)/d(loss), of the loss's shape; default: ones. */
   seedGrad?: string;
-  /** Where static shapes come from; default: static shape inference over the model's declared input shapes. */
+  /** Static sizes of graph inputs with symbolic dims (e.g. { sample: [1, 4, 64, 64] }), for shape inference. */
+  inputShapes?: Record<string, Dim[]>;
+  /** Where static shapes come from; default: static shape inference (with `inputShapes`), then annotations. */
   shapes?: ShapeOracle;
   /** Builder to emit through (when the caller keeps adding nodes); default: a new one over `model`. */
   builder?: GraphBuilder;
@@ -38,8 +40,13 @@ export interface GradientResult {
 
 export function buildGradients(model: Model, options: GradientOptions): GradientResult {
   const b = options.builder ?? new GraphBuilder(model);
-  const shapes = options.shapes ?? staticShapes(model);
   const graph = model.graph;
+  // Shape inference writes value_info; put the model's own back afterwards. (Full static value_info also trips
+  // ORT 1.30's ReshapeFusion on backward graphs of real exports: "Attempting to get index by a name which does
+  // not exist … _new_reshape".)
+  const ownValueInfo = graph.valueInfo;
+  const shapes = options.shapes ?? staticShapes(model, options.inputShapes);
+  graph.valueInfo = ownValueInfo;
   const nodesBefore = graph.nodes.length;
   const forward = graph.nodes.slice();
 

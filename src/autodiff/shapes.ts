@@ -190,12 +190,15 @@ export function sliceCount(r: { start: number; end: number; step: number }): num
 export function staticShapes(model: Model, inputShapes: Record<string, Dim[]> = {}): ShapeOracle {
   let inferred: InferredShapes | undefined;
   let inferenceError: string | undefined;
+  const annotated = annotatedShapes(model);
+  const valueInfo = model.graph.valueInfo;
   try {
     inferred = inferShapes(model, inputShapes);
   } catch (err) {
     inferenceError = err instanceof Error ? err.message : String(err);
+  } finally {
+    model.graph.valueInfo = valueInfo; // inference fills value_info in place: leave the model as it was
   }
-  const annotated = annotatedShapes(model);
   return {
     meta(value) {
       const info = inferred?.infos.get(value);

@@ -78,7 +78,12 @@ export async function prepareBackward(rt: Runtime, model: Model, opts: Gradcheck
   const forward = cloneModel(m);
   // 3. The backward pass.
   const nodesBefore = m.graph.nodes.length;
-  const { gradients } = buildGradients(m, { loss, wrt: opts.wrt, builder: b });
+  const inputShapes = Object.fromEntries(m.graph.inputs.map((i) => [i.name, [...feeds[i.name]!.dims]]));
+  const { gradients } = buildGradients(m, { loss, wrt: opts.wrt, builder: b, inputShapes });
+  // The probe's value_info is for autodiff only: with it, ORT 1.30's ReshapeFusion breaks backward graphs of
+  // real exports ("Attempting to get index by a name which does not exist … _new_reshape").
+  m.graph.valueInfo = [];
+  forward.graph.valueInfo = [];
   const gradNames: Record<string, string> = {};
   for (const w of opts.wrt) gradNames[w] = b.output(gradients[w]!, `grad_${w.replace(/[^A-Za-z0-9_]/g, '_')}`, 'float32', null);
   return { backward: m, forward, feeds, gradNames, nodesBefore };
