@@ -169,7 +169,8 @@ const split: ShapeRule = (c) => {
       const numOutputs = attrInt(c.node, 'num_outputs', n);
       const chunk = Math.ceil(dim / numOutputs);
       if (!c.node.attributes.num_outputs && dim % n !== 0) c.fail(`cannot split ${dim} into ${n} equal parts`);
-      sizes = Array.from({ length: n }, (_, i) => Math.max(0, Math.min(chunk, dim - i * chunk)));
+      sizes = Array.from({ length: n }, (_, i) => Math.min(chunk, dim - i * chunk));
+      if (sizes.some((s) => s! <= 0)) c.fail(`cannot split ${dim} into ${numOutputs} chunks of ${chunk}`);
     } else sizes = new Array<null>(n).fill(null);
   }
   if (sizes.length !== n) c.fail(`${sizes.length} split sizes for ${n} outputs`);
