@@ -13,6 +13,7 @@ interface CompareArgs {
   json: boolean;
   report?: string;
   'flow-level': number;
+  threads: number;
 }
 
 export const compareCommand: CommandModule<object, CompareArgs> = {

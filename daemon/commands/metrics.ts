@@ -7,7 +7,8 @@
 import type { Argv, CommandModule } from 'yargs';
 import { makeReporter, type Reporter } from '../cli-output.js';
 import { check } from '../../src/errors.js';
-import { disEstimator, measureConsistency, type ConsistencyResult } from '../../src/metrics/consistency.js';
+import { disEstimator, measureConsistency, type ConsistencyResult, type FlowEstimator } from '../../src/metrics/consistency.js';
+import { DisWorkerPool } from '../../src/metrics/flow-worker.js';
 import { openSequence, type ClosableSequence } from '../../src/metrics/frames.js';
 import { ThumbnailStore, checkReportPath, writeReport } from '../../src/metrics/report.js';
 import { fmt } from '../../src/metrics/report-svg.js';
@@ -19,6 +20,7 @@ export interface MeasureArgs {
   json: boolean;
   report?: string;
   'flow-level': number;
+  threads: number;
 }
 
 /** Options shared by `metrics` and `compare`. */
@@ -27,6 +29,7 @@ export function measureOptions<T>(yargs: Argv<T>) {
     .option('original', { type: 'string', demandOption: true, describe: 'the original video: a folder of frames or a video file' })
     .option('json', { type: 'boolean', default: false, describe: 'print progress and the result as JSON lines on stdout' })
     .option('report', { type: 'string', describe: 'also write a visual report: .html, .png or .svg' })
+    .option('threads', { type: 'number', default: 2, describe: 'worker threads for the optical flow (the two directions of a pair run in parallel); 0 = on the main thread' })
     .option('flow-level', { type: 'number', default: 0, describe: 'finest pyramid level of the optical flow: 0 full resolution, 1 half (about 3× faster, a little less precise)' });
 }
 
@@ -36,7 +39,10 @@ export async function runMeasurement(argv: MeasureArgs, title: string): Promise<
   check(Number.isInteger(argv['flow-level']) && argv['flow-level'] >= 0 && argv['flow-level'] <= 3, 'flow-level', argv['flow-level'], 'an integer from 0 to 3');
   if (argv.report) checkReportPath(argv.report);
   if (argv.labels) check(argv.labels.length === argv.stylized.length, 'labels', argv.labels, `${argv.stylized.length} labels, one per --stylized`);
+  check(Number.isInteger(argv.threads) && argv.threads >= 0 && argv.threads <= 64, 'threads', argv.threads, 'an integer from 0 to 64');
   const opened: ClosableSequence[] = [];
+  const flowOptions = { finestLevel: argv['flow-level'] };
+  const flow: FlowEstimator = argv.threads > 0 ? new DisWorkerPool(argv.threads, flowOptions) : disEstimator(flowOptions);
   try {
     // 1. Open the inputs (sizes and counts are checked by measureConsistency).
     const original = await openSequence(argv.original);
@@ -46,7 +52,7 @@ export async function runMeasurement(argv: MeasureArgs, title: string): Promise<
     // 2. Measure, keeping thumbnails only when a report is wanted.
     const thumbs = argv.report ? new ThumbnailStore() : undefined;
     const result = await measureConsistency(original, opened.slice(1), {
-      flow: disEstimator({ finestLevel: argv['flow-level'] }),
+      flow,
       labels,
       onNote: (m) => reporter.note(m),
       onFrame: thumbs ? (i, o, s) => thumbs.add(i, o, s) : undefined,
@@ -61,6 +67,7 @@ export async function runMeasurement(argv: MeasureArgs, title: string): Promise<
     return result;
   } finally {
     for (const s of opened) await s.close();
+    await flow.close?.();
   }
 }
 
@@ -93,6 +100,7 @@ interface MetricsArgs {
   json: boolean;
   report?: string;
   'flow-level': number;
+  threads: number;
 }
 
 export const metricsCommand: CommandModule<object, MetricsArgs> = {

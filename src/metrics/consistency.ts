@@ -25,6 +25,8 @@ export interface FlowEstimator {
   /** Reported with the numbers (which flow produced them matters when comparing to other tools). */
   name: string;
   flow(i0: Plane, i1: Plane): Flow | Promise<Flow>;
+  /** Releases threads or sessions, if the estimator holds any. */
+  close?(): Promise<void>;
 }
 
 export function disEstimator(options: Partial<DisOptions> = {}): FlowEstimator {
@@ -129,8 +131,8 @@ export async function measureConsistency(
     const nextGray = rgbToGray(nextOrig);
     const nextStyl = await Promise.all(stylized.map((_, k) => readStylized(k, t + 1)));
     options.onFrame?.(t + 1, nextOrig, nextStyl);
-    const forward = await estimator.flow(prevGray, nextGray);
-    const backward = await estimator.flow(nextGray, prevGray);
+    // Both directions at once: a threaded estimator computes them in parallel.
+    const [forward, backward] = await Promise.all([estimator.flow(prevGray, nextGray), estimator.flow(nextGray, prevGray)]);
     const mask = detectOcclusion(forward, backward);
     occludedFraction.push(mask.fraction);
     orig.pairWarpError.push(pairWarpError(prevOrig, nextOrig, forward, mask));

@@ -29,13 +29,15 @@ export interface DisOptions {
   finestLevel: number;
   /** Variational refinement iterations per level (0 turns it off). */
   refineIterations: number;
+  /** Refinement iterations at the finest level computed (the most expensive one; 0 turns it off there). */
+  refineIterationsFinest: number;
 }
 
-export const DIS_DEFAULTS: DisOptions = { patchSize: 8, patchStride: 4, iterations: 16, finestLevel: 0, refineIterations: 5 };
+export const DIS_DEFAULTS: DisOptions = { patchSize: 8, patchStride: 4, iterations: 16, finestLevel: 0, refineIterations: 5, refineIterationsFinest: 2 };
 
 /** A short, stable name of the method and its settings, reported with every metric. */
 export function disMethodName(o: DisOptions = DIS_DEFAULTS): string {
-  return `DIS (TypeScript; patch ${o.patchSize}, stride ${o.patchStride}, ${o.iterations} it, finest level ${o.finestLevel}, variational refinement ${o.refineIterations} it)`;
+  return `DIS (TypeScript; patch ${o.patchSize}, stride ${o.patchStride}, ${o.iterations} it, finest level ${o.finestLevel}, variational refinement ${o.refineIterations} it, ${o.refineIterationsFinest} at the finest level)`;
 }
 
 /** Number of pyramid levels so that the coarsest keeps at least two patches across its smaller side. */
@@ -63,7 +65,8 @@ export function disFlow(i0: Plane, i1: Plane, options: Partial<DisOptions> = {})
   for (let l = levels - 1; l >= finest; l--) {
     if (flow.width !== p0[l].width || flow.height !== p0[l].height) flow = upsampleFlow(flow, p0[l].width, p0[l].height);
     if (Math.min(p0[l].width, p0[l].height) >= o.patchSize) flow = disLevel(p0[l], p1[l], flow, o);
-    if (o.refineIterations > 0) refineFlow(p0[l], p1[l], flow, { iterations: o.refineIterations });
+    const refineIterations = l === finest ? o.refineIterationsFinest : o.refineIterations;
+    if (refineIterations > 0) refineFlow(p0[l], p1[l], flow, { iterations: refineIterations });
   }
   for (let l = finest - 1; l >= 0; l--) flow = upsampleFlow(flow, p0[l].width, p0[l].height);
   return flow;

@@ -12,11 +12,13 @@
  * Intensities are scaled to 0..255 inside, so the weights mean what they mean in OpenCV
  * (α = 20, δ = 5, γ = 10, ε = 0.001, ω = 1.6).
  */
-import { gradients, warpPlaneBicubic, type Flow, type Plane } from './image.js';
+import { gaussianBlur, gradients, warpPlaneBicubic, type Flow, type Plane } from './image.js';
 
 export interface RefineOptions {
   /** Fixed-point (re-weighting) iterations. */
   iterations: number;
+  /** Pre-smoothing of both frames (Gaussian σ, pixels) before the data terms; 0 = none. */
+  presmooth: number;
   /** SOR sweeps per fixed-point iteration. */
   sorIterations: number;
   alpha: number;
@@ -25,13 +27,17 @@ export interface RefineOptions {
   omega: number;
 }
 
-export const REFINE_DEFAULTS: RefineOptions = { iterations: 5, sorIterations: 5, alpha: 20, delta: 5, gamma: 10, omega: 1.6 };
+export const REFINE_DEFAULTS: RefineOptions = { presmooth: 0.8, iterations: 5, sorIterations: 5, alpha: 20, delta: 5, gamma: 10, omega: 1.6 };
 
 const EPS2 = 0.001 * 0.001;
 
 /** Refines `flow` (from i0 to i1) in place. */
-export function refineFlow(i0: Plane, i1: Plane, flow: Flow, options: Partial<RefineOptions> = {}): void {
+export function refineFlow(frame0: Plane, frame1: Plane, flow: Flow, options: Partial<RefineOptions> = {}): void {
   const o: RefineOptions = { ...REFINE_DEFAULTS, ...options };
+  // Detail near the Nyquist limit is where interpolation is least exact; damping it keeps the data term's
+  // minimum on the true motion instead of on the resampling error.
+  const i0 = o.presmooth > 0 ? gaussianBlur(frame0, o.presmooth) : frame0;
+  const i1 = o.presmooth > 0 ? gaussianBlur(frame1, o.presmooth) : frame1;
   const { width: w, height: h } = flow;
   const n = w * h;
   const S = 255;

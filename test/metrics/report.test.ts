@@ -17,9 +17,8 @@ const bad = frames.map((f, t) => (t === 4 ? scaleBrightness(consistentStyle(f), 
 test('the worst pairs and the contact-sheet frames', async () => {
   const r = await measureConsistency(memorySequence('o', frames), [memorySequence('s', bad)]);
   const worst = worstPairs(r, 2);
-  assert.equal(worst[0], 3); // pairs 3→4 and 4→5 both see the bright frame 4
-  assert.equal(worst[1], 4);
-  assert.deepEqual(sheetFrames(6, worst, 4), [0, 3, 4, 5]); // both worst pairs, then one spread-out frame
+  assert.deepEqual([...worst].sort(), [3, 4]); // pairs 3→4 and 4→5 both see the bright frame 4
+  assert.deepEqual(sheetFrames(6, [3, 4], 4), [0, 3, 4, 5]); // both worst pairs, then one spread-out frame
   assert.deepEqual(sheetFrames(20, [7], 5), [0, 7, 8, 10, 19]);
 });
 
@@ -34,7 +33,7 @@ test('reports are written as SVG, HTML and PNG with the plot and the marked wors
     await writeReport(join(dir, 'r.svg'), r, thumbs, 'Test <clip>');
     const svg = readFileSync(join(dir, 'r.svg'), 'utf8');
     assert.match(svg, /Test &lt;clip&gt;/);
-    assert.match(svg, /#1 \(3→4\)/);
+    assert.match(svg, /#1 \((3→4|4→5)\)/);
     assert.equal((svg.match(/<polyline/g) ?? []).length, 3); // original + two versions
     assert.equal((svg.match(/<image /g) ?? []).length, 3 * 6); // every frame fits on the sheet: 3 rows × 6
     await writeReport(join(dir, 'r.html'), r, thumbs, 'Test');
