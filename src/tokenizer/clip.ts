@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { VidpriorError } from '../errors.js';
 import { BytePairEncoder, byteDecode, byteEncode, END_OF_WORD, parseMerges } from './bpe.js';
-import { clipWordPattern, normalizeForClip } from './normalize.js';
+import { clipWordPattern, normalizeForClip, prepareForWordPattern } from './normalize.js';
 
 export interface EncodedPrompt {
   /** maxLength ids: BOS, content, EOS, padding. */
@@ -120,7 +120,7 @@ export class ClipTokenizer {
     const out: string[] = [];
     for (const piece of this.splitOnAddedTokens(prompt)) {
       if (typeof piece !== 'string') { out.push(piece.content); continue; }
-      for (const match of normalizeForClip(piece).matchAll(clipWordPattern())) {
+      for (const match of prepareForWordPattern(normalizeForClip(piece)).matchAll(clipWordPattern())) {
         out.push(...this.bpe.encodeWord(byteEncode(match[0])));
       }
     }

@@ -53,6 +53,16 @@ export function normalizeForClip(text: string): string {
 }
 
 /**
+ * The text the word pattern runs on. One difference between Python's `regex` module and JavaScript's /iu has to
+ * be bridged: U+0345 COMBINING GREEK YPOGEGRAMMENI case-folds to a letter (ι), so under IGNORECASE the `regex`
+ * module matches it with no alternative (findall skips it, splitting the words around it), while JS /iu counts it
+ * as a letter. A space has exactly the reference's effect. (Checked over every code point: it is the only one.)
+ */
+export function prepareForWordPattern(normalized: string): string {
+  return normalized.includes('\u0345') ? normalized.replace(/\u0345/g, ' ') : normalized;
+}
+
+/**
  * CLIP's pre-tokenization pattern (compiled case-insensitively like the reference): the two special tokens,
  * English contractions, runs of letters, single digits, runs of other non-space characters.
  */
