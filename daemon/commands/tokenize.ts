@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { VidpriorError } from '../../src/errors.js';
 import { ClipTokenizer } from '../../src/tokenizer/clip.js';
+import { ensureDefaultModel } from '../../src/models/default-model.js';
 
 interface TokenizeArgs {
   prompt: string[];
@@ -31,15 +32,16 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
   builder: (yargs) =>
     yargs
       .positional('prompt', { type: 'string', array: true, demandOption: true, describe: 'the prompt (quote it, or give it as several words)' })
-      .option('model', { type: 'string', describe: 'an SD 1.x ONNX model folder (diffusers layout) or its tokenizer/ folder' })
+      .option('model', { type: 'string', describe: 'an SD 1.x ONNX model folder (diffusers layout) or its tokenizer/ folder; default: the embedded default model' })
       .option('tokens', { type: 'boolean', default: false, describe: 'also print the content tokens, as JSON, on a second line' })
       .example('$0 tokenize --model ./sd15-onnx "a watercolor fox"', 'prints [49406, 320, ...]') as never,
   handler: async (argv) => {
-    if (!argv.model) {
-      // The embedded default model is not available yet: say so rather than guessing a vocabulary.
-      throw new VidpriorError('E_BAD_REQUEST', '--model is required: give an SD 1.x ONNX model folder (with tokenizer/vocab.json and merges.txt)', { model: null });
+    let modelDir = argv.model;
+    if (!modelDir) {
+      modelDir = await ensureDefaultModel((dir) => process.stderr.write(`vidprior: building the embedded default model in ${dir}\n`));
+      process.stderr.write('vidprior: note: using the embedded default model\'s small byte-level vocabulary; give --model <SD 1.x folder> for the real CLIP ids\n');
     }
-    const tokenizer = await ClipTokenizer.fromFolder(tokenizerFolder(argv.model));
+    const tokenizer = await ClipTokenizer.fromFolder(tokenizerFolder(modelDir));
     const prompt = argv.prompt.map(String).join(' ');
     const encoded = tokenizer.encode(prompt);
     if (encoded.truncated) {
