@@ -12,7 +12,10 @@ import {
   type OpsetImport, type TensorValue, type TypedData, type ValueInfo,
   ELEM_SIZE, ELEM_TYPE_BY_CODE, ELEM_TYPE_CODE, allocTyped, bytesOf, elementCount, typedFromBytes,
 } from './ir.js';
-import { onnxTypes } from './schema.js';
+import {
+  type Int64, type PAttribute, type PDim, type PEntry, type PFunction, type PGraph, type PModel, type PNode, type POpset,
+  type PTensor, type PValueInfo, onnxTypes,
+} from './schema.js';
 
 export interface DecodeOptions {
   /** Copy tensor bytes out of `bytes` instead of viewing them (lets the caller's buffer be freed). */
@@ -21,42 +24,6 @@ export interface DecodeOptions {
 
 /** Protobuf's hard limit on one message; larger models must keep their weights in external data. */
 export const PROTOBUF_LIMIT = 2 ** 31 - 1;
-
-// ---- protobuf message shapes (as protobufjs decodes them; snake_case as in onnx.proto) -------------------
-
-/** An int64 as protobufjs gives it: a number, or a long.js Long when the value needs 64 bits. */
-type Int64 = number | { low: number; high: number; unsigned?: boolean };
-interface PEntry { key?: string; value?: string }
-interface PTensor {
-  dims?: Int64[]; data_type?: number; float_data?: number[]; int32_data?: number[]; string_data?: Uint8Array[];
-  int64_data?: Int64[]; name?: string; doc_string?: string; raw_data?: Uint8Array; external_data?: PEntry[];
-  data_location?: number; double_data?: number[]; uint64_data?: Int64[];
-}
-interface PDim { dim_value?: Int64; dim_param?: string }
-interface PType { tensor_type?: { elem_type?: number; shape?: { dim?: PDim[] } } }
-interface PValueInfo { name?: string; type?: PType; doc_string?: string }
-interface PAttribute {
-  name?: string; ref_attr_name?: string; doc_string?: string; type?: number; f?: number; i?: Int64; s?: Uint8Array;
-  t?: PTensor; g?: PGraph; floats?: number[]; ints?: Int64[]; strings?: Uint8Array[]; tensors?: PTensor[];
-  graphs?: PGraph[];
-}
-interface PNode {
-  input?: string[]; output?: string[]; name?: string; op_type?: string; domain?: string; attribute?: PAttribute[];
-  doc_string?: string;
-}
-interface PGraph {
-  node?: PNode[]; name?: string; initializer?: PTensor[]; sparse_initializer?: unknown[]; doc_string?: string;
-  input?: PValueInfo[]; output?: PValueInfo[]; value_info?: PValueInfo[];
-}
-interface POpset { domain?: string; version?: Int64 }
-interface PFunction {
-  name?: string; input?: string[]; output?: string[]; attribute?: string[]; attribute_proto?: PAttribute[];
-  node?: PNode[]; doc_string?: string; opset_import?: POpset[]; domain?: string;
-}
-interface PModel {
-  ir_version?: Int64; opset_import?: POpset[]; producer_name?: string; producer_version?: string; domain?: string;
-  model_version?: Int64; doc_string?: string; graph?: PGraph; metadata_props?: PEntry[]; functions?: PFunction[];
-}
 
 // AttributeProto.AttributeType
 const A = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5, FLOATS: 6, INTS: 7, STRINGS: 8, TENSORS: 9, GRAPHS: 10 } as const;

@@ -15,7 +15,6 @@ import type { Graph, Model, Node, TensorValue } from './ir.js';
 import { ELEM_TYPE_CODE } from './ir.js';
 import { GraphIndex, cloneModel, subgraphsOf } from './graph.js';
 import { inferShapes } from './shape-inference.js';
-import { floatToHalf } from '../tensor.js';
 
 export interface Float16Options {
   /** 'float32' (default): inputs/outputs keep float32 with Casts inside; 'float16': they become float16. */
@@ -46,14 +45,33 @@ function float32OutputSlots(node: Node): number[] {
   return [];
 }
 
-const HALF_MAX = 65504;
-
-/** float32 data → float16 bits, finite values clamped to ±65504 (as onnxconverter-common does). */
+/**
+ * float32 data → float16 bits, round to nearest even, finite values clamped to ±65504 (as onnxconverter-common
+ * does) so that large masks stay finite. Bit arithmetic on the float32 words (not one call per element):
+ * SD-sized UNets hold 860M weights.
+ */
 export function toHalfClamped(data: Float32Array): Uint16Array {
+  const words = new Uint32Array(data.buffer, data.byteOffset, data.length);
   const out = new Uint16Array(data.length);
-  for (let i = 0; i < data.length; i++) {
-    const v = data[i]!;
-    out[i] = floatToHalf(Number.isFinite(v) ? Math.min(Math.max(v, -HALF_MAX), HALF_MAX) : v);
+  for (let i = 0; i < words.length; i++) {
+    const x = words[i]!;
+    const sign = (x >>> 16) & 0x8000;
+    const abs = x & 0x7fffffff;
+    let h: number;
+    if (abs >= 0x7f800000) h = 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0); // inf, NaN
+    else if (abs >= 0x477ff000) h = 0x7bff; // ≥ 65520 would round to inf: clamp to 65504
+    else if (abs >= 0x38800000) { // normal half
+      h = (abs - 0x38000000) >>> 13;
+      const rem = abs & 0x1fff;
+      if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+    } else if (abs >= 0x33000000) { // subnormal half
+      const shift = 126 - (abs >>> 23);
+      const m = (abs & 0x7fffff) | 0x800000;
+      h = m >>> shift;
+      const rem = m & ((1 << shift) - 1), halfway = 1 << (shift - 1);
+      if (rem > halfway || (rem === halfway && (h & 1))) h++;
+    } else h = 0;
+    out[i] = sign | h;
   }
   return out;
 }

@@ -7,7 +7,8 @@ import { convertToFloat16, toHalfClamped } from '../../src/onnx/convert-float16.
 import { indexGraph, summarize } from '../../src/onnx/graph.js';
 import { type Model, attr } from '../../src/onnx/ir.js';
 import { type Runtime, isGpuTensor, openRuntime } from '../../src/runtime/index.js';
-import { type Tensor, asFloat32, castFloat, float32, fromFloat16, int64 } from '../../src/tensor.js';
+import { type Tensor, asFloat32, castFloat, float32, floatToHalf, fromFloat16, int64 } from '../../src/tensor.js';
+import { Rng } from '../../src/random.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 
@@ -85,6 +86,12 @@ test('float16: io "float16" changes the signature; clamping keeps finite values 
   assert.equal(out.y!.type, 'float16');
   assert.ok(maxDiff(ref.y!, out.y!) < 2e-2);
   assert.deepEqual([...fromFloat16(toHalfClamped(Float32Array.from([1e6, -3.4e38, -Infinity, 1.5])))], [65504, -65504, -Infinity, 1.5]);
+  // Bit-exact with the reference conversion in src/tensor.ts across normal, subnormal and tiny values.
+  const rng = new Rng(5);
+  const probe = Float32Array.from({ length: 20000 }, (_, i) => rng.normal() * 2 ** ((i % 60) - 40));
+  probe.set([0, -0, 2 ** -25, 2 ** -24, 3 * 2 ** -26, 65504, 65519, 6.1e-5, NaN]);
+  const fast = toHalfClamped(probe);
+  probe.forEach((v, i) => { if (Math.abs(v) < 65520) assert.equal(fast[i], floatToHalf(v), `${v}`); });
 });
 
 test('float16: the fixture models convert, halve in size and agree with float32', async (t) => {

@@ -8,6 +8,8 @@ import { decodeModel, encodeModel } from '../../src/onnx/codec.js';
 import { loadModel, readExternalTensor, saveModel, savedModelBytes } from '../../src/onnx/external-data.js';
 import type { Model } from '../../src/onnx/ir.js';
 import { VidpriorError } from '../../src/errors.js';
+import { isGpuTensor, openRuntime } from '../../src/runtime/index.js';
+import { type Tensor, float32 } from '../../src/tensor.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 
@@ -100,6 +102,30 @@ test('external data: the tiny-sd-torch UNet saves with external data and loads b
     assert.ok(statSync(path).size < 1_000_000, `.onnx is ${statSync(path).size} bytes`);
     assert.deepEqual(await loadModel(path), model);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('external data: ONNX Runtime loads a model saved with external data and gives the same outputs', async (t) => {
+  if (!existsSync(FIXTURE)) { t.skip(`${FIXTURE} not found`); return; }
+  const dir = mkdtempSync(join(tmpdir(), 'vidprior-extdata-'));
+  const rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 });
+  try {
+    const source = `${FIXTURE}/vae_decoder/model.onnx`;
+    const path = join(dir, 'model.onnx');
+    await saveModel(await loadModel(source), path, { externalData: { threshold: 256, fileName: 'weights.pb' } });
+    const feeds = { latent_sample: float32([1, 4, 8, 8], Float32Array.from({ length: 256 }, (_, i) => Math.sin(i))) };
+    const outputs: Tensor[] = [];
+    for (const model of [source, path]) {
+      const s = await rt.createSession(model);
+      const { sample } = await s.run(feeds);
+      assert.ok(sample && !isGpuTensor(sample));
+      outputs.push(sample);
+      await s.release();
+    }
+    assert.deepEqual(outputs[1]!.data, outputs[0]!.data);
+  } finally {
+    await rt.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
