@@ -5,13 +5,16 @@
 import { type GradRule, type RuleContext, normAxis } from '../context.js';
 import { attrInt, attrInts, attrString } from '../../onnx/ir.js';
 
+/** Largest one-hot matrix (elements) stored as a constant for constant Gather indices before opset 16. */
+const ONE_HOT_CONSTANT_LIMIT = 1 << 22;
+
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const product = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
 
 /**
  * Gather along `axis`: move the indexed axis to the front ([D, rest] for X, [nIdx, rest] for dY), scatter-add
  * the rows of dY into zeros, move the axis back. Opset ≥ 16 scatters with ScatterND(reduction = add); older
- * opsets multiply by a one-hot matrix (ScatterND has no reduction before 16). Both run on WebGPU.
+ * opsets multiply by a one-hot matrix (ScatterND has no reduction before 16), a constant when the indices are.
  */
 const gather: GradRule = {
   differentiable: () => [0],
@@ -31,11 +34,17 @@ const gather: GradRule = {
 
     // 2. Accumulate rows into [D, rest].
     const known = ctx.shapes.constInts(indices)?.map((i) => (i < 0 ? i + depth : i));
-    const flatIdx = known ? ctx.b.constant(known, [nIdx, 1], 'int64', 'gather_indices') : flatIndices(ctx, indices, nIdx);
     let acc: string;
-    if (ctx.opset >= 16) {
+    if (known && ctx.opset < 16 && nIdx * depth <= ONE_HOT_CONSTANT_LIMIT && ctx.type(x) === 'float32') {
+      // Constant indices: the one-hot matrix is a constant too (no int64 ops at run time).
+      const oneHot = new Float32Array(nIdx * depth);
+      known.forEach((i, row) => { oneHot[row * depth + i] = 1; });
+      acc = ctx.op('Gemm', [ctx.b.constant(oneHot, [nIdx, depth], 'float32', 'gather_one_hot'), rows], { transA: 1 });
+    } else if (ctx.opset >= 16) {
+      const flatIdx = known ? ctx.b.constant(known, [nIdx, 1], 'int64', 'gather_indices') : flatIndices(ctx, indices, nIdx);
       acc = ctx.op('ScatterND', [ctx.zeros([depth, rest], ctx.type(x)), flatIdx, rows], { reduction: 'add' });
     } else {
+      const flatIdx = known ? ctx.b.constant(known, [nIdx, 1], 'int64', 'gather_indices') : flatIndices(ctx, indices, nIdx);
       const ids = ctx.b.constant(range(depth), [1, depth], 'int64', 'gather_range');
       const oneHot = ctx.op('Cast', [ctx.op('Equal', [flatIdx, ids])], { to: typeCodeOf(ctx, x) });
       acc = ctx.op('Gemm', [oneHot, rows], { transA: 1 });
@@ -48,7 +57,10 @@ const gather: GradRule = {
   },
 };
 
-/** Dynamic indices as an int64 [n, 1] column (negative indices are not normalised: SD exports use none). */
+/**
+ * Dynamic indices as an int64 [n, 1] column (negative indices are not normalised: SD exports use none). On
+ * WebGPU (ORT 1.30) this Reshape of an int64 tensor, and the Equal of the one-hot path, run on the CPU.
+ */
 function flatIndices(ctx: RuleContext, indices: string, n: number): string {
   const asInt64 = ctx.type(indices) === 'int64' ? indices : ctx.op('Cast', [indices], { to: 7 });
   return ctx.reshape(asInt64, [n, 1]);
