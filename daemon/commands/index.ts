@@ -7,9 +7,11 @@ import { tokenizeCommand } from './tokenize.js';
 import { modelsCommand } from './models.js';
 import { metricsCommand } from './metrics.js';
 import { compareCommand } from './compare.js';
+import { stylizeCommand } from './stylize.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
+  stylizeCommand,
   tokenizeCommand,
   modelsCommand,
   metricsCommand,
