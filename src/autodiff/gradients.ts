@@ -11,6 +11,7 @@
  */
 import { VidpriorError } from '../errors.js';
 import { GraphBuilder } from '../onnx/builder.js';
+import { topologicalSort } from '../onnx/graph.js';
 import type { Dim, Model, Node } from '../onnx/ir.js';
 import { type InputGrads, RuleContext } from './context.js';
 import { GRADIENT_RULES } from './rules/index.js';
@@ -48,7 +49,7 @@ export function buildGradients(model: Model, options: GradientOptions): Gradient
   const shapes = options.shapes ?? staticShapes(model, options.inputShapes);
   graph.valueInfo = ownValueInfo;
   const nodesBefore = graph.nodes.length;
-  const forward = graph.nodes.slice();
+  const forward = topologicalSort(graph); // exports are sorted; hand-edited graphs may not be
 
   // 1. Check the request names real values, at an opset the rules emit for.
   if (b.opset < 13) {

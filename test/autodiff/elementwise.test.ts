@@ -61,6 +61,15 @@ describe('autodiff: elementwise rules', () => {
     });
   });
 
+  it('CastLike, variadic Sum/Mean with broadcasting, Clip, Dropout (inference)', async () => {
+    await checkCase(rt, 'castlike', { opset: 15, inputs: { a: { dims: [2, 3] }, l: { dims: [1], wrt: false } }, build: (b, x) => b.op('CastLike', [x.a!, x.l!]) });
+    await checkCase(rt, 'sum', { opset: 14, inputs: { a: { dims: [2, 3] }, c: { dims: [3] }, d: { dims: [2, 1] } }, build: (b, x) => b.op('Sum', [x.a!, x.c!, x.d!, x.a!]) });
+    await checkCase(rt, 'mean', { opset: 14, inputs: { a: { dims: [2, 3] }, c: { dims: [3] } }, build: (b, x) => b.op('Mean', [x.a!, x.c!, x.a!]) });
+    await checkCase(rt, 'clip', { opset: 14, inputs: { a: { dims: [3, 5] } }, build: (b, x) => b.op('Clip', [x.a!, b.scalar(-0.5), b.scalar(0.7)]), eps: 1e-3 });
+    await checkCase(rt, 'clip', { opset: 14, inputs: { a: { dims: [3, 5] } }, build: (b, x) => b.op('Clip', [x.a!, '', b.scalar(0.2)]), eps: 1e-3 });
+    await checkCase(rt, 'dropout', { opset: 14, inputs: { a: { dims: [3, 5] } }, build: (b, x) => b.op('Dropout', [x.a!, b.scalar(0.3)]) });
+  });
+
   it('Max/Min of two inputs', async () => {
     await checkCase(rt, 'max', { opset: 14, inputs: { a: { dims: [3, 4] }, b: { dims: [4] } }, build: (b, x) => b.op('Max', [x.a!, x.b!]), eps: 1e-3 });
     await checkCase(rt, 'min', { opset: 14, inputs: { a: { dims: [3, 4] }, b: { dims: [4] } }, build: (b, x) => b.op('Min', [x.a!, x.b!]), eps: 1e-3 });

@@ -124,6 +124,51 @@ const cast: GradRule = {
   },
 };
 
+// CastLike(x, like): the gradient goes back in x's type; `like` only lends its type.
+const castLike: GradRule = {
+  differentiable: () => [0],
+  backward: (ctx, [dY]) => {
+    const from = ctx.type(ctx.input(0));
+    if (!FLOAT_TYPES.has(from) || !FLOAT_TYPES.has(ctx.type(ctx.output()))) return [undefined];
+    return [from === ctx.type(ctx.output()) ? dY : ctx.op('Cast', [dY!], { to: typeCode(from) })];
+  },
+};
+
+// Variadic Sum/Mean: each input gets dY (scaled by 1/n for Mean), summed over its broadcast axes.
+function variadic(mean: boolean): GradRule {
+  return {
+    backward: (ctx, [dY]) => {
+      const n = ctx.node.inputs.length;
+      const g = mean && n > 1 ? ctx.mul(dY!, ctx.scalar(1 / n, ctx.output())) : dY!;
+      return ctx.node.inputs.map((_, i) => (ctx.needs(i) ? ctx.toInput(g, outShape(ctx), i) : undefined));
+    },
+  };
+}
+
+// Clip(x, min, max): the gradient passes where min ≤ x ≤ max (bounds are constants in exports: no gradient).
+const clip: GradRule = {
+  differentiable: () => [0],
+  backward: (ctx, [dY]) => {
+    const x = ctx.input(0);
+    let inside: string | undefined;
+    if (ctx.node.inputs[1]) inside = ctx.op('GreaterOrEqual', [x, ctx.input(1)]);
+    if (ctx.node.inputs[2]) {
+      const below = ctx.op('LessOrEqual', [x, ctx.input(2)]);
+      inside = inside ? ctx.op('And', [inside, below]) : below;
+    }
+    return [inside ? ctx.op('Where', [inside, dY!, ctx.scalar(0, x)]) : dY];
+  },
+};
+
+// Dropout in an inference graph is the identity (its mask output carries no gradient).
+const dropout: GradRule = {
+  differentiable: () => [0],
+  backward: (ctx, [dY]) => {
+    if (ctx.node.inputs[2]) ctx.fail('a training_mode input is not supported (dropout is an identity only at inference)');
+    return [dY];
+  },
+};
+
 function typeCode(t: string): number {
   return ({ float32: 1, float16: 10, float64: 11, bfloat16: 16 } as Record<string, number>)[t] ?? 1;
 }
@@ -177,4 +222,9 @@ export const ELEMENTWISE_RULES: Record<string, GradRule> = {
   Cos: unary((ctx, dY) => ctx.neg(ctx.mul(dY, ctx.op('Sin', [ctx.input(0)])))),
   Where: where,
   Cast: cast,
+  CastLike: castLike,
+  Sum: variadic(false),
+  Mean: variadic(true),
+  Clip: clip,
+  Dropout: dropout,
 };
