@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import { VidpriorError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { float32 } from '../tensor.js';
+import { resizeLanczos } from './resample.js';
 
 export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg'];
 
@@ -80,7 +81,7 @@ export interface ReadFrameOptions {
   alpha?: 'drop' | 'flatten';
   /** Background for 'flatten', 0–255 RGB; white by default. */
   background?: readonly [number, number, number];
-  /** Resize (Lanczos 3, exact size) to this size after decoding, as diffusers resizes before normalizing. */
+  /** Resize to this size after decoding with Pillow's Lanczos (resample.ts), as diffusers resizes before normalizing. */
   resize?: Size;
 }
 
@@ -115,7 +116,6 @@ export async function readFrame(path: string, options: ReadFrameOptions = {}): P
         img = img.removeAlpha();
       }
     }
-    if (options.resize) img = img.resize(options.resize.width, options.resize.height, { fit: 'fill', kernel: 'lanczos3' });
     img = img.toColourspace(sixteen ? 'rgb16' : 'srgb');
     const { data, info } = await img.raw(sixteen ? { depth: 'ushort' } : {}).toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`expected 3 colour channels after conversion, got ${info.channels}`);
@@ -124,7 +124,12 @@ export async function readFrame(path: string, options: ReadFrameOptions = {}): P
       : data.byteOffset % 2 === 0
         ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2)
         : new Uint16Array(Uint8Array.from(data).buffer);
-    return hwcToTensor(values, info.width, info.height, sixteen ? 65535 : 255);
+    const max = sixteen ? 65535 : 255;
+    if (options.resize) {
+      const { width, height } = options.resize;
+      return hwcToTensor(resizeLanczos(values, info.width, info.height, 3, width, height, max), width, height, max);
+    }
+    return hwcToTensor(values, info.width, info.height, max);
   } catch (err) {
     throw badImage(path, err);
   }
@@ -169,13 +174,12 @@ export function tensorToRgb8(image: Tensor<'float32'>): { data: Uint8Array; widt
   return { data, width, height };
 }
 
-/** Writes a [3, H, W] float32 frame in [-1, 1] as an 8-bit RGB PNG, optionally resized back to `resize`. */
+/** Writes a [3, H, W] float32 frame in [-1, 1] as an 8-bit RGB PNG, optionally resized (Pillow Lanczos) to `resize`. */
 export async function writeFramePng(path: string, image: Tensor<'float32'>, options: { resize?: Size } = {}): Promise<void> {
-  const { data, width, height } = tensorToRgb8(image);
-  let img = sharp(data, { raw: { width, height, channels: 3 } });
-  if (options.resize && (options.resize.width !== width || options.resize.height !== height)) {
-    img = img.resize(options.resize.width, options.resize.height, { fit: 'fill', kernel: 'lanczos3' });
-  }
+  const rgb = tensorToRgb8(image);
+  const size = options.resize ?? rgb;
+  const data = resizeLanczos(rgb.data, rgb.width, rgb.height, 3, size.width, size.height);
+  const img = sharp(data, { raw: { width: size.width, height: size.height, channels: 3 } });
   try {
     await img.png({ compressionLevel: 6 }).toFile(path);
   } catch (err) {

@@ -40,6 +40,8 @@ export interface FrameSourceOptions extends ReadFrameOptions {
   multiple?: number;
   fit?: FitMode;
   padMode?: PadMode;
+  /** 'resize' target: the nearest multiple (default) or the one below (diffusers' choice). */
+  rounding?: 'nearest' | 'down';
   /** Reports decoding progress of a video (frames decoded so far). */
   onDecodeProgress?: (framesDone: number, total: number) => void;
 }
@@ -81,7 +83,7 @@ export async function openFrameSource(path: string, options: FrameSourceOptions 
     }
   }
   const { width, height } = await imageSize(frames[0]!.path);
-  const plan = options.multiple ? planFit(width, height, options.multiple, options.fit ?? 'resize', options.padMode ?? 'reflect') : null;
+  const plan = options.multiple ? planFit(width, height, options.multiple, options.fit ?? 'resize', options.padMode ?? 'reflect', options.rounding) : null;
   const readOptions: ReadFrameOptions = { alpha: options.alpha, background: options.background };
   if (plan && plan.mode === 'resize' && !fitIsIdentity(plan)) readOptions.resize = plan.working;
   return {

@@ -1,8 +1,9 @@
 /**
  * Frames whose size is not a multiple of what the model needs (VAE factor × UNet down-sampling, e.g. 8 × 8 = 64
  * for SD 1.x) are brought to a multiple and back:
- *   - 'resize' (default): scale to the nearest multiple (at least one) on each axis, and scale the result back
- *     to the original size when writing (Lanczos 3 both ways; done at the I/O boundary by readFrame/writeFramePng);
+ *   - 'resize' (default): scale to the nearest multiple (or, with rounding 'down', the multiple below, as
+ *     diffusers' VaeImageProcessor does; at least one multiple) on each axis, and scale the result back to the
+ *     original size when writing (Pillow's Lanczos both ways, at the I/O boundary: readFrame/writeFramePng);
  *   - 'pad': pad on all sides (split evenly, the extra pixel right/bottom) by reflection or edge replication,
  *     and crop the result back.
  * Planning is pure; padding and cropping work on [3, H, W] float32 tensors.
@@ -27,7 +28,9 @@ export interface FitPlan {
 }
 
 /** How a width × height frame reaches a multiple of `multiple`, and back. */
-export function planFit(width: number, height: number, multiple: number, mode: FitMode = 'resize', padMode: PadMode = 'reflect'): FitPlan {
+export function planFit(
+  width: number, height: number, multiple: number, mode: FitMode = 'resize', padMode: PadMode = 'reflect', rounding: 'nearest' | 'down' = 'nearest',
+): FitPlan {
   check(Number.isInteger(width) && width > 0, 'width', width, 'a positive integer');
   check(Number.isInteger(height) && height > 0, 'height', height, 'a positive integer');
   check(Number.isInteger(multiple) && multiple > 0, 'multiple', multiple, 'a positive integer');
@@ -35,7 +38,8 @@ export function planFit(width: number, height: number, multiple: number, mode: F
   check(padMode === 'reflect' || padMode === 'edge', 'pad mode', padMode, "'reflect' or 'edge'");
   const original = { width, height };
   if (mode === 'resize') {
-    const near = (v: number) => Math.max(multiple, Math.round(v / multiple) * multiple);
+    const round = rounding === 'down' ? Math.floor : Math.round;
+    const near = (v: number) => Math.max(multiple, round(v / multiple) * multiple);
     return { mode, padMode, multiple, original, working: { width: near(width), height: near(height) }, pad: { left: 0, top: 0, right: 0, bottom: 0 } };
   }
   const up = (v: number) => Math.ceil(v / multiple) * multiple;

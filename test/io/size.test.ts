@@ -9,6 +9,9 @@ test('resize plans go to the nearest multiple (at least one), pad plans up to th
   assert.deepEqual(r.working, { width: 1920, height: 1088 });
   assert.deepEqual(planFit(540, 30, 64).working, { width: 512, height: 64 });
   assert.ok(fitIsIdentity(planFit(512, 256, 64)));
+  // rounding 'down' is diffusers' VaeImageProcessor choice (x − x mod multiple), at least one multiple
+  assert.deepEqual(planFit(1920, 1080, 8, 'resize', 'reflect', 'down').working, { width: 1920, height: 1080 });
+  assert.deepEqual(planFit(1079, 5, 8, 'resize', 'reflect', 'down').working, { width: 1072, height: 8 });
   const p = planFit(100, 50, 16, 'pad', 'edge');
   assert.deepEqual(p.working, { width: 112, height: 64 });
   assert.deepEqual(p.pad, { left: 6, right: 6, top: 7, bottom: 7 });
