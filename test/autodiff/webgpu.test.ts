@@ -9,7 +9,8 @@ import { GraphBuilder } from '../../src/onnx/builder.js';
 import { encodeModel } from '../../src/onnx/codec.js';
 import type { Model } from '../../src/onnx/ir.js';
 import { openRuntime, type Runtime } from '../../src/runtime/index.js';
-import type { Tensor } from '../../src/tensor.js';
+import { buildGradients } from '../../src/autodiff/index.js';
+import { type Tensor, fromFloat16, toFloat16 } from '../../src/tensor.js';
 import { prepareBackward, randomTensor } from './gradcheck.js';
 import { buildSdBlock } from './sd-block.js';
 
@@ -92,4 +93,46 @@ describe('autodiff on WebGPU (no CPU fallback)', { skip: SKIP }, () => {
       assert.ok(await compare(model, [...weights, 'sample', 'context'], feeds) < 1e-4);
     });
   }
+
+  it('a float16 model gets a float16 backward graph that runs on WebGPU, close to float32', async () => {
+    const spec = { opset: 17, batch: 1, cIn: 4, c: 8, size: 4, groups: 2, heads: 2, ctxLen: 3, ctxDim: 6, tembDim: 5 };
+    const feeds32: Record<string, Tensor<'float32'>> = { sample: randomTensor([1, 4, 4, 4], 1), temb: randomTensor([1, 5], 2), context: randomTensor([1, 3, 6], 3) };
+    const grads: Record<string, Float32Array>[] = [];
+    for (const half of [false, true]) {
+      const { model, weights } = buildSdBlock(spec);
+      if (half) toHalf(model);
+      const b = new GraphBuilder(model);
+      const loss = b.op('ReduceMean', [model.graph.outputs[0]!.name], { keepdims: 0 });
+      model.graph.outputs = [];
+      const { gradients } = buildGradients(model, { loss, wrt: weights, builder: b });
+      weights.forEach((w, i) => b.output(gradients[w]!, `g${i}`, half ? 'float16' : 'float32', null));
+      const feeds = half
+        ? Object.fromEntries(Object.entries(feeds32).map(([k, t]) => [k, { type: 'float16' as const, dims: t.dims, data: toFloat16(t.data) }]))
+        : feeds32;
+      const session = await gpu.createSession(encodeModel(model), { disallowCpuFallback: true });
+      const out = await session.run(feeds);
+      await session.release();
+      grads.push(Object.fromEntries(weights.map((w, i) => {
+        const t = out[`g${i}`] as Tensor;
+        return [w, half ? fromFloat16(t.data as Uint16Array) : (t.data as Float32Array)];
+      })));
+    }
+    for (const [w, ref] of Object.entries(grads[0]!)) {
+      const h = grads[1]![w]!;
+      let diff = 0, scale = 1e-6;
+      for (let i = 0; i < ref.length; i++) { diff = Math.max(diff, Math.abs(h[i]! - ref[i]!)); scale = Math.max(scale, Math.abs(ref[i]!)); }
+      assert.ok(diff / scale < 0.05, `${w}: float16 differs from float32 by ${(diff / scale).toFixed(4)} of its largest element`);
+    }
+  });
 });
+
+/** Turns the float32 block into a float16 one (Resize's scales stay float32, as ONNX requires). */
+function toHalf(model: Model): void {
+  const keep = new Set(model.graph.nodes.filter((n) => n.opType === 'Resize').flatMap((n) => n.inputs.slice(1)));
+  for (const t of model.graph.initializers) {
+    if (t.type !== 'float32' || keep.has(t.name)) continue;
+    t.data = toFloat16(t.data as Float32Array);
+    t.type = 'float16';
+  }
+  for (const v of [...model.graph.inputs, ...model.graph.outputs]) if (v.type === 'float32') v.type = 'float16';
+}
