@@ -28,6 +28,11 @@ export const PROTOBUF_LIMIT = 2 ** 31 - 1;
 // AttributeProto.AttributeType
 const A = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5, FLOATS: 6, INTS: 7, STRINGS: 8, TENSORS: 9, GRAPHS: 10 } as const;
 const EXTERNAL = 1; // TensorProto.DataLocation
+const ATTRIBUTE_TYPE_NAMES: Record<number, AttributeValue['type']> = {
+  [A.FLOAT]: 'float', [A.INT]: 'int', [A.STRING]: 'string', [A.TENSOR]: 'tensor', [A.GRAPH]: 'graph',
+  [A.FLOATS]: 'floats', [A.INTS]: 'ints', [A.STRINGS]: 'strings', [A.TENSORS]: 'tensors', [A.GRAPHS]: 'graphs',
+};
+const ATTRIBUTE_TYPE_CODES = Object.fromEntries(Object.entries(ATTRIBUTE_TYPE_NAMES).map(([k, v]) => [v, Number(k)])) as Record<AttributeValue['type'], number>;
 
 const utf8 = new TextDecoder();
 const utf8Encoder = new TextEncoder();
@@ -114,9 +119,16 @@ function decodeGraph(g: PGraph, opts: DecodeOptions): Graph {
 
 function decodeNode(n: PNode, opts: DecodeOptions): Node {
   const attributes: Record<string, AttributeValue> = {};
+  let refs: Node['attributeRefs'];
   for (const a of n.attribute ?? []) {
     const where = `node "${n.name ?? ''}" (${n.op_type ?? '?'})`;
-    attributes[a.name ?? ''] = decodeAttribute(a, where, opts);
+    if (a.ref_attr_name) {
+      const type = ATTRIBUTE_TYPE_NAMES[a.type ?? 0];
+      if (!type) throw onnxError(`${where}: attribute "${a.name}" refers to "${a.ref_attr_name}" with unsupported type ${a.type ?? 0}`);
+      (refs ??= {})[a.name ?? ''] = { ref: a.ref_attr_name, type };
+    } else {
+      attributes[a.name ?? ''] = decodeAttribute(a, where, opts);
+    }
   }
   const node: Node = {
     name: n.name ?? '',
@@ -126,6 +138,7 @@ function decodeNode(n: PNode, opts: DecodeOptions): Node {
     outputs: [...(n.output ?? [])],
     attributes,
   };
+  if (refs) node.attributeRefs = refs;
   if (n.doc_string) node.docString = n.doc_string;
   return node;
 }
@@ -147,9 +160,6 @@ function attributeType(a: PAttribute): number {
 }
 
 function decodeAttribute(a: PAttribute, where: string, opts: DecodeOptions): AttributeValue {
-  if (a.ref_attr_name) {
-    throw onnxError(`${where}: attribute "${a.name}" refers to function attribute "${a.ref_attr_name}", which vidprior does not support`);
-  }
   const type = attributeType(a);
   switch (type) {
     case A.FLOAT: return { type: 'float', value: a.f ?? 0 };
@@ -334,7 +344,10 @@ function encodeNode(n: Node): PNode {
     name: n.name,
     op_type: n.opType,
     domain: n.domain,
-    attribute: Object.entries(n.attributes).map(([name, a]) => encodeAttribute(name, a)),
+    attribute: [
+      ...Object.entries(n.attributes).map(([name, a]) => encodeAttribute(name, a)),
+      ...Object.entries(n.attributeRefs ?? {}).map(([name, r]) => ({ name, ref_attr_name: r.ref, type: ATTRIBUTE_TYPE_CODES[r.type] })),
+    ],
     doc_string: n.docString,
   };
 }

@@ -86,6 +86,11 @@ export interface Node {
   inputs: string[];
   outputs: string[];
   attributes: Record<string, AttributeValue>;
+  /**
+   * Inside a function body only: attributes whose value is the calling node's attribute `ref`
+   * (AttributeProto.ref_attr_name). functions.ts substitutes them when a call is inlined.
+   */
+  attributeRefs?: Record<string, { ref: string; type: AttributeValue['type'] }>;
   docString?: string;
 }
 

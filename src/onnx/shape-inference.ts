@@ -13,6 +13,7 @@ import { VidpriorError } from '../errors.js';
 import { type Dim, type Graph, type Model, type Node, type ValueInfo, elementCount } from './ir.js';
 import { type Known, evaluateNode, knownFromTensor } from './const-eval.js';
 import { GraphIndex, constantNodeValue, opsetOf, topologicalSort } from './graph.js';
+import { calledFunction, instantiateFunction } from './functions.js';
 import { type RuleContext, type ShapeInfo, type ShapeRule, fmt, isStatic, shapeError } from './shape-dims.js';
 import { RULES } from './shape-rules.js';
 import { MS_RULES, NN_RULES } from './shape-rules-nn.js';
@@ -75,12 +76,18 @@ export function inferShapes(model: Model, inputShapes: Record<string, Dim[]> = {
     return k;
   };
 
-  // 2. Nodes in dependency order.
-  for (const node of topologicalSort(graph)) {
-    const nodeOpset = STANDARD.has(node.domain) ? opset : (opsetOf(model, node.domain) ?? 1);
+  // 2. Nodes in dependency order; calls of model functions are inferred through their bodies.
+  const inferNode = (node: Node, depth: number, defaultOpset: number): void => {
+    const nodeOpset = STANDARD.has(node.domain) ? defaultOpset : (opsetOf(model, node.domain) ?? 1);
     const rule = shapeRuleFor(node);
     if (!rule) {
-      throw new VidpriorError('E_SHAPE', `no shape rule for operator ${node.domain ? `${node.domain}::` : ''}${node.opType} (node "${node.name}")`, { node: node.name, opType: node.opType });
+      const fn = calledFunction(model, node);
+      if (!fn || depth > 32) {
+        throw new VidpriorError('E_SHAPE', `no shape rule for operator ${node.domain ? `${node.domain}::` : ''}${node.opType} (node "${node.name}")`, { node: node.name, opType: node.opType });
+      }
+      const fnOpset = fn.opsetImports.find((o) => STANDARD.has(o.domain))?.version ?? defaultOpset;
+      for (const inner of instantiateFunction(fn, node, `${node.name || fn.name}#${depth}`)) inferNode(inner, depth + 1, fnOpset);
+      return;
     }
     const fail = (m: string): never => { throw shapeError(node, m); };
     const ctx: RuleContext = {
@@ -97,7 +104,8 @@ export function inferShapes(model: Model, inputShapes: Record<string, Dim[]> = {
     }
     node.outputs.forEach((o, i) => { if (o && outs[i]) infos.set(o, outs[i]!); });
     propagateValues(node, ctx, outs, values, nodeOpset, maxValues);
-  }
+  };
+  for (const node of topologicalSort(graph)) inferNode(node, 0, opset);
 
   // 3. Record intermediate values; check (or set) the declared outputs.
   const declared = new Set([...graph.inputs, ...graph.outputs].map((v) => v.name));
