@@ -131,6 +131,8 @@ export interface FrameSinkOptions {
   /** Frame rate of a video output when the source has none (image folders); default 24. */
   fps?: number | string;
   crf?: number;
+  /** Copy the source video's sound into a video output (default true). */
+  keepAudio?: boolean;
 }
 
 export async function openFrameSink(outPath: string, like: FrameSource, options: FrameSinkOptions = {}): Promise<FrameSink> {
@@ -174,7 +176,10 @@ export async function openFrameSink(outPath: string, like: FrameSource, options:
         for (let i = 0; i < like.frames.length; i++) {
           if (!written.has(i)) throw new VidpriorError('E_INTERNAL', `video output ${outPath}: frame ${i} was never written`);
         }
-        await encodeVideo(tempDir, DECODED_FRAME_PATTERN, outPath, { fps: like.fpsRational ?? options.fps ?? 24, crf: options.crf, onProgress });
+        await encodeVideo(tempDir, DECODED_FRAME_PATTERN, outPath, {
+          fps: like.fpsRational ?? options.fps ?? 24, crf: options.crf, onProgress,
+          audioFrom: like.kind === 'video' && options.keepAudio !== false ? like.path : undefined,
+        });
         await rm(tempDir, { recursive: true, force: true });
         tempDir = null;
         return outPath;

@@ -135,6 +135,8 @@ export interface EncodeOptions {
   crf?: number;
   /** Index of the first frame file in the pattern (default 1). */
   startNumber?: number;
+  /** A video whose first audio stream (if any) is copied in, re-encoded for the container, cut to the video. */
+  audioFrom?: string;
   onProgress?: (framesDone: number) => void;
 }
 
@@ -145,6 +147,14 @@ export function encoderArgs(outPath: string, crf: number): string[] {
   if (['.mp4', '.mov', '.m4v'].includes(ext)) return ['-c:v', 'libx264', '-crf', String(crf), '-pix_fmt', 'yuv420p', '-movflags', '+faststart'];
   if (['.mkv', '.avi'].includes(ext)) return ['-c:v', 'libx264', '-crf', String(crf), '-pix_fmt', 'yuv420p'];
   throw new VidpriorError('E_BAD_REQUEST', `cannot write a video named ${outPath}: use .mp4, .mov, .mkv, .webm, .avi or .m4v`, { output: outPath });
+}
+
+/** The audio encoder for an output container. */
+function audioArgs(outPath: string): string[] {
+  const ext = extname(outPath).toLowerCase();
+  if (ext === '.webm') return ['-c:a', 'libopus', '-b:a', '128k'];
+  if (ext === '.avi') return ['-c:a', 'libmp3lame', '-b:a', '192k'];
+  return ['-c:a', 'aac', '-b:a', '192k'];
 }
 
 /**
@@ -160,8 +170,12 @@ export async function encodeVideo(frameDir: string, pattern: string, outPath: st
   if (!(parseRational(fps) > 0)) throw new VidpriorError('E_BAD_REQUEST', `fps must be positive, got ${fps}`, { fps });
   const codec = encoderArgs(outPath, crf);
   const partial = join(dirname(outPath), `.${basename(outPath, extname(outPath))}.partial${extname(outPath)}`);
+  // The audio input is optional (`?`): a source without sound just gives a silent output.
+  const audio = options.audioFrom
+    ? ['-i', options.audioFrom, '-map', '0:v:0', '-map', '1:a:0?', ...audioArgs(outPath), '-shortest']
+    : [];
   const r = await run('ffmpeg', ['-v', 'error', '-nostdin', '-y', '-framerate', fps, '-start_number', String(options.startNumber ?? 1),
-    '-i', join(frameDir, pattern), '-vf', 'pad=ceil(iw/2)*2:ceil(ih/2)*2', ...codec, '-r', fps, '-progress', 'pipe:1', partial],
+    '-i', join(frameDir, pattern), ...audio, '-vf', 'pad=ceil(iw/2)*2:ceil(ih/2)*2', ...codec, '-r', fps, '-progress', 'pipe:1', partial],
   (chunk) => {
     const m = chunk.match(/frame=(\d+)/g);
     if (m && options.onProgress) options.onProgress(Number(m[m.length - 1]!.slice(6)));

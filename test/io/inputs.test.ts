@@ -85,11 +85,12 @@ test('a frame of another size, a missing input and an empty folder are E_BAD_INP
   }
 });
 
-test('a video source decodes to frames; a video sink encodes at the source frame rate and cleans up', { skip: hasFfmpeg ? false : 'ffmpeg is not installed' }, async () => {
+test('a video source decodes to frames; a video sink encodes at the source frame rate with its sound, and cleans up', { skip: hasFfmpeg ? false : 'ffmpeg is not installed' }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vidprior-inputs-'));
   try {
     const video = join(dir, 'clip.mkv');
-    const r = spawnSync(config().ffmpeg, ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=40x24:rate=12:duration=0.25', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', video]);
+    const r = spawnSync(config().ffmpeg, ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=40x24:rate=12:duration=0.25',
+      '-f', 'lavfi', '-i', 'sine=frequency=440:duration=0.25', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-c:a', 'aac', video]);
     assert.equal(r.status, 0);
     const src = await openFrameSource(video, { multiple: 16, fit: 'pad' });
     assert.equal(src.kind, 'video');
@@ -103,6 +104,8 @@ test('a video source decodes to frames; a video sink encodes at the source frame
     await sink.finish();
     const info = await probeVideo(out);
     assert.deepEqual([info.width, info.height, info.fps, info.frameCount], [40, 24, 12, 3]);
+    const streams = spawnSync(config().ffprobe, ['-v', 'error', '-show_entries', 'stream=codec_type', '-of', 'csv=p=0', out], { encoding: 'utf8' });
+    assert.deepEqual(streams.stdout.trim().split('\n').sort(), ['audio', 'video'], 'the sound of the source is kept');
     await src.cleanup();
     assert.ok(!existsSync(decodedDir));
     // a folder output of a video source gets frame_000001.png …
