@@ -14,6 +14,9 @@ interface CompareArgs {
   report?: string;
   'flow-level': number;
   threads: number;
+  'flow-model'?: string;
+  'flow-model-range': number;
+  ep: string;
 }
 
 export const compareCommand: CommandModule<object, CompareArgs> = {

@@ -9,6 +9,8 @@ import { makeReporter, type Reporter } from '../cli-output.js';
 import { check } from '../../src/errors.js';
 import { disEstimator, measureConsistency, type ConsistencyResult, type FlowEstimator } from '../../src/metrics/consistency.js';
 import { DisWorkerPool } from '../../src/metrics/flow-worker.js';
+import { OnnxFlowEstimator } from '../../src/metrics/flow-onnx.js';
+import type { ExecutionProviderChoice } from '../../src/runtime/index.js';
 import { openSequence, type ClosableSequence } from '../../src/metrics/frames.js';
 import { ThumbnailStore, checkReportPath, writeReport } from '../../src/metrics/report.js';
 import { fmt } from '../../src/metrics/report-svg.js';
@@ -21,6 +23,9 @@ export interface MeasureArgs {
   report?: string;
   'flow-level': number;
   threads: number;
+  'flow-model'?: string;
+  'flow-model-range': number;
+  ep: string;
 }
 
 /** Options shared by `metrics` and `compare`. */
@@ -30,6 +35,9 @@ export function measureOptions<T>(yargs: Argv<T>) {
     .option('json', { type: 'boolean', default: false, describe: 'print progress and the result as JSON lines on stdout' })
     .option('report', { type: 'string', describe: 'also write a visual report: .html, .png or .svg' })
     .option('threads', { type: 'number', default: 2, describe: 'worker threads for the optical flow (the two directions of a pair run in parallel); 0 = on the main thread' })
+    .option('flow-model', { type: 'string', describe: 'an ONNX optical-flow network to use instead of the built-in DIS flow: two [1,3,H,W] RGB inputs, a [1,2,h,w] flow output' })
+    .option('flow-model-range', { type: 'number', default: 255, describe: 'pixel range the flow network expects: 255 (RAFT exports) or 1 (FlowNet2)' })
+    .option('ep', { type: 'string', default: 'auto', choices: ['auto', 'cuda', 'webgpu', 'cpu'], describe: 'execution provider for --flow-model' })
     .option('flow-level', { type: 'number', default: 0, describe: 'finest pyramid level of the optical flow: 0 full resolution, 1 half (about 3× faster, a little less precise)' });
 }
 
@@ -42,7 +50,10 @@ export async function runMeasurement(argv: MeasureArgs, title: string): Promise<
   check(Number.isInteger(argv.threads) && argv.threads >= 0 && argv.threads <= 64, 'threads', argv.threads, 'an integer from 0 to 64');
   const opened: ClosableSequence[] = [];
   const flowOptions = { finestLevel: argv['flow-level'] };
-  const flow: FlowEstimator = argv.threads > 0 ? new DisWorkerPool(argv.threads, flowOptions) : disEstimator(flowOptions);
+  const flow: FlowEstimator = argv['flow-model']
+    ? await OnnxFlowEstimator.open({ model: argv['flow-model'], valueRange: argv['flow-model-range'], ep: argv.ep as ExecutionProviderChoice })
+    : argv.threads > 0 ? new DisWorkerPool(argv.threads, flowOptions) : disEstimator(flowOptions);
+  if (argv['flow-model']) reporter.note(`optical flow: ${flow.name}`);
   try {
     // 1. Open the inputs (sizes and counts are checked by measureConsistency).
     const original = await openSequence(argv.original);
@@ -101,6 +112,9 @@ interface MetricsArgs {
   report?: string;
   'flow-level': number;
   threads: number;
+  'flow-model'?: string;
+  'flow-model-range': number;
+  ep: string;
 }
 
 export const metricsCommand: CommandModule<object, MetricsArgs> = {

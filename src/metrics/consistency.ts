@@ -24,7 +24,8 @@ export interface FrameSequence {
 export interface FlowEstimator {
   /** Reported with the numbers (which flow produced them matters when comparing to other tools). */
   name: string;
-  flow(i0: Plane, i1: Plane): Flow | Promise<Flow>;
+  /** Grayscale frames always; the RGB frames too, for estimators that want colour (ONNX flow networks). */
+  flow(i0: Plane, i1: Plane, rgb0?: RgbImage, rgb1?: RgbImage): Flow | Promise<Flow>;
   /** Releases threads or sessions, if the estimator holds any. */
   close?(): Promise<void>;
 }
@@ -132,7 +133,7 @@ export async function measureConsistency(
     const nextStyl = await Promise.all(stylized.map((_, k) => readStylized(k, t + 1)));
     options.onFrame?.(t + 1, nextOrig, nextStyl);
     // Both directions at once: a threaded estimator computes them in parallel.
-    const [forward, backward] = await Promise.all([estimator.flow(prevGray, nextGray), estimator.flow(nextGray, prevGray)]);
+    const [forward, backward] = await Promise.all([estimator.flow(prevGray, nextGray, prevOrig, nextOrig), estimator.flow(nextGray, prevGray, nextOrig, prevOrig)]);
     const mask = detectOcclusion(forward, backward);
     occludedFraction.push(mask.fraction);
     orig.pairWarpError.push(pairWarpError(prevOrig, nextOrig, forward, mask));

@@ -294,6 +294,16 @@ export function resizeRgb(img: RgbImage, width: number, height: number): RgbImag
   return out;
 }
 
+/** Resamples one plane like resizeRgb (antialiased triangle filter). */
+export function resizePlane(p: Plane, width: number, height: number): Plane {
+  if (p.width === width && p.height === height) return p;
+  const n = p.width * p.height;
+  const rgb: RgbImage = { width: p.width, height: p.height, data: new Float32Array(3 * n) };
+  rgb.data.set(p.data);
+  const out = resizeRgb(rgb, width, height);
+  return { width, height, data: out.data.slice(0, width * height) };
+}
+
 function resampleWeights(inSize: number, outSize: number): { start: number; weights: Float32Array }[] {
   const scale = inSize / outSize;
   const support = Math.max(1, scale);
