@@ -111,10 +111,11 @@ export function convertToFloat16(model: Model, opts: Float16Options = {}): Model
     return needs;
   };
   const gives = new Map<string, Precision>();
-  for (const v of g.inputs) if (isF32(v.name) && !index.initializer(v.name)) gives.set(v.name, ioHalf ? 'f16' : 'f32');
+  for (const v of g.inputs) if (isF32(v.name)) gives.set(v.name, ioHalf ? 'f16' : 'f32');
   // Constants (initializers, Constant nodes) take the precision all their readers want (float16 if any wants it).
   const constantPrecision = (v: string): Precision => (consumerNeeds(v).has('f16') ? 'f16' : 'f32');
-  for (const t of g.initializers) if (isF32(t.name)) gives.set(t.name, constantPrecision(t.name));
+  // (An initializer that is also a graph input is an input: a feed may replace it.)
+  for (const t of g.initializers) if (isF32(t.name) && !index.isInput(t.name)) gives.set(t.name, constantPrecision(t.name));
   for (const n of g.nodes) {
     const keep = float32OutputSlots(n);
     n.outputs.forEach((o, slot) => {
@@ -142,7 +143,7 @@ export function convertToFloat16(model: Model, opts: Float16Options = {}): Model
     let name = casts.get(key);
     if (name) return name;
     name = fresh(`${v}_${to === 'f16' ? 'fp16' : 'fp32'}`);
-    const init = original.get(v);
+    const init = index.isInput(v) ? undefined : original.get(v);
     if (init) extraInits.push(to === 'f16' ? halfTensor(init, name) : { ...init, name }); // stored twice, never cast
     else before.push(castNode(fresh(`Cast_${name}`), v, name, to));
     casts.set(key, name);
