@@ -53,7 +53,7 @@ export function annotatedShapes(model: Model): ShapeOracle {
   function meta(value: string): ValueMeta {
     const m = metas.get(value);
     if (!m || !m.shape || m.shape.some((d) => typeof d !== 'number')) {
-      throw new VidpriorError('E_SHAPE', `autodiff needs the static shape of "${value}", which ${m ? `is [${m.shape ?? '?'}]` : 'is not annotated'}; run shape inference with fixed input sizes first`, { value });
+      throw new VidpriorError('E_SHAPE', `autodiff needs the static shape of "${value}", which ${m ? `is [${m.shape ?? '?'}]` : 'is not known'}; give the sizes of symbolic graph inputs (inputShapes)`, { value });
     }
     return { type: m.type, shape: m.shape as number[] };
   }
@@ -206,6 +206,9 @@ export function staticShapes(model: Model, inputShapes: Record<string, Dim[]> = 
       try {
         return annotated.meta(value);
       } catch (err) {
+        if (info && err instanceof VidpriorError) {
+          throw new VidpriorError('E_SHAPE', `autodiff needs the static shape of "${value}", which is [${info.shape ?? '?'}]; give the sizes of symbolic graph inputs (inputShapes)`, { value });
+        }
         if (inferenceError && err instanceof VidpriorError) {
           throw new VidpriorError('E_SHAPE', `${err.message} (shape inference failed: ${inferenceError})`, err.details);
         }

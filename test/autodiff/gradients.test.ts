@@ -57,6 +57,19 @@ describe('autodiff: buildGradients', () => {
     assert.throws(() => buildGradients(old.build(), { loss: 'y', wrt: ['a'] }), /opset 12/);
   });
 
+  it('asks for input sizes when shapes are symbolic, and uses them when given', () => {
+    const b = new GraphBuilder('sym', { opset: 17 });
+    const x = b.input('x', 'float32', ['batch', 3]);
+    const w = b.initializer('w', 'float32', [3, 2], randomTensor([3, 2], 1).data);
+    const loss = b.op('ReduceSum', [b.op('Softmax', [b.op('MatMul', [x, w])])], { keepdims: 0 });
+    const model = b.build();
+    assert.throws(() => buildGradients(model, { loss, wrt: ['w'] }), (e: unknown) =>
+      e instanceof VidpriorError && e.code === 'E_SHAPE' && /batch/.test(e.message) && /inputShapes/.test(e.message));
+    const { gradients } = buildGradients(model, { loss, wrt: ['w'], inputShapes: { x: [4, 3] } });
+    assert.ok(gradients['w']);
+    assert.equal(model.graph.valueInfo.length, 0, 'shape inference leaves no value_info behind');
+  });
+
   it('gives zeros for a value the loss does not depend on, honours seedGrad, and sums fan-in with Add (no Sum)', async () => {
     const { model, b, feeds, loss } = await smallModel(rt, (bb, y) => bb.op('Mul', [y, y]));
     const seed = b.input('seed', 'float32', []);
