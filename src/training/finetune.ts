@@ -130,12 +130,8 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
 
   // 2. Encode the clip and the prompts once.
   progress({ stage: 'encoding', iteration: 0, iterations: o.iterations, message: `encoding ${data.frames.length} frames and ${data.edits.length} edits` });
-  // Frames arrive as [3,H,W] in [-1,1] (src/io's convention); the VAE stage takes [1,3,H,W] in [0,1].
-  const latent = async (img: Tensor<'float32'>): Promise<Tensor<'float32'>> => {
-    const unit = new Float32Array(img.data.length);
-    for (let i = 0; i < unit.length; i++) unit[i] = img.data[i]! * 0.5 + 0.5;
-    return encodeImages(model, float32([1, ...img.dims.slice(-3)], unit));
-  };
+  // Frames arrive as [3,H,W] in [-1,1] (src/io's convention), the VAE stage's range; it takes a batch.
+  const latent = async (img: Tensor<'float32'>): Promise<Tensor<'float32'>> => encodeImages(model, float32([1, ...img.dims.slice(-3)], img.data));
   const uncond: Float32Array[] = [];
   for (const f of data.frames) { throwIfCancelled(); uncond.push((await latent(f)).data); }
   const cond: { original: Float32Array; edited: Float32Array }[] = [];
