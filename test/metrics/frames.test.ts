@@ -15,7 +15,7 @@ async function png(value: number): Promise<Buffer> {
   return sharp(raw, { raw: { width: 16, height: 8, channels: 3 } }).png().toBuffer();
 }
 
-test('a folder of images is read in natural order as planar RGB in [0, 1]', async () => {
+test('a folder of images is read (through src/io) in natural order as planar RGB in [0, 1]', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vidprior-frames-'));
   try {
     writeFileSync(join(dir, 'f10.png'), await png(200));
@@ -48,7 +48,7 @@ test('missing paths, empty folders and unreadable files are E_BAD_INPUT naming t
   }
 });
 
-test('a video file is decoded in order through ffmpeg', async (t) => {
+test('a video file is decoded through ffmpeg (src/io)', async (t) => {
   if (spawnSync('ffmpeg', ['-version']).status !== 0) {
     t.skip('ffmpeg is not installed');
     return;
