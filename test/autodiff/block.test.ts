@@ -9,7 +9,7 @@ describe('autodiff: an SD-shaped ResNet + transformer + upsample block', () => {
   before(async () => { rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 }); });
   after(async () => { await rt.close(); });
 
-  for (const opset of [14, 17]) {
+  for (const opset of [14, 17, 20, 21]) {
     it(`gradients w.r.t. every weight, the sample and the context agree with finite differences (opset ${opset})`, async () => {
       const spec = { opset, batch: 1, cIn: 4, c: 8, size: 4, groups: 2, heads: 2, ctxLen: 3, ctxDim: 6, tembDim: 5 };
       const { model, weights } = buildSdBlock(spec);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { buildGradients } from '../../src/autodiff/index.js';
+import { GRADIENT_RULES, buildGradients, differentiableOps } from '../../src/autodiff/index.js';
 import { VidpriorError } from '../../src/errors.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { encodeModel } from '../../src/onnx/codec.js';
@@ -29,6 +29,19 @@ describe('autodiff: buildGradients', () => {
   let rt: Runtime;
   before(async () => { rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 }); });
   after(async () => { await rt.close(); });
+
+  it('has a rule for every operator of SD 1.x UNet exports (TorchScript opset 14/17, dynamo 18–20)', () => {
+    const differentiable = new Set(differentiableOps());
+    for (const op of ['Conv', 'ConvTranspose', 'MatMul', 'Gemm', 'Add', 'Sub', 'Mul', 'Div', 'Softmax', 'InstanceNormalization',
+      'LayerNormalization', 'GroupNormalization', 'Erf', 'Gelu', 'Sigmoid', 'Sqrt', 'Pow', 'Exp', 'Neg', 'Reshape', 'Transpose',
+      'Slice', 'Split', 'Concat', 'Resize', 'Pad', 'Where', 'Expand', 'ReduceMean', 'ReduceSum', 'Cast', 'Einsum', 'Gather',
+      'Unsqueeze', 'Squeeze', 'Flatten', 'Identity', 'Tile', 'Relu', 'Tanh', 'Softplus', 'Sin', 'Cos']) {
+      assert.ok(differentiable.has(op), `${op} has no gradient rule`);
+    }
+    for (const op of ['Constant', 'Shape', 'ConstantOfShape', 'Equal', 'Range']) {
+      assert.ok(GRADIENT_RULES[op] && !GRADIENT_RULES[op]!.backward, `${op} is not marked as passing no gradient`);
+    }
+  });
 
   it('fails with E_NO_GRADIENT naming the op and the node when a gradient must cross an op without a rule', async () => {
     const { model, loss } = await smallModel(rt, (b, y) => b.op('Hardmax', [y], {}, { name: 'the_hardmax' }));

@@ -4,7 +4,8 @@
  * a ResNet block with a time-embedding projection and a 1×1 skip conv, then a transformer block (proj_in,
  * LayerNorm, self- and cross-attention with heads split by Reshape/Transpose, GEGLU feed-forward whose chunk is
  * a Shape-computed Slice, exact Gelu via Erf, proj_out), and a nearest ×2 upsample conv at the end.
- * opset 14 writes LayerNorm as the ReduceMean/Pow/Sqrt chain; opset 17 uses LayerNormalization.
+ * opset 14 writes LayerNorm as the ReduceMean/Pow/Sqrt chain; opset 17 uses LayerNormalization; like the dynamo
+ * exporter, opset 18+ chunks with Split(num_outputs), opset 20 uses Gelu, and opset 21 GroupNormalization.
  */
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import type { Model } from '../../src/onnx/ir.js';
@@ -39,6 +40,9 @@ export function buildSdBlock(s: BlockSpec): { model: Model; weights: string[] } 
   const hw = s.size * s.size;
 
   const groupNorm = (v: string, ch: number, name: string) => {
+    if (s.opset >= 21) {
+      return b.op('GroupNormalization', [v, w(`${name}.weight`, [ch], 0.2, 1), w(`${name}.bias`, [ch], 0.1)], { num_groups: s.groups, epsilon: 1e-5 });
+    }
     const grouped = b.op('Reshape', [v, b.ints([0, s.groups, -1])]);
     const ones = b.constant(new Array(s.groups).fill(1), [s.groups], 'float32');
     const zeros = b.constant(new Array(s.groups).fill(0), [s.groups], 'float32');
@@ -88,10 +92,17 @@ export function buildSdBlock(s: BlockSpec): { model: Model; weights: string[] } 
   a = b.op('Add', [attention(n1, n1, hw, s.c, 'attn.attn1'), a]);
   a = b.op('Add', [attention(layerNorm(a, 'attn.norm2'), context, s.ctxLen, s.ctxDim, 'attn.attn2'), a]);
   const ff = linear(layerNorm(a, 'attn.norm3'), s.c, 4 * s.c, 'attn.ff.net.0.proj');
-  const half = b.op('Div', [b.op('Gather', [b.op('Shape', [ff]), b.ints([-1])]), b.ints([2])]);
-  const value = b.op('Slice', [ff, b.ints([0]), half, b.ints([-1])]);
-  const gate = b.op('Slice', [ff, half, b.op('Mul', [half, b.ints([2])]), b.ints([-1])]);
-  const gelu = b.op('Mul', [b.op('Mul', [gate, b.op('Add', [b.op('Erf', [b.op('Div', [gate, b.scalar(Math.SQRT2)])]), b.scalar(1)])]), b.scalar(0.5)]);
+  let value: string, gate: string;
+  if (s.opset >= 18) {
+    [value, gate] = b.opMulti('Split', [ff], 2, { axis: -1, num_outputs: 2 }) as [string, string];
+  } else {
+    const half = b.op('Div', [b.op('Gather', [b.op('Shape', [ff]), b.ints([-1])]), b.ints([2])]);
+    value = b.op('Slice', [ff, b.ints([0]), half, b.ints([-1])]);
+    gate = b.op('Slice', [ff, half, b.op('Mul', [half, b.ints([2])]), b.ints([-1])]);
+  }
+  const gelu = s.opset >= 20
+    ? b.op('Gelu', [gate])
+    : b.op('Mul', [b.op('Mul', [gate, b.op('Add', [b.op('Erf', [b.op('Div', [gate, b.scalar(Math.SQRT2)])]), b.scalar(1)])]), b.scalar(0.5)]);
   a = b.op('Add', [linear(b.op('Mul', [value, gelu]), 2 * s.c, s.c, 'attn.ff.net.2'), a]);
   a = b.op('Transpose', [b.op('Reshape', [a, b.ints([s.batch, s.size, s.size, s.c])])], { perm: [0, 3, 1, 2] });
   const out = b.op('Add', [conv(a, s.c, s.c, 1, 'attn.proj_out'), res]);
