@@ -1,0 +1,73 @@
+/**
+ * Shared pieces of the benchmarks: the context every bench module gets, the model it measures (built by the
+ * project's builder on the machine that runs the bench, never carried: SD 1.5 is 3.4 GB), and timing helpers.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createModelFolder } from '../src/models/builder/folder.js';
+import { loadModelFolder } from '../src/models/loader.js';
+import type { StableDiffusionModel } from '../src/models/types.js';
+import type { ExecutionProviderChoice, Runtime } from '../src/runtime/types.js';
+
+export interface BenchContext {
+  /** Execution provider asked for (--ep). */
+  ep: ExecutionProviderChoice;
+  /** Builder preset of the measured model (--preset): tiny on CPU, sd15 on a GPU machine. */
+  preset: string;
+  /** Float type of the built model (--dtype). */
+  dtype: 'float32' | 'float16';
+  /** Fewer repetitions and frames (--quick), for a smoke run. */
+  quick: boolean;
+  /** Where built models are cached between runs. */
+  modelsDir: string;
+  log(line: string): void;
+}
+
+/** One benchmark: a name (its results go to bench/results/<name>.json) and a run returning JSON-able data. */
+export interface BenchModule {
+  name: string;
+  describe: string;
+  run(ctx: BenchContext): Promise<unknown>;
+}
+
+export function hostInfo(): { cpu: string; node: string; platform: string } {
+  return { cpu: `${cpus()[0]?.model ?? 'unknown'} ×${cpus().length}`, node: process.version, platform: `${process.platform}-${process.arch}` };
+}
+
+/** The preset's model folder, built (seed 0, opset 17) on first use; sd15 with external data (> 2 GB). */
+export async function benchModelDir(ctx: BenchContext): Promise<string> {
+  const dir = resolve(join(ctx.modelsDir, `${ctx.preset}-${ctx.dtype}`));
+  if (existsSync(join(dir, 'vidprior-model.json'))) return dir;
+  await mkdir(ctx.modelsDir, { recursive: true });
+  ctx.log(`building the ${ctx.preset} (${ctx.dtype}) model in ${dir}…`);
+  const built = await createModelFolder(dir, ctx.preset, {
+    seed: 0, opset: 17, dtype: ctx.dtype, externalData: ctx.preset === 'sd15' ? true : 'auto', overwrite: existsSync(dir),
+  });
+  ctx.log(`built in ${built.seconds.toFixed(1)} s (UNet ${(built.parameters.unet / 1e6).toFixed(1)}M parameters)`);
+  return dir;
+}
+
+/** Loads the bench model; `gpuResidentUnet` keeps the UNet's output on the GPU (WebGPU). */
+export async function loadBenchModel(ctx: BenchContext, runtime: Runtime, gpuResidentUnet: boolean): Promise<StableDiffusionModel> {
+  const dir = await benchModelDir(ctx);
+  return loadModelFolder(dir, runtime, { sessionOptions: gpuResidentUnet ? { unet: { keepOutputsOnGpu: true } } : {} });
+}
+
+/** Seconds per call of `fn`: `warmup` untimed calls, then the median of `repeats` timed ones. */
+export async function timePerCall(fn: () => Promise<unknown>, warmup: number, repeats: number): Promise<{ median: number; min: number; runs: number }> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const times: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push((performance.now() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return { median: times[Math.floor(times.length / 2)]!, min: times[0]!, runs: repeats };
+}
+
+export function round(v: number, digits = 4): number {
+  return Number(v.toPrecision(digits));
+}
