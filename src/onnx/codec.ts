@@ -6,6 +6,7 @@
  * reference (`TensorValue.external`) and no data: external-data.ts loads them. Encoding always writes
  * `raw_data` for loaded tensors, and external references for the rest.
  */
+import protobuf from 'protobufjs';
 import { VidpriorError } from '../errors.js';
 import {
   type AttributeValue, type Dim, type ElemType, type FunctionDef, type Graph, type Model, type Node,
@@ -302,7 +303,25 @@ export function encodeModel(model: Model): Uint8Array {
     metadata_props: Object.entries(model.metadata).map(([key, value]) => ({ key, value })),
     functions: model.functions.map(encodeFunction),
   };
-  return onnxTypes().ModelProto.encode(pm).finish();
+  // One buffer sized up front (tensor bytes + room for the graph) and returned without the final copy
+  // protobufjs would make: encoding a few hundred MB of weights would otherwise copy them twice more.
+  const writer = protobuf.Writer.create();
+  const reserve = (writer as unknown as { _reserve?: (n: number) => void })._reserve;
+  if (typeof reserve === 'function') reserve.call(writer, inlineBytes + 4096 + countNodes(model.graph) * 512);
+  const out = onnxTypes().ModelProto.encode(pm, writer).finish(true);
+  // Trim when the guess was far off (the view would keep a much larger buffer alive).
+  return out.buffer.byteLength > out.byteLength * 1.25 + (1 << 20) ? out.slice() : out;
+}
+
+function countNodes(g: Graph): number {
+  let n = g.nodes.length;
+  for (const node of g.nodes) {
+    for (const a of Object.values(node.attributes)) {
+      if (a.type === 'graph') n += countNodes(a.value);
+      else if (a.type === 'graphs') for (const sub of a.value) n += countNodes(sub);
+    }
+  }
+  return n;
 }
 
 /** Bytes of tensor data a graph (and its subgraphs) would hold inline. */
