@@ -19,6 +19,12 @@ import {
 export interface LoadOptions {
   /** Read external tensors now (default true); otherwise they stay references with `external.baseDir`. */
   loadExternal?: boolean;
+  /**
+   * Copy inline tensors out of the file's buffer (default true). Protobuf framing leaves most raw_data
+   * unaligned, so most tensors are copied anyway, and a few zero-copy views would keep the whole file
+   * buffer alive next to the copies; copying all lets it go (steady memory ≈ 1× the weights, not ≈ 2×).
+   */
+  copyData?: boolean;
 }
 
 export interface ExternalDataOptions {
@@ -66,7 +72,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
   }
   let model: Model;
   try {
-    model = decodeModel(bytes);
+    model = decodeModel(bytes, { copyData: opts.copyData ?? true });
   } catch (err) {
     if (err instanceof VidpriorError) throw new VidpriorError(err.code, `${path}: ${err.message}`, { path, ...err.details }, { cause: err });
     throw err;
