@@ -5,6 +5,7 @@
  */
 import { VidpriorError } from '../errors.js';
 import type { AttrInput, GraphBuilder } from '../onnx/builder.js';
+import { toFloat16 } from '../tensor.js';
 import type { ElemType, Node } from '../onnx/ir.js';
 import type { ShapeOracle, ValueMeta } from './shapes.js';
 
@@ -20,6 +21,8 @@ export interface GradRule {
   /** Emits the backward nodes for one forward node, given the gradient of each output (undefined = zero). */
   backward?: (ctx: RuleContext, dY: (string | undefined)[]) => InputGrads;
 }
+
+const HALF_SCALARS = new WeakMap<GraphBuilder, Map<string, string>>();
 
 export const FLOAT_TYPES = new Set<ElemType>(['float32', 'float16', 'bfloat16', 'float64']);
 
@@ -74,11 +77,19 @@ export class RuleContext {
   scalar(value: number, like: string): string { return this.scalarOf(value, this.type(like)); }
 
   scalarOf(value: number, type: ElemType): string {
-    if (type === 'float16' || type === 'bfloat16') {
-      // Builder constants hold float32 values: cast once so the graph stays typed.
-      return this.b.op('Cast', [this.b.scalar(value, 'float32')], { to: type === 'float16' ? 10 : 16 });
+    if (type !== 'float16' && type !== 'bfloat16') return this.b.scalar(value, type);
+    // The builder caches number-list constants only; half-precision ones are encoded here and cached per graph.
+    let cache = HALF_SCALARS.get(this.b);
+    if (!cache) HALF_SCALARS.set(this.b, (cache = new Map()));
+    const key = `${type}|${value}`;
+    let name = cache.get(key);
+    if (!name) {
+      const f32 = Float32Array.of(value);
+      const bits = type === 'float16' ? toFloat16(f32) : Uint16Array.of(new Uint32Array(f32.buffer)[0]! >>> 16);
+      name = this.b.constant(bits, [], type, 'scalar');
+      cache.set(key, name);
     }
-    return this.b.scalar(value, type);
+    return name;
   }
 
   /** Zeros of a static shape, made on the device (Expand of a scalar), not stored as an initializer. */

@@ -12,7 +12,8 @@
 import { VidpriorError } from '../errors.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { topologicalSort } from '../onnx/graph.js';
-import type { Dim, Model, Node } from '../onnx/ir.js';
+import type { Dim, ElemType, Model, Node } from '../onnx/ir.js';
+import { toFloat16 } from '../tensor.js';
 import { type InputGrads, RuleContext } from './context.js';
 import { GRADIENT_RULES } from './rules/index.js';
 import { type ShapeOracle, staticShapes } from './shapes.js';
@@ -79,9 +80,7 @@ export function buildGradients(model: Model, options: GradientOptions): Gradient
   // 3. Seed the loss gradient.
   const grads = new Map<string, string[]>();
   const lossMeta = shapes.meta(options.loss);
-  const seed = options.seedGrad ?? b.constant(new Array(Math.max(1, lossMeta.shape.reduce((a, d) => a * d, 1))).fill(1),
-    lossMeta.shape, lossMeta.type === 'float64' ? 'float64' : 'float32', 'grad/seed');
-  grads.set(options.loss, [lossMeta.type === 'float16' && !options.seedGrad ? b.op('Cast', [seed], { to: 10 }) : seed]);
+  grads.set(options.loss, [options.seedGrad ?? onesLike(b, lossMeta.type, lossMeta.shape)]);
 
   // Sums the contributions of a value with an Add chain, once, when its gradient is first read.
   const total = (value: string): string | undefined => {
@@ -127,6 +126,14 @@ export function buildGradients(model: Model, options: GradientOptions): Gradient
     gradients[w] = b.scope('grad/zeros', () => b.op('Expand', [b.scalar(0, m.type), b.ints(m.shape)]));
   }
   return { gradients, nodesAdded: graph.nodes.length - nodesBefore };
+}
+
+/** d(loss)/d(loss): ones of the loss's type and shape. */
+function onesLike(b: GraphBuilder, type: ElemType, shape: number[]): string {
+  const n = shape.reduce((a, d) => a * d, 1);
+  if (type === 'float16') return b.constant(toFloat16(new Float32Array(n).fill(1)), shape, 'float16', 'grad/seed');
+  if (type === 'bfloat16') return b.constant(new Uint16Array(n).fill(0x3f80), shape, 'bfloat16', 'grad/seed');
+  return b.constant(new Array(n).fill(1), shape, type === 'float64' ? 'float64' : 'float32', 'grad/seed');
 }
 
 function ruleFor(n: Node) {

@@ -9,6 +9,7 @@
  * (Shape → Gather → Unsqueeze → Concat → Slice …) into constants.
  */
 import { VidpriorError } from '../errors.js';
+import { fromFloat16 } from '../tensor.js';
 import { type InferredShapes, inferShapes } from '../onnx/shape-inference.js';
 import {
   type Dim, type ElemType, type Model, type Node, type TensorValue, attrInt, attrInts, attrTensor, tensorToNumbers,
@@ -69,7 +70,7 @@ export function annotatedShapes(model: Model): ShapeOracle {
     const init = initializers.get(value);
     let result: number[] | undefined;
     if (init) {
-      result = init.data && (INT_TYPES.has(init.type) || init.data.length <= 64) ? tensorToNumbers(init) : undefined;
+      result = init.data && (INT_TYPES.has(init.type) || init.data.length <= 64) ? numbersOf(init) : undefined;
     } else {
       const n = producer.get(value);
       result = n ? foldNode(n) : undefined;
@@ -84,7 +85,7 @@ export function annotatedShapes(model: Model): ShapeOracle {
     switch (n.opType) {
       case 'Constant': {
         const t = attrTensor(n, 'value');
-        if (t?.data) return tensorToNumbers(t);
+        if (t?.data) return numbersOf(t);
         const ints = attrInts(n, 'value_ints');
         if (ints) return ints;
         const i = attrInt(n, 'value_int');
@@ -134,7 +135,7 @@ export function annotatedShapes(model: Model): ShapeOracle {
         const shape = ins(0);
         const t = attrTensor(n, 'value');
         if (!shape) return undefined;
-        const v = t?.data ? tensorToNumbers(t)[0]! : 0;
+        const v = t?.data ? numbersOf(t)[0]! : 0;
         return new Array(shape.reduce((a, b) => a * b, 1)).fill(v);
       }
       default: return undefined;
@@ -142,6 +143,16 @@ export function annotatedShapes(model: Model): ShapeOracle {
   }
 
   return { meta, constInts };
+}
+
+/** A tensor's elements as numbers; float16/bfloat16 decoded from their bits (not read as integers). */
+function numbersOf(t: TensorValue): number[] {
+  if (t.type === 'float16') return Array.from(fromFloat16(t.data as Uint16Array));
+  if (t.type === 'bfloat16') {
+    const f = new Float32Array(new Uint32Array(Array.from(t.data as Uint16Array, (h) => h << 16)).buffer);
+    return Array.from(f);
+  }
+  return tensorToNumbers(t);
 }
 
 function normStart(i: number, r: number): number {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { GRADIENT_RULES, buildGradients, differentiableOps } from '../../src/autodiff/index.js';
+import { GRADIENT_RULES, annotatedShapes, buildGradients, differentiableOps } from '../../src/autodiff/index.js';
 import { VidpriorError } from '../../src/errors.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { encodeModel } from '../../src/onnx/codec.js';
 import { openRuntime, type Runtime } from '../../src/runtime/index.js';
-import { type Tensor, float32 } from '../../src/tensor.js';
+import { type Tensor, float32, toFloat16 } from '../../src/tensor.js';
 import { annotateByProbe } from './annotate.js';
 import { checkCase, randomTensor } from './gradcheck.js';
 
@@ -81,6 +81,20 @@ describe('autodiff: buildGradients', () => {
     const { gradients } = buildGradients(model, { loss, wrt: ['w'], inputShapes: { x: [4, 3] } });
     assert.ok(gradients['w']);
     assert.equal(model.graph.valueInfo.length, 0, 'shape inference leaves no value_info behind');
+  });
+
+  it('reads half-precision constants as numbers (a float16 Pow exponent is 2, not its bits)', () => {
+    const b = new GraphBuilder('half', { opset: 17 });
+    const x = b.input('x', 'float16', [3]);
+    const two = b.constant(toFloat16(Float32Array.of(2)), [], 'float16', 'two');
+    const y = b.op('Pow', [x, two]);
+    b.output(y, 'y', 'float16', [3]);
+    assert.deepEqual(annotatedShapes(b.build()).constInts(two), [2]);
+    const before = b.graph.nodes.length;
+    buildGradients(b.build(), { loss: 'y', wrt: ['x'] });
+    const added = b.graph.nodes.slice(before);
+    assert.ok(!added.some((n) => n.opType === 'Pow'), 'x² differentiates as 2x, without a Pow');
+    assert.ok(!added.some((n) => n.opType === 'Cast'), 'float16 constants are stored as float16');
   });
 
   it('gives zeros for a value the loss does not depend on, honours seedGrad, and sums fan-in with Add (no Sum)', async () => {
