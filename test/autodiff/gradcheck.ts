@@ -16,6 +16,7 @@ import { Rng } from '../../src/random.js';
 import type { Runtime, SessionOptions } from '../../src/runtime/index.js';
 import { type Tensor, float32 } from '../../src/tensor.js';
 import { annotateByProbe } from './annotate.js';
+import { inferShapes } from '../../src/onnx/shape-inference.js';
 
 export interface GradcheckOptions {
   /** Forward value whose projection is differentiated (default: the model's first output). */
@@ -62,8 +63,14 @@ export async function prepareBackward(rt: Runtime, model: Model, opts: Gradcheck
     m.graph.inputs.push({ name: w, type: t!.type, shape: t!.dims });
     feeds[w] = float32(t!.dims, Float32Array.from(t!.data as Float32Array));
   }
-  // 2. Shapes of everything, then the projection loss.
-  await annotateByProbe(rt, m, feeds);
+  // 2. Shapes of everything (static shape inference; a measuring probe run where inference cannot), then the
+  //    projection loss.
+  try {
+    inferShapes(m, Object.fromEntries(m.graph.inputs.map((i) => [i.name, [...feeds[i.name]!.dims]])), { setSignature: true });
+  } catch {
+    m.graph.valueInfo = [];
+    await annotateByProbe(rt, m, feeds);
+  }
   const output = opts.output ?? m.graph.outputs[0]!.name;
   const outShape = m.graph.valueInfo.find((v) => v.name === output)?.shape
     ?? m.graph.outputs.find((v) => v.name === output)!.shape!;

@@ -6,6 +6,7 @@ import { openRuntime, type Runtime } from '../../src/runtime/index.js';
 import { type Tensor, int64 } from '../../src/tensor.js';
 import { assertGradients, gradcheck, prepareBackward, randomTensor } from './gradcheck.js';
 import { encodeModel } from '../../src/onnx/codec.js';
+import { buildComponent, preset } from '../../src/models/builder/index.js';
 
 const UNET = '../shared/fixtures/tiny-sd-torch/unet/model.onnx';
 
@@ -57,4 +58,29 @@ describe('autodiff: the real tiny SD UNet export (TorchScript, opset 14)', { ski
     }
     assert.ok(nonzero >= wrt.length - 2, `${wrt.length - nonzero} of ${wrt.length} weights got an all-zero gradient`);
   });
+});
+
+describe('autodiff: the project\'s own tiny UNet (model builder), opset 14 and 17', () => {
+  let rt: Runtime;
+  before(async () => { rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 }); });
+  after(async () => { await rt.close(); });
+
+  for (const opset of [14, 17]) {
+    it(`opset ${opset}: attention projection, conv and norm gradients agree with finite differences`, async () => {
+      const { model } = buildComponent('unet', preset('tiny'), { opset });
+      const pick = (re: RegExp) => {
+        const t = model.graph.initializers.find((i) => re.test(i.name));
+        assert.ok(t, `no weight matching ${re}`);
+        return t.name;
+      };
+      const wrt = [
+        pick(/attn1\.to_q\.weight$/), pick(/attn2\.to_v\.weight$/), pick(/attn2\.to_out\.0\.weight$/),
+        pick(/conv_in\.weight$/), pick(/norm1\.weight$/), pick(/ff\.net\.0\.proj\.weight$/), 'sample',
+      ];
+      const hidden = model.graph.inputs.find((i) => i.name === 'encoder_hidden_states')!.shape!.at(-1) as number;
+      const feeds = { sample: randomTensor([1, 4, 8, 8], 1), timestep: int64([1], [300]), encoder_hidden_states: randomTensor([1, 5, hidden], 2) };
+      const report = await gradcheck(rt, model, { wrt, feeds, directions: 1, elements: 2, eps: 3e-3 });
+      assertGradients(report, 2e-2);
+    });
+  }
 });
