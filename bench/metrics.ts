@@ -25,12 +25,16 @@ export interface MetricsBenchResult {
   name: 'metrics';
   size: number;
   pairs: number;
-  /** Baseline: one bilinear warp of an RGB frame of this size, in seconds (median). */
+  /** Baseline: one bilinear warp of an RGB frame of this size, in seconds (median): wall and CPU time. */
   baselineWarpSeconds: number;
-  /** Seconds per frame pair (flow both ways + mask + E_warp and flicker of original and one version). */
+  baselineWarpCpuSeconds: number;
+  /** Wall seconds per frame pair (flow both ways + mask + E_warp and flicker of original and one version). */
   secondsPerPair: { level0: number; level1: number; level0TwoThreads: number };
-  /** secondsPerPair ÷ baselineWarpSeconds. */
+  /** CPU seconds per pair on one thread: steadier than wall time on a shared machine. */
+  cpuSecondsPerPair: { level0: number; level1: number };
+  /** secondsPerPair ÷ baselineWarpSeconds (wall), and CPU time ÷ the baseline's CPU time. */
   ratioToWarp: { level0: number; level1: number; level0TwoThreads: number };
+  cpuRatioToWarp: { level0: number; level1: number };
   /** One DIS flow at full resolution, seconds, and its mean end-point error on a known translation. */
   flowSeconds: number;
   flowMeanEpePx: number;
@@ -42,14 +46,19 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-function timeIt(fn: () => void, repeats: number): number {
-  const times: number[] = [];
+/** Median wall seconds and median CPU seconds (this thread's process, user + system) of `fn`. */
+function timeIt(fn: () => void, repeats: number): { wall: number; cpu: number } {
+  const wall: number[] = [];
+  const cpu: number[] = [];
   for (let r = 0; r < repeats; r++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     fn();
-    times.push((performance.now() - t0) / 1000);
+    wall.push((performance.now() - t0) / 1000);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1e6);
   }
-  return median(times);
+  return { wall: median(wall), cpu: median(cpu) };
 }
 
 export async function benchMetrics(options: MetricsBenchOptions = {}): Promise<MetricsBenchResult> {
@@ -66,13 +75,13 @@ export async function benchMetrics(options: MetricsBenchOptions = {}): Promise<M
   flow.u.fill(dx);
   flow.v.fill(dy);
   warpRgb(original[1], flow); // warm-up
-  const baselineWarpSeconds = timeIt(() => warpRgb(original[1], flow), 7);
+  const baseline = timeIt(() => warpRgb(original[1], flow), 7);
 
   // 3. One flow, with its accuracy against the known translation (interior, 16 px margin).
   const g0 = rgbToGray(original[0]);
   const g1 = rgbToGray(original[1]);
   let f = disFlow(g0, g1);
-  const flowSeconds = timeIt(() => { f = disFlow(g0, g1); }, 3);
+  const flowSeconds = timeIt(() => { f = disFlow(g0, g1); }, 3).wall;
   let epe = 0;
   let n = 0;
   for (let y = 16; y < size - 16; y++) {
@@ -84,9 +93,11 @@ export async function benchMetrics(options: MetricsBenchOptions = {}): Promise<M
   }
 
   // 4. The whole per-pair work of `vidprior metrics`, at flow level 0 and 1.
-  const perPair = async (flow: FlowEstimator): Promise<number> => {
+  const perPair = async (flow: FlowEstimator): Promise<{ wall: number; cpu: number }> => {
+    const c0 = process.cpuUsage();
     const r = await measureConsistency(memorySequence('original', original), [memorySequence('stylized', stylized)], { flow });
-    return r.seconds / pairs;
+    const c = process.cpuUsage(c0);
+    return { wall: r.seconds / pairs, cpu: (c.user + c.system) / 1e6 / pairs };
   };
   const level0 = await perPair(disEstimator({ finestLevel: 0 }));
   const level1 = await perPair(disEstimator({ finestLevel: 1 }));
@@ -96,7 +107,7 @@ export async function benchMetrics(options: MetricsBenchOptions = {}): Promise<M
   let level0TwoThreads: number;
   try {
     await Promise.all([pool.flow(g0, g1), pool.flow(g1, g0)]);
-    level0TwoThreads = await perPair(pool);
+    level0TwoThreads = (await perPair(pool)).wall;
   } finally {
     await pool.close();
   }
@@ -105,9 +116,12 @@ export async function benchMetrics(options: MetricsBenchOptions = {}): Promise<M
     name: 'metrics',
     size,
     pairs,
-    baselineWarpSeconds,
-    secondsPerPair: { level0, level1, level0TwoThreads },
-    ratioToWarp: { level0: level0 / baselineWarpSeconds, level1: level1 / baselineWarpSeconds, level0TwoThreads: level0TwoThreads / baselineWarpSeconds },
+    baselineWarpSeconds: baseline.wall,
+    baselineWarpCpuSeconds: baseline.cpu,
+    secondsPerPair: { level0: level0.wall, level1: level1.wall, level0TwoThreads },
+    cpuSecondsPerPair: { level0: level0.cpu, level1: level1.cpu },
+    ratioToWarp: { level0: level0.wall / baseline.wall, level1: level1.wall / baseline.wall, level0TwoThreads: level0TwoThreads / baseline.wall },
+    cpuRatioToWarp: { level0: level0.cpu / baseline.cpu, level1: level1.cpu / baseline.cpu },
     flowSeconds,
     flowMeanEpePx: epe / n,
     cpu: `${cpus()[0]?.model ?? 'unknown'} ×${cpus().length}`,

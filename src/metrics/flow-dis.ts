@@ -105,22 +105,19 @@ function disLevel(i0: Plane, i1: Plane, init: Flow, o: DisOptions): Flow {
    * the border and pull border patches off the frame); a displacement with fewer than half of the patch
    * inside costs +∞.
    */
+  const warped = new Float32Array(n);
+  const valid = new Uint8Array(n);
   const cost = (px: number, py: number, u: number, v: number): [number, number] => {
+    const m = warpPatch(d1, w, h, px, py, u, v, ps, warped, valid);
+    if (2 * m < n) return [Infinity, 0];
     let s = 0;
     let s2 = 0;
-    let m = 0;
-    for (let j = 0, k = 0; j < ps; j++) {
-      const yf = py + j + v;
-      for (let i = 0; i < ps; i++, k++) {
-        const xf = px + i + u;
-        if (xf < 0 || xf > w - 1 || yf < 0 || yf > h - 1) continue;
-        const r = sampleBilinear(d1, w, h, xf, yf) - tmpl[k];
-        s += r;
-        s2 += r * r;
-        m++;
-      }
+    for (let k = 0; k < n; k++) {
+      if (!valid[k]) continue;
+      const r = warped[k] - tmpl[k];
+      s += r;
+      s2 += r * r;
     }
-    if (2 * m < n) return [Infinity, 0];
     return [(s2 - (s * s) / m) / m, s / m];
   };
 
@@ -188,19 +185,12 @@ function disLevel(i0: Plane, i1: Plane, init: Flow, o: DisOptions): Flow {
         for (let it = 0; it < o.iterations; it++) {
           let bxs = 0;
           let bys = 0;
-          for (let j = 0, k = 0; j < ps; j++) {
-            const yf = py + j + v;
-            if (yf < 0 || yf > h - 1) {
-              k += ps;
-              continue;
-            }
-            for (let i = 0; i < ps; i++, k++) {
-              const xf = px + i + u;
-              if (xf < 0 || xf > w - 1) continue; // outside: no residual (a damped step; the cost check guards)
-              const r = sampleBilinear(d1, w, h, xf, yf) - tmpl[k];
-              bxs += gxc[k] * r; // gradients are zero-mean, so the patch's mean residual drops out
-              bys += gyc[k] * r;
-            }
+          warpPatch(d1, w, h, px, py, u, v, ps, warped, valid);
+          for (let k = 0; k < n; k++) {
+            if (!valid[k]) continue; // outside: no residual (a damped step; the cost check guards)
+            const r = warped[k] - tmpl[k];
+            bxs += gxc[k] * r; // gradients are zero-mean, so the patch's mean residual drops out
+            bys += gyc[k] * r;
           }
           const du = ixx * bxs + ixy * bys;
           const dv = ixy * bxs + iyy * bys;
@@ -224,6 +214,53 @@ function disLevel(i0: Plane, i1: Plane, init: Flow, o: DisOptions): Flow {
     }
   }
   return densify(i0, i1, init, xs, ys, pu, pv, pOffset, ps);
+}
+
+/**
+ * The second frame sampled under a patch displaced by (u, v), into `out`; `valid[k]` = 0 where the sample
+ * falls outside the frame. Returns the number of valid samples. The displacement is the same for the whole
+ * patch, so the bilinear weights are too: patches fully inside take a fast path without clamping.
+ */
+function warpPatch(
+  d1: Float32Array, w: number, h: number, px: number, py: number, u: number, v: number, ps: number,
+  out: Float32Array, valid: Uint8Array,
+): number {
+  const xs = px + u;
+  const ys = py + v;
+  const fx = Math.floor(xs);
+  const fy = Math.floor(ys);
+  const a = xs - fx;
+  const b = ys - fy;
+  if (fx >= 0 && fy >= 0 && fx + ps <= w - 1 && fy + ps <= h - 1) {
+    const w00 = (1 - a) * (1 - b);
+    const w10 = a * (1 - b);
+    const w01 = (1 - a) * b;
+    const w11 = a * b;
+    for (let j = 0, k = 0; j < ps; j++) {
+      const r0 = (fy + j) * w + fx;
+      const r1 = r0 + w;
+      for (let i = 0; i < ps; i++, k++) {
+        out[k] = w00 * d1[r0 + i] + w10 * d1[r0 + i + 1] + w01 * d1[r1 + i] + w11 * d1[r1 + i + 1];
+        valid[k] = 1;
+      }
+    }
+    return ps * ps;
+  }
+  let m = 0;
+  for (let j = 0, k = 0; j < ps; j++) {
+    const yf = ys + j;
+    for (let i = 0; i < ps; i++, k++) {
+      const xf = xs + i;
+      if (xf < 0 || xf > w - 1 || yf < 0 || yf > h - 1) {
+        valid[k] = 0;
+        continue;
+      }
+      out[k] = sampleBilinear(d1, w, h, xf, yf);
+      valid[k] = 1;
+      m++;
+    }
+  }
+  return m;
 }
 
 /** 3. Each pixel: average of the covering patches' displacements, weighted by 1/max(|residual|, 1/255). */

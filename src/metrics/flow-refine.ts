@@ -83,8 +83,14 @@ export function refineFlow(frame0: Plane, frame1: Plane, flow: Flow, options: Pa
   const b1 = new Float32Array(n);
   const b2 = new Float32Array(n);
   const psiS = new Float32Array(n);
-  const wRight = new Float32Array(n);
-  const wDown = new Float32Array(n);
+  const wL = new Float32Array(n);
+  const wR = new Float32Array(n);
+  const wU = new Float32Array(n);
+  const wD = new Float32Array(n);
+  const inv1 = new Float32Array(n);
+  const inv2 = new Float32Array(n);
+  const cu = new Float32Array(n);
+  const cv = new Float32Array(n);
   const U = flow.u;
   const V = flow.v;
 
@@ -109,51 +115,51 @@ export function refineFlow(frame0: Plane, frame1: Plane, flow: Flow, options: Pa
         psiS[i] = o.alpha / Math.sqrt(ux * ux + vx * vx + uy * uy + vy * vy + EPS2);
       }
     }
+    // 3. Neighbour weights (0 across the border) and what stays fixed during the sweeps: the inverse
+    //    diagonals and the right-hand sides including the neighbours' differences of the current flow.
     for (let y = 0, i = 0; y < h; y++) {
       for (let x = 0; x < w; x++, i++) {
-        wRight[i] = x < w - 1 ? 0.5 * (psiS[i] + psiS[i + 1]) : 0;
-        wDown[i] = y < h - 1 ? 0.5 * (psiS[i] + psiS[i + w]) : 0;
+        const kL = x > 0 ? 0.5 * (psiS[i] + psiS[i - 1]) : 0;
+        const kR = x < w - 1 ? 0.5 * (psiS[i] + psiS[i + 1]) : 0;
+        const kU = y > 0 ? 0.5 * (psiS[i] + psiS[i - w]) : 0;
+        const kD = y < h - 1 ? 0.5 * (psiS[i] + psiS[i + w]) : 0;
+        wL[i] = kL;
+        wR[i] = kR;
+        wU[i] = kU;
+        wD[i] = kD;
+        const sumW = kL + kR + kU + kD;
+        inv1[i] = A11[i] + sumW > 0 ? 1 / (A11[i] + sumW) : 0;
+        inv2[i] = A22[i] + sumW > 0 ? 1 / (A22[i] + sumW) : 0;
+        const ui = U[i];
+        const vi = V[i];
+        cu[i] = b1[i] + (kL ? kL * (U[i - 1] - ui) : 0) + (kR ? kR * (U[i + 1] - ui) : 0) + (kU ? kU * (U[i - w] - ui) : 0) + (kD ? kD * (U[i + w] - ui) : 0);
+        cv[i] = b2[i] + (kL ? kL * (V[i - 1] - vi) : 0) + (kR ? kR * (V[i + 1] - vi) : 0) + (kU ? kU * (V[i - w] - vi) : 0) + (kD ? kD * (V[i + w] - vi) : 0);
       }
     }
-    // 3. SOR sweeps on the linear system (data + smoothness towards the neighbours' total flow).
-    for (let s = 0; s < o.sorIterations; s++) {
-      for (let y = 0, i = 0; y < h; y++) {
-        for (let x = 0; x < w; x++, i++) {
-          let sumW = 0;
-          let su = 0;
-          let sv = 0;
-          const ui = U[i];
-          const vi = V[i];
-          if (x > 0) {
-            const k = wRight[i - 1];
-            sumW += k;
-            su += k * (U[i - 1] + du[i - 1] - ui);
-            sv += k * (V[i - 1] + dv[i - 1] - vi);
-          }
-          if (x < w - 1) {
-            const k = wRight[i];
-            sumW += k;
-            su += k * (U[i + 1] + du[i + 1] - ui);
-            sv += k * (V[i + 1] + dv[i + 1] - vi);
-          }
-          if (y > 0) {
-            const k = wDown[i - w];
-            sumW += k;
-            su += k * (U[i - w] + du[i - w] - ui);
-            sv += k * (V[i - w] + dv[i - w] - vi);
-          }
-          if (y < h - 1) {
-            const k = wDown[i];
-            sumW += k;
-            su += k * (U[i + w] + du[i + w] - ui);
-            sv += k * (V[i + w] + dv[i + w] - vi);
-          }
-          const d1 = A11[i] + sumW;
-          if (d1 > 0) du[i] += o.omega * ((b1[i] + su - A12[i] * dv[i]) / d1 - du[i]);
-          const d2 = A22[i] + sumW;
-          if (d2 > 0) dv[i] += o.omega * ((b2[i] + sv - A12[i] * du[i]) / d2 - dv[i]);
-        }
+    // 4. SOR sweeps (Gauss–Seidel over du then dv at each pixel). Rows 1..h−2 read all four neighbours
+    //    without checks (a missing left/right neighbour has weight 0); the first and last rows check.
+    const omega = o.omega;
+    const edgeRow = (y: number) => {
+      for (let x = 0, i = y * w; x < w; x++, i++) {
+        const l = x > 0 ? i - 1 : i;
+        const r = x < w - 1 ? i + 1 : i;
+        const up = y > 0 ? i - w : i;
+        const dn = y < h - 1 ? i + w : i;
+        const nu = cu[i] + wL[i] * du[l] + wR[i] * du[r] + wU[i] * du[up] + wD[i] * du[dn] - A12[i] * dv[i];
+        du[i] += omega * (nu * inv1[i] - du[i]);
+        const nv = cv[i] + wL[i] * dv[l] + wR[i] * dv[r] + wU[i] * dv[up] + wD[i] * dv[dn] - A12[i] * du[i];
+        dv[i] += omega * (nv * inv2[i] - dv[i]);
       }
+    };
+    for (let s = 0; s < o.sorIterations; s++) {
+      edgeRow(0);
+      for (let i = w, end = (h - 1) * w; i < end; i++) {
+        const nu = cu[i] + wL[i] * du[i - 1] + wR[i] * du[i + 1] + wU[i] * du[i - w] + wD[i] * du[i + w] - A12[i] * dv[i];
+        du[i] += omega * (nu * inv1[i] - du[i]);
+        const nv = cv[i] + wL[i] * dv[i - 1] + wR[i] * dv[i + 1] + wU[i] * dv[i - w] + wD[i] * dv[i + w] - A12[i] * du[i];
+        dv[i] += omega * (nv * inv2[i] - dv[i]);
+      }
+      if (h > 1) edgeRow(h - 1);
     }
   }
   for (let i = 0; i < n; i++) {
