@@ -22,6 +22,7 @@ export interface GradRule {
   backward?: (ctx: RuleContext, dY: (string | undefined)[]) => InputGrads;
 }
 
+/** float16/bfloat16 scalar constants already emitted, per graph builder (see RuleContext.scalarOf). */
 const HALF_SCALARS = new WeakMap<GraphBuilder, Map<string, string>>();
 
 export const FLOAT_TYPES = new Set<ElemType>(['float32', 'float16', 'bfloat16', 'float64']);

@@ -43,12 +43,7 @@ export interface GradientResult {
 export function buildGradients(model: Model, options: GradientOptions): GradientResult {
   const b = options.builder ?? new GraphBuilder(model);
   const graph = model.graph;
-  // Shape inference writes value_info; put the model's own back afterwards. (Full static value_info also trips
-  // ORT 1.30's ReshapeFusion on backward graphs of real exports: "Attempting to get index by a name which does
-  // not exist … _new_reshape".)
-  const ownValueInfo = graph.valueInfo;
   const shapes = options.shapes ?? staticShapes(model, options.inputShapes);
-  graph.valueInfo = ownValueInfo;
   const nodesBefore = graph.nodes.length;
   const forward = topologicalSort(graph); // exports are sorted; hand-edited graphs may not be
 

@@ -208,7 +208,10 @@ export function staticShapes(model: Model, inputShapes: Record<string, Dim[]> = 
   } catch (err) {
     inferenceError = err instanceof Error ? err.message : String(err);
   } finally {
-    model.graph.valueInfo = valueInfo; // inference fills value_info in place: leave the model as it was
+    // Inference fills value_info in place: leave the model as it was. (With fully static value_info, ORT 1.30's
+    // ReshapeFusion fails to load the TorchScript UNet export: "Attempting to get index by a name which does not
+    // exist … _new_reshape"; disabling ReshapeFusion avoids it.)
+    model.graph.valueInfo = valueInfo;
   }
   return {
     meta(value) {

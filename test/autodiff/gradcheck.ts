@@ -87,8 +87,8 @@ export async function prepareBackward(rt: Runtime, model: Model, opts: Gradcheck
   const nodesBefore = m.graph.nodes.length;
   const inputShapes = Object.fromEntries(m.graph.inputs.map((i) => [i.name, [...feeds[i.name]!.dims]]));
   const { gradients } = buildGradients(m, { loss, wrt: opts.wrt, builder: b, inputShapes });
-  // The probe's value_info is for autodiff only: with it, ORT 1.30's ReshapeFusion breaks backward graphs of
-  // real exports ("Attempting to get index by a name which does not exist … _new_reshape").
+  // The value_info is for autodiff only: with it, ORT 1.30's ReshapeFusion fails to load real exports
+  // ("Attempting to get index by a name which does not exist … _new_reshape").
   m.graph.valueInfo = [];
   forward.graph.valueInfo = [];
   const gradNames: Record<string, string> = {};
