@@ -95,6 +95,24 @@ describe('autodiff on WebGPU (no CPU fallback)', { skip: SKIP }, () => {
     });
   }
 
+  it('Gather with runtime ids: the int64 index reshape needs the CPU, the result is still right', async () => {
+    for (const opset of [14, 17]) {
+      const b = new GraphBuilder('embed', { opset });
+      b.output(b.op('Gather', [b.input('t', 'float32', [50, 8]), b.input('ids', 'int64', [2, 6])]), 'y');
+      const feeds = { t: randomTensor([50, 8], 1), ids: { type: 'int64' as const, dims: [2, 6], data: BigInt64Array.from([3, 0, 3, 1, 49, 3, 7, 7, 7, 0, 3, 2], BigInt) } };
+      const { backward, feeds: all, gradNames } = await prepareBackward(cpu, b.build(), { wrt: ['t'], feeds });
+      const bytes = encodeModel(backward);
+      await assert.rejects(gpu.createSession(bytes, { disallowCpuFallback: true }), /CPU/);
+      const inputs = Object.fromEntries(backward.graph.inputs.map((i) => [i.name, all[i.name]!]));
+      const dev = await gpu.createSession(bytes);
+      const ref = await cpu.createSession(bytes);
+      const [x, y] = [(await dev.run(inputs))[gradNames['t']!] as Tensor<'float32'>, (await ref.run(inputs))[gradNames['t']!] as Tensor<'float32'>];
+      await dev.release();
+      await ref.release();
+      assert.ok(x.data.every((v, i) => Math.abs(v - y.data[i]!) < 1e-5));
+    }
+  });
+
   it('a float16 model gets a float16 backward graph that runs on WebGPU, close to float32', async () => {
     const spec = { opset: 17, batch: 1, cIn: 4, c: 8, size: 4, groups: 2, heads: 2, ctxLen: 3, ctxDim: 6, tembDim: 5 };
     const feeds32: Record<string, Tensor<'float32'>> = { sample: randomTensor([1, 4, 4, 4], 1), temb: randomTensor([1, 5], 2), context: randomTensor([1, 3, 6], 3) };
