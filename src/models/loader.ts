@@ -74,6 +74,13 @@ async function probeDims(runtime: Runtime, session: Session, feeds: Record<strin
   return isGpuTensor(t) ? (await toHost(runtime, t)).dims : t.dims;
 }
 
+/** Token ids (or an attention mask) [1, L] in the text encoder's integer type. */
+export function idsTensor(type: 'int32' | 'int64', ids: Int32Array): Tensor {
+  return type === 'int32'
+    ? tensor('int32', [1, ids.length], ids)
+    : tensor('int64', [1, ids.length], BigInt64Array.from(ids, (v) => BigInt(v)));
+}
+
 function zeros(type: FloatType, dims: number[]): Tensor {
   return castFloat(float32(dims), type);
 }
@@ -139,6 +146,11 @@ async function deriveFacts(
     throw modelInputError('text_encoder', `${textIds.name} is ${textIds.type}, expected int32 or int64 token ids`, { input: textIds.name });
   }
   const textHidden = findIo(s.textEncoder.outputs, ['last_hidden_state'], 'text_encoder', 'output', true);
+  const textMask = s.textEncoder.inputs.find((m) => m.name === 'attention_mask')?.name ?? null;
+  const unexpected = s.textEncoder.inputs.filter((m) => m.name !== textIds.name && m.name !== textMask);
+  if (unexpected.length) {
+    throw modelInputError('text_encoder', `has inputs vidprior cannot feed: ${unexpected.map((m) => m.name).join(', ')} (expected input_ids and optionally attention_mask)`, { input: unexpected[0]!.name });
+  }
   const textLength = staticDim(textIds, 1) ?? tokenizer.maxLength;
   if (textLength !== tokenizer.maxLength) {
     throw modelInputError('text_encoder', `${textIds.name} takes ${textLength} tokens but the tokenizer makes ${tokenizer.maxLength}`, { input: textIds.name, expected: tokenizer.maxLength });
@@ -146,10 +158,9 @@ async function deriveFacts(
   let textWidth = staticDim(textHidden, 2);
   if (textWidth === null) {
     const ids = tokenizer.encode('').ids;
-    const feed: Tensor = textIds.type === 'int32'
-      ? tensor('int32', [1, textLength], ids)
-      : tensor('int64', [1, textLength], BigInt64Array.from(ids, (v) => BigInt(v)));
-    textWidth = (await probeDims(runtime, s.textEncoder, { [textIds.name]: feed }, textHidden.name))[2]!;
+    const feeds: Record<string, Tensor> = { [textIds.name]: idsTensor(textIds.type as 'int32' | 'int64', ids) };
+    if (textMask) feeds[textMask] = idsTensor(textIds.type as 'int32' | 'int64', new Int32Array(textLength).fill(1));
+    textWidth = (await probeDims(runtime, s.textEncoder, feeds, textHidden.name))[2]!;
   }
 
   // UNet: sample, timestep, encoder_hidden_states.
@@ -231,7 +242,7 @@ async function deriveFacts(
     opsets,
   };
   const io: ModelIoNames = {
-    textIds: textIds.name, textHidden: textHidden.name,
+    textIds: textIds.name, textMask, textHidden: textHidden.name,
     unetSample: unetSample.name, unetTimestep: unetTimestep.name, unetText: unetText.name, unetOut: unetOut.name,
     vaeEncoderIn: vaeEncoderIn.name, vaeEncoderOut: vaeEncoderOut.name,
     vaeDecoderIn: vaeDecoderIn.name, vaeDecoderOut: vaeDecoderOut.name,

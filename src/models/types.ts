@@ -12,6 +12,8 @@ export type FloatType = 'float32' | 'float16';
 /** The names of the inputs/outputs each session is fed and read by. */
 export interface ModelIoNames {
   textIds: string;
+  /** An attention_mask input some text encoder exports have (fed all ones, as diffusers does for SD 1.x). */
+  textMask: string | null;
   textHidden: string;
   unetSample: string;
   unetTimestep: string;

@@ -7,6 +7,7 @@
 import { VidpriorError } from '../errors.js';
 import type { StableDiffusionModel } from '../models/types.js';
 import { isGpuTensor } from '../runtime/types.js';
+import { idsTensor } from '../models/loader.js';
 import { type Tensor, asFloat32, castFloat, tensor } from '../tensor.js';
 
 export interface PromptEmbeddings {
@@ -24,11 +25,10 @@ export interface PromptEmbeddings {
 export async function encodeText(model: StableDiffusionModel, prompt: string): Promise<{ hidden: Tensor<'float32'>; truncated: boolean; removedText: string }> {
   const { facts, io } = model;
   const encoded = model.tokenizer.encode(prompt);
-  const dims = [1, facts.textLength];
-  const ids: Tensor = facts.textIdsType === 'int32'
-    ? tensor('int32', dims, encoded.ids)
-    : tensor('int64', dims, BigInt64Array.from(encoded.ids, (v) => BigInt(v)));
-  const out = await model.textEncoder.run({ [io.textIds]: ids }, [io.textHidden]);
+  const feeds: Record<string, Tensor> = { [io.textIds]: idsTensor(facts.textIdsType, encoded.ids) };
+  // diffusers passes no mask for SD 1.x (use_attention_mask is false): an export that takes one gets all ones.
+  if (io.textMask) feeds[io.textMask] = idsTensor(facts.textIdsType, new Int32Array(encoded.ids.length).fill(1));
+  const out = await model.textEncoder.run(feeds, [io.textHidden]);
   const hidden = out[io.textHidden];
   if (!hidden || isGpuTensor(hidden)) {
     throw new VidpriorError('E_INTERNAL', 'the text encoder session must return host outputs (do not keep them on the GPU)');

@@ -18,6 +18,7 @@ import { loadModel, saveModel } from '../../src/onnx/external-data.js';
 import { openRuntime, type Runtime } from '../../src/runtime/index.js';
 import { asFloat32, float32, int64 } from '../../src/tensor.js';
 import { encodeImages } from '../../src/pipelines/vae.js';
+import { encodeText } from '../../src/pipelines/text.js';
 
 const FIXTURE = resolve('../shared/fixtures/tiny-sd-torch');
 const present = existsSync(join(FIXTURE, 'reference.json'));
@@ -148,4 +149,26 @@ test('weights stored as external data beside model.onnx load and give the same U
   } finally {
     await model.release();
   }
+});
+
+test('a text encoder with an attention_mask input gets all ones (diffusers passes none for SD 1.x); other extra inputs are named', { skip }, async () => {
+  const dir = linkedCopy('mask-text-encoder', ['text_encoder/model.onnx']);
+  const te = await loadModel(join(FIXTURE, 'text_encoder', 'model.onnx'));
+  te.graph.inputs.push({ name: 'attention_mask', type: 'int32', shape: ['batch', 'sequence'] });
+  await saveModel(te, join(dir, 'text_encoder', 'model.onnx'));
+  const plain = await loadModelFolder(FIXTURE, runtime);
+  const masked = await loadModelFolder(dir, runtime);
+  try {
+    assert.equal(masked.io.textMask, 'attention_mask');
+    assert.equal(plain.io.textMask, null);
+    const a = await encodeText(plain, 'a photo of a cat');
+    const b = await encodeText(masked, 'a photo of a cat');
+    assert.deepEqual(a.hidden.data, b.hidden.data);
+  } finally {
+    await plain.release();
+    await masked.release();
+  }
+  te.graph.inputs.push({ name: 'position_ids', type: 'int64', shape: ['batch', 'sequence'] });
+  await saveModel(te, join(dir, 'text_encoder', 'model.onnx'));
+  await rejectsWith(loadModelFolder(dir, runtime), 'E_MODEL_INPUT', /text_encoder\/model\.onnx: has inputs vidprior cannot feed: position_ids/);
 });
