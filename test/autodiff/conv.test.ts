@@ -39,14 +39,15 @@ describe('autodiff: Conv and ConvTranspose', () => {
   const transposed: [string, ConvCase][] = [
     ['stride 2 pad 1 output_padding 1, bias', { x: [1, 3, 4, 4], w: [3, 2, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 1] }, bias: true }],
     ['stride 1, dilation 2', { x: [2, 2, 3, 4], w: [2, 3, 2, 2], attrs: { dilations: [2, 2] } }],
-    ['group 2 (no weight gradient)', { x: [1, 4, 3, 3], w: [4, 1, 3, 3], attrs: { group: 2, strides: [2, 2] } }],
+    ['group 2, stride 2', { x: [2, 4, 3, 3], w: [4, 3, 3, 3], attrs: { group: 2, strides: [2, 2] }, bias: true }],
+    ['depthwise, pads, dilation', { x: [1, 3, 4, 4], w: [3, 1, 2, 2], attrs: { group: 3, pads: [1, 0, 0, 1], dilations: [2, 2] } }],
   ];
   for (const [label, c] of transposed) {
     it(`ConvTranspose ${label}`, async () => {
-      const grouped = (c.attrs.group ?? 1) !== 1;
+      const groups = Number(c.attrs.group ?? 1);
       await checkCase(rt, 'convt', {
         opset: 17,
-        inputs: { x: { dims: c.x }, w: { dims: c.w, wrt: !grouped }, ...(c.bias ? { b: { dims: [c.w[1]!] } } : {}) },
+        inputs: { x: { dims: c.x }, w: { dims: c.w }, ...(c.bias ? { b: { dims: [c.w[1]! * groups] } } : {}) },
         build: (b, v) => b.op('ConvTranspose', [v.x!, v.w!, v.b], c.attrs),
       });
     });

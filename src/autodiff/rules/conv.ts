@@ -119,14 +119,18 @@ const convTranspose: GradRule = {
     const dX = ctx.needs(0) ? ctx.op('Conv', [dY!, w], { strides, pads, dilations, group, kernel_shape: kernel }) : undefined;
 
     // 2. dW[ci, co, k] = Σ x[n, ci, i] · dY[n, co, s·i + d·k − p]: a Conv of dYᵀ by Xᵀ, cropped, transposed.
+    //    With groups, dY's channels become (group, batch) pairs so that group G of X meets group G of dY.
     let dW: string | undefined;
     if (ctx.needs(1)) {
-      if (group !== 1) ctx.fail('the weight gradient supports group = 1 only');
-      const dYT = ctx.transpose(dY!, [1, 0, ...sp]);
-      const xT = ctx.transpose(x, [1, 0, ...sp]);
-      const full = ctx.op('Conv', [dYT, xT], { strides: dilations, dilations: strides, pads });
       const ySpatial = ctx.shape(ctx.output()).slice(2);
-      const have = [wShape[1]!, wShape[0]!, ...ySpatial.map((h, i) =>
+      const [n, coPerGroup] = [xShape[0]!, wShape[1]!];
+      const dYT = group === 1
+        ? ctx.transpose(dY!, [1, 0, ...sp])
+        : ctx.reshape(ctx.transpose(ctx.reshape(dY!, [n, group, coPerGroup, ...ySpatial]), [2, 1, 0, ...range(spatial, 3)]),
+          [coPerGroup, group * n, ...ySpatial]);
+      const xT = ctx.transpose(x, [1, 0, ...sp]);
+      const full = ctx.op('Conv', [dYT, xT], { strides: dilations, dilations: strides, pads, group });
+      const have = [coPerGroup, wShape[0]!, ...ySpatial.map((h, i) =>
         convOut(h, xShape[i + 2]!, dilations[i]!, strides[i]!, pads[i]!, pads[i + spatial]!))];
       dW = ctx.transpose(cropKernel(ctx, full, have, kernel), [1, 0, ...sp]);
     }
