@@ -4,6 +4,7 @@
  * and occlusion from the original, plus flicker), per frame pair and overall, and optionally a visual report.
  * `compare` (compare.ts) runs the same measurement for several stylized versions; both share `runMeasurement`.
  */
+import { basename, extname } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { makeReporter, type Reporter } from '../cli-output.js';
 import { check } from '../../src/errors.js';
@@ -59,14 +60,15 @@ export async function runMeasurement(argv: MeasureArgs, title: string): Promise<
     const original = await openSequence(argv.original);
     opened.push(original);
     for (const s of argv.stylized) opened.push(await openSequence(s));
-    const labels = argv.labels ?? (argv.stylized.length === 1 ? ['stylized'] : argv.stylized.map(String));
+    const labels = argv.labels ?? defaultLabels(argv.stylized);
     // 2. Measure, keeping thumbnails only when a report is wanted.
-    const thumbs = argv.report ? new ThumbnailStore() : undefined;
+    const thumbs = argv.report ? new ThumbnailStore(original.count) : undefined;
     const result = await measureConsistency(original, opened.slice(1), {
       flow,
       labels,
       onNote: (m) => reporter.note(m),
       onFrame: thumbs ? (i, o, s) => thumbs.add(i, o, s) : undefined,
+      onPair: thumbs ? (t, errors) => thumbs.pairDone(t, Math.max(...errors)) : undefined,
       onProgress: (done, total) => reporter.progress({ event: 'progress', done, total }, `measuring: pair ${done}/${total}`),
     });
     // 3. Report and result.
@@ -80,6 +82,13 @@ export async function runMeasurement(argv: MeasureArgs, title: string): Promise<
     for (const s of opened) await s.close();
     await flow.close?.();
   }
+}
+
+/** Names for the versions when --labels is not given: the folder or file names, or the paths if those clash. */
+function defaultLabels(paths: string[]): string[] {
+  if (paths.length === 1) return ['stylized'];
+  const names = paths.map((p) => basename(p.replace(/[\\/]+$/, ''), extname(p)) || p);
+  return new Set(names).size === names.length ? names : paths;
 }
 
 function printResult(reporter: Reporter, r: ConsistencyResult, report?: string): void {

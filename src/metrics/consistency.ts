@@ -70,6 +70,8 @@ export interface MeasureOptions {
   onProgress?: (done: number, total: number) => void;
   /** Every frame once, in order, original and stylized (already resized): for thumbnails. */
   onFrame?: (index: number, original: RgbImage, stylized: RgbImage[]) => void;
+  /** After each pair t → t+1: the warping error of every stylized version on it. */
+  onPair?: (t: number, stylizedWarpErrors: number[]) => void;
   /** Messages a person should see (resizing, …). */
   onNote?: (message: string) => void;
   signal?: AbortSignal;
@@ -142,6 +144,7 @@ export async function measureConsistency(
       v.pairWarpError.push(pairWarpError(prevStyl[k], nextStyl[k], forward, mask));
       v.pairFlicker.push(pairFlicker(prevStyl[k], nextStyl[k]));
     });
+    options.onPair?.(t, versions.map((v) => v.pairWarpError[t]));
     prevOrig = nextOrig;
     prevGray = nextGray;
     prevStyl = nextStyl;

@@ -180,7 +180,8 @@ function contactSheet(parts: string[], result: ConsistencyResult, layout: Report
   y += 8;
   const names = [result.original.label, ...result.stylized.map((s) => s.label)];
   layout.thumbs.forEach((row, rIdx) => {
-    parts.push(`<text x="${MARGIN}" y="${y + cellH / 2 + 4}" font-size="13">${escapeXml(names[rIdx])}</text>`);
+    const name = names[rIdx].length > 17 ? `${names[rIdx].slice(0, 16)}…` : names[rIdx];
+    parts.push(`<text x="${MARGIN}" y="${y + cellH / 2 + 4}" font-size="13">${escapeXml(name)}</text>`);
     row.forEach((thumb, c) => {
       const x = MARGIN + labelW + c * (cellW + gap);
       parts.push(`<image x="${x}" y="${y}" width="${cellW}" height="${cellH}" preserveAspectRatio="none" href="${thumb.href}" xlink:href="${thumb.href}"/>`);

@@ -18,17 +18,52 @@ interface Thumb {
   rgb: Uint8Array;
 }
 
-/** Small copies of every frame of every sequence, filled through measureConsistency's onFrame. */
+/** How many worst pairs the report marks, and how many frames its contact sheet shows at most. */
+export const REPORT_WORST_PAIRS = 3;
+export const REPORT_SHEET_FRAMES = 8;
+
+/**
+ * Small 8-bit copies of the frames the report may show, filled while the measurement streams (through
+ * measureConsistency's onFrame and onPair). The worst pairs are only known at the end, so the store keeps
+ * the frames of the worst pairs so far plus every frame an evenly spaced sheet could pick, and drops the
+ * rest: memory stays bounded on long videos.
+ */
 export class ThumbnailStore {
   private readonly frames = new Map<number, Thumb[]>();
-  constructor(private readonly maxWidth = 192) {}
+  private readonly spread = new Set<number>();
+  private worstSoFar: { t: number; score: number }[] = [];
+
+  constructor(private readonly frameCount: number, private readonly maxWidth = 192) {
+    for (let spare = 1; spare <= REPORT_SHEET_FRAMES; spare++) {
+      for (const f of sheetFrames(frameCount, [], spare)) this.spread.add(f);
+    }
+  }
 
   add(index: number, original: RgbImage, stylized: RgbImage[]): void {
     this.frames.set(index, [original, ...stylized].map((img) => this.shrink(img)));
   }
 
+  /** After pair t → t+1 is measured, with its score (the largest warping error over the versions). */
+  pairDone(t: number, score: number): void {
+    this.worstSoFar.push({ t, score });
+    this.worstSoFar.sort((a, b) => b.score - a.score || a.t - b.t);
+    this.worstSoFar.length = Math.min(this.worstSoFar.length, REPORT_WORST_PAIRS);
+    const keep = new Set(this.spread);
+    keep.add(t + 1); // the next pair starts from this frame
+    for (const w of this.worstSoFar) {
+      keep.add(w.t);
+      keep.add(w.t + 1);
+    }
+    for (const f of [...this.frames.keys()]) if (!keep.has(f)) this.frames.delete(f);
+  }
+
   get(index: number): Thumb[] | undefined {
     return this.frames.get(index);
+  }
+
+  /** Frames currently held (for tests: stays small whatever the video's length). */
+  get size(): number {
+    return this.frames.size;
   }
 
   private shrink(img: RgbImage): Thumb {
@@ -54,8 +89,8 @@ async function thumbHref(t: Thumb): Promise<SheetThumb> {
 
 /** The report as one SVG string. */
 export async function buildReportSvg(result: ConsistencyResult, thumbs: ThumbnailStore, title: string): Promise<string> {
-  const worst = worstPairs(result, Math.min(3, result.frames - 1));
-  const frames = sheetFrames(result.frames, worst, 8).filter((f) => thumbs.get(f) !== undefined);
+  const worst = worstPairs(result, Math.min(REPORT_WORST_PAIRS, result.frames - 1));
+  const frames = sheetFrames(result.frames, worst, REPORT_SHEET_FRAMES).filter((f) => thumbs.get(f) !== undefined);
   const rows = 1 + result.stylized.length;
   const sheet: SheetThumb[][] = Array.from({ length: rows }, () => []);
   for (const f of frames) {

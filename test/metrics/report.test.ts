@@ -22,13 +22,26 @@ test('the worst pairs and the contact-sheet frames', async () => {
   assert.deepEqual(sheetFrames(20, [7], 5), [0, 7, 8, 10, 19]);
 });
 
+test('the thumbnail store keeps the worst pairs and the spread frames only', () => {
+  const img = frames[0];
+  const store = new ThumbnailStore(200, 16);
+  for (let t = 0; t < 200; t++) {
+    store.add(t, img, [img]);
+    if (t > 0) store.pairDone(t - 1, t - 1 === 57 ? 9 : t - 1 === 123 ? 8 : 0.001 * ((t * 37) % 11));
+  }
+  assert.ok(store.get(57) && store.get(58) && store.get(123) && store.get(124), 'frames of the worst pairs kept');
+  assert.ok(store.get(0) && store.get(199), 'spread frames kept');
+  assert.ok(store.size < 50, `holds ${store.size} frames`);
+});
+
 test('reports are written as SVG, HTML and PNG with the plot and the marked worst pair', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vidprior-report-'));
   try {
-    const thumbs = new ThumbnailStore(64);
+    const thumbs = new ThumbnailStore(frames.length, 64);
     const r = await measureConsistency(memorySequence('o', frames), [memorySequence('s', bad), memorySequence('t', frames.map(consistentStyle))], {
       labels: ['flickers', 'steady'],
       onFrame: (i, o, s) => thumbs.add(i, o, s),
+      onPair: (t, errors) => thumbs.pairDone(t, Math.max(...errors)),
     });
     await writeReport(join(dir, 'r.svg'), r, thumbs, 'Test <clip>');
     const svg = readFileSync(join(dir, 'r.svg'), 'utf8');
