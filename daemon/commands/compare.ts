@@ -25,7 +25,7 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
   builder: (yargs) =>
     measureOptions(yargs)
       .option('stylized', { type: 'string', array: true, demandOption: true, describe: 'a stylized version (folder of frames or video); repeat for each version' })
-      .option('labels', { type: 'string', array: true, describe: 'a name for each --stylized, in the same order (default: their paths)' })
+      .option('labels', { type: 'string', array: true, describe: 'a name for each --stylized, in the same order (default: their folder or file names)' })
       .example('$0 compare --original clip/ --stylized img2img/ --stylized finetuned/ --labels img2img fine-tuned --report cmp.png', 'one table and one plot for both versions') as never,
   handler: async (argv) => {
     await runMeasurement({ ...argv, stylized: argv.stylized.map(String), labels: argv.labels?.map(String) }, 'Temporal consistency: comparison');
