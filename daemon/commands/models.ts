@@ -63,7 +63,7 @@ const createTiny: CommandModule<object, CreateArgs> = {
       .option('seed', { type: 'number', default: 0, describe: 'seed of the random weights' })
       .option('opset', { type: 'number', default: 17, describe: 'ONNX opset, 14–21 (below 17: LayerNorm as the TorchScript op chain)' })
       .option('dtype', { type: 'string', choices: ['float32', 'float16'], default: 'float32', describe: 'weights and inputs/outputs in float32 or float16' })
-      .option('external-data', { type: 'string', choices: ['auto', 'yes', 'no'], default: 'auto', describe: 'weights in model.onnx.data files (auto: only when a model passes 2 GB)' })
+      .option('external-data', { type: 'string', choices: ['auto', 'yes', 'no'], default: 'auto', describe: 'weights in model.onnx.data files (auto: for models over 256 MiB)' })
       .option('encoder-output', { type: 'string', choices: ['latent_sample', 'latent_parameters'], default: 'latent_sample', describe: 'VAE encoder output: the mean, or mean and log-variance' })
       .option('overwrite', { type: 'boolean', default: false, describe: 'replace the folder if it exists' })
       .option('json', { type: 'boolean', default: false, describe: 'machine-readable progress and result on stdout' })

@@ -17,14 +17,17 @@ import { VidpriorError } from '../../errors.js';
 import { PROTOBUF_LIMIT } from '../../onnx/codec.js';
 import { COMPONENTS, type Component } from '../folder.js';
 import { type PartialSdConfig, type SdConfig, mergeConfig, validateConfig, vaeScaleFactor } from './config.js';
-import { BUILDER_VERSION, type BuildOptions, buildComponent, netOptions } from './index.js';
+import { BUILDER_VERSION, type BuildOptions, buildComponent, countParameters, netOptions } from './index.js';
 import { preset } from './presets.js';
 import { syntheticTokenizer } from './tokenizer-files.js';
 import { paramCount } from './weights.js';
 import { writeBuiltGraph } from './write-graph.js';
 
 export interface CreateModelOptions extends Omit<BuildOptions, 'weights'> {
-  /** true: weights in model.onnx.data files; false: inline; 'auto' (default): external only over 2 GB. */
+  /**
+   * true: weights in model.onnx.data files; false: inline (at most 2 GB per model); 'auto' (default): external
+   * for models over 256 MiB, whose weights are then streamed to disk instead of held in memory.
+   */
   externalData?: boolean | 'auto';
   /** Replace `dir` if it exists (after the new folder is complete). Default: refuse. */
   overwrite?: boolean;
@@ -90,6 +93,9 @@ const MODEL_INDEX = {
   vae_encoder: ['diffusers', 'OnnxRuntimeModel'],
 };
 
+/** 'auto' external data from this many bytes of weights per model. */
+const AUTO_EXTERNAL_BYTES = 256 * 2 ** 20;
+
 /** Makes temporary folder names unique within the process (two builds may start in the same millisecond). */
 let tmpCounter = 0;
 
@@ -112,18 +118,25 @@ export async function createModelFolder(dir: string, config: string | SdConfig |
   if (existsSync(target) && !o.overwrite) {
     throw new VidpriorError('E_BAD_REQUEST', `${target} already exists: choose a new folder (or overwrite it)`, { dir: target });
   }
+  const bytesPerParam = opts.dtype === 'float16' ? 2 : 4;
+  if (o.externalData === false) {
+    for (const [c, n] of Object.entries(countParameters(cfg))) {
+      if (n * bytesPerParam > PROTOBUF_LIMIT - (64 << 20)) {
+        throw new VidpriorError('E_BAD_REQUEST', `${c} has ${n} parameters, over protobuf's 2 GB limit for one file: write it with external data`, { component: c, externalData: false });
+      }
+    }
+  }
   const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Date.now()}-${++tmpCounter}`);
   await mkdir(tmp, { recursive: true });
   try {
     // 2. The graphs, one at a time (built without weights; each tensor is drawn as it is written).
     const parameters = {} as Record<Component, number>;
     const bytes = {} as Record<Component, number>;
-    const bytesPerParam = opts.dtype === 'float16' ? 2 : 4;
     for (const [index, c] of COMPONENTS.entries()) {
       const t0 = performance.now();
       const built = buildComponent(c, cfg, { ...o, weights: 'none' });
       parameters[c] = paramCount(built.params.values());
-      const external = o.externalData === true || ((o.externalData ?? 'auto') === 'auto' && parameters[c] * bytesPerParam > PROTOBUF_LIMIT - (64 << 20));
+      const external = o.externalData === true || ((o.externalData ?? 'auto') === 'auto' && parameters[c] * bytesPerParam > AUTO_EXTERNAL_BYTES);
       await mkdir(join(tmp, c));
       bytes[c] = await writeBuiltGraph(built, join(tmp, c, 'model.onnx'), { seed: opts.seed, dtype: opts.dtype, externalData: external });
       await writeJson(join(tmp, c, 'config.json'), componentConfig(c, cfg, opts.dtype));

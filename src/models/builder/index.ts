@@ -22,7 +22,7 @@ export { mergeConfig, validateConfig, vaeScaleFactor } from './config.js';
  * Bump when the graphs or weights the builder makes change, so cached models (the embedded default) are
  * rebuilt instead of reused.
  */
-export const BUILDER_VERSION = 1;
+export const BUILDER_VERSION = 2;
 
 export interface BuildOptions {
   /** Default-domain opset: 17 (LayerNormalization) unless said; 14–16 give the TorchScript LayerNorm chain. */

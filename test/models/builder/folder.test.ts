@@ -92,7 +92,9 @@ test('external data: weights in model.onnx.data, same function as the inline fol
 test('bad options fail before anything is written', async () => {
   await assert.rejects(createModelFolder(join(root, 'x'), 'tiny', { opset: 9 }), /opset must be an integer from 14 to 21, got 9/);
   await assert.rejects(createModelFolder(join(root, 'x'), 'sd2'), /unknown model preset "sd2"/);
+  await assert.rejects(createModelFolder(join(root, 'x'), 'sd15', { externalData: false }), /unet has 859520964 parameters, over protobuf's 2 GB limit/);
   assert.ok(!existsSync(join(root, 'x')));
+  assert.deepEqual(readdirSync(root).filter((f) => f.startsWith('.')), [], 'no temporary folder');
 });
 
 test('the synthetic tokenizer has exactly vocab_size tokens, CLIP\'s layout and valid merges', () => {
