@@ -11,8 +11,8 @@ import type { CommandModule } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorError } from '../../src/errors.js';
 import { loadModel } from '../../src/onnx/external-data.js';
-import { summarize, type ModelSummary } from '../../src/onnx/graph.js';
-import { type ValueInfo } from '../../src/onnx/ir.js';
+import { summarize } from '../../src/onnx/graph.js';
+import { type Model, type ValueInfo, elementCount } from '../../src/onnx/ir.js';
 import { openRuntime } from '../../src/runtime/index.js';
 import { COMPONENTS, readModelFolder } from '../../src/models/folder.js';
 import { loadModelFolder } from '../../src/models/loader.js';
@@ -97,9 +97,20 @@ function signature(v: ValueInfo): string {
   return `${v.name} ${v.type}[${v.shape ? v.shape.map((d) => d ?? '?').join(', ') : '?'}]`;
 }
 
-/** Float initializer elements (the weights; a few float constants of the graph are counted too). */
-function floatWeights(s: ModelSummary): number {
-  return (s.parameters.byType.float32?.count ?? 0) + (s.parameters.byType.float16?.count ?? 0) + (s.parameters.byType.bfloat16?.count ?? 0);
+/**
+ * Float weights of a model: its float initializers, plus the copies that TorchScript exports alias with
+ * Identity nodes when they deduplicate equal tensors (so a real export counts as many as the module has).
+ * A few float constants of the graph (masks, norm scales) are counted too.
+ */
+function floatWeights(model: Model): number {
+  const size = new Map<string, number>();
+  for (const t of model.graph.initializers) {
+    if (t.type === 'float32' || t.type === 'float16' || t.type === 'bfloat16') size.set(t.name, elementCount(t.dims));
+  }
+  let n = 0;
+  for (const v of size.values()) n += v;
+  for (const node of model.graph.nodes) if (node.opType === 'Identity' && size.has(node.inputs[0]!)) n += size.get(node.inputs[0]!)!;
+  return n;
 }
 
 const inspect: CommandModule<object, InspectArgs> = {
@@ -118,13 +129,15 @@ const inspect: CommandModule<object, InspectArgs> = {
     const lines: string[] = [`model folder ${dir}`];
     for (const c of COMPONENTS) {
       // The .onnx only: external weights are counted from their references, never read.
-      const s = summarize(await loadModel(folder.onnx[c], { loadExternal: false }));
+      const model = await loadModel(folder.onnx[c], { loadExternal: false });
+      const s = summarize(model);
+      const weights = floatWeights(model);
       components[c] = {
         inputs: s.inputs, outputs: s.outputs, opsets: s.opsets, irVersion: s.irVersion, producer: s.producer,
-        nodes: s.nodeCount, floatWeights: floatWeights(s), weightBytes: s.parameters.bytes, externalBytes: s.externalBytes,
+        nodes: s.nodeCount, floatWeights: weights, weightBytes: s.parameters.bytes, externalBytes: s.externalBytes,
       };
       lines.push(
-        `${c}: opset ${s.opsets['ai.onnx'] ?? '?'} · ${s.producer || 'unknown producer'} · ${s.nodeCount} nodes · ${floatWeights(s).toLocaleString('en-US')} float weights (${(s.parameters.bytes / 2 ** 20).toFixed(1)} MiB${s.externalBytes ? ', external data' : ''})`,
+        `${c}: opset ${s.opsets['ai.onnx'] ?? '?'} · ${s.producer || 'unknown producer'} · ${s.nodeCount} nodes · ${weights.toLocaleString('en-US')} float weights (${(s.parameters.bytes / 2 ** 20).toFixed(1)} MiB${s.externalBytes ? ', external data' : ''})`,
         `  in:  ${s.inputs.map(signature).join('; ')}`,
         `  out: ${s.outputs.map(signature).join('; ')}`,
       );
