@@ -28,6 +28,8 @@ export interface DaemonOptions {
   limits?: Partial<Limits>;
   allowDirs?: string[];
   watch?: string[];
+  /** How long files in a watched folder must keep their size before they are read (default 500 ms). */
+  watchStableMs?: number;
   /** Replaces the executors (tests of the queue itself). */
   executors?: JobExecutor[];
   log?: (line: string) => void;
@@ -65,7 +67,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // 2. Watched folders (their jobs go through the same queue).
   const watchers: FolderWatcher[] = [];
   try {
-    for (const dir of opts.watch ?? []) watchers.push(await FolderWatcher.start(resolve(dir), queue, { ...limits, log }));
+    for (const dir of opts.watch ?? []) watchers.push(await FolderWatcher.start(resolve(dir), queue, { ...limits, stableMs: opts.watchStableMs, log }));
   } catch (err) {
     await Promise.all(watchers.map((w) => w.close()));
     await queue.stop();

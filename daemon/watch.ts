@@ -47,11 +47,14 @@ const ERROR = 'error.json';
 const OUT = 'out';
 /** status.json is rewritten at most this often for progress (state changes always). */
 const STATUS_INTERVAL_MS = 500;
+/** A full look at the folder this often, in case the file-system events missed a job.json. */
+const RESCAN_MS = 3000;
 
 export class FolderWatcher {
   private readonly pending = new Set<string>();
   private readonly lastStatus = new Map<string, number>();
   private unsubscribe: () => void = () => {};
+  private rescanTimer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
 
   private constructor(readonly dir: string, private readonly queue: JobQueue, private readonly opts: WatchOptions, private watcher: FSWatcher | null = null) {}
@@ -75,8 +78,23 @@ export class FolderWatcher {
     w.watcher.on('error', (err) => opts.log(`watcher error in ${real}: ${(err as Error).message}`));
     await new Promise<void>((resolve) => w.watcher!.once('ready', () => resolve()));
     await w.resync();
+    w.rescanTimer = setInterval(() => void w.rescan(), RESCAN_MS);
+    w.rescanTimer.unref();
     opts.log(`watching ${real} for job folders`);
     return w;
+  }
+
+  /** Enqueues folders whose job.json is settled but which have neither status nor error yet. */
+  private async rescan(): Promise<void> {
+    const entries = await readdir(this.dir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      if (!e.isDirectory() || e.name.startsWith('.')) continue;
+      const folder = join(this.dir, e.name);
+      const job = await stat(join(folder, 'job.json')).catch(() => null);
+      if (!job || Date.now() - job.mtimeMs < (this.opts.stableMs ?? 500)) continue;
+      if (existsSync(join(folder, STATUS)) || existsSync(join(folder, ERROR))) continue;
+      this.enqueue(folder);
+    }
   }
 
   /** Resolves once every folder seen so far has been handled (tests wait on it). */
@@ -86,6 +104,7 @@ export class FolderWatcher {
   }
 
   async close(): Promise<void> {
+    if (this.rescanTimer) clearInterval(this.rescanTimer);
     this.unsubscribe();
     await this.watcher?.close();
     await this.idle();

@@ -20,6 +20,9 @@ export interface Config {
   interactive: boolean;
   /** Set by CI=true: skip things that need a human. */
   ci: boolean;
+  /** The daemon `vidprior submit` / `vidprior jobs` talk to, and its token (VIDPRIOR_URL, VIDPRIOR_TOKEN). */
+  daemonUrl: string;
+  daemonToken?: string;
 }
 
 let cached: Config | null = null;
@@ -39,6 +42,8 @@ export function config(): Config {
     cpuThreads: Number.parseInt(env.VIDPRIOR_CPU_THREADS ?? '0', 10) || 0,
     interactive: Boolean(process.stderr.isTTY) && !env.NO_COLOR && env.CI !== 'true',
     ci: env.CI === 'true',
+    daemonUrl: env.VIDPRIOR_URL || 'ws://127.0.0.1:8765/',
+    daemonToken: env.VIDPRIOR_TOKEN || undefined,
   };
   return cached;
 }

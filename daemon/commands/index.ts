@@ -7,6 +7,10 @@ import { tokenizeCommand } from './tokenize.js';
 import { modelsCommand } from './models.js';
 import { metricsCommand } from './metrics.js';
 import { compareCommand } from './compare.js';
+import { serveCommand } from './serve.js';
+import { watchCommand } from './watch.js';
+import { submitCommand } from './submit.js';
+import { jobsCommand } from './jobs.js';
 import { stylizeCommand } from './stylize.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -16,4 +20,8 @@ export const commands: CommandModule<any, any>[] = [
   modelsCommand,
   metricsCommand,
   compareCommand,
+  serveCommand,
+  watchCommand,
+  submitCommand,
+  jobsCommand,
 ];

@@ -99,7 +99,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     daemonOptions(yargs)
       .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on; anything but loopback needs --token' })
       .option('port', { type: 'number', default: 8765, describe: 'TCP port (0 = any free port, printed at start)' })
-      .option('token', { type: 'string', describe: 'shared secret clients send in hello (needed beyond loopback)' })
+      .option('token', { type: 'string', describe: 'shared secret clients send in hello, needed beyond loopback (default: $VIDPRIOR_TOKEN)' })
       .option('allow-dir', { type: 'string', array: true, describe: 'folders local clients may name by path (frames, output_dir); the data dir and watched folders always are' })
       .option('max-message-mb', { type: 'number', default: DEFAULT_LIMITS.maxMessageBytes / MB, describe: 'largest websocket message' })
       .option('heartbeat-s', { type: 'number', default: 15, describe: 'ping interval; a client silent for one interval is dropped' })
@@ -110,11 +110,11 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     if (!(argv['heartbeat-s'] > 0)) throw new VidpriorError('E_BAD_REQUEST', `--heartbeat-s must be positive, got ${argv['heartbeat-s']}`);
     if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) throw new VidpriorError('E_BAD_REQUEST', `--port must be 0–65535, got ${argv.port}`);
     const daemon = await startFromArgs(argv, {
-      host: argv.host, port: argv.port, token: argv.token, heartbeatMs: argv['heartbeat-s'] * 1000,
+      host: argv.host, port: argv.port, token: argv.token ?? config().daemonToken, heartbeatMs: argv['heartbeat-s'] * 1000,
     }, argv['allow-dir'] ?? [], argv['max-message-mb']);
     const url = daemon.server!.url;
     if (argv.json) process.stdout.write(`${JSON.stringify({ event: 'listening', url, port: daemon.server!.port })}\n`);
-    log(`vidprior daemon listening on ${url}${argv.token ? ' (token required)' : ''}`);
+    log(`vidprior daemon listening on ${url}${argv.token ?? config().daemonToken ? ' (token required)' : ''}`);
     await runUntilSignal(daemon, log);
   },
 };

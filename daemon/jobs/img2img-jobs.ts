@@ -25,10 +25,18 @@ async function noiseTensor(ctx: ExecutorContext) {
   return data && ctx.spec.noise ? float32(ctx.spec.noise.dims, data) : undefined;
 }
 
+/** img2img runs int(steps × strength) denoising steps: refuse at submit a job that would run none. */
+export function checkSomeSteps(p: { steps: number; strength: number }): void {
+  if (Math.floor(p.steps * p.strength) < 1) {
+    throw new VidpriorError('E_BAD_REQUEST', `params.strength ${p.strength} with params.steps ${p.steps} runs no denoising step (int(${p.steps} × ${p.strength}) = 0): raise one of them`, { field: 'params.steps' });
+  }
+}
+
 export const stylizeExecutor: JobExecutor = {
   kind: 'stylize',
   unavailable: () => null,
-  plan({ inputNames }) {
+  plan({ params, inputNames }) {
+    checkSomeSteps(params as StylizeParams);
     const names = inputNames.map(outputFrameName);
     const seen = new Set<string>();
     for (const [i, n] of names.entries()) {
@@ -88,6 +96,7 @@ export const editKeyframeExecutor: JobExecutor = {
   unavailable: () => null,
   plan({ params, inputNames }) {
     const p = params as EditKeyframeParams;
+    checkSomeSteps(p);
     if (p.frame >= inputNames.length) {
       throw new VidpriorError('E_BAD_REQUEST', `params.frame is ${p.frame} but the job has ${inputNames.length} frame(s)`, { field: 'params.frame' });
     }

@@ -1,0 +1,84 @@
+// Watched-folder mode: a job folder produces outputs and status; malformed ones get an error file and the
+// watcher goes on; paths cannot escape the job folder.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startTestDaemon, tempDir, testPng, type TestDaemon } from './helpers.js';
+
+let d: TestDaemon;
+let inbox: string;
+before(async () => {
+  inbox = tempDir('inbox');
+  d = await startTestDaemon({ watch: [inbox], watchStableMs: 100, listen: undefined });
+});
+after(async () => { await d.close(); rmSync(inbox, { recursive: true, force: true }); });
+
+/** Waits until `file` exists and `accept` holds for its JSON. */
+async function waitJson(file: string, accept: (v: Record<string, unknown>) => boolean, ms = 30_000): Promise<Record<string, unknown>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (existsSync(file)) {
+      try {
+        const v = JSON.parse(readFileSync(file, 'utf8'));
+        if (accept(v)) return v;
+        if (v.state === 'failed') throw new Error(`${file}: the job failed: ${JSON.stringify(v.error)}`);
+      } catch (err) {
+        if (!(err instanceof SyntaxError)) throw err; // a SyntaxError: caught mid-write, look again
+      }
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${file}: ${existsSync(file) ? readFileSync(file, 'utf8') : 'missing'}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function jobFolder(name: string, frames: number, job: unknown): Promise<string> {
+  const dir = join(inbox, name);
+  mkdirSync(join(dir, 'frames'), { recursive: true });
+  for (let i = 0; i < frames; i++) writeFileSync(join(dir, 'frames', `f${i + 1}.png`), await testPng(i, 64, 64));
+  // job.json last, as the mode asks.
+  writeFileSync(join(dir, 'job.json'), typeof job === 'string' ? job : JSON.stringify(job));
+  return dir;
+}
+
+test('a job folder gets its outputs in out/ and a status.json that ends in done', async () => {
+  const dir = await jobFolder('shot1', 3, { kind: 'stylize', input: 'frames', params: { prompt: 'ink', steps: 4, strength: 0.5 } });
+  const status = await waitJson(join(dir, 'status.json'), (s) => s.state === 'done');
+  assert.equal(status.frames_done, 3);
+  assert.equal(status.frames_total, 3);
+  assert.deepEqual(readdirSync(join(dir, 'out')).sort(), ['f1.png', 'f2.png', 'f3.png']);
+  assert.ok(!existsSync(join(dir, 'error.json')));
+  const job = d.daemon.queue.get(status.job as string);
+  assert.equal(job.spec.name, 'shot1');
+});
+
+test('malformed job folders get error.json naming the problem; the watcher keeps going', async () => {
+  const bad = [
+    ['not-json', '{"kind": "stylize", '],
+    ['bad-kind', { kind: 'paint', input: 'frames', params: { prompt: 'x' } }],
+    ['bad-param', { kind: 'stylize', input: 'frames', params: { prompt: 'x', strength: 3 } }],
+    ['escape', { kind: 'stylize', input: '../shot1/frames', params: { prompt: 'x' } }],
+    ['no-frames', { kind: 'stylize', input: 'frames', params: { prompt: 'x' } }],
+  ] as const;
+  for (const [name, job] of bad) await jobFolder(name, name === 'no-frames' ? 0 : 1, job);
+  const expect: Record<string, [string, RegExp]> = {
+    'not-json': ['E_BAD_INPUT', /job\.json is not valid JSON/],
+    'bad-kind': ['E_BAD_REQUEST', /job\.json\.kind must be one of/],
+    'bad-param': ['E_BAD_REQUEST', /params\.strength/],
+    'escape': ['E_FORBIDDEN_PATH', /job\.json\.input/],
+    'no-frames': ['E_BAD_INPUT', /no frames/],
+  };
+  for (const [name, [code, message]] of Object.entries(expect)) {
+    const err = await waitJson(join(inbox, name, 'error.json'), () => true);
+    assert.equal(err.code, code, `${name}: ${err.message}`);
+    assert.match(String(err.message), message);
+    assert.ok(!existsSync(join(inbox, name, 'status.json')));
+  }
+  // Still watching: a good folder after the bad ones runs.
+  const dir = await jobFolder('shot2', 1, { kind: 'stylize', input: 'frames', params: { prompt: 'ink', steps: 4, strength: 0.5 } });
+  await waitJson(join(dir, 'status.json'), (s) => s.state === 'done');
+  // A fixed job.json (newer than its error) is picked up again.
+  writeFileSync(join(inbox, 'bad-param', 'job.json'), JSON.stringify({ kind: 'stylize', input: 'frames', params: { prompt: 'x', steps: 4, strength: 0.5 } }));
+  await waitJson(join(inbox, 'bad-param', 'status.json'), (s) => s.state === 'done');
+  assert.ok(!existsSync(join(inbox, 'bad-param', 'error.json')));
+});
