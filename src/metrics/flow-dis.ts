@@ -107,9 +107,11 @@ function disLevel(i0: Plane, i1: Plane, init: Flow, o: DisOptions): Flow {
    */
   const warped = new Float32Array(n);
   const valid = new Uint8Array(n);
-  const cost = (px: number, py: number, u: number, v: number): [number, number] => {
+  let costOffset = 0; // second result of cost(): the patch's mean brightness offset (no tuple: no allocation)
+  const cost = (px: number, py: number, u: number, v: number): number => {
     const m = warpPatch(d1, w, h, px, py, u, v, ps, warped, valid);
-    if (2 * m < n) return [Infinity, 0];
+    costOffset = 0;
+    if (2 * m < n) return Infinity;
     let s = 0;
     let s2 = 0;
     for (let k = 0; k < n; k++) {
@@ -118,7 +120,8 @@ function disLevel(i0: Plane, i1: Plane, init: Flow, o: DisOptions): Flow {
       s += r;
       s2 += r * r;
     }
-    return [(s2 - (s * s) / m) / m, s / m];
+    costOffset = s / m;
+    return (s2 - (s * s) / m) / m;
   };
 
   for (let by = 0; by < ys.length; by++) {
@@ -157,15 +160,15 @@ function disLevel(i0: Plane, i1: Plane, init: Flow, o: DisOptions): Flow {
       const c = Math.round(py + half) * w + Math.round(px + half);
       let u = init.u[c];
       let v = init.v[c];
-      let [best, offset] = cost(px, py, u, v);
-      const candidates: number[] = [];
-      if (bx > 0) candidates.push(b - 1);
-      if (by > 0) candidates.push(b - nx);
-      for (const nb of candidates) {
-        const [cc, off] = cost(px, py, pu[nb], pv[nb]);
+      let best = cost(px, py, u, v);
+      let offset = costOffset;
+      for (let c2 = 0; c2 < 2; c2++) {
+        const nb = c2 === 0 ? (bx > 0 ? b - 1 : -1) : by > 0 ? b - nx : -1;
+        if (nb < 0) continue;
+        const cc = cost(px, py, pu[nb], pv[nb]);
         if (cc < best) {
           best = cc;
-          offset = off;
+          offset = costOffset;
           u = pu[nb];
           v = pv[nb];
         }
@@ -198,7 +201,8 @@ function disLevel(i0: Plane, i1: Plane, init: Flow, o: DisOptions): Flow {
           v -= dv;
           if (du * du + dv * dv < 1e-6) break;
         }
-        const [endCost, endOffset] = cost(px, py, u, v);
+        const endCost = cost(px, py, u, v);
+        const endOffset = costOffset;
         // A patch that drifted far or got worse keeps its starting point (DIS's outlier guard).
         const drift = (u - startU) * (u - startU) + (v - startV) * (v - startV);
         if (!(endCost <= startCost) || drift > ps * ps) {

@@ -31,18 +31,53 @@ export const REFINE_DEFAULTS: RefineOptions = { presmooth: 0.8, iterations: 5, s
 
 const EPS2 = 0.001 * 0.001;
 
-/** Refines `flow` (from i0 to i1) in place. */
+interface Derivatives {
+  Ix: Float32Array; Iy: Float32Array; Iz: Float32Array;
+  Ixx: Float32Array; Ixy: Float32Array; Iyy: Float32Array; Ixz: Float32Array; Iyz: Float32Array;
+}
+
+/** The unknowns (du, dv), the per-pixel 2×2 data systems, and the sweep's fixed parts. */
+interface System {
+  du: Float32Array; dv: Float32Array;
+  A11: Float32Array; A12: Float32Array; A22: Float32Array; b1: Float32Array; b2: Float32Array;
+  psiS: Float32Array; wL: Float32Array; wR: Float32Array; wU: Float32Array; wD: Float32Array;
+  inv1: Float32Array; inv2: Float32Array; cu: Float32Array; cv: Float32Array;
+}
+
+/**
+ * Refines `flow` (from frame0 to frame1) in place. Each step is its own function: V8 optimises a small hot
+ * loop at once, where one long function would run its loops in slower tiers (and allocate) for a while.
+ */
 export function refineFlow(frame0: Plane, frame1: Plane, flow: Flow, options: Partial<RefineOptions> = {}): void {
   const o: RefineOptions = { ...REFINE_DEFAULTS, ...options };
   // Detail near the Nyquist limit is where interpolation is least exact; damping it keeps the data term's
   // minimum on the true motion instead of on the resampling error.
   const i0 = o.presmooth > 0 ? gaussianBlur(frame0, o.presmooth) : frame0;
   const i1 = o.presmooth > 0 ? gaussianBlur(frame1, o.presmooth) : frame1;
+  const n = flow.width * flow.height;
+  const d = derivatives(i0, i1, flow);
+  const f = () => new Float32Array(n);
+  const sys: System = {
+    du: f(), dv: f(), A11: f(), A12: f(), A22: f(), b1: f(), b2: f(),
+    psiS: f(), wL: f(), wR: f(), wU: f(), wD: f(), inv1: f(), inv2: f(), cu: f(), cv: f(),
+  };
+  for (let it = 0; it < o.iterations; it++) {
+    robustSystem(d, sys, flow, o);
+    sweepSetup(sys, flow);
+    for (let s = 0; s < o.sorIterations; s++) sorSweep(sys, flow.width, flow.height, o.omega);
+  }
+  const { u, v } = flow;
+  for (let i = 0; i < n; i++) {
+    u[i] += sys.du[i];
+    v[i] += sys.dv[i];
+  }
+}
+
+/** 1. Derivatives of the pair, averaged over I0 and the (bicubic) warped I1, in 0..255 units. */
+function derivatives(i0: Plane, i1: Plane, flow: Flow): Derivatives {
   const { width: w, height: h } = flow;
   const n = w * h;
   const S = 255;
-
-  // 1. Derivatives of the pair, averaged over I0 and the warped I1 (all in 0..255 units).
   const i1w = warpPlaneBicubic(i1, flow);
   const g0 = gradients(i0);
   const g1 = gradients(i1w);
@@ -50,120 +85,107 @@ export function refineFlow(frame0: Plane, frame1: Plane, flow: Flow, options: Pa
   const g0y = gradients({ width: w, height: h, data: g0.gy });
   const g1x = gradients({ width: w, height: h, data: g1.gx });
   const g1y = gradients({ width: w, height: h, data: g1.gy });
-  const Ix = new Float32Array(n);
-  const Iy = new Float32Array(n);
-  const Iz = new Float32Array(n);
-  const Ixx = new Float32Array(n);
-  const Ixy = new Float32Array(n);
-  const Iyy = new Float32Array(n);
-  const Ixz = new Float32Array(n);
-  const Iyz = new Float32Array(n);
+  const f = () => new Float32Array(n);
+  const d: Derivatives = { Ix: f(), Iy: f(), Iz: f(), Ixx: f(), Ixy: f(), Iyy: f(), Ixz: f(), Iyz: f() };
   for (let y = 0, i = 0; y < h; y++) {
     for (let x = 0; x < w; x++, i++) {
       // Pixels whose match leaves the frame get no data term: only smoothness fills them in.
       const xs = x + flow.u[i];
       const ys = y + flow.v[i];
       if (xs < 0 || xs > w - 1 || ys < 0 || ys > h - 1) continue;
-      Ix[i] = 0.5 * S * (g0.gx[i] + g1.gx[i]);
-      Iy[i] = 0.5 * S * (g0.gy[i] + g1.gy[i]);
-      Iz[i] = S * (i1w.data[i] - i0.data[i]);
-      Ixx[i] = 0.5 * S * (g0x.gx[i] + g1x.gx[i]);
-      Ixy[i] = 0.25 * S * (g0x.gy[i] + g1x.gy[i] + g0y.gx[i] + g1y.gx[i]);
-      Iyy[i] = 0.5 * S * (g0y.gy[i] + g1y.gy[i]);
-      Ixz[i] = S * (g1.gx[i] - g0.gx[i]);
-      Iyz[i] = S * (g1.gy[i] - g0.gy[i]);
+      d.Ix[i] = 0.5 * S * (g0.gx[i] + g1.gx[i]);
+      d.Iy[i] = 0.5 * S * (g0.gy[i] + g1.gy[i]);
+      d.Iz[i] = S * (i1w.data[i] - i0.data[i]);
+      d.Ixx[i] = 0.5 * S * (g0x.gx[i] + g1x.gx[i]);
+      d.Ixy[i] = 0.25 * S * (g0x.gy[i] + g1x.gy[i] + g0y.gx[i] + g1y.gx[i]);
+      d.Iyy[i] = 0.5 * S * (g0y.gy[i] + g1y.gy[i]);
+      d.Ixz[i] = S * (g1.gx[i] - g0.gx[i]);
+      d.Iyz[i] = S * (g1.gy[i] - g0.gy[i]);
     }
   }
+  return d;
+}
 
-  const du = new Float32Array(n);
-  const dv = new Float32Array(n);
-  const A11 = new Float32Array(n);
-  const A12 = new Float32Array(n);
-  const A22 = new Float32Array(n);
-  const b1 = new Float32Array(n);
-  const b2 = new Float32Array(n);
-  const psiS = new Float32Array(n);
-  const wL = new Float32Array(n);
-  const wR = new Float32Array(n);
-  const wU = new Float32Array(n);
-  const wD = new Float32Array(n);
-  const inv1 = new Float32Array(n);
-  const inv2 = new Float32Array(n);
-  const cu = new Float32Array(n);
-  const cv = new Float32Array(n);
-  const U = flow.u;
-  const V = flow.v;
-
-  for (let it = 0; it < o.iterations; it++) {
-    // 2. Robust weights Ψ' at the current estimate, and the per-pixel 2×2 data system.
-    for (let y = 0, i = 0; y < h; y++) {
-      for (let x = 0; x < w; x++, i++) {
-        const eI = Iz[i] + Ix[i] * du[i] + Iy[i] * dv[i];
-        const psiI = o.delta / Math.sqrt(eI * eI + EPS2);
-        const eGx = Ixz[i] + Ixx[i] * du[i] + Ixy[i] * dv[i];
-        const eGy = Iyz[i] + Ixy[i] * du[i] + Iyy[i] * dv[i];
-        const psiG = o.gamma / Math.sqrt(eGx * eGx + eGy * eGy + EPS2);
-        A11[i] = psiI * Ix[i] * Ix[i] + psiG * (Ixx[i] * Ixx[i] + Ixy[i] * Ixy[i]);
-        A12[i] = psiI * Ix[i] * Iy[i] + psiG * (Ixx[i] * Ixy[i] + Ixy[i] * Iyy[i]);
-        A22[i] = psiI * Iy[i] * Iy[i] + psiG * (Ixy[i] * Ixy[i] + Iyy[i] * Iyy[i]);
-        b1[i] = -psiI * Ix[i] * Iz[i] - psiG * (Ixx[i] * Ixz[i] + Ixy[i] * Iyz[i]);
-        b2[i] = -psiI * Iy[i] * Iz[i] - psiG * (Ixy[i] * Ixz[i] + Iyy[i] * Iyz[i]);
-        const ux = x < w - 1 ? U[i + 1] + du[i + 1] - U[i] - du[i] : 0;
-        const vx = x < w - 1 ? V[i + 1] + dv[i + 1] - V[i] - dv[i] : 0;
-        const uy = y < h - 1 ? U[i + w] + du[i + w] - U[i] - du[i] : 0;
-        const vy = y < h - 1 ? V[i + w] + dv[i + w] - V[i] - dv[i] : 0;
-        psiS[i] = o.alpha / Math.sqrt(ux * ux + vx * vx + uy * uy + vy * vy + EPS2);
-      }
-    }
-    // 3. Neighbour weights (0 across the border) and what stays fixed during the sweeps: the inverse
-    //    diagonals and the right-hand sides including the neighbours' differences of the current flow.
-    for (let y = 0, i = 0; y < h; y++) {
-      for (let x = 0; x < w; x++, i++) {
-        const kL = x > 0 ? 0.5 * (psiS[i] + psiS[i - 1]) : 0;
-        const kR = x < w - 1 ? 0.5 * (psiS[i] + psiS[i + 1]) : 0;
-        const kU = y > 0 ? 0.5 * (psiS[i] + psiS[i - w]) : 0;
-        const kD = y < h - 1 ? 0.5 * (psiS[i] + psiS[i + w]) : 0;
-        wL[i] = kL;
-        wR[i] = kR;
-        wU[i] = kU;
-        wD[i] = kD;
-        const sumW = kL + kR + kU + kD;
-        inv1[i] = A11[i] + sumW > 0 ? 1 / (A11[i] + sumW) : 0;
-        inv2[i] = A22[i] + sumW > 0 ? 1 / (A22[i] + sumW) : 0;
-        const ui = U[i];
-        const vi = V[i];
-        cu[i] = b1[i] + (kL ? kL * (U[i - 1] - ui) : 0) + (kR ? kR * (U[i + 1] - ui) : 0) + (kU ? kU * (U[i - w] - ui) : 0) + (kD ? kD * (U[i + w] - ui) : 0);
-        cv[i] = b2[i] + (kL ? kL * (V[i - 1] - vi) : 0) + (kR ? kR * (V[i + 1] - vi) : 0) + (kU ? kU * (V[i - w] - vi) : 0) + (kD ? kD * (V[i + w] - vi) : 0);
-      }
-    }
-    // 4. SOR sweeps (Gauss–Seidel over du then dv at each pixel). Rows 1..h−2 read all four neighbours
-    //    without checks (a missing left/right neighbour has weight 0); the first and last rows check.
-    const omega = o.omega;
-    const edgeRow = (y: number) => {
-      for (let x = 0, i = y * w; x < w; x++, i++) {
-        const l = x > 0 ? i - 1 : i;
-        const r = x < w - 1 ? i + 1 : i;
-        const up = y > 0 ? i - w : i;
-        const dn = y < h - 1 ? i + w : i;
-        const nu = cu[i] + wL[i] * du[l] + wR[i] * du[r] + wU[i] * du[up] + wD[i] * du[dn] - A12[i] * dv[i];
-        du[i] += omega * (nu * inv1[i] - du[i]);
-        const nv = cv[i] + wL[i] * dv[l] + wR[i] * dv[r] + wU[i] * dv[up] + wD[i] * dv[dn] - A12[i] * du[i];
-        dv[i] += omega * (nv * inv2[i] - dv[i]);
-      }
-    };
-    for (let s = 0; s < o.sorIterations; s++) {
-      edgeRow(0);
-      for (let i = w, end = (h - 1) * w; i < end; i++) {
-        const nu = cu[i] + wL[i] * du[i - 1] + wR[i] * du[i + 1] + wU[i] * du[i - w] + wD[i] * du[i + w] - A12[i] * dv[i];
-        du[i] += omega * (nu * inv1[i] - du[i]);
-        const nv = cv[i] + wL[i] * dv[i - 1] + wR[i] * dv[i + 1] + wU[i] * dv[i - w] + wD[i] * dv[i + w] - A12[i] * du[i];
-        dv[i] += omega * (nv * inv2[i] - dv[i]);
-      }
-      if (h > 1) edgeRow(h - 1);
+/** 2. Robust weights Ψ' at the current estimate, and the per-pixel 2×2 data system. */
+function robustSystem(d: Derivatives, sys: System, flow: Flow, o: RefineOptions): void {
+  const { width: w, height: h, u: U, v: V } = flow;
+  const { Ix, Iy, Iz, Ixx, Ixy, Iyy, Ixz, Iyz } = d;
+  const { du, dv, A11, A12, A22, b1, b2, psiS } = sys;
+  for (let y = 0, i = 0; y < h; y++) {
+    for (let x = 0; x < w; x++, i++) {
+      const eI = Iz[i] + Ix[i] * du[i] + Iy[i] * dv[i];
+      const psiI = o.delta / Math.sqrt(eI * eI + EPS2);
+      const eGx = Ixz[i] + Ixx[i] * du[i] + Ixy[i] * dv[i];
+      const eGy = Iyz[i] + Ixy[i] * du[i] + Iyy[i] * dv[i];
+      const psiG = o.gamma / Math.sqrt(eGx * eGx + eGy * eGy + EPS2);
+      A11[i] = psiI * Ix[i] * Ix[i] + psiG * (Ixx[i] * Ixx[i] + Ixy[i] * Ixy[i]);
+      A12[i] = psiI * Ix[i] * Iy[i] + psiG * (Ixx[i] * Ixy[i] + Ixy[i] * Iyy[i]);
+      A22[i] = psiI * Iy[i] * Iy[i] + psiG * (Ixy[i] * Ixy[i] + Iyy[i] * Iyy[i]);
+      b1[i] = -psiI * Ix[i] * Iz[i] - psiG * (Ixx[i] * Ixz[i] + Ixy[i] * Iyz[i]);
+      b2[i] = -psiI * Iy[i] * Iz[i] - psiG * (Ixy[i] * Ixz[i] + Iyy[i] * Iyz[i]);
+      const ux = x < w - 1 ? U[i + 1] + du[i + 1] - U[i] - du[i] : 0;
+      const vx = x < w - 1 ? V[i + 1] + dv[i + 1] - V[i] - dv[i] : 0;
+      const uy = y < h - 1 ? U[i + w] + du[i + w] - U[i] - du[i] : 0;
+      const vy = y < h - 1 ? V[i + w] + dv[i + w] - V[i] - dv[i] : 0;
+      psiS[i] = o.alpha / Math.sqrt(ux * ux + vx * vx + uy * uy + vy * vy + EPS2);
     }
   }
-  for (let i = 0; i < n; i++) {
-    U[i] += du[i];
-    V[i] += dv[i];
+}
+
+/**
+ * 3. Neighbour weights (0 across the border) and what stays fixed during the sweeps: the inverse diagonals
+ *    and the right-hand sides including the neighbours' differences of the current flow.
+ */
+function sweepSetup(sys: System, flow: Flow): void {
+  const { width: w, height: h, u: U, v: V } = flow;
+  const { A11, A22, b1, b2, psiS, wL, wR, wU, wD, inv1, inv2, cu, cv } = sys;
+  for (let y = 0, i = 0; y < h; y++) {
+    for (let x = 0; x < w; x++, i++) {
+      const kL = x > 0 ? 0.5 * (psiS[i] + psiS[i - 1]) : 0;
+      const kR = x < w - 1 ? 0.5 * (psiS[i] + psiS[i + 1]) : 0;
+      const kU = y > 0 ? 0.5 * (psiS[i] + psiS[i - w]) : 0;
+      const kD = y < h - 1 ? 0.5 * (psiS[i] + psiS[i + w]) : 0;
+      wL[i] = kL;
+      wR[i] = kR;
+      wU[i] = kU;
+      wD[i] = kD;
+      const sumW = kL + kR + kU + kD;
+      inv1[i] = A11[i] + sumW > 0 ? 1 / (A11[i] + sumW) : 0;
+      inv2[i] = A22[i] + sumW > 0 ? 1 / (A22[i] + sumW) : 0;
+      const ui = U[i];
+      const vi = V[i];
+      cu[i] = b1[i] + (kL ? kL * (U[i - 1] - ui) : 0) + (kR ? kR * (U[i + 1] - ui) : 0) + (kU ? kU * (U[i - w] - ui) : 0) + (kD ? kD * (U[i + w] - ui) : 0);
+      cv[i] = b2[i] + (kL ? kL * (V[i - 1] - vi) : 0) + (kR ? kR * (V[i + 1] - vi) : 0) + (kU ? kU * (V[i - w] - vi) : 0) + (kD ? kD * (V[i + w] - vi) : 0);
+    }
+  }
+}
+
+/**
+ * 4. One SOR sweep (Gauss–Seidel over du then dv at each pixel). Rows 1..h−2 read all four neighbours
+ *    without checks (a missing left/right neighbour has weight 0); the first and last rows check.
+ */
+function sorSweep(sys: System, w: number, h: number, omega: number): void {
+  const { du, dv, A12, wL, wR, wU, wD, inv1, inv2, cu, cv } = sys;
+  sweepEdgeRow(sys, w, h, 0, omega);
+  for (let i = w, end = (h - 1) * w; i < end; i++) {
+    const nu = cu[i] + wL[i] * du[i - 1] + wR[i] * du[i + 1] + wU[i] * du[i - w] + wD[i] * du[i + w] - A12[i] * dv[i];
+    du[i] += omega * (nu * inv1[i] - du[i]);
+    const nv = cv[i] + wL[i] * dv[i - 1] + wR[i] * dv[i + 1] + wU[i] * dv[i - w] + wD[i] * dv[i + w] - A12[i] * du[i];
+    dv[i] += omega * (nv * inv2[i] - dv[i]);
+  }
+  if (h > 1) sweepEdgeRow(sys, w, h, h - 1, omega);
+}
+
+function sweepEdgeRow(sys: System, w: number, h: number, y: number, omega: number): void {
+  const { du, dv, A12, wL, wR, wU, wD, inv1, inv2, cu, cv } = sys;
+  for (let x = 0, i = y * w; x < w; x++, i++) {
+    const l = x > 0 ? i - 1 : i;
+    const r = x < w - 1 ? i + 1 : i;
+    const up = y > 0 ? i - w : i;
+    const dn = y < h - 1 ? i + w : i;
+    const nu = cu[i] + wL[i] * du[l] + wR[i] * du[r] + wU[i] * du[up] + wD[i] * du[dn] - A12[i] * dv[i];
+    du[i] += omega * (nu * inv1[i] - du[i]);
+    const nv = cv[i] + wL[i] * dv[l] + wR[i] * dv[r] + wU[i] * dv[up] + wD[i] * dv[dn] - A12[i] * du[i];
+    dv[i] += omega * (nv * inv2[i] - dv[i]);
   }
 }
