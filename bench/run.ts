@@ -18,11 +18,13 @@ import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { type BenchContext, type BenchModule } from './common.js';
 import { benchMetrics } from './metrics.js';
 import { stylizeBench } from './stylize.js';
+import { protocolBench } from './protocol.js';
 import { unetBench } from './unet.js';
 
 export const BENCHMARKS: BenchModule[] = [
   unetBench,
   stylizeBench,
+  protocolBench,
   { name: 'metrics', describe: 'temporal-consistency metrics on CPU, seconds per 512×512 frame pair', run: () => benchMetrics() },
 ];
 
