@@ -12,7 +12,7 @@
  *      normalisation), which makes the search robust to a brightness change between the frames.
  *   3. Densification: every pixel averages the displacements of the patches that cover it, each weighted by
  *      1 / max(|photometric residual|, 1/255) at that pixel.
- *   4. Optional variational refinement (flow-refine.ts) smooths the field while keeping it on the data.
+ *   4. Variational refinement (flow-refine.ts; on by default) smooths the field while keeping it on the data.
  */
 import { buildPyramid, gradients, makeFlow, sampleBilinear, upsampleFlow, type Flow, type Plane } from './image.js';
 import { refineFlow } from './flow-refine.js';
