@@ -49,7 +49,7 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
   const names = new Set<string>();
   for (const [i, frame] of req.frames.entries()) {
     const field = `frames[${i}]`;
-    const bytes = await frameBytes(frame, field, opts);
+    const { bytes, path } = await frameBytes(frame, field, opts);
     const info = await probeImage(bytes, field);
     if (size && (info.width !== size.width || info.height !== size.height)) {
       throw new VidpriorError('E_BAD_INPUT', `${field} is ${info.width}×${info.height} but frames[0] is ${size.width}×${size.height}: all frames of a job must have one size`, { field });
@@ -59,7 +59,8 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
     if (!SAFE_NAME.test(name)) throw new VidpriorError('E_BAD_REQUEST', `${field}.name ${JSON.stringify(name)} is not a plain file name`, { field: `${field}.name` });
     if (names.has(name)) throw new VidpriorError('E_BAD_REQUEST', `${field}.name ${JSON.stringify(name)} is used by an earlier frame`, { field: `${field}.name` });
     names.add(name);
-    inputs.push({ name, bytes, ext: info.format === 'png' ? 'png' : 'jpg' });
+    // A file is copied into the job when it is stored, not held here: a long clip need not fit in memory.
+    inputs.push({ name, data: path ? { path } : { bytes }, ext: info.format === 'png' ? 'png' : 'jpg' });
   }
   if (!size) throw new VidpriorError('E_BAD_REQUEST', 'a job needs at least one frame', { field: 'frames' });
 
@@ -68,12 +69,12 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
   for (const [i, edit] of (req.edits ?? []).entries()) {
     const field = `edits[${i}]`;
     if (edit.frame >= inputs.length) throw new VidpriorError('E_BAD_REQUEST', `${field}.frame is ${edit.frame} but the job has ${inputs.length} frames`, { field: `${field}.frame` });
-    const bytes = await frameBytes(edit, field, opts);
+    const { bytes } = await frameBytes(edit, field, opts);
     const info = await probeImage(bytes, field);
     if (info.width !== size.width || info.height !== size.height) {
       throw new VidpriorError('E_BAD_INPUT', `${field} is ${info.width}×${info.height} but the frames are ${size.width}×${size.height}`, { field });
     }
-    edits.push({ frame: edit.frame, bytes, ext: info.format === 'png' ? 'png' : 'jpg' });
+    edits.push({ frame: edit.frame, data: { bytes }, ext: info.format === 'png' ? 'png' : 'jpg' });
   }
 
   // 4. Explicit noise: float32 data matching its dims (its shape against the model is checked when it runs).
@@ -113,13 +114,14 @@ function checkPath(p: string, field: string, opts: IntakeOptions): string {
   return opts.paths.check(p, field);
 }
 
-async function frameBytes(frame: { png?: Uint8Array; path?: string }, field: string, opts: IntakeOptions): Promise<Uint8Array> {
+/** The frame's bytes, and the resolved path it was read from (for path frames). */
+async function frameBytes(frame: { png?: Uint8Array; path?: string }, field: string, opts: IntakeOptions): Promise<{ bytes: Uint8Array; path?: string }> {
   if ((frame.png === undefined) === (frame.path === undefined)) {
     throw new VidpriorError('E_BAD_REQUEST', `${field} must have exactly one of "png" (bytes) and "path"`, { field });
   }
   if (frame.png) {
     if (frame.png.length > opts.maxFrameBytes) throw tooLarge(`${field}.png`, frame.png.length, opts.maxFrameBytes);
-    return frame.png;
+    return { bytes: frame.png };
   }
   const real = checkPath(frame.path!, `${field}.path`, opts);
   let bytes: Uint8Array;
@@ -132,5 +134,5 @@ async function frameBytes(frame: { png?: Uint8Array; path?: string }, field: str
     if (err instanceof VidpriorError) throw err;
     throw new VidpriorError('E_BAD_INPUT', `${field}.path ${JSON.stringify(frame.path)} cannot be read: ${(err as Error).message}`, { field: `${field}.path` });
   }
-  return bytes;
+  return { bytes, path: real };
 }

@@ -1,6 +1,6 @@
 /**
  * Watched-folder mode: every sub-folder of the watched folder that gets a `job.json` becomes a job of the
- * queue. Beside the job.json the daemon writes `status.json` (rewritten atomically as the job moves), the
+ * queue. Its frames are the images of the folder (or of job.json's `input` sub-folder), or one video file. Beside the job.json the daemon writes `status.json` (rewritten atomically as the job moves), the
  * output frames in `out/`, and `error.json` when the job.json is bad or the job fails. The watcher never stops
  * for a bad folder: it writes the error file and goes on.
  *
@@ -14,6 +14,8 @@ import { basename, dirname, join, relative, sep } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { VidpriorError, asVidpriorError } from '../src/errors.js';
 import { isImageFile, naturalCompare } from '../src/io/frames.js';
+import { openFrameSource } from '../src/io/inputs.js';
+import { isVideoFile } from '../src/io/video.js';
 import type { JobEvent } from '../protocol/messages.js';
 import { TERMINAL_STATES } from '../protocol/messages.js';
 import { JobKindSchema } from '../protocol/params.js';
@@ -149,31 +151,43 @@ export class FolderWatcher {
     const job = JobFile.parse(raw, 'job.json');
     const paths = new PathPolicy([folder], folder);
 
-    // 2. The frames: a sub-folder or the folder itself, in natural order, once their sizes are stable.
-    const frameDir = job.input ? paths.check(job.input, 'job.json.input') : folder;
-    const st = await stat(frameDir).catch(() => null);
+    // 2. The frames: a sub-folder, a video file, or the folder itself (its images, else its one video).
+    const inputPath = job.input ? paths.check(job.input, 'job.json.input') : folder;
+    const st = await stat(inputPath).catch(() => null);
     if (!st) throw new VidpriorError('E_BAD_INPUT', `job.json.input ${JSON.stringify(job.input)} does not exist`, { field: 'job.json.input' });
-    if (!st.isDirectory()) {
-      throw new VidpriorError('E_BAD_INPUT', `job.json.input ${JSON.stringify(job.input)} is a file: video inputs need the video reader (src/io), not in this build yet; give a folder of frames`, { field: 'job.json.input' });
+    const editPaths = new Set((job.edits ?? []).map((e, i) => paths.check(e.path, `job.json.edits[${i}].path`)));
+    let video: string | null = st.isDirectory() ? null : inputPath;
+    let frames: string[] = [];
+    if (st.isDirectory()) {
+      const names = (await readdir(inputPath)).filter((n) => !n.startsWith('.')).sort(naturalCompare);
+      frames = names.filter(isImageFile).map((n) => join(inputPath, n)).filter((p) => !editPaths.has(p));
+      const videos = names.filter(isVideoFile);
+      if (frames.length === 0 && videos.length === 1) video = join(inputPath, videos[0]!);
+      else if (frames.length === 0) {
+        throw new VidpriorError('E_BAD_INPUT', `no frames (.png, .jpg) ${videos.length > 1 ? `and ${videos.length} videos (name one in "input")` : 'and no video'} in ${relative(this.dir, inputPath) || '.'}`, { field: 'job.json.input' });
+      }
     }
-    const names = (await readdir(frameDir)).filter((n) => isImageFile(n) && !n.startsWith('.')).sort(naturalCompare);
-    const editPaths = new Set((job.edits ?? []).map((e) => paths.check(e.path, 'job.json.edits')));
-    const frames = names.map((n) => join(frameDir, n)).filter((p) => !editPaths.has(p));
-    if (frames.length === 0) throw new VidpriorError('E_BAD_INPUT', `no frames (.png, .jpg) in ${relative(this.dir, frameDir) || '.'}`, { field: 'job.json.input' });
-    await waitStable([...frames, ...editPaths], this.opts.stableMs ?? 500);
+    await waitStable([...(video ? [video] : frames), ...editPaths], this.opts.stableMs ?? 500);
 
-    // 3. The same intake as a websocket submit, with paths confined to the job folder.
-    const request = {
-      kind: job.kind, params: job.params, name: job.name ?? basename(folder),
-      frames: frames.map((path) => ({ path })),
-      edits: (job.edits ?? []).map((e) => ({ frame: e.frame, path: e.path })),
-    };
-    const newJob = await intake(this.queue.executor(job.kind), request, {
-      maxFrameBytes: this.opts.maxFrameBytes, maxFrames: this.opts.maxFrames, paths, origin: { via: 'watch', folder },
-    });
-    const record = await this.queue.submit(newJob);
-    await this.writeStatus(record);
-    return record;
+    // 3. A video is decoded to PNG frames (src/io, ffmpeg) in a temporary folder, copied into the job by intake.
+    const source = video ? await openFrameSource(video) : null;
+    try {
+      const frameInputs = source ? source.frames.map((f) => ({ name: f.name, path: f.path })) : frames.map((path) => ({ path }));
+      const request = {
+        kind: job.kind, params: job.params, name: job.name ?? basename(folder), frames: frameInputs,
+        edits: (job.edits ?? []).map((e) => ({ frame: e.frame, path: e.path })),
+      };
+      // 4. The same intake as a websocket submit, with paths confined to the job folder (and the decoded frames).
+      const allowed = new PathPolicy([folder, ...(source?.frames.length ? [dirname(source.frames[0]!.path)] : [])], folder);
+      const newJob = await intake(this.queue.executor(job.kind), request, {
+        maxFrameBytes: this.opts.maxFrameBytes, maxFrames: this.opts.maxFrames, paths: allowed, origin: { via: 'watch', folder },
+      });
+      const record = await this.queue.submit(newJob);
+      await this.writeStatus(record);
+      return record;
+    } finally {
+      await source?.cleanup();
+    }
   }
 
   /** After a restart: bring status.json and out/ of folders whose jobs moved on while nobody wrote them. */

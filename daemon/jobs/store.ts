@@ -3,7 +3,7 @@
  * back after a restart, write outputs and state atomically. See types.ts for the layout.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VidpriorError } from '../../src/errors.js';
@@ -20,13 +20,15 @@ export interface JobRecord {
   outputDone: boolean[];
 }
 
+export type FrameData = { bytes: Uint8Array } | { path: string };
+
 export interface NewJob {
   kind: JobSpec['kind'];
   params: Record<string, unknown>;
   name?: string;
-  /** Frame bytes (already checked to be images of one size). */
-  inputs: { name: string; bytes: Uint8Array; ext: string }[];
-  edits: { frame: number; bytes: Uint8Array; ext: string }[];
+  /** Frames (already checked to be images of one size): bytes, or a checked file to copy in. */
+  inputs: { name: string; data: FrameData; ext: string }[];
+  edits: { frame: number; data: FrameData; ext: string }[];
   noise?: { dims: number[]; bytes: Uint8Array };
   width: number;
   height: number;
@@ -36,6 +38,15 @@ export interface NewJob {
 }
 
 const pad = (n: number, w: number) => String(n).padStart(w, '0');
+
+async function frameBytes(data: FrameData): Promise<Uint8Array> {
+  if ('bytes' in data) return data.bytes;
+  try {
+    return await readFile(data.path);
+  } catch (err) {
+    throw new VidpriorError('E_BAD_INPUT', `${data.path} cannot be read any more: ${(err as Error).message}`, { path: data.path }, { cause: err });
+  }
+}
 
 /** `j-YYYYMMDD-HHMMSS-xxxxxx`: sorts by creation time, unique by its random tail. */
 export function newJobId(now = new Date()): string {
@@ -62,18 +73,30 @@ export class JobStore {
   async create(job: NewJob): Promise<JobRecord> {
     const id = newJobId();
     const dir = join(this.jobsDir, id);
+    try {
+      return await this.write(id, dir, job);
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  private async write(id: string, dir: string, job: NewJob): Promise<JobRecord> {
     await mkdir(join(dir, 'inputs'), { recursive: true });
     await mkdir(join(dir, 'outputs'), { recursive: true });
-    const inputs = await Promise.all(job.inputs.map(async (f, i) => {
+    // One frame at a time: path frames are read here, so a long clip is never in memory at once.
+    const inputs: JobSpec['inputs'] = [];
+    for (const [i, f] of job.inputs.entries()) {
       const file = `inputs/${pad(i, 5)}.${f.ext}`;
-      await writeFileAtomic(join(dir, file), f.bytes);
-      return { name: f.name, file };
-    }));
-    const edits = await Promise.all(job.edits.map(async (e, i) => {
+      await writeFileAtomic(join(dir, file), await frameBytes(f.data));
+      inputs.push({ name: f.name, file });
+    }
+    const edits: JobSpec['edits'] = [];
+    for (const [i, e] of job.edits.entries()) {
       const file = `edits/${pad(i, 2)}.${e.ext}`;
-      await writeFileAtomic(join(dir, file), e.bytes);
-      return { frame: e.frame, file };
-    }));
+      await writeFileAtomic(join(dir, file), await frameBytes(e.data));
+      edits.push({ frame: e.frame, file });
+    }
     let noise: JobSpec['noise'];
     if (job.noise) {
       await writeFileAtomic(join(dir, 'noise.bin'), job.noise.bytes);

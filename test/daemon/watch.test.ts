@@ -2,8 +2,9 @@
 // watcher goes on; paths cannot escape the job folder.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { startTestDaemon, tempDir, testPng, type TestDaemon } from './helpers.js';
 
 let d: TestDaemon;
@@ -81,4 +82,35 @@ test('malformed job folders get error.json naming the problem; the watcher keeps
   writeFileSync(join(inbox, 'bad-param', 'job.json'), JSON.stringify({ kind: 'stylize', input: 'frames', params: { prompt: 'x', steps: 4, strength: 0.5 } }));
   await waitJson(join(inbox, 'bad-param', 'status.json'), (s) => s.state === 'done');
   assert.ok(!existsSync(join(inbox, 'bad-param', 'error.json')));
+});
+
+test('a job folder holding a video file is decoded (ffmpeg) and stylized frame by frame', async (t) => {
+  const probe = spawnSync('ffmpeg', ['-version']);
+  if (probe.status !== 0) { t.skip('ffmpeg is not installed'); return; }
+  const dir = join(inbox, 'clip');
+  mkdirSync(dir, { recursive: true });
+  const made = spawnSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=64x64:rate=5', '-frames:v', '3', '-pix_fmt', 'yuv420p', join(dir, 'clip.mp4')]);
+  assert.equal(made.status, 0, made.stderr.toString());
+  writeFileSync(join(dir, 'job.json'), JSON.stringify({ kind: 'stylize', params: { prompt: 'ink', steps: 4, strength: 0.5 } }));
+  const status = await waitJson(join(dir, 'status.json'), (s) => s.state === 'done');
+  assert.equal(status.frames_total, 3);
+  assert.equal(readdirSync(join(dir, 'out')).filter((n) => n.endsWith('.png')).length, 3);
+});
+
+test('a frame still being copied when job.json lands is waited for, not read half-written', async () => {
+  const dir = join(inbox, 'slow-copy');
+  mkdirSync(join(dir, 'frames'), { recursive: true });
+  for (let i = 0; i < 2; i++) writeFileSync(join(dir, 'frames', `f${i + 1}.png`), await testPng(i, 64, 64));
+  const last = await testPng(7, 64, 64);
+  const slow = join(dir, 'frames', 'f3.png');
+  writeFileSync(slow, last.subarray(0, 100));
+  writeFileSync(join(dir, 'job.json'), JSON.stringify({ kind: 'stylize', input: 'frames', params: { prompt: 'ink', steps: 4, strength: 0.5 } }));
+  // The rest of the copy arrives in pieces, each sooner than the stability window (100 ms).
+  for (let off = 100; off < last.length; off += Math.ceil(last.length / 8)) {
+    await new Promise((r) => setTimeout(r, 40));
+    appendFileSync(slow, last.subarray(off, Math.min(last.length, off + Math.ceil(last.length / 8))));
+  }
+  const status = await waitJson(join(dir, 'status.json'), (s) => s.state === 'done');
+  assert.equal(status.frames_total, 3);
+  assert.ok(!existsSync(join(dir, 'error.json')));
 });
