@@ -12,10 +12,16 @@ import { watchCommand } from './watch.js';
 import { submitCommand } from './submit.js';
 import { jobsCommand } from './jobs.js';
 import { stylizeCommand } from './stylize.js';
+import { editKeyframeCommand } from './edit-keyframe.js';
+import { finetuneCommand } from './finetune.js';
+import { runCommand } from './run.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
   stylizeCommand,
+  editKeyframeCommand,
+  finetuneCommand,
+  runCommand,
   tokenizeCommand,
   modelsCommand,
   metricsCommand,

@@ -19,6 +19,7 @@ import type { StableDiffusionModel } from '../../src/models/types.js';
 import { noiseShapeFor, sizeMultiple, stylizeFrames, type StylizeSummary } from '../../src/pipelines/img2img.js';
 import { openRuntime } from '../../src/runtime/index.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
+import { createAdaptedUnet } from '../../src/training/adapted-unet.js';
 import { makeReporter, type Reporter } from '../cli-output.js';
 
 export interface StylizeArgs {
@@ -27,6 +28,8 @@ export interface StylizeArgs {
   prompt: string;
   'negative-prompt': string;
   model?: string;
+  /** A LoRA adapter (.safetensors) folded into the UNet. */
+  adapter?: string;
   strength: number;
   steps: number;
   guidance: number;
@@ -89,7 +92,13 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
     const gpu = runtime.decision.ep === 'webgpu';
     model = await loadModelFolder(modelDir, runtime, { sessionOptions: gpu ? { unet: { keepOutputsOnGpu: true } } : {} });
     for (const n of model.schedulerNotes) reporter.note(n);
-    unet = hooks.unet ? await hooks.unet(model, runtime) : null;
+    if (hooks.unet) {
+      unet = await hooks.unet(model, runtime);
+    } else if (a.adapter) {
+      const adapted = await createAdaptedUnet(runtime, model.dir, a.adapter, gpu ? { keepOutputsOnGpu: true } : {});
+      reporter.note(`adapter ${a.adapter}: ${adapted.layers} layers, rank ${adapted.adapter.rank}${adapted.adapter.record.prompt ? `, fine-tuned for "${adapted.adapter.record.prompt}"` : ''}`);
+      unet = adapted.session;
+    }
 
     // 4. Frames in (folder, image or video; brought to a multiple of f × 8) and out (named like the inputs).
     source = await openFrameSource(a.input, {
@@ -148,6 +157,7 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
       .option('prompt', { alias: 'p', type: 'string', demandOption: true, describe: 'what the frames should look like' })
       .option('negative-prompt', { type: 'string', default: '', describe: 'what to steer away from (with guidance > 1)' })
       .option('model', { type: 'string', describe: 'an SD 1.x ONNX model folder (diffusers layout); default: the embedded tiny model (random weights)' })
+      .option('adapter', { type: 'string', describe: 'a LoRA adapter (.safetensors) from `vidprior finetune` (or another SD 1.x tool)' })
       .option('strength', { type: 'number', default: 0.45, describe: 'how much of the schedule runs, in (0, 1]' })
       .option('steps', { type: 'number', default: 50, describe: 'DDIM steps before strength (strength × steps run)' })
       .option('guidance', { type: 'number', default: 7.5, describe: 'classifier-free guidance scale (≤ 1: none)' })

@@ -107,6 +107,15 @@ export async function openFrameSource(path: string, options: FrameSourceOptions 
   };
 }
 
+/**
+ * How to bring a frame made at the working size back to the source's own size: crop a padded frame, or
+ * the size to resize to when writing (writeFramePng's `resize`).
+ */
+export function restoreFrame(image: Tensor<'float32'>, plan: FitPlan | null): { image: Tensor<'float32'>; resize?: Size } {
+  if (!plan || fitIsIdentity(plan)) return { image };
+  return plan.mode === 'pad' ? { image: cropFrame(image, plan) } : { image, resize: plan.original };
+}
+
 export interface FrameSink {
   kind: 'folder' | 'video';
   /** The folder or video file written. */
@@ -151,11 +160,7 @@ export async function openFrameSink(outPath: string, like: FrameSource, options:
   if (resolve(outPath) === resolve(like.path) && like.kind !== 'image') {
     throw new VidpriorError('E_BAD_REQUEST', `output ${outPath} is the input itself: choose another folder or file`, { output: outPath });
   }
-  const plan = like.plan;
-  const restore = (image: Tensor<'float32'>): { image: Tensor<'float32'>; resize?: Size } => {
-    if (!plan || fitIsIdentity(plan)) return { image };
-    return plan.mode === 'pad' ? { image: cropFrame(image, plan) } : { image, resize: plan.original };
-  };
+  const restore = (image: Tensor<'float32'>): { image: Tensor<'float32'>; resize?: Size } => restoreFrame(image, like.plan);
   if (toVideo) {
     encoderArgs(outPath, options.crf ?? 18); // reject an unsupported extension before any work
     await mkdir(dirname(resolve(outPath)), { recursive: true });

@@ -1,0 +1,66 @@
+/**
+ * Steps every model command starts with: the model folder (the user's, or the embedded default with its
+ * note), the runtime (with the provider it took and why), the loaded model. `close()` releases all of it;
+ * the runtime must be closed before the process exits (an exit during an ORT run aborts the process).
+ */
+import { config } from '../../src/config.js';
+import { DEFAULT_MODEL_NOTE, ensureDefaultModel } from '../../src/models/default-model.js';
+import { readModelFolder } from '../../src/models/folder.js';
+import { type LoadModelOptions, loadModelFolder } from '../../src/models/loader.js';
+import type { StableDiffusionModel } from '../../src/models/types.js';
+import { openRuntime } from '../../src/runtime/index.js';
+import type { ExecutionProviderChoice, Runtime } from '../../src/runtime/types.js';
+import type { Reporter } from '../cli-output.js';
+
+export interface ModelSession {
+  runtime: Runtime;
+  model: StableDiffusionModel;
+  close(): Promise<void>;
+}
+
+export async function openModelSession(
+  args: { model?: string; ep: ExecutionProviderChoice }, reporter: Reporter, loadOptions: LoadModelOptions = {},
+): Promise<ModelSession> {
+  let modelDir = args.model;
+  if (!modelDir) {
+    modelDir = await ensureDefaultModel((dir) => reporter.note(`building the embedded default model in ${dir} (once)`));
+    reporter.note(DEFAULT_MODEL_NOTE);
+  }
+  await readModelFolder(modelDir); // a missing file is named before the runtime starts
+  const runtime = await openRuntime({ ep: args.ep, cpuThreads: config().cpuThreads });
+  reporter.note(`execution provider: ${runtime.decision.ep} (${runtime.decision.reason})`);
+  reporter.progress({ event: 'provider', ep: runtime.decision.ep, reason: runtime.decision.reason });
+  try {
+    const model = await loadModelFolder(modelDir, runtime, loadOptions);
+    for (const n of model.schedulerNotes) reporter.note(n);
+    return {
+      runtime, model,
+      async close() {
+        await model.release().catch(() => {});
+        await runtime.close().catch(() => {});
+      },
+    };
+  } catch (err) {
+    await runtime.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** An option given twice arrives as an array: the last one wins (except for options meant to repeat). */
+export function lastValues<T>(argv: T, repeatable: readonly string[] = []): T {
+  const out: Record<string, unknown> = { ...(argv as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(out)) if (Array.isArray(v) && k !== '_' && !repeatable.includes(k)) out[k] = v[v.length - 1];
+  return out as T;
+}
+
+/** Runs `fn` with an AbortSignal that Ctrl-C triggers (the job stops at its next step and cleans up). */
+export async function withSigint<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const abort = new AbortController();
+  const onSigint = (): void => abort.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    return await fn(abort.signal);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
