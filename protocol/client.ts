@@ -35,7 +35,9 @@ type Request<T extends ClientMessageIn> = T extends unknown ? Omit<T, 'id'> : ne
 /** The events of one job, as this connection receives them. */
 export class JobStream {
   onProgress: ((p: Progress) => void) | null = null;
-  onFrame: ((f: Frame) => void) | null = null;
+  private frameHandler: ((f: Frame) => void) | null = null;
+  /** Frames that arrived before a handler was set (a replay can arrive in the same tick as `attached`). */
+  private unclaimed: Frame[] = [];
   /** Resolves with `done`; rejects with the job's error (E_CANCELLED when cancelled, E_CONNECTION if the connection drops). */
   readonly done: Promise<Done>;
   /** The last progress seen. */
@@ -48,6 +50,16 @@ export class JobStream {
     this.done.catch(() => {}); // a caller that only cares about frames must not crash on an unhandled rejection
   }
 
+  /** Receives every frame of the job once; frames that came before the handler was set are handed over at once. */
+  get onFrame(): ((f: Frame) => void) | null { return this.frameHandler; }
+  set onFrame(handler: ((f: Frame) => void) | null) {
+    this.frameHandler = handler;
+    if (!handler) return;
+    const waiting = this.unclaimed;
+    this.unclaimed = [];
+    for (const f of waiting) handler(f);
+  }
+
   get id(): string { return this.job.id; }
   get isFinished(): boolean { return this.finished; }
 
@@ -55,7 +67,10 @@ export class JobStream {
   deliver(m: Progress | Frame | Done | ErrorMessage): void {
     if (this.finished) return;
     if (m.type === 'progress') { this.progress = m; this.onProgress?.(m); }
-    else if (m.type === 'frame') this.onFrame?.(m);
+    else if (m.type === 'frame') {
+      if (this.frameHandler) this.frameHandler(m);
+      else this.unclaimed.push(m);
+    }
     else if (m.type === 'done') { this.finished = true; this.settle.resolve(m); }
     else { this.finished = true; this.settle.reject(errorOf(m)); }
   }
