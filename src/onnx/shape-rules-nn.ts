@@ -194,7 +194,33 @@ const multiHeadAttention: ShapeRule = (c) => {
   return [{ type: q.type, shape: [batch, seq, vHidden] }, present, { ...present, shape: [...present.shape!] }];
 };
 
+/** ONNX Attention (opset 23): 4-D [B, heads, S, H] inputs, or 3-D [B, S, hidden] with the head counts as attributes. */
+const attention: ShapeRule = (c) => {
+  const q = c.req(0), k = c.req(1), v = c.req(2);
+  const pastK = c.input(4);
+  if (!q.shape || !k.shape || !v.shape) return c.node.outputs.map(() => ({ type: q.type, shape: null }));
+  let y: Dim[], kvHeads: Dim, kvLen: Dim, headK: Dim, headV: Dim, batch: Dim;
+  if (q.shape.length === 4) {
+    batch = q.shape[0]!; kvHeads = k.shape[1]!; kvLen = k.shape[2]!; headK = k.shape[3]!; headV = v.shape[3]!;
+    y = [batch, q.shape[1]!, q.shape[2]!, headV];
+  } else {
+    const qHeads = attrInt(c.node, 'q_num_heads', 0), kvN = attrInt(c.node, 'kv_num_heads', 0);
+    if (!qHeads || !kvN) return c.fail('3-D Attention needs q_num_heads and kv_num_heads');
+    batch = q.shape[0]!; kvHeads = kvN; kvLen = k.shape[1]!;
+    headK = isStatic(k.shape[2]) ? k.shape[2] / kvN : null;
+    headV = isStatic(v.shape[2]) ? v.shape[2] / kvN : null;
+    y = [batch, q.shape[1]!, dimMul(qHeads, headV)];
+  }
+  const total: Dim = pastK?.shape && isStatic(pastK.shape[2]) && isStatic(kvLen) ? pastK.shape[2] + kvLen : pastK ? null : kvLen;
+  const outs: ShapeInfo[] = [{ type: q.type, shape: y }, { type: q.type, shape: [batch, kvHeads, total, headK] }, { type: q.type, shape: [batch, kvHeads, total, headV] }];
+  if (c.node.outputs.length > 3) outs.push({ type: q.type, shape: null }); // qk_matmul_output (mode-dependent)
+  return outs;
+};
+
 export const NN_RULES: Record<string, ShapeRule> = {
+  Attention: attention,
+  RMSNormalization: (c) => [{ ...c.req(0) }],
+  RotaryEmbedding: (c) => [{ ...c.req(0) }],
   MatMul: matMul, Gemm: gemm, Conv: conv, ConvTranspose: convTranspose,
   MaxPool: pool, AveragePool: pool, LpPool: pool,
   GlobalAveragePool: globalPool, GlobalMaxPool: globalPool, GlobalLpPool: globalPool,

@@ -197,3 +197,16 @@ test('constant evaluation agrees with ORT on int64 and float shape arithmetic', 
   const evaluated = await checkAgainstOrt(b, cases);
   assert.deepEqual(evaluated.sort(), Object.keys(cases).sort(), 'every case was evaluated at inference time');
 });
+
+test('shape rules agree with ORT: opset 23 Attention (4-D and 3-D with head counts)', async () => {
+  const b = new GraphBuilder('attention', { opset: 23 });
+  const q = b.input('q', 'float32', [2, 4, 5, 8]);
+  const kv = b.input('kv', 'float32', [2, 2, 7, 8]);
+  const q3 = b.op('Reshape', [b.op('Transpose', [q], { perm: [0, 2, 1, 3] }), b.ints([2, 5, 32])]);
+  const kv3 = b.op('Reshape', [b.op('Transpose', [kv], { perm: [0, 2, 1, 3] }), b.ints([2, 7, 16])]);
+  const [y4, presentK] = b.opMulti('Attention', [q, kv, kv], 3);
+  await checkAgainstOrt(b, {
+    attention4d: y4!, presentK: presentK!,
+    attention3d: b.op('Attention', [q3, kv3, kv3], { q_num_heads: 4, kv_num_heads: 2 }),
+  });
+});
