@@ -2,7 +2,7 @@
  * Puts the daemon together: job store and queue, model host, executors, and optionally the websocket server
  * and folder watchers. `vidprior serve`, `vidprior watch` and the tests all start it through here.
  */
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../protocol/codec.js';
@@ -58,7 +58,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const store = new JobStore(dataDir);
   const model = new ModelHost({
     modelDir: opts.modelDir ? resolve(opts.modelDir) : undefined, embeddedDefault: opts.embeddedDefault,
-    ep: opts.ep, cpuThreads: opts.cpuThreads, adaptersDir: store.adaptersDir, cacheDir: join(dataDir, 'cache'), log,
+    ep: opts.ep, cpuThreads: opts.cpuThreads, adaptersDir: store.adaptersDir, log,
   });
   const executors = new Map((opts.executors ?? defaultExecutors()).map((e) => [e.kind, e] as const));
   const queue = new JobQueue(store, executors, model, log);

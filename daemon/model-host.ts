@@ -3,11 +3,9 @@
  * runtime's worker thread, so inference never blocks the event loop). Adapters are the LoRA files of the
  * data dir's adapters/ folder and of finished training jobs.
  */
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadModel, saveModel } from '../src/onnx/external-data.js';
-import { findLoraTargets } from '../src/training/lora.js';
-import { loadAdapter, mergeAdapter } from '../src/training/adapter.js';
+import { createAdaptedUnet } from '../src/training/adapted-unet.js';
 import type { Session } from '../src/runtime/types.js';
 import { VidpriorError } from '../src/errors.js';
 import { openRuntime, type ExecutionProviderChoice, type Runtime } from '../src/runtime/index.js';
@@ -27,8 +25,6 @@ export interface ModelHostOptions {
   cpuThreads?: number;
   /** The data dir's adapters/ folder. */
   adaptersDir: string;
-  /** Scratch folder for UNets with an adapter merged in. */
-  cacheDir: string;
   log?: (line: string) => void;
 }
 
@@ -101,7 +97,13 @@ export class ModelHost {
       const name = file.slice(0, -'.safetensors'.length);
       if (!ADAPTER_NAME.test(name)) continue;
       const st = await stat(join(this.opts.adaptersDir, file)).catch(() => null);
-      if (st?.isFile()) out.push({ name, created_at: st.mtime.toISOString(), bytes: st.size });
+      if (!st?.isFile()) continue;
+      // The sidecar written by the training job that made it, if any.
+      const about = await readFile(join(this.opts.adaptersDir, `${name}.json`), 'utf8').then((t) => JSON.parse(t) as Record<string, unknown>, () => ({} as Record<string, unknown>));
+      out.push({
+        name, bytes: st.size, created_at: typeof about.created_at === 'string' ? about.created_at : st.mtime.toISOString(),
+        ...(typeof about.job === 'string' ? { job: about.job } : {}), ...(typeof about.prompt === 'string' ? { prompt: about.prompt.slice(0, 4000) } : {}),
+      });
     }
     return out;
   }
@@ -115,8 +117,8 @@ export class ModelHost {
   }
 
   /**
-   * A UNet session with adapter `name` merged into its weights (W += α/r·A·B), so stylizing with an adapter
-   * runs at the base model's speed. Kept until another adapter is asked for.
+   * A UNet session with adapter `name` merged into its weights (src/training/adapted-unet.ts), so stylizing
+   * with an adapter runs at the base model's speed. Kept until another adapter (or a newer file) is asked for.
    */
   async unetWithAdapter(name: string): Promise<Session> {
     const path = await this.adapterPath(name);
@@ -125,18 +127,14 @@ export class ModelHost {
     const { runtime, dir } = await this.get();
     await this.adapted?.session.release().catch(() => {});
     this.adapted = null;
-    const adapter = await loadAdapter(path);
-    const unet = await loadModel(join(dir, 'unet', 'model.onnx'));
-    const convs = [...adapter.weights.values()].some((w) => w.kind === 'conv');
-    mergeAdapter(unet, findLoraTargets(unet, { convs }), adapter, `adapter ${name}`);
-    // Through a file: a merged SD 1.5 UNet in float32 is over protobuf's 2 GB, saveModel puts weights beside it.
-    const out = join(this.opts.cacheDir, 'unet-with-adapter');
-    await rm(out, { recursive: true, force: true });
-    await mkdir(out, { recursive: true });
-    await saveModel(unet, join(out, 'model.onnx'));
-    const session = await runtime.createSession(join(out, 'model.onnx'), { label: `unet+${name}` });
+    const { session } = await createAdaptedUnet(runtime, dir, path, { label: `unet+${name}` });
     this.adapted = { name, mtimeMs, session };
     return session;
+  }
+
+  /** Where a training job publishes adapter `name` (replacing an older one of the same name). */
+  adapterDestination(name: string): string {
+    return join(this.opts.adaptersDir, `${name}.safetensors`);
   }
 
   async close(): Promise<void> {

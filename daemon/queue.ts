@@ -70,6 +70,8 @@ export class JobQueue {
    */
   async submit(job: NewJob, beforeStart?: (id: string) => void): Promise<JobRecord> {
     if (this.stopping) throw new VidpriorError('E_BUSY', 'the daemon is shutting down');
+    // An adapter named by a stylize/edit job must exist now (one a queued training job will make is not known yet).
+    if (typeof job.params.adapter === 'string') await this.model.adapterPath(job.params.adapter);
     const record = await this.store.create(job);
     this.jobs.set(record.spec.id, record);
     beforeStart?.(record.spec.id);

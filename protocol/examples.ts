@@ -34,7 +34,7 @@ const JOB = 'j-20261125-142301-3fa9c2';
 const hello = c({ type: 'hello', id: 1, protocol: 1, client: 'blender-addon/0.1' });
 const welcome = d({
   type: 'welcome', id: 1, protocol: 1, server: { name: 'vidprior', version: '0.1.0' },
-  capabilities: ['kind:stylize', 'kind:edit-keyframe', 'attach', 'noise', 'paths', 'output_dir'],
+  capabilities: ['kind:stylize', 'kind:edit-keyframe', 'kind:finetune', 'kind:run', 'attach', 'noise', 'paths', 'output_dir'],
   limits: { max_message_bytes: 268435456, max_frame_bytes: 33554432, max_frames: 100000 },
   ep: 'auto', model: 'embedded-default',
 });

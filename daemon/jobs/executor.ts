@@ -41,7 +41,7 @@ export interface ExecutorContext {
   scratchPath(name: string): string;
   /** The client's explicit initial noise, if it sent one. */
   readNoise(): Promise<Float32Array | undefined>;
-  /** Folder for this job's adapter files (created on demand). */
+  /** This job's folder for training checkpoints (exists). */
   readonly adapterDir: string;
   /** Executor data that survives a restart (persisted durably by `saveCheckpoint`). */
   readonly checkpoint: Record<string, unknown> | undefined;

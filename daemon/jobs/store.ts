@@ -84,6 +84,7 @@ export class JobStore {
   private async write(id: string, dir: string, job: NewJob): Promise<JobRecord> {
     await mkdir(join(dir, 'inputs'), { recursive: true });
     await mkdir(join(dir, 'outputs'), { recursive: true });
+    await mkdir(join(dir, 'adapters'), { recursive: true });
     // One frame at a time: path frames are read here, so a long clip is never in memory at once.
     const inputs: JobSpec['inputs'] = [];
     for (const [i, f] of job.inputs.entries()) {

@@ -120,8 +120,14 @@ test('unknown message types and wrong field types are answered by id', async () 
   await expectError(c, 'E_NOT_FOUND', 10);
   c.send({ type: 'cancel', id: 11, job: '../../etc' });
   await expectError(c, 'E_NOT_FOUND', 11);
-  c.send({ type: 'submit', id: 12, kind: 'finetune', params: { prompt: 'x' }, frames: [{ png: await testPng(0, 64, 64) }], edits: [{ frame: 0, png: await testPng(1, 64, 64) }] });
-  assert.match((await expectError(c, 'E_BAD_REQUEST', 12)).message, /not available in this build yet/);
+  c.send({ type: 'submit', id: 12, kind: 'finetune', params: { prompt: 'x' }, frames: [{ png: await testPng(0, 64, 64) }] });
+  assert.match((await expectError(c, 'E_BAD_REQUEST', 12)).message, /at least one edited keyframe/);
+  c.send({ type: 'submit', id: 13, kind: 'finetune', params: { prompt: 'x' }, frames: [{ png: await testPng(0, 64, 64) }], edits: [{ frame: 3, png: await testPng(1, 64, 64) }] });
+  assert.match((await expectError(c, 'E_BAD_REQUEST', 13)).message, /edits\[0\]\.frame is 3 but the job has 1 frames/);
+  c.send({ type: 'submit', id: 14, kind: 'stylize', params: { prompt: 'x', adapter: 'no-such-adapter' }, frames: [{ png: await testPng(0, 64, 64) }] });
+  await expectError(c, 'E_NOT_FOUND', 14);
+  c.send({ type: 'submit', id: 15, kind: 'stylize', params: { prompt: 'x', adapter: '../../etc/passwd' }, frames: [{ png: await testPng(0, 64, 64) }] });
+  await expectError(c, 'E_BAD_REQUEST', 15);
   await stillServing(c);
   c.ws.close();
 });

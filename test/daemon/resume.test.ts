@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadAdapter } from '../../src/training/adapter.js';
 import { VidpriorClient } from '../../protocol/client.js';
 import type { Frame } from '../../protocol/messages.js';
 import { TEST_CACHE, tempDir, testPng } from './helpers.js';
@@ -75,6 +77,46 @@ test('SIGKILL mid-job, restart: every finished frame is kept and the job complet
     ref.onFrame = (f) => refFrames.set(f.index, f);
     await ref.done;
     for (let i = 0; i < 5; i++) assert.equal(hex(after.get(i)!), hex(refFrames.get(i)!), `frame ${i} differs from the uninterrupted run`);
+    await b.close();
+  } finally {
+    if (first) await stop(first, 'SIGKILL');
+    if (second) await stop(second, 'SIGTERM');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('SIGKILL mid-training, restart: finetune resumes from its last checkpoint to the same adapter as an uninterrupted run', async () => {
+  const dataDir = tempDir('resume-train');
+  const frames = await Promise.all(Array.from({ length: 3 }, async (_, i) => ({ name: `f${i}.png`, png: await testPng(i + 20, 64, 64) })));
+  const edits = [{ frame: 1, png: await testPng(30, 64, 64) }];
+  const params = { prompt: 'a charcoal sketch', iters: 8, train_frames: 2, checkpoint_every: 3, seed: 4 };
+  let first: Child | null = await serve(dataDir);
+  let second: Child | null = null;
+  try {
+    const a = await VidpriorClient.connect(first.url);
+    const job = await a.submit({ kind: 'finetune', params: { ...params, adapter_name: 'resumed' }, frames, edits });
+    await new Promise<void>((resolve) => { job.onProgress = (p) => { if ((p.iteration ?? 0) >= 4 && p.stage === 'training') resolve(); }; });
+    await stop(first, 'SIGKILL');
+    first = null;
+
+    second = await serve(dataDir);
+    const b = await VidpriorClient.connect(second.url);
+    const attached = await b.attach(job.id);
+    const iterations: number[] = [];
+    attached.onProgress = (p) => { if (p.iteration) iterations.push(p.iteration); };
+    const done = await attached.done;
+    assert.equal(done.outputs.adapter, 'resumed');
+    assert.ok(iterations.length > 0 && Math.min(...iterations) > 1, `resumed from a checkpoint, not from iteration 1: ${iterations}`);
+
+    const ref = await b.submit({ kind: 'finetune', params: { ...params, adapter_name: 'uninterrupted' }, frames, edits });
+    await ref.done;
+    const [resumed, uninterrupted] = await Promise.all(['resumed', 'uninterrupted'].map((n) => loadAdapter(join(dataDir, 'adapters', `${n}.safetensors`))));
+    assert.deepEqual([...resumed!.weights.keys()], [...uninterrupted!.weights.keys()]);
+    for (const [module, w] of resumed!.weights) {
+      const u = uninterrupted!.weights.get(module)!;
+      assert.deepEqual(Buffer.from(w.a.buffer, w.a.byteOffset, w.a.byteLength), Buffer.from(u.a.buffer, u.a.byteOffset, u.a.byteLength), `${module} A differs`);
+      assert.deepEqual(Buffer.from(w.b.buffer, w.b.byteOffset, w.b.byteLength), Buffer.from(u.b.buffer, u.b.byteOffset, u.b.byteLength), `${module} B differs`);
+    }
     await b.close();
   } finally {
     if (first) await stop(first, 'SIGKILL');

@@ -111,12 +111,29 @@ test('a client disconnect does not cancel its job', async () => {
   assert.equal(done.outputs.frames, 2);
 });
 
-test('list_models names the embedded default model', async () => {
+test('the whole method (run): fine-tune on the clip and its edit, publish the adapter, stylize with it', async () => {
   const c = await d.connect();
-  const { models, adapters } = await c.listModels();
-  assert.equal(models[0]!.name, 'embedded-default');
-  assert.equal(models[0]!.default, true);
-  assert.deepEqual(adapters, []);
+  const before = await c.listModels();
+  assert.equal(before.models[0]!.name, 'embedded-default');
+  assert.equal(before.models[0]!.default, true);
+  const job = await c.submit({
+    kind: 'run', params: { ...params, iters: 4, train_frames: 2, checkpoint_every: 2, adapter_name: 'ink-test' },
+    frames: await frames(3), edits: [{ frame: 1, png: await testPng(9, 64, 64) }],
+  });
+  const got = collect(job);
+  const training: number[] = [];
+  job.onProgress = (p) => { if (p.stage === 'training' && p.iteration) training.push(p.iteration); };
+  const done = await job.done;
+  assert.equal(done.outputs.adapter, 'ink-test');
+  assert.deepEqual(got.map((f) => f.index), [0, 1, 2]);
+  assert.ok(training.length > 0 && training.at(-1)! <= 4, `training iterations reported: ${training}`);
+  const { adapters } = await c.listModels();
+  assert.ok(adapters.some((a) => a.name === 'ink-test' && a.bytes > 0 && a.job === job.id && a.prompt === params.prompt), JSON.stringify(adapters));
+  // The published adapter is usable by name in a later stylize job.
+  const styled = await c.submit({ kind: 'stylize', params: { ...params, adapter: 'ink-test' }, frames: await frames(1) });
+  const withAdapter = collect(styled);
+  await styled.done;
+  assert.equal(withAdapter.length, 1);
 });
 
 test('two clients submitting at once are served in order (FIFO, one worker)', async () => {
