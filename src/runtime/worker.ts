@@ -157,17 +157,25 @@ function sessionEntry(id: number): SessionEntry {
 }
 
 async function runSession(id: number, feeds: Record<string, WireFeed>, outputNames: string[] | undefined, transfer: ArrayBuffer[]): Promise<RunResult> {
-  const { session, label } = sessionEntry(id);
+  const { session, label, gpuOutputs } = sessionEntry(id);
   const ortFeeds: Record<string, OrtTensor> = {};
   for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, label, name);
+  // onnxruntime-node 1.30 with preferredOutputLocation set fails a run that asks for a subset of the outputs
+  // ("Output count mismatch"), and on large graphs has been seen to return them under shifted names. Such
+  // sessions always run every output; the ones not asked for are dropped (GPU ones disposed) below.
+  const subset = outputNames && !(gpuOutputs && outputNames.length < session.outputNames.length) ? outputNames : undefined;
   let outputs: ort.InferenceSession.ReturnType;
   try {
-    outputs = outputNames ? await session.run(ortFeeds, outputNames) : await session.run(ortFeeds);
+    outputs = subset ? await session.run(ortFeeds, subset) : await session.run(ortFeeds);
   } catch (err) {
     throw new VidpriorError('E_RUNTIME', `${label}: ONNX Runtime failed to run: ${shortOrtMessage((err as Error).message ?? String(err))}`, { label });
   }
+  const wanted = outputNames ? new Set(outputNames) : null;
   const result: RunResult = {};
-  for (const [name, value] of Object.entries(outputs)) result[name] = fromOrtTensor(value as OrtTensor, label, name, transfer);
+  for (const [name, value] of Object.entries(outputs)) {
+    if (wanted && !wanted.has(name)) { (value as OrtTensor).dispose(); continue; }
+    result[name] = fromOrtTensor(value as OrtTensor, label, name, transfer);
+  }
   return result;
 }
 

@@ -109,3 +109,27 @@ test('bad options name the value', { skip }, async () => {
     await rt.close();
   }
 });
+
+test('fine-tuning on WebGPU (lavapipe) follows the CPU run', { skip: skip || (process.env.VIDPRIOR_TEST_WEBGPU === '1' ? false : 'WebGPU tests run with VIDPRIOR_TEST_WEBGPU=1'), timeout: 600_000 }, async () => {
+  const frames = clip(2);
+  const data: FinetuneData = { frames, edits: [{ original: frames[0]!, edited: edited(frames[0]!) }] };
+  const results = [];
+  for (const ep of ['cpu', 'webgpu'] as const) {
+    const rt = await openRuntime({ ep });
+    const model = await loadModelFolder(FIXTURE, rt);
+    try {
+      results.push(await finetune(rt, model, data, { ...base, iterations: 3, lr: 1e-3 }));
+    } finally {
+      await model.release();
+      await rt.close();
+    }
+  }
+  const [cpu, gpu] = results as [Awaited<ReturnType<typeof finetune>>, Awaited<ReturnType<typeof finetune>>];
+  cpu.losses.forEach((l, i) => assert.ok(Math.abs(l - gpu.losses[i]!) < 1e-3, `loss ${i}: cpu ${l} webgpu ${gpu.losses[i]}`));
+  let diff = 0;
+  for (const [module, w] of cpu.adapter.weights) {
+    const g = gpu.adapter.weights.get(module)!;
+    for (let i = 0; i < w.b.length; i++) diff = Math.max(diff, Math.abs(w.b[i]! - g.b[i]!));
+  }
+  assert.ok(diff < 1e-3, `LoRA B differs by ${diff}`);
+});
