@@ -125,41 +125,11 @@ export class Connection {
       paths: this.opts.local ? this.opts.paths : null,
       origin: { via: 'socket' },
     });
-    // Subscribe before the job can start, so no event is missed.
-    const record = await q.submit(job, (id) => { if (m.subscribe) this.follow(id); });
+    // Subscribe before the job can start (no event missed), hold its events until `accepted` has gone out.
+    let follow: Subscription | undefined;
+    const record = await q.submit(job, (id) => { if (m.subscribe) follow = this.subscribe(id); });
     this.send({ type: 'accepted', id: m.id, job: q.summary(record) });
-    if (m.subscribe) this.flushEarly(record.spec.id);
-  }
-
-  /**
-   * Events of a job submitted on this connection are held until `accepted` is sent (the job may start and
-   * report before the reply leaves), then flushed in order.
-   */
-  private readonly early = new Map<string, JobEvent[]>();
-
-  private follow(jobId: string): void {
-    this.early.set(jobId, []);
-    this.subscribe(jobId);
-  }
-
-  private flushEarly(jobId: string): void {
-    const held = this.early.get(jobId);
-    this.early.delete(jobId);
-    for (const e of held ?? []) this.send(e);
-  }
-
-  private subscribe(jobId: string): void {
-    this.subscriptions.get(jobId)?.();
-    const off = this.opts.queue.subscribe(jobId, (event) => {
-      const held = this.early.get(jobId);
-      if (held) held.push(event);
-      else this.send(event);
-      if (event.type === 'done' || (event.type === 'error' && event.job)) {
-        this.subscriptions.get(jobId)?.();
-        this.subscriptions.delete(jobId);
-      }
-    });
-    this.subscriptions.set(jobId, off);
+    follow?.release();
   }
 
   private async attach(m: Attach): Promise<void> {
@@ -167,31 +137,55 @@ export class Connection {
     const job = q.get(m.job);
     const terminal = TERMINAL_STATES.includes(job.status.state);
     // Subscribe first and hold live events, so nothing falls between the replay and the live stream.
-    const held: JobEvent[] = [];
-    let replaying = true;
-    if (!terminal) {
-      this.subscriptions.get(m.job)?.();
-      const off = q.subscribe(m.job, (event) => {
-        if (replaying) held.push(event);
-        else this.send(event);
-        if (event.type === 'done' || (event.type === 'error' && event.job)) { off(); this.subscriptions.delete(m.job); }
-      });
-      this.subscriptions.set(m.job, off);
-    }
+    const follow = terminal ? null : this.subscribe(m.job);
     this.send({ type: 'attached', id: m.id, job: q.detail(job) });
-    const sent = new Set<number>();
+    const replayed = new Set<number>();
     if (m.replay) {
       for (let i = m.from_index; i < job.spec.outputs.length; i++) {
         if (!job.outputDone[i]) continue;
         const png = await q.store.readOutput(job, i);
-        sent.add(i);
+        replayed.add(i);
         this.send({ type: 'frame', job: m.job, index: i, name: job.spec.outputs[i]!, png, replay: true });
       }
     }
-    replaying = false;
+    if (terminal) {
+      this.send(q.terminalEvent(job));
+      return;
+    }
     // A frame finished during the replay may be both replayed and held: send it once.
-    for (const e of held) if (!(e.type === 'frame' && sent.has(e.index))) this.send(e);
-    if (terminal) this.send(q.terminalEvent(job));
-    else if (!held.length) this.send(q.progressOf(job));
+    const released = follow!.release((e) => e.type === 'frame' && replayed.has(e.index));
+    if (released === 0) this.send(q.progressOf(job));
   }
+
+  /**
+   * Sends this connection the events of a job until its terminal event. They are held until `release()`, so
+   * that a reply (`accepted`, `attached` and its replay) goes out before them; `skip` drops held ones.
+   */
+  private subscribe(jobId: string): Subscription {
+    this.subscriptions.get(jobId)?.();
+    let held: JobEvent[] | null = [];
+    const off = this.opts.queue.subscribe(jobId, (event) => {
+      if (held) held.push(event);
+      else this.send(event);
+      if (event.type === 'done' || (event.type === 'error' && event.job)) {
+        off();
+        this.subscriptions.delete(jobId);
+      }
+    });
+    this.subscriptions.set(jobId, off);
+    return {
+      release: (skip) => {
+        const events = held ?? [];
+        held = null;
+        let sent = 0;
+        for (const e of events) if (!skip?.(e)) { this.send(e); sent++; }
+        return sent;
+      },
+    };
+  }
+}
+
+interface Subscription {
+  /** Sends the held events (those `skip` accepts are dropped) and streams from now on; returns how many were sent. */
+  release(skip?: (e: JobEvent) => boolean): number;
 }

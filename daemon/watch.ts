@@ -57,7 +57,10 @@ export class FolderWatcher {
   private readonly lastStatus = new Map<string, number>();
   private unsubscribe: () => void = () => {};
   private rescanTimer: NodeJS.Timeout | null = null;
+  /** Job folders are read one at a time, in the order they became ready. */
   private chain: Promise<void> = Promise.resolve();
+  /** Status and output writes, in event order (apart from `chain`: a folder still being copied must not hold them up). */
+  private writes: Promise<void> = Promise.resolve();
 
   private constructor(readonly dir: string, private readonly queue: JobQueue, private readonly opts: WatchOptions, private watcher: FSWatcher | null = null) {}
 
@@ -101,8 +104,8 @@ export class FolderWatcher {
 
   /** Resolves once every folder seen so far has been handled (tests wait on it). */
   async idle(): Promise<void> {
-    let last: Promise<void>;
-    do { last = this.chain; await last; } while (last !== this.chain);
+    let last: [Promise<void>, Promise<void>];
+    do { last = [this.chain, this.writes]; await Promise.all(last); } while (last[0] !== this.chain || last[1] !== this.writes);
   }
 
   async close(): Promise<void> {
@@ -112,7 +115,6 @@ export class FolderWatcher {
     await this.idle();
   }
 
-  /** Folders are handled one at a time, in the order they became ready. */
   private enqueue(folder: string): void {
     if (this.pending.has(folder)) return;
     this.pending.add(folder);
@@ -208,7 +210,7 @@ export class FolderWatcher {
   private onJobEvent(job: JobRecord, event: JobEvent): void {
     const origin = job.spec.origin;
     if (origin.via !== 'watch' || !isInsideDir(this.dir, origin.folder)) return;
-    this.chain = this.chain.then(async () => {
+    this.writes = this.writes.then(async () => {
       if (event.type === 'frame') {
         await writeFileAtomic(join(origin.folder, OUT, event.name), event.png, false);
       }
