@@ -66,6 +66,9 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
 
   // 3. Edited keyframes: of an existing frame, the same size.
   const edits: NewJob['edits'] = [];
+  if (req.edits?.length && req.kind !== 'finetune' && req.kind !== 'run') {
+    throw new VidpriorError('E_BAD_REQUEST', `edits are for finetune and run jobs, not ${req.kind}`, { field: 'edits' });
+  }
   for (const [i, edit] of (req.edits ?? []).entries()) {
     const field = `edits[${i}]`;
     if (edit.frame >= inputs.length) throw new VidpriorError('E_BAD_REQUEST', `${field}.frame is ${edit.frame} but the job has ${inputs.length} frames`, { field: `${field}.frame` });

@@ -27,10 +27,11 @@ export class JobQueue {
   private readonly waiting: string[] = [];
   private readonly listeners = new Map<string, Set<JobListener>>();
   private readonly anyListeners = new Set<(job: JobRecord, event: JobEvent) => void>();
-  private current: { id: string; abort: AbortController; started: number } | null = null;
+  private current: { id: string; abort: AbortController } | null = null;
   private worker: Promise<void> | null = null;
   private stopping = false;
-  private lastProgress = new Map<string, { at: number; stage: string }>();
+  /** When each running job last sent a progress event (for the throttle). */
+  private lastProgress = new Map<string, number>();
 
   constructor(
     readonly store: JobStore,
@@ -183,7 +184,7 @@ export class JobQueue {
   private async runJob(job: JobRecord): Promise<void> {
     const abort = new AbortController();
     const started = Date.now();
-    this.current = { id: job.spec.id, abort, started };
+    this.current = { id: job.spec.id, abort };
     job.status.state = 'running';
     job.status.stage = 'starting';
     job.status.started_at ??= new Date().toISOString();
@@ -248,8 +249,8 @@ export class JobQueue {
     job.status.stage = update.stage;
     const now = Date.now();
     const last = this.lastProgress.get(job.spec.id);
-    if (!stageChanged && last && now - last.at < PROGRESS_INTERVAL_MS) return;
-    this.lastProgress.set(job.spec.id, { at: now, stage: update.stage });
+    if (!stageChanged && last !== undefined && now - last < PROGRESS_INTERVAL_MS) return;
+    this.lastProgress.set(job.spec.id, now);
     this.emit(job, this.progressOf(job, update));
   }
 
