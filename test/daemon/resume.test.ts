@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { loadAdapter } from '../../src/training/adapter.js';
 import { VidpriorClient } from '../../protocol/client.js';
 import type { Frame } from '../../protocol/messages.js';
-import { TEST_CACHE, tempDir, testPng } from './helpers.js';
+import { TEST_CACHE, startTestDaemon, tempDir, testPng } from './helpers.js';
 
 interface Child { proc: ChildProcess; url: string; log: string[] }
 
@@ -121,6 +121,35 @@ test('SIGKILL mid-training, restart: finetune resumes from its last checkpoint t
   } finally {
     if (first) await stop(first, 'SIGKILL');
     if (second) await stop(second, 'SIGTERM');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('a daemon stopped mid-job (SIGTERM path, in-process) resumes batched frames in their original groups: same bytes', async () => {
+  const dataDir = tempDir('resume-batch');
+  const frames = await Promise.all(Array.from({ length: 5 }, async (_, i) => ({ name: `b${i}.png`, png: await testPng(i + 40, 64, 64) })));
+  const params = { prompt: 'pastel', steps: 16, strength: 0.5, seed: 8, batch: 2 };
+  try {
+    let d = await startTestDaemon({ dataDir });
+    const a = await d.connect();
+    const job = await a.submit({ kind: 'stylize', params, frames });
+    await new Promise<void>((resolve) => { job.onFrame = () => resolve(); });
+    await d.close(); // interrupts the job at its next step; it stays `running` on disk
+    d = await startTestDaemon({ dataDir });
+    const b = await d.connect();
+    const resumed = new Map<number, string>();
+    const attached = await b.attach(job.id);
+    assert.equal(attached.job.state, 'running', 'the job was interrupted, not finished');
+    attached.onFrame = (f) => resumed.set(f.index, hex(f));
+    await attached.done;
+    const ref = await b.submit({ kind: 'stylize', params, frames });
+    const reference = new Map<number, string>();
+    ref.onFrame = (f) => reference.set(f.index, hex(f));
+    await ref.done;
+    assert.equal(resumed.size, 5);
+    for (let i = 0; i < 5; i++) assert.equal(resumed.get(i), reference.get(i), `frame ${i} differs from the uninterrupted run`);
+    await d.close();
+  } finally {
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
