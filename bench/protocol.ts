@@ -6,7 +6,8 @@
  *     receive → decode + validate, as a ping-pong timed per direction (round trip / 2), and the throughput of
  *     frames sent back to back;
  *   - daemon: a real stylize job through `vidprior serve`'s code (in-process daemon, the bench model) — the
- *     seconds per frame the client sees, which is what the protocol overhead is compared with.
+ *     seconds per frame the client sees, which is what the protocol overhead is compared with — and the reply
+ *     time of another client's requests meanwhile (inference runs off the event loop).
  *
  *   node dist/bench/protocol.js [--ep cpu] [--preset tiny] [--quick]      (also part of `npm run bench`)
  */
@@ -103,8 +104,11 @@ async function loopback(png: Uint8Array, repeats: number, burst: number): Promis
   }
 }
 
-/** A real stylize job through the daemon: seconds per frame as the client sees them. */
-async function daemonJob(ctx: BenchContext, pngs: Uint8Array[], steps: number): Promise<{ perFrame: number; ep: string }> {
+/**
+ * A real stylize job through the daemon: seconds per frame as the client sees them, and how quickly the
+ * daemon answers another client meanwhile (list_jobs every 50 ms: inference must not block the event loop).
+ */
+async function daemonJob(ctx: BenchContext, pngs: Uint8Array[], steps: number): Promise<{ perFrame: number; ep: string; replyMs: { median: number; max: number; count: number } }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'vidprior-bench-protocol-'));
   const modelDir = await benchModelDir(ctx);
   const daemon = await startDaemon({
@@ -118,10 +122,24 @@ async function daemonJob(ctx: BenchContext, pngs: Uint8Array[], steps: number): 
     const job = await client.submit({ kind: 'stylize', params, frames: pngs.map((png, i) => ({ name: `f${i}.png`, png })) });
     const arrivals: number[] = [];
     job.onFrame = () => arrivals.push(performance.now());
+    const other = await VidpriorClient.connect(daemon.server!.url);
+    const replies: number[] = [];
+    let running = true;
+    const probing = (async () => {
+      while (running) {
+        const t0 = performance.now();
+        await other.listJobs({ limit: 1 });
+        replies.push(performance.now() - t0);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
     await job.done;
+    running = false;
+    await probing;
+    await other.close();
     // Between the first and the last frame: steady state, without the submit upload and prompt encoding.
     const perFrame = arrivals.length > 1 ? (arrivals.at(-1)! - arrivals[0]!) / (arrivals.length - 1) / 1000 : NaN;
-    return { perFrame, ep: daemon.queue.model.ep };
+    return { perFrame, ep: daemon.queue.model.ep, replyMs: { median: median(replies), max: Math.max(...replies), count: replies.length } };
   } finally {
     await client.close();
     await daemon.close();
@@ -148,6 +166,8 @@ export async function benchProtocol(ctx: BenchContext): Promise<unknown> {
       streamedMBps: round(png.length / wire.streamed / 1e6),
     },
     inference: { ep: job.ep, preset: ctx.preset, steps, strength: 0.45, denoisingSteps: Math.floor(steps * 0.45), frames, secondsPerFrame: round(job.perFrame) },
+    // A second client's list_jobs round trip while the job runs: the event loop stays free during inference.
+    replyWhileBusyMs: { median: round(job.replyMs.median), max: round(job.replyMs.max), requests: job.replyMs.count },
     // The number this benchmark exists for: what share of a frame's time the protocol costs.
     overheadVsInference: round(wire.oneWay / job.perFrame),
   };
