@@ -93,6 +93,9 @@ export class Connection {
         this.subscriptions.get(m.job)?.();
         this.subscriptions.delete(m.job);
         return this.send({ type: 'ok', id: m.id });
+      case 'delete_job':
+        await q.delete(m.job);
+        return this.send({ type: 'ok', id: m.id });
       case 'list_models':
         return this.send({ type: 'models', id: m.id, models: q.model.models(), adapters: await q.model.adapters() });
     }

@@ -9,7 +9,7 @@ import { TERMINAL_STATES, plainDetails, type JobDetail, type JobEvent, type JobS
 import type { ExecutorContext, JobExecutor, ProgressUpdate } from './jobs/executor.js';
 import type { JobRecord, JobStore, NewJob } from './jobs/store.js';
 import type { ModelHost } from './model-host.js';
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export type JobListener = (event: JobEvent) => void;
@@ -103,6 +103,16 @@ export class JobQueue {
     const at = this.waiting.indexOf(id);
     if (at >= 0) this.waiting.splice(at, 1);
     await this.finish(job, 'cancelled', new VidpriorError('E_CANCELLED', 'the job was cancelled'));
+  }
+
+  /** Removes a finished job and its folder; a queued or running one must be cancelled first (E_BUSY). */
+  async delete(id: string): Promise<void> {
+    const job = this.get(id);
+    if (!TERMINAL_STATES.includes(job.status.state)) {
+      throw new VidpriorError('E_BUSY', `job ${id} is ${job.status.state}: cancel it before deleting it`, { job: id, state: job.status.state });
+    }
+    this.jobs.delete(id);
+    await rm(job.dir, { recursive: true, force: true });
   }
 
   subscribe(id: string, listener: JobListener): () => void {

@@ -165,6 +165,10 @@ export class VidpriorClient {
     await this.request({ type: 'cancel', job });
   }
 
+  async deleteJob(job: string): Promise<void> {
+    await this.request({ type: 'delete_job', job });
+  }
+
   async listJobs(opts: { state?: JobState; limit?: number } = {}): Promise<JobSummary[]> {
     const r = await this.request({ type: 'list_jobs', ...(opts.state ? { state: opts.state } : {}), limit: opts.limit ?? 100 });
     return (r as Extract<ServerMessage, { type: 'jobs' }>).jobs;

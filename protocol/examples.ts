@@ -141,7 +141,7 @@ export const EXAMPLES: Example[] = [
   },
   {
     name: 'jobs',
-    description: 'List jobs (newest first, optionally by state), inspect one, detach from its events.',
+    description: 'List jobs (newest first, optionally by state), inspect one, detach from its events, delete it.',
     steps: [
       hello, welcome,
       c({ type: 'list_jobs', id: 7, limit: 10 }),
@@ -150,8 +150,10 @@ export const EXAMPLES: Example[] = [
       d({ type: 'job', id: 8, job: { ...summary({ state: 'done', name: 'shot 12', done: 2, fraction: 1 }), params: stylizeParams, inputs: ['f0001.png', 'f0002.png'], outputs: ['f0001.png', 'f0002.png'] } }),
       c({ type: 'detach', id: 9, job: JOB }),
       d({ type: 'ok', id: 9 }),
-      c({ type: 'get_job', id: 10, job: 'j-20000101-000000-000000' }),
-      d({ type: 'error', id: 10, code: 'E_NOT_FOUND', message: 'no job "j-20000101-000000-000000"', details: { job: 'j-20000101-000000-000000' } }),
+      c({ type: 'delete_job', id: 10, job: JOB }),
+      d({ type: 'ok', id: 10 }),
+      c({ type: 'get_job', id: 11, job: 'j-20000101-000000-000000' }),
+      d({ type: 'error', id: 11, code: 'E_NOT_FOUND', message: 'no job "j-20000101-000000-000000"', details: { job: 'j-20000101-000000-000000' } }),
     ],
   },
   {

@@ -126,9 +126,12 @@ export const Detach = object({ type: literal('detach'), id: requestId, job: jobI
 
 export const ListModels = object({ type: literal('list_models'), id: requestId });
 
+/** Removes a finished job and its files (its published adapter stays). */
+export const DeleteJob = object({ type: literal('delete_job'), id: requestId, job: jobId });
+
 export const CLIENT_MESSAGES = {
   hello: Hello, submit: Submit, cancel: Cancel, list_jobs: ListJobs, get_job: GetJob,
-  attach: Attach, detach: Detach, list_models: ListModels,
+  attach: Attach, detach: Detach, list_models: ListModels, delete_job: DeleteJob,
 } as const;
 
 export type Hello = Infer<typeof Hello>;
@@ -139,6 +142,7 @@ export type GetJob = Infer<typeof GetJob>;
 export type Attach = Infer<typeof Attach>;
 export type Detach = Infer<typeof Detach>;
 export type ListModels = Infer<typeof ListModels>;
+export type DeleteJob = Infer<typeof DeleteJob>;
 /** A client message as the daemon sees it after parsing (defaults filled in). */
 export type ClientMessage = { [K in keyof typeof CLIENT_MESSAGES]: Infer<(typeof CLIENT_MESSAGES)[K]> }[keyof typeof CLIENT_MESSAGES];
 /** A client message as a client may write it (fields with defaults may be left out). */

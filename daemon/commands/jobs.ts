@@ -1,12 +1,12 @@
 /**
- * `vidprior jobs list|show|cancel|attach|models`: the daemon's jobs from a terminal or a script (--json).
+ * `vidprior jobs list|show|cancel|attach|delete|models`: the daemon's jobs from a terminal or a script (--json).
  */
 import type { CommandModule } from 'yargs';
 import { JOB_STATES, type JobState, type JobSummary } from '../../protocol/messages.js';
 import { clientOptions, connectFromArgs, follow, reporterFor, type ClientArgs } from './client-common.js';
 
 interface JobsArgs extends ClientArgs {
-  action: 'list' | 'show' | 'cancel' | 'attach' | 'models';
+  action: 'list' | 'show' | 'cancel' | 'attach' | 'delete' | 'models';
   id?: string;
   state?: JobState;
   limit: number;
@@ -22,16 +22,16 @@ function line(j: JobSummary): string {
 
 export const jobsCommand: CommandModule<object, JobsArgs> = {
   command: 'jobs <action> [id]',
-  describe: 'List, show, cancel or attach to the daemon\'s jobs; list its models and adapters',
+  describe: 'List, show, cancel, attach to or delete the daemon\'s jobs; list its models and adapters',
   builder: (yargs) =>
     clientOptions(yargs)
-      .positional('action', { type: 'string', choices: ['list', 'show', 'cancel', 'attach', 'models'] as const, demandOption: true })
-      .positional('id', { type: 'string', describe: 'the job id (show, cancel, attach)' })
+      .positional('action', { type: 'string', choices: ['list', 'show', 'cancel', 'attach', 'delete', 'models'] as const, demandOption: true })
+      .positional('id', { type: 'string', describe: 'the job id (show, cancel, attach, delete)' })
       .option('state', { type: 'string', choices: JOB_STATES, describe: 'list: only jobs in this state' })
       .option('limit', { type: 'number', default: 50, describe: 'list: at most this many (newest first)' })
       .option('output', { type: 'string', describe: 'attach: write the frames (replayed and new) to this folder' })
       .option('from-index', { type: 'number', default: 0, describe: 'attach: replay frames from this output index' })
-      .check((a) => (['show', 'cancel', 'attach'].includes(a.action as string) && !a.id ? `jobs ${a.action} needs a job id` : true))
+      .check((a) => (['show', 'cancel', 'attach', 'delete'].includes(a.action as string) && !a.id ? `jobs ${a.action} needs a job id` : true))
       .example('$0 jobs list --state running', '')
       .example('$0 jobs attach j-20261125-142301-3fa9c2 --output styled/', 'follow a job, writing its frames') as never,
   handler: async (argv) => {
@@ -59,6 +59,10 @@ export const jobsCommand: CommandModule<object, JobsArgs> = {
           reporter.result({ job: job.id, outputs: done.outputs, elapsed_s: done.elapsed_s }, `job ${job.id} done: ${done.outputs.frames} frame(s)`);
           break;
         }
+        case 'delete':
+          await client.deleteJob(argv.id!);
+          reporter.result({ job: argv.id, deleted: true }, `deleted ${argv.id}`);
+          break;
         case 'models': {
           const { models, adapters } = await client.listModels();
           reporter.result({ models, adapters }, [

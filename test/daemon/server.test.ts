@@ -1,6 +1,7 @@
 // A real daemon on a free port, real websocket clients, the real img2img pipeline on the embedded default model.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import sharp from 'sharp';
 import { VidpriorClient, type JobStream } from '../../protocol/client.js';
 import type { Frame } from '../../protocol/messages.js';
@@ -144,6 +145,19 @@ test('two clients submitting at once are served in order (FIFO, one worker)', as
   assert.ok(da && db);
   const [sa, sb] = await Promise.all([a.getJob(ja.id), a.getJob(jb.id)]);
   assert.ok(sa.finished_at! <= sb.started_at!, 'the second job starts after the first finished');
+});
+
+test('delete_job removes a finished job and its folder; a running one must be cancelled first', async () => {
+  const c = await d.connect();
+  const job = await c.submit({ kind: 'stylize', params: { ...params, steps: 40, strength: 1 }, frames: await frames(3) });
+  await assert.rejects(c.deleteJob(job.id), (e: Error & { code?: string }) => e.code === 'E_BUSY');
+  await c.cancel(job.id);
+  await job.done.catch(() => {});
+  const dir = d.daemon.queue.get(job.id).dir;
+  await c.deleteJob(job.id);
+  assert.ok(!existsSync(dir));
+  await assert.rejects(c.getJob(job.id), (e: Error & { code?: string }) => e.code === 'E_NOT_FOUND');
+  assert.ok((await c.listJobs()).every((j) => j.id !== job.id));
 });
 
 test('a client that cannot reach the daemon gets E_CONNECTION', async () => {
