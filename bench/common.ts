@@ -18,6 +18,8 @@ export interface BenchContext {
   preset: string;
   /** Float type of the built model (--dtype). */
   dtype: 'float32' | 'float16';
+  /** WebGPU only: the layout ORT uses for Conv and friends in the UNet (--layout NCHW|NHWC). */
+  layout?: 'NCHW' | 'NHWC';
   /** Fewer repetitions and frames (--quick), for a smoke run. */
   quick: boolean;
   /** Where built models are cached between runs. */
@@ -52,20 +54,32 @@ export async function benchModelDir(ctx: BenchContext): Promise<string> {
 /** Loads the bench model; `gpuResidentUnet` keeps the UNet's output on the GPU (WebGPU). */
 export async function loadBenchModel(ctx: BenchContext, runtime: Runtime, gpuResidentUnet: boolean): Promise<StableDiffusionModel> {
   const dir = await benchModelDir(ctx);
-  return loadModelFolder(dir, runtime, { sessionOptions: gpuResidentUnet ? { unet: { keepOutputsOnGpu: true } } : {} });
+  return loadModelFolder(dir, runtime, {
+    sessionOptions: { unet: { keepOutputsOnGpu: gpuResidentUnet, ...(ctx.layout ? { preferredLayout: ctx.layout } : {}) } },
+  });
 }
 
-/** Seconds per call of `fn`: `warmup` untimed calls, then the median of `repeats` timed ones. */
-export async function timePerCall(fn: () => Promise<unknown>, warmup: number, repeats: number): Promise<{ median: number; min: number; runs: number }> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const times: number[] = [];
+/**
+ * Times several alternatives round-robin (A B A B …) so that a busy machine slows each of them alike, and the
+ * ratios between them, measured in the same run, stay meaningful. Returns seconds per call for each.
+ */
+export async function timeInterleaved<K extends string>(fns: Record<K, () => Promise<unknown>>, warmup: number, repeats: number): Promise<Record<K, { median: number; min: number; runs: number }>> {
+  const keys = Object.keys(fns) as K[];
+  for (let i = 0; i < warmup; i++) for (const k of keys) await fns[k]();
+  const times = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   for (let i = 0; i < repeats; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push((performance.now() - t0) / 1000);
+    for (const k of keys) {
+      const t0 = performance.now();
+      await fns[k]();
+      times[k].push((performance.now() - t0) / 1000);
+    }
   }
-  times.sort((a, b) => a - b);
-  return { median: times[Math.floor(times.length / 2)]!, min: times[0]!, runs: repeats };
+  const out = {} as Record<K, { median: number; min: number; runs: number }>;
+  for (const k of keys) {
+    const t = times[k].sort((a, b) => a - b);
+    out[k] = { median: t[Math.floor(t.length / 2)]!, min: t[0]!, runs: repeats };
+  }
+  return out;
 }
 
 export function round(v: number, digits = 4): number {

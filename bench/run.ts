@@ -6,7 +6,8 @@
  *   npm run bench                                   # CPU, tiny model, every module
  *   npm run bench -- --only unet,stylize --quick    # a smoke run
  *   npm run bench -- --ep webgpu --preset sd15      # the GPU machine: SD 1.5-sized model built there
- *   options: --ep auto|cuda|webgpu|cpu  --preset tiny|sd15  --dtype float32|float16  --out <dir>  --models <dir>
+ *   options: --ep auto|cuda|webgpu|cpu  --preset tiny|sd15  --dtype float32|float16  --layout NCHW|NHWC (WebGPU)
+ *            --only a,b  --quick  --out <dir>  --models <dir>
  *
  * A new benchmark is a module in bench/ exporting a BenchModule (common.ts), listed below.
  */
@@ -45,12 +46,14 @@ export async function main(args: string[]): Promise<void> {
   if (!PRESETS[preset]) fail(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got ${preset}`);
   const dtype = (option(args, '--dtype') ?? 'float32') as BenchContext['dtype'];
   if (dtype !== 'float32' && dtype !== 'float16') fail(`--dtype must be float32 or float16, got ${dtype}`);
+  const layout = option(args, '--layout') as BenchContext['layout'];
+  if (layout !== undefined && layout !== 'NCHW' && layout !== 'NHWC') fail(`--layout must be NCHW or NHWC, got ${layout}`);
   const only = option(args, '--only')?.split(',').map((s) => s.trim()).filter(Boolean);
   const unknown = only?.filter((n) => !BENCHMARKS.some((b) => b.name === n));
   if (unknown?.length) fail(`unknown benchmark ${unknown.join(', ')}; known: ${BENCHMARKS.map((b) => b.name).join(', ')}`);
   const outDir = option(args, '--out') ?? join('bench', 'results');
   const ctx: BenchContext = {
-    ep, preset, dtype, quick: args.includes('--quick'),
+    ep, preset, dtype, layout, quick: args.includes('--quick'),
     modelsDir: option(args, '--models') ?? join('.cache', 'bench-models'),
     log: (line) => process.stderr.write(`bench: ${line}\n`),
   };
@@ -61,7 +64,7 @@ export async function main(args: string[]): Promise<void> {
     const started = new Date();
     try {
       const result = await bench.run(ctx);
-      const record = { name: bench.name, date: started.toISOString(), seconds: (Date.now() - started.getTime()) / 1000, options: { ep, preset, dtype, quick: ctx.quick }, result };
+      const record = { name: bench.name, date: started.toISOString(), seconds: (Date.now() - started.getTime()) / 1000, options: { ep, preset, dtype, layout: layout ?? null, quick: ctx.quick }, result };
       const text = `${JSON.stringify(record, null, 2)}\n`;
       await writeFile(join(outDir, `${bench.name}.json`), text);
       process.stdout.write(text);
