@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../protocol/codec.js';
 import type { JobExecutor } from './jobs/executor.js';
+import { readModelFolder } from '../src/models/folder.js';
 import { defaultExecutors } from './jobs/index.js';
 import { JobStore } from './jobs/store.js';
 import { ModelHost } from './model-host.js';
@@ -30,6 +31,11 @@ export interface DaemonOptions {
   watch?: string[];
   /** How long files in a watched folder must keep their size before they are read (default 500 ms). */
   watchStableMs?: number;
+  /**
+   * Load the model right after start (in the background) rather than with the first job: the first job
+   * starts sooner and `welcome.ep` names the provider in use. A `modelDir` is checked before anything starts.
+   */
+  preload?: boolean;
   /** Replaces the executors (tests of the queue itself). */
   executors?: JobExecutor[];
   log?: (line: string) => void;
@@ -53,6 +59,8 @@ export function packageVersion(): string {
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.log ?? (() => {});
   const dataDir = resolve(opts.dataDir);
+  // A model folder that lacks a file is an error now, not at the first job (E_MODEL_MISSING naming the file).
+  if (opts.modelDir) await readModelFolder(resolve(opts.modelDir));
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
   // 1. The queue over the data dir; unfinished jobs of the last run resume.
   const store = new JobStore(dataDir);
@@ -90,6 +98,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await model.close();
       throw err;
     }
+  }
+
+  if (opts.preload) {
+    model.get().catch((err: unknown) => log(`the model could not be loaded; jobs will fail until this is fixed: ${(err as Error).message}`));
   }
 
   return {

@@ -73,6 +73,7 @@ export async function startFromArgs(argv: DaemonArgs, listen?: Parameters<typeof
     },
     allowDirs,
     watch: argv.watch,
+    preload: true,
     log,
   });
 }
