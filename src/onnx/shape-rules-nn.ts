@@ -234,4 +234,11 @@ export const MS_RULES: Record<string, ShapeRule> = {
   FastGelu: (c) => [{ ...c.req(0) }],
   BiasGelu: (c) => [{ ...c.req(0) }],
   QuickGelu: (c) => [{ ...c.req(0) }],
+  // (X + bias) split in halves along the last axis: [..., D] → [..., D/2] (src/onnx/optimize emits it).
+  BiasSplitGelu: (c) => {
+    const x = c.req(0);
+    if (!x.shape) return [{ type: x.type, shape: null }];
+    const last = x.shape[x.shape.length - 1];
+    return [{ type: x.type, shape: [...x.shape.slice(0, -1), typeof last === 'number' ? last / 2 : null] }];
+  },
 };

@@ -13,14 +13,23 @@
 import type { Model } from '../ir.js';
 import { type Float16Options, convertToFloat16 } from '../convert-float16.js';
 import { fuseAttention } from './attention.js';
+import { fuseBiasSplitGelu, fuseLayerNorm } from './norm-gelu.js';
 import type { PassOptions, PassReport } from './match.js';
 
 export { fuseAttention } from './attention.js';
+export { fuseBiasSplitGelu, fuseLayerNorm } from './norm-gelu.js';
 export { pipelineInputShapes, type PassEntry, type PassOptions, type PassReport, type PassResult } from './match.js';
 
 export interface GpuOptimizeOptions extends PassOptions {
   /** Fuse attention blocks into com.microsoft MultiHeadAttention (default true). */
   attention?: boolean;
+  /** Fuse LayerNorm chains of opset < 17 exports into LayerNormalization (default true; runs everywhere). */
+  layerNorm?: boolean;
+  /**
+   * Fuse GEGLU into com.microsoft BiasSplitGelu (default false): ORT has that kernel on WebGPU and CUDA only,
+   * so a model fused this way no longer runs on the CPU provider.
+   */
+  biasSplitGelu?: boolean;
   /** Convert to float16 after the fusions (default false); an object passes options to convertToFloat16. */
   float16?: boolean | Float16Options;
 }
@@ -34,8 +43,14 @@ export interface GpuOptimizeResult {
 export function optimizeForGpu(model: Model, opts: GpuOptimizeOptions = {}): GpuOptimizeResult {
   const reports: PassReport[] = [];
   let m = model;
-  if (opts.attention ?? true) {
-    const r = fuseAttention(m, opts);
+  const passes = [
+    [opts.layerNorm ?? true, fuseLayerNorm],
+    [opts.attention ?? true, fuseAttention],
+    [opts.biasSplitGelu ?? false, fuseBiasSplitGelu],
+  ] as const;
+  for (const [on, pass] of passes) {
+    if (!on) continue;
+    const r = pass(m, opts);
     m = r.model;
     reports.push(r.report);
   }

@@ -93,7 +93,7 @@ for (const opset of [14, 17]) {
 test('fused then float16 runs and stays close to float32', async () => {
   const { model } = buildComponent('unet', preset('tiny'), { opset: 17, seed: 4 });
   const { model: half, reports } = optimizeForGpu(model, { float16: true });
-  assert.deepEqual(reports.map((r) => r.pass), ['attention', 'float16']);
+  assert.deepEqual(reports.map((r) => r.pass), ['layernorm', 'attention', 'float16']);
   assert.ok(half.graph.nodes.some((n) => n.opType === 'MultiHeadAttention'));
   const feeds = unetFeeds(2, 16, 16, 32, 9);
   const ref = await run(model, feeds);

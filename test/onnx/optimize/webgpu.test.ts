@@ -54,7 +54,7 @@ async function blockError(side: number, float16: boolean): Promise<number> {
   const { model, feeds, shapes } = transformerBlock(side);
   const ref = await run(cpu, model, feeds);
   const { model: fused, reports } = optimizeForGpu(model, { float16 });
-  assert.equal(reports[0]!.fused.length, 2);
+  assert.equal(reports.find((r) => r.pass === 'attention')!.fused.length, 2);
   // Shape arithmetic (GroupNorm's Shape → Reshape) is int64 work ORT keeps on the CPU: fold it for this check.
   foldConstants(fused, shapes);
   return maxDiff(ref, await run(gpu, fused, feeds, { disallowCpuFallback: true }));
@@ -72,10 +72,20 @@ test('fused transformer block (64 tokens) agrees with CPU', { skip: SKIP, todo: 
   assert.ok(d < 1e-4, `float32: max difference ${d}`);
 });
 
+test('GEGLU as BiasSplitGelu (64 tokens, no attention fusion): on WebGPU, agrees with CPU', { skip: SKIP }, async () => {
+  const { model, feeds, shapes } = transformerBlock(8);
+  const ref = await run(cpu, model, feeds);
+  const { model: fused, reports } = optimizeForGpu(model, { attention: false, biasSplitGelu: true });
+  assert.equal(reports.find((r) => r.pass === 'bias-split-gelu')!.fused.length, 1);
+  foldConstants(fused, shapes);
+  const d = maxDiff(ref, await run(gpu, fused, feeds, { disallowCpuFallback: true }));
+  assert.ok(d < 1e-4, `max difference ${d}`);
+});
+
 test('fused real export (fixture UNet, 16-token attention) on WebGPU agrees with the unfused one on CPU', { skip: SKIP || (existsSync(FIXTURE) ? false : `${FIXTURE} not found`) }, async () => {
   const model = decodeModel(readFileSync(FIXTURE));
   const { model: fused, reports } = optimizeForGpu(model);
-  assert.equal(reports[0]!.fused.length, 12);
+  assert.equal(reports.find((r) => r.pass === 'attention')!.fused.length, 12);
   const rng = new Rng(4);
   // 8×8 latents: the fixture's attention runs after one downsampling, on 4×4 = 16 tokens.
   const feeds = { sample: float32([2, 4, 8, 8], rng.normalArray(512)), timestep: int64([1], [500]), encoder_hidden_states: float32([2, 77, 32], rng.normalArray(2 * 77 * 32)) };
