@@ -1,6 +1,7 @@
 /**
- * What the GPU graph optimizations buy: UNet steps/s of the original graph, attention-fused, float16 and
- * fused+float16 (src/onnx/optimize), each with ORT's default NCHW and with preferredLayout 'NHWC', each with
+ * What the GPU graph optimizations buy: UNet steps/s of the original graph, attention-fused (± GEGLU as
+ * BiasSplitGelu, WebGPU only), float16 and fused+float16 (src/onnx/optimize), each with ORT's default NCHW
+ * and with preferredLayout 'NHWC', each with
  * host feeds/outputs (a round trip per step) and with feeds uploaded once and outputs left on the GPU. Every
  * speed is also given as a ratio to the original graph (NCHW, round trip) measured in the same run, and every
  * variant's output is compared with the original's.
@@ -14,9 +15,10 @@
  *     --work /tmp/optimize-bench --out "$OUT" 2>&1 | tail -c 11000
  *
  * The SD 1.5-sized UNet (860M parameters, seeded random weights) is built there in memory (~1 min) and its
- * four variants are written to --work (external data, ≈ 10 GB); weights are never carried. Results land in
- * $OUT/optimize-webgpu-sd15.json. If the 10-minute limit is tight, add `--repeats 3` or
- * `--variants original,fused,fused-fp16`.
+ * six variants are written to --work (external data, ≈ 15 GB); weights are never carried. Results land in
+ * $OUT/optimize-webgpu-sd15.json (maxAbsDiffVsOriginal: check it before believing a speed-up — on lavapipe
+ * the WebGPU MultiHeadAttention kernel is wrong past 16 query tokens). If the 10-minute limit is tight, add
+ * `--repeats 3`, `--layouts NCHW` or `--variants original,fused,fused-geglu-fp16`.
  *
  * ## Here
  *
@@ -42,8 +44,19 @@ import { type ExecutionProvider, type Feed, type Session, isGpuTensor } from '..
 import { type Tensor, asFloat32, float32, int64 } from '../src/tensor.js';
 import { hostInfo, round, timeInterleaved } from './common.js';
 
-export const GRAPH_VARIANTS = ['original', 'fused', 'fp16', 'fused-fp16'] as const;
-export type GraphVariant = (typeof GRAPH_VARIANTS)[number];
+/** The graphs compared: which passes of optimizeForGpu each gets (LayerNorm fusion is a no-op at opset 17). */
+const VARIANT_PASSES = {
+  original: null,
+  fused: { attention: true, biasSplitGelu: false, float16: false },
+  'fused-geglu': { attention: true, biasSplitGelu: true, float16: false },
+  fp16: { attention: false, biasSplitGelu: false, float16: true },
+  'fused-fp16': { attention: true, biasSplitGelu: false, float16: true },
+  'fused-geglu-fp16': { attention: true, biasSplitGelu: true, float16: true },
+} as const;
+export type GraphVariant = keyof typeof VARIANT_PASSES;
+export const GRAPH_VARIANTS = Object.keys(VARIANT_PASSES) as GraphVariant[];
+/** BiasSplitGelu has no CPU kernel in ORT. */
+const GPU_ONLY = new Set<GraphVariant>(['fused-geglu', 'fused-geglu-fp16']);
 type Layout = 'NCHW' | 'NHWC';
 
 export interface OptimizeBenchOptions {
@@ -65,7 +78,7 @@ export interface OptimizeBenchOptions {
 /** Builds the UNet with the project's builder, derives the variants, times them; returns JSON-able results. */
 export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<string, unknown>> {
   const log = o.log ?? ((line: string) => process.stderr.write(`optimize: ${line}\n`));
-  const variants = o.variants ?? GRAPH_VARIANTS;
+  const variants = (o.variants ?? GRAPH_VARIANTS).filter((v) => o.ep === 'webgpu' || !GPU_ONLY.has(v));
   const layouts: readonly Layout[] = o.ep === 'webgpu' ? (o.layouts ?? ['NCHW', 'NHWC']) : ['NCHW'];
   const cfg = presetConfig(o.preset);
   const side = o.size ?? cfg.unet.sample_size;
@@ -78,8 +91,9 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
   const reports: Record<string, string> = {};
   const models: Partial<Record<GraphVariant, Model>> = {};
   for (const v of variants) {
-    if (v === 'original') { models[v] = original; continue; }
-    const r = optimizeForGpu(original, { attention: v.startsWith('fused'), float16: v.endsWith('fp16') });
+    const passes = VARIANT_PASSES[v];
+    if (!passes) { models[v] = original; continue; }
+    const r = optimizeForGpu(original, passes);
     models[v] = r.model;
     reports[v] = formatReports(r.reports);
     log(`${v}: ${reports[v]!.replace(/\n/g, ' | ')}`);
