@@ -88,16 +88,20 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
   let source: Awaited<ReturnType<typeof openFrameSource>> | null = null;
   let sink: Awaited<ReturnType<typeof openFrameSink>> | null = null;
   try {
-    // 3. Load the model; on WebGPU the UNet's output stays on the GPU for the step graph.
+    // 3. Load the model; on WebGPU the UNet's output stays on the GPU for the step graph. With --adapter the
+    //    UNet is the folder's with the adapter merged in, and the plain one is never loaded (SD 1.5's is 3.4 GB).
     const gpu = runtime.decision.ep === 'webgpu';
-    model = await loadModelFolder(modelDir, runtime, { sessionOptions: gpu ? { unet: { keepOutputsOnGpu: true } } : {} });
-    for (const n of model.schedulerNotes) reporter.note(n);
-    if (hooks.unet) {
-      unet = await hooks.unet(model, runtime);
-    } else if (a.adapter) {
-      const adapted = await createAdaptedUnet(runtime, model.dir, a.adapter, gpu ? { keepOutputsOnGpu: true } : {});
+    const unetOptions = gpu ? { keepOutputsOnGpu: true } : {};
+    if (a.adapter && !hooks.unet) {
+      const adapted = await createAdaptedUnet(runtime, modelDir, a.adapter, unetOptions);
       reporter.note(`adapter ${a.adapter}: ${adapted.layers} layers, rank ${adapted.adapter.rank}${adapted.adapter.record.prompt ? `, fine-tuned for "${adapted.adapter.record.prompt}"` : ''}`);
       unet = adapted.session;
+    }
+    model = await loadModelFolder(modelDir, runtime, { sessionOptions: { unet: unetOptions }, unet: unet ?? undefined });
+    for (const n of model.schedulerNotes) reporter.note(n);
+    if (hooks.unet) {
+      const made = await hooks.unet(model, runtime);
+      unet = made === model.unet ? null : made;
     }
 
     // 4. Frames in (folder, image or video; brought to a multiple of f × 8) and out (named like the inputs).
@@ -134,7 +138,7 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
   } finally {
     await sink?.abort().catch(() => {});
     await source?.cleanup().catch(() => {});
-    if (unet && unet !== model?.unet) await unet.release().catch(() => {});
+    await unet?.release().catch(() => {}); // ours (adapter or hook), never released by the loader
     await model?.release().catch(() => {});
     await runtime.close().catch(() => {});
   }
