@@ -9,9 +9,9 @@
  *
  * Shapes it knows: TorchScript exports of diffusers' SDPA attention (√scale multiplied into q and into kᵀ,
  * head-split targets computed from Shape), the project's model builder (scale on the scores, Reshape
- * [0, 0, H, d]), and the same with Einsum products ('bhid,bhjd->bhij', 'bhij,bhjd->bhid'). Exports that fold
- * heads into the batch ([B·H, S, d], diffusers < 0.14 and SD 1.4's Einsum attention) and attention with an
- * additive mask are reported as skipped, with the reason.
+ * [0, 0, H, d]), the same with Einsum products ('bhid,bhjd->bhij', 'bhij,bhjd->bhid'), and heads folded into
+ * the batch ([B·H, S, d] between a split and an unfold Reshape: diffusers < 0.14, SD 1.4's Einsum attention
+ * 'bid,bjd->bij'). Attention with an additive mask (or baddbmm's beta term) is reported as skipped.
  *
  * Every fusion is proved from the graph: head split and merge targets (known values from shape inference),
  * permutations, the scale (constants), one reader for every value inside the pattern, and equal batch and
@@ -132,35 +132,66 @@ function projected(snap: Snapshot, value: string): string {
   return mm && snap.rank(mm.inputs[1]!) === 2 && snap.index.constant(mm.inputs[1]!) ? mm.inputs[0]! : v;
 }
 
-/** The scores product: MatMul, or a two-operand Einsum with the letters of a 4-D attention. */
-function productOperands(node: Node, kind: 'scores' | 'output'): { a: string; b: string; bPerm: number[] } {
-  if (node.opType === 'MatMul') return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: kind === 'scores' ? [0, 2, 3, 1] : [0, 2, 1, 3] };
+/**
+ * The operands of a product (MatMul, or a two-operand Einsum) and the axes its right operand must have: for
+ * rank 4 relative to the head split [B, L, H, d], for rank 3 (heads folded into the batch) to [B·H, L, d].
+ */
+function productOperands(node: Node, kind: 'scores' | 'output', rank: number): { a: string; b: string; bPerm: number[] } {
+  const asIs = rank === 4 ? [0, 2, 1, 3] : [0, 1, 2];
+  const transposed = rank === 4 ? [0, 2, 3, 1] : [0, 2, 1];
+  if (node.opType === 'MatMul') return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: kind === 'scores' ? transposed : asIs };
   const eq = (attrString(node, 'equation') ?? '').replace(/\s+/g, '');
-  const m = /^([a-zA-Z]{4}),([a-zA-Z]{4})->([a-zA-Z]{4})$/.exec(eq);
-  if (!m) return fail(`Einsum "${node.name}" equation "${eq}" is not a 4-D attention product`);
+  const m = new RegExp(`^([a-zA-Z]{${rank}}),([a-zA-Z]{${rank}})->([a-zA-Z]{${rank}})$`).exec(eq);
+  if (!m) return fail(`Einsum "${node.name}" equation "${eq}" is not a ${rank}-D attention product`);
   const [x, y, out] = [m[1]!, m[2]!, m[3]!];
-  const [bb, hh, ii] = [x[0]!, x[1]!, x[2]!];
-  if (y[0] !== bb || y[1] !== hh || new Set(x).size !== 4 || new Set(y).size !== 4) fail(`Einsum "${node.name}" "${eq}" does not share batch and head axes`);
+  const lead = x.slice(0, rank - 2), ii = x[rank - 2]!;
+  if (y.slice(0, rank - 2) !== lead || new Set(x).size !== rank || new Set(y).size !== rank) fail(`Einsum "${node.name}" "${eq}" does not share the batch axes`);
+  const tail = y.slice(rank - 2);
   if (kind === 'scores') {
-    const dd = x[3]!, j = [...y].find((c) => !x.includes(c));
-    if (!j || out !== `${bb}${hh}${ii}${j}`) fail(`Einsum "${node.name}" "${eq}" is not q·kᵀ`);
-    if (y.slice(2) === `${j}${dd}`) return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: [0, 2, 1, 3] };
-    if (y.slice(2) === `${dd}${j}`) return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: [0, 2, 3, 1] };
+    const dd = x[rank - 1]!, j = [...y].find((c) => !x.includes(c));
+    if (!j || out !== `${lead}${ii}${j}`) fail(`Einsum "${node.name}" "${eq}" is not q·kᵀ`);
+    if (tail === `${j}${dd}`) return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: asIs };
+    if (tail === `${dd}${j}`) return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: transposed };
   } else {
-    const j = x[3]!, dd = [...y].find((c) => !x.includes(c));
-    if (dd && y.slice(2) === `${j}${dd}` && out === `${bb}${hh}${ii}${dd}`) return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: [0, 2, 1, 3] };
+    const j = x[rank - 1]!, dd = [...y].find((c) => !x.includes(c));
+    if (dd && tail === `${j}${dd}` && out === `${lead}${ii}${dd}`) return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: asIs };
   }
   return fail(`Einsum "${node.name}" "${eq}" is not an attention product`);
+}
+
+/**
+ * Heads folded into the batch (diffusers < 0.14, SD 1.4's Einsum attention): the operand's path went
+ * split [B, S, H, d] → Transpose → fold Reshape [B·H, S, d]. Continues `path` (which stopped at the fold)
+ * up to the split, and proves the fold: it keeps d last and S (or, static, B·H) — the rest follows from the
+ * element count.
+ */
+function unfold(snap: Snapshot, path: OperandPath, what: string): OperandPath {
+  const fold = path.reshape;
+  const inner = traceOperand(snap, fold.inputs[0]!, 4, what);
+  if (!same(inner.perm, [0, 2, 1, 3])) fail(`${what}: heads reach the fold "${fold.name}" with axes [${inner.perm}] of [B, S, H, d], expected [0,2,1,3]`);
+  const ins = snap.shape(fold.inputs[0]!), outs = snap.shape(fold.outputs[0]!);
+  const ok = !!ins && !!outs && ins.length === 4 && outs.length === 3 && typeof ins[3] === 'number' && outs[2] === ins[3]
+    && (sameDim(outs[1], ins[2]) || (typeof outs[0] === 'number' && typeof ins[0] === 'number' && typeof ins[1] === 'number' && outs[0] === ins[0] * ins[1]));
+  if (!ok) fail(`${what}: cannot prove that "${fold.name}" folds [B, H, S, d] into [B·H, S, d] (${JSON.stringify(ins)} → ${JSON.stringify(outs)}; static input shapes prove it)`);
+  return { reshape: inner.reshape, perm: path.perm, scale: path.scale * inner.scale };
+}
+
+/** Proves that `unfold` turns [B·H, S, d] back into [B, H, S, d] for the given B, H, d. */
+function checkUnfold(snap: Snapshot, reshape: Node, batch: unknown, heads: number, headSize: number): void {
+  const ins = snap.shape(reshape.inputs[0]!), outs = snap.shape(reshape.outputs[0]!);
+  const ok = !!ins && !!outs && ins.length === 3 && outs.length === 4 && outs[1] === heads && outs[3] === headSize && ins[2] === headSize
+    && (sameDim(outs[0], batch as never) || sameDim(outs[2], ins[1]) || (typeof ins[0] === 'number' && outs[0] === ins[0] / heads));
+  if (!ok) fail(`cannot prove that "${reshape.name}" unfolds [B·H, S, d] into [B, ${heads}, S, ${headSize}] (${JSON.stringify(ins)} → ${JSON.stringify(outs)})`);
 }
 
 function matchAt(snap: Snapshot, softmax: Node, opset: number): AttentionMatch {
   // 1. Softmax over the last axis of 4-D scores.
   const scores = softmax.inputs[0]!;
   const rank = snap.rank(scores);
-  if (rank === 3) fail('3-D scores: heads folded into the batch ([B·H, S, d]) are not fused');
-  if (rank !== 4) fail(`scores of rank ${rank ?? 'unknown'}, expected 4`);
+  if (rank !== 4 && rank !== 3) return fail(`scores of rank ${rank ?? 'unknown'}, expected 4 (or 3 with heads folded into the batch)`);
+  const folded = rank === 3;
   const axis = attrInt(softmax, 'axis', opset >= 13 ? -1 : 1);
-  if (axis !== -1 && axis !== 3) fail(`Softmax over axis ${axis}, not the last`);
+  if (axis !== -1 && axis !== rank - 1) fail(`Softmax over axis ${axis}, not the last`);
 
   // 2. Up from the Softmax: constant scalings of the scores, then the q·kᵀ product.
   let scale = 1;
@@ -175,29 +206,42 @@ function matchAt(snap: Snapshot, softmax: Node, opset: number): AttentionMatch {
     if (p.opType === 'Add' || p.opType === 'Where') fail(`${p.opType} "${p.name}" on the scores (a mask) is not fused`);
     if (p.opType !== 'Mul' && p.opType !== 'Div') fail(`${p.opType} "${p.name}" between the scores and the Softmax`);
     const s1 = snap.scalar(p.inputs[1]!), s0 = snap.scalar(p.inputs[0]!);
-    if (s1 !== undefined && snap.rank(p.inputs[0]!) === 4) { scale *= p.opType === 'Mul' ? s1 : 1 / s1; v = p.inputs[0]!; }
-    else if (p.opType === 'Mul' && s0 !== undefined && snap.rank(p.inputs[1]!) === 4) { scale *= s0; v = p.inputs[1]!; }
+    if (s1 !== undefined && snap.rank(p.inputs[0]!) === rank) { scale *= p.opType === 'Mul' ? s1 : 1 / s1; v = p.inputs[0]!; }
+    else if (p.opType === 'Mul' && s0 !== undefined && snap.rank(p.inputs[1]!) === rank) { scale *= s0; v = p.inputs[1]!; }
     else fail(`${p.opType} "${p.name}" on the scores is not by a constant scalar`);
     reader = p;
   }
-  const qk = productOperands(product, 'scores');
-  const q = traceOperand(snap, qk.a, 4, 'query');
-  const k = traceOperand(snap, qk.b, 4, 'key');
-  if (!same(q.perm, [0, 2, 1, 3])) fail(`query reaches the product with axes [${q.perm}] of [B, S, H, d], expected [0,2,1,3]`);
-  if (!same(k.perm, qk.bPerm)) fail(`key reaches the product with axes [${k.perm}] of [B, L, H, d], expected [${qk.bPerm}]`);
+  const qk = productOperands(product, 'scores', rank);
+  const trace = (value: string, what: string): OperandPath => {
+    const path = traceOperand(snap, value, rank, what);
+    return folded ? unfold(snap, path, what) : path;
+  };
+  const q = trace(qk.a, 'query');
+  const k = trace(qk.b, 'key');
+  const qPerm = folded ? [0, 1, 2] : [0, 2, 1, 3];
+  const layout = folded ? '[B·H, S, d]' : '[B, S, H, d]';
+  if (!same(q.perm, qPerm)) fail(`query reaches the product with axes [${q.perm}] of ${layout}, expected [${qPerm}]`);
+  if (!same(k.perm, qk.bPerm)) fail(`key reaches the product with axes [${k.perm}] of ${layout}, expected [${qk.bPerm}]`);
 
   // 3. Down from the Softmax: the product with v, the heads moved back and merged.
   const probs = softmax.outputs[0]!;
   const readers = snap.readers(probs);
   const pv = readers.length === 1 ? readers[0] : undefined;
   if (!pv || !isStandard(pv) || (pv.opType !== 'MatMul' && pv.opType !== 'Einsum')) fail('the probabilities are not read by one product with v');
-  const pvOps = productOperands(pv!, 'output');
+  const pvOps = productOperands(pv!, 'output', rank);
   if (pvOps.a !== probs) fail(`the probabilities are the right operand of "${pv!.name}"`);
-  const vp = traceOperand(snap, pvOps.b, 4, 'value');
-  if (!same(vp.perm, pvOps.bPerm)) fail(`value reaches the product with axes [${vp.perm}] of [B, L, H, d], expected [${pvOps.bPerm}]`);
+  const vp = trace(pvOps.b, 'value');
+  if (!same(vp.perm, pvOps.bPerm)) fail(`value reaches the product with axes [${vp.perm}] of ${layout}, expected [${pvOps.bPerm}]`);
   if (vp.scale !== 1) fail('value is scaled before the product');
   let perm = [0, 1, 2, 3];
   let out = pv!.outputs[0]!;
+  let unfoldNode: Node | undefined;
+  if (folded) {
+    const r = snap.readers(out);
+    unfoldNode = r.length === 1 && r[0] && isStandard(r[0]) && r[0].opType === 'Reshape' ? r[0] : undefined;
+    if (!unfoldNode) fail('the folded attention output is not read by one Reshape back to [B, H, S, d]');
+    out = unfoldNode!.outputs[0]!;
+  }
   let merge: Node | undefined;
   for (;;) {
     const r = snap.readers(out);
@@ -226,11 +270,12 @@ function matchAt(snap: Snapshot, softmax: Node, opset: number): AttentionMatch {
   const [qa, ka, va] = [projected(snap, qs.source), projected(snap, ks.source), projected(snap, vs.source)];
   if (!(sameDim(qx[0], kx[0]) || qa === ka) || !(sameDim(qx[0], vx[0]) || qa === va)) fail(`cannot prove q, k, v have the same batch (${qx[0]}, ${kx[0]}, ${vx[0]})`);
   if (ka !== va && !sameDim(kx[1], vx[1])) fail(`cannot prove k and v have the same length (${kx[1]}, ${vx[1]})`);
+  if (unfoldNode) checkUnfold(snap, unfoldNode, qx[0], qs.heads, qs.headSize);
   const mergeIn = snap.shape(merge!.inputs[0]!);
   if (!mergeIn || mergeIn.length !== 4 || !mergesLeading(snap, merge!, mergeIn[0], mergeIn[1], [qs.heads * qs.headSize])) {
     fail(`cannot prove that "${merge!.name}" merges [B, S, H, d] into [B, S, H·d]`);
   }
-  const form = `${product.opType === 'Einsum' ? 'einsum' : 'matmul'}, scale on ${[q.scale !== 1 && 'q', k.scale !== 1 && 'k', scale !== 1 && 'scores'].filter(Boolean).join('+') || 'nothing'}`;
+  const form = `${folded ? 'heads folded into the batch, ' : ''}${product.opType === 'Einsum' ? 'einsum' : 'matmul'}, scale on ${[q.scale !== 1 && 'q', k.scale !== 1 && 'k', scale !== 1 && 'scores'].filter(Boolean).join('+') || 'nothing'}`;
   return {
     softmax, query: qs.source, key: ks.source, value: vs.source, heads: qs.heads, headSize: qs.headSize,
     scale: q.scale * k.scale * scale, merge: merge!, form,

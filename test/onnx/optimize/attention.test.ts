@@ -103,7 +103,7 @@ test('fused then float16 runs and stays close to float32', async () => {
 
 // ---- small graphs: the shapes other exporters write, and what must be left alone ----------------------------
 
-type Variant = { scoreScale?: 'mul' | 'div' | 'qk'; kTranspose?: 'direct' | 'late'; einsum?: boolean; mask?: boolean; vScale?: boolean; fold?: boolean; wrongMerge?: boolean };
+type Variant = { scoreScale?: 'mul' | 'div' | 'qk'; kTranspose?: 'direct' | 'late'; einsum?: boolean; mask?: boolean; vScale?: boolean; wrongMerge?: boolean };
 
 /** q/k/v projections of x [B, S, C] (k, v of ctx [B, L, E]), H heads, in one of several spellings. */
 function attentionGraph(v: Variant): Model {
@@ -124,7 +124,6 @@ function attentionGraph(v: Variant): Model {
     : b.op('Transpose', [split(k)], { perm: v.einsum ? [0, 2, 1, 3] : [0, 2, 3, 1] });
   let vh = b.op('Transpose', [split(vv)], { perm: [0, 2, 1, 3] });
   if (v.vScale) vh = b.op('Mul', [vh, b.scalar(2)]);
-  if (v.fold) { qh = b.op('Reshape', [qh, b.ints([-1, 0, d])]); kh = b.op('Reshape', [kh, b.ints([-1, d, 0])]); vh = b.op('Reshape', [vh, b.ints([-1, 0, d])]); }
   const s = Math.sqrt(1 / Math.sqrt(d));
   if (v.scoreScale === 'qk') { qh = b.op('Mul', [qh, b.scalar(s)]); kh = b.op('Mul', [kh, b.scalar(s)]); }
   let scores = v.einsum ? b.op('Einsum', [qh, kh], { equation: 'bhid,bhjd->bhij' }) : b.op('MatMul', [qh, kh]);
@@ -133,7 +132,6 @@ function attentionGraph(v: Variant): Model {
   if (v.mask) scores = b.op('Add', [scores, b.scalar(-1)]);
   const p = b.op('Softmax', [scores], { axis: -1 }, { name: 'attn2/Softmax' });
   let o = v.einsum ? b.op('Einsum', [p, vh], { equation: 'bhij,bhjd->bhid' }) : b.op('MatMul', [p, vh]);
-  if (v.fold) o = b.op('Reshape', [o, b.ints([-1, H, 0, d])]);
   o = b.op('Reshape', [b.op('Transpose', [o], { perm: v.wrongMerge ? [0, 2, 3, 1] : [0, 2, 1, 3] }), b.ints([0, 0, C])]);
   b.output(b.op('MatMul', [o, w('to_out.weight', C)], {}, { name: 'attn2/to_out.0/MatMul' }), 'y', 'float32', ['B', 'S', C]);
   return b.build();
@@ -166,7 +164,6 @@ for (const [name, variant] of FUSED) {
 const LEFT: [string, Variant, RegExp][] = [
   ['an additive mask', { mask: true }, /mask/],
   ['a scaled value', { vScale: true }, /value is scaled/],
-  ['heads folded into the batch', { fold: true }, /folded into the batch/],
   ['a merge with the wrong permutation', { wrongMerge: true }, /heads are merged from axes/],
 ];
 for (const [name, variant, reason] of LEFT) {
@@ -179,3 +176,48 @@ for (const [name, variant, reason] of LEFT) {
     assert.equal(out.graph.nodes.length, model.graph.nodes.length);
   });
 }
+
+/**
+ * Heads folded into the batch, as diffusers < 0.14 and SD 1.4's CompVis attention export it:
+ * [B, S, H·d] → [B, S, H, d] → [B, H, S, d] → [B·H, S, d], bmm or Einsum, and back.
+ */
+function foldedGraph(einsum: boolean, staticShapes: boolean): Model {
+  const [B, S, L, C, H, E] = [2, 5, 7, 16, 4, 12];
+  const d = C / H;
+  const b = new GraphBuilder('attn', { opset: 14 });
+  const rng = new Rng(8);
+  const x = b.input('x', 'float32', staticShapes ? [B, S, C] : ['B', 'S', C]);
+  const ctx = b.input('ctx', 'float32', staticShapes ? [B, L, E] : ['B', 'L', E]);
+  const w = (name: string, i: number): string => b.initializer(name, 'float32', [i, C], Float32Array.from(rng.normalArray(i * C, 0.3)));
+  const q = b.op('MatMul', [x, w('to_q.weight', C)], {}, { name: 'attn2/to_q/MatMul' });
+  const k = b.op('MatMul', [ctx, w('to_k.weight', E)], {}, { name: 'attn2/to_k/MatMul' });
+  const v = b.op('MatMul', [ctx, w('to_v.weight', E)], {}, { name: 'attn2/to_v/MatMul' });
+  const fold = (t: string, len: number): string => b.op('Reshape', [
+    b.op('Transpose', [b.op('Reshape', [t, b.ints(staticShapes ? [B, len, H, d] : [0, -1, H, d])])], { perm: [0, 2, 1, 3] }),
+    b.ints(staticShapes ? [B * H, len, d] : [B * H, -1, d]),
+  ]);
+  const [q3, k3, v3] = [fold(q, S), fold(k, L), fold(v, L)];
+  const scores = b.op('Mul', [einsum ? b.op('Einsum', [q3, k3], { equation: 'b i d, b j d -> b i j' }) : b.op('MatMul', [q3, b.op('Transpose', [k3], { perm: [0, 2, 1] })]), b.scalar(0.5)]);
+  const p = b.op('Softmax', [scores], { axis: -1 }, { name: 'attn2/Softmax' });
+  const o3 = einsum ? b.op('Einsum', [p, v3], { equation: 'b i j, b j d -> b i d' }) : b.op('MatMul', [p, v3]);
+  const o = b.op('Reshape', [b.op('Transpose', [b.op('Reshape', [o3, b.ints([B, H, S, d])])], { perm: [0, 2, 1, 3] }), b.ints([B, S, C])]);
+  b.output(b.op('MatMul', [o, w('to_out.weight', C)], {}, { name: 'attn2/to_out.0/MatMul' }), 'y', 'float32', [B, S, C]);
+  return b.build();
+}
+
+for (const einsum of [false, true]) {
+  test(`heads folded into the batch (${einsum ? 'Einsum, SD 1.4' : 'bmm, diffusers < 0.14'}): fused when shapes prove the fold`, async () => {
+    const model = foldedGraph(einsum, true);
+    const { model: fused, report } = fuseAttention(model);
+    assert.equal(report.fused.length, 1, JSON.stringify(report.skipped));
+    assert.match(report.fused[0]!.details!.form as string, /folded/);
+    const feeds = smallFeeds();
+    assert.ok(maxDiff(await run(model, feeds), await run(fused, feeds)) < 1e-5);
+  });
+}
+
+test('left alone: heads folded into the batch with a fold that symbolic shapes cannot prove', () => {
+  const { report } = fuseAttention(foldedGraph(true, false));
+  assert.equal(report.fused.length, 0);
+  assert.match(report.skipped[0]!.reason!, /cannot prove that .* folds/);
+});
