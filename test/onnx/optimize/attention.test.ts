@@ -7,6 +7,8 @@ import type { Model } from '../../../src/onnx/ir.js';
 import { fuseAttention, optimizeForGpu } from '../../../src/onnx/optimize/index.js';
 import { buildComponent, preset } from '../../../src/models/builder/index.js';
 import { findLoraTargets } from '../../../src/training/lora.js';
+import { buildGradients } from '../../../src/autodiff/index.js';
+import { cloneModel } from '../../../src/onnx/graph.js';
 import { type Runtime, openRuntime } from '../../../src/runtime/index.js';
 import { type Tensor, asFloat32, float32, int64 } from '../../../src/tensor.js';
 import { Rng } from '../../../src/random.js';
@@ -220,4 +222,14 @@ test('left alone: heads folded into the batch with a fold that symbolic shapes c
   const { report } = fuseAttention(foldedGraph(true, false));
   assert.equal(report.fused.length, 0);
   assert.match(report.skipped[0]!.reason!, /cannot prove that .* folds/);
+});
+
+test('autodiff has no rule for the fused op: training differentiates the unfused graph', () => {
+  // The fused graph is for inference; train-step graphs are built from the model as exported.
+  const model = attentionGraph({});
+  const shapes = { x: [2, 5, 16], ctx: [2, 7, 12] };
+  assert.doesNotThrow(() => buildGradients(cloneModel(model), { loss: 'y', wrt: ['to_q.weight'], inputShapes: shapes }));
+  const { model: fused } = fuseAttention(model);
+  assert.throws(() => buildGradients(fused, { loss: 'y', wrt: ['to_q.weight'], inputShapes: shapes }),
+    (err: Error & { code?: string }) => err.code === 'E_NO_GRADIENT' && /com\.microsoft\.MultiHeadAttention/.test(err.message));
 });
