@@ -16,6 +16,8 @@ import type { JobQueue } from './queue.js';
 import type { PathPolicy } from './paths.js';
 import { tokenMatches } from './token.js';
 
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+
 export interface ConnectionOptions {
   queue: JobQueue;
   version: string;
@@ -38,7 +40,10 @@ export class Connection {
     ws.on('message', (data, isBinary) => {
       void this.onMessage(data as Buffer | Buffer[] | ArrayBuffer, isBinary);
     });
-    ws.on('close', () => this.dispose());
+    // A connection that never completes the handshake is closed (it holds a socket and nothing else).
+    const handshake = setTimeout(() => { if (!this.greeted) ws.close(1008, 'no hello'); }, HANDSHAKE_TIMEOUT_MS);
+    handshake.unref();
+    ws.on('close', () => { clearTimeout(handshake); this.dispose(); });
     ws.on('error', () => this.dispose());
   }
 
