@@ -6,19 +6,25 @@
  * speed is also given as a ratio to the original graph (NCHW, round trip) measured in the same run, and every
  * variant's output is compared with the original's.
  *
- * ## On the GPU machine (H100, WebGPU): one call, ≈ 5–8 minutes
+ * ## On the GPU machine (H100, WebGPU): two calls of ≈ 5–7 minutes each
  *
  * Here, first:  npm run build && bash ../shared/gpu/bundle.sh
- * Then the device tool, run with carry [".gpu", "dist"] and timeout_s 600:
+ * Then the device tool's `run`, each with carry [".gpu", "dist"] and timeout_s 600 (one call = one run, its
+ * own baseline; the machine's disk is empty at each start):
  *
- *   source .gpu/prelude.sh && node dist/bench/optimize.js --ep webgpu --preset sd15 --batch 2 \
+ *   1. the graphs:
+ *   source .gpu/prelude.sh && node dist/bench/optimize.js --ep webgpu --preset sd15 --batch 2 --layouts NCHW \
  *     --work /tmp/optimize-bench --out "$OUT" 2>&1 | tail -c 11000
+ *   2. the layout (rename the first JSON before, or pass another --out):
+ *   source .gpu/prelude.sh && node dist/bench/optimize.js --ep webgpu --preset sd15 --batch 2 \
+ *     --variants original,fused-geglu-fp16 --layouts NCHW,NHWC --work /tmp/optimize-bench --out "$OUT" 2>&1 | tail -c 11000
  *
- * The SD 1.5-sized UNet (860M parameters, seeded random weights) is built there in memory (~1 min) and its
- * six variants are written to --work (external data, ≈ 15 GB); weights are never carried. Results land in
- * $OUT/optimize-webgpu-sd15.json (maxAbsDiffVsOriginal: check it before believing a speed-up — on lavapipe
- * the WebGPU MultiHeadAttention kernel is wrong past 16 query tokens). If the 10-minute limit is tight, add
- * `--repeats 3`, `--layouts NCHW` or `--variants original,fused,fused-geglu-fp16`.
+ * The SD 1.5-sized UNet (860M parameters, seeded random weights) is built there in memory (~40 s) and its
+ * variants are written to --work (external data, 3.4 GB per float32 variant, 1.7 GB per float16 one); weights
+ * are never carried. Measured here on a 2-core CPU, the same code path (sd15, 2 variants) took 150 s, of which
+ * 30–40 s per session creation: 6 sessions in call 1 fit the 10-minute limit, 12 would not. Results land in
+ * $OUT/optimize-webgpu-sd15.json. Check maxAbsDiffVsOriginal before believing a speed-up: on lavapipe the
+ * WebGPU MultiHeadAttention kernel is wrong past 16 query tokens (test/onnx/optimize/webgpu.test.ts).
  *
  * ## Here
  *
