@@ -1,6 +1,7 @@
 /**
- * A quick look at submitted frames before a job is accepted: PNG or JPEG, readable header, its size. Frames
- * that are not images are refused at submit time (E_BAD_INPUT naming the frame) instead of failing later.
+ * A quick look at submitted frames before a job is accepted: PNG or JPEG, readable header, its size (after
+ * EXIF orientation, as src/io/frames.ts reads it). Frames that are not images are refused at submit time
+ * (E_BAD_INPUT naming the frame) instead of failing later; only the header is read here.
  */
 import sharp from 'sharp';
 import { VidpriorError } from '../../src/errors.js';
@@ -26,7 +27,9 @@ export async function probeImage(bytes: Uint8Array, field: string): Promise<Imag
   try {
     const meta = await sharp(bytes, { failOn: 'error' }).metadata();
     if (!meta.width || !meta.height) throw new Error('no size in the header');
-    return { format, width: meta.width, height: meta.height };
+    // The size as src/io reads it: EXIF orientations 5–8 swap width and height.
+    const swap = meta.orientation !== undefined && meta.orientation >= 5;
+    return { format, width: swap ? meta.height : meta.width, height: swap ? meta.width : meta.height };
   } catch (err) {
     throw new VidpriorError('E_BAD_INPUT', `${field} is not a readable ${format.toUpperCase()} image: ${(err as Error).message}`, { field }, { cause: err });
   }
