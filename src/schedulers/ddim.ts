@@ -91,6 +91,12 @@ export class DdimScheduler {
       const delta = (N + -ratio) - N;
       ts = Array.from({ length }, (_, i) => roundHalfEven(i === 1 ? N + -ratio : N + i * delta) - 1);
     }
+    const beyond = ts.find((t) => t >= N || t < 0);
+    if (beyond !== undefined) {
+      // diffusers would index alphas_cumprod out of range here (e.g. 1000 "leading" steps with steps_offset 1).
+      throw new VidpriorError('E_BAD_REQUEST',
+        `steps ${n} with this scheduler's ${this.config.timestep_spacing} spacing and steps_offset ${this.config.steps_offset} reaches timestep ${beyond}, past its ${N} training steps: use fewer steps`, { steps: n });
+    }
     this.inferenceSteps = n;
     this.steps = ts;
     return ts;

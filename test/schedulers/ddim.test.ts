@@ -162,3 +162,9 @@ test('the shared real export\'s scheduler config loads as DDIM', { skip: readabl
 function readable(p: string): boolean {
   try { readFileSync(p); return true; } catch { return false; }
 }
+
+test('a step count whose schedule passes the last training timestep is refused by name', () => {
+  const s = new DdimScheduler({ steps_offset: 1, timestep_spacing: 'leading' });
+  assert.throws(() => s.setTimesteps(1000), /steps 1000 .* reaches timestep 1000, past its 1000 training steps/);
+  assert.equal(s.setTimesteps(999).length, 999);
+});

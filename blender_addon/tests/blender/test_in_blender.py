@@ -76,25 +76,33 @@ class Stylize(unittest.TestCase):
 
     def test_cancel_leaves_blender_usable(self):
         scene, editor = fresh_scene()
-        scene.vidprior.steps = 400  # long enough to be cancelled
+        scene.vidprior.steps, scene.vidprior.strength = 999, 1.0  # far longer than the test waits
         files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
         strip = compat.new_image_strip(editor, "long", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 1)
         select(editor, strip)
         before = {s.name for s in compat.all_strips(editor)}
+        stop = threading.Event()
 
-        def cancel_soon():
-            job = state.current()
-            if job is not None:
-                job.task.cancel()  # thread-safe: sets a flag the worker reads
+        def cancel_once_accepted():
+            # Runs beside the blocking operator; touches only the worker task (thread-safe), never bpy.
+            while not stop.is_set():
+                job = state.current()
+                if job is not None and not job.ended and job.task.job_id:
+                    job.task.cancel()
+                    return
+                stop.wait(0.05)
 
-        timer = threading.Timer(3.0, cancel_soon)
-        timer.start()
-        self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"CANCELLED"})
-        timer.cancel()
+        canceller = threading.Thread(target=cancel_once_accepted)
+        canceller.start()
+        try:
+            self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"CANCELLED"})
+        finally:
+            stop.set()
+            canceller.join()
         self.assertEqual(state.current().error[0], "E_CANCELLED")
         self.assertEqual(new_strips(editor, before), [])
         # Blender still works: a short job runs to the end.
-        scene.vidprior.steps = 4
+        scene.vidprior.steps, scene.vidprior.strength = 4, 0.5
         self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, scene.vidprior.job_status)
 
     def test_daemon_down_gives_a_clear_report(self):
@@ -120,6 +128,45 @@ class Stylize(unittest.TestCase):
         editor.active_strip = None
         with self.assertRaisesRegex(RuntimeError, "Select a movie or image strip"):
             bpy.ops.vidprior.stylize_strip()
+
+    def test_method_preview_pick_finetune_stylize(self):
+        scene, editor = fresh_scene()
+        s = scene.vidprior
+        s.iterations, s.finetune_frames, s.candidates = 3, 2, 2
+        files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
+        strip = compat.new_image_strip(editor, "method", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 20)
+        select(editor, strip)
+        # 1. Candidates for the current frame (strip frame 1).
+        scene.frame_set(21)
+        self.assertEqual(bpy.ops.vidprior.preview_edits(), {"FINISHED"}, s.job_status)
+        self.assertEqual(len(s.candidate_list), 2)
+        self.assertEqual(sorted(c.seed for c in s.candidate_list), [0, 1])
+        for c in s.candidate_list:
+            self.assertIsNotNone(bpy.data.images.get(c.image_name))
+        s.candidate_index = 1
+        self.assertEqual(bpy.ops.vidprior.use_candidate(), {"FINISHED"})
+        self.assertEqual([(e.frame, os.path.basename(e.path)) for e in s.edits], [(1, "candidate-1-seed1.png")])
+        # 2. Fine-tune toward it: the adapter becomes the panel's choice.
+        self.assertEqual(bpy.ops.vidprior.finetune_strip(), {"FINISHED"}, s.job_status)
+        adapter = state.current().result
+        self.assertTrue(adapter)
+        self.assertIn(adapter, state.known_adapters())
+        self.assertEqual(s.adapter, adapter)
+        # 3. Stylize with the adapter.
+        before = {x.name for x in compat.all_strips(editor)}
+        self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, s.job_status)
+        self.check_result(editor, strip, before)
+
+    def test_whole_method_in_one_click(self):
+        scene, editor = fresh_scene()
+        s = scene.vidprior
+        s.iterations, s.finetune_frames = 3, 2
+        files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
+        strip = compat.new_image_strip(editor, "oneclick", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 40)
+        select(editor, strip)
+        before = {x.name for x in compat.all_strips(editor)}
+        self.assertEqual(bpy.ops.vidprior.run_method(), {"FINISHED"}, s.job_status)
+        self.check_result(editor, strip, before)
 
     def test_test_connection(self):
         self.assertEqual(bpy.ops.vidprior.test_connection(), {"FINISHED"})
