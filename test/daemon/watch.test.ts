@@ -114,3 +114,27 @@ test('a frame still being copied when job.json lands is waited for, not read hal
   assert.equal(status.frames_total, 3);
   assert.ok(!existsSync(join(dir, 'error.json')));
 });
+
+test('a daemon restarted while a watched job runs finishes it: status.json and out/ complete', async () => {
+  const box = tempDir('inbox-restart');
+  const dataDir = tempDir('data-restart');
+  try {
+    let w = await startTestDaemon({ dataDir, watch: [box], watchStableMs: 100, listen: undefined });
+    const dir = join(box, 'long');
+    mkdirSync(join(dir, 'frames'), { recursive: true });
+    for (let i = 0; i < 4; i++) writeFileSync(join(dir, 'frames', `f${i + 1}.png`), await testPng(i, 64, 64));
+    writeFileSync(join(dir, 'job.json'), JSON.stringify({ kind: 'stylize', input: 'frames', params: { prompt: 'ink', steps: 30, strength: 0.5 } }));
+    await waitJson(join(dir, 'status.json'), (s) => s.state === 'running' && Number(s.frames_done) >= 1);
+    await w.close();
+    const interrupted = JSON.parse(readFileSync(join(dir, 'status.json'), 'utf8'));
+    assert.equal(interrupted.state, 'running');
+    w = await startTestDaemon({ dataDir, watch: [box], watchStableMs: 100, listen: undefined });
+    const status = await waitJson(join(dir, 'status.json'), (s) => s.state === 'done');
+    assert.equal(status.job, interrupted.job, 'the same job went on; the folder was not submitted again');
+    assert.deepEqual(readdirSync(join(dir, 'out')).sort(), ['f1.png', 'f2.png', 'f3.png', 'f4.png']);
+    await w.close();
+  } finally {
+    rmSync(box, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
