@@ -6,25 +6,23 @@
  * speed is also given as a ratio to the original graph (NCHW, round trip) measured in the same run, and every
  * variant's output is compared with the original's.
  *
- * ## On the GPU machine (H100, WebGPU): two calls of ≈ 5–7 minutes each
+ * ## On the GPU machine (H100, WebGPU): one call, at most 10 minutes
  *
  * Here, first:  npm run build && bash ../shared/gpu/bundle.sh
- * Then the device tool's `run`, each with carry [".gpu", "dist"] and timeout_s 600 (one call = one run, its
- * own baseline; the machine's disk is empty at each start):
+ * Then the device tool's `run` with carry [".gpu", "dist"] and timeout_s 600:
  *
- *   1. the graphs:
- *   source .gpu/prelude.sh && node dist/bench/optimize.js --ep webgpu --preset sd15 --batch 2 --layouts NCHW \
- *     --work /tmp/optimize-bench --out "$OUT" 2>&1 | tail -c 11000
- *   2. the layout (rename the first JSON before, or pass another --out):
  *   source .gpu/prelude.sh && node dist/bench/optimize.js --ep webgpu --preset sd15 --batch 2 \
- *     --variants original,fused-geglu-fp16 --layouts NCHW,NHWC --work /tmp/optimize-bench --out "$OUT" 2>&1 | tail -c 11000
+ *     --variants original,fused,fused-geglu,fp16,fused-geglu-fp16 --nhwc original,fused-geglu-fp16 \
+ *     --deadline 540 --work /tmp/optimize-bench --out "$OUT" 2>&1 | tail -c 11000
  *
  * The SD 1.5-sized UNet (860M parameters, seeded random weights) is built there in memory (~40 s) and its
  * variants are written to --work (external data, 3.4 GB per float32 variant, 1.7 GB per float16 one); weights
- * are never carried. Measured here on a 2-core CPU, the same code path (sd15, 2 variants) took 150 s, of which
- * 30–40 s per session creation: 6 sessions in call 1 fit the 10-minute limit, 12 would not. Results land in
- * $OUT/optimize-webgpu-sd15.json. Check maxAbsDiffVsOriginal before believing a speed-up: on lavapipe the
- * WebGPU MultiHeadAttention kernel is wrong past 16 query tokens (test/onnx/optimize/webgpu.test.ts).
+ * are never carried. 7 sessions: five graphs in NCHW, two of them in NHWC too. Measured here on a 2-core CPU,
+ * the same code path (sd15, 2 variants) took 150 s, 30–40 s of it per session creation; --deadline skips
+ * sessions that would start too late and cuts the repeats so that the JSON is written in time (both listed
+ * under "notes"). Results land in $OUT/optimize-webgpu-sd15.json. Check maxAbsDiffVsOriginal before believing
+ * a speed-up: on lavapipe the WebGPU MultiHeadAttention kernel is wrong past 16 query tokens
+ * (test/onnx/optimize/webgpu.test.ts); fused-fp16 (no BiasSplitGelu) is also available via --variants.
  *
  * ## Here
  *
@@ -33,7 +31,9 @@
  *     node dist/bench/optimize.js --ep webgpu --preset tiny --size 32                # lavapipe: software Vulkan
  *
  * options: --ep cpu|webgpu  --preset tiny|sd15  --batch 2  --size <latent side, default the config's>
- *          --repeats N  --chain <resident steps per timed call, 4>  --variants a,b  --layouts NCHW,NHWC  --work <dir>  --out <dir, default bench/results>
+ *          --repeats N  --chain <resident steps per timed call, 4>  --variants a,b  --layouts NCHW,NHWC
+ *          --nhwc <variants also run NHWC, default all>  --deadline <seconds for the whole run>  --work <dir>
+ *          --out <dir, default bench/results>
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -76,6 +76,13 @@ export interface OptimizeBenchOptions {
   chain?: number;
   variants?: readonly GraphVariant[];
   layouts?: readonly Layout[];
+  /** Variants also measured with preferredLayout 'NHWC' when layouts include it (default: all of them). */
+  nhwcVariants?: readonly GraphVariant[];
+  /**
+   * Seconds the whole run may take (the device tool stops a command at 600 s): sessions that would start
+   * late are skipped and the repeats are cut to fit, both reported. Default: none.
+   */
+  deadlineSeconds?: number;
   /** Where the variants' model files go (removed afterwards). */
   workDir?: string;
   log?: (line: string) => void;
@@ -83,6 +90,10 @@ export interface OptimizeBenchOptions {
 
 /** Builds the UNet with the project's builder, derives the variants, times them; returns JSON-able results. */
 export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<string, unknown>> {
+  const startedAt = performance.now();
+  const elapsed = (): number => (performance.now() - startedAt) / 1000;
+  const deadline = o.deadlineSeconds ?? Infinity;
+  const notes: string[] = [];
   const log = o.log ?? ((line: string) => process.stderr.write(`optimize: ${line}\n`));
   const variants = (o.variants ?? GRAPH_VARIANTS).filter((v) => o.ep === 'webgpu' || !GPU_ONLY.has(v));
   const layouts: readonly Layout[] = o.ep === 'webgpu' ? (o.layouts ?? ['NCHW', 'NHWC']) : ['NCHW'];
@@ -120,8 +131,10 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
   log(`runtime: ${runtime.decision.ep} (${runtime.decision.reason})`);
   const sessions = new Map<string, Session>();
   try {
-    for (const v of variants) {
-      for (const layout of layouts) {
+    for (const layout of layouts) {
+      for (const v of variants) {
+        if (layout === 'NHWC' && o.nhwcVariants && !o.nhwcVariants.includes(v)) continue;
+        if (elapsed() > 0.6 * deadline) { notes.push(`session ${v}/${layout} skipped: ${elapsed().toFixed(0)} s of the ${deadline} s deadline used`); log(notes.at(-1)!); continue; }
         t0 = performance.now();
         sessions.set(`${v}/${layout}`, await runtime.createSession(paths[v]!, { label: `${v}-${layout}`, keepOutputsOnGpu: true, preferredLayout: layout }));
         log(`session ${v}/${layout} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -138,8 +151,11 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
 
     // 4. Agreement with the original (first layout), on this provider.
     const outputs = new Map<string, Float32Array>();
+    const firstRun = new Map<string, number>();
     for (const [key, s] of sessions) {
+      const t1 = performance.now();
       const y = (await s.run(host))['out_sample']!;
+      firstRun.set(key, (performance.now() - t1) / 1000);
       outputs.set(key, asFloat32(await runtime.read(y)).data);
       if (isGpuTensor(y)) await runtime.dispose(y);
     }
@@ -170,7 +186,13 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
       };
       stepsPerCall[`${key}/resident`] = chain;
     }
-    const repeats = o.repeats ?? (o.ep === 'cpu' ? 3 : 5);
+    let repeats = o.repeats ?? (o.ep === 'cpu' ? 3 : 5);
+    if (Number.isFinite(deadline)) {
+      // One round costs about Σ first-run times (an upper bound: first runs compile shaders) × steps per call.
+      const perRound = Object.keys(fns).reduce((t, k) => t + firstRun.get(k.slice(0, k.lastIndexOf('/')))! * stepsPerCall[k]!, 0);
+      const fit = Math.floor((deadline - elapsed() - 20) / perRound) - 1;
+      if (fit < repeats) { notes.push(`repeats cut from ${repeats} to ${Math.max(1, fit)} to fit the deadline (≈ ${perRound.toFixed(1)} s per round)`); log(notes.at(-1)!); repeats = Math.max(1, fit); }
+    }
     log(`timing ${Object.keys(fns).length} configurations × ${repeats} (after 1 warm-up each; resident = ${chain} chained steps)…`);
     const times = await timeInterleaved(fns, 1, repeats);
     const baseKey = `original/NCHW/roundTrip`;
@@ -186,7 +208,7 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
     return {
       ep: runtime.decision.ep, epReason: runtime.decision.reason, preset: o.preset, batch: o.batch,
       latent: [cfg.unet.in_channels, side, side], timestep: 500, repeats, residentChain: chain, host: hostInfo(),
-      baseline: baseKey, fusion: reports, maxAbsDiffVsOriginal: agreement, originalMaxAbs: round(refMax, 3), results,
+      baseline: baseKey, fusion: reports, notes, secondsBeforeTiming: round(elapsed()), maxAbsDiffVsOriginal: agreement, originalMaxAbs: round(refMax, 3), results,
     };
   } finally {
     for (const s of sessions.values()) await s.release().catch(() => undefined);
@@ -213,9 +235,11 @@ export async function main(args: string[]): Promise<void> {
   const bad = variants?.filter((v) => !GRAPH_VARIANTS.includes(v));
   if (bad?.length) throw new Error(`unknown variant ${bad.join(', ')}; known: ${GRAPH_VARIANTS.join(', ')}`);
   const layouts = option(args, '--layouts')?.split(',') as Layout[] | undefined;
+  const nhwcVariants = option(args, '--nhwc')?.split(',') as GraphVariant[] | undefined;
+  const deadlineSeconds = option(args, '--deadline') ? Number(option(args, '--deadline')) : undefined;
   const outDir = option(args, '--out') ?? join('bench', 'results');
   const started = new Date();
-  const result = await runOptimizeBench({ ep, preset, batch, size, repeats, chain, variants, layouts, workDir: option(args, '--work') });
+  const result = await runOptimizeBench({ ep, preset, batch, size, repeats, chain, variants, layouts, nhwcVariants, deadlineSeconds, workDir: option(args, '--work') });
   const record = { name: 'optimize', date: started.toISOString(), seconds: (Date.now() - started.getTime()) / 1000, result };
   await mkdir(outDir, { recursive: true });
   const file = join(outDir, `optimize-${ep}-${preset}.json`);
