@@ -86,7 +86,7 @@ class NoDaemon(unittest.TestCase):
         s.close()  # nothing listens there now
         with self.assertRaises(DaemonError) as ctx:
             Client("127.0.0.1", port, timeout=2).open()
-        self.assertEqual(ctx.exception.code, "E_UNREACHABLE")
+        self.assertEqual(ctx.exception.code, "E_CONNECTION")
         self.assertIn("vidprior serve", str(ctx.exception))
 
     def test_non_websocket_server_is_refused(self):

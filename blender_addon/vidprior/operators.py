@@ -270,7 +270,7 @@ class VIDPRIOR_OT_test_connection(bpy.types.Operator):
         result = next((e[1] for e in events if e[0] == "result"), None)
         error = next((e for e in events if e[0] == "error"), None)
         if result is None:
-            code, message = (error[1], error[2]) if error else ("E_TIMEOUT", "no answer within 15 s")
+            code, message = (error[1], error[2]) if error else ("E_CONNECTION", "no answer within 15 s")
             self.report({"ERROR"}, "vidprior daemon: %s (%s)" % (message, code))
             return {"CANCELLED"}
         welcome, models = result["welcome"], result["models"]

@@ -59,4 +59,5 @@ test('CLI errors: a bad parameter and an unknown job print one line with the cod
   assert.match(missing.stderr, /\[E_NOT_FOUND\]/);
   const down = await cli(['jobs', 'list', '--url', 'ws://127.0.0.1:1/']);
   assert.match(down.stderr, /\[E_CONNECTION\] cannot reach the daemon|\[E_CONNECTION\]: cannot reach the daemon/);
+  assert.equal(down.code, 1, 'an unreachable daemon is not a usage mistake');
 });

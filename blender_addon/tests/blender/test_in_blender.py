@@ -1,5 +1,6 @@
 """The add-on inside a real Blender (-b) against a real daemon with the embedded default model."""
 import glob
+import importlib
 import os
 import socket
 import threading
@@ -7,8 +8,10 @@ import unittest
 
 import bpy
 
-from vidprior import compat, state
-
+# The add-on's module: "vidprior" (legacy install) or "bl_ext.user_default.vidprior" (extension).
+ADDON = os.environ.get("VIDPRIOR_TEST_ADDON", "vidprior")
+compat = importlib.import_module(ADDON + ".compat")
+state = importlib.import_module(ADDON + ".state")
 DATA = os.environ["VIDPRIOR_TEST_DATA"]
 PORT = int(os.environ["VIDPRIOR_TEST_PORT"])
 
@@ -38,7 +41,7 @@ def new_strips(editor, before):
 
 class Stylize(unittest.TestCase):
     def setUp(self):
-        bpy.context.preferences.addons["vidprior"].preferences.port = PORT
+        bpy.context.preferences.addons[ADDON].preferences.port = PORT
 
     def check_result(self, editor, source, before):
         added = new_strips(editor, before)
@@ -111,17 +114,17 @@ class Stylize(unittest.TestCase):
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
         s.close()
-        bpy.context.preferences.addons["vidprior"].preferences.port = closed_port
+        bpy.context.preferences.addons[ADDON].preferences.port = closed_port
         files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
         strip = compat.new_image_strip(editor, "down", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 1)
         select(editor, strip)
         # An ERROR report from an operator called by a script surfaces as RuntimeError with the report's text.
-        with self.assertRaisesRegex(RuntimeError, r"cannot reach the vidprior daemon .*vidprior serve.*E_UNREACHABLE"):
+        with self.assertRaisesRegex(RuntimeError, r"cannot reach the vidprior daemon .*vidprior serve.*E_CONNECTION"):
             bpy.ops.vidprior.stylize_strip()
         code, message = state.current().error
-        self.assertEqual(code, "E_UNREACHABLE")
+        self.assertEqual(code, "E_CONNECTION")
         self.assertIn("vidprior serve", message)
-        self.assertIn("E_UNREACHABLE", scene.vidprior.job_status)
+        self.assertIn("E_CONNECTION", scene.vidprior.job_status)
 
     def test_no_strip_selected_is_reported(self):
         scene, editor = fresh_scene()

@@ -42,7 +42,7 @@ class Client:
         try:
             self.ws = connect(self.host, self.port, timeout=self.timeout)
         except (WebSocketError, OSError) as err:
-            raise DaemonError("E_UNREACHABLE", str(err)) from err
+            raise DaemonError("E_CONNECTION", str(err)) from err
         hello = {"type": "hello", "protocol": PROTOCOL_VERSION, "client": CLIENT_NAME}
         if self.token:
             hello["token"] = self.token
@@ -72,9 +72,9 @@ class Client:
         except socket.timeout:
             return None
         except ConnectionClosed as err:
-            raise DaemonError("E_UNREACHABLE", "the daemon closed the connection%s" % (": " + err.reason if err.reason else "")) from err
+            raise DaemonError("E_CONNECTION", "the daemon closed the connection%s" % (": " + err.reason if err.reason else "")) from err
         except (WebSocketError, OSError) as err:
-            raise DaemonError("E_UNREACHABLE", "lost the connection to the daemon: %s" % err) from err
+            raise DaemonError("E_CONNECTION", "lost the connection to the daemon: %s" % err) from err
         if isinstance(data, str):
             raise DaemonError("E_PROTOCOL", "the daemon sent a text message")
         msg = msgpack.unpackb(data)
@@ -92,7 +92,7 @@ class Client:
         while True:
             reply = self.receive(wait)
             if reply is None:
-                raise DaemonError("E_TIMEOUT", "the daemon did not answer %s within %.0f s" % (msg["type"], wait))
+                raise DaemonError("E_CONNECTION", "the daemon did not answer %s within %.0f s" % (msg["type"], wait))
             if reply.get("id") == msg["id"]:
                 if reply.get("type") == "error":
                     raise DaemonError(reply.get("code", "E_INTERNAL"), reply.get("message", ""), reply.get("details"))
