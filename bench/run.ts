@@ -21,10 +21,12 @@ import { benchMetrics } from './metrics.js';
 import { stylizeBench } from './stylize.js';
 import { protocolBench } from './protocol.js';
 import { unetBench } from './unet.js';
+import { trainingBench } from './training.js';
 
 export const BENCHMARKS: BenchModule[] = [
   unetBench,
   stylizeBench,
+  trainingBench,
   protocolBench,
   { name: 'metrics', describe: 'temporal-consistency metrics on CPU, seconds per 512×512 frame pair', run: () => benchMetrics() },
 ];
