@@ -19,6 +19,7 @@ import { openRuntime, type Runtime } from '../../src/runtime/index.js';
 import { asFloat32, float32, int64 } from '../../src/tensor.js';
 import { encodeImages } from '../../src/pipelines/vae.js';
 import { encodeText } from '../../src/pipelines/text.js';
+import { img2img } from '../../src/pipelines/img2img.js';
 
 const FIXTURE = resolve('../shared/fixtures/tiny-sd-torch');
 const present = existsSync(join(FIXTURE, 'reference.json'));
@@ -171,4 +172,28 @@ test('a text encoder with an attention_mask input gets all ones (diffusers passe
   te.graph.inputs.push({ name: 'position_ids', type: 'int64', shape: ['batch', 'sequence'] });
   await saveModel(te, join(dir, 'text_encoder', 'model.onnx'));
   await rejectsWith(loadModelFolder(dir, runtime), 'E_MODEL_INPUT', /text_encoder\/model\.onnx: has inputs vidprior cannot feed: position_ids/);
+});
+
+test('a UNet that takes a float32 timestep gets one (and gives the int64 export\'s result)', { skip }, async () => {
+  const dir = linkedCopy('float-timestep', ['unet/model.onnx']);
+  const unet = await loadModel(join(FIXTURE, 'unet', 'model.onnx'));
+  // Rename the int64 input and feed it from a new float32 `timestep` input through a Cast.
+  for (const n of unet.graph.nodes) n.inputs = n.inputs.map((v) => (v === 'timestep' ? 'timestep_int64' : v));
+  unet.graph.inputs = unet.graph.inputs.map((v) => (v.name === 'timestep' ? { name: 'timestep', type: 'float32' as const, shape: [1] } : v));
+  unet.graph.nodes.unshift({ name: 'timestep_cast', opType: 'Cast', domain: '', inputs: ['timestep'], outputs: ['timestep_int64'], attributes: { to: { type: 'int', value: 7 } } });
+  await saveModel(unet, join(dir, 'unet', 'model.onnx'));
+  const plain = await loadModelFolder(FIXTURE, runtime);
+  const floaty = await loadModelFolder(dir, runtime);
+  try {
+    assert.equal(floaty.facts.timestepType, 'float32');
+    assert.deepEqual(floaty.facts.timestepDims, [1]);
+    const frame = float32([3, 32, 32], Float32Array.from({ length: 3 * 32 * 32 }, (_, i) => Math.sin(i / 7)));
+    const opts = { prompt: 'a cat', steps: 6, strength: 0.7, seed: 3 };
+    const [a] = await img2img(plain, runtime, [frame], opts);
+    const [b] = await img2img(floaty, runtime, [frame], opts);
+    assert.deepEqual(a!.data, b!.data);
+  } finally {
+    await plain.release();
+    await floaty.release();
+  }
 });
