@@ -1,9 +1,12 @@
 """Entry point inside Blender:
 
   blender -b --factory-startup --python-exit-code 1 --python run_tests.py -- ZIP PORT DATA_DIR
+  blender -b --factory-startup --python-exit-code 1 --python run_tests.py -- --extension MODULE PORT DATA_DIR
 
-Installs the add-on from ZIP with Blender's own install operator, enables it, points it at the daemon on PORT
-and runs test_in_blender.py with unittest. DATA_DIR holds the test clip (clip.mp4) and frames (frames/*.png).
+Installs the add-on from ZIP with Blender's own install operator (3.4+ legacy add-on), or with --extension
+enables the extension already installed as MODULE (4.2+: `blender -c extension install-file -r user_default`
+installs it as bl_ext.user_default.vidprior), points it at the daemon on PORT and runs test_in_blender.py
+with unittest. DATA_DIR holds the test clip (clip.mp4) and frames (frames/*.png).
 """
 import os
 import sys
@@ -12,15 +15,21 @@ import unittest
 import bpy
 
 args = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
-if len(args) < 3:
-    raise SystemExit("usage: blender -b --python run_tests.py -- ZIP PORT DATA_DIR")
-zip_path, port, data_dir = args[0], int(args[1]), args[2]
+extension = args[:1] == ["--extension"]
+if len(args) < (4 if extension else 3):
+    raise SystemExit("usage: blender -b --python run_tests.py -- ZIP|--extension MODULE PORT DATA_DIR")
+if extension:
+    module, port, data_dir = args[1], int(args[2]), args[3]
+else:
+    module, port, data_dir = "vidprior", int(args[1]), args[2]
+    bpy.ops.preferences.addon_install(filepath=args[0], overwrite=True)
 
-bpy.ops.preferences.addon_install(filepath=zip_path, overwrite=True)
-bpy.ops.preferences.addon_enable(module="vidprior")
-prefs = bpy.context.preferences.addons["vidprior"].preferences
+bpy.ops.preferences.addon_enable(module=module)
+prefs = bpy.context.preferences.addons[module].preferences
 prefs.host, prefs.port = "127.0.0.1", port
+print("vidprior add-on enabled as %s from %s (Blender %s)" % (module, os.path.dirname(sys.modules[module].__file__), bpy.app.version_string))
 
+os.environ["VIDPRIOR_TEST_ADDON"] = module
 os.environ["VIDPRIOR_TEST_DATA"] = data_dir
 os.environ["VIDPRIOR_TEST_PORT"] = str(port)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

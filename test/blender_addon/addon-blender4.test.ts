@@ -1,0 +1,68 @@
+/**
+ * The add-on as a Blender 4.2+ extension, on Blender 4.3 in a Debian trixie chroot (.ci/blender-trixie.sh
+ * builds it; CI runs that before `npm test`). Blender validates the extension zip, installs it with its own
+ * command (`blender -c extension install-file`), and the same in-Blender tests as on 3.4 run against a real
+ * daemon on the host: the chroot shares the host's network, so Blender reaches it on 127.0.0.1.
+ *
+ * Nothing is mounted: the test writes its data, the zips and the in-Blender test scripts into the chroot's
+ * /tmp and removes them afterwards. chroot needs root (CI has it); elsewhere the test skips, saying why.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { BLENDER_TEST_ARGS, ROOT, blenderFailure, blenderHomeEnv, has, runBlender, startDaemon, writeTestData, type BlenderRun } from './harness.js';
+
+const CHROOT = process.env.VIDPRIOR_TRIXIE_DIR ?? '/var/cache/vidprior-trixie';
+const EXTENSION_MODULE = 'bl_ext.user_default.vidprior';
+
+function skipReason(): string | false {
+  if (!existsSync(join(CHROOT, '.vidprior-ready'))) {
+    const failed = join(`${CHROOT}.failed`);
+    const why = existsSync(failed) ? `its setup failed: ${readFileSync(failed, 'utf8').trim()}` : 'run `bash .ci/blender-trixie.sh` (root) to build it';
+    return `no Blender 4 chroot at ${CHROOT}: ${why}`;
+  }
+  if (process.getuid?.() !== 0) return 'chroot needs root';
+  if (!has('ffmpeg') || !has('python3')) return 'ffmpeg and python3 are needed for the test data';
+  return false;
+}
+
+/** Blender inside the chroot, with a clean environment; paths are the chroot's. */
+function chrootBlender(args: string[], home: string, timeoutMs: number): Promise<BlenderRun> {
+  const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: home, LANG: 'C.UTF-8', ...blenderHomeEnv(home) };
+  return runBlender('chroot', [CHROOT, 'blender', ...args], env, timeoutMs);
+}
+
+test('Blender 4 extension (trixie chroot): validate, install-file, stylize movie and image strips, cancel, daemon down', { skip: skipReason(), timeout: 15 * 60_000 }, async (t) => {
+  // 1. Everything Blender reads lives in the chroot's /tmp: `work` on the host is `inner` inside.
+  const work = mkdtempSync(join(CHROOT, 'tmp', 'vidprior-addon-'));
+  const inner = `/tmp/${basename(work)}`;
+  const daemon = await startDaemon(mkdtempSync(join(tmpdir(), 'addon-blender4-daemon-')));
+  try {
+    assert.equal(await writeTestData(work), null);
+    cpSync(join(ROOT, 'blender_addon/tests/blender'), join(work, 'tests'), { recursive: true });
+    const zip = `${inner}/zips/vidprior-blender-extension.zip`;
+    const home = `${inner}/blender-home`;
+
+    // 2. Blender's own checks of the manifest and the zip.
+    const valid = await chrootBlender(['-b', '--factory-startup', '-c', 'extension', 'validate', zip], home, 120_000);
+    assert.equal(valid.status, 0, blenderFailure(valid, daemon));
+
+    // 3. Install with Blender's own command into the user_default repository.
+    const install = await chrootBlender(['-b', '--factory-startup', '-c', 'extension', 'install-file', '-r', 'user_default', '-e', zip], home, 120_000);
+    assert.equal(install.status, 0, blenderFailure(install, daemon));
+    assert.ok(existsSync(join(work, 'blender-home/extensions/user_default/vidprior/blender_manifest.toml')), blenderFailure(install, daemon));
+
+    // 4. The same in-Blender tests as on 3.4, on the installed extension.
+    const r = await chrootBlender([...BLENDER_TEST_ARGS, '--python', `${inner}/tests/run_tests.py`, '--', '--extension', EXTENSION_MODULE, String(daemon.port), inner], home, 14 * 60_000);
+    const out = `${r.stdout}\n${r.stderr}`;
+    assert.equal(r.status, 0, blenderFailure(r, daemon));
+    assert.match(out, new RegExp(`enabled as ${EXTENSION_MODULE.replace(/\./g, '\\.')} from .*/extensions/user_default/vidprior \\(Blender 4\\.`));
+    assert.match(out, /\d+ passed, 0 failed/);
+    t.diagnostic(`${out.match(/Blender 4\.[\d.]+/)?.[0]}: ${out.match(/\d+ passed, 0 failed/)?.[0]}`);
+  } finally {
+    daemon.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+});
