@@ -11,7 +11,7 @@
  * autodiff has no rule for com.microsoft ops, by design (see src/autodiff).
  */
 import type { Model } from '../ir.js';
-import { type Float16Options, convertToFloat16 } from '../convert-float16.js';
+import { DEFAULT_FP32_OPS, type Float16Options, convertToFloat16 } from '../convert-float16.js';
 import { fuseAttention } from './attention.js';
 import { fuseBiasSplitGelu, fuseLayerNorm } from './norm-gelu.js';
 import type { PassOptions, PassReport } from './match.js';
@@ -56,8 +56,15 @@ export function optimizeForGpu(model: Model, opts: GpuOptimizeOptions = {}): Gpu
   }
   if (opts.float16) {
     const before = m.graph.nodes.length;
-    m = convertToFloat16(m, opts.float16 === true ? {} : opts.float16);
-    reports.push({ pass: 'float16', fused: [], skipped: [], notes: [`${m.graph.nodes.length - before} Cast nodes added`] });
+    const f16: Float16Options = opts.float16 === true ? {} : { ...opts.float16 };
+    // WebGPU's BiasSplitGelu gives non-finite values in float16 for moderate gates (3, 5.5 at width 256 on
+    // lavapipe, ORT 1.30): it stays float32, between Casts.
+    const keepF32 = m.graph.nodes.some((n) => n.opType === 'BiasSplitGelu');
+    if (keepF32) f16.blockOps = [...(f16.blockOps ?? DEFAULT_FP32_OPS), 'BiasSplitGelu'];
+    m = convertToFloat16(m, f16);
+    const notes = [`${m.graph.nodes.length - before} Cast nodes added`];
+    if (keepF32) notes.push('BiasSplitGelu kept in float32');
+    reports.push({ pass: 'float16', fused: [], skipped: [], notes });
   }
   return { model: m, reports };
 }

@@ -82,6 +82,19 @@ test('GEGLU as BiasSplitGelu (64 tokens, no attention fusion): on WebGPU, agrees
   assert.ok(d < 1e-4, `max difference ${d}`);
 });
 
+test('GEGLU as BiasSplitGelu in a float16 graph stays float32 and finite on WebGPU', { skip: SKIP }, async () => {
+  const { model, feeds, shapes } = transformerBlock(4);
+  const ref = await run(cpu, model, feeds);
+  const { model: fused, reports } = optimizeForGpu(model, { biasSplitGelu: true, float16: true });
+  assert.ok(reports.find((r) => r.pass === 'float16')!.notes!.includes('BiasSplitGelu kept in float32'));
+  assert.ok(fused.graph.nodes.filter((n) => n.opType === 'BiasSplitGelu').every((n) => n.inputs.every((i) => fused.graph.valueInfo.find((v) => v.name === i)?.type !== 'float16')));
+  foldConstants(fused, shapes);
+  const y = await run(gpu, fused, feeds, { disallowCpuFallback: true });
+  assert.ok(y.every(Number.isFinite));
+  const d = maxDiff(ref, y);
+  assert.ok(d < 2e-2, `max difference ${d}`);
+});
+
 test('fused real export (fixture UNet, 16-token attention) on WebGPU agrees with the unfused one on CPU', { skip: SKIP || (existsSync(FIXTURE) ? false : `${FIXTURE} not found`) }, async () => {
   const model = decodeModel(readFileSync(FIXTURE));
   const { model: fused, reports } = optimizeForGpu(model);
