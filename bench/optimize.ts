@@ -160,8 +160,12 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
       if (isGpuTensor(y)) await runtime.dispose(y);
     }
     const ref = outputs.get(`original/${layouts[0]}`) ?? outputs.values().next().value!;
-    const agreement: Record<string, number> = {};
-    for (const [key, y] of outputs) { let d = 0; for (let i = 0; i < y.length; i++) d = Math.max(d, Math.abs(y[i]! - ref[i]!)); agreement[key] = round(d, 3); }
+    const agreement: Record<string, number | string> = {};
+    for (const [key, y] of outputs) {
+      let d = 0;
+      for (let i = 0; i < y.length; i++) d = Math.max(d, Math.abs(y[i]! - ref[i]!));
+      agreement[key] = y.every(Number.isFinite) ? round(d, 3) : 'non-finite output';
+    }
     let refMax = 0; for (const x of ref) refMax = Math.max(refMax, Math.abs(x));
 
     // 5. Timing, round-robin over everything so that a busy machine slows all alike. Resident: a chain of
