@@ -13,8 +13,7 @@ import { writeFramePng } from '../../src/io/frames.js';
 import { restoreFrame } from '../../src/io/inputs.js';
 import type { FitMode } from '../../src/io/size.js';
 import { img2img } from '../../src/pipelines/img2img.js';
-import type { ExecutionProviderChoice, Session } from '../../src/runtime/types.js';
-import { createAdaptedUnet } from '../../src/training/adapted-unet.js';
+import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from '../cli-output.js';
 import { checkFrameIndex, openClip } from './keyframes.js';
 import { lastValues, openModelSession, withSigint } from './model-session.js';
@@ -58,11 +57,9 @@ export async function runEditKeyframe(a: EditKeyframeArgs, reporter: Reporter, h
   const started = Date.now();
   // 2. Model, runtime.
   const session = await openModelSession(a, reporter);
-  let unet: Session | undefined;
   const source = await openClip(session.model, a.input, a.fit, reporter).catch(async (err) => { await session.close(); throw err; });
   try {
     checkFrameIndex(source, a.frame);
-    if (a.adapter) unet = (await createAdaptedUnet(session.runtime, session.model.dir, a.adapter)).session;
     // 3. The keyframe, once; one img2img per seed.
     const image = await source.read(a.frame);
     const out = resolve(a.output);
@@ -74,7 +71,7 @@ export async function runEditKeyframe(a: EditKeyframeArgs, reporter: Reporter, h
       const seed = a.seed + k;
       const [result] = await img2img(session.model, session.runtime, [image], {
         prompt: a.prompt, negativePrompt: a['negative-prompt'], strength: a.strength, steps: a.steps, guidance: a.guidance,
-        seed, unet, signal: hooks.signal,
+        seed, signal: hooks.signal,
         onProgress: (p) => {
           if (p.phase === 'denoise') {
             reporter.progress({ event: 'progress', candidate: k + 1, candidates: a.candidates, seed, step: p.step, steps: p.steps },
@@ -99,7 +96,6 @@ export async function runEditKeyframe(a: EditKeyframeArgs, reporter: Reporter, h
     }, null, 2)}\n`);
     return { frame: a.frame, frameName: source.frames[a.frame]!.name, candidates, manifest, seconds: (Date.now() - started) / 1000 };
   } finally {
-    await unet?.release().catch(() => {});
     await source.cleanup().catch(() => {});
     await session.close();
   }

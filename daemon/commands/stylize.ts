@@ -12,15 +12,11 @@ import { VidpriorError } from '../../src/errors.js';
 import { openFrameSink, openFrameSource } from '../../src/io/inputs.js';
 import { readNpyFloat32 } from '../../src/io/npy.js';
 import type { FitMode } from '../../src/io/size.js';
-import { DEFAULT_MODEL_NOTE, ensureDefaultModel } from '../../src/models/default-model.js';
-import { readModelFolder } from '../../src/models/folder.js';
-import { loadModelFolder } from '../../src/models/loader.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import { noiseShapeFor, sizeMultiple, stylizeFrames, type StylizeSummary } from '../../src/pipelines/img2img.js';
-import { openRuntime } from '../../src/runtime/index.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
-import { createAdaptedUnet } from '../../src/training/adapted-unet.js';
 import { makeReporter, type Reporter } from '../cli-output.js';
+import { lastValues, openModelSession } from './model-session.js';
 
 export interface StylizeArgs {
   input: string;
@@ -72,33 +68,13 @@ function checkNumbers(a: StylizeArgs): void {
 
 export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: StylizeHooks = {}): Promise<StylizeResult> {
   checkNumbers(a);
-  // 1. The model folder: the user's, or the embedded default (built on first use).
-  let modelDir = a.model;
-  if (!modelDir) {
-    modelDir = await ensureDefaultModel((dir) => reporter.note(`building the embedded default model in ${dir} (once)`));
-    reporter.note(DEFAULT_MODEL_NOTE);
-  }
-  await readModelFolder(modelDir); // a missing file is named before the runtime starts
-  // 2. The runtime: the execution provider it took and why.
-  const runtime = await openRuntime({ ep: a.ep, cpuThreads: config().cpuThreads });
-  reporter.note(`execution provider: ${runtime.decision.ep} (${runtime.decision.reason})`);
-  reporter.progress({ event: 'provider', ep: runtime.decision.ep, reason: runtime.decision.reason });
-  let model: StableDiffusionModel | null = null;
+  // 1–3. Model folder, runtime, model (with --adapter merged into its UNet).
+  const session = await openModelSession(a, reporter);
+  const { runtime, model } = session;
   let unet: Session | null = null;
   let source: Awaited<ReturnType<typeof openFrameSource>> | null = null;
   let sink: Awaited<ReturnType<typeof openFrameSink>> | null = null;
   try {
-    // 3. Load the model; on WebGPU the UNet's output stays on the GPU for the step graph. With --adapter the
-    //    UNet is the folder's with the adapter merged in, and the plain one is never loaded (SD 1.5's is 3.4 GB).
-    const gpu = runtime.decision.ep === 'webgpu';
-    const unetOptions = gpu ? { keepOutputsOnGpu: true } : {};
-    if (a.adapter && !hooks.unet) {
-      const adapted = await createAdaptedUnet(runtime, modelDir, a.adapter, unetOptions);
-      reporter.note(`adapter ${a.adapter}: ${adapted.layers} layers, rank ${adapted.adapter.rank}${adapted.adapter.record.prompt ? `, fine-tuned for "${adapted.adapter.record.prompt}"` : ''}`);
-      unet = adapted.session;
-    }
-    model = await loadModelFolder(modelDir, runtime, { sessionOptions: { unet: unetOptions }, unet: unet ?? undefined });
-    for (const n of model.schedulerNotes) reporter.note(n);
     if (hooks.unet) {
       const made = await hooks.unet(model, runtime);
       unet = made === model.unet ? null : made;
@@ -138,18 +114,11 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
   } finally {
     await sink?.abort().catch(() => {});
     await source?.cleanup().catch(() => {});
-    await unet?.release().catch(() => {}); // ours (adapter or hook), never released by the loader
-    await model?.release().catch(() => {});
-    await runtime.close().catch(() => {});
+    await unet?.release().catch(() => {}); // the hook's, never released by the loader
+    await session.close();
   }
 }
 
-/** An option given twice arrives as an array: the last one wins, as in most command lines. */
-function lastValues(argv: StylizeArgs): StylizeArgs {
-  const out: Record<string, unknown> = { ...argv };
-  for (const [k, v] of Object.entries(out)) if (Array.isArray(v) && k !== '_') out[k] = v[v.length - 1];
-  return out as unknown as StylizeArgs;
-}
 
 export const stylizeCommand: CommandModule<object, StylizeArgs> = {
   command: 'stylize',
