@@ -6,8 +6,8 @@
 #
 #   bash .ci/blender-trixie.sh [DIR]     default DIR: $VIDPRIOR_TRIXIE_DIR or /var/cache/vidprior-trixie
 #
-# Idempotent: a finished chroot (marker DIR/.vidprior-ready) is only checked. Needs root. About 2.5 min and
-# 1.8 GB on a fresh machine. On failure it exits non-zero, says why, and leaves the reason in DIR.failed
+# Idempotent: a finished chroot (marker DIR/.vidprior-ready) is only checked. Needs root. About 3.5 min and
+# 1.4 GB on a fresh machine (steps time out after 10 + 15 min at worst). On failure it exits non-zero, says why, and leaves the reason in DIR.failed
 # (the test prints it when it skips).
 set -euo pipefail
 DIR=${1:-${VIDPRIOR_TRIXIE_DIR:-/var/cache/vidprior-trixie}}
@@ -34,6 +34,9 @@ if [ -f "$READY" ] && v=$(blender_version) && [ -n "$v" ]; then
 fi
 rm -f "$DIR.failed" "$READY"
 start=$(date +%s)
+mkdir -p "$(dirname "$DIR")"
+free_mb=$(df -Pm "$(dirname "$DIR")" | awk 'NR==2 {print $4}')
+[ "${free_mb:-0}" -ge 2500 ] || fail "needs about 2.5 GB free in $(dirname "$DIR"), has ${free_mb:-0} MB"
 
 # 1. debootstrap from Debian, if missing.
 if ! command -v debootstrap >/dev/null; then
@@ -49,15 +52,14 @@ if [ -d "$DIR" ] && { [ -d "$DIR/debootstrap" ] || [ ! -x "$DIR/usr/bin/apt-get"
   rm -rf --one-file-system "$DIR"
 fi
 if [ ! -x "$DIR/usr/bin/apt-get" ]; then
-  mkdir -p "$(dirname "$DIR")"
-  timeout 900 debootstrap --variant=minbase trixie "$DIR" "$MIRROR" > "$DIR.debootstrap.log" 2>&1 \
+  timeout 600 debootstrap --variant=minbase trixie "$DIR" "$MIRROR" > "$DIR.debootstrap.log" 2>&1 \
     || fail "debootstrap trixie failed (network or disk?); last lines: $(tail -3 "$DIR.debootstrap.log" | tr '\n' ' ')"
   rm -f "$DIR.debootstrap.log"
 fi
 
 # 3. Blender and numpy (Blender's aud module imports it) inside, without recommends.
 cp /etc/resolv.conf "$DIR/etc/resolv.conf" 2>/dev/null || true
-LIMIT=1200 in_chroot sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends blender python3-numpy && apt-get clean' \
+LIMIT=900 in_chroot sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends blender python3-numpy && apt-get clean' \
   > "$DIR.apt.log" 2>&1 || fail "apt-get install blender in the trixie chroot failed; last lines: $(tail -3 "$DIR.apt.log" | tr '\n' ' ')"
 rm -f "$DIR.apt.log"
 

@@ -1,7 +1,7 @@
 /**
  * The add-on as a Blender 4.2+ extension, on Blender 4.3 in a Debian trixie chroot (.ci/blender-trixie.sh
- * builds it; CI runs that before `npm test`). Blender validates the extension zip, installs it with its own
- * command (`blender -c extension install-file`), and the same in-Blender tests as on 3.4 run against a real
+ * builds it; CI runs that before `npm test`). Blender validates the extension zip, builds the same files from
+ * the package folder, installs the zip with its own command (`blender -c extension install-file`), and the same in-Blender tests as on 3.4 run against a real
  * daemon on the host: the chroot shares the host's network, so Blender reaches it on 127.0.0.1.
  *
  * Nothing is mounted: the test writes its data, the zips and the in-Blender test scripts into the chroot's
@@ -9,6 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -28,13 +29,19 @@ function skipReason(): string | false {
   return false;
 }
 
+function zipNames(zip: string): string[] {
+  const r = spawnSync('python3', ['-c', 'import zipfile,sys;print("\\n".join(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))', zip], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.trim().split('\n');
+}
+
 /** Blender inside the chroot, with a clean environment; paths are the chroot's. */
 function chrootBlender(args: string[], home: string, timeoutMs: number): Promise<BlenderRun> {
   const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: home, LANG: 'C.UTF-8', ...blenderHomeEnv(home) };
   return runBlender('chroot', [CHROOT, 'blender', ...args], env, timeoutMs);
 }
 
-test('Blender 4 extension (trixie chroot): validate, install-file, stylize movie and image strips, cancel, daemon down', { skip: skipReason(), timeout: 15 * 60_000 }, async (t) => {
+test('Blender 4 extension (trixie chroot): validate, build, install-file, stylize movie and image strips, cancel, daemon down', { skip: skipReason(), timeout: 15 * 60_000 }, async (t) => {
   // 1. Everything Blender reads lives in the chroot's /tmp: `work` on the host is `inner` inside.
   const work = mkdtempSync(join(CHROOT, 'tmp', 'vidprior-addon-'));
   const inner = `/tmp/${basename(work)}`;
@@ -49,17 +56,24 @@ test('Blender 4 extension (trixie chroot): validate, install-file, stylize movie
     const valid = await chrootBlender(['-b', '--factory-startup', '-c', 'extension', 'validate', zip], home, 120_000);
     assert.equal(valid.status, 0, blenderFailure(valid, daemon));
 
-    // 3. Install with Blender's own command into the user_default repository.
+    // 3. Blender's own build of the package folder holds the same files as build.py's extension zip.
+    cpSync(join(ROOT, 'blender_addon/vidprior'), join(work, 'source'), { recursive: true, filter: (p) => !p.includes('__pycache__') });
+    const built = await chrootBlender(['-b', '--factory-startup', '-c', 'extension', 'build', '--source-dir', `${inner}/source`, '--output-filepath', `${inner}/built.zip`], home, 120_000);
+    assert.equal(built.status, 0, blenderFailure(built, daemon));
+    assert.deepEqual(zipNames(join(work, 'built.zip')), zipNames(join(work, 'zips/vidprior-blender-extension.zip')));
+
+    // 4. Install with Blender's own command into the user_default repository.
     const install = await chrootBlender(['-b', '--factory-startup', '-c', 'extension', 'install-file', '-r', 'user_default', '-e', zip], home, 120_000);
     assert.equal(install.status, 0, blenderFailure(install, daemon));
     assert.ok(existsSync(join(work, 'blender-home/extensions/user_default/vidprior/blender_manifest.toml')), blenderFailure(install, daemon));
 
-    // 4. The same in-Blender tests as on 3.4, on the installed extension.
+    // 5. The same in-Blender tests as on 3.4, on the installed extension.
     const r = await chrootBlender([...BLENDER_TEST_ARGS, '--python', `${inner}/tests/run_tests.py`, '--', '--extension', EXTENSION_MODULE, String(daemon.port), inner], home, 14 * 60_000);
     const out = `${r.stdout}\n${r.stderr}`;
     assert.equal(r.status, 0, blenderFailure(r, daemon));
     assert.match(out, new RegExp(`enabled as ${EXTENSION_MODULE.replace(/\./g, '\\.')} from .*/extensions/user_default/vidprior \\(Blender 4\\.`));
     assert.match(out, /\d+ passed, 0 failed/);
+    assert.match(out, /disabled cleanly/);
     t.diagnostic(`${out.match(/Blender 4\.[\d.]+/)?.[0]}: ${out.match(/\d+ passed, 0 failed/)?.[0]}`);
   } finally {
     daemon.stop();

@@ -39,3 +39,16 @@ result = unittest.TextTestRunner(verbosity=2).run(unittest.defaultTestLoader.loa
 print("%d passed, %d failed" % (result.testsRun - len(result.failures) - len(result.errors), len(result.failures) + len(result.errors)))
 if not result.wasSuccessful():
     raise SystemExit(1)
+
+# The add-on disables cleanly, as when the user unticks it: an error in unregister() fails the run.
+import addon_utils  # noqa: E402
+
+
+def _raise(err):
+    raise err
+
+
+addon_utils.disable(module, default_set=True, handle_error=_raise)
+if module in bpy.context.preferences.addons:
+    raise SystemExit("%s is still enabled after addon_utils.disable" % module)
+print("vidprior add-on disabled cleanly")
