@@ -22,12 +22,21 @@ import { stylizeBench } from './stylize.js';
 import { protocolBench } from './protocol.js';
 import { unetBench } from './unet.js';
 import { trainingBench } from './training.js';
+import { runOptimizeBench } from './optimize.js';
 
 export const BENCHMARKS: BenchModule[] = [
   unetBench,
   stylizeBench,
   trainingBench,
   protocolBench,
+  {
+    name: 'optimize',
+    describe: 'UNet graph variants (attention fused, float16, NHWC) as ratios to the original graph in the same run',
+    run: (ctx) => runOptimizeBench({
+      ep: ctx.ep === 'webgpu' ? 'webgpu' : 'cpu', preset: ctx.preset, batch: 2, repeats: ctx.quick ? 2 : undefined,
+      log: ctx.log,
+    }),
+  },
   { name: 'metrics', describe: 'temporal-consistency metrics on CPU, seconds per 512×512 frame pair', run: () => benchMetrics() },
 ];
 
