@@ -26,8 +26,8 @@ blender_version() { in_chroot blender --version 2>/dev/null | head -1; }
 
 [ "$(id -u)" = 0 ] || fail "needs root (debootstrap and chroot)"
 
-# 0. Already built: check that Blender still starts, then stop.
-if [ -f "$READY" ] && v=$(blender_version) && [ -n "$v" ]; then
+# 0. Already built: check that Blender still starts, then stop (an older chroot without Xvfb gets it in step 3).
+if [ -f "$READY" ] && [ -x "$DIR/usr/bin/xvfb-run" ] && v=$(blender_version) && [ -n "$v" ]; then
   rm -f "$DIR.failed"
   echo "blender-trixie: $v in $DIR (cached)"
   exit 0
@@ -57,9 +57,9 @@ if [ ! -x "$DIR/usr/bin/apt-get" ]; then
   rm -f "$DIR.debootstrap.log"
 fi
 
-# 3. Blender and numpy (Blender's aud module imports it) inside, without recommends.
+# 3. Blender and numpy (Blender's aud module imports it) inside, without recommends; Xvfb for the UI test.
 cp /etc/resolv.conf "$DIR/etc/resolv.conf" 2>/dev/null || true
-LIMIT=900 in_chroot sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends blender python3-numpy && apt-get clean' \
+LIMIT=900 in_chroot sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends blender python3-numpy xvfb xauth && apt-get clean' \
   > "$DIR.apt.log" 2>&1 || fail "apt-get install blender in the trixie chroot failed; last lines: $(tail -3 "$DIR.apt.log" | tr '\n' ' ')"
 rm -f "$DIR.apt.log"
 

@@ -1,8 +1,9 @@
 /**
  * The add-on as a Blender 4.2+ extension, on Blender 4.3 in a Debian trixie chroot (.ci/blender-trixie.sh
- * builds it; CI runs that before `npm test`). Blender validates the extension zip, builds the same files from
- * the package folder, installs the zip with its own command (`blender -c extension install-file`), and the same in-Blender tests as on 3.4 run against a real
- * daemon on the host: the chroot shares the host's network, so Blender reaches it on 127.0.0.1.
+ * builds it; CI runs that before `npm test`). Blender installs the extension zip with its own command
+ * (`blender -c extension install-file`), validates it, builds the same files from the package folder, and the
+ * same in-Blender tests as on 3.4 run against a real daemon on the host (the chroot shares the host's network,
+ * so Blender reaches it on 127.0.0.1). Then the UI path that `-b` never takes (timers, panel draw) under Xvfb.
  *
  * Nothing is mounted: the test writes its data, the zips and the in-Blender test scripts into the chroot's
  * /tmp and removes them afterwards. chroot needs root (CI has it); elsewhere the test skips, saying why.
@@ -13,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { BLENDER_TEST_ARGS, ROOT, blenderFailure, blenderHomeEnv, has, runBlender, startDaemon, writeTestData, type BlenderRun } from './harness.js';
+import { BLENDER_TEST_ARGS, ROOT, blenderFailure, blenderHomeEnv, has, runBlender, startDaemon, writeTestData, type BlenderRun, type Daemon } from './harness.js';
 
 const CHROOT = process.env.VIDPRIOR_TRIXIE_DIR ?? '/var/cache/vidprior-trixie';
 const EXTENSION_MODULE = 'bl_ext.user_default.vidprior';
@@ -35,40 +36,50 @@ function zipNames(zip: string): string[] {
   return r.stdout.trim().split('\n');
 }
 
-/** Blender inside the chroot, with a clean environment; paths are the chroot's. */
-function chrootBlender(args: string[], home: string, timeoutMs: number): Promise<BlenderRun> {
+/** A command inside the chroot (Blender, or xvfb-run blender), with a clean environment; paths are the chroot's. */
+function inChroot(command: string[], home: string, timeoutMs: number): Promise<BlenderRun> {
   const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: home, LANG: 'C.UTF-8', ...blenderHomeEnv(home) };
-  return runBlender('chroot', [CHROOT, 'blender', ...args], env, timeoutMs);
+  return runBlender('chroot', [CHROOT, ...command], env, timeoutMs);
 }
 
-test('Blender 4 extension (trixie chroot): validate, build, install-file, stylize movie and image strips, cancel, daemon down', { skip: skipReason(), timeout: 15 * 60_000 }, async (t) => {
-  // 1. Everything Blender reads lives in the chroot's /tmp: `work` on the host is `inner` inside.
+interface ChrootWork { work: string; inner: string; home: string; zip: string }
+
+/**
+ * Test data, zips and the in-Blender test scripts in the chroot's /tmp (`work` on the host is `inner` inside),
+ * and the extension installed with Blender's own command into the user_default repository of `home`.
+ */
+async function installInChroot(daemon: Daemon): Promise<ChrootWork> {
   const work = mkdtempSync(join(CHROOT, 'tmp', 'vidprior-addon-'));
   const inner = `/tmp/${basename(work)}`;
+  const w = { work, inner, home: `${inner}/blender-home`, zip: `${inner}/zips/vidprior-blender-extension.zip` };
+  assert.equal(await writeTestData(work), null);
+  cpSync(join(ROOT, 'blender_addon/tests/blender'), join(work, 'tests'), { recursive: true });
+  const install = await inChroot(['blender', '-b', '--factory-startup', '-c', 'extension', 'install-file', '-r', 'user_default', '-e', w.zip], w.home, 120_000);
+  assert.equal(install.status, 0, blenderFailure(install, daemon));
+  assert.ok(existsSync(join(work, 'blender-home/extensions/user_default/vidprior/blender_manifest.toml')), blenderFailure(install, daemon));
+  return w;
+}
+
+test('Blender 4 extension (trixie chroot): install-file, validate, build, stylize movie and image strips, cancel, daemon down', { skip: skipReason(), timeout: 15 * 60_000 }, async (t) => {
   const daemon = await startDaemon(mkdtempSync(join(tmpdir(), 'addon-blender4-daemon-')));
+  let w: ChrootWork | undefined;
   try {
-    assert.equal(await writeTestData(work), null);
-    cpSync(join(ROOT, 'blender_addon/tests/blender'), join(work, 'tests'), { recursive: true });
-    const zip = `${inner}/zips/vidprior-blender-extension.zip`;
-    const home = `${inner}/blender-home`;
+    // 1. Installed with Blender's own command (`blender -c extension install-file -r user_default`).
+    w = await installInChroot(daemon);
+    const { work, inner, home, zip } = w;
 
     // 2. Blender's own checks of the manifest and the zip.
-    const valid = await chrootBlender(['-b', '--factory-startup', '-c', 'extension', 'validate', zip], home, 120_000);
+    const valid = await inChroot(['blender', '-b', '--factory-startup', '-c', 'extension', 'validate', zip], home, 120_000);
     assert.equal(valid.status, 0, blenderFailure(valid, daemon));
 
     // 3. Blender's own build of the package folder holds the same files as build.py's extension zip.
     cpSync(join(ROOT, 'blender_addon/vidprior'), join(work, 'source'), { recursive: true, filter: (p) => !p.includes('__pycache__') });
-    const built = await chrootBlender(['-b', '--factory-startup', '-c', 'extension', 'build', '--source-dir', `${inner}/source`, '--output-filepath', `${inner}/built.zip`], home, 120_000);
+    const built = await inChroot(['blender', '-b', '--factory-startup', '-c', 'extension', 'build', '--source-dir', `${inner}/source`, '--output-filepath', `${inner}/built.zip`], home, 120_000);
     assert.equal(built.status, 0, blenderFailure(built, daemon));
     assert.deepEqual(zipNames(join(work, 'built.zip')), zipNames(join(work, 'zips/vidprior-blender-extension.zip')));
 
-    // 4. Install with Blender's own command into the user_default repository.
-    const install = await chrootBlender(['-b', '--factory-startup', '-c', 'extension', 'install-file', '-r', 'user_default', '-e', zip], home, 120_000);
-    assert.equal(install.status, 0, blenderFailure(install, daemon));
-    assert.ok(existsSync(join(work, 'blender-home/extensions/user_default/vidprior/blender_manifest.toml')), blenderFailure(install, daemon));
-
-    // 5. The same in-Blender tests as on 3.4, on the installed extension.
-    const r = await chrootBlender([...BLENDER_TEST_ARGS, '--python', `${inner}/tests/run_tests.py`, '--', '--extension', EXTENSION_MODULE, String(daemon.port), inner], home, 14 * 60_000);
+    // 4. The same in-Blender tests as on 3.4, on the installed extension.
+    const r = await inChroot(['blender', ...BLENDER_TEST_ARGS, '--python', `${inner}/tests/run_tests.py`, '--', '--extension', EXTENSION_MODULE, String(daemon.port), inner], home, 14 * 60_000);
     const out = `${r.stdout}\n${r.stderr}`;
     assert.equal(r.status, 0, blenderFailure(r, daemon));
     assert.match(out, new RegExp(`enabled as ${EXTENSION_MODULE.replace(/\./g, '\\.')} from .*/extensions/user_default/vidprior \\(Blender 4\\.`));
@@ -77,6 +88,32 @@ test('Blender 4 extension (trixie chroot): validate, build, install-file, styliz
     t.diagnostic(`${out.match(/Blender 4\.[\d.]+/)?.[0]}: ${out.match(/\d+ passed, 0 failed/)?.[0]}`);
   } finally {
     daemon.stop();
-    rmSync(work, { recursive: true, force: true });
+    if (w) rmSync(w.work, { recursive: true, force: true });
+  }
+});
+
+const uiSkip = skipReason() || (existsSync(join(CHROOT, 'usr/bin/xvfb-run')) ? false : `no xvfb-run in ${CHROOT}: run .ci/blender-trixie.sh again`);
+
+test('Blender 4 UI under Xvfb (trixie chroot): the operator returns, the timer follows the job, the panel draws', { skip: uiSkip, timeout: 5 * 60_000 }, async (t) => {
+  const daemon = await startDaemon(mkdtempSync(join(tmpdir(), 'addon-blender4-ui-daemon-')));
+  let w: ChrootWork | undefined;
+  try {
+    w = await installInChroot(daemon);
+    const { inner, home } = w;
+    // A .blend to open, so no splash screen waits for a click.
+    const blend = `${inner}/ui.blend`;
+    const save = await inChroot(['blender', '-b', '--factory-startup', '--python-expr', `import bpy; bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(blend)})`], home, 120_000);
+    assert.equal(save.status, 0, blenderFailure(save, daemon));
+    const r = await inChroot(['xvfb-run', '-a', '-s', '-screen 0 1280x800x24', 'blender', '--factory-startup', blend, '--python-exit-code', '1',
+      '--python', `${inner}/tests/ui_test.py`, '--', EXTENSION_MODULE, String(daemon.port), inner], home, 4 * 60_000);
+    const out = `${r.stdout}\n${r.stderr}`;
+    assert.equal(r.status, 0, blenderFailure(r, daemon));
+    assert.match(out, /UI test passed/);
+    // A draw that names a missing property or icon does not raise: Blender only prints it.
+    assert.doesNotMatch(out, /Traceback|rna_uiItem|not found|unknown icon/i, blenderFailure(r, daemon));
+    t.diagnostic(out.match(/UI test passed.*/)?.[0] ?? '');
+  } finally {
+    daemon.stop();
+    if (w) rmSync(w.work, { recursive: true, force: true });
   }
 });

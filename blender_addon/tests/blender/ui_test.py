@@ -1,0 +1,129 @@
+"""The add-on in Blender's UI (not -b), under Xvfb: there, operators start a job and return at once, a timer
+follows the job to its end, and the sidebar panel draws, idle and with the job's progress. None of that runs in
+`blender -b`.
+
+  xvfb-run -a blender --factory-startup FILE.blend --python-exit-code 1 --python ui_test.py -- MODULE PORT DATA_DIR
+
+MODULE is the enabled add-on's module (vidprior, or bl_ext.user_default.vidprior). Prints "UI test passed" and
+quits with 0, or prints "UI test FAILED: why" and exits 1 (a timer cannot fail the run by raising).
+"""
+import glob
+import importlib
+import os
+import sys
+import traceback
+
+import bpy
+
+args = sys.argv[sys.argv.index("--") + 1:]
+module, port, data_dir = args[0], int(args[1]), args[2]
+bpy.ops.preferences.addon_enable(module=module)
+bpy.context.preferences.addons[module].preferences.port = port
+compat = importlib.import_module(module + ".compat")
+state = importlib.import_module(module + ".state")
+TICK, LIMIT_TICKS = 0.25, 480  # two minutes
+drawn, errors, ticks = [], [], [0]
+
+
+def fail(why):
+    print("UI test FAILED: %s" % why, flush=True)
+    os._exit(1)
+
+
+def add_panel_probe(category):
+    """The add-on's panel draw, shown in the sidebar tab that is open (a script cannot switch tabs)."""
+    panel = bpy.types.VIDPRIOR_PT_panel
+
+    def draw(self, context):
+        try:
+            panel.draw(self, context)
+            drawn.append(context.scene.vidprior.job_status)  # "" before a job, then its progress, "done"
+        except Exception:  # noqa: BLE001 - reported as the test's failure
+            errors.append(traceback.format_exc())
+
+    probe = type("VIDPRIOR_PT_ui_test_probe", (bpy.types.Panel,), {
+        "bl_label": "vidprior (UI test)", "bl_space_type": "SEQUENCE_EDITOR", "bl_region_type": "UI",
+        "bl_category": category, "draw": draw})
+    bpy.utils.register_class(probe)
+
+
+def start():
+    # 1. A sequencer with its sidebar and an image strip.
+    window = bpy.context.window_manager.windows[0]
+    area = max(window.screen.areas, key=lambda a: a.width * a.height)
+    area.type = "SEQUENCE_EDITOR"
+    area.spaces.active.show_region_ui = True
+    scene = window.scene
+    editor = compat.ensure_sequence_editor(scene)
+    files = sorted(glob.glob(os.path.join(data_dir, "frames", "*.png")))
+    strip = compat.new_image_strip(editor, "ui", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 1)
+    editor.active_strip = strip
+    s = scene.vidprior
+    s.prompt, s.steps, s.strength, s.output_folder = "a watercolor painting", 20, 1.0, os.path.join(data_dir, "out-ui")
+    region = next(r for r in area.regions if r.type == "UI")
+    ctx = dict(window=window, area=area, region=region, scene=scene, editor=editor, strip=strip)
+    bpy.app.timers.register(guarded(lambda: run_when_drawn(ctx)), first_interval=TICK)
+
+
+def run_when_drawn(ctx):
+    # 2. Once the sidebar shows a tab, the panel is drawn there; after its first (idle) draw, start the job.
+    tick(ctx)
+    if not drawn:
+        return TICK
+    with bpy.context.temp_override(window=ctx["window"], area=ctx["area"], region=ctx["region"]):
+        result = bpy.ops.vidprior.stylize_strip()
+    # In the UI the operator returns while the job runs (a timer applies its events on the main thread).
+    job = state.current()
+    if result != {"FINISHED"} or job is None or job.ended:
+        fail("stylize_strip returned %s; the job should be running (%s)" % (result, ctx["scene"].vidprior.job_status))
+    drawn.clear()
+    bpy.app.timers.register(guarded(lambda: follow(ctx)), first_interval=TICK)
+    return None
+
+
+def tick(ctx):
+    ticks[0] += 1
+    ctx["area"].tag_redraw()
+    region = ctx["region"]
+    if not hasattr(bpy.types, "VIDPRIOR_PT_ui_test_probe") and region.active_panel_category != "UNSUPPORTED":
+        add_panel_probe(region.active_panel_category)
+    if errors:
+        fail("the panel's draw raised:\n" + errors[0])
+    if ticks[0] > LIMIT_TICKS:
+        fail("no end after %d s: job status %r, panel drawn with %s" % (LIMIT_TICKS * TICK, ctx["scene"].vidprior.job_status, drawn))
+
+
+def follow(ctx):
+    # 3. The timer follows the job; the panel draws its progress while it runs, and its end.
+    tick(ctx)
+    job = state.current()
+    if not job.ended or not drawn or drawn[-1] != "done":
+        return TICK
+    busy = [status for status in drawn if status not in ("", "done")]
+    if not busy:
+        fail("the panel never drew the running job (drawn with %s)" % drawn)
+    # 4. The job's result: a new image strip over the same frames.
+    if job.error is not None:
+        fail("the job failed: %s %s" % job.error)
+    editor, strip = ctx["editor"], ctx["strip"]
+    added = [s for s in compat.all_strips(editor) if s.name != strip.name]
+    if len(added) != 1 or compat.strip_range(added[0]) != compat.strip_range(strip):
+        fail("expected one new strip over %s, got %s" % (compat.strip_range(strip), [(s.name, compat.strip_range(s)) for s in added]))
+    print("UI test passed: job %s followed by the timer, new strip %r, panel drawn while running with %s" % (
+        ctx["scene"].vidprior.job_id, added[0].name, sorted(set(busy))), flush=True)
+    bpy.ops.wm.quit_blender()
+    return None
+
+
+def guarded(step):
+    """An exception in a timer is only printed: turn it into the test's failure."""
+    def run():
+        try:
+            return step()
+        except Exception:  # noqa: BLE001
+            fail(traceback.format_exc())
+    return run
+
+
+# The window exists once Blender's event loop runs: start from a timer.
+bpy.app.timers.register(guarded(start), first_interval=1.0)
