@@ -1,6 +1,6 @@
 """The add-on in Blender's UI (not -b), under Xvfb: there, operators start a job and return at once, a timer
 follows the job to its end, and the sidebar panel draws, idle and with the job's progress. None of that runs in
-`blender -b`.
+`blender -b`. Then the add-on's preferences draw.
 
   xvfb-run -a blender --factory-startup FILE.blend --python-exit-code 1 --python ui_test.py -- MODULE PORT DATA_DIR
 
@@ -22,7 +22,7 @@ bpy.context.preferences.addons[module].preferences.port = port
 compat = importlib.import_module(module + ".compat")
 state = importlib.import_module(module + ".state")
 TICK, LIMIT_TICKS = 0.25, 480  # two minutes
-drawn, errors, ticks = [], [], [0]
+drawn, prefs_drawn, errors, ticks = [], [], [], [0]
 
 
 def fail(why):
@@ -88,7 +88,7 @@ def tick(ctx):
     if not hasattr(bpy.types, "VIDPRIOR_PT_ui_test_probe") and region.active_panel_category != "UNSUPPORTED":
         add_panel_probe(region.active_panel_category)
     if errors:
-        fail("the panel's draw raised:\n" + errors[0])
+        fail("a draw raised:\n" + errors[0])
     if ticks[0] > LIMIT_TICKS:
         fail("no end after %d s: job status %r, panel drawn with %s" % (LIMIT_TICKS * TICK, ctx["scene"].vidprior.job_status, drawn))
 
@@ -109,8 +109,34 @@ def follow(ctx):
     added = [s for s in compat.all_strips(editor) if s.name != strip.name]
     if len(added) != 1 or compat.strip_range(added[0]) != compat.strip_range(strip):
         fail("expected one new strip over %s, got %s" % (compat.strip_range(strip), [(s.name, compat.strip_range(s)) for s in added]))
-    print("UI test passed: job %s followed by the timer, new strip %r, panel drawn while running with %s" % (
+    print("UI test: job %s followed by the timer, new strip %r, panel drawn while running with %s" % (
         ctx["scene"].vidprior.job_id, added[0].name, sorted(set(busy))), flush=True)
+    # 5. The preferences, shown as the user reaches them (Preferences > Add-ons, the add-on expanded).
+    prefs_class = importlib.import_module(module + ".prefs").VIDPRIOR_AP_preferences
+    prefs_draw = prefs_class.draw
+
+    def draw(self, context):
+        try:
+            prefs_draw(self, context)
+            prefs_drawn.append(True)
+        except Exception:  # noqa: BLE001 - reported as the test's failure
+            errors.append(traceback.format_exc())
+
+    prefs_class.draw = draw
+    with bpy.context.temp_override(window=ctx["window"]):
+        bpy.ops.preferences.addon_show(module=module)
+    bpy.app.timers.register(guarded(lambda: quit_when_prefs_drawn(ctx)), first_interval=TICK)
+    return None
+
+
+def quit_when_prefs_drawn(ctx):
+    tick(ctx)
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            area.tag_redraw()
+    if not prefs_drawn:
+        return TICK
+    print("UI test passed", flush=True)
     bpy.ops.wm.quit_blender()
     return None
 
