@@ -6,9 +6,9 @@
 #
 #   bash .ci/blender-trixie.sh [DIR]     default DIR: $VIDPRIOR_TRIXIE_DIR or /var/cache/vidprior-trixie
 #
-# Idempotent: a finished chroot (marker DIR/.vidprior-ready) is only checked. Needs root. About 3.5 min and
-# 1.4 GB on a fresh machine (steps time out after 10 + 15 min at worst). On failure it exits non-zero, says why, and leaves the reason in DIR.failed
-# (the test prints it when it skips).
+# Idempotent: a finished chroot (marker DIR/.vidprior-ready) is only checked. Needs root. About 3 min and
+# 1.4 GB on a fresh machine; its steps time out after 10 + 15 min at worst. On failure it exits non-zero, says
+# why, and leaves the reason in DIR.failed (the test prints it when it skips).
 set -euo pipefail
 DIR=${1:-${VIDPRIOR_TRIXIE_DIR:-/var/cache/vidprior-trixie}}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}

@@ -21,7 +21,7 @@ const EXTENSION_MODULE = 'bl_ext.user_default.vidprior';
 
 function skipReason(): string | false {
   if (!existsSync(join(CHROOT, '.vidprior-ready'))) {
-    const failed = join(`${CHROOT}.failed`);
+    const failed = `${CHROOT}.failed`;
     const why = existsSync(failed) ? `its setup failed: ${readFileSync(failed, 'utf8').trim()}` : 'run `bash .ci/blender-trixie.sh` (root) to build it';
     return `no Blender 4 chroot at ${CHROOT}: ${why}`;
   }
@@ -44,28 +44,32 @@ function inChroot(command: string[], home: string, timeoutMs: number): Promise<B
 
 interface ChrootWork { work: string; inner: string; home: string; zip: string }
 
-/**
- * Test data, zips and the in-Blender test scripts in the chroot's /tmp (`work` on the host is `inner` inside),
- * and the extension installed with Blender's own command into the user_default repository of `home`.
- */
-async function installInChroot(daemon: Daemon): Promise<ChrootWork> {
+/** A fresh folder in the chroot's /tmp: `work` on the host is `inner` inside. */
+function chrootWork(): ChrootWork {
   const work = mkdtempSync(join(CHROOT, 'tmp', 'vidprior-addon-'));
   const inner = `/tmp/${basename(work)}`;
-  const w = { work, inner, home: `${inner}/blender-home`, zip: `${inner}/zips/vidprior-blender-extension.zip` };
+  return { work, inner, home: `${inner}/blender-home`, zip: `${inner}/zips/vidprior-blender-extension.zip` };
+}
+
+/**
+ * Test data, zips and the in-Blender test scripts into `w`, and the extension installed with Blender's own
+ * command into the user_default repository of its Blender home.
+ */
+async function installInChroot(w: ChrootWork, daemon: Daemon): Promise<void> {
+  const { work } = w;
   assert.equal(await writeTestData(work), null);
   cpSync(join(ROOT, 'blender_addon/tests/blender'), join(work, 'tests'), { recursive: true });
   const install = await inChroot(['blender', '-b', '--factory-startup', '-c', 'extension', 'install-file', '-r', 'user_default', '-e', w.zip], w.home, 120_000);
   assert.equal(install.status, 0, blenderFailure(install, daemon));
   assert.ok(existsSync(join(work, 'blender-home/extensions/user_default/vidprior/blender_manifest.toml')), blenderFailure(install, daemon));
-  return w;
 }
 
 test('Blender 4 extension (trixie chroot): install-file, validate, build, stylize movie and image strips, cancel, daemon down', { skip: skipReason(), timeout: 15 * 60_000 }, async (t) => {
   const daemon = await startDaemon(mkdtempSync(join(tmpdir(), 'addon-blender4-daemon-')));
-  let w: ChrootWork | undefined;
+  const w = chrootWork();
   try {
     // 1. Installed with Blender's own command (`blender -c extension install-file -r user_default`).
-    w = await installInChroot(daemon);
+    await installInChroot(w, daemon);
     const { work, inner, home, zip } = w;
 
     // 2. Blender's own checks of the manifest and the zip.
@@ -88,7 +92,7 @@ test('Blender 4 extension (trixie chroot): install-file, validate, build, styliz
     t.diagnostic(`${out.match(/Blender 4\.[\d.]+/)?.[0]}: ${out.match(/\d+ passed, 0 failed/)?.[0]}`);
   } finally {
     daemon.stop();
-    if (w) rmSync(w.work, { recursive: true, force: true });
+    rmSync(w.work, { recursive: true, force: true });
   }
 });
 
@@ -96,9 +100,9 @@ const uiSkip = skipReason() || (existsSync(join(CHROOT, 'usr/bin/xvfb-run')) ? f
 
 test('Blender 4 UI under Xvfb (trixie chroot): the operator returns, the timer follows the job, panel and preferences draw', { skip: uiSkip, timeout: 5 * 60_000 }, async (t) => {
   const daemon = await startDaemon(mkdtempSync(join(tmpdir(), 'addon-blender4-ui-daemon-')));
-  let w: ChrootWork | undefined;
+  const w = chrootWork();
   try {
-    w = await installInChroot(daemon);
+    await installInChroot(w, daemon);
     const { inner, home } = w;
     // A .blend to open, so no splash screen waits for a click.
     const blend = `${inner}/ui.blend`;
@@ -114,6 +118,6 @@ test('Blender 4 UI under Xvfb (trixie chroot): the operator returns, the timer f
     t.diagnostic(out.match(/UI test: job.*/)?.[0] ?? '');
   } finally {
     daemon.stop();
-    if (w) rmSync(w.work, { recursive: true, force: true });
+    rmSync(w.work, { recursive: true, force: true });
   }
 });
