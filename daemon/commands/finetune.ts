@@ -89,6 +89,9 @@ export async function runFinetune(a: FinetuneArgs, reporter: Reporter, hooks: { 
   if (edits.length === 0) reporter.note('no --edit given: the adapter learns the clip alone (no style); give --edit <frame>=<edited.png> for the method');
   // 2. Model, runtime, the clip at the working size.
   const session = await openModelSession(a, reporter);
+  // Training builds its own graph over the UNet's weights; the inference UNet is not needed here, and keeping
+  // it would hold a second copy of the weights (3.4 GB for SD 1.5) on the device for the whole run.
+  await session.model.unet.release();
   const source = await openClip(session.model, a.input, a.fit, reporter).catch(async (err) => { await session.close(); throw err; });
   try {
     for (const e of edits) checkFrameIndex(source, e.frame, '--edit frame');
