@@ -37,8 +37,12 @@ export interface LoadedModel {
 export class ModelHost {
   private loading: Promise<LoadedModel> | null = null;
   private loaded: LoadedModel | null = null;
-  /** The UNet with the last adapter used merged in (jobs of one shot tend to use the same adapter). */
-  private adapted: { name: string; mtimeMs: number; session: Session } | null = null;
+  /**
+   * The one UNet session kept on the device: the plain one (key '') or one with an adapter merged in (key
+   * `<name>@<mtime>`). Only one at a time, and none while training, so an SD 1.5 UNet (3.4 GB) is never held
+   * twice: switching between plain and adapted jobs reloads it from disk instead.
+   */
+  private resident: { key: string; session: Session } | null = null;
 
   constructor(private readonly opts: ModelHostOptions) {}
 
@@ -65,11 +69,17 @@ export class ModelHost {
     const dir = this.opts.modelDir ?? await this.opts.embeddedDefault();
     const runtime = await openRuntime({ ep: this.opts.ep, cpuThreads: this.opts.cpuThreads });
     this.opts.log?.(`execution provider: ${runtime.decision.ep} (${runtime.decision.reason})`);
+    let plain: Session | null = null;
     try {
-      const model = await loadModelFolder(dir, runtime);
+      // The host owns the UNet session (the loader reads its inputs and outputs but never releases it), so it
+      // can let it go for training and bring it back for the next stylize job.
+      plain = await runtime.createSession(join(dir, 'unet', 'model.onnx'), { label: 'unet' });
+      const model = await loadModelFolder(dir, runtime, { unet: plain });
+      this.resident = { key: '', session: plain };
       this.opts.log?.(`model loaded: ${this.name}`);
       return { runtime, model, dir };
     } catch (err) {
+      await plain?.release().catch(() => {});
       await runtime.close().catch(() => {});
       throw err;
     }
@@ -117,19 +127,28 @@ export class ModelHost {
   }
 
   /**
-   * A UNet session with adapter `name` merged into its weights (src/training/adapted-unet.ts), so stylizing
-   * with an adapter runs at the base model's speed. Kept until another adapter (or a newer file) is asked for.
+   * The UNet to run: the plain one, or one with adapter `name` merged into its weights
+   * (src/training/adapted-unet.ts) so stylizing with an adapter runs at the base model's speed. The session
+   * stays resident until another one is asked for (jobs of one shot tend to use the same adapter).
    */
-  async unetWithAdapter(name: string): Promise<Session> {
-    const path = await this.adapterPath(name);
-    const mtimeMs = (await stat(path)).mtimeMs;
-    if (this.adapted?.name === name && this.adapted.mtimeMs === mtimeMs) return this.adapted.session;
+  async unet(name?: string): Promise<Session> {
     const { runtime, dir } = await this.get();
-    await this.adapted?.session.release().catch(() => {});
-    this.adapted = null;
-    const { session } = await createAdaptedUnet(runtime, dir, path, { label: `unet+${name}` });
-    this.adapted = { name, mtimeMs, session };
+    const path = name ? await this.adapterPath(name) : null;
+    const key = path ? `${name}@${(await stat(path)).mtimeMs}` : '';
+    if (this.resident?.key === key) return this.resident.session;
+    await this.releaseUnet();
+    const session = path
+      ? (await createAdaptedUnet(runtime, dir, path, { label: `unet+${name}` })).session
+      : await runtime.createSession(join(dir, 'unet', 'model.onnx'), { label: 'unet' });
+    this.resident = { key, session };
     return session;
+  }
+
+  /** Lets the resident UNet go (training builds its own graph over the same weights). */
+  async releaseUnet(): Promise<void> {
+    const r = this.resident;
+    this.resident = null;
+    await r?.session.release().catch(() => {});
   }
 
   /** Where a training job publishes adapter `name` (replacing an older one of the same name). */
@@ -138,8 +157,7 @@ export class ModelHost {
   }
 
   async close(): Promise<void> {
-    await this.adapted?.session.release().catch(() => {});
-    this.adapted = null;
+    await this.releaseUnet();
     const m = this.loaded ?? (this.loading ? await this.loading.catch(() => null) : null);
     this.loaded = null;
     this.loading = null;

@@ -16,7 +16,8 @@ import { encodeJobFrame, fitPlan, readJobFrame } from './frames.js';
 async function loadModel(ctx: ExecutorContext, adapter: string | undefined) {
   ctx.progress({ stage: 'loading', fraction: 0, message: `loading model ${ctx.model.name}` });
   const loaded = await ctx.model.get();
-  const unet = adapter ? await ctx.model.unetWithAdapter(adapter) : undefined;
+  // Always the host's UNet (plain or adapted), never the model's own field: the host keeps one resident.
+  const unet = await ctx.model.unet(adapter);
   return { ...loaded, unet };
 }
 

@@ -38,6 +38,8 @@ async function train(ctx: ExecutorContext, p: FinetuneParams, share: number): Pr
   // 1. The model, and the clip at the size stylize will use (so the adapter sees what it will stylize).
   ctx.progress({ stage: 'loading', fraction: 0, message: `loading model ${ctx.model.name}` });
   const { model, runtime } = await ctx.model.get();
+  // Training builds its own graph over the UNet's weights: no inference UNet stays on the device meanwhile.
+  await ctx.model.releaseUnet();
   const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
   const indices = sampleFrameIndices(ctx.spec.inputs.length, p.train_frames);
   const frames = [];

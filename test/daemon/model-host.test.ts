@@ -1,0 +1,45 @@
+/**
+ * The daemon's model host keeps ONE UNet session resident (plain or with an adapter merged in) and none while
+ * training, so an SD 1.5 UNet is never held twice on the device.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ModelHost } from '../../daemon/model-host.js';
+import { loadModel } from '../../src/onnx/external-data.js';
+import { createModelFolder } from '../../src/models/builder/folder.js';
+import { saveAdapter } from '../../src/training/adapter.js';
+import { findLoraTargets, loraShapes } from '../../src/training/lora.js';
+
+test('one resident UNet: switching adapters releases the previous session; releaseUnet frees it for training', { timeout: 120_000 }, async () => {
+  const work = mkdtempSync(join(tmpdir(), 'host-'));
+  const modelDir = join(work, 'model');
+  await createModelFolder(modelDir, 'tiny', { seed: 0 });
+  const adaptersDir = join(work, 'adapters');
+  mkdirSync(adaptersDir);
+  const unetModel = await loadModel(join(modelDir, 'unet', 'model.onnx'));
+  const t = findLoraTargets(unetModel)[0]!;
+  const { aDims, bDims } = loraShapes(t, 2);
+  await saveAdapter(join(adaptersDir, 'shot.safetensors'), {
+    rank: 2, alpha: 2, record: {},
+    weights: new Map([[t.module, { kind: 'linear', a: new Float32Array(aDims[0]! * aDims[1]!).fill(0.1), b: new Float32Array(bDims[0]! * bDims[1]!).fill(0.1), aDims, bDims }]]),
+  });
+  const host = new ModelHost({ modelDir, embeddedDefault: async () => modelDir, ep: 'cpu', adaptersDir });
+  try {
+    const plain = await host.unet();
+    assert.equal(await host.unet(), plain, 'the same plain session while nothing else was asked for');
+    const adapted = await host.unet('shot');
+    assert.notEqual(adapted, plain);
+    await assert.rejects(plain.run({}), /the session was released/);
+    assert.equal(await host.unet('shot'), adapted);
+    await host.releaseUnet();
+    await assert.rejects(adapted.run({}), /the session was released/);
+    const again = await host.unet();
+    assert.notEqual(again, plain, 'the plain UNet is loaded again after training');
+    await assert.rejects(host.unet('missing'), /no adapter "missing"/);
+  } finally {
+    await host.close();
+  }
+});
