@@ -8,6 +8,7 @@ need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v blender >/dev/null || need+=(blender python3-numpy python3-msgpack python3-websocket)
 command -v xz >/dev/null || need+=(xz-utils)
+command -v xvfb-run >/dev/null || need+=(xvfb xauth)   # the add-on's UI test (Blender with a display)
 lvp_ok=0
 if [ -f /usr/share/vulkan/icd.d/lvp_icd.json ]; then
   v=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || echo 0)

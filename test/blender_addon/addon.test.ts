@@ -48,3 +48,33 @@ test('inside blender -b: stylize movie and image strips, cancel, daemon down', {
     daemon.stop();
   }
 });
+
+const uiSkip = blenderSkip || (has('xvfb-run') ? false : 'xvfb-run not installed (CI installs Debian\'s xvfb)');
+
+test('Blender 3.4 UI under Xvfb: the operator returns, the timer follows the job, panel and preferences draw', { skip: uiSkip, timeout: 6 * 60_000 }, async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'addon-ui-'));
+  assert.equal(await writeTestData(work), null);
+  const daemon = await startDaemon(join(work, 'data'));
+  try {
+    const home = join(work, 'blender-home');
+    mkdirSync(home);
+    const env = { ...process.env, ...blenderHomeEnv(home) };
+    // 1. Install the legacy zip into this isolated user folder, and save a .blend to open (no splash screen).
+    const blend = join(work, 'ui.blend');
+    const setup = await runBlender('blender', ['-b', '--factory-startup', '--python-exit-code', '1', '--python-expr',
+      `import bpy; bpy.ops.preferences.addon_install(filepath=${JSON.stringify(join(work, 'zips', 'vidprior-blender-addon.zip'))}); bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(blend)})`],
+    env, 120_000);
+    assert.equal(setup.status, 0, blenderFailure(setup, daemon));
+    // 2. The real UI, on a virtual display.
+    const r = await runBlender('xvfb-run', ['-a', '-s', '-screen 0 1280x800x24', 'blender', '--factory-startup', blend, '--python-exit-code', '1',
+      '--python', join(ROOT, 'blender_addon/tests/blender/ui_test.py'), '--', 'vidprior', String(daemon.port), work], env, 5 * 60_000);
+    const out = `${r.stdout}\n${r.stderr}`;
+    assert.equal(r.status, 0, blenderFailure(r, daemon));
+    assert.match(out, /UI test passed/);
+    // A draw naming a missing property does not raise: Blender only prints it.
+    assert.doesNotMatch(out, /Traceback|rna_uiItem|property not found/i, blenderFailure(r, daemon));
+    t.diagnostic(out.match(/UI test: job.*/)?.[0] ?? '');
+  } finally {
+    daemon.stop();
+  }
+});

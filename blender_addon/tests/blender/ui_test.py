@@ -30,7 +30,13 @@ def fail(why):
     os._exit(1)
 
 
-def add_panel_probe(category):
+# Sidebar tabs of the sequencer: Blender < 4 cannot tell a script which tab is open, so there the probe goes
+# into each of them (only the open one draws).
+SEQUENCER_TABS = ("Strip", "Modifiers", "Proxy & Cache", "Cache", "Adjust", "Time", "Source", "Tool", "View", "Metadata", "vidprior")
+probes = []
+
+
+def add_panel_probe(category, suffix=""):
     """The add-on's panel draw, shown in the sidebar tab that is open (a script cannot switch tabs)."""
     panel = bpy.types.VIDPRIOR_PT_panel
 
@@ -41,10 +47,11 @@ def add_panel_probe(category):
         except Exception:  # noqa: BLE001 - reported as the test's failure
             errors.append(traceback.format_exc())
 
-    probe = type("VIDPRIOR_PT_ui_test_probe", (bpy.types.Panel,), {
+    probe = type("VIDPRIOR_PT_ui_test_probe" + suffix, (bpy.types.Panel,), {
         "bl_label": "vidprior (UI test)", "bl_space_type": "SEQUENCE_EDITOR", "bl_region_type": "UI",
         "bl_category": category, "draw": draw})
     bpy.utils.register_class(probe)
+    probes.append(probe)
 
 
 def start():
@@ -85,8 +92,13 @@ def tick(ctx):
     ticks[0] += 1
     ctx["area"].tag_redraw()
     region = ctx["region"]
-    if not hasattr(bpy.types, "VIDPRIOR_PT_ui_test_probe") and region.active_panel_category != "UNSUPPORTED":
-        add_panel_probe(region.active_panel_category)
+    if not probes:
+        if hasattr(region, "active_panel_category"):  # Blender 4.0+
+            if region.active_panel_category != "UNSUPPORTED":
+                add_panel_probe(region.active_panel_category)
+        else:
+            for i, tab in enumerate(SEQUENCER_TABS):
+                add_panel_probe(tab, "_%d" % i)
     if errors:
         fail("a draw raised:\n" + errors[0])
     if ticks[0] > LIMIT_TICKS:
