@@ -4,20 +4,10 @@
  * strength) measured on the same flow and occlusion mask, in one table and one plot.
  */
 import type { CommandModule } from 'yargs';
-import { measureOptions, runMeasurement } from './metrics.js';
+import { type MeasureArgs, measureOptions, runMeasurement } from './metrics.js';
 
-interface CompareArgs {
-  original: string;
-  stylized: string[];
-  labels?: string[];
-  json: boolean;
-  report?: string;
-  'flow-level': number;
-  threads: number;
-  'flow-model'?: string;
-  'flow-model-range': number;
-  ep: string;
-}
+/** The same arguments as `metrics` (several --stylized versions instead of one). */
+type CompareArgs = MeasureArgs;
 
 export const compareCommand: CommandModule<object, CompareArgs> = {
   command: 'compare',

@@ -22,6 +22,7 @@ import { preset } from './presets.js';
 import { syntheticTokenizer } from './tokenizer-files.js';
 import { paramCount } from './weights.js';
 import { writeBuiltGraph } from './write-graph.js';
+import { SD1_SCHEDULER } from '../../schedulers/config.js';
 
 export interface CreateModelOptions extends Omit<BuildOptions, 'weights'> {
   /**
@@ -53,17 +54,11 @@ export function resolveConfig(config: string | SdConfig | PartialSdConfig): SdCo
   return validateConfig(mergeConfig(preset(partial.base ?? 'tiny'), partial));
 }
 
+/** scheduler/scheduler_config.json: DDIM with the schedule SD 1.x was trained with. */
 const SCHEDULER_CONFIG = {
   _class_name: 'DDIMScheduler',
   _diffusers_version: '0.30.0',
-  beta_start: 0.00085,
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  num_train_timesteps: 1000,
-  clip_sample: false,
-  set_alpha_to_one: false,
-  steps_offset: 1,
-  prediction_type: 'epsilon',
+  ...SD1_SCHEDULER,
   trained_betas: null,
 };
 
