@@ -23,6 +23,23 @@ def _strip_or_report(op, context):
     return scene, strip
 
 
+def _strip_and_frames(op, context, with_edits=False):
+    """The checks the strip operators start with: no job running, an active movie/image strip, (the chosen
+    edits,) its frames on disk. Returns (scene, strip, edits, files), or None after reporting why."""
+    if _busy(op):
+        return None
+    scene, strip = _strip_or_report(op, context)
+    if strip is None:
+        return None
+    edits = _edits_or_report(op, scene.vidprior) if with_edits else []
+    if edits is None:
+        return None
+    files = _frame_files(op, scene, strip)
+    if files is None:
+        return None
+    return scene, strip, edits, files
+
+
 def _busy(op):
     job = state.current()
     if job is not None and not job.ended:
@@ -86,15 +103,11 @@ class VIDPRIOR_OT_stylize_strip(bpy.types.Operator):
     bl_label = "Stylize Strip"
 
     def execute(self, context):
-        if _busy(self):
+        ready = _strip_and_frames(self, context)
+        if ready is None:
             return {"CANCELLED"}
-        scene, strip = _strip_or_report(self, context)
-        if strip is None:
-            return {"CANCELLED"}
+        scene, strip, _, files = ready
         s = scene.vidprior
-        files = _frame_files(self, scene, strip)
-        if files is None:
-            return {"CANCELLED"}
         out = state.output_dir_for(scene, strip, "stylize")
         task = JobTask(state.settings_from_prefs(context), "stylize", _common_params(s, s.strength), files, out, name=strip.name)
         return _run(self, state.Job(task, "stylize", scene, strip, out, on_done=state.add_stylized_strip))
@@ -168,19 +181,14 @@ class VIDPRIOR_OT_finetune_strip(bpy.types.Operator):
     def execute(self, context):
         if _busy(self):
             return {"CANCELLED"}
-        scene, strip = _strip_or_report(self, context)
-        if strip is None:
-            return {"CANCELLED"}
-        s = scene.vidprior
-        edits = _edits_or_report(self, s)
-        if edits is None:
-            return {"CANCELLED"}
-        if not edits:
+        if not compat.sequencer_scene(context).vidprior.edits:  # before rendering any frame
             self.report({"ERROR"}, "Choose a keyframe edit first (Preview Keyframe Edits, then Use Candidate)")
             return {"CANCELLED"}
-        files = _frame_files(self, scene, strip)
-        if files is None:
+        ready = _strip_and_frames(self, context, with_edits=True)
+        if ready is None:
             return {"CANCELLED"}
+        scene, strip, edits, files = ready
+        s = scene.vidprior
         params = {"prompt": s.prompt, "train_frames": s.finetune_frames, "iters": s.iterations, "seed": s.seed}
         out = state.output_dir_for(scene, strip, "finetune")
         task = JobTask(state.settings_from_prefs(context), "finetune", params, files, out, edits=edits, name=strip.name)
@@ -193,18 +201,11 @@ class VIDPRIOR_OT_run_method(bpy.types.Operator):
     bl_label = "Fine-tune and Stylize"
 
     def execute(self, context):
-        if _busy(self):
+        ready = _strip_and_frames(self, context, with_edits=True)
+        if ready is None:
             return {"CANCELLED"}
-        scene, strip = _strip_or_report(self, context)
-        if strip is None:
-            return {"CANCELLED"}
+        scene, strip, edits, files = ready
         s = scene.vidprior
-        edits = _edits_or_report(self, s)
-        if edits is None:
-            return {"CANCELLED"}
-        files = _frame_files(self, scene, strip)
-        if files is None:
-            return {"CANCELLED"}
         settings = state.settings_from_prefs(context)
         params = _common_params(s, s.strength)
         params.pop("adapter", None)
