@@ -300,12 +300,4 @@ class VIDPRIOR_OT_report(bpy.types.Operator):
 classes = (VIDPRIOR_OT_stylize_strip, VIDPRIOR_OT_preview_edits, VIDPRIOR_OT_use_candidate, VIDPRIOR_OT_finetune_strip,
            VIDPRIOR_OT_run_method, VIDPRIOR_OT_cancel, VIDPRIOR_OT_test_connection, VIDPRIOR_OT_report)
 
-
-def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -78,12 +78,4 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
 
 classes = (VIDPRIOR_UL_candidates, VIDPRIOR_PT_panel)
 
-
-def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

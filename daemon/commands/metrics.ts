@@ -114,17 +114,8 @@ function printResult(reporter: Reporter, r: ConsistencyResult, report?: string):
   reporter.result({ ...r, report: report ?? null } as unknown as Record<string, unknown>, lines.join('\n'));
 }
 
-interface MetricsArgs {
-  original: string;
-  stylized: string;
-  json: boolean;
-  report?: string;
-  'flow-level': number;
-  threads: number;
-  'flow-model'?: string;
-  'flow-model-range': number;
-  ep: string;
-}
+/** `compare`'s arguments with one --stylized version. */
+type MetricsArgs = Omit<MeasureArgs, 'stylized' | 'labels'> & { stylized: string };
 
 export const metricsCommand: CommandModule<object, MetricsArgs> = {
   command: 'metrics',

@@ -2,6 +2,7 @@
  * Shared by the add-on tests that run Blender against a real daemon (addon.test.ts on the host's Blender 3.4,
  * addon-blender4.test.ts in a Debian trixie chroot with Blender 4.3): test data, the add-on zips, the daemon.
  */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
@@ -107,4 +108,19 @@ export function runBlender(cmd: string, args: string[], env: NodeJS.ProcessEnv, 
 /** The end of Blender's and the daemon's output, for an assertion message. */
 export function blenderFailure(r: BlenderRun, daemon: Daemon): string {
   return `${`${r.stdout}\n${r.stderr}`.slice(-6000)}\n--- daemon ---\n${daemon.log().slice(-3000)}`;
+}
+
+/** Blender's UI on a virtual display running ui_test.py (the add-on `module` enabled, the daemon on `port`). */
+export function uiTestArgs(blend: string, script: string, module: string, port: number, dataDir: string): string[] {
+  return ['-a', '-s', '-screen 0 1280x800x24', 'blender', '--factory-startup', blend, '--python-exit-code', '1',
+    '--python', script, '--', module, String(port), dataDir];
+}
+
+/** ui_test.py passed, and no draw printed an error (a draw naming a missing property only prints it). */
+export function checkUiRun(r: BlenderRun, daemon: Daemon): string {
+  const out = `${r.stdout}\n${r.stderr}`;
+  assert.equal(r.status, 0, blenderFailure(r, daemon));
+  assert.match(out, /UI test passed/);
+  assert.doesNotMatch(out, /Traceback|rna_uiItem|property not found/i, blenderFailure(r, daemon));
+  return out.match(/UI test: job.*/)?.[0] ?? '';
 }
