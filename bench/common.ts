@@ -35,7 +35,11 @@ export interface BenchModule {
 }
 
 export function hostInfo(): { cpu: string; node: string; platform: string } {
-  return { cpu: `${cpus()[0]?.model ?? 'unknown'} ×${cpus().length}`, node: process.version, platform: `${process.platform}-${process.arch}` };
+  return {
+    cpu: `${cpus()[0]?.model ?? 'unknown'} ×${cpus().length}`,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+  };
 }
 
 /** The preset's model folder, built (seed 0, opset 17) on first use; sd15 with external data (> 2 GB). */
@@ -45,17 +49,27 @@ export async function benchModelDir(ctx: BenchContext): Promise<string> {
   await mkdir(ctx.modelsDir, { recursive: true });
   ctx.log(`building the ${ctx.preset} (${ctx.dtype}) model in ${dir}…`);
   const built = await createModelFolder(dir, ctx.preset, {
-    seed: 0, opset: 17, dtype: ctx.dtype, externalData: ctx.preset === 'sd15' ? true : 'auto', overwrite: existsSync(dir),
+    seed: 0,
+    opset: 17,
+    dtype: ctx.dtype,
+    externalData: ctx.preset === 'sd15' ? true : 'auto',
+    overwrite: existsSync(dir),
   });
   ctx.log(`built in ${built.seconds.toFixed(1)} s (UNet ${(built.parameters.unet / 1e6).toFixed(1)}M parameters)`);
   return dir;
 }
 
 /** Loads the bench model; `gpuResidentUnet` keeps the UNet's output on the GPU (WebGPU). */
-export async function loadBenchModel(ctx: BenchContext, runtime: Runtime, gpuResidentUnet: boolean): Promise<StableDiffusionModel> {
+export async function loadBenchModel(
+  ctx: BenchContext,
+  runtime: Runtime,
+  gpuResidentUnet: boolean,
+): Promise<StableDiffusionModel> {
   const dir = await benchModelDir(ctx);
   return loadModelFolder(dir, runtime, {
-    sessionOptions: { unet: { keepOutputsOnGpu: gpuResidentUnet, ...(ctx.layout ? { preferredLayout: ctx.layout } : {}) } },
+    sessionOptions: {
+      unet: { keepOutputsOnGpu: gpuResidentUnet, ...(ctx.layout ? { preferredLayout: ctx.layout } : {}) },
+    },
   });
 }
 
@@ -63,7 +77,11 @@ export async function loadBenchModel(ctx: BenchContext, runtime: Runtime, gpuRes
  * Times several alternatives round-robin (A B A B …) so that a busy machine slows each of them alike, and the
  * ratios between them, measured in the same run, stay meaningful. Returns seconds per call for each.
  */
-export async function timeInterleaved<K extends string>(fns: Record<K, () => Promise<unknown>>, warmup: number, repeats: number): Promise<Record<K, { median: number; min: number; runs: number }>> {
+export async function timeInterleaved<K extends string>(
+  fns: Record<K, () => Promise<unknown>>,
+  warmup: number,
+  repeats: number,
+): Promise<Record<K, { median: number; min: number; runs: number }>> {
   const keys = Object.keys(fns) as K[];
   for (let i = 0; i < warmup; i++) for (const k of keys) await fns[k]();
   const times = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;

@@ -67,7 +67,9 @@ export async function benchMetrics(options: MetricsBenchOptions = {}): Promise<M
   // 1. A clip with content at every scale moving by a known sub-pixel amount per frame.
   const tex = smoothTexture(2024, 4, size / 2, 48);
   const [dx, dy] = [3.3, -1.7];
-  const original: RgbImage[] = Array.from({ length: pairs + 1 }, (_, t) => renderShifted(tex, size, size, dx * t, dy * t));
+  const original: RgbImage[] = Array.from({ length: pairs + 1 }, (_, t) =>
+    renderShifted(tex, size, size, dx * t, dy * t),
+  );
   const stylized = original.map(consistentStyle);
 
   // 2. Baseline: one bilinear warp of an RGB frame.
@@ -81,7 +83,9 @@ export async function benchMetrics(options: MetricsBenchOptions = {}): Promise<M
   const g0 = rgbToGray(original[0]);
   const g1 = rgbToGray(original[1]);
   let f = disFlow(g0, g1);
-  const flowSeconds = timeIt(() => { f = disFlow(g0, g1); }, 3).wall;
+  const flowSeconds = timeIt(() => {
+    f = disFlow(g0, g1);
+  }, 3).wall;
   let epe = 0;
   let n = 0;
   for (let y = 16; y < size - 16; y++) {
@@ -95,7 +99,9 @@ export async function benchMetrics(options: MetricsBenchOptions = {}): Promise<M
   // 4. The whole per-pair work of `vidprior metrics`, at flow level 0 and 1.
   const perPair = async (flow: FlowEstimator): Promise<{ wall: number; cpu: number }> => {
     const c0 = process.cpuUsage();
-    const r = await measureConsistency(memorySequence('original', original), [memorySequence('stylized', stylized)], { flow });
+    const r = await measureConsistency(memorySequence('original', original), [memorySequence('stylized', stylized)], {
+      flow,
+    });
     const c = process.cpuUsage(c0);
     return { wall: r.seconds / pairs, cpu: (c.user + c.system) / 1e6 / pairs };
   };
@@ -120,7 +126,11 @@ export async function benchMetrics(options: MetricsBenchOptions = {}): Promise<M
     baselineWarpCpuSeconds: baseline.cpu,
     secondsPerPair: { level0: level0.wall, level1: level1.wall, level0TwoThreads },
     cpuSecondsPerPair: { level0: level0.cpu, level1: level1.cpu },
-    ratioToWarp: { level0: level0.wall / baseline.wall, level1: level1.wall / baseline.wall, level0TwoThreads: level0TwoThreads / baseline.wall },
+    ratioToWarp: {
+      level0: level0.wall / baseline.wall,
+      level1: level1.wall / baseline.wall,
+      level0TwoThreads: level0TwoThreads / baseline.wall,
+    },
     cpuRatioToWarp: { level0: level0.cpu / baseline.cpu, level1: level1.cpu / baseline.cpu },
     flowSeconds,
     flowMeanEpePx: epe / n,

@@ -104,12 +104,17 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
   // 1. The UNet (seeded random weights, opset 17 like current exports) and its variants, written to disk.
   let t0 = performance.now();
   const { model: original } = buildComponent('unet', cfg, { opset: 17, seed: 0 });
-  log(`built the ${o.preset} UNet (${(summarize(original).parameters.count / 1e6).toFixed(1)}M parameters) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  log(
+    `built the ${o.preset} UNet (${(summarize(original).parameters.count / 1e6).toFixed(1)}M parameters) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
   const reports: Record<string, string> = {};
   const models: Partial<Record<GraphVariant, Model>> = {};
   for (const v of variants) {
     const passes = VARIANT_PASSES[v];
-    if (!passes) { models[v] = original; continue; }
+    if (!passes) {
+      models[v] = original;
+      continue;
+    }
     const r = optimizeForGpu(original, passes);
     models[v] = r.model;
     reports[v] = formatReports(r.reports);
@@ -134,27 +139,48 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
     for (const layout of layouts) {
       for (const v of variants) {
         if (layout === 'NHWC' && o.nhwcVariants && !o.nhwcVariants.includes(v)) continue;
-        if (elapsed() > 0.6 * deadline) { notes.push(`session ${v}/${layout} skipped: ${elapsed().toFixed(0)} s of the ${deadline} s deadline used`); log(notes.at(-1)!); continue; }
+        if (elapsed() > 0.6 * deadline) {
+          notes.push(`session ${v}/${layout} skipped: ${elapsed().toFixed(0)} s of the ${deadline} s deadline used`);
+          log(notes.at(-1)!);
+          continue;
+        }
         t0 = performance.now();
-        sessions.set(`${v}/${layout}`, await runtime.createSession(paths[v]!, { label: `${v}-${layout}`, keepOutputsOnGpu: true, preferredLayout: layout }));
+        sessions.set(
+          `${v}/${layout}`,
+          await runtime.createSession(paths[v]!, {
+            label: `${v}-${layout}`,
+            keepOutputsOnGpu: true,
+            preferredLayout: layout,
+          }),
+        );
         log(`session ${v}/${layout} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       }
     }
 
     // 3. Feeds: latents and text at the UNet batch (2 = one frame with classifier-free guidance).
     const rng = new Rng(0);
-    const sample = float32([o.batch, cfg.unet.in_channels, side, side], rng.normalArray(o.batch * cfg.unet.in_channels * side * side));
-    const text = float32([o.batch, 77, cfg.unet.cross_attention_dim], rng.normalArray(o.batch * 77 * cfg.unet.cross_attention_dim, 0.5));
+    const sample = float32(
+      [o.batch, cfg.unet.in_channels, side, side],
+      rng.normalArray(o.batch * cfg.unet.in_channels * side * side),
+    );
+    const text = float32(
+      [o.batch, 77, cfg.unet.cross_attention_dim],
+      rng.normalArray(o.batch * 77 * cfg.unet.cross_attention_dim, 0.5),
+    );
     const timestep = int64([1], [500]);
     const host: Record<string, Tensor> = { sample, timestep, encoder_hidden_states: text };
-    const onGpu: Record<string, Feed> = { sample: await runtime.upload(sample), timestep, encoder_hidden_states: await runtime.upload(text) };
+    const onGpu: Record<string, Feed> = {
+      sample: await runtime.upload(sample),
+      timestep,
+      encoder_hidden_states: await runtime.upload(text),
+    };
 
     // 4. Agreement with the original (first layout), on this provider.
     const outputs = new Map<string, Float32Array>();
     const firstRun = new Map<string, number>();
     for (const [key, s] of sessions) {
       const t1 = performance.now();
-      const y = (await s.run(host))['out_sample']!;
+      const y = (await s.run(host)).out_sample!;
       firstRun.set(key, (performance.now() - t1) / 1000);
       outputs.set(key, asFloat32(await runtime.read(y)).data);
       if (isGpuTensor(y)) await runtime.dispose(y);
@@ -166,7 +192,8 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
       for (let i = 0; i < y.length; i++) d = Math.max(d, Math.abs(y[i]! - ref[i]!));
       agreement[key] = y.every(Number.isFinite) ? round(d, 3) : 'non-finite output';
     }
-    let refMax = 0; for (const x of ref) refMax = Math.max(refMax, Math.abs(x));
+    let refMax = 0;
+    for (const x of ref) refMax = Math.max(refMax, Math.abs(x));
 
     // 5. Timing, round-robin over everything so that a busy machine slows all alike. Resident: a chain of
     //    steps feeding each output back as the next sample (as the denoising loop does on the GPU), read back
@@ -175,13 +202,19 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
     const fns: Record<string, () => Promise<unknown>> = {};
     const stepsPerCall: Record<string, number> = {};
     for (const [key, s] of sessions) {
-      fns[`${key}/roundTrip`] = async () => { const y = (await s.run(host))['out_sample']!; if (isGpuTensor(y)) { await runtime.read(y); await runtime.dispose(y); } };
+      fns[`${key}/roundTrip`] = async () => {
+        const y = (await s.run(host)).out_sample!;
+        if (isGpuTensor(y)) {
+          await runtime.read(y);
+          await runtime.dispose(y);
+        }
+      };
       stepsPerCall[`${key}/roundTrip`] = 1;
       if (o.ep !== 'webgpu') continue;
       fns[`${key}/resident`] = async () => {
         let x: Feed = onGpu.sample!;
         for (let i = 0; i < chain; i++) {
-          const y: Feed = (await s.run({ ...onGpu, sample: x }))['out_sample']!;
+          const y: Feed = (await s.run({ ...onGpu, sample: x })).out_sample!;
           if (i > 0) await runtime.dispose(x);
           x = y;
         }
@@ -193,11 +226,22 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
     let repeats = o.repeats ?? (o.ep === 'cpu' ? 3 : 5);
     if (Number.isFinite(deadline)) {
       // One round costs about Σ first-run times (an upper bound: first runs compile shaders) × steps per call.
-      const perRound = Object.keys(fns).reduce((t, k) => t + firstRun.get(k.slice(0, k.lastIndexOf('/')))! * stepsPerCall[k]!, 0);
+      const perRound = Object.keys(fns).reduce(
+        (t, k) => t + firstRun.get(k.slice(0, k.lastIndexOf('/')))! * stepsPerCall[k]!,
+        0,
+      );
       const fit = Math.floor((deadline - elapsed() - 20) / perRound) - 1;
-      if (fit < repeats) { notes.push(`repeats cut from ${repeats} to ${Math.max(1, fit)} to fit the deadline (≈ ${perRound.toFixed(1)} s per round)`); log(notes.at(-1)!); repeats = Math.max(1, fit); }
+      if (fit < repeats) {
+        notes.push(
+          `repeats cut from ${repeats} to ${Math.max(1, fit)} to fit the deadline (≈ ${perRound.toFixed(1)} s per round)`,
+        );
+        log(notes.at(-1)!);
+        repeats = Math.max(1, fit);
+      }
     }
-    log(`timing ${Object.keys(fns).length} configurations × ${repeats} (after 1 warm-up each; resident = ${chain} chained steps)…`);
+    log(
+      `timing ${Object.keys(fns).length} configurations × ${repeats} (after 1 warm-up each; resident = ${chain} chained steps)…`,
+    );
     const times = await timeInterleaved(fns, 1, repeats);
     const baseKey = `original/NCHW/roundTrip`;
     const perStep = (k: string): number => times[k]!.median / stepsPerCall[k]!;
@@ -205,14 +249,32 @@ export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<
     const results: Record<string, unknown> = {};
     for (const [k, t] of Object.entries(times)) {
       const sec = perStep(k);
-      results[k] = { stepsPerSecond: round(1 / sec), secondsPerStep: round(sec), secondsMinPerStep: round(t.min / stepsPerCall[k]!), vsOriginal: base ? round(base / sec, 3) : null };
+      results[k] = {
+        stepsPerSecond: round(1 / sec),
+        secondsPerStep: round(sec),
+        secondsMinPerStep: round(t.min / stepsPerCall[k]!),
+        vsOriginal: base ? round(base / sec, 3) : null,
+      };
       log(`${k.padEnd(32)} ${(1 / sec).toFixed(3)} steps/s${base ? `  ×${(base / sec).toFixed(2)}` : ''}`);
     }
     for (const f of Object.values(onGpu)) if (isGpuTensor(f)) await runtime.dispose(f);
     return {
-      ep: runtime.decision.ep, epReason: runtime.decision.reason, preset: o.preset, batch: o.batch,
-      latent: [cfg.unet.in_channels, side, side], timestep: 500, repeats, residentChain: chain, host: hostInfo(),
-      baseline: baseKey, fusion: reports, notes, secondsBeforeTiming: round(elapsed()), maxAbsDiffVsOriginal: agreement, originalMaxAbs: round(refMax, 3), results,
+      ep: runtime.decision.ep,
+      epReason: runtime.decision.reason,
+      preset: o.preset,
+      batch: o.batch,
+      latent: [cfg.unet.in_channels, side, side],
+      timestep: 500,
+      repeats,
+      residentChain: chain,
+      host: hostInfo(),
+      baseline: baseKey,
+      fusion: reports,
+      notes,
+      secondsBeforeTiming: round(elapsed()),
+      maxAbsDiffVsOriginal: agreement,
+      originalMaxAbs: round(refMax, 3),
+      results,
     };
   } finally {
     for (const s of sessions.values()) await s.release().catch(() => undefined);
@@ -231,7 +293,8 @@ export async function main(args: string[]): Promise<void> {
   if (ep !== 'cpu' && ep !== 'webgpu') throw new Error(`--ep must be cpu or webgpu, got ${ep}`);
   const preset = option(args, '--preset') ?? 'tiny';
   const batch = Number(option(args, '--batch') ?? 2);
-  if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch must be a positive integer, got ${option(args, '--batch')}`);
+  if (!Number.isInteger(batch) || batch < 1)
+    throw new Error(`--batch must be a positive integer, got ${option(args, '--batch')}`);
   const size = option(args, '--size') ? Number(option(args, '--size')) : undefined;
   const repeats = option(args, '--repeats') ? Number(option(args, '--repeats')) : undefined;
   const chain = option(args, '--chain') ? Number(option(args, '--chain')) : undefined;
@@ -243,8 +306,25 @@ export async function main(args: string[]): Promise<void> {
   const deadlineSeconds = option(args, '--deadline') ? Number(option(args, '--deadline')) : undefined;
   const outDir = option(args, '--out') ?? join('bench', 'results');
   const started = new Date();
-  const result = await runOptimizeBench({ ep, preset, batch, size, repeats, chain, variants, layouts, nhwcVariants, deadlineSeconds, workDir: option(args, '--work') });
-  const record = { name: 'optimize', date: started.toISOString(), seconds: (Date.now() - started.getTime()) / 1000, result };
+  const result = await runOptimizeBench({
+    ep,
+    preset,
+    batch,
+    size,
+    repeats,
+    chain,
+    variants,
+    layouts,
+    nhwcVariants,
+    deadlineSeconds,
+    workDir: option(args, '--work'),
+  });
+  const record = {
+    name: 'optimize',
+    date: started.toISOString(),
+    seconds: (Date.now() - started.getTime()) / 1000,
+    result,
+  };
   await mkdir(outDir, { recursive: true });
   const file = join(outDir, `optimize-${ep}-${preset}.json`);
   await writeFile(file, `${JSON.stringify(record, null, 2)}\n`);

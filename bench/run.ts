@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PRESETS } from '../src/models/builder/presets.js';
 import type { ExecutionProviderChoice } from '../src/runtime/types.js';
-import { type BenchContext, type BenchModule } from './common.js';
+import type { BenchContext, BenchModule } from './common.js';
 import { benchMetrics } from './metrics.js';
 import { stylizeBench } from './stylize.js';
 import { protocolBench } from './protocol.js';
@@ -32,12 +32,20 @@ export const BENCHMARKS: BenchModule[] = [
   {
     name: 'optimize',
     describe: 'UNet graph variants (attention fused, float16, NHWC) as ratios to the original graph in the same run',
-    run: (ctx) => runOptimizeBench({
-      ep: ctx.ep === 'webgpu' ? 'webgpu' : 'cpu', preset: ctx.preset, batch: 2, repeats: ctx.quick ? 2 : undefined,
-      log: ctx.log,
-    }),
+    run: (ctx) =>
+      runOptimizeBench({
+        ep: ctx.ep === 'webgpu' ? 'webgpu' : 'cpu',
+        preset: ctx.preset,
+        batch: 2,
+        repeats: ctx.quick ? 2 : undefined,
+        log: ctx.log,
+      }),
   },
-  { name: 'metrics', describe: 'temporal-consistency metrics on CPU, seconds per 512×512 frame pair', run: () => benchMetrics() },
+  {
+    name: 'metrics',
+    describe: 'temporal-consistency metrics on CPU, seconds per 512×512 frame pair',
+    run: () => benchMetrics(),
+  },
 ];
 
 function option(args: string[], name: string): string | undefined {
@@ -58,13 +66,22 @@ export async function main(args: string[]): Promise<void> {
   const dtype = (option(args, '--dtype') ?? 'float32') as BenchContext['dtype'];
   if (dtype !== 'float32' && dtype !== 'float16') fail(`--dtype must be float32 or float16, got ${dtype}`);
   const layout = option(args, '--layout') as BenchContext['layout'];
-  if (layout !== undefined && layout !== 'NCHW' && layout !== 'NHWC') fail(`--layout must be NCHW or NHWC, got ${layout}`);
-  const only = option(args, '--only')?.split(',').map((s) => s.trim()).filter(Boolean);
+  if (layout !== undefined && layout !== 'NCHW' && layout !== 'NHWC')
+    fail(`--layout must be NCHW or NHWC, got ${layout}`);
+  const only = option(args, '--only')
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = only?.filter((n) => !BENCHMARKS.some((b) => b.name === n));
-  if (unknown?.length) fail(`unknown benchmark ${unknown.join(', ')}; known: ${BENCHMARKS.map((b) => b.name).join(', ')}`);
+  if (unknown?.length)
+    fail(`unknown benchmark ${unknown.join(', ')}; known: ${BENCHMARKS.map((b) => b.name).join(', ')}`);
   const outDir = option(args, '--out') ?? join('bench', 'results');
   const ctx: BenchContext = {
-    ep, preset, dtype, layout, quick: args.includes('--quick'),
+    ep,
+    preset,
+    dtype,
+    layout,
+    quick: args.includes('--quick'),
     modelsDir: option(args, '--models') ?? join('.cache', 'bench-models'),
     log: (line) => process.stderr.write(`bench: ${line}\n`),
   };
@@ -75,13 +92,19 @@ export async function main(args: string[]): Promise<void> {
     const started = new Date();
     try {
       const result = await bench.run(ctx);
-      const record = { name: bench.name, date: started.toISOString(), seconds: (Date.now() - started.getTime()) / 1000, options: { ep, preset, dtype, layout: layout ?? null, quick: ctx.quick }, result };
+      const record = {
+        name: bench.name,
+        date: started.toISOString(),
+        seconds: (Date.now() - started.getTime()) / 1000,
+        options: { ep, preset, dtype, layout: layout ?? null, quick: ctx.quick },
+        result,
+      };
       const text = `${JSON.stringify(record, null, 2)}\n`;
       await writeFile(join(outDir, `${bench.name}.json`), text);
       process.stdout.write(text);
     } catch (err) {
       failed++;
-      ctx.log(`${bench.name} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      ctx.log(`${bench.name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
   }
   if (failed) process.exitCode = 1;

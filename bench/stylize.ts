@@ -21,7 +21,9 @@ async function runStylizeBench(ctx: BenchContext): Promise<unknown> {
     const steps = ctx.quick ? 10 : gpu ? 50 : 20;
     const strength = 0.45;
     const rng = new Rng(1);
-    const images: Tensor<'float32'>[] = Array.from({ length: frames }, () => float32([3, size, size], rng.normalArray(3 * size * size, 0.3)));
+    const images: Tensor<'float32'>[] = Array.from({ length: frames }, () =>
+      float32([3, size, size], rng.normalArray(3 * size * size, 0.3)),
+    );
     const source = { count: frames, width: size, height: size, read: (i: number) => images[i]! };
     const options = { prompt: 'an oil painting of a city at night', steps, strength, guidance: 7.5, seed: 0 };
     // Warm-up: one frame (session initialisation and, on WebGPU, shader compilation are not per-frame costs).
@@ -34,14 +36,26 @@ async function runStylizeBench(ctx: BenchContext): Promise<unknown> {
       const seconds = (performance.now() - t0) / 1000;
       fps[batch] = frames / seconds;
       results[`batch${batch}`] = {
-        framesPerSecond: round(frames / seconds), secondsPerFrame: round(seconds / frames),
-        unetStepsPerFrame: summary.steps, loop: summary.loop,
+        framesPerSecond: round(frames / seconds),
+        secondsPerFrame: round(seconds / frames),
+        unetStepsPerFrame: summary.steps,
+        loop: summary.loop,
       };
-      ctx.log(`stylize batch ${batch}: ${(frames / seconds).toFixed(3)} frames/s (${summary.steps} steps per frame, ${summary.loop} loop)`);
+      ctx.log(
+        `stylize batch ${batch}: ${(frames / seconds).toFixed(3)} frames/s (${summary.steps} steps per frame, ${summary.loop} loop)`,
+      );
     }
     return {
-      ep: runtime.decision.ep, epReason: runtime.decision.reason, preset: ctx.preset, dtype: model.facts.unetType,
-      frames, size: [size, size], steps, strength, guidance: 7.5, host: hostInfo(),
+      ep: runtime.decision.ep,
+      epReason: runtime.decision.reason,
+      preset: ctx.preset,
+      dtype: model.facts.unetType,
+      frames,
+      size: [size, size],
+      steps,
+      strength,
+      guidance: 7.5,
+      host: hostInfo(),
       ...results,
       batch2VsBatch1: round(fps[2]! / fps[1]!),
     };

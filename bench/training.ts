@@ -30,28 +30,61 @@ async function runTrainingBench(ctx: BenchContext): Promise<unknown> {
 
     // 1. Baseline: the UNet's forward step at batch 1, same latents.
     const sample = float32([1, facts.latentChannels, side, side], rng.normalArray(facts.latentChannels * side * side));
-    const text = castFloat(float32([1, facts.textLength, facts.textWidth], rng.normalArray(facts.textLength * facts.textWidth, 0.5)), facts.unetTextType);
+    const text = castFloat(
+      float32([1, facts.textLength, facts.textWidth], rng.normalArray(facts.textLength * facts.textWidth, 0.5)),
+      facts.unetTextType,
+    );
     const t = timestepTensor(model, 300);
-    const forward = await timeInterleaved({
-      forward: async () => {
-        const out = await model.unet.run({ [io.unetSample]: sample, [io.unetTimestep]: t, [io.unetText]: text }, [io.unetOut]);
-        const y = out[io.unetOut]!;
-        if (isGpuTensor(y)) { await runtime.read(y); await runtime.dispose(y); }
+    const forward = await timeInterleaved(
+      {
+        forward: async () => {
+          const out = await model.unet.run({ [io.unetSample]: sample, [io.unetTimestep]: t, [io.unetText]: text }, [
+            io.unetOut,
+          ]);
+          const y = out[io.unetOut]!;
+          if (isGpuTensor(y)) {
+            await runtime.read(y);
+            await runtime.dispose(y);
+          }
+        },
       },
-    }, 1, ctx.quick ? 2 : 4);
+      1,
+      ctx.quick ? 2 : 4,
+    );
 
     // 2. Training steps: finetune() on two synthetic frames, peak RSS sampled meanwhile (the worker's ORT
     //    allocations are in this process's RSS).
-    const frames = [0, 1].map(() => float32([3, pixels, pixels], rng.normalArray(3 * pixels * pixels, 0.5).map((v) => Math.max(-1, Math.min(1, v)))));
+    const frames = [0, 1].map(() =>
+      float32(
+        [3, pixels, pixels],
+        rng.normalArray(3 * pixels * pixels, 0.5).map((v) => Math.max(-1, Math.min(1, v))),
+      ),
+    );
     let peak = process.memoryUsage().rss;
     const before = peak;
-    const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 50);
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }, 50);
     let result;
     try {
-      result = await finetune(runtime, model, { frames, edits: [{ original: frames[0]!, edited: frames[1]! }] }, {
-        prompt: 'a watercolor painting', iterations, lr: 1e-4, rank: 4, maxTimestep: 500, conditionalShare: 0.25, seed: 0, checkpointEvery: 0,
-        onProgress: (p) => { if (p.stage !== 'training') ctx.log(`training: ${p.message ?? p.stage}`); },
-      });
+      result = await finetune(
+        runtime,
+        model,
+        { frames, edits: [{ original: frames[0]!, edited: frames[1]! }] },
+        {
+          prompt: 'a watercolor painting',
+          iterations,
+          lr: 1e-4,
+          rank: 4,
+          maxTimestep: 500,
+          conditionalShare: 0.25,
+          seed: 0,
+          checkpointEvery: 0,
+          onProgress: (p) => {
+            if (p.stage !== 'training') ctx.log(`training: ${p.message ?? p.stage}`);
+          },
+        },
+      );
     } finally {
       clearInterval(sampler);
     }
@@ -59,7 +92,11 @@ async function runTrainingBench(ctx: BenchContext): Promise<unknown> {
     const stepSeconds = result.secondsPerIteration;
     const forwardSeconds = forward.forward.median;
     return {
-      host: hostInfo(), ep: runtime.decision.ep, preset: ctx.preset, latent: [1, facts.latentChannels, side, side], iterations,
+      host: hostInfo(),
+      ep: runtime.decision.ep,
+      preset: ctx.preset,
+      latent: [1, facts.latentChannels, side, side],
+      iterations,
       lora: { rank: 4, layers: result.adapter.weights.size },
       trainingStepsPerSecond: round(1 / stepSeconds),
       forwardStepsPerSecond: round(1 / forwardSeconds),
@@ -77,6 +114,7 @@ async function runTrainingBench(ctx: BenchContext): Promise<unknown> {
 
 export const trainingBench: BenchModule = {
   name: 'training',
-  describe: 'fine-tuning step (UNet+LoRA forward, backward, AdamW) steps/s and peak memory, vs the forward step in the same run',
+  describe:
+    'fine-tuning step (UNet+LoRA forward, backward, AdamW) steps/s and peak memory, vs the forward step in the same run',
   run: runTrainingBench,
 };

@@ -24,8 +24,13 @@ async function runUnetBench(ctx: BenchContext): Promise<unknown> {
   try {
     const side = Math.round(512 / facts.vaeScaleFactor);
     const rng = new Rng(0);
-    const latents = (b: number): Tensor<'float32'> => float32([b, facts.latentChannels, side, side], rng.normalArray(b * facts.latentChannels * side * side));
-    const text = (b: number): Tensor => castFloat(float32([b, facts.textLength, facts.textWidth], rng.normalArray(b * facts.textLength * facts.textWidth, 0.5)), facts.unetTextType);
+    const latents = (b: number): Tensor<'float32'> =>
+      float32([b, facts.latentChannels, side, side], rng.normalArray(b * facts.latentChannels * side * side));
+    const text = (b: number): Tensor =>
+      castFloat(
+        float32([b, facts.textLength, facts.textWidth], rng.normalArray(b * facts.textLength * facts.textWidth, 0.5)),
+        facts.unetTextType,
+      );
     const t500 = timestepTensor(model, 500);
     const [warmup, repeats] = ctx.quick ? [1, 2] : gpu ? [2, 5] : [1, 4];
     const chain = gpu && !ctx.quick ? 5 : gpu ? 2 : 1;
@@ -40,37 +45,66 @@ async function runUnetBench(ctx: BenchContext): Promise<unknown> {
       const textFeed: Feed = await runtime.upload(textHost);
       // Each timed call runs a chain of `chain` UNet steps. GPU runs return once queued, so the resident chain
       // ends by reading its last output back: the time then covers the GPU's work, not just the submission.
-      const { roundTrip, resident } = await timeInterleaved({
-        // Feeds from the host, every output read back: what a step costs when latents live on the host.
-        roundTrip: async () => {
-          for (let k = 0; k < chain; k++) {
-            const out = await model.unet.run({ [io.unetSample]: sampleHost, [io.unetTimestep]: t500, [io.unetText]: textHost }, [io.unetOut]);
-            const y = out[io.unetOut]!;
-            if (isGpuTensor(y)) { await runtime.read(y); await runtime.dispose(y); }
-          }
+      const { roundTrip, resident } = await timeInterleaved(
+        {
+          // Feeds from the host, every output read back: what a step costs when latents live on the host.
+          roundTrip: async () => {
+            for (let k = 0; k < chain; k++) {
+              const out = await model.unet.run(
+                { [io.unetSample]: sampleHost, [io.unetTimestep]: t500, [io.unetText]: textHost },
+                [io.unetOut],
+              );
+              const y = out[io.unetOut]!;
+              if (isGpuTensor(y)) {
+                await runtime.read(y);
+                await runtime.dispose(y);
+              }
+            }
+          },
+          // Feeds on the GPU, each output fed back as the next sample (same shape and type), the last one read.
+          resident: async () => {
+            let x: Feed = sample;
+            for (let k = 0; k < chain; k++) {
+              const out = await model.unet.run(
+                { [io.unetSample]: x, [io.unetTimestep]: t500, [io.unetText]: textFeed },
+                [io.unetOut],
+              );
+              if (x !== sample && isGpuTensor(x)) await runtime.dispose(x);
+              x = out[io.unetOut]!;
+            }
+            if (isGpuTensor(x)) {
+              await runtime.read(x);
+              await runtime.dispose(x);
+            }
+          },
         },
-        // Feeds on the GPU, each output fed back as the next sample (same shape and type), the last one read.
-        resident: async () => {
-          let x: Feed = sample;
-          for (let k = 0; k < chain; k++) {
-            const out = await model.unet.run({ [io.unetSample]: x, [io.unetTimestep]: t500, [io.unetText]: textFeed }, [io.unetOut]);
-            if (x !== sample && isGpuTensor(x)) await runtime.dispose(x);
-            x = out[io.unetOut]!;
-          }
-          if (isGpuTensor(x)) { await runtime.read(x); await runtime.dispose(x); }
-        },
-      }, warmup, repeats);
-      for (const r of [roundTrip, resident]) { r.median /= chain; r.min /= chain; }
+        warmup,
+        repeats,
+      );
+      for (const r of [roundTrip, resident]) {
+        r.median /= chain;
+        r.min /= chain;
+      }
       for (const f of [sample, textFeed]) if (isGpuTensor(f)) await runtime.dispose(f);
       stepsPerSecond[`batch${b}RoundTrip`] = 1 / roundTrip.median;
       stepsPerSecond[`batch${b}Resident`] = 1 / resident.median;
       perBatch[`unetBatch${b}`] = {
         framesPerRun: b / 2,
-        roundTrip: { stepsPerSecond: round(1 / roundTrip.median), secondsMedian: round(roundTrip.median), secondsMin: round(roundTrip.min) },
-        resident: { stepsPerSecond: round(1 / resident.median), secondsMedian: round(resident.median), secondsMin: round(resident.min) },
+        roundTrip: {
+          stepsPerSecond: round(1 / roundTrip.median),
+          secondsMedian: round(roundTrip.median),
+          secondsMin: round(roundTrip.min),
+        },
+        resident: {
+          stepsPerSecond: round(1 / resident.median),
+          secondsMedian: round(resident.median),
+          secondsMin: round(resident.min),
+        },
         residentVsRoundTrip: round(roundTrip.median / resident.median),
       };
-      ctx.log(`unet batch ${b}: ${(1 / roundTrip.median).toFixed(2)} steps/s round trip, ${(1 / resident.median).toFixed(2)} resident`);
+      ctx.log(
+        `unet batch ${b}: ${(1 / roundTrip.median).toFixed(2)} steps/s round trip, ${(1 / resident.median).toFixed(2)} resident`,
+      );
     }
 
     // 2. The denoising loop of one frame with guidance: DDIM on the host vs in the step graph.
@@ -79,26 +113,51 @@ async function runUnetBench(ctx: BenchContext): Promise<unknown> {
     const { timesteps } = img2imgTimesteps(scheduler.setTimesteps(steps), steps, 1);
     const start = latents(1);
     const loopText = text(2);
-    const context = (): DenoiseContext => ({ runtime, model, unet: model.unet, scheduler, timesteps, guidance: 7.5, text: loopText });
+    const context = (): DenoiseContext => ({
+      runtime,
+      model,
+      unet: model.unet,
+      scheduler,
+      timesteps,
+      guidance: 7.5,
+      text: loopText,
+    });
     const stepSession = await runtime.createSession(
       buildStepGraph({ guidance: true, prediction: model.schedulerConfig.prediction_type, unetType: facts.unetType }),
       { label: 'ddim-step', keepOutputsOnGpu: true },
     );
     const loopRepeats = ctx.quick ? 1 : gpu ? 3 : 2;
-    const { hostLoop, deviceLoop } = await timeInterleaved({
-      hostLoop: () => denoiseOnHost(context(), start),
-      deviceLoop: () => denoiseOnDevice(context(), start, stepSession),
-    }, 1, loopRepeats);
+    const { hostLoop, deviceLoop } = await timeInterleaved(
+      {
+        hostLoop: () => denoiseOnHost(context(), start),
+        deviceLoop: () => denoiseOnDevice(context(), start, stepSession),
+      },
+      1,
+      loopRepeats,
+    );
     await stepSession.release();
-    ctx.log(`denoise loop (${timesteps.length} steps): host ${(timesteps.length / hostLoop.median).toFixed(2)} steps/s, device ${(timesteps.length / deviceLoop.median).toFixed(2)}`);
+    ctx.log(
+      `denoise loop (${timesteps.length} steps): host ${(timesteps.length / hostLoop.median).toFixed(2)} steps/s, device ${(timesteps.length / deviceLoop.median).toFixed(2)}`,
+    );
 
     return {
-      ep: runtime.decision.ep, epReason: runtime.decision.reason, preset: ctx.preset, dtype: facts.unetType,
-      latent: [facts.latentChannels, side, side], timestep: 500, warmup, repeats, stepsPerTimedChain: chain, host: hostInfo(),
+      ep: runtime.decision.ep,
+      epReason: runtime.decision.reason,
+      preset: ctx.preset,
+      dtype: facts.unetType,
+      latent: [facts.latentChannels, side, side],
+      timestep: 500,
+      warmup,
+      repeats,
+      stepsPerTimedChain: chain,
+      host: hostInfo(),
       ...perBatch,
       // The headline number: UNet steps/s at batch 2 (one frame with guidance), resident feeds.
       unetStepsPerSecondBatch2: round(stepsPerSecond.batch2Resident!),
-      framesPerUnetSecond: { batch1Frame: round(stepsPerSecond.batch2Resident!), batch2Frames: round(2 * stepsPerSecond.batch4Resident!) },
+      framesPerUnetSecond: {
+        batch1Frame: round(stepsPerSecond.batch2Resident!),
+        batch2Frames: round(2 * stepsPerSecond.batch4Resident!),
+      },
       batch2FramesVsBatch1PerFrame: round((2 * stepsPerSecond.batch4Resident!) / stepsPerSecond.batch2Resident!),
       denoiseLoop: {
         steps: timesteps.length,

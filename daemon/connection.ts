@@ -7,8 +7,17 @@ import type { WebSocket } from 'ws';
 import { VidpriorError, asVidpriorError } from '../src/errors.js';
 import { decode, encode } from '../protocol/codec.js';
 import {
-  PROTOCOL_VERSION, SUPPORTED_VERSIONS, errorMessage, parseClientMessage, requestIdOf, type ClientMessage,
-  type JobEvent, type RequestId, type ServerMessage, type Submit, type Attach,
+  PROTOCOL_VERSION,
+  SUPPORTED_VERSIONS,
+  errorMessage,
+  parseClientMessage,
+  requestIdOf,
+  type ClientMessage,
+  type JobEvent,
+  type RequestId,
+  type ServerMessage,
+  type Submit,
+  type Attach,
 } from '../protocol/messages.js';
 import { TERMINAL_STATES } from '../protocol/messages.js';
 import { intake } from './intake.js';
@@ -36,14 +45,22 @@ export class Connection {
   private greeted = false;
   private readonly subscriptions = new Map<string, () => void>();
 
-  constructor(private readonly ws: WebSocket, private readonly opts: ConnectionOptions) {
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly opts: ConnectionOptions,
+  ) {
     ws.on('message', (data, isBinary) => {
       void this.onMessage(data as Buffer | Buffer[] | ArrayBuffer, isBinary);
     });
     // A connection that never completes the handshake is closed (it holds a socket and nothing else).
-    const handshake = setTimeout(() => { if (!this.greeted) ws.close(1008, 'no hello'); }, HANDSHAKE_TIMEOUT_MS);
+    const handshake = setTimeout(() => {
+      if (!this.greeted) ws.close(1008, 'no hello');
+    }, HANDSHAKE_TIMEOUT_MS);
     handshake.unref();
-    ws.on('close', () => { clearTimeout(handshake); this.dispose(); });
+    ws.on('close', () => {
+      clearTimeout(handshake);
+      this.dispose();
+    });
     ws.on('error', () => this.dispose());
   }
 
@@ -65,7 +82,11 @@ export class Connection {
   private async onMessage(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): Promise<void> {
     let raw: unknown;
     try {
-      if (!isBinary) throw new VidpriorError('E_PROTOCOL', 'text messages are not part of the protocol: send one MessagePack map per binary message');
+      if (!isBinary)
+        throw new VidpriorError(
+          'E_PROTOCOL',
+          'text messages are not part of the protocol: send one MessagePack map per binary message',
+        );
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       raw = decode(bytes, this.opts.limits);
       const message = parseClientMessage(raw);
@@ -81,10 +102,15 @@ export class Connection {
 
   private async handle(m: ClientMessage): Promise<void> {
     if (m.type === 'hello') return this.hello(m.id, m.protocol, m.token);
-    if (!this.greeted) throw new VidpriorError('E_PROTOCOL', `say hello first: the first message must be {"type": "hello", "protocol": ${PROTOCOL_VERSION}}`);
+    if (!this.greeted)
+      throw new VidpriorError(
+        'E_PROTOCOL',
+        `say hello first: the first message must be {"type": "hello", "protocol": ${PROTOCOL_VERSION}}`,
+      );
     const q = this.opts.queue;
     switch (m.type) {
-      case 'submit': return this.submit(m);
+      case 'submit':
+        return this.submit(m);
       case 'cancel':
         await q.cancel(m.job);
         return this.send({ type: 'ok', id: m.id });
@@ -92,7 +118,8 @@ export class Connection {
         return this.send({ type: 'jobs', id: m.id, jobs: q.list(m.state, m.limit).map((j) => q.summary(j)) });
       case 'get_job':
         return this.send({ type: 'job', id: m.id, job: q.detail(q.get(m.job)) });
-      case 'attach': return this.attach(m);
+      case 'attach':
+        return this.attach(m);
       case 'detach':
         q.get(m.job);
         this.subscriptions.get(m.job)?.();
@@ -109,18 +136,38 @@ export class Connection {
   private hello(id: RequestId, protocol: number, token: string | undefined): void {
     if (this.greeted) throw new VidpriorError('E_PROTOCOL', 'hello was already received on this connection');
     if (!SUPPORTED_VERSIONS.includes(protocol)) {
-      throw new VidpriorError('E_VERSION', `protocol version ${protocol} is not supported (this daemon speaks ${SUPPORTED_VERSIONS.join(', ')})`, { supported: [...SUPPORTED_VERSIONS] });
+      throw new VidpriorError(
+        'E_VERSION',
+        `protocol version ${protocol} is not supported (this daemon speaks ${SUPPORTED_VERSIONS.join(', ')})`,
+        { supported: [...SUPPORTED_VERSIONS] },
+      );
     }
     if (this.opts.token !== undefined && !tokenMatches(this.opts.token, token)) {
-      throw new VidpriorError('E_AUTH', token === undefined ? 'this daemon needs a token: send it in hello.token' : 'the token is missing or wrong');
+      throw new VidpriorError(
+        'E_AUTH',
+        token === undefined ? 'this daemon needs a token: send it in hello.token' : 'the token is missing or wrong',
+      );
     }
     this.greeted = true;
     const paths = this.opts.local && this.opts.paths.allowsAny;
     this.send({
-      type: 'welcome', id, protocol: PROTOCOL_VERSION, server: { name: 'vidprior', version: this.opts.version },
-      capabilities: [...this.opts.queue.availableKinds().map((k) => `kind:${k}`), 'attach', 'noise', ...(paths ? ['paths', 'output_dir'] : [])],
-      limits: { max_message_bytes: this.opts.limits.maxMessageBytes, max_frame_bytes: this.opts.limits.maxFrameBytes, max_frames: this.opts.limits.maxFrames },
-      ep: this.opts.queue.model.ep, model: this.opts.queue.model.name,
+      type: 'welcome',
+      id,
+      protocol: PROTOCOL_VERSION,
+      server: { name: 'vidprior', version: this.opts.version },
+      capabilities: [
+        ...this.opts.queue.availableKinds().map((k) => `kind:${k}`),
+        'attach',
+        'noise',
+        ...(paths ? ['paths', 'output_dir'] : []),
+      ],
+      limits: {
+        max_message_bytes: this.opts.limits.maxMessageBytes,
+        max_frame_bytes: this.opts.limits.maxFrameBytes,
+        max_frames: this.opts.limits.maxFrames,
+      },
+      ep: this.opts.queue.model.ep,
+      model: this.opts.queue.model.name,
     });
   }
 
@@ -135,7 +182,9 @@ export class Connection {
     });
     // Subscribe before the job can start (no event missed), hold its events until `accepted` has gone out.
     let follow: Subscription | undefined;
-    const record = await q.submit(job, (id) => { if (m.subscribe) follow = this.subscribe(id); });
+    const record = await q.submit(job, (id) => {
+      if (m.subscribe) follow = this.subscribe(id);
+    });
     this.send({ type: 'accepted', id: m.id, job: q.summary(record) });
     follow?.release();
   }
@@ -186,7 +235,11 @@ export class Connection {
         const events = held ?? [];
         held = null;
         let sent = 0;
-        for (const e of events) if (!skip?.(e)) { this.send(e); sent++; }
+        for (const e of events)
+          if (!skip?.(e)) {
+            this.send(e);
+            sent++;
+          }
         return sent;
       },
     };

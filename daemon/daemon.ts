@@ -10,12 +10,16 @@ import type { JobExecutor } from './jobs/executor.js';
 import { readModelFolder } from '../src/models/folder.js';
 import { defaultExecutors } from './jobs/index.js';
 import { JobStore } from './jobs/store.js';
-import { ModelHost } from './model-host.js';
+import { ModelHost } from './jobs/model-host.js';
 import { JobQueue } from './queue.js';
 import { startServer, type RunningServer } from './server.js';
 import { FolderWatcher } from './watch.js';
 
-export interface Limits { maxMessageBytes: number; maxFrameBytes: number; maxFrames: number }
+export interface Limits {
+  maxMessageBytes: number;
+  maxFrameBytes: number;
+  maxFrames: number;
+}
 
 export interface DaemonOptions {
   dataDir: string;
@@ -51,7 +55,11 @@ export interface Daemon {
 export function packageVersion(): string {
   const require = createRequire(import.meta.url);
   for (const p of ['../package.json', '../../package.json']) {
-    try { return (require(p) as { version: string }).version; } catch { /* next */ }
+    try {
+      return (require(p) as { version: string }).version;
+    } catch {
+      /* next */
+    }
   }
   return '0.0.0';
 }
@@ -65,8 +73,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // 1. The queue over the data dir; unfinished jobs of the last run resume.
   const store = new JobStore(dataDir);
   const model = new ModelHost({
-    modelDir: opts.modelDir ? resolve(opts.modelDir) : undefined, embeddedDefault: opts.embeddedDefault,
-    ep: opts.ep, cpuThreads: opts.cpuThreads, adaptersDir: store.adaptersDir, log,
+    modelDir: opts.modelDir ? resolve(opts.modelDir) : undefined,
+    embeddedDefault: opts.embeddedDefault,
+    ep: opts.ep,
+    cpuThreads: opts.cpuThreads,
+    adaptersDir: store.adaptersDir,
+    log,
   });
   const executors = new Map((opts.executors ?? defaultExecutors()).map((e) => [e.kind, e] as const));
   const queue = new JobQueue(store, executors, model, log);
@@ -75,7 +87,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // 2. Watched folders (their jobs go through the same queue).
   const watchers: FolderWatcher[] = [];
   try {
-    for (const dir of opts.watch ?? []) watchers.push(await FolderWatcher.start(resolve(dir), queue, { ...limits, stableMs: opts.watchStableMs, log }));
+    for (const dir of opts.watch ?? [])
+      watchers.push(await FolderWatcher.start(resolve(dir), queue, { ...limits, stableMs: opts.watchStableMs, log }));
   } catch (err) {
     await Promise.all(watchers.map((w) => w.close()));
     await queue.stop();
@@ -87,10 +100,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   if (opts.listen) {
     try {
       server = await startServer({
-        host: opts.listen.host, port: opts.listen.port, token: opts.listen.token,
-        heartbeatMs: opts.listen.heartbeatMs ?? 15_000, limits,
+        host: opts.listen.host,
+        port: opts.listen.port,
+        token: opts.listen.token,
+        heartbeatMs: opts.listen.heartbeatMs ?? 15_000,
+        limits,
         allowDirs: [dataDir, ...(opts.watch ?? []), ...(opts.allowDirs ?? [])].map((d) => resolve(d)),
-        queue, version: packageVersion(), log,
+        queue,
+        version: packageVersion(),
+        log,
       });
     } catch (err) {
       await Promise.all(watchers.map((w) => w.close()));
@@ -101,11 +119,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
 
   if (opts.preload) {
-    model.get().catch((err: unknown) => log(`the model could not be loaded; jobs will fail until this is fixed: ${(err as Error).message}`));
+    model
+      .get()
+      .catch((err: unknown) =>
+        log(`the model could not be loaded; jobs will fail until this is fixed: ${(err as Error).message}`),
+      );
   }
 
   return {
-    queue, server, watchers,
+    queue,
+    server,
+    watchers,
     async close() {
       await Promise.all(watchers.map((w) => w.close()));
       if (server) await server.close();

@@ -40,7 +40,10 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
   // 1. Parameters of the kind (defaults filled in).
   const params = parseParams(req.kind, req.params) as Record<string, unknown>;
   if (req.frames.length > opts.maxFrames) {
-    throw new VidpriorError('E_TOO_LARGE', `${req.frames.length} frames is more than the limit of ${opts.maxFrames}`, { field: 'frames', limit: opts.maxFrames });
+    throw new VidpriorError('E_TOO_LARGE', `${req.frames.length} frames is more than the limit of ${opts.maxFrames}`, {
+      field: 'frames',
+      limit: opts.maxFrames,
+    });
   }
 
   // 2. Frames: bytes or an allowed path; images of one size; unique, safe names.
@@ -52,12 +55,22 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
     const { bytes, path } = await frameBytes(frame, field, opts);
     const info = await probeImage(bytes, field);
     if (size && (info.width !== size.width || info.height !== size.height)) {
-      throw new VidpriorError('E_BAD_INPUT', `${field} is ${info.width}×${info.height} but frames[0] is ${size.width}×${size.height}: all frames of a job must have one size`, { field });
+      throw new VidpriorError(
+        'E_BAD_INPUT',
+        `${field} is ${info.width}×${info.height} but frames[0] is ${size.width}×${size.height}: all frames of a job must have one size`,
+        { field },
+      );
     }
     size ??= { width: info.width, height: info.height };
     const name = frame.name ?? (frame.path ? basename(frame.path) : `frame-${String(i).padStart(5, '0')}.png`);
-    if (!SAFE_NAME.test(name)) throw new VidpriorError('E_BAD_REQUEST', `${field}.name ${JSON.stringify(name)} is not a plain file name`, { field: `${field}.name` });
-    if (names.has(name)) throw new VidpriorError('E_BAD_REQUEST', `${field}.name ${JSON.stringify(name)} is used by an earlier frame`, { field: `${field}.name` });
+    if (!SAFE_NAME.test(name))
+      throw new VidpriorError('E_BAD_REQUEST', `${field}.name ${JSON.stringify(name)} is not a plain file name`, {
+        field: `${field}.name`,
+      });
+    if (names.has(name))
+      throw new VidpriorError('E_BAD_REQUEST', `${field}.name ${JSON.stringify(name)} is used by an earlier frame`, {
+        field: `${field}.name`,
+      });
     names.add(name);
     // A file is copied into the job when it is stored, not held here: a long clip need not fit in memory.
     inputs.push({ name, data: path ? { path } : { bytes }, ext: info.format === 'png' ? 'png' : 'jpg' });
@@ -67,15 +80,26 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
   // 3. Edited keyframes: of an existing frame, the same size.
   const edits: NewJob['edits'] = [];
   if (req.edits?.length && req.kind !== 'finetune' && req.kind !== 'run') {
-    throw new VidpriorError('E_BAD_REQUEST', `edits are for finetune and run jobs, not ${req.kind}`, { field: 'edits' });
+    throw new VidpriorError('E_BAD_REQUEST', `edits are for finetune and run jobs, not ${req.kind}`, {
+      field: 'edits',
+    });
   }
   for (const [i, edit] of (req.edits ?? []).entries()) {
     const field = `edits[${i}]`;
-    if (edit.frame >= inputs.length) throw new VidpriorError('E_BAD_REQUEST', `${field}.frame is ${edit.frame} but the job has ${inputs.length} frames`, { field: `${field}.frame` });
+    if (edit.frame >= inputs.length)
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `${field}.frame is ${edit.frame} but the job has ${inputs.length} frames`,
+        { field: `${field}.frame` },
+      );
     const { bytes } = await frameBytes(edit, field, opts);
     const info = await probeImage(bytes, field);
     if (info.width !== size.width || info.height !== size.height) {
-      throw new VidpriorError('E_BAD_INPUT', `${field} is ${info.width}×${info.height} but the frames are ${size.width}×${size.height}`, { field });
+      throw new VidpriorError(
+        'E_BAD_INPUT',
+        `${field} is ${info.width}×${info.height} but the frames are ${size.width}×${size.height}`,
+        { field },
+      );
     }
     edits.push({ frame: edit.frame, data: { bytes }, ext: info.format === 'png' ? 'png' : 'jpg' });
   }
@@ -84,13 +108,22 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
   let noise: NewJob['noise'];
   if (req.noise) {
     if (req.kind !== 'stylize' && req.kind !== 'run') {
-      throw new VidpriorError('E_BAD_REQUEST', `noise is for stylize and run jobs; ${req.kind} candidates differ by seed`, { field: 'noise' });
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `noise is for stylize and run jobs; ${req.kind} candidates differ by seed`,
+        { field: 'noise' },
+      );
     }
     const count = req.noise.dims.reduce((a, b) => a * b, 1);
     if (req.noise.data.length !== count * 4) {
-      throw new VidpriorError('E_BAD_INPUT', `noise.data has ${req.noise.data.length} bytes but dims [${req.noise.dims.join(', ')}] need ${count * 4} (float32)`, { field: 'noise.data' });
+      throw new VidpriorError(
+        'E_BAD_INPUT',
+        `noise.data has ${req.noise.data.length} bytes but dims [${req.noise.dims.join(', ')}] need ${count * 4} (float32)`,
+        { field: 'noise.data' },
+      );
     }
-    if (req.noise.data.length > opts.maxFrameBytes) throw tooLarge('noise.data', req.noise.data.length, opts.maxFrameBytes);
+    if (req.noise.data.length > opts.maxFrameBytes)
+      throw tooLarge('noise.data', req.noise.data.length, opts.maxFrameBytes);
     noise = { dims: req.noise.dims, bytes: req.noise.data };
   }
 
@@ -98,27 +131,50 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
   let outputDir: string | undefined;
   if (req.output_dir !== undefined) outputDir = checkPath(req.output_dir, 'output_dir', opts);
   const outputs = executor.plan({ params, inputNames: inputs.map((f) => f.name), edits });
-  for (const n of outputs) if (!SAFE_NAME.test(n)) throw new VidpriorError('E_INTERNAL', `planned output name ${JSON.stringify(n)} is not a file name`);
+  for (const n of outputs)
+    if (!SAFE_NAME.test(n))
+      throw new VidpriorError('E_INTERNAL', `planned output name ${JSON.stringify(n)} is not a file name`);
 
   return {
-    kind: req.kind, params, ...(req.name ? { name: req.name } : {}), inputs, edits, ...(noise ? { noise } : {}),
-    width: size.width, height: size.height, outputs, ...(outputDir ? { output_dir: outputDir } : {}), origin: opts.origin,
+    kind: req.kind,
+    params,
+    ...(req.name ? { name: req.name } : {}),
+    inputs,
+    edits,
+    ...(noise ? { noise } : {}),
+    width: size.width,
+    height: size.height,
+    outputs,
+    ...(outputDir ? { output_dir: outputDir } : {}),
+    origin: opts.origin,
   };
 }
 
 function tooLarge(field: string, bytes: number, limit: number): VidpriorError {
-  return new VidpriorError('E_TOO_LARGE', `${field} is ${bytes} bytes, more than the limit of ${limit}`, { field, bytes, limit });
+  return new VidpriorError('E_TOO_LARGE', `${field} is ${bytes} bytes, more than the limit of ${limit}`, {
+    field,
+    bytes,
+    limit,
+  });
 }
 
 function checkPath(p: string, field: string, opts: IntakeOptions): string {
-  if (!opts.paths || !opts.paths.allowsAny) {
-    throw new VidpriorError('E_FORBIDDEN_PATH', `${field}: this daemon reads no paths from this client (only from one on the same machine, inside --allow-dir folders); send the bytes instead`, { field });
+  if (!opts.paths?.allowsAny) {
+    throw new VidpriorError(
+      'E_FORBIDDEN_PATH',
+      `${field}: this daemon reads no paths from this client (only from one on the same machine, inside --allow-dir folders); send the bytes instead`,
+      { field },
+    );
   }
   return opts.paths.check(p, field);
 }
 
 /** The frame's bytes, and the resolved path it was read from (for path frames). */
-async function frameBytes(frame: { png?: Uint8Array; path?: string }, field: string, opts: IntakeOptions): Promise<{ bytes: Uint8Array; path?: string }> {
+async function frameBytes(
+  frame: { png?: Uint8Array; path?: string },
+  field: string,
+  opts: IntakeOptions,
+): Promise<{ bytes: Uint8Array; path?: string }> {
   if ((frame.png === undefined) === (frame.path === undefined)) {
     throw new VidpriorError('E_BAD_REQUEST', `${field} must have exactly one of "png" (bytes) and "path"`, { field });
   }
@@ -135,7 +191,11 @@ async function frameBytes(frame: { png?: Uint8Array; path?: string }, field: str
     bytes = await readFile(real);
   } catch (err) {
     if (err instanceof VidpriorError) throw err;
-    throw new VidpriorError('E_BAD_INPUT', `${field}.path ${JSON.stringify(frame.path)} cannot be read: ${(err as Error).message}`, { field: `${field}.path` });
+    throw new VidpriorError(
+      'E_BAD_INPUT',
+      `${field}.path ${JSON.stringify(frame.path)} cannot be read: ${(err as Error).message}`,
+      { field: `${field}.path` },
+    );
   }
   return { bytes, path: real };
 }

@@ -36,7 +36,10 @@ export class PathPolicy {
    * @param roots folders paths may lie in (created or not)
    * @param base  relative paths are taken from here; without a base they are refused
    */
-  constructor(roots: readonly string[], private readonly base?: string) {
+  constructor(
+    roots: readonly string[],
+    private readonly base?: string,
+  ) {
     this.roots = roots.map((r) => realpathOrAncestor(resolve(r)));
   }
 
@@ -52,7 +55,11 @@ export class PathPolicy {
     }
     const real = realpathOrAncestor(resolve(this.base ?? '/', p));
     if (!this.roots.some((root) => isInside(root, real))) {
-      throw new VidpriorError('E_FORBIDDEN_PATH', `${field} ${JSON.stringify(p)} is outside the folders this daemon may read`, { field });
+      throw new VidpriorError(
+        'E_FORBIDDEN_PATH',
+        `${field} ${JSON.stringify(p)} is outside the folders this daemon may read`,
+        { field },
+      );
     }
     return real;
   }

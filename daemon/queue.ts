@@ -5,10 +5,18 @@
  * watched-folder writer); nobody's disconnect affects a job.
  */
 import { VidpriorError, asVidpriorError, type ErrorCode } from '../src/errors.js';
-import { TERMINAL_STATES, plainDetails, type JobDetail, type JobEvent, type JobState, type JobSummary, type Progress } from '../protocol/messages.js';
+import {
+  TERMINAL_STATES,
+  plainDetails,
+  type JobDetail,
+  type JobEvent,
+  type JobState,
+  type JobSummary,
+  type Progress,
+} from '../protocol/messages.js';
 import type { ExecutorContext, JobExecutor, ProgressUpdate } from './jobs/executor.js';
 import type { JobRecord, JobStore, NewJob } from './jobs/store.js';
-import type { ModelHost } from './model-host.js';
+import type { ModelHost } from './jobs/model-host.js';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -48,7 +56,8 @@ export class JobQueue {
     const resume = all.filter((j) => j.status.state === 'running');
     const queued = all.filter((j) => j.status.state === 'queued');
     for (const job of [...resume, ...queued]) this.waiting.push(job.spec.id);
-    if (resume.length) this.log(`resuming ${resume.length} interrupted job(s): ${resume.map((j) => j.spec.id).join(', ')}`);
+    if (resume.length)
+      this.log(`resuming ${resume.length} interrupted job(s): ${resume.map((j) => j.spec.id).join(', ')}`);
     this.kick();
   }
 
@@ -56,7 +65,10 @@ export class JobQueue {
     const ex = this.executors.get(kind);
     if (!ex) throw new VidpriorError('E_BAD_REQUEST', `job kind ${JSON.stringify(kind)} is not known`, { kind });
     const why = ex.unavailable();
-    if (why) throw new VidpriorError('E_BAD_REQUEST', `job kind "${kind}" is not available in this build yet: ${why}`, { kind });
+    if (why)
+      throw new VidpriorError('E_BAD_REQUEST', `job kind "${kind}" is not available in this build yet: ${why}`, {
+        kind,
+      });
     return ex;
   }
 
@@ -89,7 +101,10 @@ export class JobQueue {
 
   /** Newest first. */
   list(state?: JobState, limit = 100): JobRecord[] {
-    return [...this.jobs.values()].filter((j) => !state || j.status.state === state).reverse().slice(0, limit);
+    return [...this.jobs.values()]
+      .filter((j) => !state || j.status.state === state)
+      .reverse()
+      .slice(0, limit);
   }
 
   /** Cancels a queued job at once, a running one at its next step; a finished job is left as it is. */
@@ -109,7 +124,10 @@ export class JobQueue {
   async delete(id: string): Promise<void> {
     const job = this.get(id);
     if (!TERMINAL_STATES.includes(job.status.state)) {
-      throw new VidpriorError('E_BUSY', `job ${id} is ${job.status.state}: cancel it before deleting it`, { job: id, state: job.status.state });
+      throw new VidpriorError('E_BUSY', `job ${id} is ${job.status.state}: cancel it before deleting it`, {
+        job: id,
+        state: job.status.state,
+      });
     }
     this.jobs.delete(id);
     await rm(job.dir, { recursive: true, force: true });
@@ -119,7 +137,10 @@ export class JobQueue {
     let set = this.listeners.get(id);
     if (!set) this.listeners.set(id, (set = new Set()));
     set.add(listener);
-    return () => { set!.delete(listener); if (set!.size === 0) this.listeners.delete(id); };
+    return () => {
+      set!.delete(listener);
+      if (set!.size === 0) this.listeners.delete(id);
+    };
   }
 
   /** Every event of every job (the watched folder follows its jobs this way). */
@@ -136,20 +157,29 @@ export class JobQueue {
   summary(job: JobRecord): JobSummary {
     const s = job.status;
     return {
-      id: job.spec.id, kind: job.spec.kind, state: s.state, ...(job.spec.name ? { name: job.spec.name } : {}),
-      created_at: job.spec.created_at, ...(s.started_at ? { started_at: s.started_at } : {}),
+      id: job.spec.id,
+      kind: job.spec.kind,
+      state: s.state,
+      ...(job.spec.name ? { name: job.spec.name } : {}),
+      created_at: job.spec.created_at,
+      ...(s.started_at ? { started_at: s.started_at } : {}),
       ...(s.finished_at ? { finished_at: s.finished_at } : {}),
-      frames_total: job.spec.outputs.length, frames_done: job.outputDone.filter(Boolean).length,
-      fraction: s.state === 'done' ? 1 : s.fraction, ...(s.error ? { error: { code: s.error.code, message: s.error.message } } : {}),
+      frames_total: job.spec.outputs.length,
+      frames_done: job.outputDone.filter(Boolean).length,
+      fraction: s.state === 'done' ? 1 : s.fraction,
+      ...(s.error ? { error: { code: s.error.code, message: s.error.message } } : {}),
     };
   }
 
   detail(job: JobRecord): JobDetail {
     const position = this.position(job.spec.id);
     return {
-      ...this.summary(job), params: job.spec.params, inputs: job.spec.inputs.map((i) => i.name),
+      ...this.summary(job),
+      params: job.spec.params,
+      inputs: job.spec.inputs.map((i) => i.name),
       outputs: job.spec.outputs.map((n, i) => (job.outputDone[i] ? n : '')),
-      ...(position !== undefined ? { position } : {}), ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
+      ...(position !== undefined ? { position } : {}),
+      ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
     };
   }
 
@@ -157,10 +187,15 @@ export class JobQueue {
   progressOf(job: JobRecord, update?: Partial<ProgressUpdate>): Progress {
     const position = this.position(job.spec.id);
     return {
-      type: 'progress', job: job.spec.id, state: job.status.state, stage: job.status.stage,
+      type: 'progress',
+      job: job.spec.id,
+      state: job.status.state,
+      stage: job.status.stage,
       fraction: job.status.state === 'done' ? 1 : job.status.fraction,
-      frames_done: job.outputDone.filter(Boolean).length, frames_total: job.spec.outputs.length,
-      ...(position !== undefined ? { position } : {}), ...update,
+      frames_done: job.outputDone.filter(Boolean).length,
+      frames_total: job.spec.outputs.length,
+      ...(position !== undefined ? { position } : {}),
+      ...update,
     };
   }
 
@@ -176,7 +211,10 @@ export class JobQueue {
 
   private kick(): void {
     if (this.worker || this.stopping) return;
-    this.worker = this.drain().finally(() => { this.worker = null; if (this.waiting.length && !this.stopping) this.kick(); });
+    this.worker = this.drain().finally(() => {
+      this.worker = null;
+      if (this.waiting.length && !this.stopping) this.kick();
+    });
   }
 
   private async drain(): Promise<void> {
@@ -216,7 +254,8 @@ export class JobQueue {
         await this.finish(job, 'cancelled', new VidpriorError('E_CANCELLED', 'the job was cancelled'));
       } else {
         const e = asVidpriorError(err);
-        if (e.code === 'E_INTERNAL') this.log(`job ${job.spec.id} failed with a bug: ${(err as Error)?.stack ?? e.message}`);
+        if (e.code === 'E_INTERNAL')
+          this.log(`job ${job.spec.id} failed with a bug: ${(err as Error)?.stack ?? e.message}`);
         await this.finish(job, 'failed', e);
       }
     } finally {
@@ -236,10 +275,22 @@ export class JobQueue {
       emitFrame: async (index, png, extra) => {
         signal.throwIfAborted();
         await this.store.writeOutput(job, index, png);
-        if (job.spec.output_dir) await copyOut(job.spec.output_dir, job.spec.outputs[index]!, this.store.outputPath(job, index));
-        job.status.fraction = Math.max(job.status.fraction, job.outputDone.filter(Boolean).length / Math.max(1, job.spec.outputs.length));
+        if (job.spec.output_dir)
+          await copyOut(job.spec.output_dir, job.spec.outputs[index]!, this.store.outputPath(job, index));
+        job.status.fraction = Math.max(
+          job.status.fraction,
+          job.outputDone.filter(Boolean).length / Math.max(1, job.spec.outputs.length),
+        );
         await this.store.saveStatus(job, false);
-        this.emit(job, { type: 'frame', job: job.spec.id, index, name: job.spec.outputs[index]!, png, replay: false, ...(extra?.seed !== undefined ? { seed: extra.seed } : {}) });
+        this.emit(job, {
+          type: 'frame',
+          job: job.spec.id,
+          index,
+          name: job.spec.outputs[index]!,
+          png,
+          replay: false,
+          ...(extra?.seed !== undefined ? { seed: extra.seed } : {}),
+        });
       },
       isDone: (index) => job.outputDone[index] === true,
       inputPath: (index) => this.store.inputPath(job, index),
@@ -269,8 +320,15 @@ export class JobQueue {
     job.status.stage = state;
     job.status.finished_at = new Date().toISOString();
     if (state === 'done') job.status.fraction = 1;
-    if (error) job.status.error = { code: error.code as ErrorCode, message: error.message, ...(error.details ? { details: error.details } : {}) };
-    await this.store.saveStatus(job).catch((e: Error) => this.log(`could not save the state of job ${job.spec.id}: ${e.message}`));
+    if (error)
+      job.status.error = {
+        code: error.code as ErrorCode,
+        message: error.message,
+        ...(error.details ? { details: error.details } : {}),
+      };
+    await this.store
+      .saveStatus(job)
+      .catch((e: Error) => this.log(`could not save the state of job ${job.spec.id}: ${e.message}`));
     this.emit(job, this.terminalEvent(job));
   }
 
@@ -278,16 +336,28 @@ export class JobQueue {
   terminalEvent(job: JobRecord): JobEvent {
     if (job.status.state === 'done') {
       return {
-        type: 'done', job: job.spec.id,
+        type: 'done',
+        job: job.spec.id,
         outputs: {
-          frames: job.spec.outputs.length, names: job.spec.outputs, ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
+          frames: job.spec.outputs.length,
+          names: job.spec.outputs,
+          ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
           dir: join(job.dir, 'outputs'),
         },
         elapsed_s: Math.round(job.status.elapsed_s * 1000) / 1000,
       };
     }
-    const e = job.status.error ?? { code: 'E_INTERNAL' as const, message: `job ended as ${job.status.state} without an error` };
-    return { type: 'error', job: job.spec.id, code: e.code, message: e.message, ...(e.details ? { details: plainDetails(e.details) } : {}) };
+    const e = job.status.error ?? {
+      code: 'E_INTERNAL' as const,
+      message: `job ended as ${job.status.state} without an error`,
+    };
+    return {
+      type: 'error',
+      job: job.spec.id,
+      code: e.code,
+      message: e.message,
+      ...(e.details ? { details: plainDetails(e.details) } : {}),
+    };
   }
 
   private emit(job: JobRecord, event: JobEvent): void {
@@ -298,7 +368,11 @@ export class JobQueue {
 
 /** A listener's bug must not stop the job or the other listeners. */
 function safeCall(fn: () => void, log: Log): void {
-  try { fn(); } catch (err) { log(`job event listener failed: ${(err as Error).stack ?? err}`); }
+  try {
+    fn();
+  } catch (err) {
+    log(`job event listener failed: ${(err as Error).stack ?? err}`);
+  }
 }
 
 async function copyOut(dir: string, name: string, from: string): Promise<void> {
@@ -306,6 +380,11 @@ async function copyOut(dir: string, name: string, from: string): Promise<void> {
     await mkdir(dir, { recursive: true });
     await copyFile(from, join(dir, name));
   } catch (err) {
-    throw new VidpriorError('E_BAD_REQUEST', `cannot write ${name} to output_dir ${dir}: ${(err as Error).message}`, { output_dir: dir }, { cause: err });
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `cannot write ${name} to output_dir ${dir}: ${(err as Error).message}`,
+      { output_dir: dir },
+      { cause: err },
+    );
   }
 }

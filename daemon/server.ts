@@ -42,7 +42,11 @@ export function isLoopbackAddress(addr: string | undefined): boolean {
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // 1. Refuse to listen beyond this machine without a token.
   if (!LOOPBACK_HOSTS.has(opts.host) && !opts.token) {
-    throw new VidpriorError('E_BAD_REQUEST', `--host ${opts.host} would accept connections from other machines: give a --token (or bind to 127.0.0.1)`, { host: opts.host });
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `--host ${opts.host} would accept connections from other machines: give a --token (or bind to 127.0.0.1)`,
+      { host: opts.host },
+    );
   }
   if (opts.token !== undefined && opts.token.length < 8) {
     throw new VidpriorError('E_BAD_REQUEST', '--token must be at least 8 characters', { token: '(hidden)' });
@@ -51,7 +55,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   // 2. HTTP server + websocket upgrade. A browser page (it sends Origin) may not drive a daemon without a token.
   const http = createServer((_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' }).end('vidprior daemon: connect with a websocket (see protocol/PROTOCOL.md)\n');
+    res
+      .writeHead(426, { 'content-type': 'text/plain' })
+      .end('vidprior daemon: connect with a websocket (see protocol/PROTOCOL.md)\n');
   });
   const wss = new WebSocketServer({
     server: http,
@@ -60,7 +66,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     maxPayload: 2 * opts.limits.maxMessageBytes,
     perMessageDeflate: false,
     verifyClient: (info: { req: IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) => {
-      if (info.req.headers.origin !== undefined && !opts.token) done(false, 403, 'browser origins need a daemon started with --token');
+      if (info.req.headers.origin !== undefined && !opts.token)
+        done(false, 403, 'browser origins need a daemon started with --token');
       else done(true);
     },
   });
@@ -71,14 +78,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     alive.set(ws, true);
     ws.on('pong', () => alive.set(ws, true));
     new Connection(ws, {
-      queue: opts.queue, version: opts.version, token: opts.token, limits: opts.limits, paths,
-      local: isLoopbackAddress(req.socket.remoteAddress), maxBufferedBytes: Math.max(64 * 1024 * 1024, 2 * opts.limits.maxMessageBytes),
+      queue: opts.queue,
+      version: opts.version,
+      token: opts.token,
+      limits: opts.limits,
+      paths,
+      local: isLoopbackAddress(req.socket.remoteAddress),
+      maxBufferedBytes: Math.max(64 * 1024 * 1024, 2 * opts.limits.maxMessageBytes),
       log: opts.log,
     });
   });
   const heartbeat = setInterval(() => {
     for (const ws of wss.clients) {
-      if (!alive.get(ws)) { ws.terminate(); continue; }
+      if (!alive.get(ws)) {
+        ws.terminate();
+        continue;
+      }
       alive.set(ws, false);
       ws.ping();
     }
@@ -87,7 +102,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   await new Promise<void>((resolve, reject) => {
     http.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new VidpriorError('E_BAD_REQUEST', `cannot listen on ${opts.host}:${opts.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`, { host: opts.host, port: opts.port }, { cause: err }));
+      reject(
+        new VidpriorError(
+          'E_BAD_REQUEST',
+          `cannot listen on ${opts.host}:${opts.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`,
+          { host: opts.host, port: opts.port },
+          { cause: err },
+        ),
+      );
     });
     http.listen(opts.port, opts.host, () => resolve());
   });

@@ -20,7 +20,7 @@ import type { JobEvent } from '../protocol/messages.js';
 import { TERMINAL_STATES } from '../protocol/messages.js';
 import { JobKindSchema } from '../protocol/params.js';
 import { array, int, object, optional, record, any, str } from '../protocol/schema.js';
-import { writeFileAtomic, writeJsonAtomic } from './fsutil.js';
+import { writeFileAtomic, writeJsonAtomic } from '../src/io/atomic-write.js';
 import { intake } from './intake.js';
 import { PathPolicy, realpathOrAncestor } from './paths.js';
 import type { JobQueue } from './queue.js';
@@ -32,7 +32,9 @@ const JobFile = object({
   params: record(any()),
   /** A sub-folder of frames (default: the images of the job folder itself). */
   input: optional(str({ min: 1, max: 4096 })),
-  edits: optional(array(object({ frame: int({ min: 0, max: 1_000_000 }), path: str({ min: 1, max: 4096 }) }), { max: 64 })),
+  edits: optional(
+    array(object({ frame: int({ min: 0, max: 1_000_000 }), path: str({ min: 1, max: 4096 }) }), { max: 64 }),
+  ),
   name: optional(str({ max: 200 })),
 });
 
@@ -62,11 +64,19 @@ export class FolderWatcher {
   /** Status and output writes, in event order (apart from `chain`: a folder still being copied must not hold them up). */
   private writes: Promise<void> = Promise.resolve();
 
-  private constructor(readonly dir: string, private readonly queue: JobQueue, private readonly opts: WatchOptions, private watcher: FSWatcher | null = null) {}
+  private constructor(
+    readonly dir: string,
+    private readonly queue: JobQueue,
+    private readonly opts: WatchOptions,
+    private watcher: FSWatcher | null = null,
+  ) {}
 
   static async start(dir: string, queue: JobQueue, opts: WatchOptions): Promise<FolderWatcher> {
     const st = await stat(dir).catch(() => null);
-    if (!st?.isDirectory()) throw new VidpriorError('E_BAD_REQUEST', `watched folder ${dir} does not exist or is not a folder`, { path: dir });
+    if (!st?.isDirectory())
+      throw new VidpriorError('E_BAD_REQUEST', `watched folder ${dir} does not exist or is not a folder`, {
+        path: dir,
+      });
     const real = realpathOrAncestor(dir);
     const w = new FolderWatcher(real, queue, opts);
     w.unsubscribe = queue.onAnyEvent((job, event) => w.onJobEvent(job, event));
@@ -76,10 +86,15 @@ export class FolderWatcher {
       ignoreInitial: false,
       awaitWriteFinish: { stabilityThreshold: stableMs, pollInterval: Math.max(50, stableMs / 5) },
       // Our own files and outputs are not jobs.
-      ignored: (p: string) => p.split(sep).includes(OUT) || [STATUS, ERROR].includes(basename(p)) || basename(p).startsWith('.'),
+      ignored: (p: string) =>
+        p.split(sep).includes(OUT) || [STATUS, ERROR].includes(basename(p)) || basename(p).startsWith('.'),
     });
-    w.watcher.on('add', (p) => { if (basename(p) === 'job.json' && dirname(dirname(p)) === real) w.enqueue(dirname(p)); });
-    w.watcher.on('change', (p) => { if (basename(p) === 'job.json' && dirname(dirname(p)) === real) w.enqueue(dirname(p)); });
+    w.watcher.on('add', (p) => {
+      if (basename(p) === 'job.json' && dirname(dirname(p)) === real) w.enqueue(dirname(p));
+    });
+    w.watcher.on('change', (p) => {
+      if (basename(p) === 'job.json' && dirname(dirname(p)) === real) w.enqueue(dirname(p));
+    });
     w.watcher.on('error', (err) => opts.log(`watcher error in ${real}: ${(err as Error).message}`));
     await new Promise<void>((resolve) => w.watcher!.once('ready', () => resolve()));
     await w.resync();
@@ -105,7 +120,10 @@ export class FolderWatcher {
   /** Resolves once every folder seen so far has been handled (tests wait on it). */
   async idle(): Promise<void> {
     let last: [Promise<void>, Promise<void>];
-    do { last = [this.chain, this.writes]; await Promise.all(last); } while (last[0] !== this.chain || last[1] !== this.writes);
+    do {
+      last = [this.chain, this.writes];
+      await Promise.all(last);
+    } while (last[0] !== this.chain || last[1] !== this.writes);
   }
 
   async close(): Promise<void> {
@@ -118,9 +136,12 @@ export class FolderWatcher {
   private enqueue(folder: string): void {
     if (this.pending.has(folder)) return;
     this.pending.add(folder);
-    this.chain = this.chain.then(() => this.handle(folder)).catch((err: unknown) => {
-      this.opts.log(`watch: ${folder}: ${(err as Error).message}`);
-    }).finally(() => this.pending.delete(folder));
+    this.chain = this.chain
+      .then(() => this.handle(folder))
+      .catch((err: unknown) => {
+        this.opts.log(`watch: ${folder}: ${(err as Error).message}`);
+      })
+      .finally(() => this.pending.delete(folder));
   }
 
   private async handle(folder: string): Promise<void> {
@@ -128,7 +149,14 @@ export class FolderWatcher {
     // file is tried again when its job.json is newer than the error (the user fixed it).
     if (existsSync(join(folder, STATUS))) return;
     if (existsSync(join(folder, ERROR))) {
-      const [jobMtime, errMtime] = await Promise.all(['job.json', ERROR].map((f) => stat(join(folder, f)).then((s) => s.mtimeMs, () => 0)));
+      const [jobMtime, errMtime] = await Promise.all(
+        ['job.json', ERROR].map((f) =>
+          stat(join(folder, f)).then(
+            (s) => s.mtimeMs,
+            () => 0,
+          ),
+        ),
+      );
       if (jobMtime! <= errMtime!) return;
       await rm(join(folder, ERROR), { force: true });
     }
@@ -137,7 +165,11 @@ export class FolderWatcher {
       this.opts.log(`watch: ${relative(this.dir, folder)} → job ${record.spec.id}`);
     } catch (err) {
       const e = asVidpriorError(err);
-      await writeJsonAtomic(join(folder, ERROR), { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) });
+      await writeJsonAtomic(join(folder, ERROR), {
+        code: e.code,
+        message: e.message,
+        ...(e.details ? { details: e.details } : {}),
+      });
       this.opts.log(`watch: ${relative(this.dir, folder)}: [${e.code}] ${e.message}`);
     }
   }
@@ -148,7 +180,9 @@ export class FolderWatcher {
     try {
       raw = JSON.parse(await readFile(join(folder, 'job.json'), 'utf8'));
     } catch (err) {
-      throw new VidpriorError('E_BAD_INPUT', `job.json is not valid JSON: ${(err as Error).message}`, { file: 'job.json' });
+      throw new VidpriorError('E_BAD_INPUT', `job.json is not valid JSON: ${(err as Error).message}`, {
+        file: 'job.json',
+      });
     }
     const job = JobFile.parse(raw, 'job.json');
     const paths = new PathPolicy([folder], folder);
@@ -156,17 +190,27 @@ export class FolderWatcher {
     // 2. The frames: a sub-folder, a video file, or the folder itself (its images, else its one video).
     const inputPath = job.input ? paths.check(job.input, 'job.json.input') : folder;
     const st = await stat(inputPath).catch(() => null);
-    if (!st) throw new VidpriorError('E_BAD_INPUT', `job.json.input ${JSON.stringify(job.input)} does not exist`, { field: 'job.json.input' });
+    if (!st)
+      throw new VidpriorError('E_BAD_INPUT', `job.json.input ${JSON.stringify(job.input)} does not exist`, {
+        field: 'job.json.input',
+      });
     const editPaths = new Set((job.edits ?? []).map((e, i) => paths.check(e.path, `job.json.edits[${i}].path`)));
     let video: string | null = st.isDirectory() ? null : inputPath;
     let frames: string[] = [];
     if (st.isDirectory()) {
       const names = (await readdir(inputPath)).filter((n) => !n.startsWith('.')).sort(naturalCompare);
-      frames = names.filter(isImageFile).map((n) => join(inputPath, n)).filter((p) => !editPaths.has(p));
+      frames = names
+        .filter(isImageFile)
+        .map((n) => join(inputPath, n))
+        .filter((p) => !editPaths.has(p));
       const videos = names.filter(isVideoFile);
       if (frames.length === 0 && videos.length === 1) video = join(inputPath, videos[0]!);
       else if (frames.length === 0) {
-        throw new VidpriorError('E_BAD_INPUT', `no frames (.png, .jpg) ${videos.length > 1 ? `and ${videos.length} videos (name one in "input")` : 'and no video'} in ${relative(this.dir, inputPath) || '.'}`, { field: 'job.json.input' });
+        throw new VidpriorError(
+          'E_BAD_INPUT',
+          `no frames (.png, .jpg) ${videos.length > 1 ? `and ${videos.length} videos (name one in "input")` : 'and no video'} in ${relative(this.dir, inputPath) || '.'}`,
+          { field: 'job.json.input' },
+        );
       }
     }
     await waitStable([...(video ? [video] : frames), ...editPaths], this.opts.stableMs ?? 500);
@@ -174,15 +218,26 @@ export class FolderWatcher {
     // 3. A video is decoded to PNG frames (src/io, ffmpeg) in a temporary folder, copied into the job by intake.
     const source = video ? await openFrameSource(video) : null;
     try {
-      const frameInputs = source ? source.frames.map((f) => ({ name: f.name, path: f.path })) : frames.map((path) => ({ path }));
+      const frameInputs = source
+        ? source.frames.map((f) => ({ name: f.name, path: f.path }))
+        : frames.map((path) => ({ path }));
       const request = {
-        kind: job.kind, params: job.params, name: job.name ?? basename(folder), frames: frameInputs,
+        kind: job.kind,
+        params: job.params,
+        name: job.name ?? basename(folder),
+        frames: frameInputs,
         edits: (job.edits ?? []).map((e) => ({ frame: e.frame, path: e.path })),
       };
       // 4. The same intake as a websocket submit, with paths confined to the job folder (and the decoded frames).
-      const allowed = new PathPolicy([folder, ...(source?.frames.length ? [dirname(source.frames[0]!.path)] : [])], folder);
+      const allowed = new PathPolicy(
+        [folder, ...(source?.frames.length ? [dirname(source.frames[0]!.path)] : [])],
+        folder,
+      );
       const newJob = await intake(this.queue.executor(job.kind), request, {
-        maxFrameBytes: this.opts.maxFrameBytes, maxFrames: this.opts.maxFrames, paths: allowed, origin: { via: 'watch', folder },
+        maxFrameBytes: this.opts.maxFrameBytes,
+        maxFrames: this.opts.maxFrames,
+        paths: allowed,
+        origin: { via: 'watch', folder },
       });
       const record = await this.queue.submit(newJob);
       await this.writeStatus(record);
@@ -210,35 +265,59 @@ export class FolderWatcher {
   private onJobEvent(job: JobRecord, event: JobEvent): void {
     const origin = job.spec.origin;
     if (origin.via !== 'watch' || !isInsideDir(this.dir, origin.folder)) return;
-    this.writes = this.writes.then(async () => {
-      if (event.type === 'frame') {
-        await writeFileAtomic(join(origin.folder, OUT, event.name), event.png, false);
-      }
-      if (event.type === 'error') await this.writeError(job);
-      const now = Date.now();
-      const terminal = TERMINAL_STATES.includes(job.status.state);
-      if (event.type !== 'progress' || terminal || now - (this.lastStatus.get(job.spec.id) ?? 0) > STATUS_INTERVAL_MS) {
-        this.lastStatus.set(job.spec.id, now);
-        await this.writeStatus(job);
-      }
-      if (terminal) this.lastStatus.delete(job.spec.id);
-    }).catch((err: unknown) => this.opts.log(`watch: cannot write the status of ${origin.folder}: ${(err as Error).message}`));
+    this.writes = this.writes
+      .then(async () => {
+        if (event.type === 'frame') {
+          await writeFileAtomic(join(origin.folder, OUT, event.name), event.png, false);
+        }
+        if (event.type === 'error') await this.writeError(job);
+        const now = Date.now();
+        const terminal = TERMINAL_STATES.includes(job.status.state);
+        if (
+          event.type !== 'progress' ||
+          terminal ||
+          now - (this.lastStatus.get(job.spec.id) ?? 0) > STATUS_INTERVAL_MS
+        ) {
+          this.lastStatus.set(job.spec.id, now);
+          await this.writeStatus(job);
+        }
+        if (terminal) this.lastStatus.delete(job.spec.id);
+      })
+      .catch((err: unknown) =>
+        this.opts.log(`watch: cannot write the status of ${origin.folder}: ${(err as Error).message}`),
+      );
   }
 
   private async writeStatus(job: JobRecord): Promise<void> {
     const folder = (job.spec.origin as { folder: string }).folder;
     const s = this.queue.summary(job);
-    await writeJsonAtomic(join(folder, STATUS), {
-      job: s.id, kind: s.kind, state: s.state, stage: job.status.stage, fraction: s.fraction,
-      frames_done: s.frames_done, frames_total: s.frames_total, outputs: OUT, updated_at: new Date().toISOString(),
-      ...(s.error ? { error: s.error } : {}), ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
-    }, false);
+    await writeJsonAtomic(
+      join(folder, STATUS),
+      {
+        job: s.id,
+        kind: s.kind,
+        state: s.state,
+        stage: job.status.stage,
+        fraction: s.fraction,
+        frames_done: s.frames_done,
+        frames_total: s.frames_total,
+        outputs: OUT,
+        updated_at: new Date().toISOString(),
+        ...(s.error ? { error: s.error } : {}),
+        ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
+      },
+      false,
+    );
   }
 
   private async writeError(job: JobRecord): Promise<void> {
     const e = job.status.error;
     if (!e) return;
-    await writeJsonAtomic(join((job.spec.origin as { folder: string }).folder, ERROR), { job: job.spec.id, code: e.code, message: e.message }, false);
+    await writeJsonAtomic(
+      join((job.spec.origin as { folder: string }).folder, ERROR),
+      { job: job.spec.id, code: e.code, message: e.message },
+      false,
+    );
   }
 }
 
@@ -250,7 +329,17 @@ function isInsideDir(root: string, p: string): boolean {
 /** Waits until no file of `paths` changes size or mtime over `ms` (a copy still running is waited out). */
 async function waitStable(paths: Iterable<string>, ms: number): Promise<void> {
   const list = [...paths];
-  const snapshot = async () => (await Promise.all(list.map((p) => stat(p).then((s) => `${s.size}:${s.mtimeMs}`, () => 'missing')))).join('|');
+  const snapshot = async () =>
+    (
+      await Promise.all(
+        list.map((p) =>
+          stat(p).then(
+            (s) => `${s.size}:${s.mtimeMs}`,
+            () => 'missing',
+          ),
+        ),
+      )
+    ).join('|');
   let before = await snapshot();
   for (let tries = 0; tries < 120; tries++) {
     await new Promise((r) => setTimeout(r, ms));

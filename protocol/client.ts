@@ -14,9 +14,21 @@ import WebSocket from 'ws';
 import { VidpriorError, type ErrorCode } from '../src/errors.js';
 import { DEFAULT_LIMITS, decode, encode } from './codec.js';
 import {
-  PROTOCOL_VERSION, Submit as SubmitSchema, parseServerMessage, type AdapterInfo, type ClientMessageIn, type Done,
-  type ErrorMessage, type Frame, type JobDetail, type JobState, type JobSummary, type ModelInfo, type Progress,
-  type ServerMessage, type Welcome,
+  PROTOCOL_VERSION,
+  type Submit as SubmitSchema,
+  parseServerMessage,
+  type AdapterInfo,
+  type ClientMessageIn,
+  type Done,
+  type ErrorMessage,
+  type Frame,
+  type JobDetail,
+  type JobState,
+  type JobSummary,
+  type ModelInfo,
+  type Progress,
+  type ServerMessage,
+  type Welcome,
 } from './messages.js';
 import type { Input } from './schema.js';
 
@@ -29,7 +41,11 @@ export interface ClientOptions {
   maxMessageBytes?: number;
 }
 
-type Pending = { resolve: (m: ServerMessage) => void; reject: (e: Error) => void; onReply?: (m: ServerMessage) => void };
+type Pending = {
+  resolve: (m: ServerMessage) => void;
+  reject: (e: Error) => void;
+  onReply?: (m: ServerMessage) => void;
+};
 type Request<T extends ClientMessageIn> = T extends unknown ? Omit<T, 'id'> : never;
 
 /** The events of one job, as this connection receives them. */
@@ -46,12 +62,16 @@ export class JobStream {
   private finished = false;
 
   constructor(readonly job: JobSummary | JobDetail) {
-    this.done = new Promise<Done>((resolve, reject) => { this.settle = { resolve, reject }; });
+    this.done = new Promise<Done>((resolve, reject) => {
+      this.settle = { resolve, reject };
+    });
     this.done.catch(() => {}); // a caller that only cares about frames must not crash on an unhandled rejection
   }
 
   /** Receives every frame of the job once; frames that came before the handler was set are handed over at once. */
-  get onFrame(): ((f: Frame) => void) | null { return this.frameHandler; }
+  get onFrame(): ((f: Frame) => void) | null {
+    return this.frameHandler;
+  }
   set onFrame(handler: ((f: Frame) => void) | null) {
     this.frameHandler = handler;
     if (!handler) return;
@@ -60,19 +80,29 @@ export class JobStream {
     for (const f of waiting) handler(f);
   }
 
-  get id(): string { return this.job.id; }
-  get isFinished(): boolean { return this.finished; }
+  get id(): string {
+    return this.job.id;
+  }
+  get isFinished(): boolean {
+    return this.finished;
+  }
 
   /** @internal */
   deliver(m: Progress | Frame | Done | ErrorMessage): void {
     if (this.finished) return;
-    if (m.type === 'progress') { this.progress = m; this.onProgress?.(m); }
-    else if (m.type === 'frame') {
+    if (m.type === 'progress') {
+      this.progress = m;
+      this.onProgress?.(m);
+    } else if (m.type === 'frame') {
       if (this.frameHandler) this.frameHandler(m);
       else this.unclaimed.push(m);
+    } else if (m.type === 'done') {
+      this.finished = true;
+      this.settle.resolve(m);
+    } else {
+      this.finished = true;
+      this.settle.reject(errorOf(m));
     }
-    else if (m.type === 'done') { this.finished = true; this.settle.resolve(m); }
-    else { this.finished = true; this.settle.reject(errorOf(m)); }
   }
 
   /** @internal */
@@ -96,25 +126,55 @@ export class VidpriorClient {
   onError: ((e: VidpriorError) => void) | null = null;
   welcome!: Welcome;
 
-  private constructor(private readonly ws: WebSocket, private readonly opts: ClientOptions) {
+  private constructor(
+    private readonly ws: WebSocket,
+    private readonly opts: ClientOptions,
+  ) {
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
-    ws.on('close', (code, reason) => this.onClose(new VidpriorError('E_CONNECTION', `connection to the daemon closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`)));
-    ws.on('error', (err) => this.onClose(new VidpriorError('E_CONNECTION', `connection to the daemon failed: ${err.message}`, undefined, { cause: err })));
+    ws.on('close', (code, reason) =>
+      this.onClose(
+        new VidpriorError(
+          'E_CONNECTION',
+          `connection to the daemon closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`,
+        ),
+      ),
+    );
+    ws.on('error', (err) =>
+      this.onClose(
+        new VidpriorError('E_CONNECTION', `connection to the daemon failed: ${err.message}`, undefined, { cause: err }),
+      ),
+    );
   }
 
   /** Connects and does the handshake (E_CONNECTION when the daemon cannot be reached, E_AUTH, E_VERSION). */
   static async connect(url: string, opts: ClientOptions = {}): Promise<VidpriorClient> {
     const maxPayload = opts.maxMessageBytes ?? 2 * DEFAULT_LIMITS.maxMessageBytes;
-    const ws = new WebSocket(url, { maxPayload, perMessageDeflate: false, handshakeTimeout: opts.connectTimeoutMs ?? 10_000 });
+    const ws = new WebSocket(url, {
+      maxPayload,
+      perMessageDeflate: false,
+      handshakeTimeout: opts.connectTimeoutMs ?? 10_000,
+    });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
-      ws.once('error', (err) => reject(new VidpriorError('E_CONNECTION', `cannot reach the daemon at ${url}: ${err.message}`, { url }, { cause: err })));
+      ws.once('error', (err) =>
+        reject(
+          new VidpriorError(
+            'E_CONNECTION',
+            `cannot reach the daemon at ${url}: ${err.message}`,
+            { url },
+            { cause: err },
+          ),
+        ),
+      );
     });
     const client = new VidpriorClient(ws, opts);
     try {
-      client.welcome = await client.request({
-        type: 'hello', protocol: PROTOCOL_VERSION, ...(opts.client ? { client: opts.client } : {}), ...(opts.token !== undefined ? { token: opts.token } : {}),
-      }) as Welcome;
+      client.welcome = (await client.request({
+        type: 'hello',
+        protocol: PROTOCOL_VERSION,
+        ...(opts.client ? { client: opts.client } : {}),
+        ...(opts.token !== undefined ? { token: opts.token } : {}),
+      })) as Welcome;
     } catch (err) {
       ws.terminate();
       throw err;
@@ -148,7 +208,12 @@ export class VidpriorClient {
   /** Follows a job: its finished frames are replayed (from `fromIndex`), then live events. */
   async attach(job: string, opts: { replay?: boolean; fromIndex?: number } = {}): Promise<JobStream> {
     let stream: JobStream | undefined;
-    const msg: Request<ClientMessageIn> = { type: 'attach', job, replay: opts.replay ?? true, from_index: opts.fromIndex ?? 0 };
+    const msg: Request<ClientMessageIn> = {
+      type: 'attach',
+      job,
+      replay: opts.replay ?? true,
+      from_index: opts.fromIndex ?? 0,
+    };
     await this.request(msg, (m) => {
       if (m.type === 'attached') stream = this.track(new JobStream(m.job));
     });
@@ -170,16 +235,20 @@ export class VidpriorClient {
   }
 
   async listJobs(opts: { state?: JobState; limit?: number } = {}): Promise<JobSummary[]> {
-    const r = await this.request({ type: 'list_jobs', ...(opts.state ? { state: opts.state } : {}), limit: opts.limit ?? 100 });
+    const r = await this.request({
+      type: 'list_jobs',
+      ...(opts.state ? { state: opts.state } : {}),
+      limit: opts.limit ?? 100,
+    });
     return (r as Extract<ServerMessage, { type: 'jobs' }>).jobs;
   }
 
   async getJob(job: string): Promise<JobDetail> {
-    return (await this.request({ type: 'get_job', job }) as Extract<ServerMessage, { type: 'job' }>).job;
+    return ((await this.request({ type: 'get_job', job })) as Extract<ServerMessage, { type: 'job' }>).job;
   }
 
   async listModels(): Promise<{ models: ModelInfo[]; adapters: AdapterInfo[] }> {
-    const r = await this.request({ type: 'list_models' }) as Extract<ServerMessage, { type: 'models' }>;
+    const r = (await this.request({ type: 'list_models' })) as Extract<ServerMessage, { type: 'models' }>;
     return { models: r.models, adapters: r.adapters };
   }
 
@@ -188,13 +257,19 @@ export class VidpriorClient {
     await new Promise<void>((resolve) => {
       this.ws.once('close', () => resolve());
       this.ws.close(1000);
-      setTimeout(() => { this.ws.terminate(); resolve(); }, 2000).unref();
+      setTimeout(() => {
+        this.ws.terminate();
+        resolve();
+      }, 2000).unref();
     });
   }
 
   private track(stream: JobStream): JobStream {
     this.streams.set(stream.id, stream);
-    void stream.done.then(() => this.streams.delete(stream.id), () => this.streams.delete(stream.id));
+    void stream.done.then(
+      () => this.streams.delete(stream.id),
+      () => this.streams.delete(stream.id),
+    );
     return stream;
   }
 
@@ -202,7 +277,9 @@ export class VidpriorClient {
     let m: ServerMessage;
     try {
       if (!isBinary) throw new VidpriorError('E_PROTOCOL', 'the daemon sent a text message');
-      m = parseServerMessage(decode(data, { maxMessageBytes: this.opts.maxMessageBytes ?? 2 * DEFAULT_LIMITS.maxMessageBytes }));
+      m = parseServerMessage(
+        decode(data, { maxMessageBytes: this.opts.maxMessageBytes ?? 2 * DEFAULT_LIMITS.maxMessageBytes }),
+      );
     } catch (err) {
       // A daemon that breaks the protocol cannot be trusted with the rest of the stream.
       this.onClose(err instanceof VidpriorError ? err : new VidpriorError('E_PROTOCOL', String(err)));
@@ -214,7 +291,10 @@ export class VidpriorClient {
       if (p) {
         this.pending.delete(m.id);
         if (m.type === 'error') p.reject(errorOf(m));
-        else { p.onReply?.(m); p.resolve(m); }
+        else {
+          p.onReply?.(m);
+          p.resolve(m);
+        }
         return;
       }
     }

@@ -48,7 +48,11 @@ export function encode(message: object): Uint8Array {
 /** Decodes exactly one MessagePack value; E_TOO_LARGE over the limit, E_PROTOCOL when it is not MessagePack. */
 export function decode(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_LIMITS): unknown {
   if (bytes.length > limits.maxMessageBytes) {
-    throw new VidpriorError('E_TOO_LARGE', `message of ${bytes.length} bytes is over the limit of ${limits.maxMessageBytes}`, { bytes: bytes.length, limit: limits.maxMessageBytes });
+    throw new VidpriorError(
+      'E_TOO_LARGE',
+      `message of ${bytes.length} bytes is over the limit of ${limits.maxMessageBytes}`,
+      { bytes: bytes.length, limit: limits.maxMessageBytes },
+    );
   }
   if (bytes.length === 0) throw new VidpriorError('E_PROTOCOL', 'empty message: expected one MessagePack map');
   try {
@@ -75,7 +79,10 @@ function plain(v: unknown, path: string, depth: number): unknown {
   if (typeof v === 'object') {
     const proto = Object.getPrototypeOf(v);
     if (proto !== Object.prototype && proto !== null) {
-      throw new VidpriorError('E_INTERNAL', `${path} is a ${(v as object).constructor?.name ?? 'non-plain object'}: not plain MessagePack`);
+      throw new VidpriorError(
+        'E_INTERNAL',
+        `${path} is a ${(v as object).constructor?.name ?? 'non-plain object'}: not plain MessagePack`,
+      );
     }
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = plain(x, `${path}.${k}`, depth + 1);

@@ -10,10 +10,15 @@ export const BIN_MARKER = '$bin';
 
 /** Replaces binary values by {"$bin": base64} (and leaves out undefined keys) for JSON. */
 export function toJsonValue(v: unknown): unknown {
-  if (v instanceof Uint8Array) return { [BIN_MARKER]: Buffer.from(v.buffer, v.byteOffset, v.length).toString('base64') };
+  if (v instanceof Uint8Array)
+    return { [BIN_MARKER]: Buffer.from(v.buffer, v.byteOffset, v.length).toString('base64') };
   if (Array.isArray(v)) return v.map(toJsonValue);
   if (v !== null && typeof v === 'object') {
-    return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k, toJsonValue(x)]));
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([, x]) => x !== undefined)
+        .map(([k, x]) => [k, toJsonValue(x)]),
+    );
   }
   return v;
 }
@@ -23,7 +28,8 @@ export function fromJsonValue(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(fromJsonValue);
   if (v !== null && typeof v === 'object') {
     const entries = Object.entries(v);
-    if (entries.length === 1 && entries[0]![0] === BIN_MARKER) return Uint8Array.from(Buffer.from(entries[0]![1] as string, 'base64'));
+    if (entries.length === 1 && entries[0]![0] === BIN_MARKER)
+      return Uint8Array.from(Buffer.from(entries[0]![1] as string, 'base64'));
     return Object.fromEntries(entries.map(([k, x]) => [k, fromJsonValue(x)]));
   }
   return v;

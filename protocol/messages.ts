@@ -10,8 +10,24 @@
 import { ERROR_CODES, type ErrorCode, VidpriorError } from '../src/errors.js';
 import { JOB_KINDS, JobKindSchema } from './params.js';
 import {
-  type Infer, type Input, type Schema, any, array, bin, bool, int, isPlainMap, literal, num, object, oneOf, optional, record, str,
-  withDefault, describeValue,
+  type Infer,
+  type Input,
+  type Schema,
+  any,
+  array,
+  bin,
+  bool,
+  int,
+  isPlainMap,
+  literal,
+  num,
+  object,
+  oneOf,
+  optional,
+  record,
+  str,
+  withDefault,
+  describeValue,
 } from './schema.js';
 
 /** The protocol version this build speaks. A change that breaks old peers bumps it. */
@@ -29,7 +45,11 @@ const requestId: Schema<string | number> = {
   parse(v, path) {
     if (typeof v === 'string' && v.length >= 1 && v.length <= 128) return v;
     if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
-    throw new VidpriorError('E_PROTOCOL', `${path} must be a request id (string of 1–128 characters or non-negative integer), got ${describeValue(v)}`, { field: path });
+    throw new VidpriorError(
+      'E_PROTOCOL',
+      `${path} must be a request id (string of 1–128 characters or non-negative integer), got ${describeValue(v)}`,
+      { field: path },
+    );
   },
 };
 export type RequestId = string | number;
@@ -40,8 +60,16 @@ const jobId: Schema<string> = {
   expected: 'a job id such as "j-20261125-142301-3fa9c2"',
   isOptional: false,
   parse(v, path) {
-    if (typeof v !== 'string') throw new VidpriorError('E_PROTOCOL', `${path} must be a job id string, got ${describeValue(v)}`, { field: path });
-    if (!JOB_ID.test(v)) throw new VidpriorError('E_NOT_FOUND', `no job ${JSON.stringify(v.slice(0, 80))}: job ids look like "j-20261125-142301-3fa9c2"`, { job: v.slice(0, 80) });
+    if (typeof v !== 'string')
+      throw new VidpriorError('E_PROTOCOL', `${path} must be a job id string, got ${describeValue(v)}`, {
+        field: path,
+      });
+    if (!JOB_ID.test(v))
+      throw new VidpriorError(
+        'E_NOT_FOUND',
+        `no job ${JSON.stringify(v.slice(0, 80))}: job ids look like "j-20261125-142301-3fa9c2"`,
+        { job: v.slice(0, 80) },
+      );
     return v;
   },
 };
@@ -130,8 +158,15 @@ export const ListModels = object({ type: literal('list_models'), id: requestId }
 export const DeleteJob = object({ type: literal('delete_job'), id: requestId, job: jobId });
 
 export const CLIENT_MESSAGES = {
-  hello: Hello, submit: Submit, cancel: Cancel, list_jobs: ListJobs, get_job: GetJob,
-  attach: Attach, detach: Detach, list_models: ListModels, delete_job: DeleteJob,
+  hello: Hello,
+  submit: Submit,
+  cancel: Cancel,
+  list_jobs: ListJobs,
+  get_job: GetJob,
+  attach: Attach,
+  detach: Detach,
+  list_models: ListModels,
+  delete_job: DeleteJob,
 } as const;
 
 export type Hello = Infer<typeof Hello>;
@@ -144,9 +179,13 @@ export type Detach = Infer<typeof Detach>;
 export type ListModels = Infer<typeof ListModels>;
 export type DeleteJob = Infer<typeof DeleteJob>;
 /** A client message as the daemon sees it after parsing (defaults filled in). */
-export type ClientMessage = { [K in keyof typeof CLIENT_MESSAGES]: Infer<(typeof CLIENT_MESSAGES)[K]> }[keyof typeof CLIENT_MESSAGES];
+export type ClientMessage = {
+  [K in keyof typeof CLIENT_MESSAGES]: Infer<(typeof CLIENT_MESSAGES)[K]>;
+}[keyof typeof CLIENT_MESSAGES];
 /** A client message as a client may write it (fields with defaults may be left out). */
-export type ClientMessageIn = { [K in keyof typeof CLIENT_MESSAGES]: Input<(typeof CLIENT_MESSAGES)[K]> }[keyof typeof CLIENT_MESSAGES];
+export type ClientMessageIn = {
+  [K in keyof typeof CLIENT_MESSAGES]: Input<(typeof CLIENT_MESSAGES)[K]>;
+}[keyof typeof CLIENT_MESSAGES];
 
 // ---- daemon → client ------------------------------------------------------------------------------------
 
@@ -193,7 +232,11 @@ export const Welcome = object({
   server: object({ name: str(), version: str() }),
   /** What this daemon offers this connection: `kind:<kind>` per job kind it can run, `paths`, `output_dir`, `noise`, `attach`. */
   capabilities: array(str({ max: 100 })),
-  limits: object({ max_message_bytes: int({ max: 2 ** 40 }), max_frame_bytes: int({ max: 2 ** 40 }), max_frames: int() }),
+  limits: object({
+    max_message_bytes: int({ max: 2 ** 40 }),
+    max_frame_bytes: int({ max: 2 ** 40 }),
+    max_frames: int(),
+  }),
   /** The execution provider asked for or in use ("auto", "cpu", "webgpu", "cuda"). */
   ep: str({ max: 40 }),
   /** The model jobs run on (a folder name, or "embedded-default"). */
@@ -220,7 +263,12 @@ export const AdapterInfo = object({
   created_at: optional(timestamp()),
   bytes: int({ max: 2 ** 40 }),
 });
-export const Models = object({ type: literal('models'), id: requestId, models: array(ModelInfo), adapters: array(AdapterInfo) });
+export const Models = object({
+  type: literal('models'),
+  id: requestId,
+  models: array(ModelInfo),
+  adapters: array(AdapterInfo),
+});
 
 export const Progress = object({
   type: literal('progress'),
@@ -279,8 +327,17 @@ export const ErrorMessage = object({
 });
 
 export const SERVER_MESSAGES = {
-  welcome: Welcome, accepted: Accepted, ok: Ok, jobs: Jobs, job: Job, attached: Attached, models: Models,
-  progress: Progress, frame: Frame, done: Done, error: ErrorMessage,
+  welcome: Welcome,
+  accepted: Accepted,
+  ok: Ok,
+  jobs: Jobs,
+  job: Job,
+  attached: Attached,
+  models: Models,
+  progress: Progress,
+  frame: Frame,
+  done: Done,
+  error: ErrorMessage,
 } as const;
 
 export type Welcome = Infer<typeof Welcome>;
@@ -296,7 +353,9 @@ export type Progress = Infer<typeof Progress>;
 export type Frame = Infer<typeof Frame>;
 export type Done = Infer<typeof Done>;
 export type ErrorMessage = Infer<typeof ErrorMessage>;
-export type ServerMessage = { [K in keyof typeof SERVER_MESSAGES]: Infer<(typeof SERVER_MESSAGES)[K]> }[keyof typeof SERVER_MESSAGES];
+export type ServerMessage = {
+  [K in keyof typeof SERVER_MESSAGES]: Infer<(typeof SERVER_MESSAGES)[K]>;
+}[keyof typeof SERVER_MESSAGES];
 /** The job events (everything a subscribed connection receives without asking). */
 export type JobEvent = Progress | Frame | Done | (ErrorMessage & { job: string });
 
@@ -304,15 +363,24 @@ export type JobEvent = Progress | Frame | Done | (ErrorMessage & { job: string }
 
 function parseWith<M>(table: Record<string, Schema<unknown>>, value: unknown, direction: string): M {
   if (!isPlainMap(value)) {
-    throw new VidpriorError('E_PROTOCOL', `a message must be a MessagePack map with a "type", got ${describeValue(value)}`);
+    throw new VidpriorError(
+      'E_PROTOCOL',
+      `a message must be a MessagePack map with a "type", got ${describeValue(value)}`,
+    );
   }
   const type = value.type;
   if (typeof type !== 'string') {
-    throw new VidpriorError('E_PROTOCOL', `a message must have a string "type", got ${describeValue(type)}`, { field: 'type' });
+    throw new VidpriorError('E_PROTOCOL', `a message must have a string "type", got ${describeValue(type)}`, {
+      field: 'type',
+    });
   }
   const schema = Object.hasOwn(table, type) ? table[type] : undefined;
   if (!schema) {
-    throw new VidpriorError('E_PROTOCOL', `unknown ${direction} message type ${JSON.stringify(type.slice(0, 60))} (known: ${Object.keys(table).join(', ')})`, { field: 'type', type: type.slice(0, 60) });
+    throw new VidpriorError(
+      'E_PROTOCOL',
+      `unknown ${direction} message type ${JSON.stringify(type.slice(0, 60))} (known: ${Object.keys(table).join(', ')})`,
+      { field: 'type', type: type.slice(0, 60) },
+    );
   }
   return schema.parse(value, '') as M;
 }
@@ -349,8 +417,10 @@ export function errorMessage(err: VidpriorError, ids: { id?: RequestId; job?: st
 /** Keeps only MessagePack-plain detail values (strings, numbers, booleans, null, and arrays/maps of them). */
 export function plainDetails(details: Record<string, unknown>): Record<string, unknown> {
   const ok = (v: unknown): boolean =>
-    v === null || ['string', 'number', 'boolean'].includes(typeof v) ||
-    (Array.isArray(v) && v.length <= 100 && v.every(ok)) || (isPlainMap(v) && Object.values(v).every(ok));
+    v === null ||
+    ['string', 'number', 'boolean'].includes(typeof v) ||
+    (Array.isArray(v) && v.length <= 100 && v.every(ok)) ||
+    (isPlainMap(v) && Object.values(v).every(ok));
   return Object.fromEntries(Object.entries(details).filter(([, v]) => ok(v)));
 }
 

@@ -24,7 +24,11 @@ const adapterName = (): Schema<string> => {
     parse(v, path) {
       const s = base.parse(v, path);
       if (!ADAPTER_NAME.test(s) || s.includes('..')) {
-        throw new VidpriorError('E_BAD_REQUEST', `${path} must be an adapter name of letters, digits, ".", "_" and "-", got ${JSON.stringify(s)}`, { field: path });
+        throw new VidpriorError(
+          'E_BAD_REQUEST',
+          `${path} must be an adapter name of letters, digits, ".", "_" and "-", got ${JSON.stringify(s)}`,
+          { field: path },
+        );
       }
       return s;
     },
@@ -32,33 +36,39 @@ const adapterName = (): Schema<string> => {
 };
 
 /** img2img over every frame with the same noise: step 4 of the method. */
-export const StylizeParams = object({
-  prompt: prompt(),
-  negative_prompt: withDefault(prompt(), ''),
-  strength: strength(0.45),
-  steps: steps(),
-  guidance: guidance(),
-  seed: seed(),
-  /** Frames per UNet batch (results do not depend on it). */
-  batch: withDefault(int({ min: 1, max: 64 }), 1),
-  /** A fine-tuned adapter by name (see `list_models`); absent = the base model. */
-  adapter: optional(adapterName()),
-}, { strict: true });
+export const StylizeParams = object(
+  {
+    prompt: prompt(),
+    negative_prompt: withDefault(prompt(), ''),
+    strength: strength(0.45),
+    steps: steps(),
+    guidance: guidance(),
+    seed: seed(),
+    /** Frames per UNet batch (results do not depend on it). */
+    batch: withDefault(int({ min: 1, max: 64 }), 1),
+    /** A fine-tuned adapter by name (see `list_models`); absent = the base model. */
+    adapter: optional(adapterName()),
+  },
+  { strict: true },
+);
 
 /** Keyframe candidates: img2img of one frame at high strength with seeds seed, seed+1, …: step 1. */
-export const EditKeyframeParams = object({
-  prompt: prompt(),
-  negative_prompt: withDefault(prompt(), ''),
-  strength: strength(0.75),
-  steps: steps(),
-  guidance: guidance(),
-  seed: seed(),
-  /** How many candidates (one per seed). */
-  candidates: withDefault(int({ min: 1, max: 16 }), 4),
-  /** Which of the submitted frames to edit (index into `frames`). */
-  frame: withDefault(int({ min: 0, max: 1_000_000 }), 0),
-  adapter: optional(adapterName()),
-}, { strict: true });
+export const EditKeyframeParams = object(
+  {
+    prompt: prompt(),
+    negative_prompt: withDefault(prompt(), ''),
+    strength: strength(0.75),
+    steps: steps(),
+    guidance: guidance(),
+    seed: seed(),
+    /** How many candidates (one per seed). */
+    candidates: withDefault(int({ min: 1, max: 16 }), 4),
+    /** Which of the submitted frames to edit (index into `frames`). */
+    frame: withDefault(int({ min: 0, max: 1_000_000 }), 0),
+    adapter: optional(adapterName()),
+  },
+  { strict: true },
+);
 
 const trainingFields = {
   prompt: prompt(),
@@ -78,14 +88,17 @@ const trainingFields = {
 export const FinetuneParams = object(trainingFields, { strict: true });
 
 /** The whole method: fine-tune, then stylize every frame with the new adapter. */
-export const RunParams = object({
-  ...trainingFields,
-  negative_prompt: withDefault(prompt(), ''),
-  strength: strength(0.45),
-  steps: steps(),
-  guidance: guidance(),
-  batch: withDefault(int({ min: 1, max: 64 }), 1),
-}, { strict: true });
+export const RunParams = object(
+  {
+    ...trainingFields,
+    negative_prompt: withDefault(prompt(), ''),
+    strength: strength(0.45),
+    steps: steps(),
+    guidance: guidance(),
+    batch: withDefault(int({ min: 1, max: 64 }), 1),
+  },
+  { strict: true },
+);
 
 export type StylizeParams = Infer<typeof StylizeParams>;
 export type EditKeyframeParams = Infer<typeof EditKeyframeParams>;
@@ -93,17 +106,17 @@ export type FinetuneParams = Infer<typeof FinetuneParams>;
 export type RunParams = Infer<typeof RunParams>;
 
 export interface ParamsByKind {
-  'stylize': StylizeParams;
+  stylize: StylizeParams;
   'edit-keyframe': EditKeyframeParams;
-  'finetune': FinetuneParams;
-  'run': RunParams;
+  finetune: FinetuneParams;
+  run: RunParams;
 }
 
 const SCHEMAS: { [K in JobKind]: Schema<ParamsByKind[K]> } = {
-  'stylize': StylizeParams,
+  stylize: StylizeParams,
   'edit-keyframe': EditKeyframeParams,
-  'finetune': FinetuneParams,
-  'run': RunParams,
+  finetune: FinetuneParams,
+  run: RunParams,
 };
 
 export const JobKindSchema = oneOf(JOB_KINDS);
@@ -116,5 +129,7 @@ export function parseParams<K extends JobKind>(kind: K, value: unknown, path = '
 /** The parameter table of a kind (for `--help` and the spec): name → expected. */
 export function describeParams(kind: JobKind): Record<string, string> {
   const shape = (SCHEMAS[kind] as unknown as { shape: Record<string, Schema<unknown, boolean>> }).shape;
-  return Object.fromEntries(Object.entries(shape).map(([k, s]) => [k, s.expected + (s.isOptional ? '' : ' (required)')]));
+  return Object.fromEntries(
+    Object.entries(shape).map(([k, s]) => [k, s.expected + (s.isOptional ? '' : ' (required)')]),
+  );
 }

@@ -32,12 +32,14 @@ type Shape = Record<string, AnySchema>;
 type Simplify<T> = { [K in keyof T]: T[K] } & {};
 type OptionalOut<S> = S extends Schema<unknown, true, false> ? true : false;
 export type InferShape<S extends Shape> = Simplify<
-  { [K in keyof S as OptionalOut<S[K]> extends true ? never : K]: Infer<S[K]> } &
-  { [K in keyof S as OptionalOut<S[K]> extends true ? K : never]?: Infer<S[K]> }
+  { [K in keyof S as OptionalOut<S[K]> extends true ? never : K]: Infer<S[K]> } & {
+    [K in keyof S as OptionalOut<S[K]> extends true ? K : never]?: Infer<S[K]>;
+  }
 >;
 export type InferInputShape<S extends Shape> = Simplify<
-  { [K in keyof S as S[K]['isOptional'] extends true ? never : K]: Input<S[K]> } &
-  { [K in keyof S as S[K]['isOptional'] extends true ? K : never]?: Input<S[K]> }
+  { [K in keyof S as S[K]['isOptional'] extends true ? never : K]: Input<S[K]> } & {
+    [K in keyof S as S[K]['isOptional'] extends true ? K : never]?: Input<S[K]>;
+  }
 >;
 
 /** Short, bounded rendering of a bad value for an error message (never dumps a whole frame). */
@@ -46,7 +48,8 @@ export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (value instanceof Uint8Array) return `${value.length} bytes of binary`;
   if (Array.isArray(value)) return `an array of ${value.length}`;
-  if (typeof value === 'object') return value.constructor && value.constructor !== Object ? `a ${value.constructor.name}` : 'a map';
+  if (typeof value === 'object')
+    return value.constructor && value.constructor !== Object ? `a ${value.constructor.name}` : 'a map';
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
   return `${typeof value} ${String(value)}`;
 }
@@ -56,7 +59,10 @@ function typeError(path: string, expected: string, value: unknown): VidpriorErro
 }
 
 function rangeError(path: string, expected: string, value: unknown): VidpriorError {
-  return new VidpriorError('E_BAD_REQUEST', `${path} must be ${expected}, got ${describeValue(value)}`, { field: path, value: typeof value === 'object' ? describeValue(value) : value });
+  return new VidpriorError('E_BAD_REQUEST', `${path} must be ${expected}, got ${describeValue(value)}`, {
+    field: path,
+    value: typeof value === 'object' ? describeValue(value) : value,
+  });
 }
 
 function schema<T>(expected: string, parse: (value: unknown, path: string) => T): Schema<T> {
@@ -96,7 +102,8 @@ export function num(opts: { min?: number; max?: number; minExclusive?: boolean }
   const expected = ['a number', [lo, hi].filter(Boolean).join(' and ')].filter(Boolean).join(' ');
   return schema(expected, (v, path) => {
     if (typeof v !== 'number' || !Number.isFinite(v)) throw typeError(path, 'a finite number', v);
-    if (opts.min !== undefined && (opts.minExclusive ? v <= opts.min : v < opts.min)) throw rangeError(path, expected, v);
+    if (opts.min !== undefined && (opts.minExclusive ? v <= opts.min : v < opts.min))
+      throw rangeError(path, expected, v);
     if (opts.max !== undefined && v > opts.max) throw rangeError(path, expected, v);
     return v;
   });
@@ -183,7 +190,10 @@ export function isPlainMap(v: unknown): v is Record<string, unknown> {
  * used for job parameters, where a misspelt name must not be ignored silently. Otherwise unknown keys are
  * dropped, so newer peers can add fields.
  */
-export function object<S extends Shape>(shape: S, opts: { strict?: boolean } = {}): Schema<InferShape<S>> & { shape: S } {
+export function object<S extends Shape>(
+  shape: S,
+  opts: { strict?: boolean } = {},
+): Schema<InferShape<S>> & { shape: S } {
   const s = schema('a map', (v, path) => {
     if (!isPlainMap(v)) throw typeError(path, 'a map', v);
     const out: Record<string, unknown> = {};
@@ -195,7 +205,11 @@ export function object<S extends Shape>(shape: S, opts: { strict?: boolean } = {
     if (opts.strict) {
       for (const key of Object.keys(v)) {
         if (!(key in shape)) {
-          throw new VidpriorError('E_BAD_REQUEST', `${path ? `${path}.` : ''}${key} is not a known field (known: ${Object.keys(shape).join(', ')})`, { field: path ? `${path}.${key}` : key });
+          throw new VidpriorError(
+            'E_BAD_REQUEST',
+            `${path ? `${path}.` : ''}${key} is not a known field (known: ${Object.keys(shape).join(', ')})`,
+            { field: path ? `${path}.${key}` : key },
+          );
         }
       }
     }

@@ -4,10 +4,13 @@
 import { mkdirSync } from 'node:fs';
 import sharp from 'sharp';
 
-const W = 160, H = 120, N = 12;
+const W = 160,
+  H = 120,
+  N = 12;
 mkdirSync('examples/clip', { recursive: true });
 for (let i = 0; i < N; i++) {
-  const x = 30 + i * 9, y = 70 - Math.round(12 * Math.sin((i / (N - 1)) * Math.PI));
+  const x = 30 + i * 9,
+    y = 70 - Math.round(12 * Math.sin((i / (N - 1)) * Math.PI));
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">
     <defs><linearGradient id="sky" x1="0" y1="0" x2="0" y2="1"><stop offset="0" stop-color="#6ea8e0"/><stop offset="1" stop-color="#d8ecf8"/></linearGradient></defs>
     <rect width="${W}" height="${H}" fill="url(#sky)"/>
@@ -16,6 +19,8 @@ for (let i = 0; i < N; i++) {
     <polygon points="110,84 130,50 150,84" fill="#8a6d4b"/>
     <circle cx="${x}" cy="${y}" r="13" fill="#d9452b"/><circle cx="${x - 4}" cy="${y - 4}" r="4" fill="#f4a08e"/>
   </svg>`;
-  await sharp(Buffer.from(svg)).png({ compressionLevel: 9 }).toFile(`examples/clip/frame_${String(i + 1).padStart(3, '0')}.png`);
+  await sharp(Buffer.from(svg))
+    .png({ compressionLevel: 9 })
+    .toFile(`examples/clip/frame_${String(i + 1).padStart(3, '0')}.png`);
 }
 console.log(`wrote ${N} frames to examples/clip/`);

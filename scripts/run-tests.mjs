@@ -19,8 +19,16 @@ function walk(dir) {
 const args = process.argv.slice(2);
 const only = args.indexOf('--only');
 let filter = null;
-if (only >= 0) { filter = args[only + 1]; args.splice(only, 2); }
-const files = walk('dist/test').filter((f) => !filter || f.includes(filter)).sort();
-if (files.length === 0) { console.error('run-tests: no test files found under dist/test'); process.exit(1); }
+if (only >= 0) {
+  filter = args[only + 1];
+  args.splice(only, 2);
+}
+const files = walk('dist/test')
+  .filter((f) => !filter || f.includes(filter))
+  .sort();
+if (files.length === 0) {
+  console.error('run-tests: no test files found under dist/test');
+  process.exit(1);
+}
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...args, ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   E_EP_UNAVAILABLE: 'the requested execution provider cannot be used on this machine',
   E_RUNTIME: 'ONNX Runtime failed while creating or running a session',
   E_FFMPEG: 'ffmpeg is missing or failed',
+  E_IO: 'a file or folder could not be read or written (permissions, disk full, a path that vanished)',
   E_CANCELLED: 'the job was cancelled',
   E_PROTOCOL: 'a message could not be decoded or is not valid for the protocol',
   E_VERSION: 'the client speaks a protocol version the daemon does not',
@@ -57,6 +58,8 @@ export function asVidpriorError(err: unknown, fallback: ErrorCode = 'E_INTERNAL'
 /** Throws E_BAD_REQUEST naming the parameter and the value when `ok` is false. */
 export function check(ok: boolean, what: string, value: unknown, expected: string): asserts ok {
   if (!ok) {
-    throw new VidpriorError('E_BAD_REQUEST', `${what} must be ${expected}, got ${JSON.stringify(value)}`, { [what]: value });
+    throw new VidpriorError('E_BAD_REQUEST', `${what} must be ${expected}, got ${JSON.stringify(value)}`, {
+      [what]: value,
+    });
   }
 }

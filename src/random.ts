@@ -21,7 +21,10 @@ export class Rng {
       z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
       return (z ^ (z >>> 16)) >>> 0;
     };
-    this.s0 = next(); this.s1 = next(); this.s2 = next(); this.s3 = next();
+    this.s0 = next();
+    this.s1 = next();
+    this.s2 = next();
+    this.s3 = next();
     if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
   }
 
@@ -29,8 +32,12 @@ export class Rng {
   nextUint32(): number {
     const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
     const t = this.s1 << 9;
-    this.s2 ^= this.s0; this.s3 ^= this.s1; this.s1 ^= this.s2; this.s0 ^= this.s3;
-    this.s2 ^= t; this.s3 = rotl(this.s3, 11);
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = rotl(this.s3, 11);
     return result;
   }
 
@@ -49,7 +56,11 @@ export class Rng {
 
   /** Standard normal (Box–Muller; the second value of each pair is kept for the next call). */
   normal(): number {
-    if (this.spareNormal !== null) { const v = this.spareNormal; this.spareNormal = null; return v; }
+    if (this.spareNormal !== null) {
+      const v = this.spareNormal;
+      this.spareNormal = null;
+      return v;
+    }
     let u = 0;
     while (u === 0) u = this.uniform();
     const v = this.uniform();
@@ -75,12 +86,17 @@ export class Rng {
   }
 
   /** The generator's whole state, for checkpoints. */
-  state(): number[] { return [this.s0, this.s1, this.s2, this.s3, this.spareNormal ?? NaN]; }
+  state(): number[] {
+    return [this.s0, this.s1, this.s2, this.s3, this.spareNormal ?? NaN];
+  }
 
   static fromState(state: readonly number[]): Rng {
     const r = new Rng(0);
     [r.s0, r.s1, r.s2, r.s3] = state.slice(0, 4).map((v) => v >>> 0) as [number, number, number, number];
-    r.s0 |= 0; r.s1 |= 0; r.s2 |= 0; r.s3 |= 0;
+    r.s0 |= 0;
+    r.s1 |= 0;
+    r.s2 |= 0;
+    r.s3 |= 0;
     r.spareNormal = Number.isNaN(state[4]) || state[4] === undefined ? null : state[4];
     return r;
   }

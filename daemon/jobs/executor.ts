@@ -10,7 +10,7 @@
  * process), so that a job resumed after a crash gives the same frames as an uninterrupted run.
  */
 import type { JobKind } from '../../protocol/params.js';
-import type { ModelHost } from '../model-host.js';
+import type { ModelHost } from './model-host.js';
 import type { JobSpec } from './types.js';
 
 export interface ProgressUpdate {

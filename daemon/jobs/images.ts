@@ -23,7 +23,12 @@ function sniff(bytes: Uint8Array): ImageInfo['format'] | null {
 /** Format and size of a PNG/JPEG, or E_BAD_INPUT naming `field`. */
 export async function probeImage(bytes: Uint8Array, field: string): Promise<ImageInfo> {
   const format = sniff(bytes);
-  if (!format) throw new VidpriorError('E_BAD_INPUT', `${field} is not a PNG or JPEG image (${bytes.length} bytes starting ${Buffer.from(bytes.subarray(0, 8)).toString('hex')})`, { field });
+  if (!format)
+    throw new VidpriorError(
+      'E_BAD_INPUT',
+      `${field} is not a PNG or JPEG image (${bytes.length} bytes starting ${Buffer.from(bytes.subarray(0, 8)).toString('hex')})`,
+      { field },
+    );
   try {
     const meta = await sharp(bytes, { failOn: 'error' }).metadata();
     if (!meta.width || !meta.height) throw new Error('no size in the header');
@@ -31,6 +36,11 @@ export async function probeImage(bytes: Uint8Array, field: string): Promise<Imag
     const swap = meta.orientation !== undefined && meta.orientation >= 5;
     return { format, width: swap ? meta.height : meta.width, height: swap ? meta.width : meta.height };
   } catch (err) {
-    throw new VidpriorError('E_BAD_INPUT', `${field} is not a readable ${format.toUpperCase()} image: ${(err as Error).message}`, { field }, { cause: err });
+    throw new VidpriorError(
+      'E_BAD_INPUT',
+      `${field} is not a readable ${format.toUpperCase()} image: ${(err as Error).message}`,
+      { field },
+      { cause: err },
+    );
   }
 }

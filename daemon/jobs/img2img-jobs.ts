@@ -12,7 +12,6 @@ import type { EditKeyframeParams, StylizeParams } from '../../protocol/params.js
 import type { ExecutorContext, ExecutorResult, JobExecutor } from './executor.js';
 import { encodeJobFrame, fitPlan, readJobFrame } from './frames.js';
 
-
 async function loadModel(ctx: ExecutorContext, adapter: string | undefined) {
   ctx.progress({ stage: 'loading', fraction: 0, message: `loading model ${ctx.model.name}` });
   const loaded = await ctx.model.get();
@@ -29,7 +28,11 @@ async function noiseTensor(ctx: ExecutorContext) {
 /** img2img runs int(steps × strength) denoising steps: refuse at submit a job that would run none. */
 export function checkSomeSteps(p: { steps: number; strength: number }): void {
   if (Math.floor(p.steps * p.strength) < 1) {
-    throw new VidpriorError('E_BAD_REQUEST', `params.strength ${p.strength} with params.steps ${p.steps} runs no denoising step (int(${p.steps} × ${p.strength}) = 0): raise one of them`, { field: 'params.steps' });
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `params.strength ${p.strength} with params.steps ${p.steps} runs no denoising step (int(${p.steps} × ${p.strength}) = 0): raise one of them`,
+      { field: 'params.steps' },
+    );
   }
 }
 
@@ -41,7 +44,12 @@ export const stylizeExecutor: JobExecutor = {
     const names = inputNames.map(outputFrameName);
     const seen = new Set<string>();
     for (const [i, n] of names.entries()) {
-      if (seen.has(n)) throw new VidpriorError('E_BAD_REQUEST', `frames[${i}] would be written as ${n}, like an earlier frame: rename one`, { field: `frames[${i}].name` });
+      if (seen.has(n))
+        throw new VidpriorError(
+          'E_BAD_REQUEST',
+          `frames[${i}] would be written as ${n}, like an earlier frame: rename one`,
+          { field: `frames[${i}].name` },
+        );
       seen.add(n);
     }
     return names;
@@ -72,22 +80,40 @@ export const stylizeExecutor: JobExecutor = {
         stage: s.phase === 'encode' ? 'encoding' : 'denoising',
         fraction: Math.min(1, (doneBefore + Math.max(finished, completed) + inBatch) / total),
         frame: todo[Math.min(todo.length - 1, Math.max(0, s.frame - 1))],
-        step: s.step, steps: s.steps,
+        step: s.step,
+        steps: s.steps,
       });
     };
     const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
-    await stylizeFrames(model, runtime, {
-      count: todo.length, width: plan.working.width, height: plan.working.height,
-      read: (i) => readJobFrame(ctx.inputPath(todo[i]!), plan),
-    }, async (i, image) => {
-      const index = todo[i]!;
-      finished++;
-      if (ctx.isDone(index)) return; // re-run only to keep its batch whole
-      await ctx.emitFrame(index, await encodeJobFrame(image, plan, ctx.scratchPath(String(index))));
-    }, {
-      prompt: p.prompt, negativePrompt: p.negative_prompt, strength: p.strength, steps: p.steps, guidance: p.guidance,
-      seed: p.seed, noise: await noiseTensor(ctx), batch, unet, signal: ctx.signal, onProgress,
-    });
+    await stylizeFrames(
+      model,
+      runtime,
+      {
+        count: todo.length,
+        width: plan.working.width,
+        height: plan.working.height,
+        read: (i) => readJobFrame(ctx.inputPath(todo[i]!), plan),
+      },
+      async (i, image) => {
+        const index = todo[i]!;
+        finished++;
+        if (ctx.isDone(index)) return; // re-run only to keep its batch whole
+        await ctx.emitFrame(index, await encodeJobFrame(image, plan, ctx.scratchPath(String(index))));
+      },
+      {
+        prompt: p.prompt,
+        negativePrompt: p.negative_prompt,
+        strength: p.strength,
+        steps: p.steps,
+        guidance: p.guidance,
+        seed: p.seed,
+        noise: await noiseTensor(ctx),
+        batch,
+        unet,
+        signal: ctx.signal,
+        onProgress,
+      },
+    );
     return {};
   },
 };
@@ -99,7 +125,11 @@ export const editKeyframeExecutor: JobExecutor = {
     const p = params as EditKeyframeParams;
     checkSomeSteps(p);
     if (p.frame >= inputNames.length) {
-      throw new VidpriorError('E_BAD_REQUEST', `params.frame is ${p.frame} but the job has ${inputNames.length} frame(s)`, { field: 'params.frame' });
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `params.frame is ${p.frame} but the job has ${inputNames.length} frame(s)`,
+        { field: 'params.frame' },
+      );
     }
     return Array.from({ length: p.candidates }, (_, k) => `candidate-${k}-seed${p.seed + k}.png`);
   },
@@ -111,16 +141,33 @@ export const editKeyframeExecutor: JobExecutor = {
     // One pipeline run per candidate: candidate k is img2img of the frame with seed + k.
     for (let k = 0; k < p.candidates; k++) {
       if (ctx.isDone(k)) continue;
-      await stylizeFrames(model, runtime, { count: 1, width: plan.working.width, height: plan.working.height, read: () => image }, async (_i, out) => {
-        await ctx.emitFrame(k, await encodeJobFrame(out, plan, ctx.scratchPath(String(k))), { seed: p.seed + k });
-      }, {
-        prompt: p.prompt, negativePrompt: p.negative_prompt, strength: p.strength, steps: p.steps, guidance: p.guidance,
-        seed: p.seed + k, unet, signal: ctx.signal,
-        onProgress: (s) => ctx.progress({
-          stage: s.phase === 'encode' ? 'encoding' : 'denoising', fraction: (k + (s.phase === 'frame' ? 1 : s.step / Math.max(1, s.steps))) / p.candidates,
-          frame: p.frame, step: s.step, steps: s.steps, message: `candidate ${k + 1} of ${p.candidates} (seed ${p.seed + k})`,
-        }),
-      });
+      await stylizeFrames(
+        model,
+        runtime,
+        { count: 1, width: plan.working.width, height: plan.working.height, read: () => image },
+        async (_i, out) => {
+          await ctx.emitFrame(k, await encodeJobFrame(out, plan, ctx.scratchPath(String(k))), { seed: p.seed + k });
+        },
+        {
+          prompt: p.prompt,
+          negativePrompt: p.negative_prompt,
+          strength: p.strength,
+          steps: p.steps,
+          guidance: p.guidance,
+          seed: p.seed + k,
+          unet,
+          signal: ctx.signal,
+          onProgress: (s) =>
+            ctx.progress({
+              stage: s.phase === 'encode' ? 'encoding' : 'denoising',
+              fraction: (k + (s.phase === 'frame' ? 1 : s.step / Math.max(1, s.steps))) / p.candidates,
+              frame: p.frame,
+              step: s.step,
+              steps: s.steps,
+              message: `candidate ${k + 1} of ${p.candidates} (seed ${p.seed + k})`,
+            }),
+        },
+      );
     }
     return {};
   },

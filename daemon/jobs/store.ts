@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VidpriorError } from '../../src/errors.js';
 import { JOB_ID } from '../../protocol/messages.js';
-import { writeFileAtomic, writeJsonAtomic } from '../fsutil.js';
+import { writeFileAtomic, writeJsonAtomic } from '../../src/io/atomic-write.js';
 import { SPEC_VERSION, type JobSpec, type JobStatus } from './types.js';
 
 /** A job as the daemon holds it in memory: its spec, its status and which outputs exist. */
@@ -44,7 +44,12 @@ async function frameBytes(data: FrameData): Promise<Uint8Array> {
   try {
     return await readFile(data.path);
   } catch (err) {
-    throw new VidpriorError('E_BAD_INPUT', `${data.path} cannot be read any more: ${(err as Error).message}`, { path: data.path }, { cause: err });
+    throw new VidpriorError(
+      'E_BAD_INPUT',
+      `${data.path} cannot be read any more: ${(err as Error).message}`,
+      { path: data.path },
+      { cause: err },
+    );
   }
 }
 
@@ -104,10 +109,20 @@ export class JobStore {
       noise = { dims: job.noise.dims, file: 'noise.bin' };
     }
     const spec: JobSpec = {
-      version: SPEC_VERSION, id, kind: job.kind, params: job.params, ...(job.name ? { name: job.name } : {}),
-      created_at: new Date().toISOString(), inputs, edits, ...(noise ? { noise } : {}),
-      width: job.width, height: job.height, outputs: job.outputs,
-      ...(job.output_dir ? { output_dir: job.output_dir } : {}), origin: job.origin,
+      version: SPEC_VERSION,
+      id,
+      kind: job.kind,
+      params: job.params,
+      ...(job.name ? { name: job.name } : {}),
+      created_at: new Date().toISOString(),
+      inputs,
+      edits,
+      ...(noise ? { noise } : {}),
+      width: job.width,
+      height: job.height,
+      outputs: job.outputs,
+      ...(job.output_dir ? { output_dir: job.output_dir } : {}),
+      origin: job.origin,
     };
     const status: JobStatus = { state: 'queued', stage: 'queued', fraction: 0, elapsed_s: 0 };
     const record: JobRecord = { dir, spec, status, outputDone: job.outputs.map(() => false) };
@@ -126,7 +141,14 @@ export class JobStore {
         if (!existsSync(join(dir, 'spec.json'))) continue; // created half-way when the daemon died: nothing was accepted
         const spec = JSON.parse(await readFile(join(dir, 'spec.json'), 'utf8')) as JobSpec;
         const status = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as JobStatus;
-        const outputDone = await Promise.all(spec.outputs.map((n) => stat(join(dir, 'outputs', n)).then(() => true, () => false)));
+        const outputDone = await Promise.all(
+          spec.outputs.map((n) =>
+            stat(join(dir, 'outputs', n)).then(
+              () => true,
+              () => false,
+            ),
+          ),
+        );
         jobs.push({ dir, spec, status, outputDone });
       } catch (err) {
         warn(`skipping job folder ${dir}: ${(err as Error).message}`);

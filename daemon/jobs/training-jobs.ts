@@ -14,17 +14,24 @@ import { FINETUNE_DEFAULTS, finetune, sampleFrameIndices } from '../../src/train
 import { saveAdapter } from '../../src/training/adapter.js';
 import type { FinetuneParams, RunParams, StylizeParams } from '../../protocol/params.js';
 import type { ExecutorContext, JobExecutor, ProgressUpdate } from './executor.js';
-import { writeJsonAtomic } from '../fsutil.js';
+import { writeJsonAtomic } from '../../src/io/atomic-write.js';
 import { fitPlan, readJobFrame } from './frames.js';
 import { checkSomeSteps, stylizeExecutor } from './img2img-jobs.js';
 
 function checkEdits(edits: { frame: number }[]): void {
   if (edits.length === 0) {
-    throw new VidpriorError('E_BAD_REQUEST', 'fine-tuning needs at least one edited keyframe in "edits" (the conditional samples of the method)', { field: 'edits' });
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      'fine-tuning needs at least one edited keyframe in "edits" (the conditional samples of the method)',
+      { field: 'edits' },
+    );
   }
   const seen = new Set<number>();
   for (const [i, e] of edits.entries()) {
-    if (seen.has(e.frame)) throw new VidpriorError('E_BAD_REQUEST', `edits[${i}].frame ${e.frame} is edited twice`, { field: `edits[${i}].frame` });
+    if (seen.has(e.frame))
+      throw new VidpriorError('E_BAD_REQUEST', `edits[${i}].frame ${e.frame} is edited twice`, {
+        field: `edits[${i}].frame`,
+      });
     seen.add(e.frame);
   }
 }
@@ -46,27 +53,51 @@ async function train(ctx: ExecutorContext, p: FinetuneParams, share: number): Pr
   for (const i of indices) frames.push(await readJobFrame(ctx.inputPath(i), plan));
   const edits = [];
   for (const [k, e] of ctx.spec.edits.entries()) {
-    edits.push({ original: await readJobFrame(ctx.inputPath(e.frame), plan), edited: await readJobFrame(ctx.editPath(k), plan) });
+    edits.push({
+      original: await readJobFrame(ctx.inputPath(e.frame), plan),
+      edited: await readJobFrame(ctx.editPath(k), plan),
+    });
   }
 
   // 2. Train, checkpointing into the job folder (resumed from there after a restart).
-  const result = await finetune(runtime, model, { frames, edits, description: `${frames.length} of ${ctx.spec.inputs.length} frames of job ${ctx.spec.id}` }, {
-    prompt: p.prompt, iterations: p.iters, lr: p.lr, rank: p.rank, maxTimestep: p.max_timestep,
-    conditionalShare: FINETUNE_DEFAULTS.conditionalShare, seed: p.seed, checkpointEvery: p.checkpoint_every,
-    checkpointPath: join(ctx.adapterDir, 'checkpoint.safetensors'), resume: true, signal: ctx.signal,
-    onProgress: (f) => ctx.progress({
-      stage: f.stage === 'training' ? 'training' : f.stage, fraction: share * (f.iteration / Math.max(1, f.iterations)),
-      iteration: f.iteration, iterations: f.iterations, ...(f.loss !== undefined ? { loss: f.emaLoss ?? f.loss } : {}),
-      ...(f.message ? { message: f.message } : {}),
-    }),
-  });
+  const result = await finetune(
+    runtime,
+    model,
+    { frames, edits, description: `${frames.length} of ${ctx.spec.inputs.length} frames of job ${ctx.spec.id}` },
+    {
+      prompt: p.prompt,
+      iterations: p.iters,
+      lr: p.lr,
+      rank: p.rank,
+      maxTimestep: p.max_timestep,
+      conditionalShare: FINETUNE_DEFAULTS.conditionalShare,
+      seed: p.seed,
+      checkpointEvery: p.checkpoint_every,
+      checkpointPath: join(ctx.adapterDir, 'checkpoint.safetensors'),
+      resume: true,
+      signal: ctx.signal,
+      onProgress: (f) =>
+        ctx.progress({
+          stage: f.stage === 'training' ? 'training' : f.stage,
+          fraction: share * (f.iteration / Math.max(1, f.iterations)),
+          iteration: f.iteration,
+          iterations: f.iterations,
+          ...(f.loss !== undefined ? { loss: f.emaLoss ?? f.loss } : {}),
+          ...(f.message ? { message: f.message } : {}),
+        }),
+    },
+  );
 
   // 3. Publish the adapter under its name (atomic write), for `list_models` and later stylize jobs.
   ctx.progress({ stage: 'saving', fraction: share, message: `saving adapter ${name}` });
   const file = ctx.model.adapterDestination(name);
   await saveAdapter(file, result.adapter);
   // A sidecar says where the adapter came from (list_models shows it; foreign adapters have none).
-  await writeJsonAtomic(file.replace(/\.safetensors$/, '.json'), { job: ctx.spec.id, prompt: p.prompt, created_at: new Date().toISOString() });
+  await writeJsonAtomic(file.replace(/\.safetensors$/, '.json'), {
+    job: ctx.spec.id,
+    prompt: p.prompt,
+    created_at: new Date().toISOString(),
+  });
   await ctx.saveCheckpoint({ trained: name });
   return name;
 }
@@ -100,8 +131,14 @@ export const runExecutor: JobExecutor = {
     const share = trainCost / (trainCost + stylizeCost);
     const adapter = await train(ctx, p, share);
     const stylize: StylizeParams = {
-      prompt: p.prompt, negative_prompt: p.negative_prompt, strength: p.strength, steps: p.steps, guidance: p.guidance,
-      seed: p.seed, batch: p.batch, adapter,
+      prompt: p.prompt,
+      negative_prompt: p.negative_prompt,
+      strength: p.strength,
+      steps: p.steps,
+      guidance: p.guidance,
+      seed: p.seed,
+      batch: p.batch,
+      adapter,
     };
     await stylizeExecutor.run({
       ...ctx,

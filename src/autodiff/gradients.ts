@@ -14,9 +14,9 @@ import { GraphBuilder } from '../onnx/builder.js';
 import { topologicalSort } from '../onnx/graph.js';
 import type { Dim, ElemType, Model, Node } from '../onnx/ir.js';
 import { toFloat16 } from '../tensor.js';
-import { type InputGrads, RuleContext } from './context.js';
+import { type InputGrads, RuleContext } from './rules/context.js';
 import { GRADIENT_RULES } from './rules/index.js';
-import { type ShapeOracle, staticShapes } from './shapes.js';
+import { type ShapeOracle, staticShapes } from './rules/shapes.js';
 
 export interface GradientOptions {
   /** The scalar (or any-shaped) value to differentiate. */
@@ -49,12 +49,17 @@ export function buildGradients(model: Model, options: GradientOptions): Gradient
 
   // 1. Check the request names real values, at an opset the rules emit for.
   if (b.opset < 13) {
-    throw new VidpriorError('E_ONNX', `autodiff emits the backward pass at the model's opset, and opset ${b.opset} is older than the 13 it supports (re-export the model at opset 13 or newer)`, { opset: b.opset });
+    throw new VidpriorError(
+      'E_ONNX',
+      `autodiff emits the backward pass at the model's opset, and opset ${b.opset} is older than the 13 it supports (re-export the model at opset 13 or newer)`,
+      { opset: b.opset },
+    );
   }
   const known = new Set<string>([...graph.inputs.map((v) => v.name), ...graph.initializers.map((t) => t.name)]);
   for (const n of forward) for (const o of n.outputs) known.add(o);
   for (const v of [options.loss, ...options.wrt, ...(options.seedGrad ? [options.seedGrad] : [])]) {
-    if (!known.has(v)) throw new VidpriorError('E_BAD_REQUEST', `autodiff: the graph has no value named "${v}"`, { value: v });
+    if (!known.has(v))
+      throw new VidpriorError('E_BAD_REQUEST', `autodiff: the graph has no value named "${v}"`, { value: v });
   }
 
   // 2. Values reachable from wrt through differentiable inputs, and values the loss depends on.
@@ -97,9 +102,11 @@ export function buildGradients(model: Model, options: GradientOptions): Gradient
     if (dY.every((g) => g === undefined)) continue;
     const rule = ruleFor(n);
     if (!rule?.backward) {
-      throw new VidpriorError('E_NO_GRADIENT',
+      throw new VidpriorError(
+        'E_NO_GRADIENT',
         `no gradient rule for ${n.domain ? `${n.domain}.` : ''}${n.opType} (node "${n.name}"), which lies between the loss and ${options.wrt.length === 1 ? `"${options.wrt[0]}"` : 'the trained values'}`,
-        { op: n.opType, domain: n.domain, node: n.name });
+        { op: n.opType, domain: n.domain, node: n.name },
+      );
     }
     const ctx = new RuleContext(b, shapes, n, needed);
     const dX: InputGrads = rule.backward(ctx, dY);
@@ -116,7 +123,10 @@ export function buildGradients(model: Model, options: GradientOptions): Gradient
   const gradients: Record<string, string> = {};
   for (const w of options.wrt) {
     const g = total(w);
-    if (g) { gradients[w] = g; continue; }
+    if (g) {
+      gradients[w] = g;
+      continue;
+    }
     const m = shapes.meta(w);
     gradients[w] = b.scope('grad/zeros', () => b.op('Expand', [b.scalar(0, m.type), b.ints(m.shape)]));
   }

@@ -67,7 +67,12 @@ export async function listFrameFiles(dir: string): Promise<FrameFile[]> {
     names = await readdir(dir);
   } catch (err) {
     if (err instanceof VidpriorError) throw err;
-    throw new VidpriorError('E_BAD_INPUT', `cannot read the frame folder ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { path: dir }, { cause: err });
+    throw new VidpriorError(
+      'E_BAD_INPUT',
+      `cannot read the frame folder ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { path: dir },
+      { cause: err },
+    );
   }
   const frames = names.filter((n) => isImageFile(n) && !n.startsWith('.')).sort(naturalCompare);
   if (frames.length === 0) {
@@ -158,7 +163,10 @@ function roundHalfEven(x: number): number {
 export function tensorToRgb8(image: Tensor<'float32'>): { data: Uint8Array; width: number; height: number } {
   const dims = image.dims.length === 4 && image.dims[0] === 1 ? image.dims.slice(1) : image.dims;
   if (dims.length !== 3 || dims[0] !== 3) {
-    throw new VidpriorError('E_SHAPE', `an RGB frame must have dims [3, H, W] or [1, 3, H, W], got [${image.dims.join(', ')}]`);
+    throw new VidpriorError(
+      'E_SHAPE',
+      `an RGB frame must have dims [3, H, W] or [1, 3, H, W], got [${image.dims.join(', ')}]`,
+    );
   }
   const height = dims[1]!;
   const width = dims[2]!;
@@ -175,7 +183,11 @@ export function tensorToRgb8(image: Tensor<'float32'>): { data: Uint8Array; widt
 }
 
 /** Writes a [3, H, W] float32 frame in [-1, 1] as an 8-bit RGB PNG, optionally resized (Pillow Lanczos) to `resize`. */
-export async function writeFramePng(path: string, image: Tensor<'float32'>, options: { resize?: Size } = {}): Promise<void> {
+export async function writeFramePng(
+  path: string,
+  image: Tensor<'float32'>,
+  options: { resize?: Size } = {},
+): Promise<void> {
   const rgb = tensorToRgb8(image);
   const size = options.resize ?? rgb;
   const data = resizeLanczos(rgb.data, rgb.width, rgb.height, 3, size.width, size.height);
@@ -183,6 +195,11 @@ export async function writeFramePng(path: string, image: Tensor<'float32'>, opti
   try {
     await img.png({ compressionLevel: 6 }).toFile(path);
   } catch (err) {
-    throw new VidpriorError('E_BAD_REQUEST', `cannot write ${path}: ${(err as Error).message}`, { path }, { cause: err });
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `cannot write ${path}: ${(err as Error).message}`,
+      { path },
+      { cause: err },
+    );
   }
 }

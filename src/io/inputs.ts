@@ -12,9 +12,26 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { VidpriorError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { imageSize, isImageFile, listFrameFiles, readFrame, writeFramePng, type FrameFile, type ReadFrameOptions, type Size } from './frames.js';
+import {
+  imageSize,
+  isImageFile,
+  listFrameFiles,
+  readFrame,
+  writeFramePng,
+  type FrameFile,
+  type ReadFrameOptions,
+  type Size,
+} from './frames.js';
 import { cropFrame, fitIsIdentity, padFrame, planFit, type FitMode, type FitPlan, type PadMode } from './size.js';
-import { DECODED_FRAME_PATTERN, decodeVideo, decodedFrameName, encodeVideo, encoderArgs, isVideoFile, probeVideo } from './video.js';
+import {
+  DECODED_FRAME_PATTERN,
+  decodeVideo,
+  decodedFrameName,
+  encodeVideo,
+  encoderArgs,
+  isVideoFile,
+  probeVideo,
+} from './video.js';
 
 export interface FrameSource {
   kind: 'folder' | 'image' | 'video';
@@ -83,18 +100,32 @@ export async function openFrameSource(path: string, options: FrameSourceOptions 
     }
   }
   const { width, height } = await imageSize(frames[0]!.path);
-  const plan = options.multiple ? planFit(width, height, options.multiple, options.fit ?? 'resize', options.padMode ?? 'reflect', options.rounding) : null;
+  const plan = options.multiple
+    ? planFit(width, height, options.multiple, options.fit ?? 'resize', options.padMode ?? 'reflect', options.rounding)
+    : null;
   const readOptions: ReadFrameOptions = { alpha: options.alpha, background: options.background };
   if (plan && plan.mode === 'resize' && !fitIsIdentity(plan)) readOptions.resize = plan.working;
   return {
-    kind, path, frames, width, height, fps, fpsRational, plan,
+    kind,
+    path,
+    frames,
+    width,
+    height,
+    fps,
+    fpsRational,
+    plan,
     async read(i) {
       const frame = frames[i];
-      if (!frame) throw new VidpriorError('E_BAD_REQUEST', `frame index ${i} is outside 0..${frames.length - 1}`, { index: i });
+      if (!frame)
+        throw new VidpriorError('E_BAD_REQUEST', `frame index ${i} is outside 0..${frames.length - 1}`, { index: i });
       if (i > 0) {
         const size = await imageSize(frame.path);
         if (size.width !== width || size.height !== height) {
-          throw new VidpriorError('E_BAD_INPUT', `${frame.path} is ${size.width}×${size.height} but the first frame is ${width}×${height}: all frames must have one size`, { path: frame.path });
+          throw new VidpriorError(
+            'E_BAD_INPUT',
+            `${frame.path} is ${size.width}×${size.height} but the first frame is ${width}×${height}: all frames must have one size`,
+            { path: frame.path },
+          );
         }
       }
       const image = await readFrame(frame.path, readOptions);
@@ -111,7 +142,10 @@ export async function openFrameSource(path: string, options: FrameSourceOptions 
  * How to bring a frame made at the working size back to the source's own size: crop a padded frame, or
  * the size to resize to when writing (writeFramePng's `resize`).
  */
-export function restoreFrame(image: Tensor<'float32'>, plan: FitPlan | null): { image: Tensor<'float32'>; resize?: Size } {
+export function restoreFrame(
+  image: Tensor<'float32'>,
+  plan: FitPlan | null,
+): { image: Tensor<'float32'>; resize?: Size } {
   if (!plan || fitIsIdentity(plan)) return { image };
   return plan.mode === 'pad' ? { image: cropFrame(image, plan) } : { image, resize: plan.original };
 }
@@ -129,7 +163,23 @@ export interface FrameSink {
 }
 
 /** Media extensions that look like a file but that vidprior does not write (rather than making a folder so named). */
-const UNWRITABLE_MEDIA = ['.gif', '.bmp', '.tif', '.tiff', '.webp', '.jxl', '.avif', '.heic', '.mpg', '.mpeg', '.ts', '.flv', '.wmv', '.ogv', '.3gp'];
+const UNWRITABLE_MEDIA = [
+  '.gif',
+  '.bmp',
+  '.tif',
+  '.tiff',
+  '.webp',
+  '.jxl',
+  '.avif',
+  '.heic',
+  '.mpg',
+  '.mpeg',
+  '.ts',
+  '.flv',
+  '.wmv',
+  '.ogv',
+  '.3gp',
+];
 
 /** The output PNG name for an input frame: same stem, .png. */
 export function outputFrameName(inputName: string): string {
@@ -144,30 +194,50 @@ export interface FrameSinkOptions {
   keepAudio?: boolean;
 }
 
-export async function openFrameSink(outPath: string, like: FrameSource, options: FrameSinkOptions = {}): Promise<FrameSink> {
+export async function openFrameSink(
+  outPath: string,
+  like: FrameSource,
+  options: FrameSinkOptions = {},
+): Promise<FrameSink> {
   const ext = extname(outPath).toLowerCase();
   if (UNWRITABLE_MEDIA.includes(ext)) {
-    throw new VidpriorError('E_BAD_REQUEST', `cannot write ${outPath}: outputs are a folder of PNGs, a .png (one frame) or a .mp4/.mov/.mkv/.webm/.avi/.m4v video`, { output: outPath });
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `cannot write ${outPath}: outputs are a folder of PNGs, a .png (one frame) or a .mp4/.mov/.mkv/.webm/.avi/.m4v video`,
+      { output: outPath },
+    );
   }
   const toVideo = isVideoFile(outPath);
   const single = isImageFile(outPath);
   if (single && like.frames.length > 1) {
-    throw new VidpriorError('E_BAD_REQUEST', `output ${outPath} is an image file but the input has ${like.frames.length} frames: give a folder or a video file`, { output: outPath });
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `output ${outPath} is an image file but the input has ${like.frames.length} frames: give a folder or a video file`,
+      { output: outPath },
+    );
   }
   if (single && extname(outPath).toLowerCase() !== '.png') {
-    throw new VidpriorError('E_BAD_REQUEST', `output frames are PNG: name the output ${basename(outPath, extname(outPath))}.png, not ${basename(outPath)}`, { output: outPath });
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `output frames are PNG: name the output ${basename(outPath, extname(outPath))}.png, not ${basename(outPath)}`,
+      { output: outPath },
+    );
   }
   if (resolve(outPath) === resolve(like.path) && like.kind !== 'image') {
-    throw new VidpriorError('E_BAD_REQUEST', `output ${outPath} is the input itself: choose another folder or file`, { output: outPath });
+    throw new VidpriorError('E_BAD_REQUEST', `output ${outPath} is the input itself: choose another folder or file`, {
+      output: outPath,
+    });
   }
-  const restore = (image: Tensor<'float32'>): { image: Tensor<'float32'>; resize?: Size } => restoreFrame(image, like.plan);
+  const restore = (image: Tensor<'float32'>): { image: Tensor<'float32'>; resize?: Size } =>
+    restoreFrame(image, like.plan);
   if (toVideo) {
     encoderArgs(outPath, options.crf ?? 18); // reject an unsupported extension before any work
     await mkdir(dirname(resolve(outPath)), { recursive: true });
     let tempDir: string | null = await mkdtemp(join(tmpdir(), 'vidprior-encode-'));
     const written = new Set<number>();
     return {
-      kind: 'video', path: outPath,
+      kind: 'video',
+      path: outPath,
       async write(i, image) {
         if (!tempDir) throw new VidpriorError('E_INTERNAL', 'frame sink already finished');
         const file = join(tempDir, decodedFrameName(i));
@@ -179,10 +249,13 @@ export async function openFrameSink(outPath: string, like: FrameSource, options:
       async finish(onProgress) {
         if (!tempDir) return outPath;
         for (let i = 0; i < like.frames.length; i++) {
-          if (!written.has(i)) throw new VidpriorError('E_INTERNAL', `video output ${outPath}: frame ${i} was never written`);
+          if (!written.has(i))
+            throw new VidpriorError('E_INTERNAL', `video output ${outPath}: frame ${i} was never written`);
         }
         await encodeVideo(tempDir, DECODED_FRAME_PATTERN, outPath, {
-          fps: like.fpsRational ?? options.fps ?? 24, crf: options.crf, onProgress,
+          fps: like.fpsRational ?? options.fps ?? 24,
+          crf: options.crf,
+          onProgress,
           audioFrom: like.kind === 'video' && options.keepAudio !== false ? like.path : undefined,
         });
         await rm(tempDir, { recursive: true, force: true });
@@ -199,19 +272,32 @@ export async function openFrameSink(outPath: string, like: FrameSource, options:
   try {
     await mkdir(dir, { recursive: true });
   } catch (err) {
-    throw new VidpriorError('E_BAD_REQUEST', `cannot create the output folder ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { output: dir }, { cause: err });
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `cannot create the output folder ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { output: dir },
+      { cause: err },
+    );
   }
   return {
-    kind: 'folder', path: outPath,
+    kind: 'folder',
+    path: outPath,
     async write(i, image) {
       const frame = like.frames[i];
-      if (!frame) throw new VidpriorError('E_BAD_REQUEST', `frame index ${i} is outside 0..${like.frames.length - 1}`, { index: i });
+      if (!frame)
+        throw new VidpriorError('E_BAD_REQUEST', `frame index ${i} is outside 0..${like.frames.length - 1}`, {
+          index: i,
+        });
       const file = single ? outPath : join(dir, outputFrameName(frame.name));
       const r = restore(image);
       await writeFramePng(file, r.image, { resize: r.resize });
       return file;
     },
-    async finish() { return outPath; },
-    async abort() { /* finished frames are kept: no input loses finished work */ },
+    async finish() {
+      return outPath;
+    },
+    async abort() {
+      /* finished frames are kept: no input loses finished work */
+    },
   };
 }

@@ -64,7 +64,16 @@ type Pixels = Uint8Array | Uint16Array;
  * One separable pass along x (`horizontal`) or y over interleaved pixels. 8-bit data uses Pillow's integer
  * arithmetic (start at ½, accumulate, shift, clip); wider data accumulates in double and rounds to nearest.
  */
-function pass(src: Pixels, w: number, h: number, channels: number, outLen: number, horizontal: boolean, c: Coefficients, max: number): Pixels {
+function pass(
+  src: Pixels,
+  w: number,
+  h: number,
+  channels: number,
+  outLen: number,
+  horizontal: boolean,
+  c: Coefficients,
+  max: number,
+): Pixels {
   const eight = max === 255;
   const k = eight ? fixedPoint(c.weights) : c.weights;
   const ow = horizontal ? outLen : w;
@@ -86,7 +95,7 @@ function pass(src: Pixels, w: number, h: number, channels: number, outLen: numbe
       const q = (yy * ow + xx) * channels;
       for (let ch = 0; ch < channels; ch++) {
         const v = eight ? Math.floor(sum[ch]! / ONE) : Math.round(sum[ch]!);
-        out[q + ch] = v < 0 ? 0 : v > max ? max : v;
+        out[q + ch] = v < 0 ? 0 : Math.min(v, max);
       }
     }
   }
@@ -97,7 +106,15 @@ function pass(src: Pixels, w: number, h: number, channels: number, outLen: numbe
  * Resizes interleaved pixels (`channels` per pixel, values up to `max`: 255 for 8-bit, 65535 for 16-bit) to
  * outW × outH like Pillow's LANCZOS resize. Returns the input itself when the size does not change.
  */
-export function resizeLanczos(src: Pixels, w: number, h: number, channels: number, outW: number, outH: number, max = 255): Pixels {
+export function resizeLanczos(
+  src: Pixels,
+  w: number,
+  h: number,
+  channels: number,
+  outW: number,
+  outH: number,
+  max = 255,
+): Pixels {
   let data = src;
   if (outW !== w) data = pass(data, w, h, channels, outW, true, lanczosCoefficients(w, outW), max);
   if (outH !== h) data = pass(data, outW, h, channels, outH, false, lanczosCoefficients(h, outH), max);

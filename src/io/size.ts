@@ -29,7 +29,12 @@ export interface FitPlan {
 
 /** How a width × height frame reaches a multiple of `multiple`, and back. */
 export function planFit(
-  width: number, height: number, multiple: number, mode: FitMode = 'resize', padMode: PadMode = 'reflect', rounding: 'nearest' | 'down' = 'nearest',
+  width: number,
+  height: number,
+  multiple: number,
+  mode: FitMode = 'resize',
+  padMode: PadMode = 'reflect',
+  rounding: 'nearest' | 'down' = 'nearest',
 ): FitPlan {
   check(Number.isInteger(width) && width > 0, 'width', width, 'a positive integer');
   check(Number.isInteger(height) && height > 0, 'height', height, 'a positive integer');
@@ -40,12 +45,24 @@ export function planFit(
   if (mode === 'resize') {
     const round = rounding === 'down' ? Math.floor : Math.round;
     const near = (v: number) => Math.max(multiple, round(v / multiple) * multiple);
-    return { mode, padMode, multiple, original, working: { width: near(width), height: near(height) }, pad: { left: 0, top: 0, right: 0, bottom: 0 } };
+    return {
+      mode,
+      padMode,
+      multiple,
+      original,
+      working: { width: near(width), height: near(height) },
+      pad: { left: 0, top: 0, right: 0, bottom: 0 },
+    };
   }
   const up = (v: number) => Math.ceil(v / multiple) * multiple;
   const dx = up(width) - width;
   const dy = up(height) - height;
-  const pad = { left: Math.floor(dx / 2), right: dx - Math.floor(dx / 2), top: Math.floor(dy / 2), bottom: dy - Math.floor(dy / 2) };
+  const pad = {
+    left: Math.floor(dx / 2),
+    right: dx - Math.floor(dx / 2),
+    top: Math.floor(dy / 2),
+    bottom: dy - Math.floor(dy / 2),
+  };
   return { mode, padMode, multiple, original, working: { width: up(width), height: up(height) }, pad };
 }
 
@@ -73,7 +90,10 @@ function dimsOf(image: Tensor<'float32'>): [number, number, number] {
 export function padFrame(image: Tensor<'float32'>, plan: FitPlan): Tensor<'float32'> {
   const [c, h, w] = dimsOf(image);
   if (h !== plan.original.height || w !== plan.original.width) {
-    throw new VidpriorError('E_SHAPE', `frame is ${w}×${h} but the plan is for ${plan.original.width}×${plan.original.height}`);
+    throw new VidpriorError(
+      'E_SHAPE',
+      `frame is ${w}×${h} but the plan is for ${plan.original.width}×${plan.original.height}`,
+    );
   }
   const { width: W, height: H } = plan.working;
   const out = new Float32Array(c * H * W);
@@ -93,7 +113,10 @@ export function padFrame(image: Tensor<'float32'>, plan: FitPlan): Tensor<'float
 export function cropFrame(image: Tensor<'float32'>, plan: FitPlan): Tensor<'float32'> {
   const [c, H, W] = dimsOf(image);
   if (H !== plan.working.height || W !== plan.working.width) {
-    throw new VidpriorError('E_SHAPE', `frame is ${W}×${H} but the plan works at ${plan.working.width}×${plan.working.height}`);
+    throw new VidpriorError(
+      'E_SHAPE',
+      `frame is ${W}×${H} but the plan works at ${plan.working.width}×${plan.working.height}`,
+    );
   }
   const { width: w, height: h } = plan.original;
   const out = new Float32Array(c * h * w);

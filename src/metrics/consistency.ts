@@ -89,7 +89,11 @@ export async function measureConsistency(
   const labels = options.labels ?? stylized.map((_, k) => (stylized.length === 1 ? 'stylized' : `stylized ${k + 1}`));
   check(labels.length === stylized.length, 'labels', labels, `${stylized.length} labels, one per stylized sequence`);
   if (original.count < 2) {
-    throw new VidpriorError('E_BAD_INPUT', `the original ${original.path} has ${original.count} frame(s); temporal consistency needs at least 2`, { path: original.path, count: original.count });
+    throw new VidpriorError(
+      'E_BAD_INPUT',
+      `the original ${original.path} has ${original.count} frame(s); temporal consistency needs at least 2`,
+      { path: original.path, count: original.count },
+    );
   }
   for (const s of stylized) {
     if (s.count !== original.count) {
@@ -101,13 +105,22 @@ export async function measureConsistency(
     }
   }
   const { width, height } = original;
-  const series = (label: string, path: string): SeriesMetrics => ({ label, path, warpError: 0, flicker: 0, pairWarpError: [], pairFlicker: [] });
+  const series = (label: string, path: string): SeriesMetrics => ({
+    label,
+    path,
+    warpError: 0,
+    flicker: 0,
+    pairWarpError: [],
+    pairFlicker: [],
+  });
   const orig = series('original', original.path);
   const versions = stylized.map((s, k) => {
     const m = series(labels[k], s.path);
     if (s.width !== width || s.height !== height) {
       m.resizedFrom = { width: s.width, height: s.height };
-      options.onNote?.(`${s.path}: frames are ${s.width}x${s.height}, resized to the original's ${width}x${height} before measuring`);
+      options.onNote?.(
+        `${s.path}: frames are ${s.width}x${s.height}, resized to the original's ${width}x${height} before measuring`,
+      );
     }
     return m;
   });
@@ -115,11 +128,16 @@ export async function measureConsistency(
   const readOriginal = async (t: number): Promise<RgbImage> => {
     const f = await original.read(t);
     if (f.width !== width || f.height !== height) {
-      throw new VidpriorError('E_BAD_INPUT', `${original.path}: frame ${t} is ${f.width}x${f.height}, the first frame is ${width}x${height}`, { path: original.path, frame: t });
+      throw new VidpriorError(
+        'E_BAD_INPUT',
+        `${original.path}: frame ${t} is ${f.width}x${f.height}, the first frame is ${width}x${height}`,
+        { path: original.path, frame: t },
+      );
     }
     return f;
   };
-  const readStylized = async (k: number, t: number): Promise<RgbImage> => resizeRgb(await stylized[k].read(t), width, height);
+  const readStylized = async (k: number, t: number): Promise<RgbImage> =>
+    resizeRgb(await stylized[k].read(t), width, height);
 
   // 2. Walk the pairs: flow both ways on the original, the mask, then every sequence's numbers.
   let prevOrig = await readOriginal(0);
@@ -135,7 +153,10 @@ export async function measureConsistency(
     const nextStyl = await Promise.all(stylized.map((_, k) => readStylized(k, t + 1)));
     options.onFrame?.(t + 1, nextOrig, nextStyl);
     // Both directions at once: a threaded estimator computes them in parallel.
-    const [forward, backward] = await Promise.all([estimator.flow(prevGray, nextGray, prevOrig, nextOrig), estimator.flow(nextGray, prevGray, nextOrig, prevOrig)]);
+    const [forward, backward] = await Promise.all([
+      estimator.flow(prevGray, nextGray, prevOrig, nextOrig),
+      estimator.flow(nextGray, prevGray, nextOrig, prevOrig),
+    ]);
     const mask = detectOcclusion(forward, backward);
     occludedFraction.push(mask.fraction);
     orig.pairWarpError.push(pairWarpError(prevOrig, nextOrig, forward, mask));
@@ -144,7 +165,10 @@ export async function measureConsistency(
       v.pairWarpError.push(pairWarpError(prevStyl[k], nextStyl[k], forward, mask));
       v.pairFlicker.push(pairFlicker(prevStyl[k], nextStyl[k]));
     });
-    options.onPair?.(t, versions.map((v) => v.pairWarpError[t]));
+    options.onPair?.(
+      t,
+      versions.map((v) => v.pairWarpError[t]),
+    );
     prevOrig = nextOrig;
     prevGray = nextGray;
     prevStyl = nextStyl;

@@ -33,7 +33,14 @@ export interface DisOptions {
   refineIterationsFinest: number;
 }
 
-export const DIS_DEFAULTS: DisOptions = { patchSize: 8, patchStride: 4, iterations: 16, finestLevel: 0, refineIterations: 5, refineIterationsFinest: 2 };
+export const DIS_DEFAULTS: DisOptions = {
+  patchSize: 8,
+  patchStride: 4,
+  iterations: 16,
+  finestLevel: 0,
+  refineIterations: 5,
+  refineIterationsFinest: 2,
+};
 
 /** A short, stable name of the method and its settings, reported with every metric. */
 export function disMethodName(o: DisOptions = DIS_DEFAULTS): string {
@@ -54,16 +61,27 @@ export function pyramidLevels(width: number, height: number, patchSize: number):
 /** Forward flow from `i0` to `i1`: pixel x of i0 is seen at x + flow(x) in i1. */
 export function disFlow(i0: Plane, i1: Plane, options: Partial<DisOptions> = {}): Flow {
   const o: DisOptions = { ...DIS_DEFAULTS, ...options };
-  check(i0.width === i1.width && i0.height === i1.height, 'frame size', `${i1.width}x${i1.height}`, `${i0.width}x${i0.height} like the first frame`);
+  check(
+    i0.width === i1.width && i0.height === i1.height,
+    'frame size',
+    `${i1.width}x${i1.height}`,
+    `${i0.width}x${i0.height} like the first frame`,
+  );
   check(Number.isInteger(o.patchSize) && o.patchSize >= 4, 'patchSize', o.patchSize, 'an integer ≥ 4');
-  check(Number.isInteger(o.patchStride) && o.patchStride >= 1 && o.patchStride <= o.patchSize, 'patchStride', o.patchStride, 'an integer in [1, patchSize]');
+  check(
+    Number.isInteger(o.patchStride) && o.patchStride >= 1 && o.patchStride <= o.patchSize,
+    'patchStride',
+    o.patchStride,
+    'an integer in [1, patchSize]',
+  );
   const levels = pyramidLevels(i0.width, i0.height, o.patchSize);
   const finest = Math.min(o.finestLevel, levels - 1);
   const p0 = buildPyramid(i0, levels);
   const p1 = buildPyramid(i1, levels);
   let flow = makeFlow(p0[levels - 1].width, p0[levels - 1].height);
   for (let l = levels - 1; l >= finest; l--) {
-    if (flow.width !== p0[l].width || flow.height !== p0[l].height) flow = upsampleFlow(flow, p0[l].width, p0[l].height);
+    if (flow.width !== p0[l].width || flow.height !== p0[l].height)
+      flow = upsampleFlow(flow, p0[l].width, p0[l].height);
     if (Math.min(p0[l].width, p0[l].height) >= o.patchSize) flow = disLevel(p0[l], p1[l], flow, o);
     const refineIterations = l === finest ? o.refineIterationsFinest : o.refineIterations;
     if (refineIterations > 0) refineFlow(p0[l], p1[l], flow, { iterations: refineIterations });
@@ -226,8 +244,16 @@ function disLevel(i0: Plane, i1: Plane, init: Flow, o: DisOptions): Flow {
  * patch, so the bilinear weights are too: patches fully inside take a fast path without clamping.
  */
 function warpPatch(
-  d1: Float32Array, w: number, h: number, px: number, py: number, u: number, v: number, ps: number,
-  out: Float32Array, valid: Uint8Array,
+  d1: Float32Array,
+  w: number,
+  h: number,
+  px: number,
+  py: number,
+  u: number,
+  v: number,
+  ps: number,
+  out: Float32Array,
+  valid: Uint8Array,
 ): number {
   const xs = px + u;
   const ys = py + v;
@@ -269,8 +295,15 @@ function warpPatch(
 
 /** 3. Each pixel: average of the covering patches' displacements, weighted by 1/max(|residual|, 1/255). */
 function densify(
-  i0: Plane, i1: Plane, init: Flow, xs: number[], ys: number[],
-  pu: Float32Array, pv: Float32Array, pOffset: Float32Array, ps: number,
+  i0: Plane,
+  i1: Plane,
+  init: Flow,
+  xs: number[],
+  ys: number[],
+  pu: Float32Array,
+  pv: Float32Array,
+  pOffset: Float32Array,
+  ps: number,
 ): Flow {
   const { width: w, height: h } = i0;
   const d0 = i0.data;
@@ -296,8 +329,11 @@ function densify(
           const xf = x + u;
           const yf = y + v;
           // A match outside the frame has no residual to judge it by: it gets the weight of a poor match.
-          const r = xf < 0 || xf > w - 1 || yf < 0 || yf > h - 1 ? outsideResidual : Math.abs(sampleBilinear(d1, w, h, xf, yf) - d0[idx] - off);
-          const wt = 1 / (r > minResidual ? r : minResidual);
+          const r =
+            xf < 0 || xf > w - 1 || yf < 0 || yf > h - 1
+              ? outsideResidual
+              : Math.abs(sampleBilinear(d1, w, h, xf, yf) - d0[idx] - off);
+          const wt = 1 / Math.max(r, minResidual);
           su[idx] += wt * u;
           sv[idx] += wt * v;
           sw[idx] += wt;

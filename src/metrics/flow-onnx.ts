@@ -43,10 +43,25 @@ export class OnnxFlowEstimator implements FlowEstimator {
       const session = await runtime.createSession(o.model, { label: 'flow' });
       const [a, b] = session.inputs;
       const out = session.outputs[0];
-      const isImage = (m: typeof a | undefined) => m !== undefined && m.dims.length === 4 && (m.dims[1] === 3 || typeof m.dims[1] === 'string') && (m.type === 'float32' || m.type === 'float16');
-      if (!isImage(a) || !isImage(b) || !out || out.dims.length !== 4 || (out.dims[1] !== 2 && typeof out.dims[1] !== 'string')) {
-        const io = (ms: readonly { name: string; type: string; dims: (number | string)[] }[]) => ms.map((m) => `${m.name} ${m.type}[${m.dims.join(',')}]`).join(', ');
-        throw new VidpriorError('E_MODEL_INPUT', `flow model ${o.model} must take two [1,3,H,W] float frames and give a [1,2,h,w] flow first; it has inputs ${io(session.inputs)} and outputs ${io(session.outputs)}`, { model: o.model });
+      const isImage = (m: typeof a | undefined) =>
+        m !== undefined &&
+        m.dims.length === 4 &&
+        (m.dims[1] === 3 || typeof m.dims[1] === 'string') &&
+        (m.type === 'float32' || m.type === 'float16');
+      if (
+        !isImage(a) ||
+        !isImage(b) ||
+        !out ||
+        out.dims.length !== 4 ||
+        (out.dims[1] !== 2 && typeof out.dims[1] !== 'string')
+      ) {
+        const io = (ms: readonly { name: string; type: string; dims: (number | string)[] }[]) =>
+          ms.map((m) => `${m.name} ${m.type}[${m.dims.join(',')}]`).join(', ');
+        throw new VidpriorError(
+          'E_MODEL_INPUT',
+          `flow model ${o.model} must take two [1,3,H,W] float frames and give a [1,2,h,w] flow first; it has inputs ${io(session.inputs)} and outputs ${io(session.outputs)}`,
+          { model: o.model },
+        );
       }
       return new OnnxFlowEstimator(runtime, session, o);
     } catch (err) {
@@ -71,12 +86,25 @@ export class OnnxFlowEstimator implements FlowEstimator {
       return castFloat(float32([1, 3, h, w], data), type === 'float16' ? 'float16' : 'float32');
     };
     const outName = this.session.outputs[0].name;
-    const result = await this.session.run({ [inA.name]: toInput(rgb0, inA.type), [inB.name]: toInput(rgb1, inB.type) }, [outName], { transferFeeds: true });
+    const result = await this.session.run(
+      { [inA.name]: toInput(rgb0, inA.type), [inB.name]: toInput(rgb1, inB.type) },
+      [outName],
+      { transferFeeds: true },
+    );
     const flow = asFloat32(await this.runtime.read(result[outName]));
     const [, c, fh, fw] = flow.dims;
-    if (c !== 2) throw new VidpriorError('E_MODEL_INPUT', `flow model ${this.options.model}: output ${outName} has ${c} channels, expected 2`, { model: this.options.model });
+    if (c !== 2)
+      throw new VidpriorError(
+        'E_MODEL_INPUT',
+        `flow model ${this.options.model}: output ${outName} has ${c} channels, expected 2`,
+        { model: this.options.model },
+      );
     // Back to the frame's grid: resize each component and scale the vectors by the size ratio.
-    const plane = (k: number): Plane => ({ width: fw, height: fh, data: flow.data.subarray(k * fw * fh, (k + 1) * fw * fh) });
+    const plane = (k: number): Plane => ({
+      width: fw,
+      height: fh,
+      data: flow.data.subarray(k * fw * fh, (k + 1) * fw * fh),
+    });
     const u = resizePlane(plane(0), W, H).data.slice();
     const v = resizePlane(plane(1), W, H).data.slice();
     const sx = W / fw;

@@ -27,21 +27,47 @@ export interface RefineOptions {
   omega: number;
 }
 
-export const REFINE_DEFAULTS: RefineOptions = { presmooth: 0.8, iterations: 5, sorIterations: 5, alpha: 20, delta: 5, gamma: 10, omega: 1.6 };
+export const REFINE_DEFAULTS: RefineOptions = {
+  presmooth: 0.8,
+  iterations: 5,
+  sorIterations: 5,
+  alpha: 20,
+  delta: 5,
+  gamma: 10,
+  omega: 1.6,
+};
 
 const EPS2 = 0.001 * 0.001;
 
 interface Derivatives {
-  Ix: Float32Array; Iy: Float32Array; Iz: Float32Array;
-  Ixx: Float32Array; Ixy: Float32Array; Iyy: Float32Array; Ixz: Float32Array; Iyz: Float32Array;
+  Ix: Float32Array;
+  Iy: Float32Array;
+  Iz: Float32Array;
+  Ixx: Float32Array;
+  Ixy: Float32Array;
+  Iyy: Float32Array;
+  Ixz: Float32Array;
+  Iyz: Float32Array;
 }
 
 /** The unknowns (du, dv), the per-pixel 2×2 data systems, and the sweep's fixed parts. */
 interface System {
-  du: Float32Array; dv: Float32Array;
-  A11: Float32Array; A12: Float32Array; A22: Float32Array; b1: Float32Array; b2: Float32Array;
-  psiS: Float32Array; wL: Float32Array; wR: Float32Array; wU: Float32Array; wD: Float32Array;
-  inv1: Float32Array; inv2: Float32Array; cu: Float32Array; cv: Float32Array;
+  du: Float32Array;
+  dv: Float32Array;
+  A11: Float32Array;
+  A12: Float32Array;
+  A22: Float32Array;
+  b1: Float32Array;
+  b2: Float32Array;
+  psiS: Float32Array;
+  wL: Float32Array;
+  wR: Float32Array;
+  wU: Float32Array;
+  wD: Float32Array;
+  inv1: Float32Array;
+  inv2: Float32Array;
+  cu: Float32Array;
+  cv: Float32Array;
 }
 
 /**
@@ -58,8 +84,22 @@ export function refineFlow(frame0: Plane, frame1: Plane, flow: Flow, options: Pa
   const d = derivatives(i0, i1, flow);
   const f = () => new Float32Array(n);
   const sys: System = {
-    du: f(), dv: f(), A11: f(), A12: f(), A22: f(), b1: f(), b2: f(),
-    psiS: f(), wL: f(), wR: f(), wU: f(), wD: f(), inv1: f(), inv2: f(), cu: f(), cv: f(),
+    du: f(),
+    dv: f(),
+    A11: f(),
+    A12: f(),
+    A22: f(),
+    b1: f(),
+    b2: f(),
+    psiS: f(),
+    wL: f(),
+    wR: f(),
+    wU: f(),
+    wD: f(),
+    inv1: f(),
+    inv2: f(),
+    cu: f(),
+    cv: f(),
   };
   for (let it = 0; it < o.iterations; it++) {
     robustSystem(d, sys, flow, o);
@@ -189,8 +229,18 @@ function sweepSetup(sys: System, flow: Flow): void {
       inv2[i] = A22[i] + sumW > 0 ? 1 / (A22[i] + sumW) : 0;
       const ui = U[i];
       const vi = V[i];
-      cu[i] = b1[i] + (kL ? kL * (U[i - 1] - ui) : 0) + (kR ? kR * (U[i + 1] - ui) : 0) + (kU ? kU * (U[i - w] - ui) : 0) + (kD ? kD * (U[i + w] - ui) : 0);
-      cv[i] = b2[i] + (kL ? kL * (V[i - 1] - vi) : 0) + (kR ? kR * (V[i + 1] - vi) : 0) + (kU ? kU * (V[i - w] - vi) : 0) + (kD ? kD * (V[i + w] - vi) : 0);
+      cu[i] =
+        b1[i] +
+        (kL ? kL * (U[i - 1] - ui) : 0) +
+        (kR ? kR * (U[i + 1] - ui) : 0) +
+        (kU ? kU * (U[i - w] - ui) : 0) +
+        (kD ? kD * (U[i + w] - ui) : 0);
+      cv[i] =
+        b2[i] +
+        (kL ? kL * (V[i - 1] - vi) : 0) +
+        (kR ? kR * (V[i + 1] - vi) : 0) +
+        (kU ? kU * (V[i - w] - vi) : 0) +
+        (kD ? kD * (V[i + w] - vi) : 0);
     }
   }
 }

@@ -32,7 +32,10 @@ export class DisWorkerPool implements FlowEstimator {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
   private readonly queue: { req: FlowRequest; resolve: (f: Flow) => void; reject: (e: unknown) => void }[] = [];
-  private readonly pending = new Map<number, { resolve: (f: Flow) => void; reject: (e: unknown) => void; width: number; height: number }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (f: Flow) => void; reject: (e: unknown) => void; width: number; height: number }
+  >();
   private nextId = 0;
   private readonly options: DisOptions;
 
@@ -50,7 +53,14 @@ export class DisWorkerPool implements FlowEstimator {
 
   flow(i0: Plane, i1: Plane): Promise<Flow> {
     return new Promise((resolve, reject) => {
-      const req: FlowRequest = { id: this.nextId++, width: i0.width, height: i0.height, a: i0.data, b: i1.data, options: this.options };
+      const req: FlowRequest = {
+        id: this.nextId++,
+        width: i0.width,
+        height: i0.height,
+        a: i0.data,
+        b: i1.data,
+        options: this.options,
+      };
       this.queue.push({ req, resolve, reject });
       this.pump();
     });
@@ -76,7 +86,8 @@ export class DisWorkerPool implements FlowEstimator {
     this.pending.delete(reply.id);
     this.idle.push(worker);
     if (p) {
-      if (reply.error || !reply.u || !reply.v) p.reject(new VidpriorError('E_INTERNAL', `flow worker failed: ${reply.error ?? 'no flow returned'}`));
+      if (reply.error || !reply.u || !reply.v)
+        p.reject(new VidpriorError('E_INTERNAL', `flow worker failed: ${reply.error ?? 'no flow returned'}`));
       else p.resolve({ width: p.width, height: p.height, u: reply.u, v: reply.v });
     }
     this.pump();
@@ -96,7 +107,11 @@ if (!isMainThread && parentPort) {
   const port = parentPort;
   port.on('message', (req: FlowRequest) => {
     try {
-      const f = disFlow({ width: req.width, height: req.height, data: req.a }, { width: req.width, height: req.height, data: req.b }, req.options);
+      const f = disFlow(
+        { width: req.width, height: req.height, data: req.a },
+        { width: req.width, height: req.height, data: req.b },
+        req.options,
+      );
       const reply: FlowReply = { id: req.id, u: f.u, v: f.v };
       port.postMessage(reply, [f.u.buffer as ArrayBuffer, f.v.buffer as ArrayBuffer]);
     } catch (err) {

@@ -62,13 +62,18 @@ export function sampleBilinear(data: Float32Array, w: number, h: number, xf: num
   const fy = Math.floor(yf);
   const a = xf - fx;
   const b = yf - fy;
-  const xL = fx < 0 ? 0 : fx > w - 1 ? w - 1 : fx;
-  const xR = fx + 1 < 0 ? 0 : fx + 1 > w - 1 ? w - 1 : fx + 1;
-  const yT = fy < 0 ? 0 : fy > h - 1 ? h - 1 : fy;
-  const yB = fy + 1 < 0 ? 0 : fy + 1 > h - 1 ? h - 1 : fy + 1;
+  const xL = fx < 0 ? 0 : Math.min(fx, w - 1);
+  const xR = fx + 1 < 0 ? 0 : Math.min(fx + 1, w - 1);
+  const yT = fy < 0 ? 0 : Math.min(fy, h - 1);
+  const yB = fy + 1 < 0 ? 0 : Math.min(fy + 1, h - 1);
   const rT = yT * w;
   const rB = yB * w;
-  return (1 - a) * (1 - b) * data[rT + xL] + a * (1 - b) * data[rT + xR] + (1 - a) * b * data[rB + xL] + a * b * data[rB + xR];
+  return (
+    (1 - a) * (1 - b) * data[rT + xL] +
+    a * (1 - b) * data[rT + xR] +
+    (1 - a) * b * data[rB + xL] +
+    a * b * data[rB + xR]
+  );
 }
 
 /** warped(x) = src(x + flow(x)), written into `out` (allocated when absent). */
@@ -118,12 +123,12 @@ export function warpPlaneBicubic(src: Plane, flow: Flow): Plane {
       let acc = 0;
       for (let j = 0; j < 4; j++) {
         let yy = fy - 1 + j;
-        yy = yy < 0 ? 0 : yy > sh - 1 ? sh - 1 : yy;
+        yy = yy < 0 ? 0 : Math.min(yy, sh - 1);
         const row = yy * sw;
         let r = 0;
         for (let k = 0; k < 4; k++) {
           let xx = fx - 1 + k;
-          xx = xx < 0 ? 0 : xx > sw - 1 ? sw - 1 : xx;
+          xx = xx < 0 ? 0 : Math.min(xx, sw - 1);
           r += wx[k] * s[row + xx];
         }
         acc += wy[j] * r;

@@ -33,14 +33,20 @@ export class ThumbnailStore {
   private readonly spread = new Set<number>();
   private worstSoFar: { t: number; score: number }[] = [];
 
-  constructor(private readonly frameCount: number, private readonly maxWidth = 192) {
+  constructor(
+    private readonly frameCount: number,
+    private readonly maxWidth = 192,
+  ) {
     for (let spare = 1; spare <= REPORT_SHEET_FRAMES; spare++) {
       for (const f of sheetFrames(frameCount, [], spare)) this.spread.add(f);
     }
   }
 
   add(index: number, original: RgbImage, stylized: RgbImage[]): void {
-    this.frames.set(index, [original, ...stylized].map((img) => this.shrink(img)));
+    this.frames.set(
+      index,
+      [original, ...stylized].map((img) => this.shrink(img)),
+    );
   }
 
   /** After pair t → t+1 is measured, with its score (the largest warping error over the versions). */
@@ -83,12 +89,20 @@ export class ThumbnailStore {
 }
 
 async function thumbHref(t: Thumb): Promise<SheetThumb> {
-  const jpeg = await sharp(Buffer.from(t.rgb.buffer, t.rgb.byteOffset, t.rgb.byteLength), { raw: { width: t.width, height: t.height, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+  const jpeg = await sharp(Buffer.from(t.rgb.buffer, t.rgb.byteOffset, t.rgb.byteLength), {
+    raw: { width: t.width, height: t.height, channels: 3 },
+  })
+    .jpeg({ quality: 85 })
+    .toBuffer();
   return { href: `data:image/jpeg;base64,${jpeg.toString('base64')}`, width: t.width, height: t.height };
 }
 
 /** The report as one SVG string. */
-export async function buildReportSvg(result: ConsistencyResult, thumbs: ThumbnailStore, title: string): Promise<string> {
+export async function buildReportSvg(
+  result: ConsistencyResult,
+  thumbs: ThumbnailStore,
+  title: string,
+): Promise<string> {
   const worst = worstPairs(result, Math.min(REPORT_WORST_PAIRS, result.frames - 1));
   const frames = sheetFrames(result.frames, worst, REPORT_SHEET_FRAMES).filter((f) => thumbs.get(f) !== undefined);
   const rows = 1 + result.stylized.length;
@@ -108,7 +122,12 @@ export function checkReportPath(path: string): void {
 }
 
 /** Writes the report to `path`: .png (rendered by sharp), .svg, or .html (SVG + a per-pair table). */
-export async function writeReport(path: string, result: ConsistencyResult, thumbs: ThumbnailStore, title: string): Promise<void> {
+export async function writeReport(
+  path: string,
+  result: ConsistencyResult,
+  thumbs: ThumbnailStore,
+  title: string,
+): Promise<void> {
   checkReportPath(path);
   const ext = extname(path).toLowerCase();
   const svg = await buildReportSvg(result, thumbs, title);

@@ -16,7 +16,7 @@ export function smoothTexture(seed: number, minWavelength = 6, maxWavelength = 4
   const rng = new Rng(seed);
   const comps: { fx: number; fy: number; phase: number; amp: number[] }[] = [];
   for (let k = 0; k < waves; k++) {
-    const wavelength = minWavelength * Math.pow(maxWavelength / minWavelength, rng.uniform());
+    const wavelength = minWavelength * (maxWavelength / minWavelength) ** rng.uniform();
     const angle = 2 * Math.PI * rng.uniform();
     comps.push({
       fx: Math.cos(angle) / wavelength,
@@ -29,7 +29,7 @@ export function smoothTexture(seed: number, minWavelength = 6, maxWavelength = 4
     at(x, y, c) {
       let s = 0.5;
       for (const k of comps) s += k.amp[c] * Math.sin(2 * Math.PI * (k.fx * x + k.fy * y) + k.phase);
-      return s < 0 ? 0 : s > 1 ? 1 : s;
+      return s < 0 ? 0 : Math.min(s, 1);
     },
   };
 }
@@ -91,5 +91,5 @@ export function scaleBrightness(img: RgbImage, factor: number): RgbImage {
 }
 
 function clamp01(v: number): number {
-  return v < 0 ? 0 : v > 1 ? 1 : v;
+  return v < 0 ? 0 : Math.min(v, 1);
 }

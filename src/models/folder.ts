@@ -48,14 +48,24 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new VidpriorError('E_MODEL_MISSING', `cannot read ${path}: ${(err as Error).message}`, { file: path }, { cause: err });
+    throw new VidpriorError(
+      'E_MODEL_MISSING',
+      `cannot read ${path}: ${(err as Error).message}`,
+      { file: path },
+      { cause: err },
+    );
   }
   try {
     const value: unknown = JSON.parse(text);
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
     return value as Record<string, unknown>;
   } catch (err) {
-    throw new VidpriorError('E_MODEL_INPUT', `${path} is not a valid JSON object: ${(err as Error).message}`, { file: path }, { cause: err });
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `${path} is not a valid JSON object: ${(err as Error).message}`,
+      { file: path },
+      { cause: err },
+    );
   }
 }
 
@@ -97,13 +107,22 @@ export async function readModelFolder(folder: string): Promise<ModelFolder> {
     schedulerConfigSource = schedulerPath;
   } else if (modelIndex) {
     const embedded = modelIndex.scheduler_config ?? modelIndex.scheduler;
-    const settings = embedded && typeof embedded === 'object' && !Array.isArray(embedded) ? embedded as Record<string, unknown> : {};
+    const settings =
+      embedded && typeof embedded === 'object' && !Array.isArray(embedded) ? (embedded as Record<string, unknown>) : {};
     schedulerConfig = ddimConfigFrom({ ...SD1_SCHEDULER, ...settings }, indexPath).config;
     schedulerConfigSource = Object.keys(settings).length ? `${indexPath} (scheduler)` : 'SD 1.x training schedule';
-    schedulerNotes = Object.keys(settings).length ? [] : [`no scheduler/scheduler_config.json: using the SD 1.x training schedule (${indexPath} names none)`];
+    schedulerNotes = Object.keys(settings).length
+      ? []
+      : [`no scheduler/scheduler_config.json: using the SD 1.x training schedule (${indexPath} names none)`];
     // The fix-ups diffusers' Stable Diffusion pipelines apply to an outdated config.
-    if (schedulerConfig.steps_offset !== 1) { schedulerConfig.steps_offset = 1; schedulerNotes.push('scheduler steps_offset set to 1, as diffusers\' Stable Diffusion pipelines do'); }
-    if (schedulerConfig.clip_sample) { schedulerConfig.clip_sample = false; schedulerNotes.push('scheduler clip_sample set to false, as diffusers\' Stable Diffusion pipelines do'); }
+    if (schedulerConfig.steps_offset !== 1) {
+      schedulerConfig.steps_offset = 1;
+      schedulerNotes.push("scheduler steps_offset set to 1, as diffusers' Stable Diffusion pipelines do");
+    }
+    if (schedulerConfig.clip_sample) {
+      schedulerConfig.clip_sample = false;
+      schedulerNotes.push("scheduler clip_sample set to false, as diffusers' Stable Diffusion pipelines do");
+    }
   } else {
     throw missing(dir, 'scheduler/scheduler_config.json', 'or a model_index.json');
   }
@@ -119,23 +138,46 @@ export async function readModelFolder(folder: string): Promise<ModelFolder> {
   for (const [path, pick] of candidates) {
     if (!isFile(path)) continue;
     const v = pick(await readJson(path));
-    if (v !== undefined) { scalingFactor = checkScaling(v, path); scalingFactorSource = path; break; }
+    if (v !== undefined) {
+      scalingFactor = checkScaling(v, path);
+      scalingFactorSource = path;
+      break;
+    }
   }
   if (scalingFactorSource === 'SD 1.x default' && modelIndex) {
     const vae = modelIndex.vae;
-    const v = modelIndex.scaling_factor
-      ?? (vae && typeof vae === 'object' && !Array.isArray(vae) ? (vae as Record<string, unknown>).scaling_factor : undefined);
-    if (v !== undefined) { scalingFactor = checkScaling(v, indexPath); scalingFactorSource = indexPath; }
+    const v =
+      modelIndex.scaling_factor ??
+      (vae && typeof vae === 'object' && !Array.isArray(vae)
+        ? (vae as Record<string, unknown>).scaling_factor
+        : undefined);
+    if (v !== undefined) {
+      scalingFactor = checkScaling(v, indexPath);
+      scalingFactorSource = indexPath;
+    }
   }
 
   return {
-    dir, onnx, vocab, merges, schedulerConfig, schedulerConfigSource, schedulerNotes, scalingFactor, scalingFactorSource, tokenizerConfig,
+    dir,
+    onnx,
+    vocab,
+    merges,
+    schedulerConfig,
+    schedulerConfigSource,
+    schedulerNotes,
+    scalingFactor,
+    scalingFactorSource,
+    tokenizerConfig,
   };
 }
 
 function checkScaling(v: unknown, path: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    throw new VidpriorError('E_MODEL_INPUT', `${path}: scaling_factor must be a positive number, got ${JSON.stringify(v)}`, { file: path, scaling_factor: v });
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `${path}: scaling_factor must be a positive number, got ${JSON.stringify(v)}`,
+      { file: path, scaling_factor: v },
+    );
   }
   return v;
 }

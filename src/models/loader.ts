@@ -40,18 +40,31 @@ function modelInputError(component: string, message: string, details: Record<str
   return new VidpriorError('E_MODEL_INPUT', `${component}/model.onnx: ${message}`, { component, ...details });
 }
 
-function findIo(list: readonly IoMeta[], names: readonly string[], component: string, kind: 'input' | 'output', fallbackFirst: boolean): IoMeta {
+function findIo(
+  list: readonly IoMeta[],
+  names: readonly string[],
+  component: string,
+  kind: 'input' | 'output',
+  fallbackFirst: boolean,
+): IoMeta {
   for (const n of names) {
     const hit = list.find((m) => m.name === n);
     if (hit) return hit;
   }
   if (fallbackFirst && list.length > 0) return list[0]!;
-  throw modelInputError(component, `has no ${kind} named ${names.map((n) => `"${n}"`).join(' or ')} (its ${kind}s: ${list.map((m) => m.name).join(', ') || 'none'})`, { [kind]: names[0] });
+  throw modelInputError(
+    component,
+    `has no ${kind} named ${names.map((n) => `"${n}"`).join(' or ')} (its ${kind}s: ${list.map((m) => m.name).join(', ') || 'none'})`,
+    { [kind]: names[0] },
+  );
 }
 
 function floatType(meta: IoMeta, component: string): FloatType {
   if (!FLOAT_TYPES.has(meta.type)) {
-    throw modelInputError(component, `${meta.name} is ${meta.type}, expected float32 or float16`, { input: meta.name, type: meta.type });
+    throw modelInputError(component, `${meta.name} is ${meta.type}, expected float32 or float16`, {
+      input: meta.name,
+      type: meta.type,
+    });
   }
   return meta.type as FloatType;
 }
@@ -63,11 +76,20 @@ function staticDim(meta: IoMeta, axis: number): number | null {
 
 async function toHost(runtime: Runtime, t: Tensor | GpuTensor): Promise<Tensor> {
   if (!isGpuTensor(t)) return t;
-  try { return await runtime.read(t); } finally { await runtime.dispose(t); }
+  try {
+    return await runtime.read(t);
+  } finally {
+    await runtime.dispose(t);
+  }
 }
 
 /** Runs `session` once and returns the dims of one output (for probes). */
-async function probeDims(runtime: Runtime, session: Session, feeds: Record<string, Feed>, output: string): Promise<readonly number[]> {
+async function probeDims(
+  runtime: Runtime,
+  session: Session,
+  feeds: Record<string, Feed>,
+  output: string,
+): Promise<readonly number[]> {
   const out = await session.run(feeds, [output]);
   const t = out[output];
   if (!t) throw new VidpriorError('E_RUNTIME', `${session.label}: probe run returned no ${output}`);
@@ -78,7 +100,11 @@ async function probeDims(runtime: Runtime, session: Session, feeds: Record<strin
 export function idsTensor(type: 'int32' | 'int64', ids: Int32Array): Tensor {
   return type === 'int32'
     ? tensor('int32', [1, ids.length], ids)
-    : tensor('int64', [1, ids.length], BigInt64Array.from(ids, (v) => BigInt(v)));
+    : tensor(
+        'int64',
+        [1, ids.length],
+        BigInt64Array.from(ids, (v) => BigInt(v)),
+      );
 }
 
 function zeros(type: FloatType, dims: number[]): Tensor {
@@ -89,13 +115,20 @@ function zeros(type: FloatType, dims: number[]): Tensor {
  * Loads the model folder `dir` with `runtime`. Throws E_MODEL_MISSING naming a missing file, E_MODEL_INPUT
  * naming an input or output that does not fit, E_ONNX for a file that is not ONNX, E_RUNTIME when ORT fails.
  */
-export async function loadModelFolder(dir: string, runtime: Runtime, opts: LoadModelOptions = {}): Promise<StableDiffusionModel> {
+export async function loadModelFolder(
+  dir: string,
+  runtime: Runtime,
+  opts: LoadModelOptions = {},
+): Promise<StableDiffusionModel> {
   // 1. Check the folder layout and read its configs (fails before any session is made).
   const folder = await readModelFolder(dir);
   const note = opts.onNote ?? (() => {});
   const opsets = {} as Record<Component, number>;
   for (const c of COMPONENTS) {
-    if (c === 'unet' && opts.unet) { opsets[c] = 0; continue; }
+    if (c === 'unet' && opts.unet) {
+      opsets[c] = 0;
+      continue;
+    }
     const header = await readOnnxHeader(folder.onnx[c]);
     const opset = header.opsets[''];
     if (!opset) throw modelInputError(c, 'imports no default-domain ONNX opset', { file: folder.onnx[c] });
@@ -112,19 +145,35 @@ export async function loadModelFolder(dir: string, runtime: Runtime, opts: LoadM
   };
   try {
     const textEncoder = await open('text_encoder');
-    const unet = opts.unet ?? await open('unet');
+    const unet = opts.unet ?? (await open('unet'));
     const vaeEncoder = await open('vae_encoder');
     const vaeDecoder = await open('vae_decoder');
 
     // 3. Derive the facts from metadata and probe runs.
-    const { facts, io } = await deriveFacts(runtime, folder, { textEncoder, unet, vaeEncoder, vaeDecoder }, tokenizer, opsets);
-    note(`model ${folder.dir}: latent ${facts.latentChannels}ch ×1/${facts.vaeScaleFactor}, text ${facts.textLength}×${facts.textWidth}, `
-      + `unet ${facts.unetType} (timestep ${facts.timestepType}), vae encoder → ${facts.encoderOutput}, `
-      + `scaling ${facts.scalingFactor} (${facts.scalingFactorSource}), opsets ${COMPONENTS.map((c) => `${c} ${opsets[c] || '?'}`).join(', ')}`);
+    const { facts, io } = await deriveFacts(
+      runtime,
+      folder,
+      { textEncoder, unet, vaeEncoder, vaeDecoder },
+      tokenizer,
+      opsets,
+    );
+    note(
+      `model ${folder.dir}: latent ${facts.latentChannels}ch ×1/${facts.vaeScaleFactor}, text ${facts.textLength}×${facts.textWidth}, ` +
+        `unet ${facts.unetType} (timestep ${facts.timestepType}), vae encoder → ${facts.encoderOutput}, ` +
+        `scaling ${facts.scalingFactor} (${facts.scalingFactorSource}), opsets ${COMPONENTS.map((c) => `${c} ${opsets[c] || '?'}`).join(', ')}`,
+    );
     return {
-      dir: folder.dir, textEncoder, unet, vaeEncoder, vaeDecoder, tokenizer,
-      schedulerConfig: folder.schedulerConfig, schedulerConfigSource: folder.schedulerConfigSource,
-      schedulerNotes: folder.schedulerNotes, facts, io,
+      dir: folder.dir,
+      textEncoder,
+      unet,
+      vaeEncoder,
+      vaeDecoder,
+      tokenizer,
+      schedulerConfig: folder.schedulerConfig,
+      schedulerConfigSource: folder.schedulerConfigSource,
+      schedulerNotes: folder.schedulerNotes,
+      facts,
+      io,
       async release() {
         for (const s of created.splice(0)) await s.release();
       },
@@ -135,25 +184,50 @@ export async function loadModelFolder(dir: string, runtime: Runtime, opts: LoadM
   }
 }
 
-interface Sessions { textEncoder: Session; unet: Session; vaeEncoder: Session; vaeDecoder: Session }
+interface Sessions {
+  textEncoder: Session;
+  unet: Session;
+  vaeEncoder: Session;
+  vaeDecoder: Session;
+}
 
 async function deriveFacts(
-  runtime: Runtime, folder: ModelFolder, s: Sessions, tokenizer: ClipTokenizer, opsets: Record<Component, number>,
+  runtime: Runtime,
+  folder: ModelFolder,
+  s: Sessions,
+  tokenizer: ClipTokenizer,
+  opsets: Record<Component, number>,
 ): Promise<{ facts: ModelFacts; io: ModelIoNames }> {
   // Text encoder: int ids in, hidden states out.
-  const textIds = findIo(s.textEncoder.inputs, ['input_ids'], 'text_encoder', 'input', s.textEncoder.inputs.length === 1);
+  const textIds = findIo(
+    s.textEncoder.inputs,
+    ['input_ids'],
+    'text_encoder',
+    'input',
+    s.textEncoder.inputs.length === 1,
+  );
   if (textIds.type !== 'int32' && textIds.type !== 'int64') {
-    throw modelInputError('text_encoder', `${textIds.name} is ${textIds.type}, expected int32 or int64 token ids`, { input: textIds.name });
+    throw modelInputError('text_encoder', `${textIds.name} is ${textIds.type}, expected int32 or int64 token ids`, {
+      input: textIds.name,
+    });
   }
   const textHidden = findIo(s.textEncoder.outputs, ['last_hidden_state'], 'text_encoder', 'output', true);
   const textMask = s.textEncoder.inputs.find((m) => m.name === 'attention_mask')?.name ?? null;
   const unexpected = s.textEncoder.inputs.filter((m) => m.name !== textIds.name && m.name !== textMask);
   if (unexpected.length) {
-    throw modelInputError('text_encoder', `has inputs vidprior cannot feed: ${unexpected.map((m) => m.name).join(', ')} (expected input_ids and optionally attention_mask)`, { input: unexpected[0]!.name });
+    throw modelInputError(
+      'text_encoder',
+      `has inputs vidprior cannot feed: ${unexpected.map((m) => m.name).join(', ')} (expected input_ids and optionally attention_mask)`,
+      { input: unexpected[0]!.name },
+    );
   }
   const textLength = staticDim(textIds, 1) ?? tokenizer.maxLength;
   if (textLength !== tokenizer.maxLength) {
-    throw modelInputError('text_encoder', `${textIds.name} takes ${textLength} tokens but the tokenizer makes ${tokenizer.maxLength}`, { input: textIds.name, expected: tokenizer.maxLength });
+    throw modelInputError(
+      'text_encoder',
+      `${textIds.name} takes ${textLength} tokens but the tokenizer makes ${tokenizer.maxLength}`,
+      { input: textIds.name, expected: tokenizer.maxLength },
+    );
   }
   let textWidth = staticDim(textHidden, 2);
   if (textWidth === null) {
@@ -171,22 +245,50 @@ async function deriveFacts(
   const unetType = floatType(unetSample, 'unet');
   const unetTextType = floatType(unetText, 'unet');
   if (!TIMESTEP_TYPES.has(unetTimestep.type)) {
-    throw modelInputError('unet', `timestep is ${unetTimestep.type}, expected int64, int32, float32 or float16`, { input: 'timestep' });
+    throw modelInputError('unet', `timestep is ${unetTimestep.type}, expected int64, int32, float32 or float16`, {
+      input: 'timestep',
+    });
   }
   const unetWidth = staticDim(unetText, 2);
   if (unetWidth !== null && unetWidth !== textWidth) {
-    throw modelInputError('unet', `encoder_hidden_states width is ${unetWidth} but the text encoder outputs ${textWidth}`, { input: 'encoder_hidden_states', got: unetWidth, expected: textWidth });
+    throw modelInputError(
+      'unet',
+      `encoder_hidden_states width is ${unetWidth} but the text encoder outputs ${textWidth}`,
+      { input: 'encoder_hidden_states', got: unetWidth, expected: textWidth },
+    );
   }
 
   // VAE: the decoder probe gives the scale factor, the encoder probe the output kind.
-  const vaeEncoderIn = findIo(s.vaeEncoder.inputs, ['sample'], 'vae_encoder', 'input', s.vaeEncoder.inputs.length === 1);
-  const vaeEncoderOut = findIo(s.vaeEncoder.outputs, ['latent_sample', 'latent_parameters'], 'vae_encoder', 'output', true);
-  const vaeDecoderIn = findIo(s.vaeDecoder.inputs, ['latent_sample'], 'vae_decoder', 'input', s.vaeDecoder.inputs.length === 1);
+  const vaeEncoderIn = findIo(
+    s.vaeEncoder.inputs,
+    ['sample'],
+    'vae_encoder',
+    'input',
+    s.vaeEncoder.inputs.length === 1,
+  );
+  const vaeEncoderOut = findIo(
+    s.vaeEncoder.outputs,
+    ['latent_sample', 'latent_parameters'],
+    'vae_encoder',
+    'output',
+    true,
+  );
+  const vaeDecoderIn = findIo(
+    s.vaeDecoder.inputs,
+    ['latent_sample'],
+    'vae_decoder',
+    'input',
+    s.vaeDecoder.inputs.length === 1,
+  );
   const vaeDecoderOut = findIo(s.vaeDecoder.outputs, ['sample'], 'vae_decoder', 'output', true);
   const vaeEncoderType = floatType(vaeEncoderIn, 'vae_encoder');
   const vaeDecoderType = floatType(vaeDecoderIn, 'vae_decoder');
   if (staticDim(vaeEncoderIn, 1) !== null && staticDim(vaeEncoderIn, 1) !== 3) {
-    throw modelInputError('vae_encoder', `${vaeEncoderIn.name} has ${staticDim(vaeEncoderIn, 1)} channels, expected 3 (RGB)`, { input: vaeEncoderIn.name, expected: 3 });
+    throw modelInputError(
+      'vae_encoder',
+      `${vaeEncoderIn.name} has ${staticDim(vaeEncoderIn, 1)} channels, expected 3 (RGB)`,
+      { input: vaeEncoderIn.name, expected: 3 },
+    );
   }
   let latentChannels = staticDim(vaeDecoderIn, 1) ?? staticDim(unetSample, 1);
   const probeLatent = 2;
@@ -194,20 +296,43 @@ async function deriveFacts(
   let encoderChannels: number;
   if (latentChannels === null) {
     // Nothing states the channel count: encode a 64×64 image first (any factor up to 32 leaves ≥ 2×2).
-    const enc = await probeDims(runtime, s.vaeEncoder, { [vaeEncoderIn.name]: zeros(vaeEncoderType, [1, 3, 64, 64]) }, vaeEncoderOut.name);
+    const enc = await probeDims(
+      runtime,
+      s.vaeEncoder,
+      { [vaeEncoderIn.name]: zeros(vaeEncoderType, [1, 3, 64, 64]) },
+      vaeEncoderOut.name,
+    );
     vaeScaleFactor = 64 / enc[2]!;
     encoderChannels = enc[1]!;
     latentChannels = vaeEncoderOut.name === 'latent_parameters' ? encoderChannels / 2 : encoderChannels;
   } else {
-    const dec = await probeDims(runtime, s.vaeDecoder, { [vaeDecoderIn.name]: zeros(vaeDecoderType, [1, latentChannels, probeLatent, probeLatent]) }, vaeDecoderOut.name);
+    const dec = await probeDims(
+      runtime,
+      s.vaeDecoder,
+      { [vaeDecoderIn.name]: zeros(vaeDecoderType, [1, latentChannels, probeLatent, probeLatent]) },
+      vaeDecoderOut.name,
+    );
     if (dec.length !== 4 || dec[1] !== 3 || dec[2]! % probeLatent !== 0) {
-      throw modelInputError('vae_decoder', `a [1,${latentChannels},2,2] latent decodes to [${dec.join(',')}], expected [1,3,2f,2f]`, { output: vaeDecoderOut.name });
+      throw modelInputError(
+        'vae_decoder',
+        `a [1,${latentChannels},2,2] latent decodes to [${dec.join(',')}], expected [1,3,2f,2f]`,
+        { output: vaeDecoderOut.name },
+      );
     }
     vaeScaleFactor = dec[2]! / probeLatent;
     const side = probeLatent * vaeScaleFactor;
-    const enc = await probeDims(runtime, s.vaeEncoder, { [vaeEncoderIn.name]: zeros(vaeEncoderType, [1, 3, side, side]) }, vaeEncoderOut.name);
+    const enc = await probeDims(
+      runtime,
+      s.vaeEncoder,
+      { [vaeEncoderIn.name]: zeros(vaeEncoderType, [1, 3, side, side]) },
+      vaeEncoderOut.name,
+    );
     if (enc.length !== 4 || enc[2] !== probeLatent || enc[3] !== probeLatent) {
-      throw modelInputError('vae_encoder', `a ${side}×${side} image encodes to [${enc.join(',')}], expected [1,C,${probeLatent},${probeLatent}] (the decoder scales by ${vaeScaleFactor})`, { output: vaeEncoderOut.name });
+      throw modelInputError(
+        'vae_encoder',
+        `a ${side}×${side} image encodes to [${enc.join(',')}], expected [1,C,${probeLatent},${probeLatent}] (the decoder scales by ${vaeScaleFactor})`,
+        { output: vaeEncoderOut.name },
+      );
     }
     encoderChannels = enc[1]!;
   }
@@ -218,22 +343,40 @@ async function deriveFacts(
   if (encoderChannels === 2 * latentChannels) encoderOutput = 'latent_parameters';
   else if (encoderChannels === latentChannels) encoderOutput = 'latent_sample';
   else {
-    throw modelInputError('vae_encoder', `${vaeEncoderOut.name} has ${encoderChannels} channels, expected ${latentChannels} (mean) or ${2 * latentChannels} (mean and log-variance)`, { output: vaeEncoderOut.name, got: encoderChannels, expected: latentChannels });
+    throw modelInputError(
+      'vae_encoder',
+      `${vaeEncoderOut.name} has ${encoderChannels} channels, expected ${latentChannels} (mean) or ${2 * latentChannels} (mean and log-variance)`,
+      { output: vaeEncoderOut.name, got: encoderChannels, expected: latentChannels },
+    );
   }
   const unetChannels = staticDim(unetSample, 1);
   if (unetChannels !== null && unetChannels !== latentChannels) {
-    throw modelInputError('unet', `sample has ${unetChannels} channels but the VAE's latents have ${latentChannels}`, { input: 'sample', got: unetChannels, expected: latentChannels });
+    throw modelInputError('unet', `sample has ${unetChannels} channels but the VAE's latents have ${latentChannels}`, {
+      input: 'sample',
+      got: unetChannels,
+      expected: latentChannels,
+    });
   }
   const unetOutChannels = staticDim(unetOut, 1);
   if (unetOutChannels !== null && unetOutChannels !== latentChannels) {
-    throw modelInputError('unet', `${unetOut.name} has ${unetOutChannels} channels, expected ${latentChannels} (the noise prediction of a latent)`, { output: unetOut.name, got: unetOutChannels, expected: latentChannels });
+    throw modelInputError(
+      'unet',
+      `${unetOut.name} has ${unetOutChannels} channels, expected ${latentChannels} (the noise prediction of a latent)`,
+      { output: unetOut.name, got: unetOutChannels, expected: latentChannels },
+    );
   }
 
   const facts: ModelFacts = {
-    vaeScaleFactor, latentChannels, textWidth, textLength,
+    vaeScaleFactor,
+    latentChannels,
+    textWidth,
+    textLength,
     textIdsType: textIds.type as 'int32' | 'int64',
-    textEncoderOutputType: FLOAT_TYPES.has(textHidden.type) ? textHidden.type as FloatType : 'float32',
-    unetType, unetTextType, vaeEncoderType, vaeDecoderType,
+    textEncoderOutputType: FLOAT_TYPES.has(textHidden.type) ? (textHidden.type as FloatType) : 'float32',
+    unetType,
+    unetTextType,
+    vaeEncoderType,
+    vaeDecoderType,
     timestepType: unetTimestep.type as ModelFacts['timestepType'],
     timestepDims: unetTimestep.dims.length === 0 ? [] : [1],
     encoderOutput,
@@ -242,10 +385,17 @@ async function deriveFacts(
     opsets,
   };
   const io: ModelIoNames = {
-    textIds: textIds.name, textMask, textHidden: textHidden.name,
-    unetSample: unetSample.name, unetTimestep: unetTimestep.name, unetText: unetText.name, unetOut: unetOut.name,
-    vaeEncoderIn: vaeEncoderIn.name, vaeEncoderOut: vaeEncoderOut.name,
-    vaeDecoderIn: vaeDecoderIn.name, vaeDecoderOut: vaeDecoderOut.name,
+    textIds: textIds.name,
+    textMask,
+    textHidden: textHidden.name,
+    unetSample: unetSample.name,
+    unetTimestep: unetTimestep.name,
+    unetText: unetText.name,
+    unetOut: unetOut.name,
+    vaeEncoderIn: vaeEncoderIn.name,
+    vaeEncoderOut: vaeEncoderOut.name,
+    vaeDecoderIn: vaeDecoderIn.name,
+    vaeDecoderOut: vaeDecoderOut.name,
   };
   return { facts, io };
 }

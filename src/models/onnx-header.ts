@@ -109,7 +109,12 @@ export async function readOnnxHeader(path: string): Promise<OnnxHeader> {
     return header;
   } catch (err) {
     if (err instanceof VidpriorError) throw err;
-    throw new VidpriorError('E_ONNX', `${path} is not a readable ONNX model: ${(err as Error).message}`, { path }, { cause: err });
+    throw new VidpriorError(
+      'E_ONNX',
+      `${path} is not a readable ONNX model: ${(err as Error).message}`,
+      { path },
+      { cause: err },
+    );
   } finally {
     await fh.close();
   }

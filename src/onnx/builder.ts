@@ -13,15 +13,43 @@
  * `attr.float()` / `attr.int()` from ir.ts to say it explicitly.
  */
 import {
-  type AttributeValue, type Dim, type ElemType, type Graph, type Model, type Node, type TensorValue,
-  type TypedData, allocTyped, elementCount, emptyModel,
+  type AttributeValue,
+  type Dim,
+  type ElemType,
+  type Graph,
+  type Model,
+  type Node,
+  type TensorValue,
+  type TypedData,
+  allocTyped,
+  elementCount,
+  emptyModel,
 } from './ir.js';
 
 /** Attributes that ONNX types as FLOAT / FLOATS even when the value written is a whole number. */
 const FLOAT_ATTRIBUTES = new Set([
-  'epsilon', 'alpha', 'beta', 'gamma', 'momentum', 'ratio', 'value_float', 'value_floats', 'scale', 'bias',
-  'lambd', 'spatial_scale', 'cubic_coeff_a', 'extrapolation_value', 'seed', 'mean', 'high', 'low', 'scales',
-  'mask_filter_value', 'max', 'min',
+  'epsilon',
+  'alpha',
+  'beta',
+  'gamma',
+  'momentum',
+  'ratio',
+  'value_float',
+  'value_floats',
+  'scale',
+  'bias',
+  'lambd',
+  'spatial_scale',
+  'cubic_coeff_a',
+  'extrapolation_value',
+  'seed',
+  'mean',
+  'high',
+  'low',
+  'scales',
+  'mask_filter_value',
+  'max',
+  'min',
 ]);
 
 export type AttrInput = number | string | boolean | number[] | string[] | AttributeValue | TensorValue | Graph;
@@ -53,17 +81,23 @@ export class GraphBuilder {
   constructor(nameOrModel: string | Model, options?: BuilderOptions) {
     if (typeof nameOrModel === 'string') {
       this.model = emptyModel(nameOrModel, options!.opset);
-      for (const [domain, version] of Object.entries(options!.domains ?? {})) this.model.opsetImports.push({ domain, version });
+      for (const [domain, version] of Object.entries(options!.domains ?? {}))
+        this.model.opsetImports.push({ domain, version });
     } else {
       this.model = nameOrModel;
       const g = nameOrModel.graph;
       for (const v of g.inputs) this.used.add(v.name);
       for (const t of g.initializers) this.used.add(t.name);
-      for (const n of g.nodes) { this.used.add(n.name); for (const o of n.outputs) this.used.add(o); }
+      for (const n of g.nodes) {
+        this.used.add(n.name);
+        for (const o of n.outputs) this.used.add(o);
+      }
     }
   }
 
-  get graph(): Graph { return this.model.graph; }
+  get graph(): Graph {
+    return this.model.graph;
+  }
 
   /** The default-domain opset the graph is built for (rules differ across opsets, e.g. ReduceMean axes). */
   get opset(): number {
@@ -86,7 +120,11 @@ export class GraphBuilder {
   /** Runs `fn` with node names prefixed by `prefix` (nested scopes join with '/'). */
   scope<T>(prefix: string, fn: () => T): T {
     this.scopes.push(prefix);
-    try { return fn(); } finally { this.scopes.pop(); }
+    try {
+      return fn();
+    } finally {
+      this.scopes.pop();
+    }
   }
 
   private scoped(name: string): string {
@@ -109,7 +147,14 @@ export class GraphBuilder {
     if (name && name !== value) {
       if (this.used.has(name)) throw new Error(`graph already has a value named "${name}"`);
       this.used.add(name);
-      this.graph.nodes.push({ name: this.fresh(this.scoped(`Identity_${name}`)), opType: 'Identity', domain: '', inputs: [value], outputs: [name], attributes: {} });
+      this.graph.nodes.push({
+        name: this.fresh(this.scoped(`Identity_${name}`)),
+        opType: 'Identity',
+        domain: '',
+        inputs: [value],
+        outputs: [name],
+        attributes: {},
+      });
       out = name;
     }
     this.graph.outputs.push({ name: out, type: type ?? this.typeOf(value) ?? 'float32', shape: shape ?? null });
@@ -132,7 +177,7 @@ export class GraphBuilder {
    */
   constant(values: number[] | TypedData, dims?: number[], type?: ElemType, hint = 'const'): string {
     const arr = Array.isArray(values) ? values : null;
-    const elemType: ElemType = type ?? (arr && arr.every(Number.isInteger) ? 'int64' : 'float32');
+    const elemType: ElemType = type ?? (arr?.every(Number.isInteger) ? 'int64' : 'float32');
     const shape = dims ?? [Array.isArray(values) ? values.length : values.length];
     const key = arr && arr.length <= 64 ? `${elemType}|${shape.join(',')}|${arr.join(',')}` : null;
     if (key && this.constCache.has(key)) return this.constCache.get(key)!;
@@ -140,9 +185,18 @@ export class GraphBuilder {
     if (arr) {
       data = allocTyped(elemType, arr.length);
       // A double at or past 2^63 (INT64_MAX written as a JS number) saturates instead of wrapping to INT64_MIN.
-      if (data instanceof BigInt64Array) arr.forEach((v, i) => { (data as BigInt64Array)[i] = v >= 2 ** 63 ? (1n << 63n) - 1n : v <= -(2 ** 63) ? -(1n << 63n) : BigInt(v); });
-      else if (data instanceof BigUint64Array) arr.forEach((v, i) => { (data as BigUint64Array)[i] = BigInt(v); });
-      else arr.forEach((v, i) => { (data as Float32Array)[i] = v; });
+      if (data instanceof BigInt64Array)
+        arr.forEach((v, i) => {
+          (data as BigInt64Array)[i] = v >= 2 ** 63 ? (1n << 63n) - 1n : v <= -(2 ** 63) ? -(1n << 63n) : BigInt(v);
+        });
+      else if (data instanceof BigUint64Array)
+        arr.forEach((v, i) => {
+          (data as BigUint64Array)[i] = BigInt(v);
+        });
+      else
+        arr.forEach((v, i) => {
+          (data as Float32Array)[i] = v;
+        });
     } else {
       data = values as TypedData;
     }
@@ -152,25 +206,41 @@ export class GraphBuilder {
   }
 
   /** A 1-D int64 constant (shapes, axes, starts/ends). */
-  ints(values: number[]): string { return this.constant(values, [values.length], 'int64', 'ints'); }
+  ints(values: number[]): string {
+    return this.constant(values, [values.length], 'int64', 'ints');
+  }
 
   /** A scalar constant (rank 0). */
-  scalar(value: number, type: ElemType = 'float32'): string { return this.constant([value], [], type, 'scalar'); }
+  scalar(value: number, type: ElemType = 'float32'): string {
+    return this.constant([value], [], type, 'scalar');
+  }
 
   /** Adds one node and returns its first output. */
-  op(opType: string, inputs: (string | undefined)[], attrs: Record<string, AttrInput | undefined> = {}, options: OpOptions = {}): string {
+  op(
+    opType: string,
+    inputs: (string | undefined)[],
+    attrs: Record<string, AttrInput | undefined> = {},
+    options: OpOptions = {},
+  ): string {
     return this.opMulti(opType, inputs, 1, attrs, options)[0]!;
   }
 
   /** Adds one node with `outputs` outputs (a count or names) and returns their names. */
   opMulti(
-    opType: string, inputs: (string | undefined)[], outputs: number | string[],
-    attrs: Record<string, AttrInput | undefined> = {}, options: OpOptions = {},
+    opType: string,
+    inputs: (string | undefined)[],
+    outputs: number | string[],
+    attrs: Record<string, AttrInput | undefined> = {},
+    options: OpOptions = {},
   ): string[] {
-    const nodeName = options.name ? this.fresh(this.scoped(options.name)) : this.fresh(this.scoped(`${opType}_${this.counter++}`));
-    const outNames = options.outputs ?? (Array.isArray(outputs)
-      ? outputs.map((o) => this.fresh(o))
-      : Array.from({ length: outputs }, (_, i) => this.fresh(`${nodeName}_output_${i}`)));
+    const nodeName = options.name
+      ? this.fresh(this.scoped(options.name))
+      : this.fresh(this.scoped(`${opType}_${this.counter++}`));
+    const outNames =
+      options.outputs ??
+      (Array.isArray(outputs)
+        ? outputs.map((o) => this.fresh(o))
+        : Array.from({ length: outputs }, (_, i) => this.fresh(`${nodeName}_output_${i}`)));
     const node: Node = {
       name: nodeName,
       opType,
@@ -187,12 +257,16 @@ export class GraphBuilder {
   /** The element type of a value when the builder can tell (inputs, initializers, annotated values). */
   typeOf(value: string): ElemType | undefined {
     const g = this.graph;
-    return g.inputs.find((v) => v.name === value)?.type
-      ?? g.initializers.find((t) => t.name === value)?.type
-      ?? g.valueInfo.find((v) => v.name === value)?.type;
+    return (
+      g.inputs.find((v) => v.name === value)?.type ??
+      g.initializers.find((t) => t.name === value)?.type ??
+      g.valueInfo.find((v) => v.name === value)?.type
+    );
   }
 
-  build(): Model { return this.model; }
+  build(): Model {
+    return this.model;
+  }
 }
 
 export function toAttributes(attrs: Record<string, AttrInput | undefined>): Record<string, AttributeValue> {
@@ -206,7 +280,8 @@ export function toAttributes(attrs: Record<string, AttrInput | undefined>): Reco
 
 function toAttribute(name: string, value: AttrInput): AttributeValue {
   const isFloat = FLOAT_ATTRIBUTES.has(name);
-  if (typeof value === 'number') return isFloat || !Number.isInteger(value) ? { type: 'float', value } : { type: 'int', value };
+  if (typeof value === 'number')
+    return isFloat || !Number.isInteger(value) ? { type: 'float', value } : { type: 'int', value };
   if (typeof value === 'boolean') return { type: 'int', value: value ? 1 : 0 };
   if (typeof value === 'string') return { type: 'string', value };
   if (Array.isArray(value)) {

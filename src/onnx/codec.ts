@@ -9,13 +9,37 @@
 import protobuf from 'protobufjs';
 import { VidpriorError } from '../errors.js';
 import {
-  type AttributeValue, type Dim, type ElemType, type FunctionDef, type Graph, type Model, type Node,
-  type OpsetImport, type TensorValue, type TypedData, type ValueInfo,
-  ELEM_SIZE, ELEM_TYPE_BY_CODE, ELEM_TYPE_CODE, allocTyped, bytesOf, elementCount, typedFromBytes,
+  type AttributeValue,
+  type Dim,
+  type ElemType,
+  type FunctionDef,
+  type Graph,
+  type Model,
+  type Node,
+  type OpsetImport,
+  type TensorValue,
+  type TypedData,
+  type ValueInfo,
+  ELEM_SIZE,
+  ELEM_TYPE_BY_CODE,
+  ELEM_TYPE_CODE,
+  allocTyped,
+  bytesOf,
+  elementCount,
+  typedFromBytes,
 } from './ir.js';
 import {
-  type Int64, type PAttribute, type PDim, type PEntry, type PFunction, type PGraph, type PModel, type PNode, type POpset,
-  type PTensor, type PValueInfo, onnxTypes,
+  type Int64,
+  type PAttribute,
+  type PDim,
+  type PFunction,
+  type PGraph,
+  type PModel,
+  type PNode,
+  type POpset,
+  type PTensor,
+  type PValueInfo,
+  onnxTypes,
 } from './schema.js';
 
 export interface DecodeOptions {
@@ -27,19 +51,40 @@ export interface DecodeOptions {
 export const PROTOBUF_LIMIT = 2 ** 31 - 1;
 
 // AttributeProto.AttributeType
-const A = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5, FLOATS: 6, INTS: 7, STRINGS: 8, TENSORS: 9, GRAPHS: 10 } as const;
+const A = {
+  FLOAT: 1,
+  INT: 2,
+  STRING: 3,
+  TENSOR: 4,
+  GRAPH: 5,
+  FLOATS: 6,
+  INTS: 7,
+  STRINGS: 8,
+  TENSORS: 9,
+  GRAPHS: 10,
+} as const;
 const EXTERNAL = 1; // TensorProto.DataLocation
 const ATTRIBUTE_TYPE_NAMES: Record<number, AttributeValue['type']> = {
-  [A.FLOAT]: 'float', [A.INT]: 'int', [A.STRING]: 'string', [A.TENSOR]: 'tensor', [A.GRAPH]: 'graph',
-  [A.FLOATS]: 'floats', [A.INTS]: 'ints', [A.STRINGS]: 'strings', [A.TENSORS]: 'tensors', [A.GRAPHS]: 'graphs',
+  [A.FLOAT]: 'float',
+  [A.INT]: 'int',
+  [A.STRING]: 'string',
+  [A.TENSOR]: 'tensor',
+  [A.GRAPH]: 'graph',
+  [A.FLOATS]: 'floats',
+  [A.INTS]: 'ints',
+  [A.STRINGS]: 'strings',
+  [A.TENSORS]: 'tensors',
+  [A.GRAPHS]: 'graphs',
 };
-const ATTRIBUTE_TYPE_CODES = Object.fromEntries(Object.entries(ATTRIBUTE_TYPE_NAMES).map(([k, v]) => [v, Number(k)])) as Record<AttributeValue['type'], number>;
+const ATTRIBUTE_TYPE_CODES = Object.fromEntries(
+  Object.entries(ATTRIBUTE_TYPE_NAMES).map(([k, v]) => [v, Number(k)]),
+) as Record<AttributeValue['type'], number>;
 
 const utf8 = new TextDecoder();
 const utf8Encoder = new TextEncoder();
 
 function has(obj: object, key: string): boolean {
-  return Object.prototype.hasOwnProperty.call(obj, key);
+  return Object.hasOwn(obj, key);
 }
 
 function toNumber(v: Int64 | undefined): number {
@@ -125,7 +170,10 @@ function decodeNode(n: PNode, opts: DecodeOptions): Node {
     const where = `node "${n.name ?? ''}" (${n.op_type ?? '?'})`;
     if (a.ref_attr_name) {
       const type = ATTRIBUTE_TYPE_NAMES[a.type ?? 0];
-      if (!type) throw onnxError(`${where}: attribute "${a.name}" refers to "${a.ref_attr_name}" with unsupported type ${a.type ?? 0}`);
+      if (!type)
+        throw onnxError(
+          `${where}: attribute "${a.name}" refers to "${a.ref_attr_name}" with unsupported type ${a.type ?? 0}`,
+        );
       (refs ??= {})[a.name ?? ''] = { ref: a.ref_attr_name, type };
     } else {
       attributes[a.name ?? ''] = decodeAttribute(a, where, opts);
@@ -163,16 +211,26 @@ function attributeType(a: PAttribute): number {
 function decodeAttribute(a: PAttribute, where: string, opts: DecodeOptions): AttributeValue {
   const type = attributeType(a);
   switch (type) {
-    case A.FLOAT: return { type: 'float', value: a.f ?? 0 };
-    case A.INT: return { type: 'int', value: toNumber(a.i) };
-    case A.STRING: return { type: 'string', value: utf8.decode(a.s ?? new Uint8Array()) };
-    case A.TENSOR: return { type: 'tensor', value: decodeTensor(a.t ?? {}, opts) };
-    case A.GRAPH: return { type: 'graph', value: decodeGraph(a.g ?? {}, opts) };
-    case A.FLOATS: return { type: 'floats', value: [...(a.floats ?? [])] };
-    case A.INTS: return { type: 'ints', value: (a.ints ?? []).map(toNumber) };
-    case A.STRINGS: return { type: 'strings', value: (a.strings ?? []).map((s) => utf8.decode(s)) };
-    case A.TENSORS: return { type: 'tensors', value: (a.tensors ?? []).map((t) => decodeTensor(t, opts)) };
-    case A.GRAPHS: return { type: 'graphs', value: (a.graphs ?? []).map((g) => decodeGraph(g, opts)) };
+    case A.FLOAT:
+      return { type: 'float', value: a.f ?? 0 };
+    case A.INT:
+      return { type: 'int', value: toNumber(a.i) };
+    case A.STRING:
+      return { type: 'string', value: utf8.decode(a.s ?? new Uint8Array()) };
+    case A.TENSOR:
+      return { type: 'tensor', value: decodeTensor(a.t ?? {}, opts) };
+    case A.GRAPH:
+      return { type: 'graph', value: decodeGraph(a.g ?? {}, opts) };
+    case A.FLOATS:
+      return { type: 'floats', value: [...(a.floats ?? [])] };
+    case A.INTS:
+      return { type: 'ints', value: (a.ints ?? []).map(toNumber) };
+    case A.STRINGS:
+      return { type: 'strings', value: (a.strings ?? []).map((s) => utf8.decode(s)) };
+    case A.TENSORS:
+      return { type: 'tensors', value: (a.tensors ?? []).map((t) => decodeTensor(t, opts)) };
+    case A.GRAPHS:
+      return { type: 'graphs', value: (a.graphs ?? []).map((g) => decodeGraph(g, opts)) };
     default:
       throw onnxError(`${where}: attribute "${a.name}" has type ${type}, which vidprior does not support`);
   }
@@ -180,7 +238,8 @@ function decodeAttribute(a: PAttribute, where: string, opts: DecodeOptions): Att
 
 function elemTypeOf(code: number | undefined, what: string): ElemType {
   const type = ELEM_TYPE_BY_CODE[code ?? 0];
-  if (!type) throw onnxError(`${what} has element type ${code ?? 0}, which vidprior does not support`, { elemType: code });
+  if (!type)
+    throw onnxError(`${what} has element type ${code ?? 0}, which vidprior does not support`, { elemType: code });
   return type;
 }
 
@@ -194,7 +253,9 @@ function decodeValueInfo(v: PValueInfo, required: boolean): ValueInfo | null {
     elemTypeOf(tt.elem_type, `graph input/output "${name}"`);
   }
   const shape: Dim[] | null = tt!.shape
-    ? (tt!.shape.dim ?? []).map((d) => (has(d, 'dim_value') ? toNumber(d.dim_value) : has(d, 'dim_param') ? d.dim_param! : null))
+    ? (tt!.shape.dim ?? []).map((d) =>
+        has(d, 'dim_value') ? toNumber(d.dim_value) : has(d, 'dim_param') ? d.dim_param! : null,
+      )
     : null;
   const info: ValueInfo = { name, type: ELEM_TYPE_BY_CODE[tt!.elem_type!]!, shape };
   if (v.doc_string) info.docString = v.doc_string;
@@ -223,7 +284,8 @@ function decodeTensor(t: PTensor, opts: DecodeOptions): TensorValue {
 
   if (type === 'string') {
     tensor.strings = (t.string_data ?? []).map((s) => utf8.decode(s));
-    if (tensor.strings.length !== count) throw onnxError(`tensor "${name}": ${tensor.strings.length} strings for dims [${dims}]`);
+    if (tensor.strings.length !== count)
+      throw onnxError(`tensor "${name}": ${tensor.strings.length} strings for dims [${dims}]`);
     return tensor;
   }
 
@@ -235,7 +297,9 @@ function decodeTensor(t: PTensor, opts: DecodeOptions): TensorValue {
     data = decodeTypedFields(t, type, count);
   }
   if (data.length !== count) {
-    throw onnxError(`tensor "${name}" holds ${data.length} ${type} values but its dims [${dims}] need ${count}`, { tensor: name });
+    throw onnxError(`tensor "${name}" holds ${data.length} ${type} values but its dims [${dims}] need ${count}`, {
+      tensor: name,
+    });
   }
   tensor.data = data;
   return tensor;
@@ -244,12 +308,24 @@ function decodeTensor(t: PTensor, opts: DecodeOptions): TensorValue {
 /** The typed repeated fields that writers use instead of raw_data (onnx.proto says which type goes where). */
 function decodeTypedFields(t: PTensor, type: ElemType, count: number): TypedData {
   switch (type) {
-    case 'float32': return Float32Array.from(t.float_data ?? []);
-    case 'float64': return Float64Array.from(t.double_data ?? []);
-    case 'int64': return BigInt64Array.from(t.int64_data ?? [], toBigInt);
-    case 'uint64': return BigUint64Array.from(t.uint64_data ?? [], (v) => BigInt.asUintN(64, toBigInt(v)));
-    case 'uint32': return Uint32Array.from(t.uint64_data ?? [], toNumber);
-    case 'int32': case 'int16': case 'int8': case 'uint16': case 'uint8': case 'bool': case 'float16': case 'bfloat16': {
+    case 'float32':
+      return Float32Array.from(t.float_data ?? []);
+    case 'float64':
+      return Float64Array.from(t.double_data ?? []);
+    case 'int64':
+      return BigInt64Array.from(t.int64_data ?? [], toBigInt);
+    case 'uint64':
+      return BigUint64Array.from(t.uint64_data ?? [], (v) => BigInt.asUintN(64, toBigInt(v)));
+    case 'uint32':
+      return Uint32Array.from(t.uint64_data ?? [], toNumber);
+    case 'int32':
+    case 'int16':
+    case 'int8':
+    case 'uint16':
+    case 'uint8':
+    case 'bool':
+    case 'float16':
+    case 'bfloat16': {
       // Small types sit one per int32; float16/bfloat16 as their 16 raw bits.
       const src = t.int32_data ?? [];
       const out = allocTyped(type, src.length) as Int32Array;
@@ -257,7 +333,9 @@ function decodeTypedFields(t: PTensor, type: ElemType, count: number): TypedData
       return out;
     }
     default:
-      throw onnxError(`tensor "${t.name ?? ''}" of type ${type} has no data field vidprior can read (${count} values expected)`);
+      throw onnxError(
+        `tensor "${t.name ?? ''}" of type ${type} has no data field vidprior can read (${count} values expected)`,
+      );
   }
 }
 
@@ -273,7 +351,8 @@ function decodeFunction(f: PFunction, opts: DecodeOptions): FunctionDef {
   };
   if (f.attribute_proto?.length) {
     fn.attributeDefaults = {};
-    for (const a of f.attribute_proto) fn.attributeDefaults[a.name ?? ''] = decodeAttribute(a, `function "${fn.name}"`, opts);
+    for (const a of f.attribute_proto)
+      fn.attributeDefaults[a.name ?? ''] = decodeAttribute(a, `function "${fn.name}"`, opts);
   }
   if (f.doc_string) fn.docString = f.doc_string;
   return fn;
@@ -289,7 +368,10 @@ function decodeFunction(f: PFunction, opts: DecodeOptions): FunctionDef {
 export function encodeModel(model: Model): Uint8Array {
   const inlineBytes = inlineTensorBytes(model.graph);
   if (inlineBytes > PROTOBUF_LIMIT) {
-    throw onnxError(`model "${model.graph.name}" holds ${inlineBytes} bytes of tensors inline, over protobuf's 2 GB limit: save it with external data`, { bytes: inlineBytes });
+    throw onnxError(
+      `model "${model.graph.name}" holds ${inlineBytes} bytes of tensors inline, over protobuf's 2 GB limit: save it with external data`,
+      { bytes: inlineBytes },
+    );
   }
   const pm = {
     ir_version: toLong(model.irVersion),
@@ -327,7 +409,9 @@ function countNodes(g: Graph): number {
 /** Bytes of tensor data a graph (and its subgraphs) would hold inline. */
 function inlineTensorBytes(g: Graph): number {
   let total = 0;
-  const tensor = (t: TensorValue): void => { if (t.data) total += t.data.byteLength; };
+  const tensor = (t: TensorValue): void => {
+    if (t.data) total += t.data.byteLength;
+  };
   for (const t of g.initializers) tensor(t);
   for (const n of g.nodes) {
     for (const a of Object.values(n.attributes)) {
@@ -365,7 +449,11 @@ function encodeNode(n: Node): PNode {
     domain: n.domain,
     attribute: [
       ...Object.entries(n.attributes).map(([name, a]) => encodeAttribute(name, a)),
-      ...Object.entries(n.attributeRefs ?? {}).map(([name, r]) => ({ name, ref_attr_name: r.ref, type: ATTRIBUTE_TYPE_CODES[r.type] })),
+      ...Object.entries(n.attributeRefs ?? {}).map(([name, r]) => ({
+        name,
+        ref_attr_name: r.ref,
+        type: ATTRIBUTE_TYPE_CODES[r.type],
+      })),
     ],
     doc_string: n.docString,
   };
@@ -373,29 +461,50 @@ function encodeNode(n: Node): PNode {
 
 function encodeAttribute(name: string, a: AttributeValue): PAttribute {
   switch (a.type) {
-    case 'float': return { name, type: A.FLOAT, f: a.value };
-    case 'int': return { name, type: A.INT, i: toLong(a.value) };
-    case 'string': return { name, type: A.STRING, s: utf8Encoder.encode(a.value) };
-    case 'tensor': return { name, type: A.TENSOR, t: encodeTensor(a.value) };
-    case 'graph': return { name, type: A.GRAPH, g: encodeGraph(a.value) };
-    case 'floats': return { name, type: A.FLOATS, floats: a.value };
-    case 'ints': return { name, type: A.INTS, ints: a.value.map(toLong) };
-    case 'strings': return { name, type: A.STRINGS, strings: a.value.map((s) => utf8Encoder.encode(s)) };
-    case 'tensors': return { name, type: A.TENSORS, tensors: a.value.map(encodeTensor) };
-    case 'graphs': return { name, type: A.GRAPHS, graphs: a.value.map(encodeGraph) };
+    case 'float':
+      return { name, type: A.FLOAT, f: a.value };
+    case 'int':
+      return { name, type: A.INT, i: toLong(a.value) };
+    case 'string':
+      return { name, type: A.STRING, s: utf8Encoder.encode(a.value) };
+    case 'tensor':
+      return { name, type: A.TENSOR, t: encodeTensor(a.value) };
+    case 'graph':
+      return { name, type: A.GRAPH, g: encodeGraph(a.value) };
+    case 'floats':
+      return { name, type: A.FLOATS, floats: a.value };
+    case 'ints':
+      return { name, type: A.INTS, ints: a.value.map(toLong) };
+    case 'strings':
+      return { name, type: A.STRINGS, strings: a.value.map((s) => utf8Encoder.encode(s)) };
+    case 'tensors':
+      return { name, type: A.TENSORS, tensors: a.value.map(encodeTensor) };
+    case 'graphs':
+      return { name, type: A.GRAPHS, graphs: a.value.map(encodeGraph) };
   }
 }
 
 function encodeValueInfo(v: ValueInfo): PValueInfo {
-  const shape = v.shape === null ? undefined : {
-    dim: v.shape.map((d): PDim => (typeof d === 'number' ? { dim_value: toLong(d) } : typeof d === 'string' ? { dim_param: d } : {})),
-  };
+  const shape =
+    v.shape === null
+      ? undefined
+      : {
+          dim: v.shape.map(
+            (d): PDim =>
+              typeof d === 'number' ? { dim_value: toLong(d) } : typeof d === 'string' ? { dim_param: d } : {},
+          ),
+        };
   return { name: v.name, type: { tensor_type: { elem_type: ELEM_TYPE_CODE[v.type], shape } }, doc_string: v.docString };
 }
 
 /** A TensorProto: raw_data when the data is loaded, else the external reference. */
 export function encodeTensor(t: TensorValue): PTensor {
-  const pt: PTensor = { dims: t.dims.map(toLong) as Int64[], data_type: ELEM_TYPE_CODE[t.type], name: t.name, doc_string: t.docString };
+  const pt: PTensor = {
+    dims: t.dims.map(toLong) as Int64[],
+    data_type: ELEM_TYPE_CODE[t.type],
+    name: t.name,
+    doc_string: t.docString,
+  };
   if (t.type === 'string') {
     pt.string_data = (t.strings ?? []).map((s) => utf8Encoder.encode(s));
   } else if (t.data) {
@@ -426,4 +535,3 @@ function encodeFunction(f: FunctionDef): PFunction {
     doc_string: f.docString,
   };
 }
-

@@ -26,8 +26,16 @@ export interface Float16Options {
 }
 
 export const DEFAULT_FP32_OPS: readonly string[] = [
-  'Range', 'ConstantOfShape', 'CumSum', 'RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike',
-  'Multinomial', 'Bernoulli', 'EyeLike',
+  'Range',
+  'ConstantOfShape',
+  'CumSum',
+  'RandomNormal',
+  'RandomUniform',
+  'RandomNormalLike',
+  'RandomUniformLike',
+  'Multinomial',
+  'Bernoulli',
+  'EyeLike',
 ];
 
 export const DEFAULT_FP32_NODES: readonly (string | RegExp)[] = [/(^|\/)time_proj\//];
@@ -58,18 +66,23 @@ export function toHalfClamped(data: Float32Array): Uint16Array {
     const sign = (x >>> 16) & 0x8000;
     const abs = x & 0x7fffffff;
     let h: number;
-    if (abs >= 0x7f800000) h = 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0); // inf, NaN
-    else if (abs >= 0x477ff000) h = 0x7bff; // ≥ 65520 would round to inf: clamp to 65504
-    else if (abs >= 0x38800000) { // normal half
+    if (abs >= 0x7f800000)
+      h = 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0); // inf, NaN
+    else if (abs >= 0x477ff000)
+      h = 0x7bff; // ≥ 65520 would round to inf: clamp to 65504
+    else if (abs >= 0x38800000) {
+      // normal half
       h = (abs - 0x38000000) >>> 13;
       const rem = abs & 0x1fff;
-      if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
-    } else if (abs >= 0x33000000) { // subnormal half
+      if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+    } else if (abs >= 0x33000000) {
+      // subnormal half
       const shift = 126 - (abs >>> 23);
       const m = (abs & 0x7fffff) | 0x800000;
       h = m >>> shift;
-      const rem = m & ((1 << shift) - 1), halfway = 1 << (shift - 1);
-      if (rem > halfway || (rem === halfway && (h & 1))) h++;
+      const rem = m & ((1 << shift) - 1),
+        halfway = 1 << (shift - 1);
+      if (rem > halfway || (rem === halfway && h & 1)) h++;
     } else h = 0;
     out[i] = sign | h;
   }
@@ -77,7 +90,12 @@ export function toHalfClamped(data: Float32Array): Uint16Array {
 }
 
 function halfTensor(t: TensorValue, name = t.name): TensorValue {
-  if (!t.data) throw new VidpriorError('E_ONNX', `tensor "${t.name}" is not loaded: load its external data before converting to float16`, { tensor: t.name });
+  if (!t.data)
+    throw new VidpriorError(
+      'E_ONNX',
+      `tensor "${t.name}" is not loaded: load its external data before converting to float16`,
+      { tensor: t.name },
+    );
   return { ...t, name, type: 'float16', data: toHalfClamped(t.data as Float32Array) };
 }
 
@@ -88,7 +106,10 @@ export function convertToFloat16(model: Model, opts: Float16Options = {}): Model
   const out = cloneModel(model);
   const g = out.graph;
   if (g.nodes.some((n) => subgraphsOf(n).length)) {
-    throw new VidpriorError('E_ONNX', `model "${g.name}" has control-flow subgraphs, which float16 conversion does not handle`);
+    throw new VidpriorError(
+      'E_ONNX',
+      `model "${g.name}" has control-flow subgraphs, which float16 conversion does not handle`,
+    );
   }
   // 1. Types of every value, from shape inference.
   const { infos } = inferShapes(out);
@@ -97,16 +118,24 @@ export function convertToFloat16(model: Model, opts: Float16Options = {}): Model
   const blockOps = new Set(opts.blockOps ?? DEFAULT_FP32_OPS);
   const blockNodes = opts.blockNodes ?? DEFAULT_FP32_NODES;
   const ioHalf = opts.io === 'float16';
-  const converted = new Set<Node>(g.nodes.filter((n) => !blockOps.has(n.opType)
-    && !blockNodes.some((p) => (typeof p === 'string' ? p === n.name : p.test(n.name)))));
+  const converted = new Set<Node>(
+    g.nodes.filter(
+      (n) =>
+        !blockOps.has(n.opType) && !blockNodes.some((p) => (typeof p === 'string' ? p === n.name : p.test(n.name))),
+    ),
+  );
 
   // 2. What each consumer slot needs, and what each producer gives after conversion.
-  const wants = (n: Node, slot: number): Precision => (converted.has(n) && !float32InputSlots(n, opset).includes(slot) ? 'f16' : 'f32');
+  const wants = (n: Node, slot: number): Precision =>
+    converted.has(n) && !float32InputSlots(n, opset).includes(slot) ? 'f16' : 'f32';
   const index = new GraphIndex(g);
   const outputNames = new Set(g.outputs.map((o) => o.name));
   const consumerNeeds = (v: string): Set<Precision> => {
     const needs = new Set<Precision>();
-    for (const c of index.consumers(v)) c.inputs.forEach((i, slot) => { if (i === v) needs.add(wants(c, slot)); });
+    for (const c of index.consumers(v))
+      c.inputs.forEach((i, slot) => {
+        if (i === v) needs.add(wants(c, slot));
+      });
     if (outputNames.has(v)) needs.add(ioHalf ? 'f16' : 'f32');
     return needs;
   };
@@ -115,7 +144,8 @@ export function convertToFloat16(model: Model, opts: Float16Options = {}): Model
   // Constants (initializers, Constant nodes) take the precision all their readers want (float16 if any wants it).
   const constantPrecision = (v: string): Precision => (consumerNeeds(v).has('f16') ? 'f16' : 'f32');
   // (An initializer that is also a graph input is an input: a feed may replace it.)
-  for (const t of g.initializers) if (isF32(t.name) && !index.isInput(t.name)) gives.set(t.name, constantPrecision(t.name));
+  for (const t of g.initializers)
+    if (isF32(t.name) && !index.isInput(t.name)) gives.set(t.name, constantPrecision(t.name));
   for (const n of g.nodes) {
     const keep = float32OutputSlots(n);
     n.outputs.forEach((o, slot) => {
@@ -127,7 +157,10 @@ export function convertToFloat16(model: Model, opts: Float16Options = {}): Model
 
   // 3. Convert constants and attributes; rewrite inputs through Casts (or copies of initializers).
   const used = new Set<string>([...g.inputs.map((v) => v.name), ...g.initializers.map((t) => t.name)]);
-  for (const n of g.nodes) { used.add(n.name); n.outputs.forEach((o) => used.add(o)); }
+  for (const n of g.nodes) {
+    used.add(n.name);
+    n.outputs.forEach((o) => used.add(o));
+  }
   const fresh = (hint: string): string => {
     let name = hint;
     for (let i = 1; used.has(name); i++) name = `${hint}_${i}`;
@@ -144,7 +177,8 @@ export function convertToFloat16(model: Model, opts: Float16Options = {}): Model
     if (name) return name;
     name = fresh(`${v}_${to === 'f16' ? 'fp16' : 'fp32'}`);
     const init = index.isInput(v) ? undefined : original.get(v);
-    if (init) extraInits.push(to === 'f16' ? halfTensor(init, name) : { ...init, name }); // stored twice, never cast
+    if (init)
+      extraInits.push(to === 'f16' ? halfTensor(init, name) : { ...init, name }); // stored twice, never cast
     else before.push(castNode(fresh(`Cast_${name}`), v, name, to));
     casts.set(key, name);
     return name;
@@ -169,8 +203,17 @@ export function convertToFloat16(model: Model, opts: Float16Options = {}): Model
     const have = gives.get(o.name);
     if (!have) continue;
     const need: Precision = ioHalf ? 'f16' : 'f32';
-    if (have === need) { o.type = need === 'f16' ? 'float16' : 'float32'; continue; }
-    renameOutputProducer(g, o.name, fresh(`${o.name}_${have === 'f16' ? 'fp16' : 'fp32'}`), fresh(`Cast_${o.name}`), need);
+    if (have === need) {
+      o.type = need === 'f16' ? 'float16' : 'float32';
+      continue;
+    }
+    renameOutputProducer(
+      g,
+      o.name,
+      fresh(`${o.name}_${have === 'f16' ? 'fp16' : 'fp32'}`),
+      fresh(`Cast_${o.name}`),
+      need,
+    );
     o.type = need === 'f16' ? 'float16' : 'float32';
   }
 
@@ -183,25 +226,61 @@ export function convertToFloat16(model: Model, opts: Float16Options = {}): Model
 /** Attributes that carry a float32 type or value and must follow the node into float16. */
 function convertAttributes(n: Node, gives: Map<string, Precision>): void {
   const a = n.attributes;
-  if (n.opType === 'Cast' && a.to?.type === 'int' && a.to.value === ELEM_TYPE_CODE.float32 && gives.get(n.outputs[0]!) === 'f16') {
+  if (
+    n.opType === 'Cast' &&
+    a.to?.type === 'int' &&
+    a.to.value === ELEM_TYPE_CODE.float32 &&
+    gives.get(n.outputs[0]!) === 'f16'
+  ) {
     a.to = { type: 'int', value: ELEM_TYPE_CODE.float16 };
   }
-  if (n.opType === 'Constant' && a.value?.type === 'tensor' && a.value.value.type === 'float32' && gives.get(n.outputs[0]!) === 'f16') {
+  if (
+    n.opType === 'Constant' &&
+    a.value?.type === 'tensor' &&
+    a.value.value.type === 'float32' &&
+    gives.get(n.outputs[0]!) === 'f16'
+  ) {
     a.value = { type: 'tensor', value: halfTensor(a.value.value) };
   }
   if (n.opType === 'Constant' && gives.get(n.outputs[0]!) === 'f16' && (a.value_float || a.value_floats)) {
-    const vals = a.value_float?.type === 'float' ? [a.value_float.value] : a.value_floats?.type === 'floats' ? a.value_floats.value : [];
+    const vals =
+      a.value_float?.type === 'float'
+        ? [a.value_float.value]
+        : a.value_floats?.type === 'floats'
+          ? a.value_floats.value
+          : [];
     const scalar = !!a.value_float;
-    delete a.value_float; delete a.value_floats;
-    a.value = { type: 'tensor', value: { name: '', type: 'float16', dims: scalar ? [] : [vals.length], data: toHalfClamped(Float32Array.from(vals)) } };
+    delete a.value_float;
+    delete a.value_floats;
+    a.value = {
+      type: 'tensor',
+      value: {
+        name: '',
+        type: 'float16',
+        dims: scalar ? [] : [vals.length],
+        data: toHalfClamped(Float32Array.from(vals)),
+      },
+    };
   }
-  if (n.opType === 'ConstantOfShape' && a.value?.type === 'tensor' && a.value.value.type === 'float32' && gives.get(n.outputs[0]!) === 'f16') {
+  if (
+    n.opType === 'ConstantOfShape' &&
+    a.value?.type === 'tensor' &&
+    a.value.value.type === 'float32' &&
+    gives.get(n.outputs[0]!) === 'f16'
+  ) {
     a.value = { type: 'tensor', value: halfTensor(a.value.value) };
   }
 }
 
 function castNode(name: string, input: string, output: string, to: Precision): Node {
-  return { name, opType: 'Cast', domain: '', inputs: [input], outputs: [output], attributes: { to: { type: 'int', value: ELEM_TYPE_CODE[to === 'f16' ? 'float16' : 'float32'] } } };
+  return {
+    name,
+    opType: 'Cast',
+    domain: '',
+    inputs: [input],
+    outputs: [output],
+    attributes: { to: { type: 'int', value: ELEM_TYPE_CODE[to === 'f16' ? 'float16' : 'float32'] } },
+  };
 }
 
 /** Renames the value an output is produced under and adds a Cast that produces the output itself. */

@@ -13,7 +13,14 @@ import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'no
 import { VidpriorError } from '../errors.js';
 import { decodeModel, encodeModel, PROTOBUF_LIMIT } from './codec.js';
 import {
-  type Graph, type Model, type TensorValue, type TypedData, ELEM_SIZE, bytesOf, elementCount, typedFromBytes,
+  type Graph,
+  type Model,
+  type TensorValue,
+  type TypedData,
+  ELEM_SIZE,
+  bytesOf,
+  elementCount,
+  typedFromBytes,
 } from './ir.js';
 
 export interface LoadOptions {
@@ -68,18 +75,29 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
   try {
     bytes = await readFile(path);
   } catch (err) {
-    throw new VidpriorError('E_MODEL_MISSING', `cannot read ONNX model ${path}: ${(err as Error).message}`, { path }, { cause: err });
+    throw new VidpriorError(
+      'E_MODEL_MISSING',
+      `cannot read ONNX model ${path}: ${(err as Error).message}`,
+      { path },
+      { cause: err },
+    );
   }
   let model: Model;
   try {
     model = decodeModel(bytes, { copyData: opts.copyData ?? true });
   } catch (err) {
-    if (err instanceof VidpriorError) throw new VidpriorError(err.code, `${path}: ${err.message}`, { path, ...err.details }, { cause: err });
+    if (err instanceof VidpriorError)
+      throw new VidpriorError(err.code, `${path}: ${err.message}`, { path, ...err.details }, { cause: err });
     throw err;
   }
   const baseDir = resolve(dirname(path));
   const external: TensorValue[] = [];
-  forEachTensor(model.graph, (t) => { if (t.external && !t.data) { t.external.baseDir = baseDir; external.push(t); } });
+  forEachTensor(model.graph, (t) => {
+    if (t.external && !t.data) {
+      t.external.baseDir = baseDir;
+      external.push(t);
+    }
+  });
   if (opts.loadExternal ?? true) await loadExternalData(external);
   return model;
 }
@@ -120,10 +138,19 @@ export async function readExternalTensor(t: TensorValue): Promise<TypedData> {
 function externalPath(t: TensorValue): string {
   const ext = t.external;
   if (!ext) throw new VidpriorError('E_ONNX', `tensor "${t.name}" is not external`, { tensor: t.name });
-  if (!ext.baseDir) throw new VidpriorError('E_ONNX', `external tensor "${t.name}" has no base folder: load its model with loadModel()`, { tensor: t.name });
+  if (!ext.baseDir)
+    throw new VidpriorError(
+      'E_ONNX',
+      `external tensor "${t.name}" has no base folder: load its model with loadModel()`,
+      { tensor: t.name },
+    );
   const rel = normalize(ext.location);
   if (isAbsolute(rel) || rel === '..' || rel.startsWith(`..${sep}`)) {
-    throw new VidpriorError('E_ONNX', `external data location "${ext.location}" of tensor "${t.name}" lies outside the model's folder`, { tensor: t.name, location: ext.location });
+    throw new VidpriorError(
+      'E_ONNX',
+      `external data location "${ext.location}" of tensor "${t.name}" lies outside the model's folder`,
+      { tensor: t.name, location: ext.location },
+    );
   }
   return join(ext.baseDir, rel);
 }
@@ -132,7 +159,12 @@ async function openExternal(file: string, t: TensorValue): Promise<FileHandle> {
   try {
     return await open(file, 'r');
   } catch (err) {
-    throw new VidpriorError('E_MODEL_MISSING', `external data file ${file} (tensor "${t.name}") cannot be opened: ${(err as Error).message}`, { path: file, tensor: t.name }, { cause: err });
+    throw new VidpriorError(
+      'E_MODEL_MISSING',
+      `external data file ${file} (tensor "${t.name}") cannot be opened: ${(err as Error).message}`,
+      { path: file, tensor: t.name },
+      { cause: err },
+    );
   }
 }
 
@@ -140,10 +172,18 @@ async function readTensorFrom(fh: FileHandle, file: string, fileSize: number, t:
   const { offset, length } = t.external!;
   const expected = elementCount(t.dims) * ELEM_SIZE[t.type];
   if (length !== expected) {
-    throw new VidpriorError('E_ONNX', `external tensor "${t.name}" has length ${length} but ${t.type} [${t.dims}] needs ${expected} bytes`, { tensor: t.name });
+    throw new VidpriorError(
+      'E_ONNX',
+      `external tensor "${t.name}" has length ${length} but ${t.type} [${t.dims}] needs ${expected} bytes`,
+      { tensor: t.name },
+    );
   }
   if (offset < 0 || offset + length > fileSize) {
-    throw new VidpriorError('E_ONNX', `external tensor "${t.name}" needs bytes ${offset}..${offset + length} of ${file}, which has ${fileSize}`, { tensor: t.name, path: file });
+    throw new VidpriorError(
+      'E_ONNX',
+      `external tensor "${t.name}" needs bytes ${offset}..${offset + length} of ${file}, which has ${fileSize}`,
+      { tensor: t.name, path: file },
+    );
   }
   const bytes = new Uint8Array(length); // a fresh buffer: aligned for every element type
   await readFully(fh, bytes, offset);
@@ -183,14 +223,18 @@ function tensorBytes(t: TensorValue): number {
 export async function saveModel(model: Model, path: string, opts: SaveOptions = {}): Promise<void> {
   // 1. Decide what goes external.
   let total = 0;
-  forEachTensor(model.graph, (t) => { total += tensorBytes(t); });
+  forEachTensor(model.graph, (t) => {
+    total += tensorBytes(t);
+  });
   const mode = opts.externalData ?? 'auto';
   const useExternal = mode === 'auto' ? total > PROTOBUF_LIMIT - (64 << 20) : mode !== false;
   const ext: ExternalDataOptions = typeof mode === 'object' ? mode : {};
   const threshold = ext.threshold ?? 1024;
   const fileName = ext.fileName ?? `${basename(path)}.data`;
   if (fileName.includes('/') || fileName.includes('\\')) {
-    throw new VidpriorError('E_BAD_REQUEST', `external data file name must be a plain file name, got "${fileName}"`, { fileName });
+    throw new VidpriorError('E_BAD_REQUEST', `external data file name must be a plain file name, got "${fileName}"`, {
+      fileName,
+    });
   }
   const dir = dirname(path);
   const tmpSuffix = `.tmp-${process.pid}-${Date.now()}`;
@@ -212,7 +256,13 @@ export async function saveModel(model: Model, path: string, opts: SaveOptions = 
           offset = Math.ceil(offset / align) * align;
           if (t.data) await writeFully(fh, bytesOf(t.data), offset);
           else await copyExternal(t, fh, offset);
-          placed.set(t, { name: t.name, type: t.type, dims: t.dims, docString: t.docString, external: { location: fileName, offset, length } });
+          placed.set(t, {
+            name: t.name,
+            type: t.type,
+            dims: t.dims,
+            docString: t.docString,
+            external: { location: fileName, offset, length },
+          });
           offset += length;
         }
       } finally {
@@ -227,14 +277,26 @@ export async function saveModel(model: Model, path: string, opts: SaveOptions = 
       const p = placed.get(t);
       if (p) initializers.push(p);
       else if (!t.data && t.type !== 'string' && t.external?.baseDir) {
-        initializers.push({ name: t.name, type: t.type, dims: t.dims, docString: t.docString, data: await readExternalTensor(t) });
+        initializers.push({
+          name: t.name,
+          type: t.type,
+          dims: t.dims,
+          docString: t.docString,
+          data: await readExternalTensor(t),
+        });
       } else initializers.push(t);
     }
     const graph: Graph = { ...model.graph, initializers };
     const unresolved: string[] = [];
-    forEachTensor(graph, (t) => { if (!t.data && t.type !== 'string' && t.external?.baseDir) unresolved.push(t.name); });
+    forEachTensor(graph, (t) => {
+      if (!t.data && t.type !== 'string' && t.external?.baseDir) unresolved.push(t.name);
+    });
     if (unresolved.length) {
-      throw new VidpriorError('E_ONNX', `tensor "${unresolved[0]}" is still external to another model: load it or save with external data`, { tensors: unresolved });
+      throw new VidpriorError(
+        'E_ONNX',
+        `tensor "${unresolved[0]}" is still external to another model: load it or save with external data`,
+        { tensors: unresolved },
+      );
     }
     await writeFile(modelTmp, encodeModel({ ...model, graph }));
     // 4. Put both files in place.
@@ -245,7 +307,12 @@ export async function saveModel(model: Model, path: string, opts: SaveOptions = 
     await rm(modelTmp, { force: true });
     await rm(dataTmp, { force: true });
     if (err instanceof VidpriorError) throw err;
-    throw new VidpriorError('E_ONNX', `cannot save ONNX model ${path}: ${(err as Error).message}`, { path }, { cause: err });
+    throw new VidpriorError(
+      'E_ONNX',
+      `cannot save ONNX model ${path}: ${(err as Error).message}`,
+      { path },
+      { cause: err },
+    );
   }
 }
 
@@ -257,10 +324,14 @@ async function copyExternal(t: TensorValue, out: FileHandle, offset: number): Pr
     const { offset: from, length } = t.external!;
     const size = (await src.stat()).size;
     if (from + length > size) {
-      throw new VidpriorError('E_ONNX', `external tensor "${t.name}" needs bytes ${from}..${from + length} of ${file}, which has ${size}`, { tensor: t.name, path: file });
+      throw new VidpriorError(
+        'E_ONNX',
+        `external tensor "${t.name}" needs bytes ${from}..${from + length} of ${file}, which has ${size}`,
+        { tensor: t.name, path: file },
+      );
     }
     const chunk = new Uint8Array(Math.min(length, 16 << 20));
-    for (let done = 0; done < length;) {
+    for (let done = 0; done < length; ) {
       const n = Math.min(chunk.byteLength, length - done);
       await readFully(src, chunk.subarray(0, n), from + done);
       await writeFully(out, chunk.subarray(0, n), offset + done);
@@ -275,7 +346,9 @@ async function copyExternal(t: TensorValue, out: FileHandle, offset: number): Pr
 export async function savedModelBytes(path: string): Promise<number> {
   const model = await loadModel(path, { loadExternal: false });
   const files = new Set<string>();
-  forEachTensor(model.graph, (t) => { if (t.external) files.add(externalPath(t)); });
+  forEachTensor(model.graph, (t) => {
+    if (t.external) files.add(externalPath(t));
+  });
   let total = (await stat(path)).size;
   for (const f of files) total += (await stat(f)).size;
   return total;

@@ -26,15 +26,23 @@ export interface FoldResult {
 }
 
 /** Folds computable nodes of `model` in place. */
-export function foldConstants(model: Model, inputShapes: Record<string, Dim[]> = {}, opts: FoldOptions = {}): FoldResult {
+export function foldConstants(
+  model: Model,
+  inputShapes: Record<string, Dim[]> = {},
+  opts: FoldOptions = {},
+): FoldResult {
   const { values } = inferShapes(model, inputShapes, { maxValueElements: opts.maxElements ?? 4096 });
   const g = model.graph;
   const graphOutputs = new Set(g.outputs.map((o) => o.name));
   const folded: TensorValue[] = [];
   const nodes = g.nodes.filter((n) => {
     const standard = n.domain === '' || n.domain === 'ai.onnx';
-    const computable = standard && n.outputs.length > 0 && n.outputs.every((o) => o !== '' && !graphOutputs.has(o)
-      && values.get(o)?.values.every((v) => typeof v === 'number'));
+    const computable =
+      standard &&
+      n.outputs.length > 0 &&
+      n.outputs.every(
+        (o) => o !== '' && !graphOutputs.has(o) && values.get(o)?.values.every((v) => typeof v === 'number'),
+      );
     if (!computable) return true;
     for (const o of n.outputs) folded.push(tensorFromKnown(o, values.get(o)!));
     return false;
@@ -56,16 +64,28 @@ export function tensorFromKnown(name: string, k: Known): TensorValue {
 function typedFrom(type: ElemType, nums: number[]): TypedData {
   const out = allocTyped(type, nums.length);
   if (out instanceof BigInt64Array) {
-    nums.forEach((v, i) => { out[i] = v >= 2 ** 63 ? (1n << 63n) - 1n : v <= -(2 ** 63) ? -(1n << 63n) : BigInt(Math.trunc(v)); });
+    nums.forEach((v, i) => {
+      out[i] = v >= 2 ** 63 ? (1n << 63n) - 1n : v <= -(2 ** 63) ? -(1n << 63n) : BigInt(Math.trunc(v));
+    });
   } else if (out instanceof BigUint64Array) {
-    nums.forEach((v, i) => { out[i] = BigInt(Math.max(0, Math.trunc(v))); });
+    nums.forEach((v, i) => {
+      out[i] = BigInt(Math.max(0, Math.trunc(v)));
+    });
   } else if (type === 'float16') {
-    nums.forEach((v, i) => { out[i] = floatToHalf(v); });
+    nums.forEach((v, i) => {
+      out[i] = floatToHalf(v);
+    });
   } else if (type === 'bfloat16') {
-    const f = new Float32Array(1), u = new Uint32Array(f.buffer);
-    nums.forEach((v, i) => { f[0] = v; out[i] = u[0]! >>> 16; });
+    const f = new Float32Array(1),
+      u = new Uint32Array(f.buffer);
+    nums.forEach((v, i) => {
+      f[0] = v;
+      out[i] = u[0]! >>> 16;
+    });
   } else {
-    nums.forEach((v, i) => { (out as Float32Array)[i] = v; });
+    nums.forEach((v, i) => {
+      (out as Float32Array)[i] = v;
+    });
   }
   return out;
 }

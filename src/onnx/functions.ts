@@ -21,19 +21,36 @@ export function instantiateFunction(fn: FunctionDef, call: Node, prefix: string)
   const rename = new Map<string, string>();
   fn.inputs.forEach((formal, i) => rename.set(formal, call.inputs[i] ?? ''));
   fn.outputs.forEach((formal, i) => rename.set(formal, call.outputs[i] ?? ''));
-  const name = (v: string): string => (v === '' ? '' : rename.get(v) ?? `${prefix}/${v}`);
-  const body = cloneGraph({ name: fn.name, nodes: fn.nodes, inputs: [], outputs: [], initializers: [], valueInfo: [] }).nodes;
+  const name = (v: string): string => (v === '' ? '' : (rename.get(v) ?? `${prefix}/${v}`));
+  const body = cloneGraph({
+    name: fn.name,
+    nodes: fn.nodes,
+    inputs: [],
+    outputs: [],
+    initializers: [],
+    valueInfo: [],
+  }).nodes;
   return body.map((n, i) => {
     const attributes: Record<string, AttributeValue> = { ...n.attributes };
     for (const [attrName, r] of Object.entries(n.attributeRefs ?? {})) {
       const value = call.attributes[r.ref] ?? fn.attributeDefaults?.[r.ref];
       if (!value) continue;
       if (value.type !== r.type) {
-        throw new VidpriorError('E_ONNX', `node "${call.name}" passes attribute "${r.ref}" as ${value.type}, but function ${fn.domain}::${fn.name} uses it as ${r.type}`, { node: call.name });
+        throw new VidpriorError(
+          'E_ONNX',
+          `node "${call.name}" passes attribute "${r.ref}" as ${value.type}, but function ${fn.domain}::${fn.name} uses it as ${r.type}`,
+          { node: call.name },
+        );
       }
       attributes[attrName] = value;
     }
-    const inner: Node = { ...n, name: `${prefix}/${n.name || `${n.opType}_${i}`}`, inputs: n.inputs.map(name), outputs: n.outputs.map(name), attributes };
+    const inner: Node = {
+      ...n,
+      name: `${prefix}/${n.name || `${n.opType}_${i}`}`,
+      inputs: n.inputs.map(name),
+      outputs: n.outputs.map(name),
+      attributes,
+    };
     delete inner.attributeRefs;
     return inner;
   });
@@ -48,11 +65,15 @@ export function inlineFunctions(model: Model, maxDepth = 32): number {
   for (let depth = 0; ; depth++) {
     const g: Graph = model.graph;
     if (!g.nodes.some((n) => calledFunction(model, n))) break;
-    if (depth >= maxDepth) throw new VidpriorError('E_ONNX', `model functions nest deeper than ${maxDepth} levels (recursive?)`);
+    if (depth >= maxDepth)
+      throw new VidpriorError('E_ONNX', `model functions nest deeper than ${maxDepth} levels (recursive?)`);
     const nodes: Node[] = [];
     for (const n of g.nodes) {
       const fn = calledFunction(model, n);
-      if (!fn) { nodes.push(n); continue; }
+      if (!fn) {
+        nodes.push(n);
+        continue;
+      }
       nodes.push(...instantiateFunction(fn, n, n.name || `${fn.name}_${inlined}`));
       inlined++;
     }
@@ -63,7 +84,10 @@ export function inlineFunctions(model: Model, maxDepth = 32): number {
   const visit = (nodes: Node[]): void => {
     for (const n of nodes) {
       const f = calledFunction(model, n);
-      if (f && !reachable.has(f)) { reachable.add(f); visit(f.nodes); }
+      if (f && !reachable.has(f)) {
+        reachable.add(f);
+        visit(f.nodes);
+      }
       for (const a of Object.values(n.attributes)) {
         if (a.type === 'graph') visit(a.value.nodes);
         else if (a.type === 'graphs') a.value.forEach((sub) => visit(sub.nodes));

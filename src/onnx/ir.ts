@@ -9,14 +9,37 @@
 
 /** Element types vidprior handles (ONNX TensorProto.DataType by name). */
 export type ElemType =
-  | 'float32' | 'float16' | 'bfloat16' | 'float64'
-  | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64'
-  | 'bool' | 'string';
+  | 'float32'
+  | 'float16'
+  | 'bfloat16'
+  | 'float64'
+  | 'int8'
+  | 'uint8'
+  | 'int16'
+  | 'uint16'
+  | 'int32'
+  | 'uint32'
+  | 'int64'
+  | 'uint64'
+  | 'bool'
+  | 'string';
 
 /** ONNX's numeric codes for the element types (TensorProto.DataType). */
 export const ELEM_TYPE_CODE: Record<ElemType, number> = {
-  float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, string: 8, bool: 9,
-  float16: 10, float64: 11, uint32: 12, uint64: 13, bfloat16: 16,
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  uint16: 4,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  uint32: 12,
+  uint64: 13,
+  bfloat16: 16,
 };
 
 export const ELEM_TYPE_BY_CODE: Record<number, ElemType> = Object.fromEntries(
@@ -25,14 +48,34 @@ export const ELEM_TYPE_BY_CODE: Record<number, ElemType> = Object.fromEntries(
 
 /** Bytes per element (strings have no fixed size: 0). */
 export const ELEM_SIZE: Record<ElemType, number> = {
-  float32: 4, float16: 2, bfloat16: 2, float64: 8, int8: 1, uint8: 1, int16: 2, uint16: 2,
-  int32: 4, uint32: 4, int64: 8, uint64: 8, bool: 1, string: 0,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  float64: 8,
+  int8: 1,
+  uint8: 1,
+  int16: 2,
+  uint16: 2,
+  int32: 4,
+  uint32: 4,
+  int64: 8,
+  uint64: 8,
+  bool: 1,
+  string: 0,
 };
 
 /** The typed array that holds each element type; float16/bfloat16 are raw bits in a Uint16Array. */
 export type TypedData =
-  | Float32Array | Float64Array | Uint16Array | Int8Array | Uint8Array | Int16Array
-  | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
+  | Float32Array
+  | Float64Array
+  | Uint16Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array;
 
 /** A dimension: a number when static, a name when symbolic, null when unknown. */
 export type Dim = number | string | null;
@@ -160,7 +203,8 @@ export function attrInt(node: Node, name: string, fallback: number): number;
 export function attrInt(node: Node, name: string, fallback?: number): number | undefined {
   const a = node.attributes[name];
   if (!a) return fallback;
-  if (a.type !== 'int') throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected int`);
+  if (a.type !== 'int')
+    throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected int`);
   return a.value;
 }
 
@@ -169,7 +213,8 @@ export function attrFloat(node: Node, name: string, fallback: number): number;
 export function attrFloat(node: Node, name: string, fallback?: number): number | undefined {
   const a = node.attributes[name];
   if (!a) return fallback;
-  if (a.type !== 'float' && a.type !== 'int') throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected float`);
+  if (a.type !== 'float' && a.type !== 'int')
+    throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected float`);
   return a.value;
 }
 
@@ -178,7 +223,8 @@ export function attrInts(node: Node, name: string, fallback: number[]): number[]
 export function attrInts(node: Node, name: string, fallback?: number[]): number[] | undefined {
   const a = node.attributes[name];
   if (!a) return fallback;
-  if (a.type !== 'ints') throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected ints`);
+  if (a.type !== 'ints')
+    throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected ints`);
   return a.value;
 }
 
@@ -187,14 +233,16 @@ export function attrString(node: Node, name: string, fallback: string): string;
 export function attrString(node: Node, name: string, fallback?: string): string | undefined {
   const a = node.attributes[name];
   if (!a) return fallback;
-  if (a.type !== 'string') throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected string`);
+  if (a.type !== 'string')
+    throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected string`);
   return a.value;
 }
 
 export function attrTensor(node: Node, name: string): TensorValue | undefined {
   const a = node.attributes[name];
   if (!a) return undefined;
-  if (a.type !== 'tensor') throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected tensor`);
+  if (a.type !== 'tensor')
+    throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected tensor`);
   return a.value;
 }
 
@@ -220,17 +268,31 @@ export function elementCount(dims: readonly number[]): number {
 /** Allocates the right typed array for `n` elements of `type`. */
 export function allocTyped(type: ElemType, n: number): TypedData {
   switch (type) {
-    case 'float32': return new Float32Array(n);
-    case 'float64': return new Float64Array(n);
-    case 'float16': case 'bfloat16': case 'uint16': return new Uint16Array(n);
-    case 'int8': return new Int8Array(n);
-    case 'uint8': case 'bool': return new Uint8Array(n);
-    case 'int16': return new Int16Array(n);
-    case 'int32': return new Int32Array(n);
-    case 'uint32': return new Uint32Array(n);
-    case 'int64': return new BigInt64Array(n);
-    case 'uint64': return new BigUint64Array(n);
-    case 'string': throw new Error('string tensors have no typed array');
+    case 'float32':
+      return new Float32Array(n);
+    case 'float64':
+      return new Float64Array(n);
+    case 'float16':
+    case 'bfloat16':
+    case 'uint16':
+      return new Uint16Array(n);
+    case 'int8':
+      return new Int8Array(n);
+    case 'uint8':
+    case 'bool':
+      return new Uint8Array(n);
+    case 'int16':
+      return new Int16Array(n);
+    case 'int32':
+      return new Int32Array(n);
+    case 'uint32':
+      return new Uint32Array(n);
+    case 'int64':
+      return new BigInt64Array(n);
+    case 'uint64':
+      return new BigUint64Array(n);
+    case 'string':
+      throw new Error('string tensors have no typed array');
   }
 }
 
@@ -238,22 +300,37 @@ export function allocTyped(type: ElemType, n: number): TypedData {
 export function typedFromBytes(type: ElemType, bytes: Uint8Array): TypedData {
   const size = ELEM_SIZE[type];
   if (size === 0) throw new Error('string tensors have no raw bytes');
-  if (bytes.byteLength % size !== 0) throw new Error(`${bytes.byteLength} bytes is not a whole number of ${type} elements`);
+  if (bytes.byteLength % size !== 0)
+    throw new Error(`${bytes.byteLength} bytes is not a whole number of ${type} elements`);
   // new Uint8Array(bytes) copies (Buffer.prototype.slice would return another unaligned view).
   const src = bytes.byteOffset % size === 0 ? bytes : new Uint8Array(bytes);
   const n = src.byteLength / size;
   switch (type) {
-    case 'float32': return new Float32Array(src.buffer, src.byteOffset, n);
-    case 'float64': return new Float64Array(src.buffer, src.byteOffset, n);
-    case 'float16': case 'bfloat16': case 'uint16': return new Uint16Array(src.buffer, src.byteOffset, n);
-    case 'int8': return new Int8Array(src.buffer, src.byteOffset, n);
-    case 'uint8': case 'bool': return new Uint8Array(src.buffer, src.byteOffset, n);
-    case 'int16': return new Int16Array(src.buffer, src.byteOffset, n);
-    case 'int32': return new Int32Array(src.buffer, src.byteOffset, n);
-    case 'uint32': return new Uint32Array(src.buffer, src.byteOffset, n);
-    case 'int64': return new BigInt64Array(src.buffer, src.byteOffset, n);
-    case 'uint64': return new BigUint64Array(src.buffer, src.byteOffset, n);
-    default: throw new Error(`no typed array for ${type}`);
+    case 'float32':
+      return new Float32Array(src.buffer, src.byteOffset, n);
+    case 'float64':
+      return new Float64Array(src.buffer, src.byteOffset, n);
+    case 'float16':
+    case 'bfloat16':
+    case 'uint16':
+      return new Uint16Array(src.buffer, src.byteOffset, n);
+    case 'int8':
+      return new Int8Array(src.buffer, src.byteOffset, n);
+    case 'uint8':
+    case 'bool':
+      return new Uint8Array(src.buffer, src.byteOffset, n);
+    case 'int16':
+      return new Int16Array(src.buffer, src.byteOffset, n);
+    case 'int32':
+      return new Int32Array(src.buffer, src.byteOffset, n);
+    case 'uint32':
+      return new Uint32Array(src.buffer, src.byteOffset, n);
+    case 'int64':
+      return new BigInt64Array(src.buffer, src.byteOffset, n);
+    case 'uint64':
+      return new BigUint64Array(src.buffer, src.byteOffset, n);
+    default:
+      throw new Error(`no typed array for ${type}`);
   }
 }
 

@@ -179,34 +179,96 @@ export function onnxTypes(): { ModelProto: protobuf.Type; TensorProto: protobuf.
 
 /** An int64 as protobufjs gives it: a number, or a long.js Long when the value needs 64 bits. */
 export type Int64 = number | { low: number; high: number; unsigned?: boolean };
-export interface PEntry { key?: string; value?: string }
-export interface PTensor {
-  dims?: Int64[]; data_type?: number; float_data?: number[]; int32_data?: number[]; string_data?: Uint8Array[];
-  int64_data?: Int64[]; name?: string; doc_string?: string; raw_data?: Uint8Array; external_data?: PEntry[];
-  data_location?: number; double_data?: number[]; uint64_data?: Int64[];
+export interface PEntry {
+  key?: string;
+  value?: string;
 }
-export interface PDim { dim_value?: Int64; dim_param?: string }
-export interface PType { tensor_type?: { elem_type?: number; shape?: { dim?: PDim[] } } }
-export interface PValueInfo { name?: string; type?: PType; doc_string?: string }
+export interface PTensor {
+  dims?: Int64[];
+  data_type?: number;
+  float_data?: number[];
+  int32_data?: number[];
+  string_data?: Uint8Array[];
+  int64_data?: Int64[];
+  name?: string;
+  doc_string?: string;
+  raw_data?: Uint8Array;
+  external_data?: PEntry[];
+  data_location?: number;
+  double_data?: number[];
+  uint64_data?: Int64[];
+}
+export interface PDim {
+  dim_value?: Int64;
+  dim_param?: string;
+}
+export interface PType {
+  tensor_type?: { elem_type?: number; shape?: { dim?: PDim[] } };
+}
+export interface PValueInfo {
+  name?: string;
+  type?: PType;
+  doc_string?: string;
+}
 export interface PAttribute {
-  name?: string; ref_attr_name?: string; doc_string?: string; type?: number; f?: number; i?: Int64; s?: Uint8Array;
-  t?: PTensor; g?: PGraph; floats?: number[]; ints?: Int64[]; strings?: Uint8Array[]; tensors?: PTensor[];
+  name?: string;
+  ref_attr_name?: string;
+  doc_string?: string;
+  type?: number;
+  f?: number;
+  i?: Int64;
+  s?: Uint8Array;
+  t?: PTensor;
+  g?: PGraph;
+  floats?: number[];
+  ints?: Int64[];
+  strings?: Uint8Array[];
+  tensors?: PTensor[];
   graphs?: PGraph[];
 }
 export interface PNode {
-  input?: string[]; output?: string[]; name?: string; op_type?: string; domain?: string; attribute?: PAttribute[];
+  input?: string[];
+  output?: string[];
+  name?: string;
+  op_type?: string;
+  domain?: string;
+  attribute?: PAttribute[];
   doc_string?: string;
 }
 export interface PGraph {
-  node?: PNode[]; name?: string; initializer?: PTensor[]; sparse_initializer?: unknown[]; doc_string?: string;
-  input?: PValueInfo[]; output?: PValueInfo[]; value_info?: PValueInfo[];
+  node?: PNode[];
+  name?: string;
+  initializer?: PTensor[];
+  sparse_initializer?: unknown[];
+  doc_string?: string;
+  input?: PValueInfo[];
+  output?: PValueInfo[];
+  value_info?: PValueInfo[];
 }
-export interface POpset { domain?: string; version?: Int64 }
+export interface POpset {
+  domain?: string;
+  version?: Int64;
+}
 export interface PFunction {
-  name?: string; input?: string[]; output?: string[]; attribute?: string[]; attribute_proto?: PAttribute[];
-  node?: PNode[]; doc_string?: string; opset_import?: POpset[]; domain?: string;
+  name?: string;
+  input?: string[];
+  output?: string[];
+  attribute?: string[];
+  attribute_proto?: PAttribute[];
+  node?: PNode[];
+  doc_string?: string;
+  opset_import?: POpset[];
+  domain?: string;
 }
 export interface PModel {
-  ir_version?: Int64; opset_import?: POpset[]; producer_name?: string; producer_version?: string; domain?: string;
-  model_version?: Int64; doc_string?: string; graph?: PGraph; metadata_props?: PEntry[]; functions?: PFunction[];
+  ir_version?: Int64;
+  opset_import?: POpset[];
+  producer_name?: string;
+  producer_version?: string;
+  domain?: string;
+  model_version?: Int64;
+  doc_string?: string;
+  graph?: PGraph;
+  metadata_props?: PEntry[];
+  functions?: PFunction[];
 }

@@ -33,7 +33,10 @@ export interface RuleContext {
 export type ShapeRule = (ctx: RuleContext) => ShapeInfo[];
 
 export function shapeError(node: Node, message: string): VidpriorError {
-  return new VidpriorError('E_SHAPE', `node "${node.name}" (${node.opType}): ${message}`, { node: node.name, opType: node.opType });
+  return new VidpriorError('E_SHAPE', `node "${node.name}" (${node.opType}): ${message}`, {
+    node: node.name,
+    opType: node.opType,
+  });
 }
 
 export const isStatic = (d: Dim | SymValue | undefined): d is number => typeof d === 'number';
@@ -123,9 +126,19 @@ export function normAxis(axis: number, rank: number, fail: (m: string) => never)
  * Reshape's output dims: 0 copies the input dim (unless allowzero), −1 takes what is left. With symbols the
  * −1 is solved by cancelling symbols that appear on both sides ([b, 77, 32] → [b, −1] gives [b, 2464]).
  */
-export function reshapeDims(input: Dim[] | null, target: SymValue[], allowZero: boolean, fail: (m: string) => never): Dim[] {
+export function reshapeDims(
+  input: Dim[] | null,
+  target: SymValue[],
+  allowZero: boolean,
+  fail: (m: string) => never,
+): Dim[] {
   const out: Dim[] = target.map((v, i) => {
-    if (v === 0 && !allowZero) return input ? (i < input.length ? input[i]! : fail(`reshape target copies dim ${i}, which the input lacks`)) : null;
+    if (v === 0 && !allowZero)
+      return input
+        ? i < input.length
+          ? input[i]!
+          : fail(`reshape target copies dim ${i}, which the input lacks`)
+        : null;
     return v === -1 ? -1 : dimFromValue(v);
   });
   const minus = out.filter((d) => d === -1).length;
@@ -133,7 +146,15 @@ export function reshapeDims(input: Dim[] | null, target: SymValue[], allowZero: 
   const total = input ? splitDims(input) : null;
   const known = splitDims(out.filter((d) => d !== -1));
   if (minus === 0) {
-    if (total && known && !total.unknown && !known.unknown && total.symbols.length === 0 && known.symbols.length === 0 && total.num !== known.num) {
+    if (
+      total &&
+      known &&
+      !total.unknown &&
+      !known.unknown &&
+      total.symbols.length === 0 &&
+      known.symbols.length === 0 &&
+      total.num !== known.num
+    ) {
       fail(`cannot reshape ${fmt(input)} (${total.num} elements) to [${target.join(', ')}]`);
     }
     return out;
@@ -142,8 +163,16 @@ export function reshapeDims(input: Dim[] | null, target: SymValue[], allowZero: 
   if (total && known && !total.unknown && !known.unknown) {
     const left = [...total.symbols];
     let ok = true;
-    for (const s of known.symbols) { const i = left.indexOf(s); if (i < 0) { ok = false; break; } left.splice(i, 1); }
-    if (ok && known.num !== 0 && total.num % known.num === 0) solved = symbolicProduct(total.num / known.num, left); else if (ok && known.num !== 0 && left.length === 0) {
+    for (const s of known.symbols) {
+      const i = left.indexOf(s);
+      if (i < 0) {
+        ok = false;
+        break;
+      }
+      left.splice(i, 1);
+    }
+    if (ok && known.num !== 0 && total.num % known.num === 0) solved = symbolicProduct(total.num / known.num, left);
+    else if (ok && known.num !== 0 && left.length === 0) {
       fail(`cannot reshape ${fmt(input)} (${total.num} elements) to [${target.join(', ')}]`);
     }
   }
@@ -152,12 +181,16 @@ export function reshapeDims(input: Dim[] | null, target: SymValue[], allowZero: 
 
 /** A list of dims as a number times symbol factors ('2*h*w' counts as 2, h, w). */
 function splitDims(dims: readonly Dim[]): { num: number; symbols: string[]; unknown: boolean } {
-  let num = 1, unknown = false;
+  let num = 1,
+    unknown = false;
   const symbols: string[] = [];
   for (const d of dims) {
     if (isStatic(d)) num *= d;
     else if (typeof d === 'string') {
-      for (const f of d.split('*')) { if (/^\d+$/.test(f)) num *= Number(f); else symbols.push(f); }
+      for (const f of d.split('*')) {
+        if (/^\d+$/.test(f)) num *= Number(f);
+        else symbols.push(f);
+      }
     } else unknown = true;
   }
   return { num, symbols, unknown };
@@ -174,15 +207,26 @@ export function sliceLength(n: Dim, start: SymValue, end: SymValue, step: SymVal
   let s = start < 0 ? start + n : start;
   let e = end < 0 ? end + n : end;
   if (step > 0) {
-    s = Math.min(Math.max(s, 0), n); e = Math.min(Math.max(e, 0), n);
+    s = Math.min(Math.max(s, 0), n);
+    e = Math.min(Math.max(e, 0), n);
     return Math.max(0, Math.ceil((e - s) / step));
   }
-  s = Math.min(Math.max(s, -1), n - 1); e = Math.min(Math.max(e, -1), n - 1);
+  s = Math.min(Math.max(s, -1), n - 1);
+  e = Math.min(Math.max(e, -1), n - 1);
   return Math.max(0, Math.ceil((s - e) / -step));
 }
 
 /** Output length of a convolution/pooling axis. */
-export function convLength(n: Dim, k: number, stride: number, dilation: number, padBegin: number, padEnd: number, autoPad: string, ceilMode = false): Dim {
+export function convLength(
+  n: Dim,
+  k: number,
+  stride: number,
+  dilation: number,
+  padBegin: number,
+  padEnd: number,
+  autoPad: string,
+  ceilMode = false,
+): Dim {
   if (!isStatic(n)) {
     // A symbolic size survives the size-preserving case (stride 1, "same" padding), e.g. 3×3 convs with pad 1.
     const same = autoPad.startsWith('SAME') || (autoPad !== 'VALID' && padBegin + padEnd === dilation * (k - 1));

@@ -47,7 +47,11 @@ export function shapeRuleFor(node: Node): ShapeRule | undefined {
  * Infers every value's type and shape. `inputShapes` overrides graph input shapes (numbers or symbols);
  * it must agree with the static dims the model declares.
  */
-export function inferShapes(model: Model, inputShapes: Record<string, Dim[]> = {}, opts: InferShapesOptions = {}): InferredShapes {
+export function inferShapes(
+  model: Model,
+  inputShapes: Record<string, Dim[]> = {},
+  opts: InferShapesOptions = {},
+): InferredShapes {
   const graph = model.graph;
   const maxValues = opts.maxValueElements ?? 4096;
   const opset = opsetOf(model);
@@ -59,7 +63,11 @@ export function inferShapes(model: Model, inputShapes: Record<string, Dim[]> = {
   // 1. Graph inputs (with the caller's shapes) and initializers.
   for (const name of Object.keys(inputShapes)) {
     if (!index.isInput(name)) {
-      throw new VidpriorError('E_SHAPE', `"${name}" is not an input of "${graph.name}" (inputs: ${graph.inputs.map((v) => v.name).join(', ')})`, { input: name });
+      throw new VidpriorError(
+        'E_SHAPE',
+        `"${name}" is not an input of "${graph.name}" (inputs: ${graph.inputs.map((v) => v.name).join(', ')})`,
+        { input: name },
+      );
     }
   }
   for (const v of graph.inputs) infos.set(v.name, { type: v.type, shape: inputShape(v, inputShapes[v.name]) });
@@ -71,7 +79,8 @@ export function inferShapes(model: Model, inputShapes: Record<string, Dim[]> = {
     let k = values.get(name);
     if (!k) {
       const init = index.constant(name);
-      if (init && index.initializer(name) && elementCount(init.dims) <= maxValues && (k = knownFromTensor(init))) values.set(name, k);
+      if (init && index.initializer(name) && elementCount(init.dims) <= maxValues && (k = knownFromTensor(init)))
+        values.set(name, k);
     }
     return k;
   };
@@ -83,16 +92,29 @@ export function inferShapes(model: Model, inputShapes: Record<string, Dim[]> = {
     if (!rule) {
       const fn = calledFunction(model, node);
       if (!fn || depth > 32) {
-        throw new VidpriorError('E_SHAPE', `no shape rule for operator ${node.domain ? `${node.domain}::` : ''}${node.opType} (node "${node.name}")`, { node: node.name, opType: node.opType });
+        throw new VidpriorError(
+          'E_SHAPE',
+          `no shape rule for operator ${node.domain ? `${node.domain}::` : ''}${node.opType} (node "${node.name}")`,
+          { node: node.name, opType: node.opType },
+        );
       }
       const fnOpset = fn.opsetImports.find((o) => STANDARD.has(o.domain))?.version ?? defaultOpset;
-      for (const inner of instantiateFunction(fn, node, `${node.name || fn.name}#${depth}`)) inferNode(inner, depth + 1, fnOpset);
+      for (const inner of instantiateFunction(fn, node, `${node.name || fn.name}#${depth}`))
+        inferNode(inner, depth + 1, fnOpset);
       return;
     }
-    const fail = (m: string): never => { throw shapeError(node, m); };
+    const fail = (m: string): never => {
+      throw shapeError(node, m);
+    };
     const ctx: RuleContext = {
-      node, opset: nodeOpset, inputCount: node.inputs.length, fail,
-      input: (i) => (node.inputs[i] ? infos.get(node.inputs[i]!) ?? fail(`input ${i} "${node.inputs[i]}" has no known type`) : undefined),
+      node,
+      opset: nodeOpset,
+      inputCount: node.inputs.length,
+      fail,
+      input: (i) =>
+        node.inputs[i]
+          ? (infos.get(node.inputs[i]!) ?? fail(`input ${i} "${node.inputs[i]}" has no known type`))
+          : undefined,
       req: (i) => ctx.input(i) ?? fail(`required input ${i} is missing`),
       value: (i) => valueOf(node.inputs[i] ?? ''),
     };
@@ -102,7 +124,9 @@ export function inferShapes(model: Model, inputShapes: Record<string, Dim[]> = {
       const k = elementCount(t.dims) <= maxValues ? knownFromTensor(t) : undefined;
       if (k) values.set(node.outputs[0]!, k);
     }
-    node.outputs.forEach((o, i) => { if (o && outs[i]) infos.set(o, outs[i]!); });
+    node.outputs.forEach((o, i) => {
+      if (o && outs[i]) infos.set(o, outs[i]!);
+    });
     propagateValues(node, ctx, outs, values, nodeOpset, maxValues);
   };
   for (const node of topologicalSort(graph)) inferNode(node, 0, opset);
@@ -114,7 +138,8 @@ export function inferShapes(model: Model, inputShapes: Record<string, Dim[]> = {
   for (const node of graph.nodes) {
     for (const o of node.outputs) {
       const info = infos.get(o);
-      if (o && info && !declared.has(o)) inferred.push({ name: o, type: info.type, shape: info.shape ? [...info.shape] : null });
+      if (o && info && !declared.has(o))
+        inferred.push({ name: o, type: info.type, shape: info.shape ? [...info.shape] : null });
     }
   }
   graph.valueInfo = [...kept, ...inferred];
@@ -126,14 +151,28 @@ export function inferShapes(model: Model, inputShapes: Record<string, Dim[]> = {
 function inputShape(v: ValueInfo, override: Dim[] | undefined): Dim[] | null {
   if (!override) return v.shape ? [...v.shape] : null;
   if (v.shape) {
-    const bad = v.shape.length !== override.length || v.shape.some((d, i) => isStatic(d) && isStatic(override[i]) && d !== override[i]);
-    if (bad) throw new VidpriorError('E_SHAPE', `input "${v.name}" is declared ${fmt(v.shape)}, cannot use shape ${fmt(override)}`, { input: v.name });
+    const bad =
+      v.shape.length !== override.length ||
+      v.shape.some((d, i) => isStatic(d) && isStatic(override[i]) && d !== override[i]);
+    if (bad)
+      throw new VidpriorError(
+        'E_SHAPE',
+        `input "${v.name}" is declared ${fmt(v.shape)}, cannot use shape ${fmt(override)}`,
+        { input: v.name },
+      );
   }
   return [...override];
 }
 
 /** Records the elements of a node's outputs when they can be computed (Shape of known shapes, constants …). */
-function propagateValues(node: Node, ctx: RuleContext, outs: ShapeInfo[], values: Map<string, Known>, opset: number, maxValues: number): void {
+function propagateValues(
+  node: Node,
+  ctx: RuleContext,
+  outs: ShapeInfo[],
+  values: Map<string, Known>,
+  opset: number,
+  maxValues: number,
+): void {
   if (!STANDARD.has(node.domain) || node.opType === 'Constant') return;
   const out = node.outputs[0];
   if (!out) return;
@@ -149,27 +188,48 @@ function propagateValues(node: Node, ctx: RuleContext, outs: ShapeInfo[], values
   }
   if (node.opType === 'Size') {
     const s = ctx.input(0)?.shape;
-    if (s && s.every(isStatic)) values.set(out, { type: 'int64', dims: [], values: [elementCount(s as number[])] });
+    if (s?.every(isStatic)) values.set(out, { type: 'int64', dims: [], values: [elementCount(s as number[])] });
     return;
   }
-  if (outs.some((o) => !o.shape || !o.shape.every(isStatic) || elementCount(o.shape as number[]) > maxValues)) return;
+  if (outs.some((o) => !o.shape?.every(isStatic) || elementCount(o.shape as number[]) > maxValues)) return;
   const inputs = node.inputs.map((_, i) => ctx.value(i));
   const dims = outs.map((o) => o.shape as number[]);
-  const result = evaluateNode(node, inputs, dims, outs.map((o) => o.type), opset);
+  const result = evaluateNode(
+    node,
+    inputs,
+    dims,
+    outs.map((o) => o.type),
+    opset,
+  );
   if (!result) return;
-  result.forEach((vals, i) => { const name = node.outputs[i]; if (name) values.set(name, { type: outs[i]!.type, dims: dims[i]!, values: vals }); });
+  result.forEach((vals, i) => {
+    const name = node.outputs[i];
+    if (name) values.set(name, { type: outs[i]!.type, dims: dims[i]!, values: vals });
+  });
 }
 
 function checkOutputs(graph: Graph, infos: Map<string, ShapeInfo>, set: boolean): void {
   for (const o of graph.outputs) {
     const info = infos.get(o.name);
-    if (!info) throw new VidpriorError('E_SHAPE', `output "${o.name}" of "${graph.name}" is produced by no node`, { output: o.name });
+    if (!info)
+      throw new VidpriorError('E_SHAPE', `output "${o.name}" of "${graph.name}" is produced by no node`, {
+        output: o.name,
+      });
     if (info.type !== o.type) {
-      throw new VidpriorError('E_SHAPE', `output "${o.name}" is declared ${o.type} but computes ${info.type}`, { output: o.name });
+      throw new VidpriorError('E_SHAPE', `output "${o.name}" is declared ${o.type} but computes ${info.type}`, {
+        output: o.name,
+      });
     }
     if (o.shape && info.shape) {
-      const bad = o.shape.length !== info.shape.length || o.shape.some((d, i) => isStatic(d) && isStatic(info.shape![i]) && d !== info.shape![i]);
-      if (bad) throw new VidpriorError('E_SHAPE', `output "${o.name}" is declared ${fmt(o.shape)} but computes ${fmt(info.shape)}`, { output: o.name });
+      const bad =
+        o.shape.length !== info.shape.length ||
+        o.shape.some((d, i) => isStatic(d) && isStatic(info.shape![i]) && d !== info.shape![i]);
+      if (bad)
+        throw new VidpriorError(
+          'E_SHAPE',
+          `output "${o.name}" is declared ${fmt(o.shape)} but computes ${fmt(info.shape)}`,
+          { output: o.name },
+        );
     }
     if (set && info.shape) o.shape = [...info.shape];
   }
@@ -178,6 +238,7 @@ function checkOutputs(graph: Graph, infos: Map<string, ShapeInfo>, set: boolean)
 /** The static shape of `name` from an inference result; E_SHAPE when any dim is not a number. */
 export function staticShape(result: InferredShapes, name: string): number[] {
   const s = result.infos.get(name)?.shape;
-  if (!s || !s.every(isStatic)) throw new VidpriorError('E_SHAPE', `value "${name}" has no static shape (${fmt(s ?? null)})`, { value: name });
+  if (!s?.every(isStatic))
+    throw new VidpriorError('E_SHAPE', `value "${name}" has no static shape (${fmt(s ?? null)})`, { value: name });
   return s as number[];
 }

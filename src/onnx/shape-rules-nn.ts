@@ -2,17 +2,27 @@
  * Shape rules for the linear-algebra, convolution, pooling, resize and attention ops (see shape-rules.ts for
  * the rest), and the com.microsoft contrib ops vidprior meets.
  */
-import { type Dim, attrFloat, attrInt, attrInts, attrString } from './ir.js';
+import { type Dim, attrInt, attrInts, attrString } from './ir.js';
 import {
-  type RuleContext, type ShapeInfo, type ShapeRule, broadcastShapes, convLength, dimMul, fmt, isStatic, mergeDim,
+  type RuleContext,
+  type ShapeInfo,
+  type ShapeRule,
+  broadcastShapes,
+  convLength,
+  dimMul,
+  fmt,
+  isStatic,
+  mergeDim,
 } from './shape-dims.js';
 
 function sameTypes(c: RuleContext, infos: ShapeInfo[]): void {
-  if (infos.some((x) => x.type !== infos[0]!.type)) c.fail(`input types differ: ${infos.map((x) => x.type).join(', ')}`);
+  if (infos.some((x) => x.type !== infos[0]!.type))
+    c.fail(`input types differ: ${infos.map((x) => x.type).join(', ')}`);
 }
 
 const matMul: ShapeRule = (c) => {
-  const a = c.req(0), b = c.req(1);
+  const a = c.req(0),
+    b = c.req(1);
   sameTypes(c, [a, b]);
   if (!a.shape || !b.shape) return [{ type: a.type, shape: null }];
   if (a.shape.length === 0 || b.shape.length === 0) c.fail('MatMul inputs must not be scalars');
@@ -27,10 +37,12 @@ const matMul: ShapeRule = (c) => {
 };
 
 const gemm: ShapeRule = (c) => {
-  const a = c.req(0), b = c.req(1);
+  const a = c.req(0),
+    b = c.req(1);
   sameTypes(c, [a, b]);
   if (!a.shape || !b.shape) return [{ type: a.type, shape: [null, null] }];
-  if (a.shape.length !== 2 || b.shape.length !== 2) c.fail(`Gemm needs 2-D inputs, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
+  if (a.shape.length !== 2 || b.shape.length !== 2)
+    c.fail(`Gemm needs 2-D inputs, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
   const [m, ka] = attrInt(c.node, 'transA', 0) ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
   const [kb, n] = attrInt(c.node, 'transB', 0) ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
   mergeDim(ka, kb, c.fail, `inner dims of ${fmt(a.shape)} × ${fmt(b.shape)}`);
@@ -47,37 +59,59 @@ function spatial(c: RuleContext, nd: number, kernel: number[]) {
   const pads = attrInts(c.node, 'pads', new Array<number>(2 * nd).fill(0));
   const autoPad = attrString(c.node, 'auto_pad', 'NOTSET');
   if (kernel.length !== nd || strides.length !== nd || dilations.length !== nd || pads.length !== 2 * nd) {
-    c.fail(`kernel [${kernel}], strides [${strides}], dilations [${dilations}] or pads [${pads}] do not fit ${nd} spatial dims`);
+    c.fail(
+      `kernel [${kernel}], strides [${strides}], dilations [${dilations}] or pads [${pads}] do not fit ${nd} spatial dims`,
+    );
   }
   return { strides, dilations, pads, autoPad };
 }
 
 const conv: ShapeRule = (c) => {
-  const x = c.req(0), w = c.req(1);
+  const x = c.req(0),
+    w = c.req(1);
   sameTypes(c, [x, w]);
   if (!x.shape || !w.shape) return [{ type: x.type, shape: x.shape ? x.shape.map(() => null) : null }];
   const nd = x.shape.length - 2;
-  if (nd < 1 || w.shape.length !== nd + 2) c.fail(`input ${fmt(x.shape)} and weight ${fmt(w.shape)} do not fit a convolution`);
+  if (nd < 1 || w.shape.length !== nd + 2)
+    c.fail(`input ${fmt(x.shape)} and weight ${fmt(w.shape)} do not fit a convolution`);
   const group = attrInt(c.node, 'group', 1);
   if (isStatic(x.shape[1]) && isStatic(w.shape[1]) && x.shape[1] !== w.shape[1] * group) {
-    c.fail(`input has ${x.shape[1]} channels but weight ${fmt(w.shape)} with group ${group} expects ${w.shape[1] * group}`);
+    c.fail(
+      `input has ${x.shape[1]} channels but weight ${fmt(w.shape)} with group ${group} expects ${w.shape[1] * group}`,
+    );
   }
-  const kernel = attrInts(c.node, 'kernel_shape', w.shape.slice(2).map((d) => (isStatic(d) ? d : -1)));
+  const kernel = attrInts(
+    c.node,
+    'kernel_shape',
+    w.shape.slice(2).map((d) => (isStatic(d) ? d : -1)),
+  );
   const s = spatial(c, nd, kernel);
-  const out = x.shape.slice(2).map((n, i) => (kernel[i]! < 0 ? null
-    : convLength(n, kernel[i]!, s.strides[i]!, s.dilations[i]!, s.pads[i]!, s.pads[i + nd]!, s.autoPad)));
+  const out = x.shape
+    .slice(2)
+    .map((n, i) =>
+      kernel[i]! < 0
+        ? null
+        : convLength(n, kernel[i]!, s.strides[i]!, s.dilations[i]!, s.pads[i]!, s.pads[i + nd]!, s.autoPad),
+    );
   return [{ type: x.type, shape: [x.shape[0]!, w.shape[0]!, ...out] }];
 };
 
 const convTranspose: ShapeRule = (c) => {
-  const x = c.req(0), w = c.req(1);
+  const x = c.req(0),
+    w = c.req(1);
   sameTypes(c, [x, w]);
   if (!x.shape || !w.shape) return [{ type: x.type, shape: x.shape ? x.shape.map(() => null) : null }];
   const nd = x.shape.length - 2;
-  if (nd < 1 || w.shape.length !== nd + 2) c.fail(`input ${fmt(x.shape)} and weight ${fmt(w.shape)} do not fit a transposed convolution`);
-  if (isStatic(x.shape[1]) && isStatic(w.shape[0]) && x.shape[1] !== w.shape[0]) c.fail(`input has ${x.shape[1]} channels but weight ${fmt(w.shape)} expects ${w.shape[0]}`);
+  if (nd < 1 || w.shape.length !== nd + 2)
+    c.fail(`input ${fmt(x.shape)} and weight ${fmt(w.shape)} do not fit a transposed convolution`);
+  if (isStatic(x.shape[1]) && isStatic(w.shape[0]) && x.shape[1] !== w.shape[0])
+    c.fail(`input has ${x.shape[1]} channels but weight ${fmt(w.shape)} expects ${w.shape[0]}`);
   const group = attrInt(c.node, 'group', 1);
-  const kernel = attrInts(c.node, 'kernel_shape', w.shape.slice(2).map((d) => (isStatic(d) ? d : -1)));
+  const kernel = attrInts(
+    c.node,
+    'kernel_shape',
+    w.shape.slice(2).map((d) => (isStatic(d) ? d : -1)),
+  );
   const s = spatial(c, nd, kernel);
   const outPad = attrInts(c.node, 'output_padding', new Array<number>(nd).fill(0));
   const outShape = attrInts(c.node, 'output_shape', []);
@@ -93,14 +127,29 @@ const convTranspose: ShapeRule = (c) => {
 
 const pool: ShapeRule = (c) => {
   const x = c.req(0);
-  if (!x.shape) return [{ type: x.type, shape: null }, { type: 'int64', shape: null }];
+  if (!x.shape)
+    return [
+      { type: x.type, shape: null },
+      { type: 'int64', shape: null },
+    ];
   const nd = x.shape.length - 2;
   const kernel = attrInts(c.node, 'kernel_shape');
   if (!kernel) return c.fail('pooling needs kernel_shape');
   const s = spatial(c, nd, kernel);
   const ceil = attrInt(c.node, 'ceil_mode', 0) !== 0;
-  const shape: Dim[] = [x.shape[0]!, x.shape[1]!, ...x.shape.slice(2).map((n, i) => convLength(n, kernel[i]!, s.strides[i]!, s.dilations[i]!, s.pads[i]!, s.pads[i + nd]!, s.autoPad, ceil))];
-  return [{ type: x.type, shape }, { type: 'int64', shape: [...shape] }];
+  const shape: Dim[] = [
+    x.shape[0]!,
+    x.shape[1]!,
+    ...x.shape
+      .slice(2)
+      .map((n, i) =>
+        convLength(n, kernel[i]!, s.strides[i]!, s.dilations[i]!, s.pads[i]!, s.pads[i + nd]!, s.autoPad, ceil),
+      ),
+  ];
+  return [
+    { type: x.type, shape },
+    { type: 'int64', shape: [...shape] },
+  ];
 };
 
 const globalPool: ShapeRule = (c) => {
@@ -116,20 +165,30 @@ const resize: ShapeRule = (c) => {
   const axes = (c.opset >= 18 ? attrInts(c.node, 'axes') : undefined) ?? [...Array(r).keys()];
   const scalesIndex = c.node.opType === 'Upsample' || c.opset < 11 ? 1 : 2;
   const sizes = c.opset >= 11 && c.node.opType === 'Resize' && c.input(3) ? c.value(3)?.values : undefined;
-  const scales = c.node.opType === 'Upsample' && c.opset < 9 ? attrFloats(c) : c.input(scalesIndex) ? c.value(scalesIndex)?.values : undefined;
+  const scales =
+    c.node.opType === 'Upsample' && c.opset < 9
+      ? attrFloats(c)
+      : c.input(scalesIndex)
+        ? c.value(scalesIndex)?.values
+        : undefined;
   const shape = [...x.shape];
-  if (sizes && sizes.length) {
+  if (sizes?.length) {
     if (sizes.length !== axes.length) c.fail(`${sizes.length} sizes for ${axes.length} axes`);
-    axes.forEach((a, i) => { shape[a < 0 ? a + r : a] = isStatic(sizes[i]) ? sizes[i] : null; });
-  } else if (scales && scales.length) {
+    axes.forEach((a, i) => {
+      shape[a < 0 ? a + r : a] = isStatic(sizes[i]) ? sizes[i] : null;
+    });
+  } else if (scales?.length) {
     if (scales.length !== axes.length) c.fail(`${scales.length} scales for ${axes.length} axes`);
     axes.forEach((a, i) => {
       const ax = a < 0 ? a + r : a;
-      const n = shape[ax]!, s = scales[i];
+      const n = shape[ax]!,
+        s = scales[i];
       shape[ax] = isStatic(s) ? (s === 1 ? n : isStatic(n) ? Math.floor(n * s) : null) : null;
     });
   } else if (c.input(3) || (c.input(scalesIndex) && c.req(scalesIndex).shape?.[0] !== 0)) {
-    axes.forEach((a) => { shape[a < 0 ? a + r : a] = null; });
+    axes.forEach((a) => {
+      shape[a < 0 ? a + r : a] = null;
+    });
   }
   return [{ type: x.type, shape }];
 };
@@ -155,21 +214,35 @@ const einsum: ShapeRule = (c) => {
     const shape = ins[i]!.shape!;
     const letters = term.replace('...', '').split('');
     const ell = term.includes('...') ? shape.length - letters.length : 0;
-    if (ell < 0 || (!term.includes('...') && letters.length !== shape.length)) c.fail(`operand ${i} "${term}" does not fit shape ${fmt(shape)}`);
+    if (ell < 0 || (!term.includes('...') && letters.length !== shape.length))
+      c.fail(`operand ${i} "${term}" does not fit shape ${fmt(shape)}`);
     const at = term.indexOf('...');
     if (ell > 0 || term.includes('...')) ellipses.push(shape.slice(at, at + ell));
     letters.forEach((l, j) => {
       const d = shape[j < at || at < 0 ? j : j + ell]!;
       counts.set(l, (counts.get(l) ?? 0) + 1);
       const prev = dims.get(l);
-      dims.set(l, prev === undefined ? d : prev === 1 ? d : d === 1 ? prev : mergeDim(prev, d, c.fail, `dims of "${l}"`));
+      dims.set(
+        l,
+        prev === undefined ? d : prev === 1 ? d : d === 1 ? prev : mergeDim(prev, d, c.fail, `dims of "${l}"`),
+      );
     });
   });
   const ellShape = ellipses.length ? broadcastShapes(ellipses, c.fail)! : [];
-  const out = rhs ?? `${ellipses.length ? '...' : ''}${[...counts].filter(([, n]) => n === 1).map(([l]) => l).sort().join('')}`;
+  const out =
+    rhs ??
+    `${ellipses.length ? '...' : ''}${[...counts]
+      .filter(([, n]) => n === 1)
+      .map(([l]) => l)
+      .sort()
+      .join('')}`;
   const shape: Dim[] = [];
   for (let i = 0; i < out.length; i++) {
-    if (out.startsWith('...', i)) { shape.push(...ellShape); i += 2; continue; }
+    if (out.startsWith('...', i)) {
+      shape.push(...ellShape);
+      i += 2;
+      continue;
+    }
     const d = dims.get(out[i]!);
     if (d === undefined) return c.fail(`output letter "${out[i]}" of "${eq}" appears in no operand`);
     shape.push(d);
@@ -181,38 +254,65 @@ const einsum: ShapeRule = (c) => {
 const multiHeadAttention: ShapeRule = (c) => {
   const q = c.req(0);
   const heads = attrInt(c.node, 'num_heads', 0);
-  const k = c.input(1), v = c.input(2), pastK = c.input(6);
-  const batch = q.shape?.[0] ?? null, seq = q.shape?.[1] ?? null;
-  let vHidden: Dim = null, kvLen: Dim = null, headSize: Dim = null;
-  if (v?.shape?.length === 3) { vHidden = v.shape[2]!; kvLen = v.shape[1]!; }
-  else if (v?.shape?.length === 4) { vHidden = dimMul(v.shape[1]!, v.shape[3]!); kvLen = v.shape[2]!; }
-  else if (!k && q.shape?.length === 5) { vHidden = dimMul(q.shape[2]!, q.shape[4]!); kvLen = seq; }
+  const k = c.input(1),
+    v = c.input(2),
+    pastK = c.input(6);
+  const batch = q.shape?.[0] ?? null,
+    seq = q.shape?.[1] ?? null;
+  let vHidden: Dim = null,
+    kvLen: Dim = null,
+    headSize: Dim = null;
+  if (v?.shape?.length === 3) {
+    vHidden = v.shape[2]!;
+    kvLen = v.shape[1]!;
+  } else if (v?.shape?.length === 4) {
+    vHidden = dimMul(v.shape[1]!, v.shape[3]!);
+    kvLen = v.shape[2]!;
+  } else if (!k && q.shape?.length === 5) {
+    vHidden = dimMul(q.shape[2]!, q.shape[4]!);
+    kvLen = seq;
+  }
   const qHidden = q.shape?.length === 3 ? q.shape[2]! : null;
   if (isStatic(qHidden) && heads > 0) headSize = qHidden / heads;
-  const total = pastK?.shape && isStatic(pastK.shape[2]) && isStatic(kvLen) ? pastK.shape[2] + kvLen : pastK ? null : kvLen;
+  const total =
+    pastK?.shape && isStatic(pastK.shape[2]) && isStatic(kvLen) ? pastK.shape[2] + kvLen : pastK ? null : kvLen;
   const present: ShapeInfo = { type: q.type, shape: [batch, heads || null, total, headSize] };
   return [{ type: q.type, shape: [batch, seq, vHidden] }, present, { ...present, shape: [...present.shape!] }];
 };
 
 /** ONNX Attention (opset 23): 4-D [B, heads, S, H] inputs, or 3-D [B, S, hidden] with the head counts as attributes. */
 const attention: ShapeRule = (c) => {
-  const q = c.req(0), k = c.req(1), v = c.req(2);
+  const q = c.req(0),
+    k = c.req(1),
+    v = c.req(2);
   const pastK = c.input(4);
   if (!q.shape || !k.shape || !v.shape) return c.node.outputs.map(() => ({ type: q.type, shape: null }));
   let y: Dim[], kvHeads: Dim, kvLen: Dim, headK: Dim, headV: Dim, batch: Dim;
   if (q.shape.length === 4) {
-    batch = q.shape[0]!; kvHeads = k.shape[1]!; kvLen = k.shape[2]!; headK = k.shape[3]!; headV = v.shape[3]!;
+    batch = q.shape[0]!;
+    kvHeads = k.shape[1]!;
+    kvLen = k.shape[2]!;
+    headK = k.shape[3]!;
+    headV = v.shape[3]!;
     y = [batch, q.shape[1]!, q.shape[2]!, headV];
   } else {
-    const qHeads = attrInt(c.node, 'q_num_heads', 0), kvN = attrInt(c.node, 'kv_num_heads', 0);
+    const qHeads = attrInt(c.node, 'q_num_heads', 0),
+      kvN = attrInt(c.node, 'kv_num_heads', 0);
     if (!qHeads || !kvN) return c.fail('3-D Attention needs q_num_heads and kv_num_heads');
-    batch = q.shape[0]!; kvHeads = kvN; kvLen = k.shape[1]!;
+    batch = q.shape[0]!;
+    kvHeads = kvN;
+    kvLen = k.shape[1]!;
     headK = isStatic(k.shape[2]) ? k.shape[2] / kvN : null;
     headV = isStatic(v.shape[2]) ? v.shape[2] / kvN : null;
     y = [batch, q.shape[1]!, dimMul(qHeads, headV)];
   }
-  const total: Dim = pastK?.shape && isStatic(pastK.shape[2]) && isStatic(kvLen) ? pastK.shape[2] + kvLen : pastK ? null : kvLen;
-  const outs: ShapeInfo[] = [{ type: q.type, shape: y }, { type: q.type, shape: [batch, kvHeads, total, headK] }, { type: q.type, shape: [batch, kvHeads, total, headV] }];
+  const total: Dim =
+    pastK?.shape && isStatic(pastK.shape[2]) && isStatic(kvLen) ? pastK.shape[2] + kvLen : pastK ? null : kvLen;
+  const outs: ShapeInfo[] = [
+    { type: q.type, shape: y },
+    { type: q.type, shape: [batch, kvHeads, total, headK] },
+    { type: q.type, shape: [batch, kvHeads, total, headV] },
+  ];
   if (c.node.outputs.length > 3) outs.push({ type: q.type, shape: null }); // qk_matmul_output (mode-dependent)
   return outs;
 };
@@ -221,10 +321,19 @@ export const NN_RULES: Record<string, ShapeRule> = {
   Attention: attention,
   RMSNormalization: (c) => [{ ...c.req(0) }],
   RotaryEmbedding: (c) => [{ ...c.req(0) }],
-  MatMul: matMul, Gemm: gemm, Conv: conv, ConvTranspose: convTranspose,
-  MaxPool: pool, AveragePool: pool, LpPool: pool,
-  GlobalAveragePool: globalPool, GlobalMaxPool: globalPool, GlobalLpPool: globalPool,
-  Resize: resize, Upsample: resize, Einsum: einsum,
+  MatMul: matMul,
+  Gemm: gemm,
+  Conv: conv,
+  ConvTranspose: convTranspose,
+  MaxPool: pool,
+  AveragePool: pool,
+  LpPool: pool,
+  GlobalAveragePool: globalPool,
+  GlobalMaxPool: globalPool,
+  GlobalLpPool: globalPool,
+  Resize: resize,
+  Upsample: resize,
+  Einsum: einsum,
 };
 
 /** com.microsoft domain rules. */

@@ -40,10 +40,14 @@ export interface DenoiseContext {
 export function timestepTensor(model: StableDiffusionModel, t: number): Tensor {
   const { timestepType, timestepDims } = model.facts;
   switch (timestepType) {
-    case 'int64': return tensor('int64', timestepDims, BigInt64Array.of(BigInt(t)));
-    case 'int32': return tensor('int32', timestepDims, Int32Array.of(t));
-    case 'float32': return tensor('float32', timestepDims, Float32Array.of(t));
-    case 'float16': return tensor('float16', timestepDims, toFloat16(Float32Array.of(t)));
+    case 'int64':
+      return tensor('int64', timestepDims, BigInt64Array.of(BigInt(t)));
+    case 'int32':
+      return tensor('int32', timestepDims, Int32Array.of(t));
+    case 'float32':
+      return tensor('float32', timestepDims, Float32Array.of(t));
+    case 'float16':
+      return tensor('float16', timestepDims, toFloat16(Float32Array.of(t)));
   }
 }
 
@@ -80,11 +84,14 @@ export async function denoiseOnHost(ctx: DenoiseContext, start: Tensor<'float32'
     throwIfAborted(ctx.signal);
     const t = timesteps[i]!;
     const input = guidance !== null ? duplicate(latents) : latents;
-    const out = await unet.run({
-      [io.unetSample]: castFloat(input, facts.unetType),
-      [io.unetTimestep]: timestepTensor(model, t),
-      [io.unetText]: ctx.text,
-    }, [io.unetOut]);
+    const out = await unet.run(
+      {
+        [io.unetSample]: castFloat(input, facts.unetType),
+        [io.unetTimestep]: timestepTensor(model, t),
+        [io.unetText]: ctx.text,
+      },
+      [io.unetOut],
+    );
     let pred = out[io.unetOut]!;
     if (isGpuTensor(pred)) pred = await readAndDispose(ctx.runtime, pred);
     const eps = guidance !== null ? applyGuidance(asFloat32(pred).data, guidance) : asFloat32(pred).data;
@@ -95,7 +102,11 @@ export async function denoiseOnHost(ctx: DenoiseContext, start: Tensor<'float32'
 }
 
 async function readAndDispose(runtime: Runtime, t: GpuTensor): Promise<Tensor> {
-  try { return await runtime.read(t); } finally { await runtime.dispose(t); }
+  try {
+    return await runtime.read(t);
+  } finally {
+    await runtime.dispose(t);
+  }
 }
 
 /**
@@ -103,7 +114,11 @@ async function readAndDispose(runtime: Runtime, t: GpuTensor): Promise<Tensor> {
  * sessions that keep their outputs on the GPU, nothing but the timestep and the scalars crosses to the GPU per
  * step. Returns the final latents on the host.
  */
-export async function denoiseOnDevice(ctx: DenoiseContext, start: Tensor<'float32'>, stepSession: Session): Promise<Tensor<'float32'>> {
+export async function denoiseOnDevice(
+  ctx: DenoiseContext,
+  start: Tensor<'float32'>,
+  stepSession: Session,
+): Promise<Tensor<'float32'>> {
   const { model, unet, scheduler, timesteps, guidance, runtime } = ctx;
   const { io, facts } = model;
   let latents: Feed = start;
@@ -120,17 +135,23 @@ export async function denoiseOnDevice(ctx: DenoiseContext, start: Tensor<'float3
     for (let i = 0; i < timesteps.length; i++) {
       throwIfAborted(ctx.signal);
       const t = timesteps[i]!;
-      const out = await unet.run({
-        [io.unetSample]: unetIn,
-        [io.unetTimestep]: timestepTensor(model, t),
-        [io.unetText]: ctx.text,
-      }, [io.unetOut]);
+      const out = await unet.run(
+        {
+          [io.unetSample]: unetIn,
+          [io.unetTimestep]: timestepTensor(model, t),
+          [io.unetText]: ctx.text,
+        },
+        [io.unetOut],
+      );
       const pred = own(out[io.unetOut]!);
-      const next = await stepSession.run({
-        [STEP_IO.latents]: latents,
-        [STEP_IO.modelOutput]: pred,
-        ...stepScalars(scheduler, t, guidance),
-      }, [STEP_IO.nextLatents, STEP_IO.nextUnetSample]);
+      const next = await stepSession.run(
+        {
+          [STEP_IO.latents]: latents,
+          [STEP_IO.modelOutput]: pred,
+          ...stepScalars(scheduler, t, guidance),
+        },
+        [STEP_IO.nextLatents, STEP_IO.nextUnetSample],
+      );
       await release(pred);
       await release(latents);
       await release(unetIn);

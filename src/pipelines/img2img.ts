@@ -82,9 +82,11 @@ export function noiseShapeFor(model: StableDiffusionModel, width: number, height
 function checkFrame(image: Tensor, index: number, width: number, height: number): Tensor<'float32'> {
   const d = image.dims;
   if (image.type !== 'float32' || d.length !== 3 || d[0] !== 3 || d[1] !== height || d[2] !== width) {
-    throw new VidpriorError('E_BAD_INPUT',
+    throw new VidpriorError(
+      'E_BAD_INPUT',
       `frame ${index + 1} is ${image.type} [${d.join(', ')}], expected float32 [3, ${height}, ${width}] like the first frame`,
-      { frame: index + 1, dims: d });
+      { frame: index + 1, dims: d },
+    );
   }
   return image as Tensor<'float32'>;
 }
@@ -115,7 +117,13 @@ interface RunPlan {
   source: FrameSource;
 }
 
-async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: RunPlan, sink: FrameSink, options: StylizeOptions): Promise<StylizeSummary> {
+async function runPipeline(
+  model: StableDiffusionModel,
+  runtime: Runtime,
+  plan: RunPlan,
+  sink: FrameSink,
+  options: StylizeOptions,
+): Promise<StylizeSummary> {
   const started = Date.now();
   // 1. Check inputs: options, frame size, noise shape.
   const o = resolveOptions(model, options);
@@ -125,11 +133,21 @@ async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: 
   }
   const { width, height } = source;
   const multiple = sizeMultiple(model);
-  if (!(Number.isInteger(width) && Number.isInteger(height) && width >= multiple && height >= multiple
-    && width % multiple === 0 && height % multiple === 0)) {
-    throw new VidpriorError('E_BAD_INPUT',
+  if (
+    !(
+      Number.isInteger(width) &&
+      Number.isInteger(height) &&
+      width >= multiple &&
+      height >= multiple &&
+      width % multiple === 0 &&
+      height % multiple === 0
+    )
+  ) {
+    throw new VidpriorError(
+      'E_BAD_INPUT',
       `frame size ${width}×${height} is not a multiple of ${multiple} (VAE factor ${model.facts.vaeScaleFactor} × ${UNET_LATENT_MULTIPLE}): resize or pad the frames first (src/io/size.ts)`,
-      { width, height, multiple });
+      { width, height, multiple },
+    );
   }
   const noiseShape = noiseShapeFor(model, width, height);
   if (o.noise) checkNoiseShape(o.noise, noiseShape, `${width}×${height}`);
@@ -142,9 +160,10 @@ async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: 
   // 3. Set the timesteps: strength keeps the last int(n·strength) of the n-step DDIM schedule.
   const scheduler = new DdimScheduler(model.schedulerConfig);
   const schedule = scheduler.setTimesteps(o.steps);
-  const { timesteps, latentTimestep } = plan.mode === 'txt2img'
-    ? { timesteps: schedule, latentTimestep: schedule[0]! }
-    : img2imgTimesteps(schedule, o.steps, strength, scheduler.order);
+  const { timesteps, latentTimestep } =
+    plan.mode === 'txt2img'
+      ? { timesteps: schedule, latentTimestep: schedule[0]! }
+      : img2imgTimesteps(schedule, o.steps, strength, scheduler.order);
 
   // 4. The initial noise: given, or drawn once from the seed; the same for every frame.
   const noise = o.noise ?? float32(noiseShape, new Rng(o.seed).normalArray(noiseShape.reduce((a, b) => a * b, 1)));
@@ -156,7 +175,11 @@ async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: 
   let stepSession: Session | null = null;
   if (onDevice) {
     stepSession = await runtime.createSession(
-      buildStepGraph({ guidance: o.cfg, prediction: model.schedulerConfig.prediction_type, unetType: model.facts.unetType }),
+      buildStepGraph({
+        guidance: o.cfg,
+        prediction: model.schedulerConfig.prediction_type,
+        unetType: model.facts.unetType,
+      }),
       { label: 'ddim-step', keepOutputsOnGpu: true },
     );
   }
@@ -171,7 +194,10 @@ async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: 
       const noiseBatch = repeatBatch(noise, n);
       let start: Tensor<'float32'>;
       if (plan.mode === 'txt2img') {
-        start = float32(noiseBatch.dims, noiseBatch.data.map((v) => Math.fround(v * scheduler.initNoiseSigma)));
+        start = float32(
+          noiseBatch.dims,
+          noiseBatch.data.map((v) => Math.fround(v * scheduler.initNoiseSigma)),
+        );
       } else {
         const images: Tensor<'float32'>[] = [];
         for (let i = first; i < first + n; i++) images.push(checkFrame(await source.read(i), i, width, height));
@@ -184,7 +210,11 @@ async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: 
       const textHost = batchEmbeddings(prompts, n, model.facts.unetTextType);
       const text: Feed = onDevice ? await runtime.upload(textHost) : textHost;
       const ctx: DenoiseContext = {
-        runtime, model, unet: o.unet, scheduler, timesteps,
+        runtime,
+        model,
+        unet: o.unet,
+        scheduler,
+        timesteps,
         guidance: o.cfg ? o.guidance : null,
         text,
         signal: options.signal,
@@ -209,14 +239,28 @@ async function runPipeline(model: StableDiffusionModel, runtime: Runtime, plan: 
     await stepSession?.release();
   }
   return {
-    frames, width, height, noiseShape,
-    steps: timesteps.length, timesteps: [...timesteps], guidance: o.cfg, batch: o.batch,
-    loop: onDevice ? 'device' : 'host', promptTruncated: prompts.truncated, seconds: (Date.now() - started) / 1000,
+    frames,
+    width,
+    height,
+    noiseShape,
+    steps: timesteps.length,
+    timesteps: [...timesteps],
+    guidance: o.cfg,
+    batch: o.batch,
+    loop: onDevice ? 'device' : 'host',
+    promptTruncated: prompts.truncated,
+    seconds: (Date.now() - started) / 1000,
   };
 }
 
 /** img2img over a frame source, streaming finished frames to `sink`. */
-export function stylizeFrames(model: StableDiffusionModel, runtime: Runtime, source: FrameSource, sink: FrameSink, options: StylizeOptions): Promise<StylizeSummary> {
+export function stylizeFrames(
+  model: StableDiffusionModel,
+  runtime: Runtime,
+  source: FrameSource,
+  sink: FrameSink,
+  options: StylizeOptions,
+): Promise<StylizeSummary> {
   return runPipeline(model, runtime, { mode: 'img2img', source }, sink, options);
 }
 
@@ -224,32 +268,66 @@ export function stylizeFrames(model: StableDiffusionModel, runtime: Runtime, sou
  * img2img of frames in memory ([3,H,W] float32 in [-1,1], all one size, any size): frames whose sides are not
  * multiples of f × 8 are padded (reflection) and the results cropped back, so each output has its input's size.
  */
-export async function img2img(model: StableDiffusionModel, runtime: Runtime, images: readonly Tensor<'float32'>[], options: StylizeOptions): Promise<Tensor<'float32'>[]> {
+export async function img2img(
+  model: StableDiffusionModel,
+  runtime: Runtime,
+  images: readonly Tensor<'float32'>[],
+  options: StylizeOptions,
+): Promise<Tensor<'float32'>[]> {
   if (images.length === 0) throw new VidpriorError('E_BAD_INPUT', 'no images given', { frames: 0 });
   const first = images[0]!;
   if (first.dims.length !== 3 || first.dims[0] !== 3 || first.dims[1]! < 1 || first.dims[2]! < 1) {
-    throw new VidpriorError('E_BAD_INPUT', `image 1 has dims [${first.dims.join(', ')}], expected [3, H, W]`, { dims: first.dims });
+    throw new VidpriorError('E_BAD_INPUT', `image 1 has dims [${first.dims.join(', ')}], expected [3, H, W]`, {
+      dims: first.dims,
+    });
   }
   const plan: FitPlan = planFit(first.dims[2]!, first.dims[1]!, sizeMultiple(model), 'pad', 'reflect');
   const identity = fitIsIdentity(plan);
   const out: Tensor<'float32'>[] = [];
-  await stylizeFrames(model, runtime, {
-    count: images.length, width: plan.working.width, height: plan.working.height,
-    read: (i) => {
-      const img = checkFrame(images[i]!, i, plan.original.width, plan.original.height);
-      return identity ? img : padFrame(img, plan);
+  await stylizeFrames(
+    model,
+    runtime,
+    {
+      count: images.length,
+      width: plan.working.width,
+      height: plan.working.height,
+      read: (i) => {
+        const img = checkFrame(images[i]!, i, plan.original.width, plan.original.height);
+        return identity ? img : padFrame(img, plan);
+      },
     },
-  }, (i, img) => { out[i] = identity ? img : cropFrame(img, plan); }, options);
+    (i, img) => {
+      out[i] = identity ? img : cropFrame(img, plan);
+    },
+    options,
+  );
   return out;
 }
 
 /** txt2img: `count` images of `width`×`height` (multiples of f × 8) from the noise alone (strength 1). */
-export async function txt2img(model: StableDiffusionModel, runtime: Runtime, shape: { width: number; height: number; count?: number }, options: StylizeOptions): Promise<Tensor<'float32'>[]> {
+export async function txt2img(
+  model: StableDiffusionModel,
+  runtime: Runtime,
+  shape: { width: number; height: number; count?: number },
+  options: StylizeOptions,
+): Promise<Tensor<'float32'>[]> {
   const out: Tensor<'float32'>[] = [];
   const source: FrameSource = {
-    count: shape.count ?? 1, width: shape.width, height: shape.height,
-    read: () => { throw new VidpriorError('E_INTERNAL', 'txt2img reads no frames'); },
+    count: shape.count ?? 1,
+    width: shape.width,
+    height: shape.height,
+    read: () => {
+      throw new VidpriorError('E_INTERNAL', 'txt2img reads no frames');
+    },
   };
-  await runPipeline(model, runtime, { mode: 'txt2img', source }, (i, img) => { out[i] = img; }, options);
+  await runPipeline(
+    model,
+    runtime,
+    { mode: 'txt2img', source },
+    (i, img) => {
+      out[i] = img;
+    },
+    options,
+  );
   return out;
 }

@@ -69,10 +69,19 @@ export function resolveOptions(model: StableDiffusionModel, o: StylizeOptions): 
   const strength = o.strength ?? 0.45;
   check(typeof strength === 'number' && strength > 0 && strength <= 1, 'strength', strength, 'a number in (0, 1]');
   const steps = o.steps ?? 50;
-  check(Number.isInteger(steps) && steps >= 1 && steps <= model.schedulerConfig.num_train_timesteps, 'steps', steps,
-    `a whole number from 1 to ${model.schedulerConfig.num_train_timesteps}`);
+  check(
+    Number.isInteger(steps) && steps >= 1 && steps <= model.schedulerConfig.num_train_timesteps,
+    'steps',
+    steps,
+    `a whole number from 1 to ${model.schedulerConfig.num_train_timesteps}`,
+  );
   const guidance = o.guidance ?? 7.5;
-  check(typeof guidance === 'number' && Number.isFinite(guidance) && guidance >= 0, 'guidance', guidance, 'a number ≥ 0');
+  check(
+    typeof guidance === 'number' && Number.isFinite(guidance) && guidance >= 0,
+    'guidance',
+    guidance,
+    'a number ≥ 0',
+  );
   const seed = o.seed ?? 0;
   check(Number.isSafeInteger(seed), 'seed', seed, 'a whole number');
   const batch = o.batch ?? 1;
@@ -80,13 +89,19 @@ export function resolveOptions(model: StableDiffusionModel, o: StylizeOptions): 
   const unet = o.unet ?? model.unet;
   for (const name of [model.io.unetSample, model.io.unetTimestep, model.io.unetText]) {
     if (!unet.inputs.some((m) => m.name === name)) {
-      throw new VidpriorError('E_MODEL_INPUT', `the UNet "${unet.label}" has no input "${name}" (its inputs: ${unet.inputs.map((m) => m.name).join(', ')})`, { input: name });
+      throw new VidpriorError(
+        'E_MODEL_INPUT',
+        `the UNet "${unet.label}" has no input "${name}" (its inputs: ${unet.inputs.map((m) => m.name).join(', ')})`,
+        { input: name },
+      );
     }
   }
   let noise: Tensor<'float32'> | null = null;
   if (o.noise) {
     if (o.noise.type !== 'float32') {
-      throw new VidpriorError('E_BAD_INPUT', `the initial noise must be float32, got ${o.noise.type}`, { type: o.noise.type });
+      throw new VidpriorError('E_BAD_INPUT', `the initial noise must be float32, got ${o.noise.type}`, {
+        type: o.noise.type,
+      });
     }
     noise = o.noise as Tensor<'float32'>;
   }
@@ -97,9 +112,11 @@ export function resolveOptions(model: StableDiffusionModel, o: StylizeOptions): 
 export function checkNoiseShape(noise: Tensor, expected: readonly number[], frameSize: string): void {
   const ok = noise.dims.length === expected.length && noise.dims.every((d, i) => d === expected[i]);
   if (!ok) {
-    throw new VidpriorError('E_BAD_INPUT',
+    throw new VidpriorError(
+      'E_BAD_INPUT',
       `the initial noise has shape [${noise.dims.join(', ')}] but ${frameSize} frames need [${expected.join(', ')}]`,
-      { shape: noise.dims, expected });
+      { shape: noise.dims, expected },
+    );
   }
   for (const v of noise.data as Float32Array) {
     if (!Number.isFinite(v)) throw new VidpriorError('E_BAD_INPUT', `the initial noise contains ${v}`, { value: v });

@@ -40,7 +40,12 @@ export const STEP_IO = {
 export function buildStepGraph(spec: StepGraphSpec): Uint8Array {
   const b = new GraphBuilder(`ddim_step_${spec.prediction}${spec.guidance ? '_cfg' : ''}`, { opset: 17 });
   const x = b.input(STEP_IO.latents, 'float32', ['batch', 'channels', 'height', 'width']);
-  const out = b.input(STEP_IO.modelOutput, spec.unetType, [spec.guidance ? 'unet_batch' : 'batch', 'channels', 'height', 'width']);
+  const out = b.input(STEP_IO.modelOutput, spec.unetType, [
+    spec.guidance ? 'unet_batch' : 'batch',
+    'channels',
+    'height',
+    'width',
+  ]);
   const g = spec.guidance ? b.input(STEP_IO.guidance, 'float32', []) : null;
   const sqrtA = b.input(STEP_IO.sqrtAlpha, 'float32', []);
   const sqrtB = b.input(STEP_IO.sqrtBeta, 'float32', []);
@@ -69,7 +74,12 @@ export function buildStepGraph(spec: StepGraphSpec): Uint8Array {
   b.output(prev, STEP_IO.nextLatents, 'float32', ['batch', 'channels', 'height', 'width']);
   let next = spec.guidance ? b.op('Concat', [prev, prev], { axis: 0 }) : b.op('Identity', [prev]);
   if (spec.unetType === 'float16') next = b.op('Cast', [next], { to: 10 });
-  b.output(next, STEP_IO.nextUnetSample, spec.unetType, [spec.guidance ? 'unet_batch' : 'batch', 'channels', 'height', 'width']);
+  b.output(next, STEP_IO.nextUnetSample, spec.unetType, [
+    spec.guidance ? 'unet_batch' : 'batch',
+    'channels',
+    'height',
+    'width',
+  ]);
   return encodeModel(b.build());
 }
 

@@ -22,7 +22,10 @@ export interface PromptEmbeddings {
 }
 
 /** Runs the text encoder on one prompt and returns its last_hidden_state as float32 [1, L, W]. */
-export async function encodeText(model: StableDiffusionModel, prompt: string): Promise<{ hidden: Tensor<'float32'>; truncated: boolean; removedText: string }> {
+export async function encodeText(
+  model: StableDiffusionModel,
+  prompt: string,
+): Promise<{ hidden: Tensor<'float32'>; truncated: boolean; removedText: string }> {
   const { facts, io } = model;
   const encoded = model.tokenizer.encode(prompt);
   const feeds: Record<string, Tensor> = { [io.textIds]: idsTensor(facts.textIdsType, encoded.ids) };
@@ -31,13 +34,21 @@ export async function encodeText(model: StableDiffusionModel, prompt: string): P
   const out = await model.textEncoder.run(feeds, [io.textHidden]);
   const hidden = out[io.textHidden];
   if (!hidden || isGpuTensor(hidden)) {
-    throw new VidpriorError('E_INTERNAL', 'the text encoder session must return host outputs (do not keep them on the GPU)');
+    throw new VidpriorError(
+      'E_INTERNAL',
+      'the text encoder session must return host outputs (do not keep them on the GPU)',
+    );
   }
   return { hidden: asFloat32(hidden), truncated: encoded.truncated, removedText: encoded.removedText };
 }
 
 /** Embeds the prompt, and the negative prompt when `guidance` is on. */
-export async function encodePrompts(model: StableDiffusionModel, prompt: string, negativePrompt: string, guidance: boolean): Promise<PromptEmbeddings> {
+export async function encodePrompts(
+  model: StableDiffusionModel,
+  prompt: string,
+  negativePrompt: string,
+  guidance: boolean,
+): Promise<PromptEmbeddings> {
   const cond = await encodeText(model, prompt);
   const uncond = guidance ? (await encodeText(model, negativePrompt)).hidden : null;
   return { cond: cond.hidden, uncond, truncated: cond.truncated, removedText: cond.removedText };

@@ -17,14 +17,23 @@ export async function encodeImages(model: StableDiffusionModel, images: Tensor<'
   const { facts, io } = model;
   const [n, c, h, w] = images.dims as [number, number, number, number];
   if (images.dims.length !== 4 || c !== 3) {
-    throw new VidpriorError('E_BAD_INPUT', `images must be [N,3,H,W], got [${images.dims.join(',')}]`, { dims: images.dims });
+    throw new VidpriorError('E_BAD_INPUT', `images must be [N,3,H,W], got [${images.dims.join(',')}]`, {
+      dims: images.dims,
+    });
   }
   if (h % facts.vaeScaleFactor !== 0 || w % facts.vaeScaleFactor !== 0) {
-    throw new VidpriorError('E_BAD_INPUT', `image size ${w}×${h} is not a multiple of the VAE scale factor ${facts.vaeScaleFactor}`, { width: w, height: h });
+    throw new VidpriorError(
+      'E_BAD_INPUT',
+      `image size ${w}×${h} is not a multiple of the VAE scale factor ${facts.vaeScaleFactor}`,
+      { width: w, height: h },
+    );
   }
-  const out = await model.vaeEncoder.run({ [io.vaeEncoderIn]: castFloat(images, facts.vaeEncoderType) }, [io.vaeEncoderOut]);
+  const out = await model.vaeEncoder.run({ [io.vaeEncoderIn]: castFloat(images, facts.vaeEncoderType) }, [
+    io.vaeEncoderOut,
+  ]);
   const enc = out[io.vaeEncoderOut];
-  if (!enc || isGpuTensor(enc)) throw new VidpriorError('E_INTERNAL', 'the VAE encoder session must return host outputs');
+  if (!enc || isGpuTensor(enc))
+    throw new VidpriorError('E_INTERNAL', 'the VAE encoder session must return host outputs');
   const moments = asFloat32(enc);
   const C = facts.latentChannels;
   const oc = moments.dims[1]!;
@@ -43,19 +52,26 @@ export async function encodeImages(model: StableDiffusionModel, images: Tensor<'
 }
 
 /** Decodes scaled latents [N,C,h,w] into images [N,3,h·f,w·f], float32 clamped to [-1,1]. */
-export async function decodeLatents(model: StableDiffusionModel, latents: Tensor<'float32'>): Promise<Tensor<'float32'>> {
+export async function decodeLatents(
+  model: StableDiffusionModel,
+  latents: Tensor<'float32'>,
+): Promise<Tensor<'float32'>> {
   const { facts, io } = model;
   const scale = Math.fround(facts.scalingFactor);
   const z = new Float32Array(latents.data.length);
   for (let i = 0; i < z.length; i++) z[i] = latents.data[i]! / scale;
-  const out = await model.vaeDecoder.run({ [io.vaeDecoderIn]: castFloat(float32(latents.dims, z), facts.vaeDecoderType) }, [io.vaeDecoderOut]);
+  const out = await model.vaeDecoder.run(
+    { [io.vaeDecoderIn]: castFloat(float32(latents.dims, z), facts.vaeDecoderType) },
+    [io.vaeDecoderOut],
+  );
   const dec = out[io.vaeDecoderOut];
-  if (!dec || isGpuTensor(dec)) throw new VidpriorError('E_INTERNAL', 'the VAE decoder session must return host outputs');
+  if (!dec || isGpuTensor(dec))
+    throw new VidpriorError('E_INTERNAL', 'the VAE decoder session must return host outputs');
   const img = asFloat32(dec);
   const pixels = new Float32Array(img.data.length);
   for (let i = 0; i < pixels.length; i++) {
     const v = img.data[i]!;
-    pixels[i] = v < -1 ? -1 : v > 1 ? 1 : v;
+    pixels[i] = v < -1 ? -1 : Math.min(v, 1);
   }
   return float32(img.dims, pixels);
 }

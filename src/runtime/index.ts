@@ -22,11 +22,28 @@ import { basename, dirname, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { VidpriorError, check } from '../errors.js';
 import { type Tensor, sizeOf } from '../tensor.js';
-import type { CreateResult, InitResult, Request, Response, RunResult, WireFeed, WireSessionOptions } from './messages.js';
+import type {
+  CreateResult,
+  InitResult,
+  Request,
+  Response,
+  RunResult,
+  WireFeed,
+  WireSessionOptions,
+} from './messages.js';
 import { fromWireError } from './messages.js';
 import { supportsGpuOutputs } from './ort-options.js';
 import type {
-  ExecutionProvider, Feed, GpuTensor, IoMeta, ProviderDecision, RunOptions, Runtime, RuntimeOptions, Session, SessionOptions,
+  ExecutionProvider,
+  Feed,
+  GpuTensor,
+  IoMeta,
+  ProviderDecision,
+  RunOptions,
+  Runtime,
+  RuntimeOptions,
+  Session,
+  SessionOptions,
 } from './types.js';
 import { isGpuTensor } from './types.js';
 import { checkFeeds, checkOutputNames } from './validate.js';
@@ -72,15 +89,31 @@ class WorkerLink {
     // The worker keeps the process alive only while a request is pending (see call()).
     worker.unref();
     worker.on('message', (res: Response) => this.settle(res));
-    worker.on('error', (err) => this.fail(new VidpriorError('E_RUNTIME', `the ONNX Runtime worker crashed: ${err.message}`, undefined, { cause: err })));
-    worker.on('messageerror', (err) => this.fail(new VidpriorError('E_RUNTIME', `a message from the ONNX Runtime worker could not be decoded: ${err.message}`)));
+    worker.on('error', (err) =>
+      this.fail(
+        new VidpriorError('E_RUNTIME', `the ONNX Runtime worker crashed: ${err.message}`, undefined, { cause: err }),
+      ),
+    );
+    worker.on('messageerror', (err) =>
+      this.fail(
+        new VidpriorError('E_RUNTIME', `a message from the ONNX Runtime worker could not be decoded: ${err.message}`),
+      ),
+    );
     worker.on('exit', (code) => {
-      if (!this.stopping) this.fail(new VidpriorError('E_RUNTIME', `the ONNX Runtime worker stopped unexpectedly (exit code ${code}); the runtime is closed`));
+      if (!this.stopping)
+        this.fail(
+          new VidpriorError(
+            'E_RUNTIME',
+            `the ONNX Runtime worker stopped unexpectedly (exit code ${code}); the runtime is closed`,
+          ),
+        );
       else this.fail(new VidpriorError('E_BAD_REQUEST', 'the runtime is closed'));
     });
   }
 
-  get alive(): boolean { return this.dead === null; }
+  get alive(): boolean {
+    return this.dead === null;
+  }
 
   call<T>(req: Outgoing, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
@@ -92,7 +125,12 @@ class WorkerLink {
         this.worker.postMessage({ ...req, id } as Request, transfer);
       } catch (err) {
         this.forget(id);
-        reject(new VidpriorError('E_BAD_REQUEST', `cannot send the ${req.op} request to the runtime worker: ${(err as Error).message}`));
+        reject(
+          new VidpriorError(
+            'E_BAD_REQUEST',
+            `cannot send the ${req.op} request to the runtime worker: ${(err as Error).message}`,
+          ),
+        );
       }
     });
   }
@@ -123,7 +161,11 @@ class WorkerLink {
   /** Asks the worker to release everything (when `graceful`), then terminates it. */
   async shutdown(graceful: boolean): Promise<void> {
     if (graceful && this.alive) {
-      try { await this.call({ op: 'close' }); } catch { /* terminating anyway */ }
+      try {
+        await this.call({ op: 'close' });
+      } catch {
+        /* terminating anyway */
+      }
     }
     this.stopping = true;
     await this.worker.terminate();
@@ -133,7 +175,11 @@ class WorkerLink {
 class WorkerRuntime implements Runtime {
   private closed = false;
 
-  constructor(private readonly link: WorkerLink, readonly decision: ProviderDecision, private readonly tensorIdBase: number) {}
+  constructor(
+    private readonly link: WorkerLink,
+    readonly decision: ProviderDecision,
+    private readonly tensorIdBase: number,
+  ) {}
 
   async createSession(model: string | Uint8Array, options: SessionOptions = {}): Promise<Session> {
     this.checkOpen();
@@ -141,7 +187,11 @@ class WorkerRuntime implements Runtime {
     let source: string | Uint8Array;
     if (typeof model === 'string') {
       source = resolve(model);
-      if (!existsSync(source)) throw new VidpriorError('E_MODEL_MISSING', `${label}: model file not found: ${source}`, { label, file: source });
+      if (!existsSync(source))
+        throw new VidpriorError('E_MODEL_MISSING', `${label}: model file not found: ${source}`, {
+          label,
+          file: source,
+        });
     } else {
       check(model instanceof Uint8Array && model.length > 0, 'model', typeof model, 'a path or non-empty ONNX bytes');
       // Bytes are copied to the worker (the caller keeps them); a view is cut out so only it is copied.
@@ -159,7 +209,12 @@ class WorkerRuntime implements Runtime {
   async read(t: GpuTensor | Tensor): Promise<Tensor> {
     this.checkOpen();
     if (!isGpuTensor(t)) {
-      check(typeof t === 'object' && t !== null && ArrayBuffer.isView(t.data), 'tensor', typeof t, 'a GpuTensor handle or a Tensor');
+      check(
+        typeof t === 'object' && t !== null && ArrayBuffer.isView(t.data),
+        'tensor',
+        typeof t,
+        'a GpuTensor handle or a Tensor',
+      );
       return t;
     }
     this.checkOwn(t);
@@ -168,12 +223,20 @@ class WorkerRuntime implements Runtime {
 
   async upload(t: Tensor): Promise<Feed> {
     this.checkOpen();
-    check(typeof t === 'object' && t !== null && !isGpuTensor(t) && ArrayBuffer.isView(t.data), 'tensor', typeof t, 'a host Tensor');
+    check(
+      typeof t === 'object' && t !== null && !isGpuTensor(t) && ArrayBuffer.isView(t.data),
+      'tensor',
+      typeof t,
+      'a host Tensor',
+    );
     if (!supportsGpuOutputs(this.decision.ep)) return t;
     const transfer: ArrayBuffer[] = [];
     const tensor = packFeed(t, false, transfer) as Tensor;
     if (tensor.data.length !== sizeOf(tensor.dims)) {
-      throw new VidpriorError('E_SHAPE', `upload: the tensor has ${tensor.data.length} elements but its dims [${tensor.dims.join(', ')}] need ${sizeOf(tensor.dims)}`);
+      throw new VidpriorError(
+        'E_SHAPE',
+        `upload: the tensor has ${tensor.data.length} elements but its dims [${tensor.dims.join(', ')}] need ${sizeOf(tensor.dims)}`,
+      );
     }
     return this.link.call<Feed>({ op: 'upload', tensor }, transfer);
   }
@@ -181,7 +244,10 @@ class WorkerRuntime implements Runtime {
   async dispose(t: Feed | readonly Feed[]): Promise<void> {
     if (this.closed || !this.link.alive) return; // everything is gone already
     const list = (Array.isArray(t) ? t : [t]) as Feed[];
-    const ids = list.filter(isGpuTensor).map((x) => { this.checkOwn(x); return x.id; });
+    const ids = list.filter(isGpuTensor).map((x) => {
+      this.checkOwn(x);
+      return x.id;
+    });
     if (ids.length > 0) await this.link.call<void>({ op: 'dispose', tensors: ids });
   }
 
@@ -211,7 +277,9 @@ class WorkerSession implements Session {
   private released = false;
 
   constructor(
-    private readonly link: WorkerLink, created: CreateResult, readonly label: string,
+    private readonly link: WorkerLink,
+    created: CreateResult,
+    readonly label: string,
     private readonly checkOwn: (t: GpuTensor) => void,
   ) {
     this.id = created.session;
@@ -220,7 +288,11 @@ class WorkerSession implements Session {
     this.ep = created.ep;
   }
 
-  async run(feeds: Record<string, Feed>, outputNames?: readonly string[], options: RunOptions = {}): Promise<Record<string, Tensor | GpuTensor>> {
+  async run(
+    feeds: Record<string, Feed>,
+    outputNames?: readonly string[],
+    options: RunOptions = {},
+  ): Promise<Record<string, Tensor | GpuTensor>> {
     if (this.released) throw new VidpriorError('E_BAD_REQUEST', `${this.label}: the session was released`);
     // 1. Check the feeds against the model before anything crosses the thread boundary.
     checkFeeds(this.label, this.inputs, feeds);
@@ -229,9 +301,13 @@ class WorkerSession implements Session {
     // 2. Pack them: handles as plain objects, host data copied once or moved (transferFeeds).
     const transfer: ArrayBuffer[] = [];
     const wire: Record<string, WireFeed> = {};
-    for (const [name, feed] of Object.entries(feeds)) wire[name] = packFeed(feed, options.transferFeeds ?? false, transfer);
+    for (const [name, feed] of Object.entries(feeds))
+      wire[name] = packFeed(feed, options.transferFeeds ?? false, transfer);
     // 3. Run in the worker.
-    return this.link.call<RunResult>({ op: 'run', session: this.id, feeds: wire, ...(outputNames ? { outputNames: [...outputNames] } : {}) }, transfer);
+    return this.link.call<RunResult>(
+      { op: 'run', session: this.id, feeds: wire, ...(outputNames ? { outputNames: [...outputNames] } : {}) },
+      transfer,
+    );
   }
 
   async release(): Promise<void> {

@@ -7,7 +7,14 @@
  */
 import { type ErrorCode, VidpriorError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import type { ExecutionProvider, ExecutionProviderChoice, GpuTensor, IoMeta, ProviderDecision, SessionOptions } from './types.js';
+import type {
+  ExecutionProvider,
+  ExecutionProviderChoice,
+  GpuTensor,
+  IoMeta,
+  ProviderDecision,
+  SessionOptions,
+} from './types.js';
 
 /** A feed as it crosses the thread boundary: a host tensor, or a reference to a tensor the worker holds. */
 export type WireFeed = Tensor | GpuTensor;
@@ -26,13 +33,18 @@ export type Request =
 /** SessionOptions as posted: the label is always set (externalData given as paths is read in the worker). */
 export type WireSessionOptions = SessionOptions & { label: string };
 
-export interface InitResult { decision: ProviderDecision }
-export interface CreateResult { session: number; inputs: IoMeta[]; outputs: IoMeta[]; ep: ExecutionProvider }
+export interface InitResult {
+  decision: ProviderDecision;
+}
+export interface CreateResult {
+  session: number;
+  inputs: IoMeta[];
+  outputs: IoMeta[];
+  ep: ExecutionProvider;
+}
 export type RunResult = Record<string, Tensor | GpuTensor>;
 
-export type Response =
-  | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; error: WireError };
+export type Response = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: WireError };
 
 export interface WireError {
   code: ErrorCode;

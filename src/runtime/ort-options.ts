@@ -27,7 +27,11 @@ export function supportsGpuOutputs(ep: ExecutionProvider): boolean {
  * Builds ORT session options (without externalData, which the worker adds as bytes). Output names listed in
  * keepOutputsOnGpu are checked against the model by the worker once the session exists.
  */
-export function toOrtSessionOptions(options: SessionOptions, ep: ExecutionProvider, cpuThreads: number): OrtSessionOptions {
+export function toOrtSessionOptions(
+  options: SessionOptions,
+  ep: ExecutionProvider,
+  cpuThreads: number,
+): OrtSessionOptions {
   // Severity 4 (fatal only): every ORT error reaches the caller as a VidpriorError with ORT's message, so ORT's
   // own log lines would only repeat it on stderr.
   const out: OrtSessionOptions = { executionProviders: [providerEntry(ep, options)], logSeverityLevel: 4 };
@@ -56,8 +60,12 @@ export function toOrtSessionOptions(options: SessionOptions, ep: ExecutionProvid
   return out;
 }
 
-function providerEntry(ep: ExecutionProvider, options: SessionOptions): OrtSessionOptions['executionProviders'][number] {
-  if (ep === 'webgpu') return options.preferredLayout ? { name: 'webgpu', preferredLayout: options.preferredLayout } : { name: 'webgpu' };
+function providerEntry(
+  ep: ExecutionProvider,
+  options: SessionOptions,
+): OrtSessionOptions['executionProviders'][number] {
+  if (ep === 'webgpu')
+    return options.preferredLayout ? { name: 'webgpu', preferredLayout: options.preferredLayout } : { name: 'webgpu' };
   if (ep === 'cuda') return { name: 'cuda', deviceId: 0 };
   return 'cpu';
 }

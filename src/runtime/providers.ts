@@ -13,9 +13,10 @@ import type { ExecutionProvider, ExecutionProviderChoice, ProviderDecision } fro
 /** Creates (and runs once) a tiny session on `ep`; throws ORT's error when the provider cannot work. */
 export type ProviderProbe = (ep: ExecutionProvider) => Promise<void>;
 
-const CUDA_HOWTO = 'onnxruntime-node downloads its CUDA provider in its own install step, which vidprior\'s .npmrc '
-  + 'skips for offline installs. With internet access and an NVIDIA GPU (CUDA 12) run '
-  + '`npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12 --foreground-scripts` (README, "CUDA")';
+const CUDA_HOWTO =
+  "onnxruntime-node downloads its CUDA provider in its own install step, which vidprior's .npmrc " +
+  'skips for offline installs. With internet access and an NVIDIA GPU (CUDA 12) run ' +
+  '`npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12 --foreground-scripts` (README, "CUDA")';
 
 /** onnxruntime-node's folder of native libraries for this platform (found through require.resolve). */
 export function ortBinaryDir(): string {
@@ -41,10 +42,14 @@ export function gpuDeviceNodes(): string[] {
   if (existsSync('/dev/dxg')) found.push('/dev/dxg'); // WSL2
   try {
     for (const name of readdirSync('/dev')) if (/^nvidia\d+$/.test(name)) found.push(`/dev/${name}`);
-  } catch { /* no /dev: nothing found */ }
+  } catch {
+    /* no /dev: nothing found */
+  }
   try {
     for (const name of readdirSync('/dev/dri')) if (name.startsWith('renderD')) found.push(`/dev/dri/${name}`);
-  } catch { /* no /dev/dri */ }
+  } catch {
+    /* no /dev/dri */
+  }
   return found;
 }
 
@@ -62,12 +67,20 @@ export async function decideProvider(input: DecideInput): Promise<ProviderDecisi
 
   if (choice === 'cuda') {
     if (!existsSync(cudaLib)) {
-      throw new VidpriorError('E_EP_UNAVAILABLE', `the CUDA execution provider is not installed (${cudaLib} is missing). ${CUDA_HOWTO}.`, { ep: 'cuda', library: cudaLib });
+      throw new VidpriorError(
+        'E_EP_UNAVAILABLE',
+        `the CUDA execution provider is not installed (${cudaLib} is missing). ${CUDA_HOWTO}.`,
+        { ep: 'cuda', library: cudaLib },
+      );
     }
     const err = await tryProbe(probe, 'cuda');
     if (err) {
-      throw new VidpriorError('E_EP_UNAVAILABLE', `the CUDA execution provider is installed but could not start: ${err}. `
-        + 'It needs an NVIDIA GPU with a CUDA 12 driver and cuDNN 9 on the library path.', { ep: 'cuda', library: cudaLib });
+      throw new VidpriorError(
+        'E_EP_UNAVAILABLE',
+        `the CUDA execution provider is installed but could not start: ${err}. ` +
+          'It needs an NVIDIA GPU with a CUDA 12 driver and cuDNN 9 on the library path.',
+        { ep: 'cuda', library: cudaLib },
+      );
     }
     return { ep: 'cuda', reason: `CUDA requested; provider library ${cudaLib} works` };
   }
@@ -75,9 +88,13 @@ export async function decideProvider(input: DecideInput): Promise<ProviderDecisi
   if (choice === 'webgpu') {
     const err = await tryProbe(probe, 'webgpu');
     if (err) {
-      throw new VidpriorError('E_EP_UNAVAILABLE', `the WebGPU execution provider found no usable GPU adapter: ${err}. `
-        + 'On Linux it runs on Vulkan: install the GPU\'s Vulkan driver and loader (libvulkan1), or Mesa\'s '
-        + 'software driver lavapipe (mesa-vulkan-drivers ≥ 25) for testing.', { ep: 'webgpu' });
+      throw new VidpriorError(
+        'E_EP_UNAVAILABLE',
+        `the WebGPU execution provider found no usable GPU adapter: ${err}. ` +
+          "On Linux it runs on Vulkan: install the GPU's Vulkan driver and loader (libvulkan1), or Mesa's " +
+          'software driver lavapipe (mesa-vulkan-drivers ≥ 25) for testing.',
+        { ep: 'webgpu' },
+      );
     }
     return { ep: 'webgpu', reason: 'WebGPU requested; an adapter was found' };
   }
@@ -93,8 +110,10 @@ export async function decideProvider(input: DecideInput): Promise<ProviderDecisi
   }
   const devices = input.gpuDevices ?? gpuDeviceNodes();
   if (devices.length === 0) {
-    passed.push('WebGPU skipped: no GPU device (/dev/dri/renderD*, /dev/nvidia*, /dev/dxg), so a Vulkan adapter '
-      + 'could only be a slow software one; pass --ep webgpu to use it anyway');
+    passed.push(
+      'WebGPU skipped: no GPU device (/dev/dri/renderD*, /dev/nvidia*, /dev/dxg), so a Vulkan adapter ' +
+        'could only be a slow software one; pass --ep webgpu to use it anyway',
+    );
   } else {
     const err = await tryProbe(probe, 'webgpu');
     if (!err) return { ep: 'webgpu', reason: `${passed.join('; ')}; WebGPU adapter found (GPU device ${devices[0]})` };

@@ -71,7 +71,11 @@ export interface Session {
    * Runs the model. Host feeds are copied to the worker (see RunOptions.transferFeeds); host outputs are moved
    * back without copies. Outputs named in keepOutputsOnGpu come back as GpuTensor handles (WebGPU only).
    */
-  run(feeds: Record<string, Feed>, outputNames?: readonly string[], options?: RunOptions): Promise<Record<string, Tensor | GpuTensor>>;
+  run(
+    feeds: Record<string, Feed>,
+    outputNames?: readonly string[],
+    options?: RunOptions,
+  ): Promise<Record<string, Tensor | GpuTensor>>;
   release(): Promise<void>;
 }
 

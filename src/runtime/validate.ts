@@ -13,13 +13,21 @@ export function checkFeeds(label: string, inputs: readonly IoMeta[], feeds: Reco
   const known = new Set(inputs.map((i) => i.name));
   for (const name of Object.keys(feeds)) {
     if (!known.has(name)) {
-      throw new VidpriorError('E_MODEL_INPUT', `${label}: the model has no input named '${name}' (its inputs: ${[...known].join(', ')})`, { label, input: name });
+      throw new VidpriorError(
+        'E_MODEL_INPUT',
+        `${label}: the model has no input named '${name}' (its inputs: ${[...known].join(', ')})`,
+        { label, input: name },
+      );
     }
   }
   for (const meta of inputs) {
     const feed = feeds[meta.name];
     if (feed === undefined) {
-      throw new VidpriorError('E_MODEL_INPUT', `${label}: input '${meta.name}' (${meta.type} ${fmtDims(meta.dims)}) is missing`, { label, input: meta.name });
+      throw new VidpriorError(
+        'E_MODEL_INPUT',
+        `${label}: input '${meta.name}' (${meta.type} ${fmtDims(meta.dims)}) is missing`,
+        { label, input: meta.name },
+      );
     }
     checkFeed(label, meta, feed);
   }
@@ -31,19 +39,35 @@ function checkFeed(label: string, meta: IoMeta, feed: Feed): void {
     throw new VidpriorError('E_BAD_REQUEST', `${label}: input '${name}' is not a tensor`, { label, input: name });
   }
   if (feed.type !== meta.type) {
-    const hint = meta.type === 'float16' && feed.type === 'float32' ? ' (convert with castFloat(t, \'float16\') from src/tensor.ts)' : '';
-    throw new VidpriorError('E_MODEL_INPUT', `${label}: input '${name}' must be ${meta.type}, got ${feed.type}${hint}`, { label, input: name, expected: meta.type, got: feed.type });
+    const hint =
+      meta.type === 'float16' && feed.type === 'float32'
+        ? " (convert with castFloat(t, 'float16') from src/tensor.ts)"
+        : '';
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `${label}: input '${name}' must be ${meta.type}, got ${feed.type}${hint}`,
+      { label, input: name, expected: meta.type, got: feed.type },
+    );
   }
   // Empty model dims mean a scalar or an unknown shape (ORT reports both alike): only a rank > 0 is checked.
-  const dimsOk = meta.dims.length === 0
-    || (feed.dims.length === meta.dims.length && meta.dims.every((d, i) => typeof d === 'string' || d === feed.dims[i]));
+  const dimsOk =
+    meta.dims.length === 0 ||
+    (feed.dims.length === meta.dims.length && meta.dims.every((d, i) => typeof d === 'string' || d === feed.dims[i]));
   if (!dimsOk) {
-    throw new VidpriorError('E_MODEL_INPUT', `${label}: input '${name}' has dims ${fmtDims(feed.dims)}, the model wants ${fmtDims(meta.dims)}`, { label, input: name, expected: meta.dims, got: [...feed.dims] });
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `${label}: input '${name}' has dims ${fmtDims(feed.dims)}, the model wants ${fmtDims(meta.dims)}`,
+      { label, input: name, expected: meta.dims, got: [...feed.dims] },
+    );
   }
   if (!isGpuTensor(feed)) {
     const n = sizeOf(feed.dims);
     if (!feed.data || feed.data.length !== n) {
-      throw new VidpriorError('E_SHAPE', `${label}: input '${name}' has ${feed.data?.length ?? 0} elements but its dims ${fmtDims(feed.dims)} need ${n}`, { label, input: name });
+      throw new VidpriorError(
+        'E_SHAPE',
+        `${label}: input '${name}' has ${feed.data?.length ?? 0} elements but its dims ${fmtDims(feed.dims)} need ${n}`,
+        { label, input: name },
+      );
     }
   }
 }
@@ -51,7 +75,11 @@ function checkFeed(label: string, meta: IoMeta, feed: Feed): void {
 export function checkOutputNames(label: string, outputs: readonly IoMeta[], names: readonly string[]): void {
   for (const name of names) {
     if (!outputs.some((o) => o.name === name)) {
-      throw new VidpriorError('E_MODEL_INPUT', `${label}: the model has no output named '${name}' (its outputs: ${outputs.map((o) => o.name).join(', ')})`, { label, output: name });
+      throw new VidpriorError(
+        'E_MODEL_INPUT',
+        `${label}: the model has no output named '${name}' (its outputs: ${outputs.map((o) => o.name).join(', ')})`,
+        { label, output: name },
+      );
     }
   }
 }

@@ -8,7 +8,15 @@ import { parentPort } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { VidpriorError } from '../errors.js';
 import type { DType, Tensor } from '../tensor.js';
-import type { CreateResult, InitResult, Request, Response, RunResult, WireFeed, WireSessionOptions } from './messages.js';
+import type {
+  CreateResult,
+  InitResult,
+  Request,
+  Response,
+  RunResult,
+  WireFeed,
+  WireSessionOptions,
+} from './messages.js';
 import { toWireError } from './messages.js';
 import { toOrtSessionOptions } from './ort-options.js';
 import { decideProvider, shortOrtMessage } from './providers.js';
@@ -18,7 +26,11 @@ import { isGpuTensor } from './types.js';
 type OrtSession = ort.InferenceSession;
 type OrtTensor = ort.Tensor;
 
-interface SessionEntry { session: OrtSession; label: string; gpuOutputs: boolean }
+interface SessionEntry {
+  session: OrtSession;
+  label: string;
+  gpuOutputs: boolean;
+}
 
 const HOST_TYPES: ReadonlySet<string> = new Set<DType>(['float32', 'float16', 'int64', 'int32', 'uint8', 'bool']);
 
@@ -56,14 +68,23 @@ async function handle(req: Request): Promise<void> {
 
 async function dispatch(req: Request, transfer: ArrayBuffer[]): Promise<unknown> {
   switch (req.op) {
-    case 'init': state.nextTensor = req.tensorIdBase + 1; return init(req.ep, req.cpuThreads);
-    case 'create': return createSession(req.model, req.options);
-    case 'run': return runSession(req.session, req.feeds, req.outputNames, transfer);
-    case 'release': return releaseSession(req.session);
-    case 'read': return readTensor(req.tensor, transfer);
-    case 'upload': return uploadTensor(req.tensor, transfer);
-    case 'dispose': return disposeTensors(req.tensors);
-    case 'close': return closeAll();
+    case 'init':
+      state.nextTensor = req.tensorIdBase + 1;
+      return init(req.ep, req.cpuThreads);
+    case 'create':
+      return createSession(req.model, req.options);
+    case 'run':
+      return runSession(req.session, req.feeds, req.outputNames, transfer);
+    case 'release':
+      return releaseSession(req.session);
+    case 'read':
+      return readTensor(req.tensor, transfer);
+    case 'upload':
+      return uploadTensor(req.tensor, transfer);
+    case 'dispose':
+      return disposeTensors(req.tensors);
+    case 'close':
+      return closeAll();
   }
 }
 
@@ -85,7 +106,8 @@ async function probeProvider(ep: ExecutionProvider): Promise<void> {
   });
   const out = await session.run({ x: new ort.Tensor('float32', new Float32Array([1, 2]), [2]) });
   const y = out.y as OrtTensor;
-  if (y.location !== 'cpu' || (y.data as Float32Array)[1] !== 2) throw new Error(`the ${ep} probe session returned wrong data`);
+  if (y.location !== 'cpu' || (y.data as Float32Array)[1] !== 2)
+    throw new Error(`the ${ep} probe session returned wrong data`);
   state.readers.set(`${ep}:float32`, session);
 }
 
@@ -102,9 +124,10 @@ async function createSession(model: string | Uint8Array, options: WireSessionOpt
   }
   let session: OrtSession;
   try {
-    session = typeof model === 'string'
-      ? await ort.InferenceSession.create(model, ortOptions)
-      : await ort.InferenceSession.create(model, ortOptions);
+    session =
+      typeof model === 'string'
+        ? await ort.InferenceSession.create(model, ortOptions)
+        : await ort.InferenceSession.create(model, ortOptions);
   } catch (err) {
     throw createError(err, label, typeof model === 'string' ? model : null);
   }
@@ -115,8 +138,12 @@ async function createSession(model: string | Uint8Array, options: WireSessionOpt
     const unknown = keep.filter((n) => !outputs.some((o) => o.name === n));
     if (unknown.length > 0) {
       await session.release();
-      throw new VidpriorError('E_MODEL_INPUT', `${label}: keepOutputsOnGpu names ${unknown.map((n) => `'${n}'`).join(', ')}, `
-        + `which the model does not output (outputs: ${outputs.map((o) => o.name).join(', ')})`, { label, outputs: unknown });
+      throw new VidpriorError(
+        'E_MODEL_INPUT',
+        `${label}: keepOutputsOnGpu names ${unknown.map((n) => `'${n}'`).join(', ')}, ` +
+          `which the model does not output (outputs: ${outputs.map((o) => o.name).join(', ')})`,
+        { label, outputs: unknown },
+      );
     }
   }
   const id = state.nextSession++;
@@ -128,7 +155,11 @@ function readExternal(path: string, label: string): Uint8Array {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new VidpriorError('E_MODEL_MISSING', `${label}: cannot read external data file ${path}: ${(err as Error).message}`, { path });
+    throw new VidpriorError(
+      'E_MODEL_MISSING',
+      `${label}: cannot read external data file ${path}: ${(err as Error).message}`,
+      { path },
+    );
   }
 }
 
@@ -136,13 +167,24 @@ function readExternal(path: string, label: string): Uint8Array {
 function createError(err: unknown, label: string, file: string | null): VidpriorError {
   const message = shortOrtMessage(err instanceof Error ? err.message : String(err));
   const where = file ?? 'the given bytes';
-  if (/protobuf parsing failed|INVALID_PROTOBUF|INVALID_GRAPH|No opset import|ModelProto|Unsupported model IR version|opset .* is under development/i.test(message)) {
+  if (
+    /protobuf parsing failed|INVALID_PROTOBUF|INVALID_GRAPH|No opset import|ModelProto|Unsupported model IR version|opset .* is under development/i.test(
+      message,
+    )
+  ) {
     return new VidpriorError('E_ONNX', `${label}: cannot load the model from ${where}: ${message}`, { label, file });
   }
   if (/external data|\.onnx_data|No such file|doesn't exist/i.test(message) && file) {
-    return new VidpriorError('E_MODEL_MISSING', `${label}: cannot load the model from ${file}: ${message}`, { label, file });
+    return new VidpriorError('E_MODEL_MISSING', `${label}: cannot load the model from ${file}: ${message}`, {
+      label,
+      file,
+    });
   }
-  return new VidpriorError('E_RUNTIME', `${label}: ONNX Runtime could not create the session on ${state.ep}: ${message}`, { label, file, ep: state.ep });
+  return new VidpriorError(
+    'E_RUNTIME',
+    `${label}: ONNX Runtime could not create the session on ${state.ep}: ${message}`,
+    { label, file, ep: state.ep },
+  );
 }
 
 function toIoMeta(m: ort.InferenceSession.ValueMetadata): IoMeta {
@@ -156,24 +198,37 @@ function sessionEntry(id: number): SessionEntry {
   return entry;
 }
 
-async function runSession(id: number, feeds: Record<string, WireFeed>, outputNames: string[] | undefined, transfer: ArrayBuffer[]): Promise<RunResult> {
+async function runSession(
+  id: number,
+  feeds: Record<string, WireFeed>,
+  outputNames: string[] | undefined,
+  transfer: ArrayBuffer[],
+): Promise<RunResult> {
   const { session, label, gpuOutputs } = sessionEntry(id);
   const ortFeeds: Record<string, OrtTensor> = {};
   for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, label, name);
   // onnxruntime-node 1.30 with preferredOutputLocation set fails a run that asks for a subset of the outputs
   // ("Output count mismatch"), and on large graphs has been seen to return them under shifted names. Such
   // sessions always run every output; the ones not asked for are dropped (GPU ones disposed) below.
-  const subset = outputNames && !(gpuOutputs && outputNames.length < session.outputNames.length) ? outputNames : undefined;
+  const subset =
+    outputNames && !(gpuOutputs && outputNames.length < session.outputNames.length) ? outputNames : undefined;
   let outputs: ort.InferenceSession.ReturnType;
   try {
     outputs = subset ? await session.run(ortFeeds, subset) : await session.run(ortFeeds);
   } catch (err) {
-    throw new VidpriorError('E_RUNTIME', `${label}: ONNX Runtime failed to run: ${shortOrtMessage((err as Error).message ?? String(err))}`, { label });
+    throw new VidpriorError(
+      'E_RUNTIME',
+      `${label}: ONNX Runtime failed to run: ${shortOrtMessage((err as Error).message ?? String(err))}`,
+      { label },
+    );
   }
   const wanted = outputNames ? new Set(outputNames) : null;
   const result: RunResult = {};
   for (const [name, value] of Object.entries(outputs)) {
-    if (wanted && !wanted.has(name)) { (value as OrtTensor).dispose(); continue; }
+    if (wanted && !wanted.has(name)) {
+      (value as OrtTensor).dispose();
+      continue;
+    }
     result[name] = fromOrtTensor(value as OrtTensor, label, name, transfer);
   }
   return result;
@@ -191,7 +246,12 @@ async function releaseSession(id: number): Promise<void> {
 function toOrtTensor(feed: WireFeed, label: string, name: string): OrtTensor {
   if (isGpuTensor(feed)) {
     const t = state.gpuTensors.get(feed.id);
-    if (!t) throw new VidpriorError('E_BAD_REQUEST', `${label}: input '${name}' is GPU tensor ${feed.id}, which was disposed or belongs to another runtime`, { label, input: name });
+    if (!t)
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `${label}: input '${name}' is GPU tensor ${feed.id}, which was disposed or belongs to another runtime`,
+        { label, input: name },
+      );
     return t;
   }
   // ORT takes float16 as Uint16Array bits and bool as Uint8Array, exactly vidprior's Tensor layout.
@@ -201,7 +261,11 @@ function toOrtTensor(feed: WireFeed, label: string, name: string): OrtTensor {
 function fromOrtTensor(t: OrtTensor, label: string, name: string, transfer: ArrayBuffer[]): Tensor | GpuTensor {
   if (!HOST_TYPES.has(t.type)) {
     t.dispose();
-    throw new VidpriorError('E_MODEL_INPUT', `${label}: output '${name}' has element type ${t.type}, which vidprior does not handle`, { label, output: name });
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `${label}: output '${name}' has element type ${t.type}, which vidprior does not handle`,
+      { label, output: name },
+    );
   }
   const type = t.type as DType;
   if (t.location === 'gpu-buffer') {
@@ -218,13 +282,20 @@ function fromOrtTensor(t: OrtTensor, label: string, name: string, transfer: Arra
 
 async function readTensor(id: number, transfer: ArrayBuffer[]): Promise<Tensor> {
   const t = state.gpuTensors.get(id);
-  if (!t) throw new VidpriorError('E_BAD_REQUEST', `GPU tensor ${id} was disposed or belongs to another runtime`, { tensor: id });
+  if (!t)
+    throw new VidpriorError('E_BAD_REQUEST', `GPU tensor ${id} was disposed or belongs to another runtime`, {
+      tensor: id,
+    });
   const reader = await copierTo('cpu', t.type);
   let out: ort.InferenceSession.ReturnType;
   try {
     out = await reader.run({ x: t });
   } catch (err) {
-    throw new VidpriorError('E_RUNTIME', `reading GPU tensor ${id} back failed: ${shortOrtMessage((err as Error).message)}`, { tensor: id });
+    throw new VidpriorError(
+      'E_RUNTIME',
+      `reading GPU tensor ${id} back failed: ${shortOrtMessage((err as Error).message)}`,
+      { tensor: id },
+    );
   }
   return fromOrtTensor(out.y as OrtTensor, 'read', 'y', transfer) as Tensor;
 }
@@ -255,7 +326,10 @@ async function uploadTensor(t: Tensor, transfer: ArrayBuffer[]): Promise<Tensor 
   try {
     out = await copier.run({ x: toOrtTensor(t, 'upload', 'x') });
   } catch (err) {
-    throw new VidpriorError('E_RUNTIME', `uploading a ${t.type} tensor to the GPU failed: ${shortOrtMessage((err as Error).message)}`);
+    throw new VidpriorError(
+      'E_RUNTIME',
+      `uploading a ${t.type} tensor to the GPU failed: ${shortOrtMessage((err as Error).message)}`,
+    );
   }
   return fromOrtTensor(out.y as OrtTensor, 'upload', 'y', transfer);
 }

@@ -15,7 +15,10 @@ export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
 /** torch.linspace(start, end, steps, dtype=float32) on the CPU. */
 export function linspaceF32(start: number, end: number, steps: number): Float32Array {
   const out = new Float32Array(steps);
-  if (steps === 1) { out[0] = f(start); return out; }
+  if (steps === 1) {
+    out[0] = f(start);
+    return out;
+  }
   const s = f(start);
   const e = f(end);
   const step = f(f(e - s) / (steps - 1));
@@ -28,7 +31,7 @@ export function linspaceF32(start: number, end: number, steps: number): Float32A
 
 /** diffusers' betas_for_alpha_bar with the cosine ("squaredcos_cap_v2") alpha bar, computed in double, stored as float32. */
 export function cosineBetas(n: number, maxBeta = 0.999): Float32Array {
-  const alphaBar = (t: number) => Math.cos(((t + 0.008) / 1.008) * Math.PI / 2) ** 2;
+  const alphaBar = (t: number) => Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2) ** 2;
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     out[i] = Math.min(1 - alphaBar((i + 1) / n) / alphaBar(i / n), maxBeta);
@@ -94,7 +97,11 @@ export function makeBetas(c: BetaConfig): Float32Array {
   } else if (c.beta_schedule === 'squaredcos_cap_v2') {
     betas = cosineBetas(c.num_train_timesteps);
   } else {
-    throw new VidpriorError('E_MODEL_INPUT', `beta_schedule ${JSON.stringify(c.beta_schedule)} is not supported (linear, scaled_linear, squaredcos_cap_v2)`, { beta_schedule: c.beta_schedule });
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `beta_schedule ${JSON.stringify(c.beta_schedule)} is not supported (linear, scaled_linear, squaredcos_cap_v2)`,
+      { beta_schedule: c.beta_schedule },
+    );
   }
   return c.rescale_betas_zero_snr ? rescaleZeroTerminalSnr(betas) : betas;
 }

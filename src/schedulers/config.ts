@@ -68,24 +68,34 @@ const ENUMS: Partial<Record<keyof DdimConfig, readonly string[]>> = {
 };
 
 function bad(source: string, key: string, value: unknown, expected: string): VidpriorError {
-  return new VidpriorError('E_MODEL_INPUT', `${source}: ${key} must be ${expected}, got ${JSON.stringify(value)}`, { file: source, [key]: value });
+  return new VidpriorError('E_MODEL_INPUT', `${source}: ${key} must be ${expected}, got ${JSON.stringify(value)}`, {
+    file: source,
+    [key]: value,
+  });
 }
 
 /**
  * A full DDIM config from a (possibly partial, possibly foreign) JSON object. Unknown keys are returned in
  * `ignored` (diffusers logs them and ignores them too).
  */
-export function ddimConfigFrom(json: Record<string, unknown>, source = 'scheduler config'): { config: DdimConfig; ignored: string[] } {
+export function ddimConfigFrom(
+  json: Record<string, unknown>,
+  source = 'scheduler config',
+): { config: DdimConfig; ignored: string[] } {
   const config: DdimConfig = { ...DDIM_DEFAULTS };
   const ignored: string[] = [];
   for (const [key, value] of Object.entries(json)) {
     if (key.startsWith('_')) continue; // _class_name, _diffusers_version
-    if (!(key in DDIM_DEFAULTS)) { ignored.push(key); continue; }
+    if (!(key in DDIM_DEFAULTS)) {
+      ignored.push(key);
+      continue;
+    }
     const k = key as keyof DdimConfig;
     if (value === undefined || (value === null && k !== 'trained_betas')) continue; // null means "default" in diffusers configs
     const enumValues = ENUMS[k];
     if (enumValues) {
-      if (typeof value !== 'string' || !enumValues.includes(value)) throw bad(source, key, value, `one of ${enumValues.join(', ')}`);
+      if (typeof value !== 'string' || !enumValues.includes(value))
+        throw bad(source, key, value, `one of ${enumValues.join(', ')}`);
     } else if (k === 'trained_betas') {
       if (value !== null && (!Array.isArray(value) || value.some((v) => typeof v !== 'number' || !(v > 0 && v < 1)))) {
         throw bad(source, key, value, 'null or an array of numbers in (0, 1)');
@@ -100,12 +110,23 @@ export function ddimConfigFrom(json: Record<string, unknown>, source = 'schedule
   if (!Number.isInteger(config.num_train_timesteps) || config.num_train_timesteps < 2) {
     throw bad(source, 'num_train_timesteps', config.num_train_timesteps, 'an integer ≥ 2');
   }
-  if (!Number.isInteger(config.steps_offset) || config.steps_offset < 0) throw bad(source, 'steps_offset', config.steps_offset, 'an integer ≥ 0');
+  if (!Number.isInteger(config.steps_offset) || config.steps_offset < 0)
+    throw bad(source, 'steps_offset', config.steps_offset, 'an integer ≥ 0');
   if (!(config.beta_start > 0 && config.beta_end < 1 && config.beta_start <= config.beta_end)) {
-    throw bad(source, 'beta_start/beta_end', [config.beta_start, config.beta_end], 'numbers with 0 < beta_start ≤ beta_end < 1');
+    throw bad(
+      source,
+      'beta_start/beta_end',
+      [config.beta_start, config.beta_end],
+      'numbers with 0 < beta_start ≤ beta_end < 1',
+    );
   }
   if (config.trained_betas && config.trained_betas.length !== config.num_train_timesteps) {
-    throw bad(source, 'trained_betas', `${config.trained_betas.length} values`, `num_train_timesteps (${config.num_train_timesteps}) values`);
+    throw bad(
+      source,
+      'trained_betas',
+      `${config.trained_betas.length} values`,
+      `num_train_timesteps (${config.num_train_timesteps}) values`,
+    );
   }
   return { config, ignored };
 }
@@ -126,7 +147,10 @@ export interface LoadedSchedulerConfig {
  * outdated config: steps_offset ≠ 1 becomes 1 and clip_sample true becomes false, each with a note.
  * Without the file, SD 1.x's training schedule is used, with a note.
  */
-export async function loadSchedulerConfig(modelDir: string, options: { sdPipelineFixups?: boolean } = {}): Promise<LoadedSchedulerConfig> {
+export async function loadSchedulerConfig(
+  modelDir: string,
+  options: { sdPipelineFixups?: boolean } = {},
+): Promise<LoadedSchedulerConfig> {
   const file = join(modelDir, 'scheduler', 'scheduler_config.json');
   const notes: string[] = [];
   let json: Record<string, unknown>;
@@ -135,7 +159,12 @@ export async function loadSchedulerConfig(modelDir: string, options: { sdPipelin
     try {
       json = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
     } catch (err) {
-      throw new VidpriorError('E_MODEL_INPUT', `${file} is not valid JSON: ${(err as Error).message}`, { file }, { cause: err });
+      throw new VidpriorError(
+        'E_MODEL_INPUT',
+        `${file} is not valid JSON: ${(err as Error).message}`,
+        { file },
+        { cause: err },
+      );
     }
     if (!json || typeof json !== 'object' || Array.isArray(json)) {
       throw new VidpriorError('E_MODEL_INPUT', `${file} is not a JSON object`, { file });
@@ -148,15 +177,20 @@ export async function loadSchedulerConfig(modelDir: string, options: { sdPipelin
   const className = typeof json._class_name === 'string' ? json._class_name : null;
   const { config, ignored } = ddimConfigFrom(json, found ?? 'SD 1.x default scheduler');
   if (className && className !== 'DDIMScheduler') {
-    notes.push(`${className} config: stepping with DDIM on the same noise schedule` + (ignored.length ? ` (ignoring ${ignored.join(', ')})` : ''));
+    notes.push(
+      `${className} config: stepping with DDIM on the same noise schedule` +
+        (ignored.length ? ` (ignoring ${ignored.join(', ')})` : ''),
+    );
   }
   if (options.sdPipelineFixups ?? true) {
     if (config.steps_offset !== 1) {
-      notes.push(`scheduler steps_offset is ${config.steps_offset}: using 1, as diffusers' Stable Diffusion pipelines do`);
+      notes.push(
+        `scheduler steps_offset is ${config.steps_offset}: using 1, as diffusers' Stable Diffusion pipelines do`,
+      );
       config.steps_offset = 1;
     }
     if (config.clip_sample) {
-      notes.push('scheduler clip_sample is true: using false, as diffusers\' Stable Diffusion pipelines do');
+      notes.push("scheduler clip_sample is true: using false, as diffusers' Stable Diffusion pipelines do");
       config.clip_sample = false;
     }
   }

@@ -74,7 +74,11 @@ export class DdimScheduler {
     const n = numInferenceSteps;
     const N = this.config.num_train_timesteps;
     if (!Number.isInteger(n) || n < 1 || n > N) {
-      throw new VidpriorError('E_BAD_REQUEST', `steps must be an integer from 1 to ${N} (the scheduler's num_train_timesteps), got ${JSON.stringify(n)}`, { steps: n });
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `steps must be an integer from 1 to ${N} (the scheduler's num_train_timesteps), got ${JSON.stringify(n)}`,
+        { steps: n },
+      );
     }
     let ts: number[];
     if (this.config.timestep_spacing === 'linspace') {
@@ -88,14 +92,17 @@ export class DdimScheduler {
       // np.round(np.arange(N, 0, -N/n)) - 1: arange's length is ceil(-N / -ratio), its values start + i·delta.
       const ratio = N / n;
       const length = Math.ceil((0 - N) / -ratio);
-      const delta = (N + -ratio) - N;
+      const delta = N + -ratio - N;
       ts = Array.from({ length }, (_, i) => roundHalfEven(i === 1 ? N + -ratio : N + i * delta) - 1);
     }
     const beyond = ts.find((t) => t >= N || t < 0);
     if (beyond !== undefined) {
       // diffusers would index alphas_cumprod out of range here (e.g. 1000 "leading" steps with steps_offset 1).
-      throw new VidpriorError('E_BAD_REQUEST',
-        `steps ${n} with this scheduler's ${this.config.timestep_spacing} spacing and steps_offset ${this.config.steps_offset} reaches timestep ${beyond}, past its ${N} training steps: use fewer steps`, { steps: n });
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `steps ${n} with this scheduler's ${this.config.timestep_spacing} spacing and steps_offset ${this.config.steps_offset} reaches timestep ${beyond}, past its ${N} training steps: use fewer steps`,
+        { steps: n },
+      );
     }
     this.inferenceSteps = n;
     this.steps = ts;
@@ -112,7 +119,11 @@ export class DdimScheduler {
 
   private alphaAt(t: number): number {
     if (!Number.isInteger(t) || t < 0 || t >= this.alphasCumprod.length) {
-      throw new VidpriorError('E_BAD_REQUEST', `timestep must be an integer from 0 to ${this.alphasCumprod.length - 1}, got ${t}`, { timestep: t });
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `timestep must be an integer from 0 to ${this.alphasCumprod.length - 1}, got ${t}`,
+        { timestep: t },
+      );
     }
     return this.alphasCumprod[t]!;
   }
@@ -127,7 +138,10 @@ export class DdimScheduler {
   /** One DDIM step from x_t to x_{t−Δ} given the model output at timestep t. */
   step(modelOutput: Float32Array, t: number, sample: Float32Array, options: DdimStepOptions = {}): DdimStepResult {
     if (modelOutput.length !== sample.length) {
-      throw new VidpriorError('E_SHAPE', `model output has ${modelOutput.length} values but the sample has ${sample.length}`);
+      throw new VidpriorError(
+        'E_SHAPE',
+        `model output has ${modelOutput.length} values but the sample has ${sample.length}`,
+      );
     }
     const eta = options.eta ?? 0;
     // 1. previous timestep, 2. alphas and betas (0-dim float32 tensors in the reference)
@@ -175,7 +189,8 @@ export class DdimScheduler {
     for (let i = 0; i < n; i++) prevSample[i] = f(sqrtAPrev * x0[i]!) + f(dirScale * eps[i]!);
     if (eta > 0) {
       const noise = options.varianceNoise ?? drawNoise(n, options.rng);
-      if (noise.length !== n) throw new VidpriorError('E_SHAPE', `variance noise has ${noise.length} values but the sample has ${n}`);
+      if (noise.length !== n)
+        throw new VidpriorError('E_SHAPE', `variance noise has ${noise.length} values but the sample has ${n}`);
       for (let i = 0; i < n; i++) prevSample[i] = prevSample[i]! + f(std * noise[i]!);
     }
     return { prevSample, predOriginalSample: x0 };
@@ -191,7 +206,12 @@ export class DdimScheduler {
     return this.mix(sample, noise, t, (sa, so, x, e) => f(sa * e) - f(so * x));
   }
 
-  private mix(x: Float32Array, noise: Float32Array, t: number | readonly number[], fn: (sa: number, so: number, x: number, e: number) => number): Float32Array {
+  private mix(
+    x: Float32Array,
+    noise: Float32Array,
+    t: number | readonly number[],
+    fn: (sa: number, so: number, x: number, e: number) => number,
+  ): Float32Array {
     if (x.length !== noise.length) {
       throw new VidpriorError('E_SHAPE', `noise has ${noise.length} values but the sample has ${x.length}`);
     }

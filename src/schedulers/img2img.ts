@@ -21,9 +21,16 @@ export interface Img2ImgTimesteps {
  * `schedule` is the scheduler's timesteps after setTimesteps(n). A strength so small that no step is left is an
  * error naming the strength and the step count (the reference fails there too).
  */
-export function img2imgTimesteps(schedule: readonly number[], numInferenceSteps: number, strength: number, order = 1): Img2ImgTimesteps {
+export function img2imgTimesteps(
+  schedule: readonly number[],
+  numInferenceSteps: number,
+  strength: number,
+  order = 1,
+): Img2ImgTimesteps {
   if (!(strength > 0 && strength <= 1)) {
-    throw new VidpriorError('E_BAD_REQUEST', `strength must be in (0, 1], got ${JSON.stringify(strength)}`, { strength });
+    throw new VidpriorError('E_BAD_REQUEST', `strength must be in (0, 1], got ${JSON.stringify(strength)}`, {
+      strength,
+    });
   }
   const n = numInferenceSteps;
   const initTimestep = Math.min(Math.trunc(n * strength), n);

@@ -8,8 +8,14 @@ import { loadSchedulerConfig, type LoadedSchedulerConfig } from './config.js';
 export { DdimScheduler, roundHalfEven, type DdimStepOptions, type DdimStepResult } from './ddim.js';
 export { img2imgTimesteps, type Img2ImgTimesteps } from './img2img.js';
 export {
-  DDIM_DEFAULTS, SD1_SCHEDULER, ddimConfigFrom, loadSchedulerConfig,
-  type DdimConfig, type LoadedSchedulerConfig, type PredictionType, type TimestepSpacing,
+  DDIM_DEFAULTS,
+  SD1_SCHEDULER,
+  ddimConfigFrom,
+  loadSchedulerConfig,
+  type DdimConfig,
+  type LoadedSchedulerConfig,
+  type PredictionType,
+  type TimestepSpacing,
 } from './config.js';
 export { makeBetas, linspaceF32, cumprodF32, rescaleZeroTerminalSnr, cosineBetas } from './betas.js';
 

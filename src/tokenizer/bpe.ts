@@ -84,14 +84,17 @@ export class BytePairEncoder {
       let bestRank = Infinity;
       for (let i = 0; i < symbols.length - 1; i++) {
         const r = this.ranks.get(`${symbols[i]} ${symbols[i + 1]}`);
-        if (r !== undefined && r < bestRank) { bestRank = r; best = i; }
+        if (r !== undefined && r < bestRank) {
+          bestRank = r;
+          best = i;
+        }
       }
       if (best < 0) break;
       const first = symbols[best]!;
       const second = symbols[best + 1]!;
       // 2. Merge every non-overlapping occurrence, scanning left to right like the reference.
       const merged: string[] = [];
-      for (let i = 0; i < symbols.length;) {
+      for (let i = 0; i < symbols.length; ) {
         if (symbols[i] === first && i < symbols.length - 1 && symbols[i + 1] === second) {
           merged.push(first + second);
           i += 2;
@@ -113,9 +116,12 @@ export class BytePairEncoder {
  * 49152 − 256 − 2 merges (CLIP's vocabulary budget), split each line on whitespace.
  */
 export function parseMerges(text: string, limit = 49152 - 256 - 2): ([string, string] | null)[] {
-  const lines = text.trim().split('\n').slice(1, 1 + limit);
+  const lines = text
+    .trim()
+    .split('\n')
+    .slice(1, 1 + limit);
   return lines.map((line) => {
     const parts = line.trim().split(/\s+/);
-    return parts.length === 2 ? [parts[0]!, parts[1]!] as [string, string] : null;
+    return parts.length === 2 ? ([parts[0]!, parts[1]!] as [string, string]) : null;
   });
 }

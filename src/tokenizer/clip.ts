@@ -66,7 +66,12 @@ export class ClipTokenizer {
   /** Added tokens that are never split (content → id and strip behaviour), longest first for matching. */
   private readonly added: { content: string; id: number; token: SpecialToken }[];
 
-  constructor(vocab: Record<string, number>, merges: readonly ([string, string] | null)[], options: ClipTokenizerOptions = {}, source = 'vocab.json') {
+  constructor(
+    vocab: Record<string, number>,
+    merges: readonly ([string, string] | null)[],
+    options: ClipTokenizerOptions = {},
+    source = 'vocab.json',
+  ) {
     this.vocab = new Map(Object.entries(vocab));
     this.idToToken = new Map([...this.vocab].map(([t, i]) => [i, t]));
     const bos = special(options.bos, '<|startoftext|>');
@@ -76,7 +81,10 @@ export class ClipTokenizer {
     const idOf = (t: SpecialToken, role: string): number => {
       const id = this.vocab.get(t.content) ?? options.added?.get(t.content)?.id;
       if (id === undefined) {
-        throw new VidpriorError('E_MODEL_INPUT', `${source} has no ${role} token ${JSON.stringify(t.content)}`, { file: source, token: t.content });
+        throw new VidpriorError('E_MODEL_INPUT', `${source} has no ${role} token ${JSON.stringify(t.content)}`, {
+          file: source,
+          token: t.content,
+        });
       }
       return id;
     };
@@ -85,16 +93,24 @@ export class ClipTokenizer {
     this.unkId = idOf(unk, 'unknown (unk)');
     this.padId = idOf(pad, 'padding (pad)');
     const added = new Map<string, { content: string; id: number; token: SpecialToken }>();
-    for (const t of [bos, eos, unk, pad]) added.set(t.content, { content: t.content, id: this.vocab.get(t.content)!, token: t });
+    for (const t of [bos, eos, unk, pad])
+      added.set(t.content, { content: t.content, id: this.vocab.get(t.content)!, token: t });
     for (const [content, a] of options.added ?? []) added.set(content, { content, id: a.id, token: a.token });
     for (const a of added.values()) if (a.id === undefined) a.id = idOf(a.token, 'added');
-    this.added = [...added.values()].filter((a) => a.content.length > 0).sort((a, b) => b.content.length - a.content.length);
+    this.added = [...added.values()]
+      .filter((a) => a.content.length > 0)
+      .sort((a, b) => b.content.length - a.content.length);
     for (const a of this.added) this.idToToken.set(a.id, a.content);
     // The reference seeds its BPE cache with the two special strings so the regex can match them inside text.
-    this.bpe = new BytePairEncoder(merges, { '<|startoftext|>': ['<|startoftext|>'], '<|endoftext|>': ['<|endoftext|>'] });
+    this.bpe = new BytePairEncoder(merges, {
+      '<|startoftext|>': ['<|startoftext|>'],
+      '<|endoftext|>': ['<|endoftext|>'],
+    });
     const max = options.maxLength ?? DEFAULT_MAX_LENGTH;
     if (!Number.isInteger(max) || max < 2) {
-      throw new VidpriorError('E_MODEL_INPUT', `${source}: model_max_length must be an integer ≥ 2, got ${max}`, { model_max_length: max });
+      throw new VidpriorError('E_MODEL_INPUT', `${source}: model_max_length must be an integer ≥ 2, got ${max}`, {
+        model_max_length: max,
+      });
     }
     this.maxLength = max;
   }
@@ -119,7 +135,10 @@ export class ClipTokenizer {
   tokenize(prompt: string): string[] {
     const out: string[] = [];
     for (const piece of this.splitOnAddedTokens(prompt)) {
-      if (typeof piece !== 'string') { out.push(piece.content); continue; }
+      if (typeof piece !== 'string') {
+        out.push(piece.content);
+        continue;
+      }
       for (const match of prepareForWordPattern(normalizeForClip(piece)).matchAll(clipWordPattern())) {
         out.push(...this.bpe.encodeWord(byteEncode(match[0])));
       }
@@ -134,7 +153,9 @@ export class ClipTokenizer {
     const tokens = all.slice(0, room);
     const ids = new Int32Array(this.maxLength).fill(this.padId);
     ids[0] = this.bosId;
-    tokens.forEach((t, i) => { ids[i + 1] = this.tokenId(t); });
+    tokens.forEach((t, i) => {
+      ids[i + 1] = this.tokenId(t);
+    });
     ids[tokens.length + 1] = this.eosId;
     const dropped = all.slice(room);
     return { ids, truncated: dropped.length > 0, tokens, removedText: this.decodeTokens(dropped) };
@@ -178,7 +199,10 @@ export class ClipTokenizer {
     let i = 0;
     while (i < text.length) {
       const hit = this.added.find((a) => text.startsWith(a.content, i));
-      if (!hit) { i++; continue; }
+      if (!hit) {
+        i++;
+        continue;
+      }
       if (i > start) parts.push(text.slice(start, i));
       parts.push({ content: hit.content, token: hit.token });
       i += hit.content.length;
@@ -211,7 +235,12 @@ async function readJson(path: string): Promise<unknown> {
   try {
     return JSON.parse(await readFile(path, 'utf8'));
   } catch (err) {
-    throw new VidpriorError('E_MODEL_INPUT', `${path} is not valid JSON: ${(err as Error).message}`, { file: path }, { cause: err });
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `${path} is not valid JSON: ${(err as Error).message}`,
+      { file: path },
+      { cause: err },
+    );
   }
 }
 
@@ -219,7 +248,12 @@ function asSpecial(value: unknown): SpecialToken | undefined {
   if (typeof value === 'string') return { content: value, lstrip: false, rstrip: false, singleWord: false };
   if (value && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string') {
     const v = value as { content: string; lstrip?: boolean; rstrip?: boolean; single_word?: boolean };
-    return { content: v.content, lstrip: Boolean(v.lstrip), rstrip: Boolean(v.rstrip), singleWord: Boolean(v.single_word) };
+    return {
+      content: v.content,
+      lstrip: Boolean(v.lstrip),
+      rstrip: Boolean(v.rstrip),
+      singleWord: Boolean(v.single_word),
+    };
   }
   return undefined;
 }
@@ -230,7 +264,12 @@ function asSpecial(value: unknown): SpecialToken | undefined {
  */
 async function readTokenizerOptions(dir: string): Promise<ClipTokenizerOptions> {
   const options: ClipTokenizerOptions = {};
-  const roles = [['bos_token', 'bos'], ['eos_token', 'eos'], ['unk_token', 'unk'], ['pad_token', 'pad']] as const;
+  const roles = [
+    ['bos_token', 'bos'],
+    ['eos_token', 'eos'],
+    ['unk_token', 'unk'],
+    ['pad_token', 'pad'],
+  ] as const;
   const configPath = join(dir, 'tokenizer_config.json');
   if (existsSync(configPath)) {
     const cfg = (await readJson(configPath)) as Record<string, unknown>;

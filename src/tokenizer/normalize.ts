@@ -35,7 +35,10 @@ export function cleanText(text: string): string {
   let out = '';
   for (const ch of text) {
     const cp = ch.codePointAt(0)!;
-    if (ch === '\t' || ch === '\n' || ch === '\r' || SPACE_SEPARATOR.test(ch)) { out += ' '; continue; }
+    if (ch === '\t' || ch === '\n' || ch === '\r' || SPACE_SEPARATOR.test(ch)) {
+      out += ' ';
+      continue;
+    }
     if (cp === 0 || cp === 0xfffd || CONTROL.test(ch)) continue;
     out += isCjkIdeograph(cp) ? ` ${ch} ` : ch;
   }

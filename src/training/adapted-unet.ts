@@ -20,7 +20,12 @@ export interface AdaptedUnet {
 }
 
 /** Loads `<modelDir>/unet/model.onnx`, merges the adapter (a file or in memory) and opens a session on it. */
-export async function createAdaptedUnet(runtime: Runtime, modelDir: string, adapter: string | Adapter, options: SessionOptions = {}): Promise<AdaptedUnet> {
+export async function createAdaptedUnet(
+  runtime: Runtime,
+  modelDir: string,
+  adapter: string | Adapter,
+  options: SessionOptions = {},
+): Promise<AdaptedUnet> {
   const source = typeof adapter === 'string' ? adapter : 'adapter';
   const loaded = typeof adapter === 'string' ? await loadAdapter(adapter) : adapter;
   const model = await loadModel(join(modelDir, 'unet', 'model.onnx'));
@@ -31,14 +36,22 @@ export async function createAdaptedUnet(runtime: Runtime, modelDir: string, adap
   let bytes = 0;
   for (const t of model.graph.initializers) bytes += t.data?.byteLength ?? 0;
   if (bytes < PROTOBUF_LIMIT / 2) {
-    return { session: await runtime.createSession(encodeModel(model), { ...options, label }), adapter: loaded, layers: loaded.weights.size };
+    return {
+      session: await runtime.createSession(encodeModel(model), { ...options, label }),
+      adapter: loaded,
+      layers: loaded.weights.size,
+    };
   }
   // Too big for one protobuf message: write it with external data, open it from the path.
   const dir = await mkdtemp(join(tmpdir(), 'vidprior-unet-'));
   try {
     const path = join(dir, 'model.onnx');
     await saveModel(model, path, { externalData: { threshold: 1024, fileName: 'model.onnx.data' } });
-    return { session: await runtime.createSession(path, { ...options, label }), adapter: loaded, layers: loaded.weights.size };
+    return {
+      session: await runtime.createSession(path, { ...options, label }),
+      adapter: loaded,
+      layers: loaded.weights.size,
+    };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -49,16 +49,33 @@ export async function saveAdapter(path: string, adapter: Adapter): Promise<void>
       const [inF, r] = w.aDims as [number, number];
       const outF = w.bDims[1]!;
       tensors.set(`unet.${module}.lora_A.weight`, { type: 'float32', dims: [r, inF], data: transpose2d(w.a, inF, r) });
-      tensors.set(`unet.${module}.lora_B.weight`, { type: 'float32', dims: [outF, r], data: transpose2d(w.b, r, outF) });
+      tensors.set(`unet.${module}.lora_B.weight`, {
+        type: 'float32',
+        dims: [outF, r],
+        data: transpose2d(w.b, r, outF),
+      });
     } else {
       tensors.set(`unet.${module}.lora_A.weight`, { type: 'float32', dims: w.aDims, data: w.a });
       tensors.set(`unet.${module}.lora_B.weight`, { type: 'float32', dims: w.bDims, data: w.b });
     }
   }
-  const leaves = [...new Set(modules.map((m) => m.split('.').slice(-2).join('.').replace(/^attn[12]\./, '')))].sort();
+  const leaves = [
+    ...new Set(
+      modules.map((m) =>
+        m
+          .split('.')
+          .slice(-2)
+          .join('.')
+          .replace(/^attn[12]\./, ''),
+      ),
+    ),
+  ].sort();
   const peftConfig = {
-    'unet.r': adapter.rank, 'unet.lora_alpha': adapter.alpha, 'unet.target_modules': leaves,
-    'unet.init_lora_weights': 'gaussian', 'unet.use_dora': false,
+    'unet.r': adapter.rank,
+    'unet.lora_alpha': adapter.alpha,
+    'unet.target_modules': leaves,
+    'unet.init_lora_weights': 'gaussian',
+    'unet.use_dora': false,
   };
   await writeSafetensors(path, tensors, {
     format: 'pt',
@@ -71,12 +88,26 @@ export async function loadAdapter(path: string): Promise<Adapter> {
   const file = await readSafetensors(path);
   let record: Partial<AdapterRecord> = {};
   let peft: Record<string, unknown> = {};
-  try { if (file.metadata.vidprior) record = JSON.parse(file.metadata.vidprior) as Partial<AdapterRecord>; } catch { /* foreign adapter */ }
-  try { if (file.metadata.lora_adapter_metadata) peft = JSON.parse(file.metadata.lora_adapter_metadata) as Record<string, unknown>; } catch { /* ignore */ }
+  try {
+    if (file.metadata.vidprior) record = JSON.parse(file.metadata.vidprior) as Partial<AdapterRecord>;
+  } catch {
+    /* foreign adapter */
+  }
+  try {
+    if (file.metadata.lora_adapter_metadata)
+      peft = JSON.parse(file.metadata.lora_adapter_metadata) as Record<string, unknown>;
+  } catch {
+    /* ignore */
+  }
   const weights: Adapter['weights'] = new Map();
-  const asFloat = (t: SafeTensor): Float32Array => (t.type === 'float32' ? (t.data as Float32Array)
-    : t.type === 'float16' ? fromFloat16(t.data as Uint16Array)
-      : (() => { throw new VidpriorError('E_ADAPTER', `${path}: LoRA tensors must be float32 or float16, got ${t.type}`); })());
+  const asFloat = (t: SafeTensor): Float32Array =>
+    t.type === 'float32'
+      ? (t.data as Float32Array)
+      : t.type === 'float16'
+        ? fromFloat16(t.data as Uint16Array)
+        : (() => {
+            throw new VidpriorError('E_ADAPTER', `${path}: LoRA tensors must be float32 or float16, got ${t.type}`);
+          })();
   let rank = 0;
   for (const [key, a] of file.tensors) {
     const m = /^(?:unet\.|base_model\.model\.)?(.+)\.lora_A\.weight$/.exec(key);
@@ -87,14 +118,25 @@ export async function loadAdapter(path: string): Promise<Adapter> {
     const r = a.dims[0]!;
     rank = rank || r;
     if (a.dims.length === 2) {
-      const inF = a.dims[1]!, outF = b.dims[0]!;
-      if (b.dims[1] !== r) throw new VidpriorError('E_ADAPTER', `${path}: ${module} has lora_A rank ${r} but lora_B [${b.dims}]`);
-      weights.set(module, { kind: 'linear', a: transpose2d(asFloat(a), r, inF), b: transpose2d(asFloat(b), outF, r), aDims: [inF, r], bDims: [r, outF] });
+      const inF = a.dims[1]!,
+        outF = b.dims[0]!;
+      if (b.dims[1] !== r)
+        throw new VidpriorError('E_ADAPTER', `${path}: ${module} has lora_A rank ${r} but lora_B [${b.dims}]`);
+      weights.set(module, {
+        kind: 'linear',
+        a: transpose2d(asFloat(a), r, inF),
+        b: transpose2d(asFloat(b), outF, r),
+        aDims: [inF, r],
+        bDims: [r, outF],
+      });
     } else {
       weights.set(module, { kind: 'conv', a: asFloat(a), b: asFloat(b), aDims: a.dims, bDims: b.dims });
     }
   }
-  if (weights.size === 0) throw new VidpriorError('E_ADAPTER', `${path} holds no UNet LoRA weights (no "*.lora_A.weight" keys)`, { file: path });
+  if (weights.size === 0)
+    throw new VidpriorError('E_ADAPTER', `${path} holds no UNet LoRA weights (no "*.lora_A.weight" keys)`, {
+      file: path,
+    });
   const alpha = Number(record.alpha ?? peft['unet.lora_alpha'] ?? rank);
   return { rank: Number(record.rank ?? peft['unet.r'] ?? rank), alpha, weights, record };
 }
@@ -105,12 +147,19 @@ export function checkAdapterFits(adapter: Adapter, targets: LoraTarget[], source
   for (const [module, w] of adapter.weights) {
     const t = byModule.get(module);
     if (!t) {
-      throw new VidpriorError('E_ADAPTER', `${source} does not fit this model: it adapts ${module}, which the model does not have`, { module });
+      throw new VidpriorError(
+        'E_ADAPTER',
+        `${source} does not fit this model: it adapts ${module}, which the model does not have`,
+        { module },
+      );
     }
     const { aDims, bDims } = loraShapes(t, adapter.rank);
     if (aDims.join() !== w.aDims.join() || bDims.join() !== w.bDims.join()) {
-      throw new VidpriorError('E_ADAPTER',
-        `${source} does not fit this model: ${module} needs A [${aDims}] and B [${bDims}] at rank ${adapter.rank}, the file has [${w.aDims}] and [${w.bDims}]`, { module });
+      throw new VidpriorError(
+        'E_ADAPTER',
+        `${source} does not fit this model: ${module} needs A [${aDims}] and B [${bDims}] at rank ${adapter.rank}, the file has [${w.aDims}] and [${w.bDims}]`,
+        { module },
+      );
     }
   }
 }
@@ -129,10 +178,14 @@ export function mergeAdapter(model: Model, targets: LoraTarget[], adapter: Adapt
     const idx = inits.get(t.weight);
     const tensor = idx === undefined ? undefined : model.graph.initializers[idx];
     if (!tensor?.data) throw new VidpriorError('E_MODEL_INPUT', `weight ${t.weight} of ${t.module} is not loaded`);
-    const base = tensor.type === 'float16' ? fromFloat16(tensor.data as Uint16Array) : Float32Array.from(tensor.data as Float32Array);
+    const base =
+      tensor.type === 'float16'
+        ? fromFloat16(tensor.data as Uint16Array)
+        : Float32Array.from(tensor.data as Float32Array);
     const r = adapter.rank;
     if (t.kind === 'linear') {
-      const inF = t.inFeatures, outF = t.outFeatures;
+      const inF = t.inFeatures,
+        outF = t.outFeatures;
       for (let i = 0; i < inF; i++) {
         for (let k = 0; k < r; k++) {
           const aik = w.a[i * r + k]! * scale;

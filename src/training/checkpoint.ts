@@ -20,7 +20,11 @@ export async function saveCheckpoint(path: string, state: CheckpointState): Prom
   const tensors = new Map<string, SafeTensor>();
   for (const [name, t] of state.tensors) tensors.set(name, { type: 'float32', dims: t.dims, data: t.data });
   await writeSafetensors(path, tensors, {
-    vidprior_checkpoint: JSON.stringify({ iteration: state.iteration, fingerprint: state.fingerprint, ema_loss: state.emaLoss }),
+    vidprior_checkpoint: JSON.stringify({
+      iteration: state.iteration,
+      fingerprint: state.fingerprint,
+      ema_loss: state.emaLoss,
+    }),
   });
 }
 
@@ -35,10 +39,14 @@ export async function loadCheckpoint(path: string, fingerprint: string): Promise
     throw new VidpriorError('E_BAD_INPUT', `${path} is not a vidprior training checkpoint`, { file: path });
   }
   if (meta.fingerprint !== fingerprint) {
-    throw new VidpriorError('E_BAD_INPUT',
-      `checkpoint ${path} was made with other settings (frames, edits, prompt, rank, seed or model differ): delete it or drop --resume`, { file: path });
+    throw new VidpriorError(
+      'E_BAD_INPUT',
+      `checkpoint ${path} was made with other settings (frames, edits, prompt, rank, seed or model differ): delete it or drop --resume`,
+      { file: path },
+    );
   }
   const tensors = new Map<string, { dims: number[]; data: Float32Array }>();
-  for (const [name, t] of file.tensors) tensors.set(name, { dims: t.dims, data: Float32Array.from(t.data as Float32Array) });
+  for (const [name, t] of file.tensors)
+    tensors.set(name, { dims: t.dims, data: Float32Array.from(t.data as Float32Array) });
   return { iteration: meta.iteration ?? 0, tensors, fingerprint, emaLoss: meta.ema_loss ?? null };
 }

@@ -48,7 +48,13 @@ export interface FinetuneOptions {
 }
 
 export const FINETUNE_DEFAULTS = {
-  iterations: 1000, lr: 1e-4, rank: 4, maxTimestep: 500, conditionalShare: 0.25, seed: 0, checkpointEvery: 100,
+  iterations: 1000,
+  lr: 1e-4,
+  rank: 4,
+  maxTimestep: 500,
+  conditionalShare: 0.25,
+  seed: 0,
+  checkpointEvery: 100,
 } as const;
 
 export interface FinetuneProgress {
@@ -100,7 +106,12 @@ function rngFor(seed: number, stream: string, index: number): Rng {
   return new Rng(h.readUInt32LE(0) + 2 ** 32 * (h.readUInt32LE(4) & 0x1fffff));
 }
 
-export async function finetune(runtime: Runtime, model: StableDiffusionModel, data: FinetuneData, options: FinetuneOptions): Promise<FinetuneResult> {
+export async function finetune(
+  runtime: Runtime,
+  model: StableDiffusionModel,
+  data: FinetuneData,
+  options: FinetuneOptions,
+): Promise<FinetuneResult> {
   const o = options;
   const progress = o.onProgress ?? (() => {});
   // 1. Check inputs.
@@ -109,19 +120,41 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
   check(o.lr > 0 && Number.isFinite(o.lr), 'lr', o.lr, 'a positive number');
   check(Number.isInteger(o.rank) && o.rank >= 1 && o.rank <= 256, 'rank', o.rank, 'an integer from 1 to 256');
   const N = model.schedulerConfig.num_train_timesteps;
-  check(Number.isInteger(o.maxTimestep) && o.maxTimestep >= 1 && o.maxTimestep <= N, 'max_timestep', o.maxTimestep, `an integer from 1 to ${N}`);
-  check(o.conditionalShare > 0 && o.conditionalShare < 1, 'conditional_share', o.conditionalShare, 'a number in (0, 1)');
-  check(Number.isInteger(o.checkpointEvery) && o.checkpointEvery >= 0, 'checkpoint_every', o.checkpointEvery, 'an integer ≥ 0');
-  if (data.frames.length === 0) throw new VidpriorError('E_BAD_INPUT', 'fine-tuning needs at least one frame of the clip');
+  check(
+    Number.isInteger(o.maxTimestep) && o.maxTimestep >= 1 && o.maxTimestep <= N,
+    'max_timestep',
+    o.maxTimestep,
+    `an integer from 1 to ${N}`,
+  );
+  check(
+    o.conditionalShare > 0 && o.conditionalShare < 1,
+    'conditional_share',
+    o.conditionalShare,
+    'a number in (0, 1)',
+  );
+  check(
+    Number.isInteger(o.checkpointEvery) && o.checkpointEvery >= 0,
+    'checkpoint_every',
+    o.checkpointEvery,
+    'an integer ≥ 0',
+  );
+  if (data.frames.length === 0)
+    throw new VidpriorError('E_BAD_INPUT', 'fine-tuning needs at least one frame of the clip');
   const size = data.frames[0]!.dims.join('×');
   for (const img of [...data.frames, ...data.edits.flatMap((e) => [e.original, e.edited])]) {
     if (img.dims.join('×') !== size) {
-      throw new VidpriorError('E_BAD_INPUT', `all frames and edits must have one size: got ${img.dims.slice(-2).reverse().join('×')} and ${data.frames[0]!.dims.slice(-2).reverse().join('×')}`);
+      throw new VidpriorError(
+        'E_BAD_INPUT',
+        `all frames and edits must have one size: got ${img.dims.slice(-2).reverse().join('×')} and ${data.frames[0]!.dims.slice(-2).reverse().join('×')}`,
+      );
     }
   }
   const prediction = model.schedulerConfig.prediction_type;
   if (prediction !== 'epsilon' && prediction !== 'v_prediction') {
-    throw new VidpriorError('E_MODEL_INPUT', `fine-tuning supports epsilon and v_prediction models; this scheduler predicts ${prediction}`);
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `fine-tuning supports epsilon and v_prediction models; this scheduler predicts ${prediction}`,
+    );
   }
   const alpha = o.alpha ?? o.rank;
   const throwIfCancelled = (): void => {
@@ -129,13 +162,23 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
   };
 
   // 2. Encode the clip and the prompts once.
-  progress({ stage: 'encoding', iteration: 0, iterations: o.iterations, message: `encoding ${data.frames.length} frames and ${data.edits.length} edits` });
+  progress({
+    stage: 'encoding',
+    iteration: 0,
+    iterations: o.iterations,
+    message: `encoding ${data.frames.length} frames and ${data.edits.length} edits`,
+  });
   // Frames arrive as [3,H,W] in [-1,1] (src/io's convention), the VAE stage's range; it takes a batch.
-  const latent = async (img: Tensor<'float32'>): Promise<Tensor<'float32'>> => encodeImages(model, float32([1, ...img.dims.slice(-3)], img.data));
+  const latent = async (img: Tensor<'float32'>): Promise<Tensor<'float32'>> =>
+    encodeImages(model, float32([1, ...img.dims.slice(-3)], img.data));
   const uncond: Float32Array[] = [];
-  for (const f of data.frames) { throwIfCancelled(); uncond.push((await latent(f)).data); }
+  for (const f of data.frames) {
+    throwIfCancelled();
+    uncond.push((await latent(f)).data);
+  }
   const cond: { original: Float32Array; edited: Float32Array }[] = [];
-  for (const e of data.edits) cond.push({ original: (await latent(e.original)).data, edited: (await latent(e.edited)).data });
+  for (const e of data.edits)
+    cond.push({ original: (await latent(e.original)).data, edited: (await latent(e.edited)).data });
   const latentDims = [1, model.facts.latentChannels, ...(await latent(data.frames[0]!)).dims.slice(2)];
   const empty = (await encodeText(model, '')).hidden;
   const prompt = (await encodeText(model, o.prompt)).hidden;
@@ -146,8 +189,19 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
   const unetPath = join(model.dir, 'unet', 'model.onnx');
   const unet = await loadModel(unetPath);
   const targets = findLoraTargets(unet, { convs: o.convs });
-  if (targets.length === 0) throw new VidpriorError('E_MODEL_INPUT', `${unetPath}: found no attention projections (to_q/to_k/to_v/to_out) to adapt`);
-  const step = buildTrainStep(unet, { targets, rank: o.rank, alpha, latentShape: latentDims, textShape: [...prompt.dims], adam: o.adam });
+  if (targets.length === 0)
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `${unetPath}: found no attention projections (to_q/to_k/to_v/to_out) to adapt`,
+    );
+  const step = buildTrainStep(unet, {
+    targets,
+    rank: o.rank,
+    alpha,
+    latentShape: latentDims,
+    textShape: [...prompt.dims],
+    adam: o.adam,
+  });
   const stateOutputs = step.state.flatMap((s) => [s.newParam, s.newM, s.newV]);
   const tmp = await mkdtemp(join(tmpdir(), 'vidprior-train-'));
   let session;
@@ -155,7 +209,8 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
     const path = join(tmp, 'train_step.onnx');
     await saveModel(step.model, path, { externalData: { threshold: 1024 * 1024, fileName: 'train_step.onnx.data' } });
     session = await runtime.createSession(path, {
-      label: 'train-step', keepOutputsOnGpu: stateOutputs,
+      label: 'train-step',
+      keepOutputsOnGpu: stateOutputs,
       // Autodiff recomputes some forward values on purpose; do not let ORT merge them back.
       disabledOptimizers: ['CommonSubexpressionElimination'],
     });
@@ -164,11 +219,32 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
   }
 
   // 4. Initial state: A ~ U(±1/√fan_in) like peft's default, B = 0 (the model starts unchanged), moments 0.
-  const fingerprint = createHash('sha256').update(JSON.stringify({
-    model: model.dir, prompt: o.prompt, rank: o.rank, alpha, lr: o.lr, maxT: o.maxTimestep, share: o.conditionalShare, seed: o.seed,
-    convs: !!o.convs, adam: step.adam, iterations: o.iterations,
-    data: createHash('sha256').update(Buffer.concat([...uncond, ...cond.flatMap((c) => [c.original, c.edited])].map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)))).digest('hex'),
-  })).digest('hex');
+  const fingerprint = createHash('sha256')
+    .update(
+      JSON.stringify({
+        model: model.dir,
+        prompt: o.prompt,
+        rank: o.rank,
+        alpha,
+        lr: o.lr,
+        maxT: o.maxTimestep,
+        share: o.conditionalShare,
+        seed: o.seed,
+        convs: !!o.convs,
+        adam: step.adam,
+        iterations: o.iterations,
+        data: createHash('sha256')
+          .update(
+            Buffer.concat(
+              [...uncond, ...cond.flatMap((c) => [c.original, c.edited])].map((a) =>
+                Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+              ),
+            ),
+          )
+          .digest('hex'),
+      }),
+    )
+    .digest('hex');
   let current = new Map<string, Feed>();
   let startIteration = 0;
   let ema: number | null = null;
@@ -186,18 +262,30 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
     current.set(s.m, float32(s.dims, saved?.get(s.m)?.data ?? new Float32Array(init.length)));
     current.set(s.v, float32(s.dims, saved?.get(s.v)?.data ?? new Float32Array(init.length)));
   }
-  if (resumed) { startIteration = resumed.iteration; ema = resumed.emaLoss; }
+  if (resumed) {
+    startIteration = resumed.iteration;
+    ema = resumed.emaLoss;
+  }
 
   // 5. The epoch plan: every frame once, plus the edited keyframes for their share of the epoch.
-  const condPerEpoch = cond.length ? Math.max(1, Math.round((uncond.length * o.conditionalShare) / (1 - o.conditionalShare))) : 0;
+  const condPerEpoch = cond.length
+    ? Math.max(1, Math.round((uncond.length * o.conditionalShare) / (1 - o.conditionalShare)))
+    : 0;
   const epochLength = uncond.length + condPerEpoch;
   const epochOrder = (epoch: number): number[] => {
-    const order = [...uncond.keys(), ...Array.from({ length: condPerEpoch }, (_, i) => uncond.length + (i % cond.length))];
+    const order = [
+      ...uncond.keys(),
+      ...Array.from({ length: condPerEpoch }, (_, i) => uncond.length + (i % cond.length)),
+    ];
     return rngFor(o.seed, 'epoch', epoch).shuffle(order);
   };
   const timestepType = model.facts.timestepType;
-  const timestepFeed = (t: number): Tensor => (timestepType === 'int64' ? int64([1], [t])
-    : timestepType === 'int32' ? tensor('int32', [1], Int32Array.of(t)) : float32([1], [t]));
+  const timestepFeed = (t: number): Tensor =>
+    timestepType === 'int64'
+      ? int64([1], [t])
+      : timestepType === 'int32'
+        ? tensor('int32', [1], Int32Array.of(t))
+        : float32([1], [t]);
   const snapshot = async (): Promise<Map<string, { dims: number[]; data: Float32Array }>> => {
     const out = new Map<string, { dims: number[]; data: Float32Array }>();
     for (const [name, t] of current) {
@@ -207,17 +295,29 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
     return out;
   };
   const nameFor = new Map<string, string>();
-  for (const s of step.state) { nameFor.set(s.newParam, s.param); nameFor.set(s.newM, s.m); nameFor.set(s.newV, s.v); }
+  for (const s of step.state) {
+    nameFor.set(s.newParam, s.param);
+    nameFor.set(s.newM, s.m);
+    nameFor.set(s.newV, s.v);
+  }
 
   // A fixed validation set (samples, timesteps, noise), scored by running the step with lr = 0, which leaves
   // the LoRA tensors as they are: the loss before and after training on the same draws.
-  const validationPicks = [...uncond.keys()].slice(0, cond.length ? 6 : 8).concat(cond.map((_, k) => uncond.length + k).slice(0, 2));
+  const validationPicks = [...uncond.keys()]
+    .slice(0, cond.length ? 6 : 8)
+    .concat(cond.map((_, k) => uncond.length + k).slice(0, 2));
   const validation = validationPicks.map((pick, i) => ({
     pick,
     t: Math.floor(((i + 0.5) * o.maxTimestep) / validationPicks.length),
     noise: rngFor(o.seed, 'validation', i).normalArray(uncond[0]!.length),
   }));
-  const feedsFor = (pick: number, t: number, noise: Float32Array, lr: number, stepNumber: number): Record<string, Feed> => {
+  const feedsFor = (
+    pick: number,
+    t: number,
+    noise: Float32Array,
+    lr: number,
+    stepNumber: number,
+  ): Record<string, Feed> => {
     const isCond = pick >= uncond.length;
     const source = isCond ? cond[pick - uncond.length]!.original : uncond[pick]!;
     const goal = isCond ? cond[pick - uncond.length]!.edited : source;
@@ -259,7 +359,10 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
     for (let it = startIteration; it < o.iterations; it++) {
       throwIfCancelled();
       const epoch = Math.floor(it / epochLength);
-      if (epoch !== planEpoch) { plan = epochOrder(epoch); planEpoch = epoch; }
+      if (epoch !== planEpoch) {
+        plan = epochOrder(epoch);
+        planEpoch = epoch;
+      }
       const pick = plan[it % epochLength]!;
       const r = rngFor(o.seed, 'iteration', it);
       const t = r.int(o.maxTimestep);
@@ -267,7 +370,9 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
       const out = await session.run(feedsFor(pick, t, noise, o.lr, it + 1));
       const loss = await readLoss(out);
       if (!Number.isFinite(loss)) {
-        throw new VidpriorError('E_RUNTIME', `training diverged at iteration ${it + 1} (loss ${loss}): lower --lr`, { iteration: it + 1 });
+        throw new VidpriorError('E_RUNTIME', `training diverged at iteration ${it + 1} (loss ${loss}): lower --lr`, {
+          iteration: it + 1,
+        });
       }
       const next = new Map<string, Feed>();
       for (const [outName, value] of Object.entries(out)) {
@@ -281,11 +386,27 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
       ema = ema === null ? loss : 0.98 * ema + 0.02 * loss;
       const done = it + 1 - startIteration;
       const perIt = (Date.now() - started) / 1000 / done;
-      progress({ stage: 'training', iteration: it + 1, iterations: o.iterations, loss, emaLoss: ema, etaSeconds: perIt * (o.iterations - it - 1) });
+      progress({
+        stage: 'training',
+        iteration: it + 1,
+        iterations: o.iterations,
+        loss,
+        emaLoss: ema,
+        etaSeconds: perIt * (o.iterations - it - 1),
+      });
       const last = it + 1 === o.iterations;
-      if (o.checkpointPath && o.checkpointEvery > 0 && ((it + 1) % o.checkpointEvery === 0 || last || o.signal?.aborted)) {
+      if (
+        o.checkpointPath &&
+        o.checkpointEvery > 0 &&
+        ((it + 1) % o.checkpointEvery === 0 || last || o.signal?.aborted)
+      ) {
         progress({ stage: 'checkpoint', iteration: it + 1, iterations: o.iterations });
-        await saveCheckpoint(o.checkpointPath, { iteration: it + 1, tensors: await snapshot(), fingerprint, emaLoss: ema });
+        await saveCheckpoint(o.checkpointPath, {
+          iteration: it + 1,
+          tensors: await snapshot(),
+          fingerprint,
+          emaLoss: ema,
+        });
       }
     }
 
@@ -295,17 +416,36 @@ export async function finetune(runtime: Runtime, model: StableDiffusionModel, da
     const weights: Adapter['weights'] = new Map();
     for (const p of step.params) {
       weights.set(p.target.module, {
-        kind: p.target.kind, a: values.get(p.a)!.data, b: values.get(p.b)!.data, aDims: p.aDims, bDims: p.bDims,
+        kind: p.target.kind,
+        a: values.get(p.a)!.data,
+        b: values.get(p.b)!.data,
+        aDims: p.aDims,
+        bDims: p.bDims,
       });
     }
     const record: Partial<AdapterRecord> = {
-      baseModel: model.dir, prompt: o.prompt, frames: data.frames.length, edits: data.edits.length, maxTimestep: o.maxTimestep,
-      rank: o.rank, alpha, iterations: o.iterations, lr: o.lr, seed: o.seed, conditionalShare: o.conditionalShare,
-      clip: data.description ?? '', finalLoss: ema ?? undefined, validationLossBefore: validationBefore, validationLossAfter: validationAfter,
+      baseModel: model.dir,
+      prompt: o.prompt,
+      frames: data.frames.length,
+      edits: data.edits.length,
+      maxTimestep: o.maxTimestep,
+      rank: o.rank,
+      alpha,
+      iterations: o.iterations,
+      lr: o.lr,
+      seed: o.seed,
+      conditionalShare: o.conditionalShare,
+      clip: data.description ?? '',
+      finalLoss: ema ?? undefined,
+      validationLossBefore: validationBefore,
+      validationLossAfter: validationAfter,
     };
     return {
       adapter: { rank: o.rank, alpha, weights, record },
-      losses, startIteration, validationBefore, validationAfter,
+      losses,
+      startIteration,
+      validationBefore,
+      validationAfter,
       secondsPerIteration: losses.length ? (Date.now() - started) / 1000 / losses.length : 0,
     };
   } finally {

@@ -52,8 +52,10 @@ export interface LoraOptions {
   initial?: Map<string, { a: Float32Array; b: Float32Array }>;
 }
 
-const ATTENTION_PROJECTION = /(?:^|[/.])((?:down_blocks|mid_block|up_blocks)[/.].*?[/.]attn[12][/.](?:to_q|to_k|to_v|to_out[/.]0))(?:[/.](?:MatMul|weight))?$/;
-const CONV_LAYER = /(?:^|[/.])((?:down_blocks|mid_block|up_blocks)[/.].*?[/.](?:conv1|conv2|conv_shortcut|proj_in|proj_out|conv))(?:[/.](?:Conv|weight))?$/;
+const ATTENTION_PROJECTION =
+  /(?:^|[/.])((?:down_blocks|mid_block|up_blocks)[/.].*?[/.]attn[12][/.](?:to_q|to_k|to_v|to_out[/.]0))(?:[/.](?:MatMul|weight))?$/;
+const CONV_LAYER =
+  /(?:^|[/.])((?:down_blocks|mid_block|up_blocks)[/.].*?[/.](?:conv1|conv2|conv_shortcut|proj_in|proj_out|conv))(?:[/.](?:Conv|weight))?$/;
 
 /** Turns an exporter's node path (`/u/down_blocks.1/attentions.0/…/to_q/MatMul`) into a module path. */
 function modulePath(match: string): string {
@@ -88,22 +90,30 @@ export function findLoraTargets(model: Model, options: FindOptions = {}): LoraTa
   for (const node of g.nodes) {
     if (node.opType === 'MatMul') {
       const w = weightOf(node.inputs[1]!);
-      if (!w || w.tensor.dims.length !== 2) continue;
+      if (w?.tensor.dims.length !== 2) continue;
       const m = ATTENTION_PROJECTION.exec(node.name) ?? ATTENTION_PROJECTION.exec(w.tensor.name);
       if (!m) continue;
       const module = modulePath(m[1]!);
       if (seen.has(module) || (options.include && !options.include.test(module))) continue;
       if (w.transposed) {
-        throw new VidpriorError('E_MODEL_INPUT', `LoRA target ${module}: weights behind a Transpose are not supported yet (node "${node.name}")`);
+        throw new VidpriorError(
+          'E_MODEL_INPUT',
+          `LoRA target ${module}: weights behind a Transpose are not supported yet (node "${node.name}")`,
+        );
       }
       seen.add(module);
       targets.push({
-        module, kind: 'linear', node: node.name, weight: w.tensor.name,
-        inFeatures: w.tensor.dims[0]!, outFeatures: w.tensor.dims[1]!, type: w.tensor.type,
+        module,
+        kind: 'linear',
+        node: node.name,
+        weight: w.tensor.name,
+        inFeatures: w.tensor.dims[0]!,
+        outFeatures: w.tensor.dims[1]!,
+        type: w.tensor.type,
       });
     } else if (node.opType === 'Conv' && options.convs) {
       const w = weightOf(node.inputs[1]!);
-      if (!w || w.tensor.dims.length !== 4) continue;
+      if (w?.tensor.dims.length !== 4) continue;
       const m = CONV_LAYER.exec(node.name) ?? CONV_LAYER.exec(w.tensor.name);
       if (!m) continue;
       const module = modulePath(m[1]!);
@@ -113,8 +123,14 @@ export function findLoraTargets(model: Model, options: FindOptions = {}): LoraTa
       seen.add(module);
       const [out, inCh, kh, kw] = w.tensor.dims as [number, number, number, number];
       targets.push({
-        module, kind: 'conv', node: node.name, weight: w.tensor.name,
-        inFeatures: inCh, outFeatures: out, kernel: [kh, kw], type: w.tensor.type,
+        module,
+        kind: 'conv',
+        node: node.name,
+        weight: w.tensor.name,
+        inFeatures: inCh,
+        outFeatures: out,
+        kernel: [kh, kw],
+        type: w.tensor.type,
       });
     }
   }
@@ -168,12 +184,28 @@ export function injectLora(model: Model, targets: LoraTarget[], options: LoraOpt
         branch = b.op('MatMul', [b.op('MatMul', [x, a], {}, { name: 'A' }), bv], {}, { name: 'B' });
       } else {
         const conv = node.attributes;
-        const low = b.op('Conv', [x, a], {
-          strides: conv.strides, pads: conv.pads, dilations: conv.dilations, auto_pad: conv.auto_pad,
-        }, { name: 'A' });
+        const low = b.op(
+          'Conv',
+          [x, a],
+          {
+            strides: conv.strides,
+            pads: conv.pads,
+            dilations: conv.dilations,
+            auto_pad: conv.auto_pad,
+          },
+          { name: 'A' },
+        );
         branch = b.op('Conv', [low, bv], {}, { name: 'B' });
       }
-      const scaled = scale === 1 ? branch : b.op('Mul', [branch, b.constant([scale], [], t.type === 'float16' ? 'float16' : 'float32', 'lora_scale')], {}, { name: 'scale' });
+      const scaled =
+        scale === 1
+          ? branch
+          : b.op(
+              'Mul',
+              [branch, b.constant([scale], [], t.type === 'float16' ? 'float16' : 'float32', 'lora_scale')],
+              {},
+              { name: 'scale' },
+            );
       return b.op('Add', [y, scaled], {}, { name: 'add' });
     });
     for (const u of users) u.inputs = u.inputs.map((i) => (i === y ? sum : i));

@@ -25,12 +25,24 @@ export interface NoisedSample {
  * @param noise    ε, standard normal
  * @param alphaBar ᾱ_t of the training timestep
  */
-export function noisedSample(source: Float32Array, goal: Float32Array, noise: Float32Array, alphaBar: number, prediction: PredictionKind): NoisedSample {
+export function noisedSample(
+  source: Float32Array,
+  goal: Float32Array,
+  noise: Float32Array,
+  alphaBar: number,
+  prediction: PredictionKind,
+): NoisedSample {
   if (source.length !== goal.length || source.length !== noise.length) {
-    throw new VidpriorError('E_BAD_INPUT', `latents of different sizes: ${source.length}, ${goal.length}, ${noise.length}`);
+    throw new VidpriorError(
+      'E_BAD_INPUT',
+      `latents of different sizes: ${source.length}, ${goal.length}, ${noise.length}`,
+    );
   }
   if (prediction !== 'epsilon' && prediction !== 'v_prediction') {
-    throw new VidpriorError('E_MODEL_INPUT', `fine-tuning supports epsilon and v_prediction models, not ${JSON.stringify(prediction)}`);
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `fine-tuning supports epsilon and v_prediction models, not ${JSON.stringify(prediction)}`,
+    );
   }
   const sa = Math.sqrt(alphaBar);
   const sb = Math.sqrt(1 - alphaBar);

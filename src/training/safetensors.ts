@@ -19,8 +19,19 @@ export interface SafetensorsFile {
 }
 
 const DTYPE_TO_ELEM: Record<string, ElemType> = {
-  F32: 'float32', F16: 'float16', BF16: 'bfloat16', F64: 'float64', I64: 'int64', I32: 'int32',
-  I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool', U16: 'uint16', U32: 'uint32', U64: 'uint64',
+  F32: 'float32',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  F64: 'float64',
+  I64: 'int64',
+  I32: 'int32',
+  I16: 'int16',
+  I8: 'int8',
+  U8: 'uint8',
+  BOOL: 'bool',
+  U16: 'uint16',
+  U32: 'uint32',
+  U64: 'uint64',
 };
 const ELEM_TO_DTYPE: Partial<Record<ElemType, string>> = Object.fromEntries(
   Object.entries(DTYPE_TO_ELEM).map(([k, v]) => [v, k]),
@@ -29,7 +40,10 @@ const ELEM_TO_DTYPE: Partial<Record<ElemType, string>> = Object.fromEntries(
 /** Maximum header size accepted (the reference implementation's limit is 100 MB). */
 const MAX_HEADER = 100 * 1024 * 1024;
 
-export function encodeSafetensors(tensors: Map<string, SafeTensor> | Record<string, SafeTensor>, metadata: Record<string, string> = {}): Uint8Array {
+export function encodeSafetensors(
+  tensors: Map<string, SafeTensor> | Record<string, SafeTensor>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
   const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
   // Sorted by name, like the reference writer, so the same adapter always gives the same bytes.
   entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -38,9 +52,11 @@ export function encodeSafetensors(tensors: Map<string, SafeTensor> | Record<stri
   let offset = 0;
   for (const [name, t] of entries) {
     const dtype = ELEM_TO_DTYPE[t.type];
-    if (!dtype) throw new VidpriorError('E_ADAPTER', `tensor "${name}" has type ${t.type}, which safetensors cannot store`);
+    if (!dtype)
+      throw new VidpriorError('E_ADAPTER', `tensor "${name}" has type ${t.type}, which safetensors cannot store`);
     const n = t.dims.reduce((a, b) => a * b, 1);
-    if (n !== t.data.length) throw new VidpriorError('E_ADAPTER', `tensor "${name}": ${t.data.length} values for shape [${t.dims}]`);
+    if (n !== t.data.length)
+      throw new VidpriorError('E_ADAPTER', `tensor "${name}": ${t.data.length} values for shape [${t.dims}]`);
     header[name] = { dtype, shape: t.dims, data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;
   }
@@ -59,13 +75,18 @@ export function encodeSafetensors(tensors: Map<string, SafeTensor> | Record<stri
 }
 
 export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'): SafetensorsFile {
-  const bad = (why: string): VidpriorError => new VidpriorError('E_ADAPTER', `${source} is not a valid safetensors file: ${why}`, { file: source });
+  const bad = (why: string): VidpriorError =>
+    new VidpriorError('E_ADAPTER', `${source} is not a valid safetensors file: ${why}`, { file: source });
   if (bytes.byteLength < 8) throw bad('shorter than its 8-byte header length');
   const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  if (headerLength > MAX_HEADER || 8 + headerLength > bytes.byteLength) throw bad(`header length ${headerLength} does not fit the file`);
+  if (headerLength > MAX_HEADER || 8 + headerLength > bytes.byteLength)
+    throw bad(`header length ${headerLength} does not fit the file`);
   let header: Record<string, unknown>;
   try {
-    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8')) as Record<string, unknown>;
+    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8')) as Record<
+      string,
+      unknown
+    >;
   } catch {
     throw bad('the header is not JSON');
   }
@@ -74,13 +95,18 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'
   const tensors = new Map<string, SafeTensor>();
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {
-    if (name === '__metadata__') { metadata = entry as Record<string, string>; continue; }
+    if (name === '__metadata__') {
+      metadata = entry as Record<string, string>;
+      continue;
+    }
     const e = entry as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
     const type = e.dtype ? DTYPE_TO_ELEM[e.dtype] : undefined;
     if (!type) throw bad(`tensor "${name}" has unsupported dtype ${JSON.stringify(e.dtype)}`);
-    if (!Array.isArray(e.shape) || !Array.isArray(e.data_offsets)) throw bad(`tensor "${name}" lacks shape or data_offsets`);
+    if (!Array.isArray(e.shape) || !Array.isArray(e.data_offsets))
+      throw bad(`tensor "${name}" lacks shape or data_offsets`);
     const [begin, end] = e.data_offsets;
-    if (!(begin! >= 0 && end! >= begin! && end! <= dataLength)) throw bad(`tensor "${name}" has data_offsets [${begin}, ${end}] outside the data`);
+    if (!(begin! >= 0 && end! >= begin! && end! <= dataLength))
+      throw bad(`tensor "${name}" has data_offsets [${begin}, ${end}] outside the data`);
     const data = typedFromBytes(type, bytes.subarray(dataStart + begin!, dataStart + end!));
     const n = e.shape.reduce((a, b) => a * b, 1);
     if (data.length !== n) throw bad(`tensor "${name}" has ${data.length} values for shape [${e.shape}]`);
@@ -100,11 +126,19 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
 }
 
 /** Writes atomically (temp file + fsync + rename) so a crash never leaves half an adapter behind. */
-export async function writeSafetensors(path: string, tensors: Map<string, SafeTensor> | Record<string, SafeTensor>, metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(
+  path: string,
+  tensors: Map<string, SafeTensor> | Record<string, SafeTensor>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
   const bytes = encodeSafetensors(tensors, metadata);
   const tmp = `${path}.tmp-${process.pid}`;
   await writeFile(tmp, bytes);
   const fh = await open(tmp, 'r+');
-  try { await fh.sync(); } finally { await fh.close(); }
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
   await rename(tmp, path);
 }

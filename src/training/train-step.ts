@@ -41,7 +41,16 @@ export interface TrainStepGraph {
   params: LoraParam[];
   /** Per parameter value name (`lora.<module>.A`): its first and second moment inputs and the three outputs. */
   state: { param: string; m: string; v: string; newParam: string; newM: string; newV: string; dims: number[] }[];
-  inputs: { sample: string; timestep: string; context: string; target: string; lr: string; decay: string; bc1: string; bc2: string };
+  inputs: {
+    sample: string;
+    timestep: string;
+    context: string;
+    target: string;
+    lr: string;
+    decay: string;
+    bc1: string;
+    bc2: string;
+  };
   loss: string;
   adam: AdamWConfig;
 }
@@ -56,12 +65,20 @@ export function buildTrainStep(unet: Model, options: TrainStepOptions): TrainSte
   // 1. Check the model's signature.
   const [sample, timestep, context] = ['sample', 'timestep', 'encoder_hidden_states'].map((name) => {
     const input = g.inputs.find((i) => i.name === name);
-    if (!input) throw new VidpriorError('E_MODEL_INPUT', `the UNet has no input "${name}" (inputs: ${g.inputs.map((i) => i.name).join(', ')})`);
+    if (!input)
+      throw new VidpriorError(
+        'E_MODEL_INPUT',
+        `the UNet has no input "${name}" (inputs: ${g.inputs.map((i) => i.name).join(', ')})`,
+      );
     return input;
-  }) as [typeof g.inputs[0], typeof g.inputs[0], typeof g.inputs[0]];
-  if (g.outputs.length !== 1) throw new VidpriorError('E_MODEL_INPUT', `the UNet should have one output, it has ${g.outputs.length}`);
+  }) as [(typeof g.inputs)[0], (typeof g.inputs)[0], (typeof g.inputs)[0]];
+  if (g.outputs.length !== 1)
+    throw new VidpriorError('E_MODEL_INPUT', `the UNet should have one output, it has ${g.outputs.length}`);
   if (sample.type !== 'float32') {
-    throw new VidpriorError('E_MODEL_INPUT', `training needs a float32 UNet; this one takes ${sample.type} (export or convert it to float32)`);
+    throw new VidpriorError(
+      'E_MODEL_INPUT',
+      `training needs a float32 UNet; this one takes ${sample.type} (export or convert it to float32)`,
+    );
   }
   const prediction = g.outputs[0]!.name;
 
@@ -78,7 +95,12 @@ export function buildTrainStep(unet: Model, options: TrainStepOptions): TrainSte
   const b = new GraphBuilder(unet);
   const target = b.input('target', 'float32', [...options.latentShape]);
   const diff = b.op('Sub', [prediction, target], {}, { name: 'loss/diff' });
-  const loss = b.op('ReduceMean', [b.op('Mul', [diff, diff], {}, { name: 'loss/square' })], { keepdims: 0 }, { name: 'loss/mean' });
+  const loss = b.op(
+    'ReduceMean',
+    [b.op('Mul', [diff, diff], {}, { name: 'loss/square' })],
+    { keepdims: 0 },
+    { name: 'loss/mean' },
+  );
   inferShapes(unet);
 
   // 5. Backward pass to every LoRA tensor.
@@ -87,13 +109,21 @@ export function buildTrainStep(unet: Model, options: TrainStepOptions): TrainSte
 
   // 6. AdamW update (decoupled weight decay, PyTorch's formulation).
   const scalar = (name: string): string => b.input(name, 'float32', []);
-  const lr = scalar('adam.lr'), decay = scalar('adam.decay'), bc1 = scalar('adam.bc1'), bc2 = scalar('adam.bc2');
-  const beta1 = b.scalar(adam.beta1), oneMinusBeta1 = b.scalar(1 - adam.beta1);
-  const beta2 = b.scalar(adam.beta2), oneMinusBeta2 = b.scalar(1 - adam.beta2);
+  const lr = scalar('adam.lr'),
+    decay = scalar('adam.decay'),
+    bc1 = scalar('adam.bc1'),
+    bc2 = scalar('adam.bc2');
+  const beta1 = b.scalar(adam.beta1),
+    oneMinusBeta1 = b.scalar(1 - adam.beta1);
+  const beta2 = b.scalar(adam.beta2),
+    oneMinusBeta2 = b.scalar(1 - adam.beta2);
   const eps = b.scalar(adam.eps);
   const state: TrainStepGraph['state'] = [];
   for (const p of params) {
-    for (const [value, dims] of [[p.a, p.aDims], [p.b, p.bDims]] as [string, number[]][]) {
+    for (const [value, dims] of [
+      [p.a, p.aDims],
+      [p.b, p.bDims],
+    ] as [string, number[]][]) {
       const grad = gradients[value]!;
       const m = b.input(`${value}.m`, 'float32', dims);
       const v = b.input(`${value}.v`, 'float32', dims);
@@ -105,7 +135,10 @@ export function buildTrainStep(unet: Model, options: TrainStepOptions): TrainSte
         return [b.op('Sub', [b.op('Mul', [value, decay]), update]), m1, v1];
       });
       state.push({
-        param: value, m, v, dims,
+        param: value,
+        m,
+        v,
+        dims,
         newParam: b.output(newParam, `${value}.new`, 'float32', dims),
         newM: b.output(newM, `${value}.m.new`, 'float32', dims),
         newV: b.output(newV, `${value}.v.new`, 'float32', dims),
@@ -116,13 +149,21 @@ export function buildTrainStep(unet: Model, options: TrainStepOptions): TrainSte
   g.outputs = g.outputs.filter((o) => o.name !== prediction);
   b.output(loss, 'loss', 'float32', []);
   return {
-    model: unet, params, state, loss: 'loss', adam,
+    model: unet,
+    params,
+    state,
+    loss: 'loss',
+    adam,
     inputs: { sample: sample.name, timestep: timestep.name, context: context.name, target, lr, decay, bc1, bc2 },
   };
 }
 
 /** The per-step scalar inputs for step `t` (1-based). */
-export function adamScalars(adam: AdamWConfig, lr: number, t: number): { lr: number; decay: number; bc1: number; bc2: number } {
+export function adamScalars(
+  adam: AdamWConfig,
+  lr: number,
+  t: number,
+): { lr: number; decay: number; bc1: number; bc2: number } {
   return {
     lr,
     decay: 1 - lr * adam.weightDecay,

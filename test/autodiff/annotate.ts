@@ -11,7 +11,19 @@ import type { Runtime } from '../../src/runtime/index.js';
 import type { Tensor } from '../../src/tensor.js';
 
 const INT64_OUT = new Set(['Shape', 'Size', 'ArgMax', 'ArgMin', 'NonZero']);
-const BOOL_OUT = new Set(['Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'Not', 'And', 'Or', 'Xor', 'IsNaN', 'IsInf']);
+const BOOL_OUT = new Set([
+  'Equal',
+  'Less',
+  'LessOrEqual',
+  'Greater',
+  'GreaterOrEqual',
+  'Not',
+  'And',
+  'Or',
+  'Xor',
+  'IsNaN',
+  'IsInf',
+]);
 
 /** Element types of every value, propagated from inputs and initializers. */
 export function propagateTypes(model: Model): Map<string, ElemType> {
@@ -39,7 +51,9 @@ export async function annotateByProbe(rt: Runtime, model: Model, feeds: Record<s
   const b = new GraphBuilder(probe);
   const values = probe.graph.nodes.flatMap((n) => n.outputs).filter((o) => o);
   probe.graph.outputs = [];
-  const shapeOutputs = values.map((v) => b.output(b.op('Shape', [v]), `probe_shape_${values.indexOf(v)}`, 'int64', [null]));
+  const shapeOutputs = values.map((v) =>
+    b.output(b.op('Shape', [v]), `probe_shape_${values.indexOf(v)}`, 'int64', [null]),
+  );
   const session = await rt.createSession(encodeModel(probe), { label: 'shape-probe' });
   try {
     const inputFeeds = Object.fromEntries(probe.graph.inputs.map((i) => [i.name, feeds[i.name]!]));
@@ -50,7 +64,10 @@ export async function annotateByProbe(rt: Runtime, model: Model, feeds: Record<s
       const shape = Array.from((out[shapeOutputs[i]!] as Tensor<'int64'>).data, Number);
       const type = types.get(v) ?? 'float32';
       const existing = model.graph.outputs.find((o) => o.name === v);
-      if (existing) { existing.shape = shape; existing.type = type; }
+      if (existing) {
+        existing.shape = shape;
+        existing.type = type;
+      }
       if (!known.has(v)) model.graph.valueInfo.push({ name: v, type, shape });
     });
   } finally {

@@ -6,8 +6,12 @@ import { buildSdBlock } from './sd-block.js';
 
 describe('autodiff: an SD-shaped ResNet + transformer + upsample block', () => {
   let rt: Runtime;
-  before(async () => { rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 }); });
-  after(async () => { await rt.close(); });
+  before(async () => {
+    rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 });
+  });
+  after(async () => {
+    await rt.close();
+  });
 
   for (const opset of [14, 17, 20, 21]) {
     it(`gradients w.r.t. every weight, the sample and the context agree with finite differences (opset ${opset})`, async () => {
@@ -18,7 +22,13 @@ describe('autodiff: an SD-shaped ResNet + transformer + upsample block', () => {
         temb: randomTensor([1, 5], 2),
         context: randomTensor([1, 3, 6], 3),
       };
-      const report = await gradcheck(rt, model, { wrt: [...weights, 'sample', 'context'], feeds, directions: 2, elements: 2, eps: 3e-3 });
+      const report = await gradcheck(rt, model, {
+        wrt: [...weights, 'sample', 'context'],
+        feeds,
+        directions: 2,
+        elements: 2,
+        eps: 3e-3,
+      });
       assertGradients(report, 1e-2);
       assert.equal(report.values.length, weights.length + 2);
       assert.ok(!report.backwardOps.includes('Sum'));

@@ -50,8 +50,16 @@ export interface GradcheckReport {
 }
 
 /** Builds the forward+backward model with L = Σ y ⊙ R; returns it, the forward-only model and feeds. */
-export async function prepareBackward(rt: Runtime, model: Model, opts: GradcheckOptions): Promise<{
-  backward: Model; forward: Model; feeds: Record<string, Tensor>; gradNames: Record<string, string>; nodesBefore: number;
+export async function prepareBackward(
+  rt: Runtime,
+  model: Model,
+  opts: GradcheckOptions,
+): Promise<{
+  backward: Model;
+  forward: Model;
+  feeds: Record<string, Tensor>;
+  gradNames: Record<string, string>;
+  nodesBefore: number;
 }> {
   const m = cloneModel(model);
   const feeds: Record<string, Tensor> = { ...opts.feeds };
@@ -66,18 +74,25 @@ export async function prepareBackward(rt: Runtime, model: Model, opts: Gradcheck
   // 2. Shapes of everything (static shape inference; a measuring probe run where inference cannot), then the
   //    projection loss.
   try {
-    inferShapes(m, Object.fromEntries(m.graph.inputs.map((i) => [i.name, [...feeds[i.name]!.dims]])), { setSignature: true });
+    inferShapes(m, Object.fromEntries(m.graph.inputs.map((i) => [i.name, [...feeds[i.name]!.dims]])), {
+      setSignature: true,
+    });
   } catch {
     m.graph.valueInfo = [];
     await annotateByProbe(rt, m, feeds);
   }
   const output = opts.output ?? m.graph.outputs[0]!.name;
-  const outShape = m.graph.valueInfo.find((v) => v.name === output)?.shape
-    ?? m.graph.outputs.find((v) => v.name === output)!.shape!;
+  const outShape =
+    m.graph.valueInfo.find((v) => v.name === output)?.shape ?? m.graph.outputs.find((v) => v.name === output)!.shape!;
   const rng = new Rng(opts.seed ?? 7);
   const n = (outShape as number[]).reduce((a, d) => a * d, 1);
   const b = new GraphBuilder(m);
-  const r = b.constant(Float32Array.from({ length: n }, () => rng.normal()), outShape as number[], 'float32', 'check_projection');
+  const r = b.constant(
+    Float32Array.from({ length: n }, () => rng.normal()),
+    outShape as number[],
+    'float32',
+    'check_projection',
+  );
   const prod = b.op('Mul', [output, r]);
   const loss = b.op('ReduceSum', [prod], { keepdims: 0 });
   m.graph.valueInfo.push({ name: prod, type: 'float32', shape: outShape }, { name: loss, type: 'float32', shape: [] });
@@ -92,40 +107,60 @@ export async function prepareBackward(rt: Runtime, model: Model, opts: Gradcheck
   m.graph.valueInfo = [];
   forward.graph.valueInfo = [];
   const gradNames: Record<string, string> = {};
-  for (const w of opts.wrt) gradNames[w] = b.output(gradients[w]!, `grad_${w.replace(/[^A-Za-z0-9_]/g, '_')}`, 'float32', null);
+  for (const w of opts.wrt)
+    gradNames[w] = b.output(gradients[w]!, `grad_${w.replace(/[^A-Za-z0-9_]/g, '_')}`, 'float32', null);
   return { backward: m, forward, feeds, gradNames, nodesBefore };
 }
 
-export async function gradcheck(rt: Runtime, model: Model, opts: GradcheckOptions, sessionOptions: SessionOptions = {}): Promise<GradcheckReport> {
-  const eps = opts.eps ?? 1e-2, rtol = opts.rtol ?? 1e-2, atol = opts.atol ?? 1e-3;
+export async function gradcheck(
+  rt: Runtime,
+  model: Model,
+  opts: GradcheckOptions,
+  sessionOptions: SessionOptions = {},
+): Promise<GradcheckReport> {
+  const eps = opts.eps ?? 1e-2,
+    rtol = opts.rtol ?? 1e-2,
+    atol = opts.atol ?? 1e-3;
   const { backward, forward, feeds, gradNames, nodesBefore } = await prepareBackward(rt, model, opts);
   const lossName = forward.graph.outputs[0]!.name;
   const bwd = await rt.createSession(encodeModel(backward), { label: 'gradcheck-backward', ...sessionOptions });
   const fwd = await rt.createSession(encodeModel(forward), { label: 'gradcheck-forward' });
-  const inputsOf = (mdl: Model, f: Record<string, Tensor>) => Object.fromEntries(mdl.graph.inputs.map((i) => [i.name, f[i.name]!]));
+  const inputsOf = (mdl: Model, f: Record<string, Tensor>) =>
+    Object.fromEntries(mdl.graph.inputs.map((i) => [i.name, f[i.name]!]));
   try {
     const out = await bwd.run(inputsOf(backward, feeds));
     const rng = new Rng((opts.seed ?? 7) + 1);
-    const lossAt = async (f: Record<string, Tensor>) => ((await fwd.run(inputsOf(forward, f)))[lossName] as Tensor<'float32'>).data[0]!;
+    const lossAt = async (f: Record<string, Tensor>) =>
+      ((await fwd.run(inputsOf(forward, f)))[lossName] as Tensor<'float32'>).data[0]!;
     const values: CheckedValue[] = [];
     for (const w of opts.wrt) {
       const x = feeds[w] as Tensor<'float32'>;
       const g = (out[gradNames[w]!] as Tensor<'float32'>).data;
-      if (g.length !== x.data.length) throw new Error(`gradient of ${w} has ${g.length} elements, expected ${x.data.length}`);
+      if (g.length !== x.data.length)
+        throw new Error(`gradient of ${w} has ${g.length} elements, expected ${x.data.length}`);
       const checks: CheckedValue['checks'] = [];
       const probe = async (what: string, v: Float32Array) => {
-        const plus = float32(x.dims, x.data.map((xi, i) => xi + eps * v[i]!));
-        const minus = float32(x.dims, x.data.map((xi, i) => xi - eps * v[i]!));
+        const plus = float32(
+          x.dims,
+          x.data.map((xi, i) => xi + eps * v[i]!),
+        );
+        const minus = float32(
+          x.dims,
+          x.data.map((xi, i) => xi - eps * v[i]!),
+        );
         const fd = ((await lossAt({ ...feeds, [w]: plus })) - (await lossAt({ ...feeds, [w]: minus }))) / (2 * eps);
         let analytic = 0;
-        for (let i = 0; i < g.length; i++) analytic += g[i]! * (plus.data[i]! - minus.data[i]!) / (2 * eps);
+        for (let i = 0; i < g.length; i++) analytic += (g[i]! * (plus.data[i]! - minus.data[i]!)) / (2 * eps);
         checks.push({ what, fd, analytic });
       };
       // Unit-length directions: a step of ε moves the point as far as one element check does.
       for (let d = 0; d < (opts.directions ?? 3); d++) {
         const v = Float32Array.from(x.data, () => rng.normal());
         const norm = Math.hypot(...v);
-        await probe(`direction ${d}`, v.map((e) => e / norm));
+        await probe(
+          `direction ${d}`,
+          v.map((e) => e / norm),
+        );
       }
       for (let e = 0; e < Math.min(opts.elements ?? 4, x.data.length); e++) {
         const i = rng.int(x.data.length);
@@ -133,7 +168,9 @@ export async function gradcheck(rt: Runtime, model: Model, opts: GradcheckOption
         v[i] = 1;
         await probe(`element ${i}`, v);
       }
-      const worst = Math.max(...checks.map((c) => Math.abs(c.fd - c.analytic) / (Math.abs(c.fd) + Math.abs(c.analytic) + atol / rtol)));
+      const worst = Math.max(
+        ...checks.map((c) => Math.abs(c.fd - c.analytic) / (Math.abs(c.fd) + Math.abs(c.analytic) + atol / rtol)),
+      );
       values.push({ wrt: w, worst, checks });
     }
     const backwardOps = [...new Set(backward.graph.nodes.slice(nodesBefore).map((nd) => nd.opType))].sort();
@@ -148,8 +185,12 @@ export async function gradcheck(rt: Runtime, model: Model, opts: GradcheckOption
 export function assertGradients(report: GradcheckReport, rtol = 1e-2): void {
   const bad = report.values.filter((v) => !(v.worst <= rtol));
   if (bad.length === 0) return;
-  const lines = bad.map((v) => `${v.wrt}: worst ${v.worst.toExponential(2)}\n${v.checks
-    .map((c) => `    ${c.what}: fd ${c.fd.toPrecision(6)} analytic ${c.analytic.toPrecision(6)}`).join('\n')}`);
+  const lines = bad.map(
+    (v) =>
+      `${v.wrt}: worst ${v.worst.toExponential(2)}\n${v.checks
+        .map((c) => `    ${c.what}: fd ${c.fd.toPrecision(6)} analytic ${c.analytic.toPrecision(6)}`)
+        .join('\n')}`,
+  );
   throw new Error(`gradient check failed (rtol ${rtol}):\n${lines.join('\n')}`);
 }
 
@@ -157,7 +198,9 @@ export function assertGradients(report: GradcheckReport, rtol = 1e-2): void {
 export function randomTensor(dims: number[], seed: number, range?: [number, number]): Tensor<'float32'> {
   const rng = new Rng(seed);
   const n = dims.reduce((a, d) => a * d, 1);
-  const data = Float32Array.from({ length: n }, () => (range ? range[0] + (range[1] - range[0]) * rng.uniform() : rng.normal()));
+  const data = Float32Array.from({ length: n }, () =>
+    range ? range[0] + (range[1] - range[0]) * rng.uniform() : rng.normal(),
+  );
   return float32(dims, data);
 }
 

@@ -27,15 +27,60 @@ async function smallModel(rt: Runtime, extra?: (b: GraphBuilder, y: string) => s
 
 describe('autodiff: buildGradients', () => {
   let rt: Runtime;
-  before(async () => { rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 }); });
-  after(async () => { await rt.close(); });
+  before(async () => {
+    rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 });
+  });
+  after(async () => {
+    await rt.close();
+  });
 
   it('has a rule for every operator of SD 1.x UNet exports (TorchScript opset 14/17, dynamo 18–20)', () => {
     const differentiable = new Set(differentiableOps());
-    for (const op of ['Conv', 'ConvTranspose', 'MatMul', 'Gemm', 'Add', 'Sub', 'Mul', 'Div', 'Softmax', 'InstanceNormalization',
-      'LayerNormalization', 'GroupNormalization', 'Erf', 'Gelu', 'Sigmoid', 'Sqrt', 'Pow', 'Exp', 'Neg', 'Reshape', 'Transpose',
-      'Slice', 'Split', 'Concat', 'Resize', 'Pad', 'Where', 'Expand', 'ReduceMean', 'ReduceSum', 'Cast', 'Einsum', 'Gather',
-      'Unsqueeze', 'Squeeze', 'Flatten', 'Identity', 'Tile', 'Relu', 'Tanh', 'Softplus', 'Sin', 'Cos']) {
+    for (const op of [
+      'Conv',
+      'ConvTranspose',
+      'MatMul',
+      'Gemm',
+      'Add',
+      'Sub',
+      'Mul',
+      'Div',
+      'Softmax',
+      'InstanceNormalization',
+      'LayerNormalization',
+      'GroupNormalization',
+      'Erf',
+      'Gelu',
+      'Sigmoid',
+      'Sqrt',
+      'Pow',
+      'Exp',
+      'Neg',
+      'Reshape',
+      'Transpose',
+      'Slice',
+      'Split',
+      'Concat',
+      'Resize',
+      'Pad',
+      'Where',
+      'Expand',
+      'ReduceMean',
+      'ReduceSum',
+      'Cast',
+      'Einsum',
+      'Gather',
+      'Unsqueeze',
+      'Squeeze',
+      'Flatten',
+      'Identity',
+      'Tile',
+      'Relu',
+      'Tanh',
+      'Softplus',
+      'Sin',
+      'Cos',
+    ]) {
       assert.ok(differentiable.has(op), `${op} has no gradient rule`);
     }
     for (const op of ['Constant', 'Shape', 'ConstantOfShape', 'Equal', 'Range']) {
@@ -45,10 +90,18 @@ describe('autodiff: buildGradients', () => {
 
   it('fails with E_NO_GRADIENT naming the op and the node when a gradient must cross an op without a rule', async () => {
     const { model, loss } = await smallModel(rt, (b, y) => b.op('Hardmax', [y], {}, { name: 'the_hardmax' }));
-    assert.throws(() => buildGradients(model, { loss, wrt: ['w'] }), (err: unknown) =>
-      err instanceof VidpriorError && err.code === 'E_NO_GRADIENT' && /Hardmax/.test(err.message) && /the_hardmax/.test(err.message));
+    assert.throws(
+      () => buildGradients(model, { loss, wrt: ['w'] }),
+      (err: unknown) =>
+        err instanceof VidpriorError &&
+        err.code === 'E_NO_GRADIENT' &&
+        /Hardmax/.test(err.message) &&
+        /the_hardmax/.test(err.message),
+    );
     // …and contrib-domain ops are never taken for standard ones.
-    const { model: m2, loss: l2 } = await smallModel(rt, (b, y) => b.op('Gelu', [y], {}, { domain: 'com.microsoft', name: 'ms_gelu' }));
+    const { model: m2, loss: l2 } = await smallModel(rt, (b, y) =>
+      b.op('Gelu', [y], {}, { domain: 'com.microsoft', name: 'ms_gelu' }),
+    );
     assert.throws(() => buildGradients(m2, { loss: l2, wrt: ['w'] }), /com\.microsoft\.Gelu.*ms_gelu/);
   });
 
@@ -59,12 +112,15 @@ describe('autodiff: buildGradients', () => {
       return b.op('Reshape', [y, rows]);
     });
     const { gradients } = buildGradients(model, { loss, wrt: ['w'] });
-    assert.ok(gradients['w']);
+    assert.ok(gradients.w);
   });
 
   it('rejects unknown names and opsets below 13', async () => {
     const { model, loss } = await smallModel(rt);
-    assert.throws(() => buildGradients(model, { loss, wrt: ['nope'] }), (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_REQUEST' && /nope/.test(e.message));
+    assert.throws(
+      () => buildGradients(model, { loss, wrt: ['nope'] }),
+      (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_REQUEST' && /nope/.test(e.message),
+    );
     const old = new GraphBuilder('old', { opset: 12 });
     old.output(old.op('Neg', [old.input('a', 'float32', [2])]), 'y');
     assert.throws(() => buildGradients(old.build(), { loss: 'y', wrt: ['a'] }), /opset 12/);
@@ -76,10 +132,13 @@ describe('autodiff: buildGradients', () => {
     const w = b.initializer('w', 'float32', [3, 2], randomTensor([3, 2], 1).data);
     const loss = b.op('ReduceSum', [b.op('Softmax', [b.op('MatMul', [x, w])])], { keepdims: 0 });
     const model = b.build();
-    assert.throws(() => buildGradients(model, { loss, wrt: ['w'] }), (e: unknown) =>
-      e instanceof VidpriorError && e.code === 'E_SHAPE' && /batch/.test(e.message) && /inputShapes/.test(e.message));
+    assert.throws(
+      () => buildGradients(model, { loss, wrt: ['w'] }),
+      (e: unknown) =>
+        e instanceof VidpriorError && e.code === 'E_SHAPE' && /batch/.test(e.message) && /inputShapes/.test(e.message),
+    );
     const { gradients } = buildGradients(model, { loss, wrt: ['w'], inputShapes: { x: [4, 3] } });
-    assert.ok(gradients['w']);
+    assert.ok(gradients.w);
     assert.equal(model.graph.valueInfo.length, 0, 'shape inference leaves no value_info behind');
   });
 
@@ -102,29 +161,35 @@ describe('autodiff: buildGradients', () => {
     const seed = b.input('seed', 'float32', []);
     const { gradients } = buildGradients(model, { loss, wrt: ['w', 'unused'], seedGrad: seed, builder: b });
     assert.ok(!model.graph.nodes.some((n) => n.opType === 'Sum'));
-    b.output(gradients['w']!, 'gw', 'float32', null);
-    b.output(gradients['unused']!, 'gu', 'float32', null);
+    b.output(gradients.w!, 'gw', 'float32', null);
+    b.output(gradients.unused!, 'gu', 'float32', null);
     const session = await rt.createSession(encodeModel(model));
     const out = await session.run({ ...feeds, seed: float32([], [3]) });
     await session.release();
-    assert.deepEqual(Array.from((out['gu'] as Tensor<'float32'>).data), [0, 0, 0, 0, 0]);
+    assert.deepEqual(Array.from((out.gu as Tensor<'float32'>).data), [0, 0, 0, 0, 0]);
     // d/dW Σ (xW)² · 3 = 6 xᵀ(xW)
-    const x = feeds.x.data, w = randomTensor([3, 4], 1).data;
-    const gw = (out['gw'] as Tensor<'float32'>).data;
-    for (let i = 0; i < 3; i++) for (let j = 0; j < 4; j++) {
-      let expected = 0;
-      for (let r = 0; r < 2; r++) {
-        let y = 0;
-        for (let k = 0; k < 3; k++) y += x[r * 3 + k]! * w[k * 4 + j]!;
-        expected += 6 * x[r * 3 + i]! * y;
+    const x = feeds.x.data,
+      w = randomTensor([3, 4], 1).data;
+    const gw = (out.gw as Tensor<'float32'>).data;
+    for (let i = 0; i < 3; i++)
+      for (let j = 0; j < 4; j++) {
+        let expected = 0;
+        for (let r = 0; r < 2; r++) {
+          let y = 0;
+          for (let k = 0; k < 3; k++) y += x[r * 3 + k]! * w[k * 4 + j]!;
+          expected += 6 * x[r * 3 + i]! * y;
+        }
+        assert.ok(
+          Math.abs(gw[i * 4 + j]! - expected) < 1e-4 * (1 + Math.abs(expected)),
+          `gw[${i},${j}] = ${gw[i * 4 + j]} vs ${expected}`,
+        );
       }
-      assert.ok(Math.abs(gw[i * 4 + j]! - expected) < 1e-4 * (1 + Math.abs(expected)), `gw[${i},${j}] = ${gw[i * 4 + j]} vs ${expected}`);
-    }
   });
 
   it('differentiates through a timestep embedding (Sin/Cos, Concat) into its projection weight', async () => {
     await checkCase(rt, 'temb', {
-      opset: 14, inputs: { t: { dims: [2, 1], wrt: false }, w: { dims: [6, 3] } },
+      opset: 14,
+      inputs: { t: { dims: [2, 1], wrt: false }, w: { dims: [6, 3] } },
       build: (b, x) => {
         const args = b.op('Mul', [x.t!, b.constant([1, 0.1, 0.01], [1, 3], 'float32')]);
         const emb = b.op('Concat', [b.op('Sin', [args]), b.op('Cos', [args])], { axis: -1 });
@@ -133,7 +198,7 @@ describe('autodiff: buildGradients', () => {
     });
   });
 
-  it('emits only standard-domain ops, none of ORT\'s gradient ops', async () => {
+  it("emits only standard-domain ops, none of ORT's gradient ops", async () => {
     const { model, loss } = await smallModel(rt, (b, y) => b.op('Softmax', [b.op('Erf', [y])]));
     const before = model.graph.nodes.length;
     buildGradients(model, { loss, wrt: ['w', 'x'] });

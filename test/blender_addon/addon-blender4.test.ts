@@ -14,7 +14,20 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { BLENDER_TEST_ARGS, checkUiRun, uiTestArgs, ROOT, blenderFailure, blenderHomeEnv, has, runBlender, startDaemon, writeTestData, type BlenderRun, type Daemon } from './harness.js';
+import {
+  BLENDER_TEST_ARGS,
+  checkUiRun,
+  uiTestArgs,
+  ROOT,
+  blenderFailure,
+  blenderHomeEnv,
+  has,
+  runBlender,
+  startDaemon,
+  writeTestData,
+  type BlenderRun,
+  type Daemon,
+} from './harness.js';
 
 const EXTENSION_MODULE = 'bl_ext.user_default.vidprior';
 /** Debian suites with a newer Blender than the host's 3.4: trixie has 4.3, sid 5.x. */
@@ -23,7 +36,9 @@ const SUITES = ['trixie', 'sid'] as const;
 function skipReason(CHROOT: string, suite: string): string | false {
   if (!existsSync(join(CHROOT, '.vidprior-ready-3'))) {
     const failed = `${CHROOT}.failed`;
-    const why = existsSync(failed) ? `its setup failed: ${readFileSync(failed, 'utf8').trim()}` : '`run bash .ci/blender-chroot.sh ${suite}` (root) to build it';
+    const why = existsSync(failed)
+      ? `its setup failed: ${readFileSync(failed, 'utf8').trim()}`
+      : '`run bash .ci/blender-chroot.sh ${suite}` (root) to build it';
     return `no Blender chroot for Debian ${suite} at ${CHROOT}: ${why}`;
   }
   if (process.getuid?.() !== 0) return 'chroot needs root';
@@ -32,7 +47,11 @@ function skipReason(CHROOT: string, suite: string): string | false {
 }
 
 function zipNames(zip: string): string[] {
-  const r = spawnSync('python3', ['-c', 'import zipfile,sys;print("\\n".join(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))', zip], { encoding: 'utf8' });
+  const r = spawnSync(
+    'python3',
+    ['-c', 'import zipfile,sys;print("\\n".join(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))', zip],
+    { encoding: 'utf8' },
+  );
   assert.equal(r.status, 0, r.stderr);
   return r.stdout.trim().split('\n');
 }
@@ -43,7 +62,12 @@ function inChroot(CHROOT: string, command: string[], home: string, timeoutMs: nu
   return runBlender('chroot', [CHROOT, ...command], env, timeoutMs);
 }
 
-interface ChrootWork { work: string; inner: string; home: string; zip: string }
+interface ChrootWork {
+  work: string;
+  inner: string;
+  home: string;
+  zip: string;
+}
 
 /** A fresh folder in the chroot's /tmp: `work` on the host is `inner` inside. */
 function chrootWork(CHROOT: string): ChrootWork {
@@ -60,15 +84,26 @@ async function installInChroot(CHROOT: string, w: ChrootWork, daemon: Daemon): P
   const { work } = w;
   assert.equal(await writeTestData(work), null);
   cpSync(join(ROOT, 'blender_addon/tests/blender'), join(work, 'tests'), { recursive: true });
-  const install = await inChroot(CHROOT, ['blender', '-b', '--factory-startup', '-c', 'extension', 'install-file', '-r', 'user_default', '-e', w.zip], w.home, 120_000);
+  const install = await inChroot(
+    CHROOT,
+    ['blender', '-b', '--factory-startup', '-c', 'extension', 'install-file', '-r', 'user_default', '-e', w.zip],
+    w.home,
+    120_000,
+  );
   assert.equal(install.status, 0, blenderFailure(install, daemon));
-  assert.ok(existsSync(join(work, 'blender-home/extensions/user_default/vidprior/blender_manifest.toml')), blenderFailure(install, daemon));
+  assert.ok(
+    existsSync(join(work, 'blender-home/extensions/user_default/vidprior/blender_manifest.toml')),
+    blenderFailure(install, daemon),
+  );
 }
 
 for (const suite of SUITES) {
   const CHROOT = `/var/cache/vidprior-${suite}`;
 
-  test(`Blender ${suite} extension: install-file, validate, build, stylize movie and image strips, cancel, daemon down`, { skip: skipReason(CHROOT, suite), timeout: 15 * 60_000 }, async (t) => {
+  test(`Blender ${suite} extension: install-file, validate, build, stylize movie and image strips, cancel, daemon down`, {
+    skip: skipReason(CHROOT, suite),
+    timeout: 15 * 60_000,
+  }, async (t) => {
     const daemon = await startDaemon(mkdtempSync(join(tmpdir(), 'addon-blender4-daemon-')));
     const w = chrootWork(CHROOT);
     try {
@@ -77,20 +112,64 @@ for (const suite of SUITES) {
       const { work, inner, home, zip } = w;
 
       // 2. Blender's own checks of the manifest and the zip.
-      const valid = await inChroot(CHROOT, ['blender', '-b', '--factory-startup', '-c', 'extension', 'validate', zip], home, 120_000);
+      const valid = await inChroot(
+        CHROOT,
+        ['blender', '-b', '--factory-startup', '-c', 'extension', 'validate', zip],
+        home,
+        120_000,
+      );
       assert.equal(valid.status, 0, blenderFailure(valid, daemon));
 
       // 3. Blender's own build of the package folder holds the same files as build.py's extension zip.
-      cpSync(join(ROOT, 'blender_addon/vidprior'), join(work, 'source'), { recursive: true, filter: (p) => !p.includes('__pycache__') });
-      const built = await inChroot(CHROOT, ['blender', '-b', '--factory-startup', '-c', 'extension', 'build', '--source-dir', `${inner}/source`, '--output-filepath', `${inner}/built.zip`], home, 120_000);
+      cpSync(join(ROOT, 'blender_addon/vidprior'), join(work, 'source'), {
+        recursive: true,
+        filter: (p) => !p.includes('__pycache__'),
+      });
+      const built = await inChroot(
+        CHROOT,
+        [
+          'blender',
+          '-b',
+          '--factory-startup',
+          '-c',
+          'extension',
+          'build',
+          '--source-dir',
+          `${inner}/source`,
+          '--output-filepath',
+          `${inner}/built.zip`,
+        ],
+        home,
+        120_000,
+      );
       assert.equal(built.status, 0, blenderFailure(built, daemon));
       assert.deepEqual(zipNames(join(work, 'built.zip')), zipNames(join(work, 'zips/vidprior-blender-extension.zip')));
 
       // 4. The same in-Blender tests as on 3.4, on the installed extension.
-      const r = await inChroot(CHROOT, ['blender', ...BLENDER_TEST_ARGS, '--python', `${inner}/tests/run_tests.py`, '--', '--extension', EXTENSION_MODULE, String(daemon.port), inner], home, 14 * 60_000);
+      const r = await inChroot(
+        CHROOT,
+        [
+          'blender',
+          ...BLENDER_TEST_ARGS,
+          '--python',
+          `${inner}/tests/run_tests.py`,
+          '--',
+          '--extension',
+          EXTENSION_MODULE,
+          String(daemon.port),
+          inner,
+        ],
+        home,
+        14 * 60_000,
+      );
       const out = `${r.stdout}\n${r.stderr}`;
       assert.equal(r.status, 0, blenderFailure(r, daemon));
-      assert.match(out, new RegExp(`enabled as ${EXTENSION_MODULE.replace(/\./g, '\\.')} from .*/extensions/user_default/vidprior \\(Blender [45]\\.`));
+      assert.match(
+        out,
+        new RegExp(
+          `enabled as ${EXTENSION_MODULE.replace(/\./g, '\\.')} from .*/extensions/user_default/vidprior \\(Blender [45]\\.`,
+        ),
+      );
       assert.match(out, /\d+ passed, 0 failed/);
       assert.match(out, /disabled cleanly/);
       t.diagnostic(`${out.match(/Blender [45]\.[\d.]+/)?.[0]}: ${out.match(/\d+ passed, 0 failed/)?.[0]}`);
@@ -100,9 +179,16 @@ for (const suite of SUITES) {
     }
   });
 
-  const uiSkip = skipReason(CHROOT, suite) || (existsSync(join(CHROOT, 'usr/bin/xvfb-run')) ? false : `no xvfb-run in ${CHROOT}: run .ci/blender-chroot.sh ${suite} again`);
+  const uiSkip =
+    skipReason(CHROOT, suite) ||
+    (existsSync(join(CHROOT, 'usr/bin/xvfb-run'))
+      ? false
+      : `no xvfb-run in ${CHROOT}: run .ci/blender-chroot.sh ${suite} again`);
 
-  test(`Blender ${suite} UI under Xvfb: the operator returns, the timer follows the job, panel and preferences draw`, { skip: uiSkip, timeout: 5 * 60_000 }, async (t) => {
+  test(`Blender ${suite} UI under Xvfb: the operator returns, the timer follows the job, panel and preferences draw`, {
+    skip: uiSkip,
+    timeout: 5 * 60_000,
+  }, async (t) => {
     const daemon = await startDaemon(mkdtempSync(join(tmpdir(), 'addon-blender4-ui-daemon-')));
     const w = chrootWork(CHROOT);
     try {
@@ -110,9 +196,25 @@ for (const suite of SUITES) {
       const { inner, home } = w;
       // A .blend to open, so no splash screen waits for a click.
       const blend = `${inner}/ui.blend`;
-      const save = await inChroot(CHROOT, ['blender', '-b', '--factory-startup', '--python-expr', `import bpy; bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(blend)})`], home, 120_000);
+      const save = await inChroot(
+        CHROOT,
+        [
+          'blender',
+          '-b',
+          '--factory-startup',
+          '--python-expr',
+          `import bpy; bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(blend)})`,
+        ],
+        home,
+        120_000,
+      );
       assert.equal(save.status, 0, blenderFailure(save, daemon));
-      const r = await inChroot(CHROOT, ['xvfb-run', ...uiTestArgs(blend, `${inner}/tests/ui_test.py`, EXTENSION_MODULE, daemon.port, inner)], home, 4 * 60_000);
+      const r = await inChroot(
+        CHROOT,
+        ['xvfb-run', ...uiTestArgs(blend, `${inner}/tests/ui_test.py`, EXTENSION_MODULE, daemon.port, inner)],
+        home,
+        4 * 60_000,
+      );
       t.diagnostic(checkUiRun(r, daemon));
     } finally {
       daemon.stop();

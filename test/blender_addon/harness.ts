@@ -19,12 +19,25 @@ export const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v 
  * Returns an error message, or null when all went well.
  */
 export async function writeTestData(work: string): Promise<string | null> {
-  const ff = spawnSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=64x48:rate=24', '-frames:v', '6', '-pix_fmt', 'yuv420p', join(work, 'clip.mp4')]);
+  const ff = spawnSync('ffmpeg', [
+    '-v',
+    'error',
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc=size=64x48:rate=24',
+    '-frames:v',
+    '6',
+    '-pix_fmt',
+    'yuv420p',
+    join(work, 'clip.mp4'),
+  ]);
   if (ff.status !== 0) return `ffmpeg failed: ${String(ff.stderr)}`;
   mkdirSync(join(work, 'frames'));
   for (let i = 0; i < 5; i++) {
     await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 40 * i, g: 120, b: 200 - 30 * i } } })
-      .png().toFile(join(work, 'frames', `f${String(i + 1).padStart(4, '0')}.png`));
+      .png()
+      .toFile(join(work, 'frames', `f${String(i + 1).padStart(4, '0')}.png`));
   }
   const zips = spawnSync('python3', [join(ROOT, 'blender_addon/build.py'), join(work, 'zips')], { encoding: 'utf8' });
   return zips.status === 0 ? null : `build.py failed: ${zips.stderr}`;
@@ -34,7 +47,10 @@ async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer();
     s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => { const port = (s.address() as { port: number }).port; s.close(() => res(port)); });
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
   });
 }
 
@@ -44,7 +60,10 @@ async function waitForPort(port: number, child: ChildProcess, timeoutMs: number)
     if (child.exitCode !== null) throw new Error(`daemon exited with ${child.exitCode}`);
     const ok = await new Promise<boolean>((res) => {
       const c = connect(port, '127.0.0.1');
-      c.once('connect', () => { c.destroy(); res(true); });
+      c.once('connect', () => {
+        c.destroy();
+        res(true);
+      });
       c.once('error', () => res(false));
     });
     if (ok) return;
@@ -63,12 +82,29 @@ export interface Daemon {
 /** A real daemon (`vidprior serve`, CPU) with the embedded default model on a free loopback port. */
 export async function startDaemon(dataDir: string): Promise<Daemon> {
   const port = await freePort();
-  const env = { ...process.env, VIDPRIOR_CACHE_DIR: process.env.VIDPRIOR_CACHE_DIR ?? join(tmpdir(), 'vidprior-test-cache') };
-  const child = spawn(process.execPath, [join(ROOT, 'dist/daemon/cli.js'), 'serve', '--port', String(port), '--data-dir', dataDir, '--ep', 'cpu'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = {
+    ...process.env,
+    VIDPRIOR_CACHE_DIR: process.env.VIDPRIOR_CACHE_DIR ?? join(tmpdir(), 'vidprior-test-cache'),
+  };
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, 'dist/cli/main.js'), 'serve', '--port', String(port), '--data-dir', dataDir, '--ep', 'cpu'],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let log = '';
-  child.stdout!.on('data', (d) => { log += d; });
-  child.stderr!.on('data', (d) => { log += d; });
-  const daemon = { port, log: () => log, stop: () => { child.kill('SIGTERM'); } };
+  child.stdout!.on('data', (d) => {
+    log += d;
+  });
+  child.stderr!.on('data', (d) => {
+    log += d;
+  });
+  const daemon = {
+    port,
+    log: () => log,
+    stop: () => {
+      child.kill('SIGTERM');
+    },
+  };
   try {
     await waitForPort(port, child, 120_000);
   } catch (err) {
@@ -80,28 +116,55 @@ export async function startDaemon(dataDir: string): Promise<Daemon> {
 
 /** Blender's user folders under `home` (as Blender will see the path), so no user configuration leaks in. */
 export function blenderHomeEnv(home: string): Record<string, string> {
-  return { BLENDER_USER_CONFIG: join(home, 'config'), BLENDER_USER_SCRIPTS: join(home, 'scripts'), BLENDER_USER_EXTENSIONS: join(home, 'extensions'), TMPDIR: home };
+  return {
+    BLENDER_USER_CONFIG: join(home, 'config'),
+    BLENDER_USER_SCRIPTS: join(home, 'scripts'),
+    BLENDER_USER_EXTENSIONS: join(home, 'extensions'),
+    TMPDIR: home,
+  };
 }
 
 /** The first arguments of every test run: background, factory settings, a failing script fails Blender. */
 export const BLENDER_TEST_ARGS = ['-b', '--factory-startup', '--python-exit-code', '1'];
 
-export interface BlenderRun { status: number | null; stdout: string; stderr: string }
+export interface BlenderRun {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 /**
  * Runs Blender (or `chroot DIR blender`) without blocking the event loop, so the daemon's output keeps draining
  * while Blender works. A run past `timeoutMs` is killed and reported with status null.
  */
-export function runBlender(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<BlenderRun> {
+export function runBlender(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<BlenderRun> {
   return new Promise((res) => {
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (d) => { stdout += d; });
-    child.stderr!.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => { stderr += `\n[killed after ${timeoutMs} ms]`; child.kill('SIGKILL'); }, timeoutMs);
-    child.once('error', (err) => { clearTimeout(timer); res({ status: null, stdout, stderr: `${stderr}\n${err.message}` }); });
-    child.once('close', (code) => { clearTimeout(timer); res({ status: code, stdout, stderr }); });
+    child.stdout!.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => {
+      stderr += `\n[killed after ${timeoutMs} ms]`;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      res({ status: null, stdout, stderr: `${stderr}\n${err.message}` });
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      res({ status: code, stdout, stderr });
+    });
   });
 }
 
@@ -112,8 +175,22 @@ export function blenderFailure(r: BlenderRun, daemon: Daemon): string {
 
 /** Blender's UI on a virtual display running ui_test.py (the add-on `module` enabled, the daemon on `port`). */
 export function uiTestArgs(blend: string, script: string, module: string, port: number, dataDir: string): string[] {
-  return ['-a', '-s', '-screen 0 1280x800x24', 'blender', '--factory-startup', blend, '--python-exit-code', '1',
-    '--python', script, '--', module, String(port), dataDir];
+  return [
+    '-a',
+    '-s',
+    '-screen 0 1280x800x24',
+    'blender',
+    '--factory-startup',
+    blend,
+    '--python-exit-code',
+    '1',
+    '--python',
+    script,
+    '--',
+    module,
+    String(port),
+    dataDir,
+  ];
 }
 
 /** ui_test.py passed, and no draw printed an error (a draw naming a missing property only prints it). */

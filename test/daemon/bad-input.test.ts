@@ -14,9 +14,14 @@ let d: TestDaemon;
 let allowed: string;
 before(async () => {
   allowed = tempDir('allowed');
-  d = await startTestDaemon({ allowDirs: [allowed], limits: { maxMessageBytes: 256 * 1024, maxFrameBytes: 64 * 1024, maxFrames: 8 } });
+  d = await startTestDaemon({
+    allowDirs: [allowed],
+    limits: { maxMessageBytes: 256 * 1024, maxFrameBytes: 64 * 1024, maxFrames: 8 },
+  });
 });
-after(async () => { await d.close(); });
+after(async () => {
+  await d.close();
+});
 
 /** A raw websocket: send anything, read each reply decoded and validated. */
 async function raw(url: string, opts: WebSocket.ClientOptions = {}) {
@@ -26,13 +31,20 @@ async function raw(url: string, opts: WebSocket.ClientOptions = {}) {
   ws.on('message', (data) => {
     const m = parseServerMessage(decode(data as Buffer));
     const w = waiters.shift();
-    if (w) w(m); else inbox.push(m);
+    if (w) w(m);
+    else inbox.push(m);
   });
   const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
-  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
   return {
-    ws, closed,
-    send(v: unknown, binary = true) { ws.send(v instanceof Uint8Array || typeof v === 'string' ? v : encode(v as object), { binary }); },
+    ws,
+    closed,
+    send(v: unknown, binary = true) {
+      ws.send(v instanceof Uint8Array || typeof v === 'string' ? v : encode(v as object), { binary });
+    },
     next(): Promise<ServerMessage> {
       const m = inbox.shift();
       return m ? Promise.resolve(m) : new Promise((resolve) => waiters.push(resolve));
@@ -40,7 +52,11 @@ async function raw(url: string, opts: WebSocket.ClientOptions = {}) {
   };
 }
 
-async function expectError(c: Awaited<ReturnType<typeof raw>>, code: string, id?: number | string): Promise<ErrorMessage> {
+async function expectError(
+  c: Awaited<ReturnType<typeof raw>>,
+  code: string,
+  id?: number | string,
+): Promise<ErrorMessage> {
   const m = await c.next();
   assert.equal(m.type, 'error', `expected an error, got ${JSON.stringify(m).slice(0, 200)}`);
   const e = m as ErrorMessage;
@@ -108,11 +124,32 @@ test('unknown message types and wrong field types are answered by id', async () 
   assert.match((await expectError(c, 'E_PROTOCOL', 4)).message, /limit must be an integer/);
   c.send({ type: 'submit', id: 5, kind: 'stylize', params: { prompt: 'x' }, frames: 'f0.png' });
   assert.match((await expectError(c, 'E_PROTOCOL', 5)).message, /frames must be an array/);
-  c.send({ type: 'submit', id: 6, kind: 'stylize', params: { prompt: 7 }, frames: [{ png: await testPng(0, 64, 64) }] });
+  c.send({
+    type: 'submit',
+    id: 6,
+    kind: 'stylize',
+    params: { prompt: 7 },
+    frames: [{ png: await testPng(0, 64, 64) }],
+  });
   assert.match((await expectError(c, 'E_PROTOCOL', 6)).message, /params\.prompt must be a string/);
-  c.send({ type: 'submit', id: 7, kind: 'stylize', params: { prompt: 'x', strength: 1.5 }, frames: [{ png: await testPng(0, 64, 64) }] });
-  assert.match((await expectError(c, 'E_BAD_REQUEST', 7)).message, /params\.strength must be a number > 0 and ≤ 1, got number 1\.5/);
-  c.send({ type: 'submit', id: 8, kind: 'stylize', params: { prompt: 'x', strenght: 0.3 }, frames: [{ png: await testPng(0, 64, 64) }] });
+  c.send({
+    type: 'submit',
+    id: 7,
+    kind: 'stylize',
+    params: { prompt: 'x', strength: 1.5 },
+    frames: [{ png: await testPng(0, 64, 64) }],
+  });
+  assert.match(
+    (await expectError(c, 'E_BAD_REQUEST', 7)).message,
+    /params\.strength must be a number > 0 and ≤ 1, got number 1\.5/,
+  );
+  c.send({
+    type: 'submit',
+    id: 8,
+    kind: 'stylize',
+    params: { prompt: 'x', strenght: 0.3 },
+    frames: [{ png: await testPng(0, 64, 64) }],
+  });
   assert.match((await expectError(c, 'E_BAD_REQUEST', 8)).message, /strenght is not a known field/);
   c.send({ type: 'submit', id: 9, kind: 'paint', params: {}, frames: [] });
   await expectError(c, 'E_BAD_REQUEST', 9);
@@ -120,13 +157,38 @@ test('unknown message types and wrong field types are answered by id', async () 
   await expectError(c, 'E_NOT_FOUND', 10);
   c.send({ type: 'cancel', id: 11, job: '../../etc' });
   await expectError(c, 'E_NOT_FOUND', 11);
-  c.send({ type: 'submit', id: 12, kind: 'finetune', params: { prompt: 'x' }, frames: [{ png: await testPng(0, 64, 64) }] });
+  c.send({
+    type: 'submit',
+    id: 12,
+    kind: 'finetune',
+    params: { prompt: 'x' },
+    frames: [{ png: await testPng(0, 64, 64) }],
+  });
   assert.match((await expectError(c, 'E_BAD_REQUEST', 12)).message, /at least one edited keyframe/);
-  c.send({ type: 'submit', id: 13, kind: 'finetune', params: { prompt: 'x' }, frames: [{ png: await testPng(0, 64, 64) }], edits: [{ frame: 3, png: await testPng(1, 64, 64) }] });
+  c.send({
+    type: 'submit',
+    id: 13,
+    kind: 'finetune',
+    params: { prompt: 'x' },
+    frames: [{ png: await testPng(0, 64, 64) }],
+    edits: [{ frame: 3, png: await testPng(1, 64, 64) }],
+  });
   assert.match((await expectError(c, 'E_BAD_REQUEST', 13)).message, /edits\[0\]\.frame is 3 but the job has 1 frames/);
-  c.send({ type: 'submit', id: 14, kind: 'stylize', params: { prompt: 'x', adapter: 'no-such-adapter' }, frames: [{ png: await testPng(0, 64, 64) }] });
+  c.send({
+    type: 'submit',
+    id: 14,
+    kind: 'stylize',
+    params: { prompt: 'x', adapter: 'no-such-adapter' },
+    frames: [{ png: await testPng(0, 64, 64) }],
+  });
   await expectError(c, 'E_NOT_FOUND', 14);
-  c.send({ type: 'submit', id: 15, kind: 'stylize', params: { prompt: 'x', adapter: '../../etc/passwd' }, frames: [{ png: await testPng(0, 64, 64) }] });
+  c.send({
+    type: 'submit',
+    id: 15,
+    kind: 'stylize',
+    params: { prompt: 'x', adapter: '../../etc/passwd' },
+    frames: [{ png: await testPng(0, 64, 64) }],
+  });
   await expectError(c, 'E_BAD_REQUEST', 15);
   await stillServing(c);
   c.ws.close();
@@ -135,16 +197,41 @@ test('unknown message types and wrong field types are answered by id', async () 
 test('frames that are not images, of mixed sizes, too large, too many, or with both png and path', async () => {
   const c = await greeted();
   const png = await testPng(0, 64, 64);
-  c.send({ type: 'submit', id: 1, kind: 'stylize', params: { prompt: 'x' }, frames: [{ png }, { png: Buffer.from('GIF89a not a png') }] });
+  c.send({
+    type: 'submit',
+    id: 1,
+    kind: 'stylize',
+    params: { prompt: 'x' },
+    frames: [{ png }, { png: Buffer.from('GIF89a not a png') }],
+  });
   assert.match((await expectError(c, 'E_BAD_INPUT', 1)).message, /frames\[1\] is not a PNG or JPEG image/);
-  const broken = Buffer.from(png); broken.fill(7, 20);
+  const broken = Buffer.from(png);
+  broken.fill(7, 20);
   c.send({ type: 'submit', id: 2, kind: 'stylize', params: { prompt: 'x' }, frames: [{ png: broken }] });
   assert.match((await expectError(c, 'E_BAD_INPUT', 2)).message, /frames\[0\]/);
-  c.send({ type: 'submit', id: 3, kind: 'stylize', params: { prompt: 'x' }, frames: [{ png }, { png: await testPng(1, 128, 64) }] });
+  c.send({
+    type: 'submit',
+    id: 3,
+    kind: 'stylize',
+    params: { prompt: 'x' },
+    frames: [{ png }, { png: await testPng(1, 128, 64) }],
+  });
   assert.match((await expectError(c, 'E_BAD_INPUT', 3)).message, /all frames of a job must have one size/);
-  c.send({ type: 'submit', id: 4, kind: 'stylize', params: { prompt: 'x' }, frames: [{ png: new Uint8Array(100 * 1024) }] });
+  c.send({
+    type: 'submit',
+    id: 4,
+    kind: 'stylize',
+    params: { prompt: 'x' },
+    frames: [{ png: new Uint8Array(100 * 1024) }],
+  });
   await expectError(c, 'E_TOO_LARGE', 4);
-  c.send({ type: 'submit', id: 5, kind: 'stylize', params: { prompt: 'x' }, frames: Array.from({ length: 9 }, () => ({ png })) });
+  c.send({
+    type: 'submit',
+    id: 5,
+    kind: 'stylize',
+    params: { prompt: 'x' },
+    frames: Array.from({ length: 9 }, () => ({ png })),
+  });
   await expectError(c, 'E_TOO_LARGE', 5);
   c.send({ type: 'submit', id: 6, kind: 'stylize', params: { prompt: 'x' }, frames: [{ png, path: '/tmp/x.png' }] });
   await expectError(c, 'E_BAD_REQUEST', 6);
@@ -156,7 +243,13 @@ test('frames that are not images, of mixed sizes, too large, too many, or with b
 
 test('an oversized message is answered E_TOO_LARGE; a huge one closes only that connection (1009)', async () => {
   const c = await greeted();
-  c.send({ type: 'submit', id: 1, kind: 'stylize', params: { prompt: 'x' }, frames: [{ png: new Uint8Array(300 * 1024) }] });
+  c.send({
+    type: 'submit',
+    id: 1,
+    kind: 'stylize',
+    params: { prompt: 'x' },
+    frames: [{ png: new Uint8Array(300 * 1024) }],
+  });
   await expectError(c, 'E_TOO_LARGE');
   await stillServing(c);
   c.send(new Uint8Array(600 * 1024));
@@ -173,19 +266,57 @@ test('paths: inside the allowed folders they are read; outside, via .. or a syml
   const outside = tempDir('outside');
   writeFileSync(join(outside, 'secret.png'), await testPng(3, 64, 64));
   symlinkSync(join(outside, 'secret.png'), join(allowed, 'shot', 'link.png'));
-  c.send({ type: 'submit', id: 1, kind: 'stylize', params: { prompt: 'x' }, frames: [{ path: join(outside, 'secret.png') }] });
+  c.send({
+    type: 'submit',
+    id: 1,
+    kind: 'stylize',
+    params: { prompt: 'x' },
+    frames: [{ path: join(outside, 'secret.png') }],
+  });
   await expectError(c, 'E_FORBIDDEN_PATH', 1);
-  c.send({ type: 'submit', id: 2, kind: 'stylize', params: { prompt: 'x' }, frames: [{ path: `${allowed}/shot/../../${outside.split('/').pop()}/secret.png` }] });
+  c.send({
+    type: 'submit',
+    id: 2,
+    kind: 'stylize',
+    params: { prompt: 'x' },
+    frames: [{ path: `${allowed}/shot/../../${outside.split('/').pop()}/secret.png` }],
+  });
   await expectError(c, 'E_FORBIDDEN_PATH', 2);
-  c.send({ type: 'submit', id: 3, kind: 'stylize', params: { prompt: 'x' }, frames: [{ path: join(allowed, 'shot', 'link.png') }] });
+  c.send({
+    type: 'submit',
+    id: 3,
+    kind: 'stylize',
+    params: { prompt: 'x' },
+    frames: [{ path: join(allowed, 'shot', 'link.png') }],
+  });
   await expectError(c, 'E_FORBIDDEN_PATH', 3);
   c.send({ type: 'submit', id: 4, kind: 'stylize', params: { prompt: 'x' }, frames: [{ path: 'relative.png' }] });
   await expectError(c, 'E_FORBIDDEN_PATH', 4);
-  c.send({ type: 'submit', id: 5, kind: 'stylize', params: { prompt: 'x' }, frames: [{ path: join(allowed, 'shot', 'a.png') }], output_dir: '/etc/vidprior' });
+  c.send({
+    type: 'submit',
+    id: 5,
+    kind: 'stylize',
+    params: { prompt: 'x' },
+    frames: [{ path: join(allowed, 'shot', 'a.png') }],
+    output_dir: '/etc/vidprior',
+  });
   await expectError(c, 'E_FORBIDDEN_PATH', 5);
-  c.send({ type: 'submit', id: 6, kind: 'stylize', params: { prompt: 'x' }, frames: [{ path: join(allowed, 'shot', 'missing.png') }] });
+  c.send({
+    type: 'submit',
+    id: 6,
+    kind: 'stylize',
+    params: { prompt: 'x' },
+    frames: [{ path: join(allowed, 'shot', 'missing.png') }],
+  });
   await expectError(c, 'E_BAD_INPUT', 6);
-  c.send({ type: 'submit', id: 7, kind: 'stylize', params: { prompt: 'x', steps: 4, strength: 0.5 }, frames: [{ path: join(allowed, 'shot', 'a.png') }], output_dir: join(allowed, 'out') });
+  c.send({
+    type: 'submit',
+    id: 7,
+    kind: 'stylize',
+    params: { prompt: 'x', steps: 4, strength: 0.5 },
+    frames: [{ path: join(allowed, 'shot', 'a.png') }],
+    output_dir: join(allowed, 'out'),
+  });
   const accepted = await c.next();
   assert.equal(accepted.type, 'accepted');
   let m = await c.next();
@@ -199,7 +330,10 @@ test('token-protected daemon: missing or wrong token is E_AUTH and closes; the r
   const t = await startTestDaemon({ listen: { host: '127.0.0.1', port: 0, token: 'correct horse battery' } });
   try {
     await assert.rejects(VidpriorClient.connect(t.url), (e: Error & { code?: string }) => e.code === 'E_AUTH');
-    await assert.rejects(VidpriorClient.connect(t.url, { token: 'wrong' }), (e: Error & { code?: string }) => e.code === 'E_AUTH');
+    await assert.rejects(
+      VidpriorClient.connect(t.url, { token: 'wrong' }),
+      (e: Error & { code?: string }) => e.code === 'E_AUTH',
+    );
     const ok = await VidpriorClient.connect(t.url, { token: 'correct horse battery' });
     assert.equal(ok.welcome.type, 'welcome');
     await ok.close();
@@ -211,12 +345,17 @@ test('token-protected daemon: missing or wrong token is E_AUTH and closes; the r
     await t.close();
   }
   const page = new WebSocket(d.url, { origin: 'https://evil.example' });
-  const status = await new Promise<number>((resolve) => page.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
+  const status = await new Promise<number>((resolve) =>
+    page.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)),
+  );
   assert.equal(status, 403);
 });
 
 test('binding beyond loopback needs a token', async () => {
-  await assert.rejects(startTestDaemon({ listen: { host: '0.0.0.0', port: 0 } }), (e: Error & { code?: string }) => e.code === 'E_BAD_REQUEST' && /--token/.test(e.message));
+  await assert.rejects(
+    startTestDaemon({ listen: { host: '0.0.0.0', port: 0 } }),
+    (e: Error & { code?: string }) => e.code === 'E_BAD_REQUEST' && /--token/.test(e.message),
+  );
 });
 
 test('heartbeat: a peer that stops answering pings is dropped', async () => {

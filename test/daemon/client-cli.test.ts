@@ -14,26 +14,52 @@ before(async () => {
   mkdirSync(join(work, 'in'));
   for (let i = 0; i < 2; i++) writeFileSync(join(work, 'in', `frame${i + 1}.png`), await testPng(i, 64, 64));
 });
-after(async () => { await d.close(); rmSync(work, { recursive: true, force: true }); });
+after(async () => {
+  await d.close();
+  rmSync(work, { recursive: true, force: true });
+});
 
 /** Runs the CLI (asynchronously: the daemon lives in this process) and returns its exit code and output. */
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['dist/daemon/cli.js', ...args], (err, stdout, stderr) => {
+    execFile(process.execPath, ['dist/cli/main.js', ...args], (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });
 }
 
-const jsonLines = (s: string) => s.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+const jsonLines = (s: string) =>
+  s
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 test('submit --json streams progress and frames as JSON lines and writes the frames; jobs list/show/attach/cancel', async () => {
   const out = join(work, 'out');
-  const r = await cli(['submit', '--url', d.url, '--json', '--input', join(work, 'in'), '--output', out, '--prompt', 'ink', '--steps', '4', '--strength', '0.5']);
+  const r = await cli([
+    'submit',
+    '--url',
+    d.url,
+    '--json',
+    '--input',
+    join(work, 'in'),
+    '--output',
+    out,
+    '--prompt',
+    'ink',
+    '--steps',
+    '4',
+    '--strength',
+    '0.5',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const events = jsonLines(r.stdout);
   assert.ok(events.some((e) => e.event === 'progress'));
-  assert.deepEqual(events.filter((e) => e.event === 'frame').map((e) => e.name), ['frame1.png', 'frame2.png']);
+  assert.deepEqual(
+    events.filter((e) => e.event === 'frame').map((e) => e.name),
+    ['frame1.png', 'frame2.png'],
+  );
   const result = events.at(-1)!;
   assert.equal(result.event, 'result');
   const id = result.job as string;

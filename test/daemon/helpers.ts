@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { overrideConfig } from '../../src/config.js';
-import { ensureDefaultModel } from '../../src/models/default-model.js';
+import { ensureDefaultModel } from '../../src/models/builder/default-model.js';
 import { startDaemon, type Daemon, type DaemonOptions } from '../../daemon/daemon.js';
 import { VidpriorClient } from '../../protocol/client.js';
 
@@ -26,7 +26,9 @@ export async function testPng(seed: number, w = 32, h = 32): Promise<Uint8Array>
       data[i + 2] = ((x + y) * 4 + seed * 90) % 256;
     }
   }
-  return sharp(data, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+  return sharp(data, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 export interface TestDaemon {
@@ -41,13 +43,18 @@ export async function startTestDaemon(opts: Partial<DaemonOptions> = {}): Promis
   overrideConfig({ cacheDir: TEST_CACHE });
   const dataDir = opts.dataDir ?? tempDir('data');
   const daemon = await startDaemon({
-    dataDir, ep: 'cpu', embeddedDefault: () => ensureDefaultModel(),
-    listen: { host: '127.0.0.1', port: 0, heartbeatMs: 60_000 }, ...opts,
+    dataDir,
+    ep: 'cpu',
+    embeddedDefault: () => ensureDefaultModel(),
+    listen: { host: '127.0.0.1', port: 0, heartbeatMs: 60_000 },
+    ...opts,
   });
   const url = daemon.server?.url ?? '';
   const clients: VidpriorClient[] = [];
   return {
-    daemon, url, dataDir,
+    daemon,
+    url,
+    dataDir,
     async connect(o = {}) {
       const c = await VidpriorClient.connect(url, { client: 'test', ...o });
       clients.push(c);

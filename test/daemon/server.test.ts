@@ -8,11 +8,16 @@ import type { Frame } from '../../protocol/messages.js';
 import { startTestDaemon, testPng, type TestDaemon } from './helpers.js';
 
 let d: TestDaemon;
-before(async () => { d = await startTestDaemon(); });
-after(async () => { await d.close(); });
+before(async () => {
+  d = await startTestDaemon();
+});
+after(async () => {
+  await d.close();
+});
 
 const params = { prompt: 'an ink drawing', steps: 4, strength: 0.5, seed: 3 };
-const frames = (n: number) => Promise.all(Array.from({ length: n }, async (_, i) => ({ name: `f${i}.png`, png: await testPng(i, 64, 64) })));
+const frames = (n: number) =>
+  Promise.all(Array.from({ length: n }, async (_, i) => ({ name: `f${i}.png`, png: await testPng(i, 64, 64) })));
 
 function collect(job: JobStream): Frame[] {
   const got: Frame[] = [];
@@ -29,7 +34,14 @@ test('a stylize job streams every frame back, then done; the job is listed with 
   const stages = new Set<string>();
   job.onProgress = (p) => stages.add(p.stage);
   const done = await job.done;
-  assert.deepEqual(got.map((f) => [f.index, f.name, f.replay]), [[0, 'f0.png', false], [1, 'f1.png', false], [2, 'f2.png', false]]);
+  assert.deepEqual(
+    got.map((f) => [f.index, f.name, f.replay]),
+    [
+      [0, 'f0.png', false],
+      [1, 'f1.png', false],
+      [2, 'f2.png', false],
+    ],
+  );
   for (const f of got) {
     const meta = await sharp(f.png).metadata();
     assert.deepEqual([meta.format, meta.width, meta.height], ['png', 64, 64]);
@@ -49,23 +61,45 @@ test('a stylize job streams every frame back, then done; the job is listed with 
   const again = await c.submit({ kind: 'stylize', params, frames: await frames(3) });
   const got2 = collect(again);
   await again.done;
-  assert.deepEqual(got2.map((f) => Buffer.from(f.png).toString('hex')), got.map((f) => Buffer.from(f.png).toString('hex')));
+  assert.deepEqual(
+    got2.map((f) => Buffer.from(f.png).toString('hex')),
+    got.map((f) => Buffer.from(f.png).toString('hex')),
+  );
 });
 
 test('edit-keyframe streams one candidate per seed', async () => {
   const c = await d.connect();
-  const job = await c.submit({ kind: 'edit-keyframe', params: { prompt: 'ink', steps: 4, candidates: 2, seed: 5, frame: 1 }, frames: await frames(2) });
+  const job = await c.submit({
+    kind: 'edit-keyframe',
+    params: { prompt: 'ink', steps: 4, candidates: 2, seed: 5, frame: 1 },
+    frames: await frames(2),
+  });
   const got = collect(job);
   await job.done;
-  assert.deepEqual(got.map((f) => [f.index, f.name, f.seed]), [[0, 'candidate-0-seed5.png', 5], [1, 'candidate-1-seed6.png', 6]]);
+  assert.deepEqual(
+    got.map((f) => [f.index, f.name, f.seed]),
+    [
+      [0, 'candidate-0-seed5.png', 5],
+      [1, 'candidate-1-seed6.png', 6],
+    ],
+  );
   assert.notEqual(Buffer.from(got[0]!.png).toString('hex'), Buffer.from(got[1]!.png).toString('hex'));
 });
 
 test('cancel stops a running job at the next step; finished frames stay; the daemon takes the next job', async () => {
   const c = await d.connect();
-  const job = await c.submit({ kind: 'stylize', params: { ...params, steps: 40, strength: 1 }, frames: await frames(6) });
+  const job = await c.submit({
+    kind: 'stylize',
+    params: { ...params, steps: 40, strength: 1 },
+    frames: await frames(6),
+  });
   const got = collect(job);
-  await new Promise<void>((resolve) => { job.onFrame = (f) => { got.push(f); resolve(); }; });
+  await new Promise<void>((resolve) => {
+    job.onFrame = (f) => {
+      got.push(f);
+      resolve();
+    };
+  });
   await c.cancel(job.id);
   await assert.rejects(job.done, (e: Error & { code?: string }) => e.code === 'E_CANCELLED');
   const detail = await c.getJob(job.id);
@@ -80,9 +114,18 @@ test('cancel stops a running job at the next step; finished frames stay; the dae
 
 test('a second client attaches to a running job: missed frames are replayed, then live events, each frame once', async () => {
   const a = await d.connect();
-  const job = await a.submit({ kind: 'stylize', params: { ...params, steps: 12, strength: 1 }, frames: await frames(4) });
+  const job = await a.submit({
+    kind: 'stylize',
+    params: { ...params, steps: 12, strength: 1 },
+    frames: await frames(4),
+  });
   const fromA = collect(job);
-  await new Promise<void>((resolve) => { job.onFrame = (f) => { fromA.push(f); resolve(); }; });
+  await new Promise<void>((resolve) => {
+    job.onFrame = (f) => {
+      fromA.push(f);
+      resolve();
+    };
+  });
   job.onFrame = (f) => fromA.push(f);
   const b = await d.connect();
   const attached = await b.attach(job.id);
@@ -98,7 +141,13 @@ test('a second client attaches to a running job: missed frames are replayed, the
   const late = await c.attach(job.id, { fromIndex: 2 });
   const fromC = collect(late);
   const done = await late.done;
-  assert.deepEqual(fromC.map((f) => [f.index, f.replay]), [[2, true], [3, true]]);
+  assert.deepEqual(
+    fromC.map((f) => [f.index, f.replay]),
+    [
+      [2, true],
+      [3, true],
+    ],
+  );
   assert.equal(done.outputs.frames, 4);
 });
 
@@ -118,20 +167,34 @@ test('the whole method (run): fine-tune on the clip and its edit, publish the ad
   assert.equal(before.models[0]!.name, 'embedded-default');
   assert.equal(before.models[0]!.default, true);
   const job = await c.submit({
-    kind: 'run', params: { ...params, iters: 4, train_frames: 2, checkpoint_every: 2, adapter_name: 'ink-test' },
-    frames: await frames(3), edits: [{ frame: 1, png: await testPng(9, 64, 64) }],
+    kind: 'run',
+    params: { ...params, iters: 4, train_frames: 2, checkpoint_every: 2, adapter_name: 'ink-test' },
+    frames: await frames(3),
+    edits: [{ frame: 1, png: await testPng(9, 64, 64) }],
   });
   const got = collect(job);
   const training: number[] = [];
-  job.onProgress = (p) => { if (p.stage === 'training' && p.iteration) training.push(p.iteration); };
+  job.onProgress = (p) => {
+    if (p.stage === 'training' && p.iteration) training.push(p.iteration);
+  };
   const done = await job.done;
   assert.equal(done.outputs.adapter, 'ink-test');
-  assert.deepEqual(got.map((f) => f.index), [0, 1, 2]);
+  assert.deepEqual(
+    got.map((f) => f.index),
+    [0, 1, 2],
+  );
   assert.ok(training.length > 0 && training.at(-1)! <= 4, `training iterations reported: ${training}`);
   const { adapters } = await c.listModels();
-  assert.ok(adapters.some((a) => a.name === 'ink-test' && a.bytes > 0 && a.job === job.id && a.prompt === params.prompt), JSON.stringify(adapters));
+  assert.ok(
+    adapters.some((a) => a.name === 'ink-test' && a.bytes > 0 && a.job === job.id && a.prompt === params.prompt),
+    JSON.stringify(adapters),
+  );
   // The published adapter is usable by name in a later stylize job.
-  const styled = await c.submit({ kind: 'stylize', params: { ...params, adapter: 'ink-test' }, frames: await frames(1) });
+  const styled = await c.submit({
+    kind: 'stylize',
+    params: { ...params, adapter: 'ink-test' },
+    frames: await frames(1),
+  });
   const withAdapter = collect(styled);
   await styled.done;
   assert.equal(withAdapter.length, 1);
@@ -149,7 +212,11 @@ test('two clients submitting at once are served in order (FIFO, one worker)', as
 
 test('delete_job removes a finished job and its folder; a running one must be cancelled first', async () => {
   const c = await d.connect();
-  const job = await c.submit({ kind: 'stylize', params: { ...params, steps: 40, strength: 1 }, frames: await frames(3) });
+  const job = await c.submit({
+    kind: 'stylize',
+    params: { ...params, steps: 40, strength: 1 },
+    frames: await frames(3),
+  });
   await assert.rejects(c.deleteJob(job.id), (e: Error & { code?: string }) => e.code === 'E_BUSY');
   await c.cancel(job.id);
   await job.done.catch(() => {});
@@ -161,5 +228,8 @@ test('delete_job removes a finished job and its folder; a running one must be ca
 });
 
 test('a client that cannot reach the daemon gets E_CONNECTION', async () => {
-  await assert.rejects(VidpriorClient.connect('ws://127.0.0.1:1/'), (e: Error & { code?: string }) => e.code === 'E_CONNECTION');
+  await assert.rejects(
+    VidpriorClient.connect('ws://127.0.0.1:1/'),
+    (e: Error & { code?: string }) => e.code === 'E_CONNECTION',
+  );
 });

@@ -13,10 +13,17 @@ before(async () => {
   inbox = tempDir('inbox');
   d = await startTestDaemon({ watch: [inbox], watchStableMs: 100, listen: undefined });
 });
-after(async () => { await d.close(); rmSync(inbox, { recursive: true, force: true }); });
+after(async () => {
+  await d.close();
+  rmSync(inbox, { recursive: true, force: true });
+});
 
 /** Waits until `file` exists and `accept` holds for its JSON. */
-async function waitJson(file: string, accept: (v: Record<string, unknown>) => boolean, ms = 30_000): Promise<Record<string, unknown>> {
+async function waitJson(
+  file: string,
+  accept: (v: Record<string, unknown>) => boolean,
+  ms = 30_000,
+): Promise<Record<string, unknown>> {
   const end = Date.now() + ms;
   for (;;) {
     if (existsSync(file)) {
@@ -28,7 +35,8 @@ async function waitJson(file: string, accept: (v: Record<string, unknown>) => bo
         if (!(err instanceof SyntaxError)) throw err; // a SyntaxError: caught mid-write, look again
       }
     }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${file}: ${existsSync(file) ? readFileSync(file, 'utf8') : 'missing'}`);
+    if (Date.now() > end)
+      throw new Error(`timed out waiting for ${file}: ${existsSync(file) ? readFileSync(file, 'utf8') : 'missing'}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -43,7 +51,11 @@ async function jobFolder(name: string, frames: number, job: unknown): Promise<st
 }
 
 test('a job folder gets its outputs in out/ and a status.json that ends in done', async () => {
-  const dir = await jobFolder('shot1', 3, { kind: 'stylize', input: 'frames', params: { prompt: 'ink', steps: 4, strength: 0.5 } });
+  const dir = await jobFolder('shot1', 3, {
+    kind: 'stylize',
+    input: 'frames',
+    params: { prompt: 'ink', steps: 4, strength: 0.5 },
+  });
   const status = await waitJson(join(dir, 'status.json'), (s) => s.state === 'done');
   assert.equal(status.frames_done, 3);
   assert.equal(status.frames_total, 3);
@@ -66,7 +78,7 @@ test('malformed job folders get error.json naming the problem; the watcher keeps
     'not-json': ['E_BAD_INPUT', /job\.json is not valid JSON/],
     'bad-kind': ['E_BAD_REQUEST', /job\.json\.kind must be one of/],
     'bad-param': ['E_BAD_REQUEST', /params\.strength/],
-    'escape': ['E_FORBIDDEN_PATH', /job\.json\.input/],
+    escape: ['E_FORBIDDEN_PATH', /job\.json\.input/],
     'no-frames': ['E_BAD_INPUT', /no frames/],
   };
   for (const [name, [code, message]] of Object.entries(expect)) {
@@ -76,22 +88,47 @@ test('malformed job folders get error.json naming the problem; the watcher keeps
     assert.ok(!existsSync(join(inbox, name, 'status.json')));
   }
   // Still watching: a good folder after the bad ones runs.
-  const dir = await jobFolder('shot2', 1, { kind: 'stylize', input: 'frames', params: { prompt: 'ink', steps: 4, strength: 0.5 } });
+  const dir = await jobFolder('shot2', 1, {
+    kind: 'stylize',
+    input: 'frames',
+    params: { prompt: 'ink', steps: 4, strength: 0.5 },
+  });
   await waitJson(join(dir, 'status.json'), (s) => s.state === 'done');
   // A fixed job.json (newer than its error) is picked up again.
-  writeFileSync(join(inbox, 'bad-param', 'job.json'), JSON.stringify({ kind: 'stylize', input: 'frames', params: { prompt: 'x', steps: 4, strength: 0.5 } }));
+  writeFileSync(
+    join(inbox, 'bad-param', 'job.json'),
+    JSON.stringify({ kind: 'stylize', input: 'frames', params: { prompt: 'x', steps: 4, strength: 0.5 } }),
+  );
   await waitJson(join(inbox, 'bad-param', 'status.json'), (s) => s.state === 'done');
   assert.ok(!existsSync(join(inbox, 'bad-param', 'error.json')));
 });
 
 test('a job folder holding a video file is decoded (ffmpeg) and stylized frame by frame', async (t) => {
   const probe = spawnSync('ffmpeg', ['-version']);
-  if (probe.status !== 0) { t.skip('ffmpeg is not installed'); return; }
+  if (probe.status !== 0) {
+    t.skip('ffmpeg is not installed');
+    return;
+  }
   const dir = join(inbox, 'clip');
   mkdirSync(dir, { recursive: true });
-  const made = spawnSync('ffmpeg', ['-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=64x64:rate=5', '-frames:v', '3', '-pix_fmt', 'yuv420p', join(dir, 'clip.mp4')]);
+  const made = spawnSync('ffmpeg', [
+    '-loglevel',
+    'error',
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc=size=64x64:rate=5',
+    '-frames:v',
+    '3',
+    '-pix_fmt',
+    'yuv420p',
+    join(dir, 'clip.mp4'),
+  ]);
   assert.equal(made.status, 0, made.stderr.toString());
-  writeFileSync(join(dir, 'job.json'), JSON.stringify({ kind: 'stylize', params: { prompt: 'ink', steps: 4, strength: 0.5 } }));
+  writeFileSync(
+    join(dir, 'job.json'),
+    JSON.stringify({ kind: 'stylize', params: { prompt: 'ink', steps: 4, strength: 0.5 } }),
+  );
   const status = await waitJson(join(dir, 'status.json'), (s) => s.state === 'done');
   assert.equal(status.frames_total, 3);
   assert.equal(readdirSync(join(dir, 'out')).filter((n) => n.endsWith('.png')).length, 3);
@@ -104,7 +141,10 @@ test('a frame still being copied when job.json lands is waited for, not read hal
   const last = await testPng(7, 64, 64);
   const slow = join(dir, 'frames', 'f3.png');
   writeFileSync(slow, last.subarray(0, 100));
-  writeFileSync(join(dir, 'job.json'), JSON.stringify({ kind: 'stylize', input: 'frames', params: { prompt: 'ink', steps: 4, strength: 0.5 } }));
+  writeFileSync(
+    join(dir, 'job.json'),
+    JSON.stringify({ kind: 'stylize', input: 'frames', params: { prompt: 'ink', steps: 4, strength: 0.5 } }),
+  );
   // The rest of the copy arrives in pieces, each sooner than the stability window (100 ms).
   for (let off = 100; off < last.length; off += Math.ceil(last.length / 8)) {
     await new Promise((r) => setTimeout(r, 40));
@@ -123,7 +163,10 @@ test('a daemon restarted while a watched job runs finishes it: status.json and o
     const dir = join(box, 'long');
     mkdirSync(join(dir, 'frames'), { recursive: true });
     for (let i = 0; i < 4; i++) writeFileSync(join(dir, 'frames', `f${i + 1}.png`), await testPng(i, 64, 64));
-    writeFileSync(join(dir, 'job.json'), JSON.stringify({ kind: 'stylize', input: 'frames', params: { prompt: 'ink', steps: 30, strength: 0.5 } }));
+    writeFileSync(
+      join(dir, 'job.json'),
+      JSON.stringify({ kind: 'stylize', input: 'frames', params: { prompt: 'ink', steps: 30, strength: 0.5 } }),
+    );
     await waitJson(join(dir, 'status.json'), (s) => s.state === 'running' && Number(s.frames_done) >= 1);
     await w.close();
     const interrupted = JSON.parse(readFileSync(join(dir, 'status.json'), 'utf8'));

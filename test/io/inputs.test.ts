@@ -15,7 +15,9 @@ const hasFfmpeg = spawnSync(config().ffmpeg, ['-version'], { stdio: 'ignore' }).
 
 async function png(path: string, w: number, h: number, seed: number): Promise<void> {
   const data = Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 31 + seed * 17) % 256);
-  await sharp(data, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path);
+  await sharp(data, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toFile(path);
 }
 
 test('a folder source reads frames in natural order; a folder sink writes PNGs named like them', async () => {
@@ -28,18 +30,29 @@ test('a folder source reads frames in natural order; a folder sink writes PNGs n
     await sharp(join(input, 'shot2.png')).jpeg({ quality: 100 }).toFile(join(input, 'shot3.jpg'));
     const src = await openFrameSource(input);
     assert.equal(src.kind, 'folder');
-    assert.deepEqual(src.frames.map((f) => f.name), ['shot2.png', 'shot3.jpg', 'shot10.png']);
+    assert.deepEqual(
+      src.frames.map((f) => f.name),
+      ['shot2.png', 'shot3.jpg', 'shot10.png'],
+    );
     assert.deepEqual([src.width, src.height, src.fps, src.plan], [6, 4, undefined, null]);
     const sink = await openFrameSink(join(dir, 'out'), src);
     for (let i = 0; i < src.frames.length; i++) await sink.write(i, await src.read(i));
     await sink.finish();
     assert.deepEqual(readdirSync(join(dir, 'out')).sort(), ['shot10.png', 'shot2.png', 'shot3.png']);
     const a = await sharp(join(input, 'shot10.png')).raw().toBuffer();
-    const b = await sharp(join(dir, 'out', 'shot10.png')).raw().toBuffer();
+    const b = await sharp(join(dir, 'out', 'shot10.png'))
+      .raw()
+      .toBuffer();
     assert.deepEqual(a, b);
     assert.equal(outputFrameName('x.final.JPEG'), 'x.final.png');
-    await assert.rejects(openFrameSink(input, src), (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_REQUEST');
-    await assert.rejects(openFrameSink(join(dir, 'one.png'), src), (e: unknown) => e instanceof VidpriorError && /3 frames/.test(e.message));
+    await assert.rejects(
+      openFrameSink(input, src),
+      (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_REQUEST',
+    );
+    await assert.rejects(
+      openFrameSink(join(dir, 'one.png'), src),
+      (e: unknown) => e instanceof VidpriorError && /3 frames/.test(e.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -76,21 +89,49 @@ test('a frame of another size, a missing input and an empty folder are E_BAD_INP
     await png(join(dir, 'f1.png'), 8, 8, 1);
     await png(join(dir, 'f2.png'), 9, 8, 2);
     const src = await openFrameSource(dir);
-    await assert.rejects(src.read(1), (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_INPUT' && e.message.includes('f2.png'));
-    await assert.rejects(openFrameSource(join(dir, 'nope')), (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_INPUT' && e.message.includes('nope'));
+    await assert.rejects(
+      src.read(1),
+      (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_INPUT' && e.message.includes('f2.png'),
+    );
+    await assert.rejects(
+      openFrameSource(join(dir, 'nope')),
+      (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_INPUT' && e.message.includes('nope'),
+    );
     mkdirSync(join(dir, 'empty'));
-    await assert.rejects(openFrameSource(join(dir, 'empty')), (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_INPUT' && e.message.includes('empty'));
+    await assert.rejects(
+      openFrameSource(join(dir, 'empty')),
+      (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_INPUT' && e.message.includes('empty'),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test('a video source decodes to frames; a video sink encodes at the source frame rate with its sound, and cleans up', { skip: hasFfmpeg ? false : 'ffmpeg is not installed' }, async () => {
+test('a video source decodes to frames; a video sink encodes at the source frame rate with its sound, and cleans up', {
+  skip: hasFfmpeg ? false : 'ffmpeg is not installed',
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vidprior-inputs-'));
   try {
     const video = join(dir, 'clip.mkv');
-    const r = spawnSync(config().ffmpeg, ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=40x24:rate=12:duration=0.25',
-      '-f', 'lavfi', '-i', 'sine=frequency=440:duration=0.25', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-c:a', 'aac', video]);
+    const r = spawnSync(config().ffmpeg, [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=40x24:rate=12:duration=0.25',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440:duration=0.25',
+      '-c:v',
+      'libx264',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:a',
+      'aac',
+      video,
+    ]);
     assert.equal(r.status, 0);
     const src = await openFrameSource(video, { multiple: 16, fit: 'pad' });
     assert.equal(src.kind, 'video');
@@ -104,7 +145,11 @@ test('a video source decodes to frames; a video sink encodes at the source frame
     await sink.finish();
     const info = await probeVideo(out);
     assert.deepEqual([info.width, info.height, info.fps, info.frameCount], [40, 24, 12, 3]);
-    const streams = spawnSync(config().ffprobe, ['-v', 'error', '-show_entries', 'stream=codec_type', '-of', 'csv=p=0', out], { encoding: 'utf8' });
+    const streams = spawnSync(
+      config().ffprobe,
+      ['-v', 'error', '-show_entries', 'stream=codec_type', '-of', 'csv=p=0', out],
+      { encoding: 'utf8' },
+    );
     assert.deepEqual(streams.stdout.trim().split('\n').sort(), ['audio', 'video'], 'the sound of the source is kept');
     await src.cleanup();
     assert.ok(!existsSync(decodedDir));

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
@@ -13,11 +13,12 @@ const hasNumpy = spawnSync('python3', ['-c', 'import numpy'], { stdio: 'ignore' 
 function header(dict: string, major = 1): Uint8Array {
   const prefix = major === 1 ? 10 : 12;
   const total = Math.ceil((prefix + dict.length + 1) / 64) * 64;
-  const text = dict.padEnd(total - prefix - 1, ' ') + '\n';
+  const text = `${dict.padEnd(total - prefix - 1, ' ')}\n`;
   const out = new Uint8Array(total);
   out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, major, 0]);
   const v = new DataView(out.buffer);
-  if (major === 1) v.setUint16(8, text.length, true); else v.setUint32(8, text.length, true);
+  if (major === 1) v.setUint16(8, text.length, true);
+  else v.setUint32(8, text.length, true);
   out.set(new TextEncoder().encode(text), prefix);
   return out;
 }
@@ -51,10 +52,20 @@ test('Fortran order, other dtypes, big-endian, truncation and garbage are E_BAD_
     ["{'descr': '<f4', 'fortran_order': False, 'shape': (1000,), }", /truncated/],
   ];
   for (const [dict, why] of cases) {
-    assert.throws(() => parseNpy(header(dict), 'noise.npy'), (e: unknown) =>
-      e instanceof VidpriorError && e.code === 'E_BAD_INPUT' && e.message.includes('noise.npy') && why.test(e.message), dict);
+    assert.throws(
+      () => parseNpy(header(dict), 'noise.npy'),
+      (e: unknown) =>
+        e instanceof VidpriorError &&
+        e.code === 'E_BAD_INPUT' &&
+        e.message.includes('noise.npy') &&
+        why.test(e.message),
+      dict,
+    );
   }
-  assert.throws(() => parseNpy(new TextEncoder().encode('PK\x03\x04 not numpy'), 'x.npy'), (e: unknown) => e instanceof VidpriorError && /magic/.test(e.message));
+  assert.throws(
+    () => parseNpy(new TextEncoder().encode('PK\x03\x04 not numpy'), 'x.npy'),
+    (e: unknown) => e instanceof VidpriorError && /magic/.test(e.message),
+  );
 });
 
 test('readNpyFloat32 widens and checks the expected shape; files on disk', async () => {
@@ -64,8 +75,14 @@ test('readNpyFloat32 widens and checks the expected shape; files on disk', async
     await writeNpy(f, tensor('float16', [1, 4, 2, 2], toFloat16(Float32Array.from({ length: 16 }, (_, i) => i / 4))));
     const t = await readNpyFloat32(f, [1, 4, 2, 2]);
     assert.equal(t.data[5], 1.25);
-    await assert.rejects(readNpyFloat32(f, [1, 4, 8, 8]), (e: unknown) => e instanceof VidpriorError && e.message.includes('[1, 4, 8, 8]') && e.message.includes(f));
-    await assert.rejects(readNpy(join(dir, 'missing.npy')), (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_INPUT');
+    await assert.rejects(
+      readNpyFloat32(f, [1, 4, 8, 8]),
+      (e: unknown) => e instanceof VidpriorError && e.message.includes('[1, 4, 8, 8]') && e.message.includes(f),
+    );
+    await assert.rejects(
+      readNpy(join(dir, 'missing.npy')),
+      (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_INPUT',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -83,14 +100,19 @@ np.lib.format.write_array(open(sys.argv[2], 'wb'), np.arange(6, dtype='<f8').res
 np.save(sys.argv[3], np.array([[1.5, -2]], dtype='<f2'))
 np.save(sys.argv[4], np.asfortranarray(np.ones((2, 2), dtype='<f4')))
 `;
-    const r = spawnSync('python3', ['-c', py, ours, join(dir, 'v2.npy'), join(dir, 'h.npy'), join(dir, 'f.npy')], { encoding: 'utf8' });
+    const r = spawnSync('python3', ['-c', py, ours, join(dir, 'v2.npy'), join(dir, 'h.npy'), join(dir, 'f.npy')], {
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'float32 (2, 3) [0.5, -1.0, 2.0, 3.25, 4.0, -5.0]');
     const v2 = await readNpy(join(dir, 'v2.npy'));
     assert.deepEqual(v2.shape, [2, 3]);
     assert.deepEqual([...v2.data], [0, 0.25, 0.5, 0.75, 1, 1.25]);
     assert.deepEqual([...(await readNpyFloat32(join(dir, 'h.npy'))).data], [1.5, -2]);
-    await assert.rejects(readNpy(join(dir, 'f.npy')), (e: unknown) => e instanceof VidpriorError && /Fortran/.test(e.message));
+    await assert.rejects(
+      readNpy(join(dir, 'f.npy')),
+      (e: unknown) => e instanceof VidpriorError && /Fortran/.test(e.message),
+    );
     assert.ok(readFileSync(ours).length % 64 === 24 % 64);
   } finally {
     rmSync(dir, { recursive: true, force: true });

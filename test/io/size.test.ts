@@ -16,8 +16,14 @@ test('resize plans go to the nearest multiple (at least one), pad plans up to th
   assert.deepEqual(p.working, { width: 112, height: 64 });
   assert.deepEqual(p.pad, { left: 6, right: 6, top: 7, bottom: 7 });
   assert.deepEqual(planFit(101, 64, 16, 'pad').pad, { left: 5, right: 6, top: 0, bottom: 0 });
-  assert.throws(() => planFit(0, 10, 8), (e: unknown) => e instanceof VidpriorError && /width/.test(e.message));
-  assert.throws(() => planFit(10, 10, 8, 'stretch' as never), (e: unknown) => e instanceof VidpriorError && /stretch/.test(e.message));
+  assert.throws(
+    () => planFit(0, 10, 8),
+    (e: unknown) => e instanceof VidpriorError && /width/.test(e.message),
+  );
+  assert.throws(
+    () => planFit(10, 10, 8, 'stretch' as never),
+    (e: unknown) => e instanceof VidpriorError && /stretch/.test(e.message),
+  );
 });
 
 test('reflect indices follow numpy.pad(mode="reflect"), even past one reflection', () => {
@@ -30,7 +36,10 @@ test('reflect indices follow numpy.pad(mode="reflect"), even past one reflection
 test('pad then crop gives the frame back; the padding mirrors or repeats the edge', () => {
   const w = 3;
   const h = 2;
-  const img = float32([3, h, w], Array.from({ length: 3 * h * w }, (_, i) => i / 10));
+  const img = float32(
+    [3, h, w],
+    Array.from({ length: 3 * h * w }, (_, i) => i / 10),
+  );
   for (const mode of ['reflect', 'edge'] as const) {
     const plan = planFit(w, h, 4, 'pad', mode);
     const padded = padFrame(img, plan);
@@ -42,5 +51,8 @@ test('pad then crop gives the frame back; the padding mirrors or repeats the edg
     assert.deepEqual(row.slice(0, 3), src);
     assert.equal(row[3], mode === 'reflect' ? src[1] : src[2]);
   }
-  assert.throws(() => cropFrame(img, planFit(w, h, 4, 'pad')), (e: unknown) => e instanceof VidpriorError && e.code === 'E_SHAPE');
+  assert.throws(
+    () => cropFrame(img, planFit(w, h, 4, 'pad')),
+    (e: unknown) => e instanceof VidpriorError && e.code === 'E_SHAPE',
+  );
 });

@@ -22,7 +22,12 @@ function constantFlowModel(): GraphBuilder {
   const two = b.op('Slice', [both, b.ints([0]), b.ints([2]), b.ints([1])]);
   const pooled = b.op('AveragePool', [two], { kernel_shape: [2, 2], strides: [2, 2] });
   const zero = b.op('Mul', [pooled, b.scalar(0)]);
-  b.output(b.op('Add', [zero, b.constant([1.5, -0.5], [1, 2, 1, 1], 'float32')]), 'flow', 'float32', [1, 2, 'h2', 'w2']);
+  b.output(b.op('Add', [zero, b.constant([1.5, -0.5], [1, 2, 1, 1], 'float32')]), 'flow', 'float32', [
+    1,
+    2,
+    'h2',
+    'w2',
+  ]);
   return b;
 }
 
@@ -57,7 +62,11 @@ test('a model that is not a flow network is refused with its inputs and outputs 
     b.output(b.op('Relu', [b.input('x', 'float32', [1, 4])]), 'y', 'float32', [1, 4]);
     const path = join(dir, 'bad.onnx');
     await saveModel(b.build(), path);
-    await assert.rejects(OnnxFlowEstimator.open({ model: path, ep: 'cpu' }), (e: unknown) => e instanceof VidpriorError && e.code === 'E_MODEL_INPUT' && /inputs x float32\[1,4\]/.test(e.message));
+    await assert.rejects(
+      OnnxFlowEstimator.open({ model: path, ep: 'cpu' }),
+      (e: unknown) =>
+        e instanceof VidpriorError && e.code === 'E_MODEL_INPUT' && /inputs x float32\[1,4\]/.test(e.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -31,13 +31,21 @@ test('identical frames give zero flow', () => {
   assert.ok(f.u.every((v) => v === 0) && f.v.every((v) => v === 0));
 });
 
-for (const [dx, dy] of [[0.3, -0.7], [2.25, 1.6], [-3.4, 2.8], [6.5, -0.25]]) {
+for (const [dx, dy] of [
+  [0.3, -0.7],
+  [2.25, 1.6],
+  [-3.4, 2.8],
+  [6.5, -0.25],
+]) {
   test(`DIS recovers a (${dx}, ${dy}) px translation both ways within a fraction of a pixel`, () => {
     const a = rgbToGray(renderShifted(tex, SIZE, SIZE, 0, 0));
     const b = rgbToGray(renderShifted(tex, SIZE, SIZE, dx, dy));
     const forward = endPointError(disFlow(a, b), dx, dy);
     const backward = endPointError(disFlow(b, a), -dx, -dy);
-    for (const [name, e] of [['forward', forward], ['backward', backward]] as const) {
+    for (const [name, e] of [
+      ['forward', forward],
+      ['backward', backward],
+    ] as const) {
       assert.ok(e.mean < 0.1, `${name} mean EPE ${e.mean.toFixed(4)} px`);
       assert.ok(e.max < 0.5, `${name} max EPE ${e.max.toFixed(4)} px`);
     }

@@ -12,7 +12,9 @@ import { VidpriorError } from '../../src/errors.js';
 async function png(value: number): Promise<Buffer> {
   const raw = Buffer.alloc(16 * 8 * 3);
   for (let i = 0; i < 16 * 8; i++) raw.set([value, 128, 255 - value], 3 * i);
-  return sharp(raw, { raw: { width: 16, height: 8, channels: 3 } }).png().toBuffer();
+  return sharp(raw, { raw: { width: 16, height: 8, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 test('a folder of images is read (through src/io) in natural order as planar RGB in [0, 1]', async () => {
@@ -41,7 +43,11 @@ test('missing paths, empty folders and unreadable files are E_BAD_INPUT naming t
     mkdirSync(join(dir, 'empty'));
     writeFileSync(join(dir, 'junk.mp4'), 'not a video');
     for (const p of [join(dir, 'nope'), join(dir, 'empty'), join(dir, 'junk.mp4')]) {
-      await assert.rejects(openSequence(p), (e: unknown) => e instanceof VidpriorError && (e.code === 'E_BAD_INPUT' || e.code === 'E_FFMPEG') && e.message.includes(p));
+      await assert.rejects(
+        openSequence(p),
+        (e: unknown) =>
+          e instanceof VidpriorError && (e.code === 'E_BAD_INPUT' || e.code === 'E_FFMPEG') && e.message.includes(p),
+      );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -57,7 +63,20 @@ test('a video file is decoded through ffmpeg (src/io)', async (t) => {
   try {
     for (let i = 0; i < 4; i++) writeFileSync(join(dir, `${i}.png`), await png(40 + 50 * i));
     const video = join(dir, 'clip.mkv');
-    const r = spawnSync('ffmpeg', ['-v', 'error', '-y', '-framerate', '10', '-i', join(dir, '%d.png'), '-c:v', 'ffv1', '-pix_fmt', 'bgr0', video]);
+    const r = spawnSync('ffmpeg', [
+      '-v',
+      'error',
+      '-y',
+      '-framerate',
+      '10',
+      '-i',
+      join(dir, '%d.png'),
+      '-c:v',
+      'ffv1',
+      '-pix_fmt',
+      'bgr0',
+      video,
+    ]);
     assert.equal(r.status, 0, r.stderr?.toString());
     const seq = await openSequence(video);
     assert.deepEqual([seq.count, seq.width, seq.height], [4, 16, 8]);

@@ -1,6 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeFlow, makePlane, pyrDown, resizeRgb, sampleBilinear, upsampleFlow, warpPlane, warpPlaneBicubic } from '../../src/metrics/image.js';
+import {
+  makeFlow,
+  makePlane,
+  pyrDown,
+  resizeRgb,
+  sampleBilinear,
+  upsampleFlow,
+  warpPlane,
+  warpPlaneBicubic,
+} from '../../src/metrics/image.js';
 
 function ramp(w: number, h: number) {
   const p = makePlane(w, h);
@@ -22,7 +31,11 @@ test('warping by a constant flow reads the source at x + flow (backward warp)', 
   f.u.fill(2);
   f.v.fill(-1);
   for (const warped of [warpPlane(p, f), warpPlaneBicubic(p, f)]) {
-    for (const [x, y] of [[3, 5], [10, 2], [0, 11]]) {
+    for (const [x, y] of [
+      [3, 5],
+      [10, 2],
+      [0, 11],
+    ]) {
       assert.ok(Math.abs(warped.data[y * 16 + x] - p.data[(y - 1) * 16 + x + 2]) < 1e-6, `at ${x},${y}`);
     }
   }

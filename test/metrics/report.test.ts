@@ -38,11 +38,15 @@ test('reports are written as SVG, HTML and PNG with the plot and the marked wors
   const dir = mkdtempSync(join(tmpdir(), 'vidprior-report-'));
   try {
     const thumbs = new ThumbnailStore(frames.length, 64);
-    const r = await measureConsistency(memorySequence('o', frames), [memorySequence('s', bad), memorySequence('t', frames.map(consistentStyle))], {
-      labels: ['flickers', 'steady'],
-      onFrame: (i, o, s) => thumbs.add(i, o, s),
-      onPair: (t, errors) => thumbs.pairDone(t, Math.max(...errors)),
-    });
+    const r = await measureConsistency(
+      memorySequence('o', frames),
+      [memorySequence('s', bad), memorySequence('t', frames.map(consistentStyle))],
+      {
+        labels: ['flickers', 'steady'],
+        onFrame: (i, o, s) => thumbs.add(i, o, s),
+        onPair: (t, errors) => thumbs.pairDone(t, Math.max(...errors)),
+      },
+    );
     await writeReport(join(dir, 'r.svg'), r, thumbs, 'Test <clip>');
     const svg = readFileSync(join(dir, 'r.svg'), 'utf8');
     assert.match(svg, /Test &lt;clip&gt;/);

@@ -11,7 +11,8 @@ const N = W * H;
 /** A frame whose channel c at (x, y) is f(x, y, c). */
 function frame(f: (x: number, y: number, c: number) => number): RgbImage {
   const data = new Float32Array(3 * N);
-  for (let c = 0; c < 3; c++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) data[c * N + y * W + x] = f(x, y, c);
+  for (let c = 0; c < 3; c++)
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) data[c * N + y * W + x] = f(x, y, c);
   return { width: W, height: H, data };
 }
 
@@ -32,7 +33,10 @@ test('frame t+1 is warped BACK with the forward flow: content moving right by 2 
   const backwards = makeFlow(W, H);
   backwards.u.fill(-2);
   assert.ok(pairWarpError(a, b, backwards, inside) > 0.01, 'the other direction does not align the frames');
-  assert.ok(pairWarpError(a, b, forward, nothingOccluded) > 0, 'border pixels read the clamped edge, as Resample2d does');
+  assert.ok(
+    pairWarpError(a, b, forward, nothingOccluded) > 0,
+    'border pixels read the clamped edge, as Resample2d does',
+  );
 });
 
 test('E_warp is the mean over visible pixels and the three channels (Lai et al. divide by the 3-channel mask sum)', () => {
@@ -42,9 +46,20 @@ test('E_warp is the mean over visible pixels and the three channels (Lai et al. 
   const leftVisible = mask((x) => x >= 4 && x < 6); // 2 of the 4 right columns occluded; left half visible
   // Visible: 4 left columns (error 0.04 in green) + 2 right columns (no error) = 6 columns × 4 rows.
   const expected = (4 * H * 0.04) / (3 * 6 * H);
-  assert.ok(Math.abs(pairWarpError(a, b, still, leftVisible) - expected) < 1e-6, `${pairWarpError(a, b, still, leftVisible)} vs ${expected}`); // float32 frames
+  assert.ok(
+    Math.abs(pairWarpError(a, b, still, leftVisible) - expected) < 1e-6,
+    `${pairWarpError(a, b, still, leftVisible)} vs ${expected}`,
+  ); // float32 frames
   // Everything occluded: the reference divides a zero sum by H·W·3, so 0.
-  assert.equal(pairWarpError(a, b, still, mask(() => true)), 0);
+  assert.equal(
+    pairWarpError(
+      a,
+      b,
+      still,
+      mask(() => true),
+    ),
+    0,
+  );
 });
 
 test('flicker is the mean absolute difference over all pixels and channels', () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { overrideConfig } from '../../src/config.js';
 import { BUILDER_VERSION } from '../../src/models/builder/index.js';
-import { DEFAULT_MODEL_NOTE, defaultModelName, ensureDefaultModel } from '../../src/models/default-model.js';
+import { DEFAULT_MODEL_NOTE, defaultModelName, ensureDefaultModel } from '../../src/models/builder/default-model.js';
 import { readModelFolder } from '../../src/models/folder.js';
 
 const cache = mkdtempSync(join(tmpdir(), 'vidprior-cache-'));
@@ -15,13 +15,20 @@ after(() => rmSync(cache, { recursive: true, force: true }));
 test('ensureDefaultModel builds the tiny model once and then reuses it', async () => {
   overrideConfig({ cacheDir: cache });
   let builds = 0;
-  const dir = await ensureDefaultModel(() => { builds++; });
+  const dir = await ensureDefaultModel(() => {
+    builds++;
+  });
   assert.equal(dir, join(cache, 'models', defaultModelName()));
   assert.match(defaultModelName(), new RegExp(`^tiny-b${BUILDER_VERSION}-[0-9a-f]{10}$`));
   const folder = await readModelFolder(dir);
   assert.equal(folder.scalingFactor, 0.18215);
   const mtime = statSync(folder.onnx.unet).mtimeMs;
-  assert.equal(await ensureDefaultModel(() => { builds++; }), dir);
+  assert.equal(
+    await ensureDefaultModel(() => {
+      builds++;
+    }),
+    dir,
+  );
   assert.equal(builds, 1);
   assert.equal(statSync(folder.onnx.unet).mtimeMs, mtime);
   // Two at once (a daemon and a CLI run, say) both get a complete folder.

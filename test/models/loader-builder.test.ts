@@ -10,13 +10,27 @@ import { join } from 'node:path';
 import { type TinySetup, tinySetup } from '../pipelines/tiny-model.js';
 
 let setup: TinySetup;
-before(async () => { setup = await tinySetup(); });
-after(async () => { await setup?.close(); });
+before(async () => {
+  setup = await tinySetup();
+});
+after(async () => {
+  await setup?.close();
+});
 
 const variants = [
   { name: 'opset14-fp32', options: { opset: 14 }, unetType: 'float32', encoderOutput: 'latent_sample' },
-  { name: 'opset20-fp16', options: { opset: 20, dtype: 'float16' as const }, unetType: 'float16', encoderOutput: 'latent_sample' },
-  { name: 'params-external', options: { encoderOutput: 'latent_parameters' as const, externalData: true }, unetType: 'float32', encoderOutput: 'latent_parameters' },
+  {
+    name: 'opset20-fp16',
+    options: { opset: 20, dtype: 'float16' as const },
+    unetType: 'float16',
+    encoderOutput: 'latent_sample',
+  },
+  {
+    name: 'params-external',
+    options: { encoderOutput: 'latent_parameters' as const, externalData: true },
+    unetType: 'float32',
+    encoderOutput: 'latent_parameters',
+  },
 ];
 
 for (const v of variants) {

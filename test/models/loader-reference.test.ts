@@ -17,7 +17,10 @@ const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 const present = existsSync(`${FIXTURE}/reference.json`);
 const skip = present ? false : `${FIXTURE} is absent (the shared fixtures live beside the repo)`;
 
-interface Ref { shape: number[]; data: number[] }
+interface Ref {
+  shape: number[];
+  data: number[];
+}
 let ref: Record<string, Ref>;
 let runtime: Runtime;
 let model: StableDiffusionModel;
@@ -45,7 +48,7 @@ after(async () => {
   await runtime?.close();
 });
 
-test('loader derives the tiny export\'s facts from the model files', { skip }, () => {
+test("loader derives the tiny export's facts from the model files", { skip }, () => {
   const f = model.facts;
   assert.equal(f.vaeScaleFactor, 2);
   assert.equal(f.latentChannels, 4);
@@ -67,7 +70,7 @@ test('text encoder agrees with the reference to 1e-4', { skip }, async () => {
   assert.ok(err < 1e-4, `text encoder max abs error ${err}`);
 });
 
-test('tokenizer + text encoder of the reference ids agree (the ids are the tokenizer\'s own)', { skip }, async () => {
+test("tokenizer + text encoder of the reference ids agree (the ids are the tokenizer's own)", { skip }, async () => {
   // The reference ids start with BOS and are padded with EOS like every CLIP prompt.
   const ids = ref.input_ids!.data;
   assert.equal(ids[0], model.tokenizer.bosId);
@@ -76,11 +79,14 @@ test('tokenizer + text encoder of the reference ids agree (the ids are the token
 
 test('UNet agrees with the reference to 1e-4 (t = 500)', { skip }, async () => {
   const { io } = model;
-  const out = await model.unet.run({
-    [io.unetSample]: float32(ref.unet_x!.shape, ref.unet_x!.data),
-    [io.unetTimestep]: int64([1], [500]),
-    [io.unetText]: float32(ref.te_hidden!.shape, ref.te_hidden!.data),
-  }, [io.unetOut]);
+  const out = await model.unet.run(
+    {
+      [io.unetSample]: float32(ref.unet_x!.shape, ref.unet_x!.data),
+      [io.unetTimestep]: int64([1], [500]),
+      [io.unetText]: float32(ref.te_hidden!.shape, ref.te_hidden!.data),
+    },
+    [io.unetOut],
+  );
   const err = maxAbsDiff(host(out[io.unetOut]).data, ref.unet_eps!.data);
   console.log(`unet max abs error ${err.toExponential(2)}`);
   assert.ok(err < 1e-4, `unet max abs error ${err}`);
@@ -88,9 +94,13 @@ test('UNet agrees with the reference to 1e-4 (t = 500)', { skip }, async () => {
 
 test('VAE encoder and decoder agree with the reference to 1e-4', { skip }, async () => {
   const { io } = model;
-  const enc = await model.vaeEncoder.run({ [io.vaeEncoderIn]: float32(ref.vae_img!.shape, ref.vae_img!.data) }, [io.vaeEncoderOut]);
+  const enc = await model.vaeEncoder.run({ [io.vaeEncoderIn]: float32(ref.vae_img!.shape, ref.vae_img!.data) }, [
+    io.vaeEncoderOut,
+  ]);
   const encErr = maxAbsDiff(host(enc[io.vaeEncoderOut]).data, ref.vae_lat!.data);
-  const dec = await model.vaeDecoder.run({ [io.vaeDecoderIn]: float32(ref.vae_lat!.shape, ref.vae_lat!.data) }, [io.vaeDecoderOut]);
+  const dec = await model.vaeDecoder.run({ [io.vaeDecoderIn]: float32(ref.vae_lat!.shape, ref.vae_lat!.data) }, [
+    io.vaeDecoderOut,
+  ]);
   const decErr = maxAbsDiff(host(dec[io.vaeDecoderOut]).data, ref.vae_dec!.data);
   console.log(`vae encoder max abs error ${encErr.toExponential(2)}, decoder ${decErr.toExponential(2)}`);
   assert.ok(encErr < 1e-4, `vae encoder max abs error ${encErr}`);
@@ -101,9 +111,15 @@ test('pipeline VAE helpers scale by scaling_factor like diffusers (images in [-1
   const img = ref.vae_img!;
   const lat = await encodeImages(model, float32(img.shape, img.data));
   const s = model.facts.scalingFactor;
-  const encErr = maxAbsDiff(lat.data, ref.vae_lat!.data.map((v) => v * s));
+  const encErr = maxAbsDiff(
+    lat.data,
+    ref.vae_lat!.data.map((v) => v * s),
+  );
   assert.ok(encErr < 1e-4 * s + 1e-6, `scaled latent error ${encErr}`);
-  const scaled = float32(ref.vae_lat!.shape, ref.vae_lat!.data.map((v) => Math.fround(v * s)));
+  const scaled = float32(
+    ref.vae_lat!.shape,
+    ref.vae_lat!.data.map((v) => Math.fround(v * s)),
+  );
   const images = await decodeLatents(model, scaled);
   const want = ref.vae_dec!.data.map((v) => Math.min(1, Math.max(-1, v)));
   const decErr = maxAbsDiff(images.data, want);

@@ -13,8 +13,12 @@ import { Rng } from '../../src/random.js';
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 
 let rt: Runtime;
-before(async () => { rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 }); });
-after(async () => { await rt.close(); });
+before(async () => {
+  rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 });
+});
+after(async () => {
+  await rt.close();
+});
 
 async function run(model: Model, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
   const s = await rt.createSession(encodeModel(model));
@@ -26,7 +30,8 @@ async function run(model: Model, feeds: Record<string, Tensor>): Promise<Record<
 
 function maxDiff(a: Tensor, b: Tensor): number {
   assert.deepEqual(a.dims, b.dims);
-  const x = asFloat32(a).data, y = asFloat32(b).data;
+  const x = asFloat32(a).data,
+    y = asFloat32(b).data;
   let d = 0;
   for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i]! - y[i]!));
   return d;
@@ -40,8 +45,19 @@ function mixedModel(): Model {
   const x = b.input('x', 'float32', [1, 2, 4, 4]);
   const w = b.initializer('w', 'float32', [3, 2, 3, 3], seq(54, 0.3));
   const conv = b.op('Conv', [x, w], { pads: [1, 1, 1, 1] }, { name: 'conv' });
-  const [ln, mean] = b.opMulti('LayerNormalization', [conv, b.constant(new Float32Array(4).fill(1.5), [4]), b.constant(new Float32Array(4).fill(0.1), [4])], 3, { axis: -1 }, { name: 'ln' });
-  const up = b.op('Resize', [ln!, '', b.constant([1, 1, 2, 2], [4], 'float32')], { mode: 'nearest' }, { name: 'resize' });
+  const [ln, mean] = b.opMulti(
+    'LayerNormalization',
+    [conv, b.constant(new Float32Array(4).fill(1.5), [4]), b.constant(new Float32Array(4).fill(0.1), [4])],
+    3,
+    { axis: -1 },
+    { name: 'ln' },
+  );
+  const up = b.op(
+    'Resize',
+    [ln!, '', b.constant([1, 1, 2, 2], [4], 'float32')],
+    { mode: 'nearest' },
+    { name: 'resize' },
+  );
   // A float Range (blocked by default) and a Constant node, both feeding float16 compute.
   const ramp = b.op('Range', [b.scalar(0), b.scalar(8), b.scalar(1)], {}, { name: 'range' });
   const half = b.op('Constant', [], { value_float: attr.float(0.5) }, { name: 'half' });
@@ -64,11 +80,28 @@ test('float16: types follow the rules (weights half, fp32-only slots, blocked op
   assert.equal(ix.initializer(keepNode.inputs[0]!)!.type, 'float32', 'the float32 reader gets a float32 copy of w');
   const resize = ix.node('resize')!;
   assert.equal(ix.initializer(resize.inputs[2]!)!.type, 'float32', 'Resize scales stay float32');
-  assert.equal(h.graph.valueInfo.find((v) => v.name === ix.node('range')!.outputs[0])!.type, 'float32', 'Range is blocked');
-  assert.equal(h.graph.valueInfo.find((v) => v.name === ix.node('ln')!.outputs[1])!.type, 'float32', 'LayerNorm statistics stay float32');
+  assert.equal(
+    h.graph.valueInfo.find((v) => v.name === ix.node('range')!.outputs[0])!.type,
+    'float32',
+    'Range is blocked',
+  );
+  assert.equal(
+    h.graph.valueInfo.find((v) => v.name === ix.node('ln')!.outputs[1])!.type,
+    'float32',
+    'LayerNorm statistics stay float32',
+  );
   assert.equal(h.graph.valueInfo.find((v) => v.name === ix.node('mul')!.outputs[0])!.type, 'float16');
-  assert.deepEqual(h.graph.inputs.map((v) => v.type), ['float32']);
-  assert.deepEqual(h.graph.outputs.map((v) => [v.name, v.type]), [['y', 'float32'], ['stats', 'float32']]);
+  assert.deepEqual(
+    h.graph.inputs.map((v) => v.type),
+    ['float32'],
+  );
+  assert.deepEqual(
+    h.graph.outputs.map((v) => [v.name, v.type]),
+    [
+      ['y', 'float32'],
+      ['stats', 'float32'],
+    ],
+  );
   const x = float32([1, 2, 4, 4], seq(32));
   const [a, b] = [await run(model, { x }), await run(h, { x })];
   assert.ok(maxDiff(a.y!, b.y!) < 2e-2, `y differs by ${maxDiff(a.y!, b.y!)}`);
@@ -78,36 +111,66 @@ test('float16: types follow the rules (weights half, fp32-only slots, blocked op
 test('float16: io "float16" changes the signature; clamping keeps finite values finite', async () => {
   const model = mixedModel();
   const h = convertToFloat16(model, { io: 'float16' });
-  assert.deepEqual(h.graph.inputs.map((v) => v.type), ['float16']);
-  assert.deepEqual(h.graph.outputs.map((v) => v.type), ['float16', 'float16']);
+  assert.deepEqual(
+    h.graph.inputs.map((v) => v.type),
+    ['float16'],
+  );
+  assert.deepEqual(
+    h.graph.outputs.map((v) => v.type),
+    ['float16', 'float16'],
+  );
   const x = float32([1, 2, 4, 4], seq(32));
   const ref = await run(model, { x });
   const out = await run(h, { x: castFloat(x, 'float16') });
   assert.equal(out.y!.type, 'float16');
   assert.ok(maxDiff(ref.y!, out.y!) < 2e-2);
-  assert.deepEqual([...fromFloat16(toHalfClamped(Float32Array.from([1e6, -3.4e38, -Infinity, 1.5])))], [65504, -65504, -Infinity, 1.5]);
+  assert.deepEqual(
+    [...fromFloat16(toHalfClamped(Float32Array.from([1e6, -3.4e38, -Infinity, 1.5])))],
+    [65504, -65504, -Infinity, 1.5],
+  );
   // Bit-exact with the reference conversion in src/tensor.ts across normal, subnormal and tiny values.
   const rng = new Rng(5);
   const probe = Float32Array.from({ length: 20000 }, (_, i) => rng.normal() * 2 ** ((i % 60) - 40));
   probe.set([0, -0, 2 ** -25, 2 ** -24, 3 * 2 ** -26, 65504, 65519, 6.1e-5, NaN]);
   const fast = toHalfClamped(probe);
-  probe.forEach((v, i) => { if (Math.abs(v) < 65520) assert.equal(fast[i], floatToHalf(v), `${v}`); });
+  probe.forEach((v, i) => {
+    if (Math.abs(v) < 65520) assert.equal(fast[i], floatToHalf(v), `${v}`);
+  });
 });
 
 test('float16: the fixture models convert, halve in size and agree with float32', async (t) => {
-  if (!existsSync(FIXTURE)) { t.skip(`${FIXTURE} not found`); return; }
+  if (!existsSync(FIXTURE)) {
+    t.skip(`${FIXTURE} not found`);
+    return;
+  }
   const cases: [string, Record<string, Tensor>, number][] = [
-    ['unet', {
-      sample: float32([1, 4, 8, 8], seq(256)), timestep: int64([1], [981]),
-      encoder_hidden_states: float32([1, 77, 32], seq(77 * 32)),
-    }, 1e-2],
-    ['text_encoder', { input_ids: { type: 'int32', dims: [1, 77], data: Int32Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 4 ? 320 + i : 49407)) } as Tensor }, 1e-2],
+    [
+      'unet',
+      {
+        sample: float32([1, 4, 8, 8], seq(256)),
+        timestep: int64([1], [981]),
+        encoder_hidden_states: float32([1, 77, 32], seq(77 * 32)),
+      },
+      1e-2,
+    ],
+    [
+      'text_encoder',
+      {
+        input_ids: {
+          type: 'int32',
+          dims: [1, 77],
+          data: Int32Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 4 ? 320 + i : 49407)),
+        } as Tensor,
+      },
+      1e-2,
+    ],
     ['vae_decoder', { latent_sample: float32([1, 4, 8, 8], seq(256, 2)) }, 1e-2],
   ];
   for (const [part, feeds, tol] of cases) {
     const model = decodeModel(readFileSync(`${FIXTURE}/${part}/model.onnx`));
     const h = convertToFloat16(model);
-    const s32 = summarize(model).parameters, s16 = summarize(h).parameters;
+    const s32 = summarize(model).parameters,
+      s16 = summarize(h).parameters;
     assert.ok(s16.bytes < s32.bytes * 0.55, `${part}: ${s32.bytes} → ${s16.bytes} bytes`);
     assert.ok(s16.byType.float16!.count > s32.count * 0.9, part);
     const [a, b] = [await run(model, feeds), await run(h, feeds)];

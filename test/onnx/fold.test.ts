@@ -11,8 +11,12 @@ import { type Tensor, float32, int64 } from '../../src/tensor.js';
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 
 let rt: Runtime;
-before(async () => { rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 }); });
-after(async () => { await rt.close(); });
+before(async () => {
+  rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 });
+});
+after(async () => {
+  await rt.close();
+});
 
 async function runOnce(bytes: Uint8Array, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
   const s: Session = await rt.createSession(bytes);
@@ -50,21 +54,33 @@ test('fold: a Shape → Gather → Concat → Reshape chain becomes one initiali
   assert.deepEqual(summarize(fixed).opCounts, { Identity: 1, Reshape: 1 });
   const t = fixed.graph.initializers.find((i) => i.name === target)!;
   assert.deepEqual(t.data, BigInt64Array.from([-1n, 3n]));
-  assert.equal(fixed.graph.initializers.length, 1, 'the chain\'s own constants are gone');
+  assert.equal(fixed.graph.initializers.length, 1, "the chain's own constants are gone");
 });
 
 test('fold: the fixture UNet and text encoder keep their outputs after folding at fixed shapes', async (t) => {
-  if (!existsSync(FIXTURE)) { t.skip(`${FIXTURE} not found`); return; }
+  if (!existsSync(FIXTURE)) {
+    t.skip(`${FIXTURE} not found`);
+    return;
+  }
   const unetBytes = readFileSync(`${FIXTURE}/unet/model.onnx`);
   const unet = decodeModel(unetBytes);
   const before = unet.graph.nodes.length;
   const r = foldConstants(unet, { sample: [1, 4, 8, 8], timestep: [1], encoder_hidden_states: [1, 77, 32] });
-  assert.ok(unet.graph.nodes.length < before * 0.6, `${before} → ${unet.graph.nodes.length} nodes (${JSON.stringify(r)})`);
+  assert.ok(
+    unet.graph.nodes.length < before * 0.6,
+    `${before} → ${unet.graph.nodes.length} nodes (${JSON.stringify(r)})`,
+  );
   assert.ok(!summarize(unet).opCounts.Shape, 'no Shape node is left');
   const feeds = {
-    sample: float32([1, 4, 8, 8], Float32Array.from({ length: 256 }, (_, i) => Math.sin(i))),
+    sample: float32(
+      [1, 4, 8, 8],
+      Float32Array.from({ length: 256 }, (_, i) => Math.sin(i)),
+    ),
     timestep: int64([1], [500]),
-    encoder_hidden_states: float32([1, 77, 32], Float32Array.from({ length: 77 * 32 }, (_, i) => Math.cos(i))),
+    encoder_hidden_states: float32(
+      [1, 77, 32],
+      Float32Array.from({ length: 77 * 32 }, (_, i) => Math.cos(i)),
+    ),
   };
   const a = await runOnce(unetBytes, feeds);
   const b = await runOnce(encodeModel(unet), feeds);
@@ -73,7 +89,13 @@ test('fold: the fixture UNet and text encoder keep their outputs after folding a
   const teBytes = readFileSync(`${FIXTURE}/text_encoder/model.onnx`);
   const te = decodeModel(teBytes);
   foldConstants(te, { input_ids: [1, 77] });
-  const ids = { input_ids: { type: 'int32', dims: [1, 77], data: Int32Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 4 ? 320 + i : 49407)) } as Tensor };
+  const ids = {
+    input_ids: {
+      type: 'int32',
+      dims: [1, 77],
+      data: Int32Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 4 ? 320 + i : 49407)),
+    } as Tensor,
+  };
   const ta = await runOnce(teBytes, ids);
   const tb = await runOnce(encodeModel(te), ids);
   assert.ok(maxDiff(ta.last_hidden_state!, tb.last_hidden_state!) < 1e-4);

@@ -12,19 +12,47 @@ import { type Tensor, float32 } from '../../src/tensor.js';
 /** local::ScaledAdd(a, b; alpha) = a·alpha + b, and local::Twice(a) = ScaledAdd(a, a; alpha = 1). */
 function modelWithFunctions(): Model {
   const scaledAdd: FunctionDef = {
-    name: 'ScaledAdd', domain: 'local', inputs: ['a', 'b'], outputs: ['out'], attributes: ['alpha'],
+    name: 'ScaledAdd',
+    domain: 'local',
+    inputs: ['a', 'b'],
+    outputs: ['out'],
+    attributes: ['alpha'],
     attributeDefaults: { alpha: attr.float(2) },
     opsetImports: [{ domain: '', version: 17 }],
     nodes: [
-      { name: 'k', opType: 'Constant', domain: '', inputs: [], outputs: ['k'], attributes: {}, attributeRefs: { value_float: { ref: 'alpha', type: 'float' } } },
+      {
+        name: 'k',
+        opType: 'Constant',
+        domain: '',
+        inputs: [],
+        outputs: ['k'],
+        attributes: {},
+        attributeRefs: { value_float: { ref: 'alpha', type: 'float' } },
+      },
       { name: 'mul', opType: 'Mul', domain: '', inputs: ['a', 'k'], outputs: ['t'], attributes: {} },
       { name: 'add', opType: 'Add', domain: '', inputs: ['t', 'b'], outputs: ['out'], attributes: {} },
     ],
   };
   const twice: FunctionDef = {
-    name: 'Twice', domain: 'local', inputs: ['a'], outputs: ['out'], attributes: [],
-    opsetImports: [{ domain: '', version: 17 }, { domain: 'local', version: 1 }],
-    nodes: [{ name: 'call', opType: 'ScaledAdd', domain: 'local', inputs: ['a', 'a'], outputs: ['out'], attributes: { alpha: attr.float(1) } }],
+    name: 'Twice',
+    domain: 'local',
+    inputs: ['a'],
+    outputs: ['out'],
+    attributes: [],
+    opsetImports: [
+      { domain: '', version: 17 },
+      { domain: 'local', version: 1 },
+    ],
+    nodes: [
+      {
+        name: 'call',
+        opType: 'ScaledAdd',
+        domain: 'local',
+        inputs: ['a', 'a'],
+        outputs: ['out'],
+        attributes: { alpha: attr.float(1) },
+      },
+    ],
   };
   const b = new GraphBuilder('fn', { opset: 17, domains: { local: 1 } });
   const x = b.input('x', 'float32', ['n', 3]);
@@ -69,7 +97,9 @@ test('functions: inlining gives a flat graph that computes what the functions co
       await s.release();
     }
     // z = 2·((x·0.5 + y)·2 + y)
-    const expected = [1, 2, 3, 4, 5, 6].map((v, i) => 2 * ((v * 0.5 + [10, 20, 30][i % 3]!) * 2 + [10, 20, 30][i % 3]!));
+    const expected = [1, 2, 3, 4, 5, 6].map(
+      (v, i) => 2 * ((v * 0.5 + [10, 20, 30][i % 3]!) * 2 + [10, 20, 30][i % 3]!),
+    );
     assert.deepEqual([...results[0]!.data], expected);
     assert.deepEqual([...results[1]!.data], expected);
   } finally {

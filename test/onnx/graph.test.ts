@@ -4,8 +4,21 @@ import { existsSync, readFileSync } from 'node:fs';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { decodeModel, encodeModel } from '../../src/onnx/codec.js';
 import {
-  cloneGraph, cloneModel, constantNodeValue, formatSummary, indexGraph, insertNodes, opsetOf, outerReferences,
-  removeDeadNodes, renameValue, replaceAllUses, sortGraph, summarize, topologicalSort, uniqueName,
+  cloneGraph,
+  cloneModel,
+  constantNodeValue,
+  formatSummary,
+  indexGraph,
+  insertNodes,
+  opsetOf,
+  outerReferences,
+  removeDeadNodes,
+  renameValue,
+  replaceAllUses,
+  sortGraph,
+  summarize,
+  topologicalSort,
+  uniqueName,
 } from '../../src/onnx/graph.js';
 import { type Model, attr } from '../../src/onnx/ir.js';
 
@@ -31,14 +44,30 @@ test('graph: index knows producers, consumers (incl. subgraph reads), initialize
   const m = chain();
   const ix = indexGraph(m.graph);
   assert.equal(ix.producer('a')!.name, 'relu');
-  assert.deepEqual(ix.consumers('a').map((n) => n.name), ['neg', 'if']);
-  assert.deepEqual(ix.consumers('x').map((n) => n.name), ['relu', 'exp']);
+  assert.deepEqual(
+    ix.consumers('a').map((n) => n.name),
+    ['neg', 'if'],
+  );
+  assert.deepEqual(
+    ix.consumers('x').map((n) => n.name),
+    ['relu', 'exp'],
+  );
   assert.equal(ix.producer('x'), undefined);
   assert.ok(ix.isInput('x') && ix.isOutput('b') && !ix.isOutput('a'));
   assert.equal(ix.initializer('unused')!.dims[0], 4);
   assert.equal(ix.valueInfo('b')!.shape!.length, 2);
-  assert.deepEqual([...outerReferences((m.graph.nodes.find((n) => n.name === 'if')!.attributes.then_branch!.value as never))], ['a']);
-  const c = { name: 'k', opType: 'Constant', domain: '', inputs: [], outputs: ['kv'], attributes: { value_ints: attr.ints([3, 4]) } };
+  assert.deepEqual(
+    [...outerReferences(m.graph.nodes.find((n) => n.name === 'if')!.attributes.then_branch!.value as never)],
+    ['a'],
+  );
+  const c = {
+    name: 'k',
+    opType: 'Constant',
+    domain: '',
+    inputs: [],
+    outputs: ['kv'],
+    attributes: { value_ints: attr.ints([3, 4]) },
+  };
   m.graph.nodes.push(c);
   assert.deepEqual(indexGraph(m.graph).constant('kv')!.data, BigInt64Array.from([3n, 4n]));
   assert.deepEqual(constantNodeValue({ ...c, attributes: { value_float: attr.float(2.5) } }).dims, []);
@@ -47,7 +76,10 @@ test('graph: index knows producers, consumers (incl. subgraph reads), initialize
 test('graph: topological sort is stable, fixes order, and names a node on a cycle', () => {
   const m = chain();
   const names = m.graph.nodes.map((n) => n.name);
-  assert.deepEqual(topologicalSort(m.graph).map((n) => n.name), names);
+  assert.deepEqual(
+    topologicalSort(m.graph).map((n) => n.name),
+    names,
+  );
   m.graph.nodes.reverse();
   sortGraph(m.graph);
   const pos = (n: string) => m.graph.nodes.findIndex((x) => x.name === n);
@@ -66,15 +98,25 @@ test('graph: dead nodes and unused initializers go; subgraph reads keep values a
   assert.deepEqual(removed, { nodes: 1, initializers: 1 });
   assert.ok(!m.graph.nodes.some((n) => n.name === 'exp'));
   assert.ok(m.graph.nodes.some((n) => n.name === 'relu'));
-  assert.deepEqual(m.graph.inputs.map((v) => v.name), ['x']);
+  assert.deepEqual(
+    m.graph.inputs.map((v) => v.name),
+    ['x'],
+  );
 });
 
 test('graph: replace uses, rename values, insert nodes, unique names', () => {
   const m = chain();
-  insertNodes(m.graph, [{ name: 'tanh', opType: 'Tanh', domain: '', inputs: ['x'], outputs: ['t'], attributes: {} }], { after: 'relu' });
+  insertNodes(m.graph, [{ name: 'tanh', opType: 'Tanh', domain: '', inputs: ['x'], outputs: ['t'], attributes: {} }], {
+    after: 'relu',
+  });
   assert.equal(m.graph.nodes[1]!.name, 'tanh');
   replaceAllUses(m.graph, 'a', 't');
-  assert.deepEqual(indexGraph(m.graph).consumers('t').map((n) => n.name), ['neg', 'if']);
+  assert.deepEqual(
+    indexGraph(m.graph)
+      .consumers('t')
+      .map((n) => n.name),
+    ['neg', 'if'],
+  );
   assert.deepEqual(indexGraph(m.graph).consumers('a'), []);
   renameValue(m.graph, 'b', 'out');
   assert.ok(m.graph.outputs.some((o) => o.name === 'out'));
@@ -93,7 +135,10 @@ test('graph: clones are independent in structure and share data unless asked', (
   g.nodes[0]!.inputs[0] = 'changed';
   (g.nodes.find((n) => n.name === 'if')!.attributes.then_branch!.value as { name: string }).name = 'changed';
   assert.equal(m.graph.nodes[0]!.inputs[0], 'x');
-  assert.equal((m.graph.nodes.find((n) => n.name === 'if')!.attributes.then_branch!.value as { name: string }).name, 'then');
+  assert.equal(
+    (m.graph.nodes.find((n) => n.name === 'if')!.attributes.then_branch!.value as { name: string }).name,
+    'then',
+  );
   assert.equal(g.initializers.at(-1)!.data, m.graph.initializers.at(-1)!.data);
   assert.notEqual(cloneGraph(m.graph, { copyData: true }).initializers.at(-1)!.data, m.graph.initializers.at(-1)!.data);
   assert.deepEqual(decodeModel(encodeModel(cloneModel(m))), decodeModel(encodeModel(m)));
@@ -112,13 +157,23 @@ test('graph: opsetOf and summarize', () => {
   assert.equal(opsetOf(m, 'other'), undefined);
   const s = summarize(m);
   assert.deepEqual(s.opCounts, { Add: 1, Cast: 1, Identity: 1, MatMul: 1 });
-  assert.deepEqual(s.parameters, { count: 20, bytes: 72, byType: { float32: { count: 16, bytes: 64 }, float16: { count: 4, bytes: 8 } } });
-  assert.deepEqual(s.inputs.map((v) => v.name), ['x']);
+  assert.deepEqual(s.parameters, {
+    count: 20,
+    bytes: 72,
+    byType: { float32: { count: 16, bytes: 64 }, float16: { count: 4, bytes: 8 } },
+  });
+  assert.deepEqual(
+    s.inputs.map((v) => v.name),
+    ['x'],
+  );
   assert.match(formatSummary(s), /x: float32\[n, 4\]/);
 });
 
 test('graph: the fixture UNet sorts stably and has no dead nodes', (t) => {
-  if (!existsSync(FIXTURE)) { t.skip(`${FIXTURE} not found`); return; }
+  if (!existsSync(FIXTURE)) {
+    t.skip(`${FIXTURE} not found`);
+    return;
+  }
   const m = decodeModel(readFileSync(`${FIXTURE}/unet/model.onnx`));
   assert.deepEqual(topologicalSort(m.graph), m.graph.nodes);
   const s = summarize(m);

@@ -16,7 +16,9 @@ import { diffusersLoop } from './reference-loop.js';
 import { maxAbsDiff, testFrame } from './tiny-model.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
-const skip = existsSync(`${FIXTURE}/reference.json`) ? false : `${FIXTURE} is absent (the shared fixtures live beside the repo)`;
+const skip = existsSync(`${FIXTURE}/reference.json`)
+  ? false
+  : `${FIXTURE} is absent (the shared fixtures live beside the repo)`;
 let runtime: Runtime;
 let model: StableDiffusionModel;
 
@@ -25,7 +27,10 @@ before(async () => {
   runtime = await openRuntime({ ep: 'cpu' });
   model = await loadModelFolder(FIXTURE, runtime);
 });
-after(async () => { await model?.release(); await runtime?.close(); });
+after(async () => {
+  await model?.release();
+  await runtime?.close();
+});
 
 test('the fixture takes multiples of 16 (factor 2 × 8) and noise [1,4,H/2,W/2]', { skip }, () => {
   assert.equal(sizeMultiple(model), 16);
@@ -35,10 +40,22 @@ test('the fixture takes multiples of 16 (factor 2 × 8) and noise [1,4,H/2,W/2]'
 test('img2img on the reference export equals the diffusers loop and keeps the input size', { skip }, async () => {
   const frame = testFrame(32, 32, 9);
   const noise = new Rng(1).normalArray(4 * 16 * 16);
-  const o = { prompt: 'an oil painting of a harbour', negative: 'low quality', strength: 0.6, steps: 10, guidance: 7.5, noise };
+  const o = {
+    prompt: 'an oil painting of a harbour',
+    negative: 'low quality',
+    strength: 0.6,
+    steps: 10,
+    guidance: 7.5,
+    noise,
+  };
   const want = await diffusersLoop(model, frame, o);
   const [got] = await img2img(model, runtime, [frame], {
-    prompt: o.prompt, negativePrompt: o.negative, strength: o.strength, steps: o.steps, guidance: o.guidance, noise: float32([1, 4, 16, 16], noise),
+    prompt: o.prompt,
+    negativePrompt: o.negative,
+    strength: o.strength,
+    steps: o.steps,
+    guidance: o.guidance,
+    noise: float32([1, 4, 16, 16], noise),
   });
   assert.ok(maxAbsDiff(got!.data, want) < 1e-5, `${maxAbsDiff(got!.data, want)}`);
   const [odd] = await img2img(model, runtime, [testFrame(37, 21)], { prompt: 'x', steps: 4 });

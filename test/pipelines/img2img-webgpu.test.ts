@@ -11,7 +11,10 @@ import { img2img, stylizeFrames } from '../../src/pipelines/img2img.js';
 import { openRuntime, type Runtime } from '../../src/runtime/index.js';
 import { type TinySetup, maxAbsDiff, testFrame, tinySetup } from './tiny-model.js';
 
-const SKIP = process.env.VIDPRIOR_TEST_WEBGPU === '1' ? false : 'WebGPU tests run with VIDPRIOR_TEST_WEBGPU=1 (and a Vulkan driver, e.g. lavapipe)';
+const SKIP =
+  process.env.VIDPRIOR_TEST_WEBGPU === '1'
+    ? false
+    : 'WebGPU tests run with VIDPRIOR_TEST_WEBGPU=1 (and a Vulkan driver, e.g. lavapipe)';
 let setup: TinySetup;
 let gpu: Runtime;
 
@@ -20,21 +23,41 @@ before(async () => {
   setup = await tinySetup();
   gpu = await openRuntime({ ep: 'webgpu' });
 });
-after(async () => { await gpu?.close(); await setup?.close(); });
+after(async () => {
+  await gpu?.close();
+  await setup?.close();
+});
 
 test('webgpu: GPU-resident latents agree with the CPU host loop (float32 and float16)', { skip: SKIP }, async () => {
   const frames = [testFrame(64, 64, 1), testFrame(64, 64, 2)];
   const opts = { prompt: 'a charcoal drawing', steps: 8, strength: 0.5, batch: 2 };
-  for (const [name, dtype, tol] of [['fp32', 'float32', 1e-3], ['fp16', 'float16', 0.1]] as const) {
+  for (const [name, dtype, tol] of [
+    ['fp32', 'float32', 1e-3],
+    ['fp16', 'float16', 0.1],
+  ] as const) {
     const cpuModel = await setup.model(name, { dtype });
     const want = await img2img(cpuModel, setup.runtime, frames, { ...opts, latentsOnDevice: false });
-    const model = await loadModelFolder(setup.folder(name), gpu, { sessionOptions: { unet: { keepOutputsOnGpu: true } } });
+    const model = await loadModelFolder(setup.folder(name), gpu, {
+      sessionOptions: { unet: { keepOutputsOnGpu: true } },
+    });
     try {
       const source = { count: 2, width: 64, height: 64, read: (i: number) => frames[i]! };
       const got: Float32Array[] = [];
-      const summary = await stylizeFrames(model, gpu, source, (i, img) => { got[i] = img.data; }, opts);
+      const summary = await stylizeFrames(
+        model,
+        gpu,
+        source,
+        (i, img) => {
+          got[i] = img.data;
+        },
+        opts,
+      );
       assert.equal(summary.loop, 'device');
-      for (let i = 0; i < 2; i++) assert.ok(maxAbsDiff(got[i]!, want[i]!.data) < tol, `${name} frame ${i}: ${maxAbsDiff(got[i]!, want[i]!.data)}`);
+      for (let i = 0; i < 2; i++)
+        assert.ok(
+          maxAbsDiff(got[i]!, want[i]!.data) < tol,
+          `${name} frame ${i}: ${maxAbsDiff(got[i]!, want[i]!.data)}`,
+        );
     } finally {
       await model.release();
     }

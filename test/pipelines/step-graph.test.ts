@@ -15,8 +15,12 @@ import { type Tensor, asFloat32, castFloat, float32, fromFloat16, toFloat16 } fr
 import { maxAbsDiff } from './tiny-model.js';
 
 let runtime: Runtime;
-before(async () => { runtime = await openRuntime({ ep: 'cpu' }); });
-after(async () => { await runtime?.close(); });
+before(async () => {
+  runtime = await openRuntime({ ep: 'cpu' });
+});
+after(async () => {
+  await runtime?.close();
+});
 
 test('guidance takes the unconditional half first: u + g·(c − u)', () => {
   const pred = Float32Array.from([1, 2, 3, 5, 7, 11]); // u = [1,2,3], c = [5,7,11]
@@ -27,7 +31,15 @@ test('guidance takes the unconditional half first: u + g·(c − u)', () => {
 
 for (const prediction of ['epsilon', 'v_prediction', 'sample'] as PredictionType[]) {
   test(`step graph = host guidance + DDIM step (${prediction})`, async () => {
-    const scheduler = new DdimScheduler({ beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, set_alpha_to_one: false, steps_offset: 1, clip_sample: false, prediction_type: prediction });
+    const scheduler = new DdimScheduler({
+      beta_schedule: 'scaled_linear',
+      beta_start: 0.00085,
+      beta_end: 0.012,
+      set_alpha_to_one: false,
+      steps_offset: 1,
+      clip_sample: false,
+      prediction_type: prediction,
+    });
     const schedule = scheduler.setTimesteps(20);
     const rng = new Rng(42);
     const dims = [2, 4, 8, 8];
@@ -35,17 +47,27 @@ for (const prediction of ['epsilon', 'v_prediction', 'sample'] as PredictionType
     const x = rng.normalArray(n);
     for (const guidance of [null, 7.5]) {
       for (const unetType of ['float32', 'float16'] as const) {
-        const session = await runtime.createSession(buildStepGraph({ guidance: guidance !== null, prediction, unetType }), { label: 'step' });
+        const session = await runtime.createSession(
+          buildStepGraph({ guidance: guidance !== null, prediction, unetType }),
+          { label: 'step' },
+        );
         try {
           for (const t of [schedule[0]!, schedule[10]!, schedule[schedule.length - 1]!]) {
             let out = rng.normalArray(guidance !== null ? 2 * n : n);
             if (unetType === 'float16') out = fromFloat16(toFloat16(out)); // what the host sees of a half output
             const modelOutput: Tensor = castFloat(float32([guidance !== null ? 4 : 2, 4, 8, 8], out), unetType);
-            const got = await session.run({ [STEP_IO.latents]: float32(dims, x), [STEP_IO.modelOutput]: modelOutput, ...stepScalars(scheduler, t, guidance) });
+            const got = await session.run({
+              [STEP_IO.latents]: float32(dims, x),
+              [STEP_IO.modelOutput]: modelOutput,
+              ...stepScalars(scheduler, t, guidance),
+            });
             const eps = guidance !== null ? applyGuidance(out, guidance) : out;
             const want = scheduler.step(eps, t, x).prevSample;
             const next = asFloat32(got[STEP_IO.nextLatents] as Tensor).data;
-            assert.ok(maxAbsDiff(next, want) <= 1e-6, `${prediction} ${unetType} g=${guidance} t=${t}: ${maxAbsDiff(next, want)}`);
+            assert.ok(
+              maxAbsDiff(next, want) <= 1e-6,
+              `${prediction} ${unetType} g=${guidance} t=${t}: ${maxAbsDiff(next, want)}`,
+            );
             const unetIn = got[STEP_IO.nextUnetSample] as Tensor;
             assert.equal(unetIn.type, unetType);
             assert.deepEqual(unetIn.dims, guidance !== null ? [4, 4, 8, 8] : dims);

@@ -12,7 +12,10 @@ const spec = readFileSync('protocol/PROTOCOL.md', 'utf8');
 
 test('PROTOCOL.md lists every error code with its meaning', () => {
   for (const [code, meaning] of Object.entries(ERROR_CODES)) {
-    assert.ok(spec.includes(`| \`${code}\` | ${meaning} |`), `${code} missing or its meaning differs from src/errors.ts`);
+    assert.ok(
+      spec.includes(`| \`${code}\` | ${meaning} |`),
+      `${code} missing or its meaning differs from src/errors.ts`,
+    );
   }
 });
 
@@ -22,17 +25,24 @@ test('PROTOCOL.md describes every message type and job parameter', () => {
   }
   for (const kind of JOB_KINDS) {
     assert.ok(spec.includes(`**${kind}**`), `job kind ${kind} has no parameter section`);
-    for (const name of Object.keys(describeParams(kind))) assert.ok(spec.includes(`\`${name}\``), `parameter ${kind}.${name} is not in the spec`);
+    for (const name of Object.keys(describeParams(kind)))
+      assert.ok(spec.includes(`\`${name}\``), `parameter ${kind}.${name} is not in the spec`);
   }
 });
 
 test('protocol/examples/*.json are current, validate for their direction and match the encoder byte for byte', () => {
   const files = exampleFiles();
-  const onDisk = readdirSync('protocol/examples').filter((f) => f.endsWith('.json')).sort();
+  const onDisk = readdirSync('protocol/examples')
+    .filter((f) => f.endsWith('.json'))
+    .sort();
   assert.deepEqual(onDisk, [...files.keys()].sort(), 'example files differ: run node dist/protocol/write-examples.js');
   const seen = new Set<string>();
   for (const [name, text] of files) {
-    assert.equal(readFileSync(`protocol/examples/${name}`, 'utf8'), text, `${name} is stale: run node dist/protocol/write-examples.js`);
+    assert.equal(
+      readFileSync(`protocol/examples/${name}`, 'utf8'),
+      text,
+      `${name} is stale: run node dist/protocol/write-examples.js`,
+    );
     for (const step of JSON.parse(text).steps) {
       const message = fromJsonValue(step.message) as { type: string };
       const parsed = step.from === 'client' ? parseClientMessage(message) : parseServerMessage(message);

@@ -26,7 +26,12 @@ export function identityModelOf(type: ElemType): Uint8Array {
 }
 
 /** y = x·W + b with x [batch, 4] float32: fixed seeded weights, so the expected output is computable. */
-export function linearModel(): { bytes: Uint8Array; w: Float32Array; bias: Float32Array; model: ReturnType<GraphBuilder['build']> } {
+export function linearModel(): {
+  bytes: Uint8Array;
+  w: Float32Array;
+  bias: Float32Array;
+  model: ReturnType<GraphBuilder['build']>;
+} {
   const rng = new Rng(7);
   const w = Float32Array.from({ length: 4 * 3 }, () => rng.normal());
   const bias = Float32Array.from({ length: 3 }, () => rng.normal());
@@ -34,7 +39,10 @@ export function linearModel(): { bytes: Uint8Array; w: Float32Array; bias: Float
   const x = b.input('x', 'float32', ['batch', 4]);
   const wName = b.initializer('w', 'float32', [4, 3], w);
   const bName = b.initializer('b', 'float32', [3], bias);
-  b.output(b.op('Add', [b.op('MatMul', [x, wName]), bName], {}, { outputs: ['y'] }), undefined, 'float32', ['batch', 3]);
+  b.output(b.op('Add', [b.op('MatMul', [x, wName]), bName], {}, { outputs: ['y'] }), undefined, 'float32', [
+    'batch',
+    3,
+  ]);
   const model = b.build();
   return { bytes: encodeModel(model), w, bias, model };
 }
@@ -60,7 +68,12 @@ export function heavyModel(n: number, steps: number): Uint8Array {
   const rng = new Rng(3);
   const b = new GraphBuilder('heavy', { opset: 17 });
   let v = b.input('x', 'float32', [n, n]);
-  const w = b.initializer('w', 'float32', [n, n], Float32Array.from({ length: n * n }, () => rng.normal() / Math.sqrt(n)));
+  const w = b.initializer(
+    'w',
+    'float32',
+    [n, n],
+    Float32Array.from({ length: n * n }, () => rng.normal() / Math.sqrt(n)),
+  );
   for (let i = 0; i < steps; i++) v = b.op('Tanh', [b.op('MatMul', [v, w])]);
   b.output(b.op('Identity', [v], {}, { outputs: ['y'] }), undefined, 'float32', [n, n]);
   return encodeModel(b.build());
@@ -79,9 +92,14 @@ export function matmulModel(): Uint8Array {
 
 export const FIXTURE_DIR = join('..', 'shared', 'fixtures', 'tiny-sd-torch');
 export const hasFixture = existsSync(join(FIXTURE_DIR, 'reference.json'));
-export const FIXTURE_SKIP = hasFixture ? false : `../shared/fixtures/tiny-sd-torch is absent (run from the repo root beside ../shared)`;
+export const FIXTURE_SKIP = hasFixture
+  ? false
+  : `../shared/fixtures/tiny-sd-torch is absent (run from the repo root beside ../shared)`;
 
-interface RefArray { shape: number[]; data: number[] }
+interface RefArray {
+  shape: number[];
+  data: number[];
+}
 let reference: Record<string, RefArray> | null = null;
 
 export function fixtureRef(name: string): { dims: number[]; data: Float32Array } {

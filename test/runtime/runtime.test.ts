@@ -9,20 +9,34 @@ import { cudaProviderLibrary, gpuDeviceNodes } from '../../src/runtime/providers
 import { type Runtime, type Session, isGpuTensor, openRuntime } from '../../src/runtime/index.js';
 import { type Tensor, float32, fromFloat16, int64, toFloat16, tensor } from '../../src/tensor.js';
 import {
-  FIXTURE_DIR, FIXTURE_SKIP, binarySelfModel, fixtureRef, heavyModel, identityModelOf, linearModel, linearReference,
-  matmulModel, maxAbsDiff,
+  FIXTURE_DIR,
+  FIXTURE_SKIP,
+  binarySelfModel,
+  fixtureRef,
+  heavyModel,
+  identityModelOf,
+  linearModel,
+  linearReference,
+  matmulModel,
+  maxAbsDiff,
 } from './models.js';
 
 let rt: Runtime;
-before(async () => { rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 }); });
-after(async () => { await rt.close(); });
+before(async () => {
+  rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 });
+});
+after(async () => {
+  await rt.close();
+});
 
-const isCode = (code: string, ...words: string[]) => (err: unknown) => {
-  assert.ok(err instanceof VidpriorError, `expected a VidpriorError, got ${String(err)}`);
-  assert.equal(err.code, code, err.message);
-  for (const w of words) assert.ok(err.message.includes(w), `message "${err.message}" should mention "${w}"`);
-  return true;
-};
+const isCode =
+  (code: string, ...words: string[]) =>
+  (err: unknown) => {
+    assert.ok(err instanceof VidpriorError, `expected a VidpriorError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    for (const w of words) assert.ok(err.message.includes(w), `message "${err.message}" should mention "${w}"`);
+    return true;
+  };
 
 test('cpu: a linear model from bytes matches a hand computation, and reports its inputs/outputs', async () => {
   const { bytes, w, bias } = linearModel();
@@ -45,7 +59,7 @@ test('cpu: transferFeeds moves the input buffer instead of copying it', async ()
   const data = Float32Array.from([1, 2, 3]);
   const { y } = await s.run({ x: float32([3], data) }, undefined, { transferFeeds: true });
   assert.deepEqual([...(y as Tensor).data], [1, 2, 3]);
-  assert.equal(data.length, 0, 'the caller\'s array is detached');
+  assert.equal(data.length, 0, "the caller's array is detached");
   // A view into a larger buffer is cut out and sent alone; the caller's buffer stays intact.
   const big = Float32Array.from([9, 8, 7, 6]);
   const r = await s.run({ x: float32([2], big.subarray(1, 3)) }, undefined, { transferFeeds: true });
@@ -78,7 +92,7 @@ test('cpu: float16, int64, int32, uint8 and bool tensors go in and out', async (
     const s = await rt.createSession(identityModelOf(t.type));
     const out = (await s.run({ x: t })).y as Tensor;
     assert.equal(out.type, t.type);
-    assert.deepEqual([...out.data as Uint8Array], [...t.data as Uint8Array], t.type);
+    assert.deepEqual([...(out.data as Uint8Array)], [...(t.data as Uint8Array)], t.type);
     await s.release();
   }
   await f16.release();
@@ -92,8 +106,14 @@ test('cpu: bad feeds get errors that name the session and the input', async () =
   await assert.rejects(s.run({}), isCode('E_MODEL_INPUT', "'x'", 'missing'));
   await assert.rejects(s.run({ x: float32([1, 5]) }), isCode('E_MODEL_INPUT', "'x'", '[1, 5]', '[batch, 4]'));
   await assert.rejects(s.run({ x: float32([4]) }), isCode('E_MODEL_INPUT', "'x'"));
-  await assert.rejects(s.run({ x: tensor('float16', [1, 4], new Uint16Array(4)) }), isCode('E_MODEL_INPUT', "'x'", 'float32', 'float16'));
-  await assert.rejects(s.run({ x: { type: 'float32', dims: [2, 4], data: new Float32Array(4) } }), isCode('E_SHAPE', "'x'"));
+  await assert.rejects(
+    s.run({ x: tensor('float16', [1, 4], new Uint16Array(4)) }),
+    isCode('E_MODEL_INPUT', "'x'", 'float32', 'float16'),
+  );
+  await assert.rejects(
+    s.run({ x: { type: 'float32', dims: [2, 4], data: new Float32Array(4) } }),
+    isCode('E_SHAPE', "'x'"),
+  );
   await assert.rejects(s.run({ x }, ['z']), isCode('E_MODEL_INPUT', "'z'"));
   // Shapes only ORT can check (symbolic inner dims) become E_RUNTIME with the label and ORT's message.
   const mm = await rt.createSession(matmulModel(), { label: 'mm' });
@@ -103,7 +123,10 @@ test('cpu: bad feeds get errors that name the session and the input', async () =
 });
 
 test('cpu: bad model files get errors naming the file', async () => {
-  await assert.rejects(rt.createSession('/nonexistent/unet/model.onnx'), isCode('E_MODEL_MISSING', '/nonexistent/unet/model.onnx'));
+  await assert.rejects(
+    rt.createSession('/nonexistent/unet/model.onnx'),
+    isCode('E_MODEL_MISSING', '/nonexistent/unet/model.onnx'),
+  );
   const dir = mkdtempSync(join(tmpdir(), 'vidprior-rt-'));
   try {
     const bogus = join(dir, 'broken.onnx');
@@ -130,7 +153,9 @@ test('cpu: external data loads from a path and from bytes + externalData entries
     assert.ok(maxAbsDiff(await y(fromPath), expected) < 1e-5);
     const bytes = readFileSync(path);
     const weights = join(dir, 'weights.bin');
-    const fromBytes = await rt.createSession(bytes, { externalData: [{ path: 'weights.bin', data: readFileSync(weights) }] });
+    const fromBytes = await rt.createSession(bytes, {
+      externalData: [{ path: 'weights.bin', data: readFileSync(weights) }],
+    });
     assert.ok(maxAbsDiff(await y(fromBytes), expected) < 1e-5);
     const fromBytesPath = await rt.createSession(bytes, { externalData: [{ path: 'weights.bin', data: weights }] });
     assert.ok(maxAbsDiff(await y(fromBytesPath), expected) < 1e-5);
@@ -141,11 +166,20 @@ test('cpu: external data loads from a path and from bytes + externalData entries
 });
 
 test('cpu: keepOutputsOnGpu is ignored on the CPU provider (host tensors come back)', async () => {
-  const s = await rt.createSession(identityModelOf('float32'), { keepOutputsOnGpu: true, disabledOptimizers: ['CommonSubexpressionElimination'], graphOptimization: 'basic', disallowCpuFallback: true, freeDimensionOverrides: { n: 2 } });
+  const s = await rt.createSession(identityModelOf('float32'), {
+    keepOutputsOnGpu: true,
+    disabledOptimizers: ['CommonSubexpressionElimination'],
+    graphOptimization: 'basic',
+    disallowCpuFallback: true,
+    freeDimensionOverrides: { n: 2 },
+  });
   const { y } = await s.run({ x: float32([2], [4, 5]) });
   assert.ok(!isGpuTensor(y));
   assert.deepEqual([...(y as Tensor).data], [4, 5]);
-  await assert.rejects(rt.createSession(identityModelOf('float32'), { keepOutputsOnGpu: ['nope'] }), isCode('E_MODEL_INPUT', "'nope'"));
+  await assert.rejects(
+    rt.createSession(identityModelOf('float32'), { keepOutputsOnGpu: ['nope'] }),
+    isCode('E_MODEL_INPUT', "'nope'"),
+  );
   // read/upload/dispose accept host tensors, so code written for GPU-resident tensors runs here unchanged.
   const host = float32([1], [3]);
   assert.equal(await rt.upload(host), host);
@@ -156,20 +190,31 @@ test('cpu: keepOutputsOnGpu is ignored on the CPU provider (host tensors come ba
 
 test('the main event loop keeps ticking while the worker runs a heavy model', async () => {
   const s = await rt.createSession(heavyModel(384, 24), { label: 'heavy' });
-  const x = float32([384, 384], Float32Array.from({ length: 384 * 384 }, (_, i) => Math.sin(i)));
+  const x = float32(
+    [384, 384],
+    Float32Array.from({ length: 384 * 384 }, (_, i) => Math.sin(i)),
+  );
   await s.run({ x }); // warm up (allocations, kernel selection)
   let ticks = 0;
-  const timer = setInterval(() => { ticks++; }, 2);
+  const timer = setInterval(() => {
+    ticks++;
+  }, 2);
   // Keep the worker busy for at least 150 ms, whatever the machine's speed (the gaps between runs are tiny).
   const t0 = performance.now();
   let runs = 0;
-  while (performance.now() - t0 < 150) { await s.run({ x }); runs++; }
+  while (performance.now() - t0 < 150) {
+    await s.run({ x });
+    runs++;
+  }
   const ms = performance.now() - t0;
   clearInterval(timer);
   await s.release();
   // If run() blocked the main thread, ticks could only happen in the gaps between runs.
   const expected = ms / 2;
-  assert.ok(ticks >= Math.max(3, runs * 2, expected / 4), `${ticks} ticks of a 2 ms interval during ${runs} runs in ${ms.toFixed(0)} ms`);
+  assert.ok(
+    ticks >= Math.max(3, runs * 2, expected / 4),
+    `${ticks} ticks of a 2 ms interval during ${runs} runs in ${ms.toFixed(0)} ms`,
+  );
 });
 
 test('a worker that dies rejects pending requests and marks the runtime dead', async () => {
@@ -213,12 +258,17 @@ test('auto picks the provider this machine has and says why; a missing CUDA is E
     await auto.close();
   }
   if (!cudaInstalled) {
-    await assert.rejects(openRuntime({ ep: 'cuda' }), isCode('E_EP_UNAVAILABLE', 'libonnxruntime_providers_cuda', 'README'));
+    await assert.rejects(
+      openRuntime({ ep: 'cuda' }),
+      isCode('E_EP_UNAVAILABLE', 'libonnxruntime_providers_cuda', 'README'),
+    );
   }
   await assert.rejects(openRuntime({ ep: 'tpu' as never }), isCode('E_BAD_REQUEST', 'tpu'));
 });
 
-test('fixture: the VAE decoder exported by diffusers matches its reference to 1e-4', { skip: FIXTURE_SKIP }, async () => {
+test('fixture: the VAE decoder exported by diffusers matches its reference to 1e-4', {
+  skip: FIXTURE_SKIP,
+}, async () => {
   const s = await rt.createSession(join(FIXTURE_DIR, 'vae_decoder', 'model.onnx'));
   assert.equal(s.label, 'vae_decoder');
   assert.deepEqual(s.inputs[0], { name: 'latent_sample', type: 'float32', dims: ['batch', 4, 'height', 'width'] });
@@ -232,11 +282,22 @@ test('fixture: the VAE decoder exported by diffusers matches its reference to 1e
 
 test('fixture: the UNet (int64 timestep) matches its reference to 1e-4', { skip: FIXTURE_SKIP }, async () => {
   const s = await rt.createSession(join(FIXTURE_DIR, 'unet', 'model.onnx'));
-  assert.deepEqual(s.inputs.map((i) => [i.name, i.type]), [['sample', 'float32'], ['timestep', 'int64'], ['encoder_hidden_states', 'float32']]);
+  assert.deepEqual(
+    s.inputs.map((i) => [i.name, i.type]),
+    [
+      ['sample', 'float32'],
+      ['timestep', 'int64'],
+      ['encoder_hidden_states', 'float32'],
+    ],
+  );
   const x = fixtureRef('unet_x');
   const ctx = fixtureRef('te_hidden');
   const eps = fixtureRef('unet_eps');
-  const { out_sample } = await s.run({ sample: float32(x.dims, x.data), timestep: int64([1], [500]), encoder_hidden_states: float32(ctx.dims, ctx.data) });
+  const { out_sample } = await s.run({
+    sample: float32(x.dims, x.data),
+    timestep: int64([1], [500]),
+    encoder_hidden_states: float32(ctx.dims, ctx.data),
+  });
   assert.ok(maxAbsDiff((out_sample as Tensor).data as Float32Array, eps.data) < 1e-4);
   await s.release();
 });

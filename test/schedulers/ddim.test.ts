@@ -11,7 +11,16 @@ import { Rng } from '../../src/random.js';
 const REF = JSON.parse(readFileSync('test/schedulers/ddim-reference.json', 'utf8')) as Record<string, unknown>;
 const x = Float32Array.from(REF.x as number[]);
 const e = Float32Array.from(REF.e as number[]);
-const SD = { num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', set_alpha_to_one: false, steps_offset: 1, prediction_type: 'epsilon', clip_sample: false } as const;
+const SD = {
+  num_train_timesteps: 1000,
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  set_alpha_to_one: false,
+  steps_offset: 1,
+  prediction_type: 'epsilon',
+  clip_sample: false,
+} as const;
 
 /** Max |a−b| / (|b| + floor). */
 function close(actual: ArrayLike<number>, expected: ArrayLike<number>, rel: number, what: string, floor = 1e-3): void {
@@ -57,17 +66,26 @@ test('a 50-step loop stays on the reference', () => {
   let lat: Float32Array = x;
   for (const t of s.setTimesteps(50)) {
     // the fake model of the reference script, in float32: 0.1·x + 0.05·e
-    const mo = lat.map((v, i) => Math.fround(Math.fround(Math.fround(0.1) * v) + Math.fround(Math.fround(0.05) * e[i]!)));
+    const mo = lat.map((v, i) =>
+      Math.fround(Math.fround(Math.fround(0.1) * v) + Math.fround(Math.fround(0.05) * e[i]!)),
+    );
     lat = s.step(mo, t, lat).prevSample;
   }
   close(lat, REF.sd_loop_50 as number[], 1e-7, '50-step loop');
 });
 
 test('v-prediction, trailing spacing and zero-terminal-SNR rescaling match the reference', () => {
-  const s = new DdimScheduler({ ...SD, prediction_type: 'v_prediction', timestep_spacing: 'trailing', rescale_betas_zero_snr: true, set_alpha_to_one: true });
+  const s = new DdimScheduler({
+    ...SD,
+    prediction_type: 'v_prediction',
+    timestep_spacing: 'trailing',
+    rescale_betas_zero_snr: true,
+    set_alpha_to_one: true,
+  });
   close(...alphasAt(s, REF.zsnr_alphas_cumprod as Record<string, number>), 1e-7, 'zero-SNR alphas_cumprod', 1e-9);
   assert.equal(s.alphasCumprod[999], 0);
-  for (const [n, ts] of Object.entries(REF.trailing_timesteps as Record<string, number[]>)) assert.deepEqual(s.setTimesteps(Number(n)), ts, `trailing ${n}`);
+  for (const [n, ts] of Object.entries(REF.trailing_timesteps as Record<string, number[]>))
+    assert.deepEqual(s.setTimesteps(Number(n)), ts, `trailing ${n}`);
   s.setTimesteps(10);
   close(s.step(e, 999, x).prevSample, REF.v_step_999 as number[], 1e-7, 'v-prediction step at t=999');
 });
@@ -75,11 +93,29 @@ test('v-prediction, trailing spacing and zero-terminal-SNR rescaling match the r
 test('sample prediction with clip_sample, linear and cosine schedules, linspace spacing', () => {
   const s = new DdimScheduler({ ...SD, prediction_type: 'sample', clip_sample: true, clip_sample_range: 1 });
   s.setTimesteps(50);
-  close(s.step(x.map((v) => v * 2), 481, x).prevSample, REF.sample_clip_step_481 as number[], 1e-7, 'sample + clip');
-  const lin = { num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02, beta_schedule: 'linear', set_alpha_to_one: true, steps_offset: 0, timestep_spacing: 'linspace' } as const;
+  close(
+    s.step(
+      x.map((v) => v * 2),
+      481,
+      x,
+    ).prevSample,
+    REF.sample_clip_step_481 as number[],
+    1e-7,
+    'sample + clip',
+  );
+  const lin = {
+    num_train_timesteps: 1000,
+    beta_start: 0.0001,
+    beta_end: 0.02,
+    beta_schedule: 'linear',
+    set_alpha_to_one: true,
+    steps_offset: 0,
+    timestep_spacing: 'linspace',
+  } as const;
   const l = new DdimScheduler(lin);
   close(...alphasAt(l, REF.linear_alphas_cumprod as Record<string, number>), 1e-7, 'linear alphas_cumprod', 0);
-  for (const [n, ts] of Object.entries(REF.linspace_timesteps as Record<string, number[]>)) assert.deepEqual(l.setTimesteps(Number(n)), ts, `linspace ${n}`);
+  for (const [n, ts] of Object.entries(REF.linspace_timesteps as Record<string, number[]>))
+    assert.deepEqual(l.setTimesteps(Number(n)), ts, `linspace ${n}`);
   const c = new DdimScheduler({ ...lin, beta_schedule: 'squaredcos_cap_v2' });
   close(...alphasAt(c, REF.cosine_alphas_cumprod as Record<string, number>), 1e-7, 'cosine alphas_cumprod', 1e-12);
 });
@@ -88,7 +124,10 @@ test('torch-style float32 linspace: exact ends, symmetric halves', () => {
   const v = linspaceF32(0.1, 0.9, 5);
   assert.equal(v[0], Math.fround(0.1));
   assert.equal(v[4], Math.fround(0.9));
-  assert.equal(v[2], Math.fround(Math.fround(0.9) - Math.fround(2 * Math.fround(Math.fround(Math.fround(0.9) - Math.fround(0.1)) / 4))));
+  assert.equal(
+    v[2],
+    Math.fround(Math.fround(0.9) - Math.fround(2 * Math.fround(Math.fround(Math.fround(0.9) - Math.fround(0.1)) / 4))),
+  );
 });
 
 test('img2img timestep slicing follows get_timesteps (int(n·strength) steps from the end)', () => {
@@ -101,23 +140,53 @@ test('img2img timestep slicing follows get_timesteps (int(n·strength) steps fro
   assert.equal(r.latentTimestep, 421);
   assert.equal(img2imgTimesteps(all, 50, 1).latentTimestep, 981);
   assert.equal(img2imgTimesteps(all, 50, 0.75).numSteps, 37);
-  assert.throws(() => img2imgTimesteps(all, 50, 0.01), (err: unknown) => err instanceof VidpriorError && err.code === 'E_BAD_REQUEST' && /0\.01/.test(err.message));
-  assert.throws(() => img2imgTimesteps(all, 50, 1.5), (err: unknown) => err instanceof VidpriorError && /strength/.test(err.message));
+  assert.throws(
+    () => img2imgTimesteps(all, 50, 0.01),
+    (err: unknown) => err instanceof VidpriorError && err.code === 'E_BAD_REQUEST' && /0\.01/.test(err.message),
+  );
+  assert.throws(
+    () => img2imgTimesteps(all, 50, 1.5),
+    (err: unknown) => err instanceof VidpriorError && /strength/.test(err.message),
+  );
 });
 
 test('bad configs and arguments get errors that name the value', () => {
-  assert.throws(() => new DdimScheduler({ beta_schedule: 'cubic' as never }), (err: unknown) => err instanceof VidpriorError && /cubic/.test(err.message));
-  assert.throws(() => new DdimScheduler({ prediction_type: 'x0' as never }), (err: unknown) => err instanceof VidpriorError && /x0/.test(err.message));
+  assert.throws(
+    () => new DdimScheduler({ beta_schedule: 'cubic' as never }),
+    (err: unknown) => err instanceof VidpriorError && /cubic/.test(err.message),
+  );
+  assert.throws(
+    () => new DdimScheduler({ prediction_type: 'x0' as never }),
+    (err: unknown) => err instanceof VidpriorError && /x0/.test(err.message),
+  );
   const s = new DdimScheduler(SD);
-  assert.throws(() => s.setTimesteps(0), (err: unknown) => err instanceof VidpriorError && err.code === 'E_BAD_REQUEST');
-  assert.throws(() => s.setTimesteps(1001), (err: unknown) => err instanceof VidpriorError && /1001/.test(err.message));
-  assert.throws(() => s.step(e, 961, x), (err: unknown) => err instanceof VidpriorError && /setTimesteps/.test(err.message));
+  assert.throws(
+    () => s.setTimesteps(0),
+    (err: unknown) => err instanceof VidpriorError && err.code === 'E_BAD_REQUEST',
+  );
+  assert.throws(
+    () => s.setTimesteps(1001),
+    (err: unknown) => err instanceof VidpriorError && /1001/.test(err.message),
+  );
+  assert.throws(
+    () => s.step(e, 961, x),
+    (err: unknown) => err instanceof VidpriorError && /setTimesteps/.test(err.message),
+  );
   s.setTimesteps(50);
-  assert.throws(() => s.step(e.subarray(1), 961, x), (err: unknown) => err instanceof VidpriorError && err.code === 'E_SHAPE');
+  assert.throws(
+    () => s.step(e.subarray(1), 961, x),
+    (err: unknown) => err instanceof VidpriorError && err.code === 'E_SHAPE',
+  );
 });
 
 test('dynamic thresholding clamps x̂₀ per sample to its quantile (sample_max_value bounds it)', () => {
-  const s = new DdimScheduler({ ...SD, prediction_type: 'sample', thresholding: true, sample_max_value: 1.5, dynamic_thresholding_ratio: 0.5 });
+  const s = new DdimScheduler({
+    ...SD,
+    prediction_type: 'sample',
+    thresholding: true,
+    sample_max_value: 1.5,
+    dynamic_thresholding_ratio: 0.5,
+  });
   s.setTimesteps(50);
   const big = Float32Array.from({ length: 8 }, (_, i) => (i - 3.5) * 1.0); // |x| = 3.5 2.5 1.5 .5 .5 1.5 2.5 3.5
   const { predOriginalSample } = s.step(big, 481, new Float32Array(8), { batch: 2 });
@@ -130,7 +199,20 @@ test('loading a model folder: DDIM config, foreign class (PNDM) and missing file
   try {
     mkdirSync(join(dir, 'scheduler'));
     const file = join(dir, 'scheduler', 'scheduler_config.json');
-    writeFileSync(file, JSON.stringify({ _class_name: 'PNDMScheduler', beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', num_train_timesteps: 1000, skip_prk_steps: true, set_alpha_to_one: false, steps_offset: 0, clip_sample: true }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        _class_name: 'PNDMScheduler',
+        beta_start: 0.00085,
+        beta_end: 0.012,
+        beta_schedule: 'scaled_linear',
+        num_train_timesteps: 1000,
+        skip_prk_steps: true,
+        set_alpha_to_one: false,
+        steps_offset: 0,
+        clip_sample: true,
+      }),
+    );
     const pndm = await loadScheduler(dir);
     assert.equal(pndm.className, 'PNDMScheduler');
     assert.equal(pndm.scheduler.config.steps_offset, 1);
@@ -141,7 +223,14 @@ test('loading a model folder: DDIM config, foreign class (PNDM) and missing file
     const raw = await loadScheduler(dir, { sdPipelineFixups: false });
     assert.equal(raw.scheduler.config.steps_offset, 0);
     writeFileSync(file, '{"beta_schedule": 3}');
-    await assert.rejects(loadScheduler(dir), (err: unknown) => err instanceof VidpriorError && err.code === 'E_MODEL_INPUT' && err.message.includes('beta_schedule') && err.message.includes(file));
+    await assert.rejects(
+      loadScheduler(dir),
+      (err: unknown) =>
+        err instanceof VidpriorError &&
+        err.code === 'E_MODEL_INPUT' &&
+        err.message.includes('beta_schedule') &&
+        err.message.includes(file),
+    );
     rmSync(join(dir, 'scheduler'), { recursive: true });
     const none = await loadScheduler(dir);
     assert.equal(none.file, null);
@@ -151,7 +240,11 @@ test('loading a model folder: DDIM config, foreign class (PNDM) and missing file
   }
 });
 
-test('the shared real export\'s scheduler config loads as DDIM', { skip: readable('../shared/fixtures/tiny-sd-torch/scheduler/scheduler_config.json') ? false : 'needs ../shared/fixtures' }, async () => {
+test("the shared real export's scheduler config loads as DDIM", {
+  skip: readable('../shared/fixtures/tiny-sd-torch/scheduler/scheduler_config.json')
+    ? false
+    : 'needs ../shared/fixtures',
+}, async () => {
   const { scheduler, className, notes } = await loadScheduler('../shared/fixtures/tiny-sd-torch');
   assert.equal(className, 'DDIMScheduler');
   assert.deepEqual(notes, []);
@@ -160,7 +253,12 @@ test('the shared real export\'s scheduler config loads as DDIM', { skip: readabl
 });
 
 function readable(p: string): boolean {
-  try { readFileSync(p); return true; } catch { return false; }
+  try {
+    readFileSync(p);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 test('a step count whose schedule passes the last training timestep is refused by name', () => {

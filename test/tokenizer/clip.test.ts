@@ -67,13 +67,21 @@ test('ids of the special tokens come from vocab.json', { skip }, async () => {
   assert.equal(tok.decode(tok.encode('A photo of a CAT!!').ids), 'a photo of a cat !!');
 });
 
-test('pad_token "!" from special_tokens_map.json pads with id 0 and splits "!" like the reference (diffusers #4153)', { skip }, async () => {
+test('pad_token "!" from special_tokens_map.json pads with id 0 and splits "!" like the reference (diffusers #4153)', {
+  skip,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vidprior-tok-'));
   try {
     copyFileSync(join(VOCAB_DIR, 'vocab.json'), join(dir, 'vocab.json'));
     copyFileSync(join(VOCAB_DIR, 'merges.txt'), join(dir, 'merges.txt'));
-    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 77, pad_token: '<|endoftext|>' }));
-    writeFileSync(join(dir, 'special_tokens_map.json'), JSON.stringify({ pad_token: { content: '!', lstrip: false, rstrip: false } }));
+    writeFileSync(
+      join(dir, 'tokenizer_config.json'),
+      JSON.stringify({ model_max_length: 77, pad_token: '<|endoftext|>' }),
+    );
+    writeFileSync(
+      join(dir, 'special_tokens_map.json'),
+      JSON.stringify({ pad_token: { content: '!', lstrip: false, rstrip: false } }),
+    );
     const tok = await ClipTokenizer.fromFolder(dir);
     assert.equal(tok.padId, 0);
     // The reference output quoted in diffusers issue #4153 for SD 2.x / XL's tokenizer.
@@ -96,7 +104,12 @@ function syntheticVocab(): { vocab: Record<string, number>; merges: string } {
   const vocab: Record<string, number> = {};
   for (const c of chars) vocab[c] = Object.keys(vocab).length;
   for (const c of chars) vocab[`${c}</w>`] = Object.keys(vocab).length;
-  const merges = [['h', 'e'], ['he', 'l'], ['hel', 'l'], ['hell', 'o</w>']];
+  const merges = [
+    ['h', 'e'],
+    ['he', 'l'],
+    ['hel', 'l'],
+    ['hell', 'o</w>'],
+  ];
   for (const [a, b] of merges) vocab[a! + b!] = Object.keys(vocab).length;
   vocab['<|startoftext|>'] = Object.keys(vocab).length;
   vocab['<|endoftext|>'] = Object.keys(vocab).length;
@@ -114,7 +127,10 @@ test('a small synthetic byte-level vocabulary works (no assumption on vocabulary
     assert.equal(tok.eosId, 517);
     const r = tok.encode('Hello hi, é');
     assert.deepEqual(r.tokens, ['hello</w>', 'h', 'i</w>', ',</w>', 'Ã', '©</w>']);
-    assert.deepEqual([...r.ids.slice(0, 8)], [516, vocab['hello</w>'], vocab.h, vocab['i</w>'], vocab[',</w>'], vocab['Ã'], vocab['©</w>'], 517]);
+    assert.deepEqual(
+      [...r.ids.slice(0, 8)],
+      [516, vocab['hello</w>'], vocab.h, vocab['i</w>'], vocab[',</w>'], vocab.Ã, vocab['©</w>'], 517],
+    );
     assert.ok(r.ids.slice(8).every((id) => id === 517));
     assert.equal(tok.decode(r.ids), 'hello hi , é');
   } finally {
@@ -125,14 +141,21 @@ test('a small synthetic byte-level vocabulary works (no assumption on vocabulary
 test('a tokenizer folder without its files or its special tokens gets an error naming the file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vidprior-tok-'));
   try {
-    await assert.rejects(ClipTokenizer.fromFolder(dir), (e: unknown) =>
-      e instanceof VidpriorError && e.code === 'E_MODEL_MISSING' && e.message.includes('vocab.json'));
+    await assert.rejects(
+      ClipTokenizer.fromFolder(dir),
+      (e: unknown) => e instanceof VidpriorError && e.code === 'E_MODEL_MISSING' && e.message.includes('vocab.json'),
+    );
     writeFileSync(join(dir, 'vocab.json'), JSON.stringify({ a: 0, 'a</w>': 1 }));
     writeFileSync(join(dir, 'merges.txt'), '#version: 0.2\n');
-    await assert.rejects(ClipTokenizer.fromFolder(dir), (e: unknown) =>
-      e instanceof VidpriorError && e.code === 'E_MODEL_INPUT' && e.message.includes('<|startoftext|>'));
+    await assert.rejects(
+      ClipTokenizer.fromFolder(dir),
+      (e: unknown) => e instanceof VidpriorError && e.code === 'E_MODEL_INPUT' && e.message.includes('<|startoftext|>'),
+    );
     writeFileSync(join(dir, 'vocab.json'), '{not json');
-    await assert.rejects(ClipTokenizer.fromFolder(dir), (e: unknown) => e instanceof VidpriorError && e.code === 'E_MODEL_INPUT');
+    await assert.rejects(
+      ClipTokenizer.fromFolder(dir),
+      (e: unknown) => e instanceof VidpriorError && e.code === 'E_MODEL_INPUT',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

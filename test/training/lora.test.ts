@@ -51,8 +51,14 @@ test('zero-B LoRA leaves the output bit for bit unchanged; a merged adapter equa
     const randomFeeds: Record<string, Tensor> = { ...feeds };
     const adapter: Adapter = { rank: 4, alpha: 8, weights: new Map(), record: { prompt: 'test' } };
     for (const p of params) {
-      const a = rng.normalArray(p.aDims.reduce((x, y) => x * y), 0.1);
-      const b = rng.normalArray(p.bDims.reduce((x, y) => x * y), 0.1);
+      const a = rng.normalArray(
+        p.aDims.reduce((x, y) => x * y),
+        0.1,
+      );
+      const b = rng.normalArray(
+        p.bDims.reduce((x, y) => x * y),
+        0.1,
+      );
       zeroFeeds[p.a] = float32(p.aDims, a);
       zeroFeeds[p.b] = float32(p.bDims, new Float32Array(b.length));
       randomFeeds[p.a] = float32(p.aDims, a);
@@ -65,7 +71,10 @@ test('zero-B LoRA leaves the output bit for bit unchanged; a merged adapter equa
     // alpha 8 / rank 4 = scale 2 in the adapter; the injected graph used alpha = rank (scale 1): double B.
     for (const p of params) {
       const b = randomFeeds[p.b]!.data as Float32Array;
-      randomFeeds[p.b] = float32(p.bDims, b.map((v) => v * 2));
+      randomFeeds[p.b] = float32(
+        p.bDims,
+        b.map((v) => v * 2),
+      );
     }
     const branched = (await withLora.run(randomFeeds)).out_sample as Tensor<'float32'>;
 
@@ -78,13 +87,17 @@ test('zero-B LoRA leaves the output bit for bit unchanged; a merged adapter equa
     mergeAdapter(merged, findLoraTargets(merged), loaded);
     const mergedSession = await rt.createSession(encodeModel(merged), { label: 'unet merged' });
     const out = (await mergedSession.run(feeds)).out_sample as Tensor<'float32'>;
-    let maxDiff = 0, maxRef = 0;
+    let maxDiff = 0,
+      maxRef = 0;
     for (let i = 0; i < out.data.length; i++) {
       maxDiff = Math.max(maxDiff, Math.abs(out.data[i]! - branched.data[i]!));
       maxRef = Math.max(maxRef, Math.abs(branched.data[i]! - ref.data[i]!));
     }
     assert.ok(maxRef > 1e-2, `the adapter should change the output (changed by ${maxRef})`);
-    assert.ok(maxDiff < 1e-4 * Math.max(1, maxRef), `merged vs branch differ by ${maxDiff} (adapter changed the output by ${maxRef})`);
+    assert.ok(
+      maxDiff < 1e-4 * Math.max(1, maxRef),
+      `merged vs branch differ by ${maxDiff} (adapter changed the output by ${maxRef})`,
+    );
   } finally {
     await rt.close();
   }
@@ -94,10 +107,29 @@ test('an adapter for another model is refused with a clear error', { skip }, asy
   const model = decodeModel(readFileSync(FIXTURE));
   const targets = findLoraTargets(model);
   const wrong: Adapter = {
-    rank: 4, alpha: 4, record: {},
-    weights: new Map([[targets[0]!.module, { kind: 'linear', a: new Float32Array(320 * 4), b: new Float32Array(4 * 320), aDims: [320, 4], bDims: [4, 320] }]]),
+    rank: 4,
+    alpha: 4,
+    record: {},
+    weights: new Map([
+      [
+        targets[0]!.module,
+        {
+          kind: 'linear',
+          a: new Float32Array(320 * 4),
+          b: new Float32Array(4 * 320),
+          aDims: [320, 4],
+          bDims: [4, 320],
+        },
+      ],
+    ]),
   };
-  assert.throws(() => checkAdapterFits(wrong, targets, 'x.safetensors'), /x\.safetensors does not fit this model: .*to_q needs A \[64,4\]/);
-  const missing: Adapter = { ...wrong, weights: new Map([['down_blocks.9.attn1.to_q', wrong.weights.get(targets[0]!.module)!]]) };
+  assert.throws(
+    () => checkAdapterFits(wrong, targets, 'x.safetensors'),
+    /x\.safetensors does not fit this model: .*to_q needs A \[64,4\]/,
+  );
+  const missing: Adapter = {
+    ...wrong,
+    weights: new Map([['down_blocks.9.attn1.to_q', wrong.weights.get(targets[0]!.module)!]]),
+  };
   assert.throws(() => checkAdapterFits(missing, targets), /which the model does not have/);
 });

@@ -3,7 +3,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from '../../src/training/safetensors.js';
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+  readSafetensors,
+  writeSafetensors,
+} from '../../src/training/safetensors.js';
 import { VidpriorError } from '../../src/errors.js';
 
 test('round trip keeps names, dtypes, shapes, values and metadata', async () => {
@@ -34,8 +39,14 @@ test('corrupt files are E_ADAPTER errors naming the file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'st-'));
   const path = join(dir, 'bad.safetensors');
   writeFileSync(path, Buffer.from('not a safetensors file at all'));
-  await assert.rejects(readSafetensors(path), (e: unknown) => e instanceof VidpriorError && e.code === 'E_ADAPTER' && e.message.includes(path));
+  await assert.rejects(
+    readSafetensors(path),
+    (e: unknown) => e instanceof VidpriorError && e.code === 'E_ADAPTER' && e.message.includes(path),
+  );
   const good = encodeSafetensors({ x: { type: 'float32', dims: [4], data: new Float32Array(4) } });
-  assert.throws(() => decodeSafetensors(good.subarray(0, good.length - 4), 'cut.safetensors'), /cut\.safetensors.*outside the data/);
+  assert.throws(
+    () => decodeSafetensors(good.subarray(0, good.length - 4), 'cut.safetensors'),
+    /cut\.safetensors.*outside the data/,
+  );
   await assert.rejects(readSafetensors(join(dir, 'missing.safetensors')), /cannot read adapter file/);
 });

@@ -29,7 +29,10 @@ function baseFeeds(rng: Rng): Record<string, Tensor> {
   };
 }
 
-test('LoRA gradients of the UNet loss agree with finite differences (float32, directional)', { skip, timeout: 120_000 }, async () => {
+test('LoRA gradients of the UNet loss agree with finite differences (float32, directional)', {
+  skip,
+  timeout: 120_000,
+}, async () => {
   // Loss graph with gradients as outputs (the same pieces the training step uses, without the optimizer).
   const model = decodeModel(readFileSync(FIXTURE));
   const g = model.graph;
@@ -52,16 +55,39 @@ test('LoRA gradients of the UNet loss agree with finite differences (float32, di
 
   const rt = await openRuntime({ ep: 'cpu' });
   try {
-    const withGrads = await rt.createSession(encodeModel(model), { label: 'loss+grads', disabledOptimizers: ['CommonSubexpressionElimination'] });
+    const withGrads = await rt.createSession(encodeModel(model), {
+      label: 'loss+grads',
+      disabledOptimizers: ['CommonSubexpressionElimination'],
+    });
     const plain = await rt.createSession(lossOnly, { label: 'loss' });
     const rng = new Rng(11);
     const feeds = baseFeeds(rng);
     const values = new Map<string, Float32Array>();
     for (const p of params) {
-      values.set(p.a, rng.normalArray(p.aDims.reduce((x, y) => x * y), 0.2));
-      values.set(p.b, rng.normalArray(p.bDims.reduce((x, y) => x * y), 0.2));
+      values.set(
+        p.a,
+        rng.normalArray(
+          p.aDims.reduce((x, y) => x * y),
+          0.2,
+        ),
+      );
+      values.set(
+        p.b,
+        rng.normalArray(
+          p.bDims.reduce((x, y) => x * y),
+          0.2,
+        ),
+      );
     }
-    const dimsOf = new Map(params.flatMap((p) => [[p.a, p.aDims], [p.b, p.bDims]] as [string, number[]][]));
+    const dimsOf = new Map(
+      params.flatMap(
+        (p) =>
+          [
+            [p.a, p.aDims],
+            [p.b, p.bDims],
+          ] as [string, number[]][],
+      ),
+    );
     const feedWith = (shift: Map<string, Float32Array> | null, eps: number): Record<string, Tensor> => {
       const f: Record<string, Tensor> = { ...feeds };
       for (const [name, v] of values) {
@@ -94,13 +120,19 @@ test('LoRA gradients of the UNet loss agree with finite differences (float32, di
   }
 });
 
-test('one training step applies AdamW exactly (first step: p − lr·(sign-like update) − lr·wd·p)', { skip, timeout: 120_000 }, async () => {
+test('one training step applies AdamW exactly (first step: p − lr·(sign-like update) − lr·wd·p)', {
+  skip,
+  timeout: 120_000,
+}, async () => {
   const model = decodeModel(readFileSync(FIXTURE));
   const targets = findLoraTargets(model).slice(0, 2);
   const step = buildTrainStep(model, { targets, rank: 2, alpha: 2, latentShape: LATENT, textShape: TEXT });
   const rt = await openRuntime({ ep: 'cpu' });
   try {
-    const session = await rt.createSession(encodeModel(step.model), { label: 'train-step', disabledOptimizers: ['CommonSubexpressionElimination'] });
+    const session = await rt.createSession(encodeModel(step.model), {
+      label: 'train-step',
+      disabledOptimizers: ['CommonSubexpressionElimination'],
+    });
     const rng = new Rng(5);
     const feeds: Record<string, Tensor> = baseFeeds(rng);
     const lr = 1e-3;
@@ -111,7 +143,10 @@ test('one training step applies AdamW exactly (first step: p − lr·(sign-like 
     feeds['adam.bc2'] = float32([], [sc.bc2]);
     const start = new Map<string, Float32Array>();
     for (const s of step.state) {
-      const v = rng.normalArray(s.dims.reduce((x, y) => x * y), 0.1);
+      const v = rng.normalArray(
+        s.dims.reduce((x, y) => x * y),
+        0.1,
+      );
       start.set(s.param, v);
       feeds[s.param] = float32(s.dims, v);
       feeds[s.m] = float32(s.dims);
@@ -128,8 +163,9 @@ test('one training step applies AdamW exactly (first step: p − lr·(sign-like 
       for (let i = 0; i < p.length; i++) {
         const g = m[i]! / (1 - beta1); // m1 = (1−β1)·g on the first step
         assert.ok(Math.abs(v[i]! - (1 - beta2) * g * g) <= 1e-6 * Math.max(1, Math.abs(v[i]!)) + 1e-12);
-        const mHat = m[i]! / (1 - beta1), vHat = v[i]! / (1 - beta2);
-        const expected = p0[i]! * (1 - lr * weightDecay) - lr * mHat / (Math.sqrt(vHat) + eps);
+        const mHat = m[i]! / (1 - beta1),
+          vHat = v[i]! / (1 - beta2);
+        const expected = p0[i]! * (1 - lr * weightDecay) - (lr * mHat) / (Math.sqrt(vHat) + eps);
         assert.ok(Math.abs(p[i]! - expected) < 1e-6, `${s.param}[${i}]: ${p[i]} vs ${expected}`);
       }
     }

@@ -7,7 +7,7 @@
  *   dY exchanged.
  * Any number of spatial axes (1-D, 2-D, 3-D); auto_pad is turned into explicit pads.
  */
-import type { GradRule, RuleContext } from '../context.js';
+import type { GradRule, RuleContext } from './context.js';
 import { type Node, attrInt, attrInts, attrString } from '../../onnx/ir.js';
 
 interface ConvGeometry {
@@ -55,7 +55,12 @@ function biasGrad(ctx: RuleContext, dY: string, spatial: number): string {
 function cropKernel(ctx: RuleContext, w: string, have: number[], kernel: number[]): string {
   const axes = kernel.map((_, i) => i + 2).filter((ax) => have[ax]! > kernel[ax - 2]!);
   if (axes.length === 0) return w;
-  return ctx.slice(w, axes.map(() => 0), axes.map((ax) => kernel[ax - 2]!), axes);
+  return ctx.slice(
+    w,
+    axes.map(() => 0),
+    axes.map((ax) => kernel[ax - 2]!),
+    axes,
+  );
 }
 
 /** Size of a Conv output along one axis. */
@@ -65,8 +70,10 @@ function convOut(size: number, k: number, s: number, d: number, pb: number, pe: 
 
 const conv: GradRule = {
   backward: (ctx, [dY]) => {
-    const x = ctx.input(0), w = ctx.input(1);
-    const xShape = ctx.shape(x), wShape = ctx.shape(w);
+    const x = ctx.input(0),
+      w = ctx.input(1);
+    const xShape = ctx.shape(x),
+      wShape = ctx.shape(w);
     const [n, cIn] = [xShape[0]!, xShape[1]!];
     const cOut = wShape[0]!;
     const inSpatial = xShape.slice(2);
@@ -77,10 +84,15 @@ const conv: GradRule = {
     // 1. dX: the transposed convolution, with output_padding restoring the rows the stride skipped.
     let dX: string | undefined;
     if (ctx.needs(0)) {
-      const outputPadding = inSpatial.map((h, i) =>
-        (h + pads[i]! + pads[i + spatial]! - dilations[i]! * (kernel[i]! - 1) - 1) % strides[i]!);
+      const outputPadding = inSpatial.map(
+        (h, i) => (h + pads[i]! + pads[i + spatial]! - dilations[i]! * (kernel[i]! - 1) - 1) % strides[i]!,
+      );
       dX = ctx.op('ConvTranspose', [dY!, w], {
-        strides, pads, dilations, group, kernel_shape: kernel,
+        strides,
+        pads,
+        dilations,
+        group,
+        kernel_shape: kernel,
         output_padding: outputPadding.some((p) => p !== 0) ? outputPadding : undefined,
       });
     }
@@ -88,15 +100,23 @@ const conv: GradRule = {
     // 2. dW: channels of X become the batch, the batch becomes channels (per group), dY is the kernel.
     let dW: string | undefined;
     if (ctx.needs(1)) {
-      const xT = group === 1
-        ? ctx.transpose(x, [1, 0, ...sp])
-        : ctx.reshape(ctx.transpose(ctx.reshape(x, [n, group, cIn / group, ...inSpatial]), [2, 1, 0, ...range(spatial, 3)]),
-          [cIn / group, group * n, ...inSpatial]);
+      const xT =
+        group === 1
+          ? ctx.transpose(x, [1, 0, ...sp])
+          : ctx.reshape(
+              ctx.transpose(ctx.reshape(x, [n, group, cIn / group, ...inSpatial]), [2, 1, 0, ...range(spatial, 3)]),
+              [cIn / group, group * n, ...inSpatial],
+            );
       const dYT = ctx.transpose(dY!, [1, 0, ...sp]);
       const full = ctx.op('Conv', [xT, dYT], { strides: dilations, dilations: strides, pads, group });
       const outSpatial = ctx.shape(ctx.output()).slice(2);
-      const have = [cIn / group, cOut, ...inSpatial.map((h, i) =>
-        convOut(h, outSpatial[i]!, dilations[i]!, strides[i]!, pads[i]!, pads[i + spatial]!))];
+      const have = [
+        cIn / group,
+        cOut,
+        ...inSpatial.map((h, i) =>
+          convOut(h, outSpatial[i]!, dilations[i]!, strides[i]!, pads[i]!, pads[i + spatial]!),
+        ),
+      ];
       dW = ctx.transpose(cropKernel(ctx, full, have, kernel), [1, 0, ...sp]);
     }
 
@@ -108,15 +128,19 @@ const conv: GradRule = {
 
 const convTranspose: GradRule = {
   backward: (ctx, [dY]) => {
-    const x = ctx.input(0), w = ctx.input(1);
-    const xShape = ctx.shape(x), wShape = ctx.shape(w);
-    if (ctx.node.attributes['output_shape']) ctx.fail('the output_shape attribute is not supported (give pads)');
+    const x = ctx.input(0),
+      w = ctx.input(1);
+    const xShape = ctx.shape(x),
+      wShape = ctx.shape(w);
+    if (ctx.node.attributes.output_shape) ctx.fail('the output_shape attribute is not supported (give pads)');
     const geo = geometry(ctx, ctx.node, xShape.slice(2), wShape.slice(2));
     const { spatial, kernel, strides, dilations, pads, group } = geo;
     const sp = range(spatial, 2);
 
     // 1. dX: the plain convolution is the adjoint of the transposed one.
-    const dX = ctx.needs(0) ? ctx.op('Conv', [dY!, w], { strides, pads, dilations, group, kernel_shape: kernel }) : undefined;
+    const dX = ctx.needs(0)
+      ? ctx.op('Conv', [dY!, w], { strides, pads, dilations, group, kernel_shape: kernel })
+      : undefined;
 
     // 2. dW[ci, co, k] = Σ x[n, ci, i] · dY[n, co, s·i + d·k − p]: a Conv of dYᵀ by Xᵀ, cropped, transposed.
     //    With groups, dY's channels become (group, batch) pairs so that group G of X meets group G of dY.
@@ -124,14 +148,20 @@ const convTranspose: GradRule = {
     if (ctx.needs(1)) {
       const ySpatial = ctx.shape(ctx.output()).slice(2);
       const [n, coPerGroup] = [xShape[0]!, wShape[1]!];
-      const dYT = group === 1
-        ? ctx.transpose(dY!, [1, 0, ...sp])
-        : ctx.reshape(ctx.transpose(ctx.reshape(dY!, [n, group, coPerGroup, ...ySpatial]), [2, 1, 0, ...range(spatial, 3)]),
-          [coPerGroup, group * n, ...ySpatial]);
+      const dYT =
+        group === 1
+          ? ctx.transpose(dY!, [1, 0, ...sp])
+          : ctx.reshape(
+              ctx.transpose(ctx.reshape(dY!, [n, group, coPerGroup, ...ySpatial]), [2, 1, 0, ...range(spatial, 3)]),
+              [coPerGroup, group * n, ...ySpatial],
+            );
       const xT = ctx.transpose(x, [1, 0, ...sp]);
       const full = ctx.op('Conv', [dYT, xT], { strides: dilations, dilations: strides, pads, group });
-      const have = [coPerGroup, wShape[0]!, ...ySpatial.map((h, i) =>
-        convOut(h, xShape[i + 2]!, dilations[i]!, strides[i]!, pads[i]!, pads[i + spatial]!))];
+      const have = [
+        coPerGroup,
+        wShape[0]!,
+        ...ySpatial.map((h, i) => convOut(h, xShape[i + 2]!, dilations[i]!, strides[i]!, pads[i]!, pads[i + spatial]!)),
+      ];
       dW = ctx.transpose(cropKernel(ctx, full, have, kernel), [1, 0, ...sp]);
     }
     const dB = ctx.needs(2) && ctx.node.inputs[2] ? biasGrad(ctx, dY!, spatial) : undefined;

@@ -3,7 +3,7 @@
  * broadcast axes), unary math and activations. Rules reuse the forward output where the derivative is a
  * function of it (Sigmoid, Tanh, Exp, Sqrt) instead of storing anything new.
  */
-import { type GradRule, type RuleContext, FLOAT_TYPES } from '../context.js';
+import { type GradRule, type RuleContext, FLOAT_TYPES } from './context.js';
 import { ELEM_TYPE_BY_CODE, attrInt, attrString } from '../../onnx/ir.js';
 
 /** A unary rule: dX = f(ctx, dY). */
@@ -55,7 +55,8 @@ const div: GradRule = {
 // LayerNorm/GroupNorm) becomes a constant of x's type.
 const pow: GradRule = {
   backward: (ctx, [dY]) => {
-    const x = ctx.input(0), e = ctx.input(1);
+    const x = ctx.input(0),
+      e = ctx.input(1);
     const y = outShape(ctx);
     let dx: string | undefined;
     if (ctx.needs(0)) {
@@ -63,9 +64,12 @@ const pow: GradRule = {
       let slope: string;
       if (ev && ev.length === 1) {
         const k = ev[0]!;
-        slope = k === 2 ? ctx.mul(x, ctx.scalar(2, x))
-          : k === 1 ? ctx.op('Identity', [ctx.scalar(1, x)])
-            : ctx.mul(ctx.op('Pow', [x, ctx.scalar(k - 1, x)]), ctx.scalar(k, x));
+        slope =
+          k === 2
+            ? ctx.mul(x, ctx.scalar(2, x))
+            : k === 1
+              ? ctx.op('Identity', [ctx.scalar(1, x)])
+              : ctx.mul(ctx.op('Pow', [x, ctx.scalar(k - 1, x)]), ctx.scalar(k, x));
       } else {
         const eT = ctx.type(e) === ctx.type(x) ? e : ctx.op('Cast', [e], { to: typeCode(ctx.type(x)) });
         slope = ctx.mul(ctx.op('Pow', [x, ctx.sub(eT, ctx.scalar(1, x))]), eT);
@@ -164,7 +168,8 @@ const clip: GradRule = {
 const dropout: GradRule = {
   differentiable: () => [0],
   backward: (ctx, [dY]) => {
-    if (ctx.node.inputs[2]) ctx.fail('a training_mode input is not supported (dropout is an identity only at inference)');
+    if (ctx.node.inputs[2])
+      ctx.fail('a training_mode input is not supported (dropout is an identity only at inference)');
     return [dY];
   },
 };
@@ -215,7 +220,9 @@ export const ELEMENTWISE_RULES: Record<string, GradRule> = {
     const y = ctx.output();
     return ctx.mul(dY, ctx.sub(ctx.scalar(1, y), ctx.mul(y, y)));
   }),
-  Relu: unary((ctx, dY) => ctx.op('Where', [ctx.op('Greater', [ctx.input(0), ctx.scalar(0, ctx.input(0))]), dY, ctx.scalar(0, ctx.input(0))])),
+  Relu: unary((ctx, dY) =>
+    ctx.op('Where', [ctx.op('Greater', [ctx.input(0), ctx.scalar(0, ctx.input(0))]), dY, ctx.scalar(0, ctx.input(0))]),
+  ),
   Softplus: unary((ctx, dY) => ctx.mul(dY, ctx.op('Sigmoid', [ctx.input(0)]))),
   Gelu: unary(geluGrad),
   Sin: unary((ctx, dY) => ctx.mul(dY, ctx.op('Cos', [ctx.input(0)]))),

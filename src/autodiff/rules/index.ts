@@ -4,7 +4,7 @@
  * it. Operators that pass no gradient at all (shape arithmetic, comparisons, integer ops) are listed with no
  * differentiable inputs, so they never lie on a gradient path.
  */
-import type { GradRule } from '../context.js';
+import type { GradRule } from './context.js';
 import { CONV_RULES } from './conv.js';
 import { ELEMENTWISE_RULES } from './elementwise.js';
 import { INDEXING_RULES } from './indexing.js';
@@ -16,10 +16,38 @@ const NO_GRADIENT: GradRule = { differentiable: () => [] };
 
 /** Operators whose outputs do not depend differentiably on any input. */
 export const NON_DIFFERENTIABLE_OPS = [
-  'Constant', 'Shape', 'Size', 'ConstantOfShape', 'Range', 'EyeLike', 'OneHot', 'NonZero',
-  'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'Not', 'And', 'Or', 'Xor', 'IsNaN', 'IsInf',
-  'ArgMax', 'ArgMin', 'Floor', 'Ceil', 'Round', 'Sign', 'BitShift',
-  'RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial', 'Bernoulli',
+  'Constant',
+  'Shape',
+  'Size',
+  'ConstantOfShape',
+  'Range',
+  'EyeLike',
+  'OneHot',
+  'NonZero',
+  'Equal',
+  'Less',
+  'LessOrEqual',
+  'Greater',
+  'GreaterOrEqual',
+  'Not',
+  'And',
+  'Or',
+  'Xor',
+  'IsNaN',
+  'IsInf',
+  'ArgMax',
+  'ArgMin',
+  'Floor',
+  'Ceil',
+  'Round',
+  'Sign',
+  'BitShift',
+  'RandomNormal',
+  'RandomUniform',
+  'RandomNormalLike',
+  'RandomUniformLike',
+  'Multinomial',
+  'Bernoulli',
 ] as const;
 
 export const GRADIENT_RULES: Readonly<Record<string, GradRule>> = Object.freeze({
@@ -34,5 +62,8 @@ export const GRADIENT_RULES: Readonly<Record<string, GradRule>> = Object.freeze(
 
 /** Operators with a gradient rule (differentiable ones), for docs and coverage tests. */
 export function differentiableOps(): string[] {
-  return Object.entries(GRADIENT_RULES).filter(([, r]) => r.backward).map(([op]) => op).sort();
+  return Object.entries(GRADIENT_RULES)
+    .filter(([, r]) => r.backward)
+    .map(([op]) => op)
+    .sort();
 }

@@ -2,7 +2,7 @@
  * Gradient rules that route values by index: Gather (embedding lookups and index-select) and Resize (nearest,
  * integer factors), plus the reductions ReduceSum/ReduceMean.
  */
-import { type GradRule, type RuleContext, normAxis } from '../context.js';
+import { type GradRule, type RuleContext, normAxis } from './context.js';
 import { attrInt, attrInts, attrString } from '../../onnx/ir.js';
 
 /** Largest one-hot matrix (elements) stored as a constant for constant Gather indices before opset 16. */
@@ -19,17 +19,24 @@ const product = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
 const gather: GradRule = {
   differentiable: () => [0],
   backward: (ctx, [dY]) => {
-    const x = ctx.input(0), indices = ctx.input(1);
-    const xShape = ctx.shape(x), iShape = ctx.shape(indices);
+    const x = ctx.input(0),
+      indices = ctx.input(1);
+    const xShape = ctx.shape(x),
+      iShape = ctx.shape(indices);
     const axis = normAxis(attrInt(ctx.node, 'axis', 0), xShape.length);
     const depth = xShape[axis]!;
-    const outer = xShape.slice(0, axis), inner = xShape.slice(axis + 1);
-    const nIdx = product(iShape), rest = product(outer) * product(inner);
+    const outer = xShape.slice(0, axis),
+      inner = xShape.slice(axis + 1);
+    const nIdx = product(iShape),
+      rest = product(outer) * product(inner);
     const ri = iShape.length;
 
     // 1. dY [outer…, idx…, inner…] → [nIdx, rest].
-    const toFront = [...range(ri).map((i) => i + outer.length), ...range(outer.length),
-      ...range(inner.length).map((i) => i + outer.length + ri)];
+    const toFront = [
+      ...range(ri).map((i) => i + outer.length),
+      ...range(outer.length),
+      ...range(inner.length).map((i) => i + outer.length + ri),
+    ];
     const rows = ctx.reshape(ctx.transpose(dY!, toFront), [nIdx, rest]);
 
     // 2. Accumulate rows into [D, rest].
@@ -38,13 +45,19 @@ const gather: GradRule = {
     if (known && ctx.opset < 16 && nIdx * depth <= ONE_HOT_CONSTANT_LIMIT && ctx.type(x) === 'float32') {
       // Constant indices: the one-hot matrix is a constant too (no int64 ops at run time).
       const oneHot = new Float32Array(nIdx * depth);
-      known.forEach((i, row) => { oneHot[row * depth + i] = 1; });
+      known.forEach((i, row) => {
+        oneHot[row * depth + i] = 1;
+      });
       acc = ctx.op('Gemm', [ctx.b.constant(oneHot, [nIdx, depth], 'float32', 'gather_one_hot'), rows], { transA: 1 });
     } else if (ctx.opset >= 16) {
-      const flatIdx = known ? ctx.b.constant(known, [nIdx, 1], 'int64', 'gather_indices') : flatIndices(ctx, indices, nIdx);
+      const flatIdx = known
+        ? ctx.b.constant(known, [nIdx, 1], 'int64', 'gather_indices')
+        : flatIndices(ctx, indices, nIdx);
       acc = ctx.op('ScatterND', [ctx.zeros([depth, rest], ctx.type(x)), flatIdx, rows], { reduction: 'add' });
     } else {
-      const flatIdx = known ? ctx.b.constant(known, [nIdx, 1], 'int64', 'gather_indices') : flatIndices(ctx, indices, nIdx);
+      const flatIdx = known
+        ? ctx.b.constant(known, [nIdx, 1], 'int64', 'gather_indices')
+        : flatIndices(ctx, indices, nIdx);
       const ids = ctx.b.constant(range(depth), [1, depth], 'int64', 'gather_range');
       const oneHot = ctx.op('Cast', [ctx.op('Equal', [flatIdx, ids])], { to: typeCodeOf(ctx, x) });
       acc = ctx.op('Gemm', [oneHot, rows], { transA: 1 });
@@ -75,19 +88,37 @@ function nearestSource(i: number, inSize: number, outSize: number, mode: string,
   const s = outSize / inSize;
   let xo: number;
   switch (mode) {
-    case 'half_pixel': xo = (i + 0.5) / s - 0.5; break;
-    case 'pytorch_half_pixel': xo = outSize > 1 ? (i + 0.5) / s - 0.5 : 0; break;
-    case 'asymmetric': xo = i / s; break;
-    case 'tf_half_pixel_for_nn': xo = (i + 0.5) / s; break;
-    case 'align_corners': xo = outSize === 1 ? 0 : (i * (inSize - 1)) / (outSize - 1); break;
-    default: return Number.NaN;
+    case 'half_pixel':
+      xo = (i + 0.5) / s - 0.5;
+      break;
+    case 'pytorch_half_pixel':
+      xo = outSize > 1 ? (i + 0.5) / s - 0.5 : 0;
+      break;
+    case 'asymmetric':
+      xo = i / s;
+      break;
+    case 'tf_half_pixel_for_nn':
+      xo = (i + 0.5) / s;
+      break;
+    case 'align_corners':
+      xo = outSize === 1 ? 0 : (i * (inSize - 1)) / (outSize - 1);
+      break;
+    default:
+      return Number.NaN;
   }
   let r: number;
   switch (rounding) {
-    case 'floor': r = Math.floor(xo); break;
-    case 'ceil': r = Math.ceil(xo); break;
-    case 'round_prefer_ceil': r = Math.round(xo); break;
-    default: r = xo - Math.floor(xo) === 0.5 ? Math.floor(xo) : Math.round(xo); // round_prefer_floor
+    case 'floor':
+      r = Math.floor(xo);
+      break;
+    case 'ceil':
+      r = Math.ceil(xo);
+      break;
+    case 'round_prefer_ceil':
+      r = Math.round(xo);
+      break;
+    default:
+      r = xo - Math.floor(xo) === 0.5 ? Math.floor(xo) : Math.round(xo); // round_prefer_floor
   }
   return Math.min(Math.max(r, 0), inSize - 1);
 }
@@ -104,17 +135,23 @@ const resize: GradRule = {
     if (mode !== 'nearest') ctx.fail(`mode "${mode}" is not supported (only nearest with integer factors)`);
     const coord = attrString(ctx.node, 'coordinate_transformation_mode', 'half_pixel');
     const rounding = attrString(ctx.node, 'nearest_mode', 'round_prefer_floor');
-    const xShape = ctx.shape(ctx.input(0)), yShape = ctx.shape(ctx.output());
+    const xShape = ctx.shape(ctx.input(0)),
+      yShape = ctx.shape(ctx.output());
     const split: number[] = [];
     const sumAxes: number[] = [];
     xShape.forEach((n, a) => {
       const m = yShape[a]!;
-      if (m === n) { split.push(n); return; }
+      if (m === n) {
+        split.push(n);
+        return;
+      }
       const s = m / n;
       if (!Number.isInteger(s)) ctx.fail(`axis ${a} resizes ${n} → ${m}, not by an integer factor`);
       for (let i = 0; i < m; i++) {
         if (nearestSource(i, n, m, coord, rounding) !== Math.floor(i / s)) {
-          ctx.fail(`with coordinate_transformation_mode ${coord} and nearest_mode ${rounding}, axis ${a} is not a block copy`);
+          ctx.fail(
+            `with coordinate_transformation_mode ${coord} and nearest_mode ${rounding}, axis ${a} is not a block copy`,
+          );
         }
       }
       split.push(n, s);
@@ -129,9 +166,7 @@ const resize: GradRule = {
 function reducedAxes(ctx: RuleContext): number[] | 'none' {
   const rank = ctx.rank(ctx.input(0));
   const axesFromInput = ctx.node.opType === 'ReduceSum' ? ctx.opset >= 13 : ctx.opset >= 18;
-  const axes = axesFromInput
-    ? (ctx.node.inputs[1] ? ctx.constInput(1, 'axes') : [])
-    : attrInts(ctx.node, 'axes', []);
+  const axes = axesFromInput ? (ctx.node.inputs[1] ? ctx.constInput(1, 'axes') : []) : attrInts(ctx.node, 'axes', []);
   if (axes.length === 0) return attrInt(ctx.node, 'noop_with_empty_axes', 0) === 1 ? 'none' : range(rank);
   return axes.map((a) => normAxis(a, rank));
 }

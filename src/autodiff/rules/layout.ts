@@ -2,9 +2,9 @@
  * Gradient rules of operators that move elements without arithmetic: reshapes, Transpose, Expand, Tile, Slice,
  * Pad, Split and Concat. Every rule works on static shapes: the gradient goes back to the input's exact shape.
  */
-import { type GradRule, normAxis } from '../context.js';
+import { type GradRule, normAxis } from './context.js';
 import { attrInt, attrInts, attrString } from '../../onnx/ir.js';
-import { sliceCount, sliceRange } from '../shapes.js';
+import { sliceCount, sliceRange } from './shapes.js';
 
 /** Gradient = dY reshaped to the input's shape (Reshape, Flatten, Squeeze, Unsqueeze). */
 const reshapeBack: GradRule = {
@@ -15,9 +15,15 @@ const reshapeBack: GradRule = {
 const transpose: GradRule = {
   backward: (ctx, [dY]) => {
     const rank = ctx.rank(ctx.input(0));
-    const perm = attrInts(ctx.node, 'perm', Array.from({ length: rank }, (_, i) => rank - 1 - i));
+    const perm = attrInts(
+      ctx.node,
+      'perm',
+      Array.from({ length: rank }, (_, i) => rank - 1 - i),
+    );
     const inverse = new Array<number>(rank);
-    perm.forEach((p, i) => { inverse[p] = i; });
+    perm.forEach((p, i) => {
+      inverse[p] = i;
+    });
     return [ctx.transpose(dY!, inverse)];
   },
 };
@@ -31,10 +37,15 @@ const expand: GradRule = {
 const tile: GradRule = {
   differentiable: () => [0],
   backward: (ctx, [dY]) => {
-    const x = ctx.shape(ctx.input(0)), y = ctx.shape(ctx.output());
+    const x = ctx.shape(ctx.input(0)),
+      y = ctx.shape(ctx.output());
     const split: number[] = [];
     x.forEach((d, i) => split.push(y[i]! / d, d));
-    const reduced = ctx.reduceSum(ctx.reshape(dY!, split), x.map((_, i) => 2 * i).filter((ax) => split[ax]! > 1), true);
+    const reduced = ctx.reduceSum(
+      ctx.reshape(dY!, split),
+      x.map((_, i) => 2 * i).filter((ax) => split[ax]! > 1),
+      true,
+    );
     return [ctx.reshape(reduced, x)];
   },
 };
@@ -49,11 +60,12 @@ const slice: GradRule = {
     const x = ctx.input(0);
     const xShape = ctx.shape(x);
     const rank = xShape.length;
-    const starts = ctx.constInput(1, 'starts'), ends = ctx.constInput(2, 'ends');
+    const starts = ctx.constInput(1, 'starts'),
+      ends = ctx.constInput(2, 'ends');
     const axes = ctx.node.inputs[3] ? ctx.constInput(3, 'axes') : starts.map((_, i) => i);
     const steps = ctx.node.inputs[4] ? ctx.constInput(4, 'steps') : starts.map(() => 1);
     let g = dY!;
-    let shape = ctx.shape(ctx.output()).slice();
+    const shape = ctx.shape(ctx.output()).slice();
     const pads = new Array<number>(2 * rank).fill(0);
     for (let k = 0; k < axes.length; k++) {
       const a = normAxis(axes[k]!, rank);
@@ -72,7 +84,10 @@ const slice: GradRule = {
         gapPads[rank + 1 + a + 1] = s - 1;
         g = ctx.reshape(ctx.pad(ctx.unsqueeze(g, [a + 1]), gapPads), spread);
         len = m * s;
-        if (lo + len > dim) { g = ctx.slice(g, [0], [dim - lo], [a]); len = dim - lo; }
+        if (lo + len > dim) {
+          g = ctx.slice(g, [0], [dim - lo], [a]);
+          len = dim - lo;
+        }
       }
       shape[a] = len;
       pads[a] = lo;
@@ -91,16 +106,28 @@ const pad: GradRule = {
     const xShape = ctx.shape(ctx.input(0));
     const rank = xShape.length;
     const given = ctx.opset >= 11 ? ctx.constInput(1, 'pads') : attrInts(ctx.node, 'pads', []);
-    const axes = ctx.opset >= 18 && ctx.node.inputs[3]
-      ? ctx.constInput(3, 'axes').map((a) => normAxis(a, rank))
-      : xShape.map((_, i) => i);
-    const begin = new Array<number>(rank).fill(0), end = new Array<number>(rank).fill(0);
-    axes.forEach((a, i) => { begin[a] = given[i]!; end[a] = given[i + axes.length]!; });
+    const axes =
+      ctx.opset >= 18 && ctx.node.inputs[3]
+        ? ctx.constInput(3, 'axes').map((a) => normAxis(a, rank))
+        : xShape.map((_, i) => i);
+    const begin = new Array<number>(rank).fill(0),
+      end = new Array<number>(rank).fill(0);
+    axes.forEach((a, i) => {
+      begin[a] = given[i]!;
+      end[a] = given[i + axes.length]!;
+    });
     const uncropped = ctx.pad(dY!, [...begin.map((p) => Math.max(-p, 0)), ...end.map((p) => Math.max(-p, 0))]);
     const sliceAxes = xShape.map((_, i) => i).filter((i) => begin[i]! > 0 || end[i]! > 0);
     if (sliceAxes.length === 0) return [uncropped];
     const startOf = (i: number) => Math.max(begin[i]!, 0);
-    return [ctx.slice(uncropped, sliceAxes.map(startOf), sliceAxes.map((i) => startOf(i) + xShape[i]!), sliceAxes)];
+    return [
+      ctx.slice(
+        uncropped,
+        sliceAxes.map(startOf),
+        sliceAxes.map((i) => startOf(i) + xShape[i]!),
+        sliceAxes,
+      ),
+    ];
   },
 };
 

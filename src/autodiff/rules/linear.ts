@@ -3,7 +3,7 @@
  * transB, alpha, beta, broadcast C) and Einsum (per operand, an Einsum of the output gradient with the other
  * operands).
  */
-import { type GradRule, type RuleContext, sameShape } from '../context.js';
+import { type GradRule, type RuleContext, sameShape } from './context.js';
 import { attrFloat, attrInt, attrString } from '../../onnx/ir.js';
 
 /** Swaps the last two axes of a rank-r value. */
@@ -15,8 +15,10 @@ function swapLast(ctx: RuleContext, x: string, rank: number): string {
 
 const matMul: GradRule = {
   backward: (ctx, [dY]) => {
-    const a = ctx.input(0), b = ctx.input(1);
-    const aShape = ctx.shape(a), bShape = ctx.shape(b);
+    const a = ctx.input(0),
+      b = ctx.input(1);
+    const aShape = ctx.shape(a),
+      bShape = ctx.shape(b);
     if (aShape.length === 1 && bShape.length === 1) {
       return [ctx.needs(0) ? ctx.mul(dY!, b) : undefined, ctx.needs(1) ? ctx.mul(dY!, a) : undefined];
     }
@@ -33,7 +35,11 @@ const matMul: GradRule = {
     let dA: string | undefined;
     if (ctx.needs(0)) {
       const raw = ctx.op('MatMul', [dY2, swapLast(ctx, b2, b2Shape.length)]);
-      const reduced = ctx.unbroadcast(raw, [...batch, a2Shape[a2Shape.length - 2]!, a2Shape[a2Shape.length - 1]!], a2Shape);
+      const reduced = ctx.unbroadcast(
+        raw,
+        [...batch, a2Shape[a2Shape.length - 2]!, a2Shape[a2Shape.length - 1]!],
+        a2Shape,
+      );
       dA = a2 === a ? reduced : ctx.reshape(reduced, aShape);
     }
     // 3. dB = Aᵀ·dY. A 2-D weight under batched activations: flatten the batch into rows and use one
@@ -60,7 +66,8 @@ const matMul: GradRule = {
 function broadcastBatch(a: number[], b: number[]): number[] {
   const r = Math.max(a.length, b.length);
   return Array.from({ length: r }, (_, i) => {
-    const x = a[i - (r - a.length)] ?? 1, y = b[i - (r - b.length)] ?? 1;
+    const x = a[i - (r - a.length)] ?? 1,
+      y = b[i - (r - b.length)] ?? 1;
     return x === 1 ? y : x;
   });
 }
@@ -69,9 +76,12 @@ function broadcastBatch(a: number[], b: number[]): number[] {
 // transposes (no explicit Transpose node).
 const gemm: GradRule = {
   backward: (ctx, [dY]) => {
-    const a = ctx.input(0), b = ctx.input(1);
-    const alpha = attrFloat(ctx.node, 'alpha', 1), beta = attrFloat(ctx.node, 'beta', 1);
-    const tA = attrInt(ctx.node, 'transA', 0) === 1, tB = attrInt(ctx.node, 'transB', 0) === 1;
+    const a = ctx.input(0),
+      b = ctx.input(1);
+    const alpha = attrFloat(ctx.node, 'alpha', 1),
+      beta = attrFloat(ctx.node, 'beta', 1);
+    const tA = attrInt(ctx.node, 'transA', 0) === 1,
+      tB = attrInt(ctx.node, 'transB', 0) === 1;
     const g = (x: string, y: string, transA: boolean, transB: boolean) =>
       ctx.op('Gemm', [x, y], { transA: transA ? 1 : 0, transB: transB ? 1 : 0, alpha });
     let dA: string | undefined, dB: string | undefined, dC: string | undefined;
@@ -96,11 +106,18 @@ function parseEquation(eq: string, ctx: RuleContext): { terms: string[][]; out: 
   else {
     const counts = new Map<string, number>();
     for (const t of terms) for (const c of t) if (c !== '.') counts.set(c, (counts.get(c) ?? 0) + 1);
-    out = [...(terms.some((t) => t.includes('.')) ? ['.'] : []), ...[...counts].filter(([, n]) => n === 1).map(([c]) => c).sort()];
+    out = [
+      ...(terms.some((t) => t.includes('.')) ? ['.'] : []),
+      ...[...counts]
+        .filter(([, n]) => n === 1)
+        .map(([c]) => c)
+        .sort(),
+    ];
   }
   for (const t of [...terms, out]) {
     const letters = t.filter((c) => c !== '.');
-    if (new Set(letters).size !== letters.length) ctx.fail(`equation "${eq}" repeats an index within a term (diagonals are not supported)`);
+    if (new Set(letters).size !== letters.length)
+      ctx.fail(`equation "${eq}" repeats an index within a term (diagonals are not supported)`);
   }
   return { terms, out };
 }
@@ -129,7 +146,10 @@ const einsum: GradRule = {
         const axes: number[] = [];
         let pos = 0;
         for (const c of term) {
-          if (c === '.') { pos += ellipsisRank; continue; }
+          if (c === '.') {
+            pos += ellipsisRank;
+            continue;
+          }
           if (!available.has(c)) axes.push(pos);
           pos++;
         }

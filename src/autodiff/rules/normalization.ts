@@ -4,13 +4,20 @@
  * the forward graph untouched and adds no stored activations beyond X itself.
  *   x̂ = (x − μ)·r, r = 1/√(var + ε), g = dY·γ:   dx = r·(g − mean(g) − x̂·mean(g·x̂)),  dγ = Σ dY·x̂,  dβ = Σ dY.
  */
-import { type GradRule, type RuleContext, normAxis } from '../context.js';
+import { type GradRule, type RuleContext, normAxis } from './context.js';
 import { attrFloat, attrInt } from '../../onnx/ir.js';
 
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => i + from);
 
 /** dx of a normalisation of `x` over `axes`, given g = dL/dx̂; returns dx and x̂ (for dγ). */
-function normBackward(ctx: RuleContext, x: string, g: string, axes: number[], eps: number, like: string): { dx: string; xhat: string } {
+function normBackward(
+  ctx: RuleContext,
+  x: string,
+  g: string,
+  axes: number[],
+  eps: number,
+  like: string,
+): { dx: string; xhat: string } {
   const mu = ctx.reduceMean(x, axes, true);
   const xc = ctx.sub(x, mu);
   const variance = ctx.reduceMean(ctx.mul(xc, xc), axes, true);
@@ -102,16 +109,16 @@ const groupNorm: GradRule = {
     if (groups <= 0 || c % groups !== 0) ctx.fail(`num_groups ${groups} does not divide ${c} channels`);
     const eps = attrFloat(ctx.node, 'epsilon', 1e-5);
     const perGroup = ctx.shape(scale)[0] !== c;
-    const perChannel = (v: string) => (perGroup
-      ? ctx.reshape(ctx.op('Expand', [ctx.reshape(v, [groups, 1]), ctx.ints([groups, c / groups])]), [c])
-      : v);
+    const perChannel = (v: string) =>
+      perGroup ? ctx.reshape(ctx.op('Expand', [ctx.reshape(v, [groups, 1]), ctx.ints([groups, c / groups])]), [c]) : v;
     const channelShape = [c, ...new Array<number>(rank - 2).fill(1)];
     const grouped = [n, groups, -1];
 
     const g = isOnes(ctx, scale) ? dY! : ctx.mul(dY!, ctx.reshape(perChannel(scale), channelShape));
     const { dx, xhat } = normBackward(ctx, ctx.reshape(x, grouped), ctx.reshape(g, grouped), [2], eps, x);
     const batchAndSpace = [0, ...range(2, rank)];
-    const toParam = (perC: string) => (perGroup ? ctx.reduceSum(ctx.reshape(perC, [groups, c / groups]), [1], false) : perC);
+    const toParam = (perC: string) =>
+      perGroup ? ctx.reduceSum(ctx.reshape(perC, [groups, c / groups]), [1], false) : perC;
     return [
       ctx.needs(0) ? ctx.reshape(dx, xShape) : undefined,
       ctx.needs(1) ? toParam(ctx.reduceSum(ctx.mul(dY!, ctx.reshape(xhat, xShape)), batchAndSpace, false)) : undefined,

@@ -4,7 +4,7 @@
  * attention, Downsample2D and Upsample2D. Each mirrors its diffusers module: same submodule names (so the
  * same parameter names), same order of operations.
  */
-import { type Net } from './net.js';
+import type { Net } from './net.js';
 
 /** Gain of the last layer of each residual branch: keeps the residual stream's growth modest in deep nets. */
 export const RESIDUAL_GAIN = 0.5;
@@ -45,7 +45,14 @@ export interface TransformerOptions {
 }
 
 /** diffusers Attention (attn1/attn2 of BasicTransformerBlock): bias-free q/k/v, to_out.0 with bias. */
-function crossAttention(net: Net, name: string, x: string, channels: number, heads: number, context?: { value: string; dim: number }): string {
+function crossAttention(
+  net: Net,
+  name: string,
+  x: string,
+  channels: number,
+  heads: number,
+  context?: { value: string; dim: number },
+): string {
   return net.module(name, () => {
     const kv = context?.value ?? x;
     const kvDim = context?.dim ?? channels;
@@ -60,8 +67,17 @@ function crossAttention(net: Net, name: string, x: string, channels: number, hea
 /** BasicTransformerBlock: x += attn1(norm1 x); x += attn2(norm2 x, context); x += ff(norm3 x). */
 function basicTransformerBlock(net: Net, name: string, x: string, channels: number, o: TransformerOptions): string {
   return net.module(name, () => {
-    let h = net.op('Add', [crossAttention(net, 'attn1', net.layerNorm('norm1', x, channels, 1e-5), channels, o.heads), x]);
-    h = net.op('Add', [crossAttention(net, 'attn2', net.layerNorm('norm2', h, channels, 1e-5), channels, o.heads, { value: o.context, dim: o.crossDim }), h]);
+    let h = net.op('Add', [
+      crossAttention(net, 'attn1', net.layerNorm('norm1', x, channels, 1e-5), channels, o.heads),
+      x,
+    ]);
+    h = net.op('Add', [
+      crossAttention(net, 'attn2', net.layerNorm('norm2', h, channels, 1e-5), channels, o.heads, {
+        value: o.context,
+        dim: o.crossDim,
+      }),
+      h,
+    ]);
     const inner = 4 * channels;
     const n = net.layerNorm('norm3', h, channels, 1e-5);
     const ff = net.module('ff', () => {
@@ -86,9 +102,12 @@ export function transformer2d(net: Net, name: string, x: string, channels: numbe
     const nhwc = net.op('Transpose', [h], { perm: [0, 2, 3, 1] });
     let tokens = net.op('Reshape', [nhwc, net.ints([0, -1, channels])], { allowzero: 0 });
     if (o.linearProjection) tokens = net.linear('proj_in', tokens, channels, channels);
-    for (let j = 0; j < o.layers; j++) tokens = basicTransformerBlock(net, `transformer_blocks.${j}`, tokens, channels, o);
+    for (let j = 0; j < o.layers; j++)
+      tokens = basicTransformerBlock(net, `transformer_blocks.${j}`, tokens, channels, o);
     if (o.linearProjection) tokens = net.linear('proj_out', tokens, channels, channels, { gain: RESIDUAL_GAIN });
-    let out = net.op('Transpose', [net.op('Reshape', [tokens, net.op('Shape', [nhwc])], { allowzero: 0 })], { perm: [0, 3, 1, 2] });
+    let out = net.op('Transpose', [net.op('Reshape', [tokens, net.op('Shape', [nhwc])], { allowzero: 0 })], {
+      perm: [0, 3, 1, 2],
+    });
     if (!o.linearProjection) out = net.conv('proj_out', out, channels, channels, 1, { gain: RESIDUAL_GAIN });
     return net.op('Add', [out, x]);
   });
@@ -104,7 +123,9 @@ export function vaeAttention(net: Net, name: string, x: string, channels: number
     const k = net.linear('to_k', tokens, channels, channels);
     const v = net.linear('to_v', tokens, channels, channels);
     const o = net.linear('to_out.0', net.attend(q, k, v, 1, channels), channels, channels, { gain: RESIDUAL_GAIN });
-    const back = net.op('Reshape', [net.op('Transpose', [o], { perm: [0, 2, 1] }), net.op('Shape', [x])], { allowzero: 0 });
+    const back = net.op('Reshape', [net.op('Transpose', [o], { perm: [0, 2, 1] }), net.op('Shape', [x])], {
+      allowzero: 0,
+    });
     return net.op('Add', [back, x]);
   });
 }
@@ -123,7 +144,10 @@ export function upsample(net: Net, x: string, channels: number): string {
   return net.module('upsamplers.0', () => {
     const scales = net.b.constant([1, 1, 2, 2], [4], 'float32', 'scales');
     const up = net.op('Resize', [x, '', scales], {
-      coordinate_transformation_mode: 'asymmetric', cubic_coeff_a: -0.75, mode: 'nearest', nearest_mode: 'floor',
+      coordinate_transformation_mode: 'asymmetric',
+      cubic_coeff_a: -0.75,
+      mode: 'nearest',
+      nearest_mode: 'floor',
     });
     return net.conv('conv', up, channels, channels, 3);
   });

@@ -65,7 +65,12 @@ const SCHEDULER_CONFIG = {
 function componentConfig(c: Component, cfg: SdConfig, dtype: string): Record<string, unknown> {
   switch (c) {
     case 'text_encoder':
-      return { architectures: ['CLIPTextModel'], model_type: 'clip_text_model', torch_dtype: dtype, ...cfg.text_encoder };
+      return {
+        architectures: ['CLIPTextModel'],
+        model_type: 'clip_text_model',
+        torch_dtype: dtype,
+        ...cfg.text_encoder,
+      };
     case 'unet':
       return { _class_name: 'UNet2DConditionModel', _diffusers_version: '0.30.0', ...cfg.unet };
     case 'vae_encoder':
@@ -99,7 +104,11 @@ async function writeJson(path: string, value: unknown): Promise<void> {
 }
 
 /** Writes a complete model folder at `dir` (atomically). */
-export async function createModelFolder(dir: string, config: string | SdConfig | PartialSdConfig, o: CreateModelOptions = {}): Promise<CreatedModel> {
+export async function createModelFolder(
+  dir: string,
+  config: string | SdConfig | PartialSdConfig,
+  o: CreateModelOptions = {},
+): Promise<CreatedModel> {
   const started = performance.now();
   // 1. Check inputs before touching the disk.
   const cfg = resolveConfig(config);
@@ -111,13 +120,19 @@ export async function createModelFolder(dir: string, config: string | SdConfig |
   }
   const target = resolve(dir);
   if (existsSync(target) && !o.overwrite) {
-    throw new VidpriorError('E_BAD_REQUEST', `${target} already exists: choose a new folder (or overwrite it)`, { dir: target });
+    throw new VidpriorError('E_BAD_REQUEST', `${target} already exists: choose a new folder (or overwrite it)`, {
+      dir: target,
+    });
   }
   const bytesPerParam = opts.dtype === 'float16' ? 2 : 4;
   if (o.externalData === false) {
     for (const [c, n] of Object.entries(countParameters(cfg))) {
       if (n * bytesPerParam > PROTOBUF_LIMIT - (64 << 20)) {
-        throw new VidpriorError('E_BAD_REQUEST', `${c} has ${n} parameters, over protobuf's 2 GB limit for one file: write it with external data`, { component: c, externalData: false });
+        throw new VidpriorError(
+          'E_BAD_REQUEST',
+          `${c} has ${n} parameters, over protobuf's 2 GB limit for one file: write it with external data`,
+          { component: c, externalData: false },
+        );
       }
     }
   }
@@ -131,11 +146,23 @@ export async function createModelFolder(dir: string, config: string | SdConfig |
       const t0 = performance.now();
       const built = buildComponent(c, cfg, { ...o, weights: 'none' });
       parameters[c] = paramCount(built.params.values());
-      const external = o.externalData === true || ((o.externalData ?? 'auto') === 'auto' && parameters[c] * bytesPerParam > AUTO_EXTERNAL_BYTES);
+      const external =
+        o.externalData === true ||
+        ((o.externalData ?? 'auto') === 'auto' && parameters[c] * bytesPerParam > AUTO_EXTERNAL_BYTES);
       await mkdir(join(tmp, c));
-      bytes[c] = await writeBuiltGraph(built, join(tmp, c, 'model.onnx'), { seed: opts.seed, dtype: opts.dtype, externalData: external });
+      bytes[c] = await writeBuiltGraph(built, join(tmp, c, 'model.onnx'), {
+        seed: opts.seed,
+        dtype: opts.dtype,
+        externalData: external,
+      });
       await writeJson(join(tmp, c, 'config.json'), componentConfig(c, cfg, opts.dtype));
-      o.onProgress?.({ component: c, index, total: COMPONENTS.length, parameters: parameters[c], seconds: (performance.now() - t0) / 1000 });
+      o.onProgress?.({
+        component: c,
+        index,
+        total: COMPONENTS.length,
+        parameters: parameters[c],
+        seconds: (performance.now() - t0) / 1000,
+      });
     }
 
     // 3. Tokenizer, scheduler, index and provenance.
@@ -147,8 +174,14 @@ export async function createModelFolder(dir: string, config: string | SdConfig |
     await writeJson(join(tmp, 'scheduler', 'scheduler_config.json'), SCHEDULER_CONFIG);
     await writeJson(join(tmp, 'model_index.json'), MODEL_INDEX);
     await writeJson(join(tmp, 'vidprior-model.json'), {
-      builder_version: BUILDER_VERSION, seed: opts.seed, opset: opts.opset, dtype: opts.dtype,
-      encoder_output: o.encoderOutput ?? 'latent_sample', weights: 'random (seeded; not a trained model)', parameters, config: cfg,
+      builder_version: BUILDER_VERSION,
+      seed: opts.seed,
+      opset: opts.opset,
+      dtype: opts.dtype,
+      encoder_output: o.encoderOutput ?? 'latent_sample',
+      weights: 'random (seeded; not a trained model)',
+      parameters,
+      config: cfg,
     });
 
     // 4. Into place: the old folder (when overwriting) is moved aside first and removed last.
@@ -157,7 +190,14 @@ export async function createModelFolder(dir: string, config: string | SdConfig |
     if (old) await rename(target, old);
     await rename(tmp, target);
     if (old) await rm(old, { recursive: true, force: true });
-    return { dir: target, config: cfg, parameters, bytes, vaeScaleFactor: vaeScaleFactor(cfg.vae), seconds: (performance.now() - started) / 1000 };
+    return {
+      dir: target,
+      config: cfg,
+      parameters,
+      bytes,
+      vaeScaleFactor: vaeScaleFactor(cfg.vae),
+      seconds: (performance.now() - started) / 1000,
+    };
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;

@@ -3,9 +3,9 @@
  * diffusers-style configs (config.ts, presets.ts). `buildComponent` makes one graph in memory;
  * `createModelFolder` (folder.ts) writes a complete diffusers ONNX folder.
  */
-import { type Component } from '../folder.js';
-import { type SdConfig } from './config.js';
-import { type NetOptions, type FloatType } from './net.js';
+import type { Component } from '../folder.js';
+import type { SdConfig } from './config.js';
+import type { NetOptions, FloatType } from './net.js';
 import { buildTextEncoder, type BuiltGraph } from './text-encoder.js';
 import { buildUNet } from './unet.js';
 import { buildVaeDecoder, buildVaeEncoder, type EncoderOutput } from './vae.js';
@@ -44,9 +44,11 @@ export function netOptions(o: BuildOptions): NetOptions {
     throw new RangeError(`opset must be an integer from ${MIN_OPSET} to ${MAX_OPSET}, got ${opset}`);
   }
   const dtype = o.dtype ?? 'float32';
-  if (dtype !== 'float32' && dtype !== 'float16') throw new RangeError(`dtype must be float32 or float16, got ${String(dtype)}`);
+  if (dtype !== 'float32' && dtype !== 'float16')
+    throw new RangeError(`dtype must be float32 or float16, got ${String(dtype)}`);
   const seed = o.seed ?? 0;
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`seed must be an integer from 0 to 2^32-1, got ${seed}`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new RangeError(`seed must be an integer from 0 to 2^32-1, got ${seed}`);
   return { opset, dtype, weights: o.weights ?? 'random', seed };
 }
 
@@ -54,10 +56,14 @@ export function netOptions(o: BuildOptions): NetOptions {
 export function buildComponent(component: Component, config: SdConfig, o: BuildOptions = {}): BuiltGraph {
   const opts = netOptions(o);
   switch (component) {
-    case 'text_encoder': return buildTextEncoder(config, opts);
-    case 'unet': return buildUNet(config, opts);
-    case 'vae_encoder': return buildVaeEncoder(config, opts, o.encoderOutput ?? 'latent_sample');
-    case 'vae_decoder': return buildVaeDecoder(config, opts);
+    case 'text_encoder':
+      return buildTextEncoder(config, opts);
+    case 'unet':
+      return buildUNet(config, opts);
+    case 'vae_encoder':
+      return buildVaeEncoder(config, opts, o.encoderOutput ?? 'latent_sample');
+    case 'vae_decoder':
+      return buildVaeDecoder(config, opts);
   }
 }
 

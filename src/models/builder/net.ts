@@ -14,7 +14,7 @@
  *   - attention is MatMul → Mul(scale) → Softmax → MatMul with Reshape/Transpose head splits.
  */
 import { GraphBuilder, type AttrInput } from '../../onnx/builder.js';
-import { type ElemType, type Model, type TypedData } from '../../onnx/ir.js';
+import type { ElemType, Model, TypedData } from '../../onnx/ir.js';
 import { toFloat16 } from '../../tensor.js';
 import { type InitKind, type ParamSpec, type WeightMode, paramData } from './weights.js';
 
@@ -45,17 +45,30 @@ export class Net {
     this.b = new GraphBuilder(graphName, { opset: opts.opset });
   }
 
-  get opset(): number { return this.opts.opset; }
-  get minValue(): number { return FLOAT_MIN[this.ftype]; }
+  get opset(): number {
+    return this.opts.opset;
+  }
+  get minValue(): number {
+    return FLOAT_MIN[this.ftype];
+  }
 
   /** Runs `fn` inside a submodule: node names get `/part`, parameter names `part.`. */
   module<T>(part: string, fn: () => T): T {
     this.path.push(part);
-    try { return this.b.scope(part, fn); } finally { this.path.pop(); }
+    try {
+      return this.b.scope(part, fn);
+    } finally {
+      this.path.pop();
+    }
   }
 
   /** One node named after its op type in the current module; returns its first output. */
-  op(opType: string, inputs: (string | undefined)[], attrs: Record<string, AttrInput | undefined> = {}, output?: string): string {
+  op(
+    opType: string,
+    inputs: (string | undefined)[],
+    attrs: Record<string, AttrInput | undefined> = {},
+    output?: string,
+  ): string {
     return this.b.op(opType, inputs, attrs, { name: opType, outputs: output ? [output] : undefined });
   }
 
@@ -65,7 +78,8 @@ export class Net {
     if (this.params.has(full)) throw new Error(`parameter ${full} defined twice`);
     const spec: ParamSpec = { name: full, dims: [...dims], init, fanIn, gain };
     this.params.set(full, spec);
-    if (this.opts.weights === 'random') return this.b.initializer(full, this.ftype, dims, paramData(spec, this.opts.seed, this.ftype));
+    if (this.opts.weights === 'random')
+      return this.b.initializer(full, this.ftype, dims, paramData(spec, this.opts.seed, this.ftype));
     // Shapes only: an initializer without data (never encoded as is: filled while writing, or just counted).
     const unique = this.b.fresh(full);
     this.b.graph.initializers.push({ name: unique, type: this.ftype, dims: [...dims] });
@@ -84,24 +98,46 @@ export class Net {
     return name;
   }
 
-  scalar(value: number): string { return this.floats([value], []); }
-  ints(values: number[]): string { return this.b.ints(values); }
+  scalar(value: number): string {
+    return this.floats([value], []);
+  }
+  ints(values: number[]): string {
+    return this.b.ints(values);
+  }
 
   // ---- layers ----------------------------------------------------------------------------------------
 
   /** nn.Conv2d (square kernel, symmetric padding). */
-  conv(name: string, x: string, cin: number, cout: number, k: number, opts: { stride?: number; pad?: number; gain?: number; output?: string } = {}): string {
+  conv(
+    name: string,
+    x: string,
+    cin: number,
+    cout: number,
+    k: number,
+    opts: { stride?: number; pad?: number; gain?: number; output?: string } = {},
+  ): string {
     return this.module(name, () => {
       const w = this.param('weight', [cout, cin, k, k], 'fan-in', cin * k * k, opts.gain);
       const bias = this.param('bias', [cout], 'small');
       const p = opts.pad ?? (k - 1) / 2;
       const s = opts.stride ?? 1;
-      return this.op('Conv', [x, w, bias], { dilations: [1, 1], group: 1, kernel_shape: [k, k], pads: [p, p, p, p], strides: [s, s] }, opts.output);
+      return this.op(
+        'Conv',
+        [x, w, bias],
+        { dilations: [1, 1], group: 1, kernel_shape: [k, k], pads: [p, p, p, p], strides: [s, s] },
+        opts.output,
+      );
     });
   }
 
   /** nn.Linear on [..., din] activations: MatMul with the weight stored [din, dout], then Add(bias, y). */
-  linear(name: string, x: string, din: number, dout: number, opts: { bias?: boolean; gain?: number; output?: string } = {}): string {
+  linear(
+    name: string,
+    x: string,
+    din: number,
+    dout: number,
+    opts: { bias?: boolean; gain?: number; output?: string } = {},
+  ): string {
     return this.module(name, () => {
       const w = this.param('weight', [din, dout], 'fan-in', din, opts.gain);
       if (opts.bias === false) return this.op('MatMul', [x, w], {}, opts.output);
@@ -124,7 +160,11 @@ export class Net {
     if (channels % groups !== 0) throw new Error(`${name}: ${channels} channels do not split into ${groups} groups`);
     return this.module(name, () => {
       const grouped = this.op('Reshape', [x, this.ints([0, groups, -1])], { allowzero: 0 });
-      const normed = this.op('InstanceNormalization', [grouped, this.floats(new Array(groups).fill(1)), this.floats(new Array(groups).fill(0))], { epsilon: eps });
+      const normed = this.op(
+        'InstanceNormalization',
+        [grouped, this.floats(new Array(groups).fill(1)), this.floats(new Array(groups).fill(0))],
+        { epsilon: eps },
+      );
       const back = this.op('Reshape', [normed, this.op('Shape', [x])], { allowzero: 0 });
       const affine = rank === 4 ? [channels, 1, 1] : [channels, 1];
       const scaled = this.op('Mul', [back, this.param('weight', affine, 'norm-scale')]);
@@ -182,10 +222,16 @@ export class Net {
     return this.op('Reshape', [out, this.ints([0, 0, channels])], { allowzero: 0 });
   }
 
-  input(name: string, type: ElemType, shape: (number | string)[]): string { return this.b.input(name, type, shape); }
+  input(name: string, type: ElemType, shape: (number | string)[]): string {
+    return this.b.input(name, type, shape);
+  }
 
   /** Declares `value` (already produced under its final name) as a graph output. */
-  output(value: string, type: ElemType, shape: (number | string)[]): void { this.b.output(value, undefined, type, shape); }
+  output(value: string, type: ElemType, shape: (number | string)[]): void {
+    this.b.output(value, undefined, type, shape);
+  }
 
-  build(): Model { return this.b.build(); }
+  build(): Model {
+    return this.b.build();
+  }
 }

@@ -24,7 +24,8 @@ export interface TokenizerFiles {
 /** The byte symbols in CLIP's vocabulary order (bytes_to_unicode's dict order). */
 function byteSymbols(): string[] {
   const table = bytesToUnicode();
-  const printable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const printable = (b: number): boolean =>
+    (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
   const order: number[] = [];
   for (let b = 0; b < 256; b++) if (printable(b)) order.push(b);
   for (let b = 0; b < 256; b++) if (!printable(b)) order.push(b);
@@ -66,14 +67,17 @@ function syntheticMerges(count: number): [string, string][] {
 
 /** The vocabulary and merges of a `vocabSize`-token synthetic CLIP tokenizer (vocabSize ≥ 514). */
 export function syntheticTokenizer(vocabSize: number): TokenizerFiles {
-  if (!Number.isInteger(vocabSize) || vocabSize < 514) throw new RangeError(`a CLIP vocabulary needs at least 514 tokens, got ${vocabSize}`);
+  if (!Number.isInteger(vocabSize) || vocabSize < 514)
+    throw new RangeError(`a CLIP vocabulary needs at least 514 tokens, got ${vocabSize}`);
   const bytes = byteSymbols();
   const tokens = [...bytes, ...bytes.map((s) => s + END_OF_WORD)];
   const merges = syntheticMerges(vocabSize - tokens.length - 2);
   for (const [a, b] of merges) tokens.push(a + b);
   tokens.push('<|startoftext|>', '<|endoftext|>');
   const vocab: Record<string, number> = {};
-  tokens.forEach((t, i) => { vocab[t] = i; });
+  tokens.forEach((t, i) => {
+    vocab[t] = i;
+  });
   const lines = ['#version: 0.2', ...merges.map(([a, b]) => `${a} ${b}`)];
   return { vocab, merges: `${lines.join('\n')}\n`, bosId: vocabSize - 2, eosId: vocabSize - 1 };
 }

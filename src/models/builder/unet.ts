@@ -6,7 +6,7 @@
 import { type SdConfig, type UNetConfig, headsOf } from './config.js';
 import { Net, type NetOptions } from './net.js';
 import { downsample, resnetBlock, transformer2d, upsample } from './blocks.js';
-import { type BuiltGraph } from './text-encoder.js';
+import type { BuiltGraph } from './text-encoder.js';
 
 /** diffusers Timesteps: sinusoidal embedding of width `dim` (float32 [N, dim]). */
 function timestepEmbedding(net: Net, t: string, dim: number, flip: boolean, shift: number): string {
@@ -19,7 +19,9 @@ function timestepEmbedding(net: Net, t: string, dim: number, flip: boolean, shif
     const cos = net.op('Cos', [args]);
     const emb = net.op('Concat', flip ? [cos, sin] : [sin, cos], { axis: -1 });
     if (dim % 2 === 0) return emb;
-    return net.op('Pad', [emb, net.ints([0, 0, 0, 1]), net.b.constant([0], [], 'float32', 'zero')], { mode: 'constant' });
+    return net.op('Pad', [emb, net.ints([0, 0, 0, 1]), net.b.constant([0], [], 'float32', 'zero')], {
+      mode: 'constant',
+    });
   });
 }
 
@@ -50,8 +52,12 @@ export function buildUNet(config: SdConfig, opts: NetOptions): BuiltGraph {
   const tembValue = (): string => (tembAct ??= net.silu(temb, 'nonlinearity'));
   const res = { groups, eps, temb: { value: tembValue, channels: tdim } };
   const attn = (heads: number) => ({
-    heads, groups, context, crossDim: cfg.cross_attention_dim,
-    layers: cfg.transformer_layers_per_block, linearProjection: cfg.use_linear_projection,
+    heads,
+    groups,
+    context,
+    crossDim: cfg.cross_attention_dim,
+    layers: cfg.transformer_layers_per_block,
+    linearProjection: cfg.use_linear_projection,
   });
 
   // 2. Down path; every resnet/attention output and every downsampler output is kept for the skips.

@@ -5,10 +5,10 @@
  *   vae_decoder: latent_sample [batch, L, h, w] (unscaled) → sample [batch, 3, h·f, w·f]
  * with f = 2^(levels − 1).
  */
-import { type SdConfig, type VaeConfig } from './config.js';
+import type { SdConfig, VaeConfig } from './config.js';
 import { Net, type NetOptions } from './net.js';
 import { downsample, resnetBlock, upsample, vaeAttention } from './blocks.js';
-import { type BuiltGraph } from './text-encoder.js';
+import type { BuiltGraph } from './text-encoder.js';
 
 const VAE_EPS = 1e-6;
 
@@ -24,7 +24,11 @@ function midBlock(net: Net, h: string, channels: number, groups: number): string
 
 export type EncoderOutput = 'latent_sample' | 'latent_parameters';
 
-export function buildVaeEncoder(config: SdConfig, opts: NetOptions, output: EncoderOutput = 'latent_sample'): BuiltGraph {
+export function buildVaeEncoder(
+  config: SdConfig,
+  opts: NetOptions,
+  output: EncoderOutput = 'latent_sample',
+): BuiltGraph {
   const cfg: VaeConfig = config.vae;
   const net = new Net('vae_encoder', opts);
   const ch = cfg.block_out_channels;
@@ -39,7 +43,8 @@ export function buildVaeEncoder(config: SdConfig, opts: NetOptions, output: Enco
         const inCh = outCh;
         outCh = c;
         net.module(`down_blocks.${i}`, () => {
-          for (let j = 0; j < cfg.layers_per_block; j++) x = resnetBlock(net, `resnets.${j}`, x, j === 0 ? inCh : outCh, outCh, res);
+          for (let j = 0; j < cfg.layers_per_block; j++)
+            x = resnetBlock(net, `resnets.${j}`, x, j === 0 ? inCh : outCh, outCh, res);
           if (i < ch.length - 1) x = downsample(net, x, outCh, 0);
         });
       });
@@ -77,7 +82,8 @@ export function buildVaeDecoder(config: SdConfig, opts: NetOptions): BuiltGraph 
       const prevCh = outCh;
       outCh = c;
       net.module(`up_blocks.${i}`, () => {
-        for (let j = 0; j <= cfg.layers_per_block; j++) x = resnetBlock(net, `resnets.${j}`, x, j === 0 ? prevCh : outCh, outCh, res);
+        for (let j = 0; j <= cfg.layers_per_block; j++)
+          x = resnetBlock(net, `resnets.${j}`, x, j === 0 ? prevCh : outCh, outCh, res);
         if (i < ch.length - 1) x = upsample(net, x, outCh);
       });
     });

@@ -8,7 +8,7 @@
  * Scales keep activations O(1) through deep random nets: weights ~ N(0,1)/√fan_in, norm γ ≈ 1 + small noise,
  * biases and β small. Outputs of random models are then neither exploding nor flat.
  */
-import { type ElemType, type TypedData } from '../../onnx/ir.js';
+import type { ElemType, TypedData } from '../../onnx/ir.js';
 import { Rng } from '../../random.js';
 import { toFloat16 } from '../../tensor.js';
 
@@ -58,18 +58,33 @@ export function paramSeed(seed: number, name: string): number {
  */
 function normals(rng: Rng, n: number, scale: number, offset = 0): Float32Array {
   const out = new Float32Array(n);
-  let s0 = rng.nextUint32() | 0, s1 = rng.nextUint32() | 0, s2 = rng.nextUint32() | 0, s3 = rng.nextUint32() | 0;
+  let s0 = rng.nextUint32() | 0,
+    s1 = rng.nextUint32() | 0,
+    s2 = rng.nextUint32() | 0,
+    s3 = rng.nextUint32() | 0;
   if ((s0 | s1 | s2 | s3) === 0) s0 = 1;
   const TWO_PI = 2 * Math.PI;
   for (let i = 0; i < n; i += 2) {
     // Two 32-bit draws (xoshiro128**, as in src/random.ts) → u1 ∈ (0, 1], u2 ∈ [0, 1).
-    let r = Math.imul(s1, 5); r = Math.imul((r << 7) | (r >>> 25), 9) >>> 0;
+    let r = Math.imul(s1, 5);
+    r = Math.imul((r << 7) | (r >>> 25), 9) >>> 0;
     let t = s1 << 9;
-    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = (s3 << 11) | (s3 >>> 21);
     const u1 = (r + 1) / 4294967296;
-    r = Math.imul(s1, 5); r = Math.imul((r << 7) | (r >>> 25), 9) >>> 0;
+    r = Math.imul(s1, 5);
+    r = Math.imul((r << 7) | (r >>> 25), 9) >>> 0;
     t = s1 << 9;
-    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = (s3 << 11) | (s3 >>> 21);
     const u2 = r / 4294967296;
     const radius = Math.sqrt(-2 * Math.log(u1)) * scale;
     out[i] = radius * Math.cos(TWO_PI * u2) + offset;
@@ -85,10 +100,14 @@ export function paramValues(spec: ParamSpec, seed: number): Float32Array {
   const rng = new Rng(paramSeed(seed, spec.name));
   const gain = spec.gain ?? 1;
   switch (spec.init) {
-    case 'fan-in': return normals(rng, n, gain / Math.sqrt(spec.fanIn ?? 1));
-    case 'embedding': return normals(rng, n, gain);
-    case 'small': return normals(rng, n, SMALL * gain);
-    case 'norm-scale': return normals(rng, n, SMALL * gain, 1);
+    case 'fan-in':
+      return normals(rng, n, gain / Math.sqrt(spec.fanIn ?? 1));
+    case 'embedding':
+      return normals(rng, n, gain);
+    case 'small':
+      return normals(rng, n, SMALL * gain);
+    case 'norm-scale':
+      return normals(rng, n, SMALL * gain, 1);
   }
 }
 

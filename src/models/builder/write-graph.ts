@@ -10,8 +10,8 @@ import { open, rm, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { encodeModel } from '../../onnx/codec.js';
 import { type TensorValue, bytesOf } from '../../onnx/ir.js';
-import { type FloatType } from './net.js';
-import { type BuiltGraph } from './text-encoder.js';
+import type { FloatType } from './net.js';
+import type { BuiltGraph } from './text-encoder.js';
 import { paramData } from './weights.js';
 
 const INLINE_BELOW = 1024;
@@ -41,15 +41,23 @@ export async function writeBuiltGraph(built: BuiltGraph, path: string, o: WriteG
       for (let i = 0; i < g.initializers.length; i++) {
         const t = g.initializers[i]!;
         const data = t.data ?? valuesOf(t);
-        if (data.byteLength < INLINE_BELOW) { if (!t.data) g.initializers[i] = { ...t, data }; continue; }
+        if (data.byteLength < INLINE_BELOW) {
+          if (!t.data) g.initializers[i] = { ...t, data };
+          continue;
+        }
         const align = data.byteLength >= PAGE_ALIGN_FROM ? 4096 : 64;
         offset = Math.ceil(offset / align) * align;
         const bytes = bytesOf(data);
-        for (let done = 0; done < bytes.byteLength;) {
+        for (let done = 0; done < bytes.byteLength; ) {
           const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done, offset + done);
           done += bytesWritten;
         }
-        g.initializers[i] = { name: t.name, type: t.type, dims: t.dims, external: { location: dataName, offset, length: bytes.byteLength } };
+        g.initializers[i] = {
+          name: t.name,
+          type: t.type,
+          dims: t.dims,
+          external: { location: dataName, offset, length: bytes.byteLength },
+        };
         offset += bytes.byteLength;
       }
       dataBytes = offset;

@@ -22,8 +22,15 @@ import type { Model, Node } from '../ir.js';
 import { attrInt, attrInts, attrString } from '../ir.js';
 import { cloneModel, removeDeadNodes, sortGraph } from '../graph.js';
 import {
-  type PassEntry, type PassOptions, type PassResult, Snapshot, freshNodeName, isStandard, modulePrefix,
-  sameDim, useMicrosoftDomain,
+  type PassEntry,
+  type PassOptions,
+  type PassResult,
+  Snapshot,
+  freshNodeName,
+  isStandard,
+  modulePrefix,
+  sameDim,
+  useMicrosoftDomain,
 } from './match.js';
 
 /** A proved attention block, ready to be replaced. */
@@ -41,9 +48,12 @@ interface AttentionMatch {
 }
 
 class NoMatch extends Error {}
-const fail = (reason: string): never => { throw new NoMatch(reason); };
+const fail = (reason: string): never => {
+  throw new NoMatch(reason);
+};
 
-const same = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+const same = (a: readonly number[], b: readonly number[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** How an operand reached the product from its head-split Reshape. */
 interface OperandPath {
@@ -60,19 +70,27 @@ interface OperandPath {
 function traceOperand(snap: Snapshot, value: string, rank: number, what: string): OperandPath {
   let perm = Array.from({ length: rank }, (_, i) => i);
   let scale = 1;
-  for (let v = value; ;) {
+  for (let v = value; ; ) {
     const p = snap.index.producer(v);
-    if (!p || !isStandard(p)) return fail(`${what}: ${p ? `${p.domain}::${p.opType} "${p.name}"` : `"${v}" (no producing node)`} before the head split`);
+    if (!p || !isStandard(p))
+      return fail(
+        `${what}: ${p ? `${p.domain}::${p.opType} "${p.name}"` : `"${v}" (no producing node)`} before the head split`,
+      );
     if (p.opType === 'Transpose') {
       const t = attrInts(p, 'perm') ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
       if (t.length !== rank) fail(`${what}: Transpose "${p.name}" has rank ${t.length}, expected ${rank}`);
       perm = perm.map((i) => t[i]!);
       v = p.inputs[0]!;
     } else if (p.opType === 'Mul' || p.opType === 'Div') {
-      const s1 = snap.scalar(p.inputs[1]!), s0 = snap.scalar(p.inputs[0]!);
-      if (s1 !== undefined && snap.rank(p.inputs[0]!) === rank) { scale *= p.opType === 'Mul' ? s1 : 1 / s1; v = p.inputs[0]!; }
-      else if (p.opType === 'Mul' && s0 !== undefined && snap.rank(p.inputs[1]!) === rank) { scale *= s0; v = p.inputs[1]!; }
-      else return fail(`${what}: ${p.opType} "${p.name}" is not a multiplication by a constant scalar`);
+      const s1 = snap.scalar(p.inputs[1]!),
+        s0 = snap.scalar(p.inputs[0]!);
+      if (s1 !== undefined && snap.rank(p.inputs[0]!) === rank) {
+        scale *= p.opType === 'Mul' ? s1 : 1 / s1;
+        v = p.inputs[0]!;
+      } else if (p.opType === 'Mul' && s0 !== undefined && snap.rank(p.inputs[1]!) === rank) {
+        scale *= s0;
+        v = p.inputs[1]!;
+      } else return fail(`${what}: ${p.opType} "${p.name}" is not a multiplication by a constant scalar`);
     } else if (p.opType === 'Reshape') {
       return { reshape: p, perm, scale };
     } else {
@@ -82,16 +100,27 @@ function traceOperand(snap: Snapshot, value: string, rank: number, what: string)
 }
 
 /** Proves that `reshape` splits [B, S, H·d] into [B, S, H, d]; returns B, S, H, d and the source. */
-function checkHeadSplit(snap: Snapshot, reshape: Node, what: string): { source: string; heads: number; headSize: number } {
+function checkHeadSplit(
+  snap: Snapshot,
+  reshape: Node,
+  what: string,
+): { source: string; heads: number; headSize: number } {
   const source = reshape.inputs[0]!;
   const xs = snap.shape(source);
   const out = snap.shape(reshape.outputs[0]!);
-  if (!xs || xs.length !== 3) return fail(`${what}: head split "${reshape.name}" reads a value of shape ${JSON.stringify(xs)}, expected [B, S, H·d]`);
-  if (!out || out.length !== 4 || typeof out[2] !== 'number' || typeof out[3] !== 'number') {
-    return fail(`${what}: head split "${reshape.name}" gives ${JSON.stringify(out)}, expected [B, S, H, d] with H and d known`);
+  if (xs?.length !== 3)
+    return fail(
+      `${what}: head split "${reshape.name}" reads a value of shape ${JSON.stringify(xs)}, expected [B, S, H·d]`,
+    );
+  if (out?.length !== 4 || typeof out[2] !== 'number' || typeof out[3] !== 'number') {
+    return fail(
+      `${what}: head split "${reshape.name}" gives ${JSON.stringify(out)}, expected [B, S, H, d] with H and d known`,
+    );
   }
-  const heads = out[2], headSize = out[3];
-  if (xs[2] !== heads * headSize) fail(`${what}: head split "${reshape.name}" of width ${xs[2]} into ${heads}×${headSize}`);
+  const heads = out[2],
+    headSize = out[3];
+  if (xs[2] !== heads * headSize)
+    fail(`${what}: head split "${reshape.name}" of width ${xs[2]} into ${heads}×${headSize}`);
   if (!mergesLeading(snap, reshape, xs[0]!, xs[1]!, [heads, headSize])) {
     fail(`${what}: cannot prove that head split "${reshape.name}" keeps the batch and sequence dims`);
   }
@@ -112,8 +141,13 @@ function mergesLeading(snap: Snapshot, reshape: Node, b: unknown, s: unknown, ta
     if ((isB && (isS || t[1] === -1)) || (t[0] === -1 && isS)) return true;
   }
   const out = snap.shape(reshape.outputs[0]!);
-  return !!out && out.length === 2 + tail.length && sameDim(out[0], b as never) && sameDim(out[1], s as never)
-    && tail.every((x, i) => out[2 + i] === x);
+  return (
+    !!out &&
+    out.length === 2 + tail.length &&
+    sameDim(out[0], b as never) &&
+    sameDim(out[1], s as never) &&
+    tail.every((x, i) => out[2 + i] === x)
+  );
 }
 
 /**
@@ -136,25 +170,35 @@ function projected(snap: Snapshot, value: string): string {
  * The operands of a product (MatMul, or a two-operand Einsum) and the axes its right operand must have: for
  * rank 4 relative to the head split [B, L, H, d], for rank 3 (heads folded into the batch) to [B·H, L, d].
  */
-function productOperands(node: Node, kind: 'scores' | 'output', rank: number): { a: string; b: string; bPerm: number[] } {
+function productOperands(
+  node: Node,
+  kind: 'scores' | 'output',
+  rank: number,
+): { a: string; b: string; bPerm: number[] } {
   const asIs = rank === 4 ? [0, 2, 1, 3] : [0, 1, 2];
   const transposed = rank === 4 ? [0, 2, 3, 1] : [0, 2, 1];
-  if (node.opType === 'MatMul') return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: kind === 'scores' ? transposed : asIs };
+  if (node.opType === 'MatMul')
+    return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: kind === 'scores' ? transposed : asIs };
   const eq = (attrString(node, 'equation') ?? '').replace(/\s+/g, '');
   const m = new RegExp(`^([a-zA-Z]{${rank}}),([a-zA-Z]{${rank}})->([a-zA-Z]{${rank}})$`).exec(eq);
   if (!m) return fail(`Einsum "${node.name}" equation "${eq}" is not a ${rank}-D attention product`);
   const [x, y, out] = [m[1]!, m[2]!, m[3]!];
-  const lead = x.slice(0, rank - 2), ii = x[rank - 2]!;
-  if (y.slice(0, rank - 2) !== lead || new Set(x).size !== rank || new Set(y).size !== rank) fail(`Einsum "${node.name}" "${eq}" does not share the batch axes`);
+  const lead = x.slice(0, rank - 2),
+    ii = x[rank - 2]!;
+  if (y.slice(0, rank - 2) !== lead || new Set(x).size !== rank || new Set(y).size !== rank)
+    fail(`Einsum "${node.name}" "${eq}" does not share the batch axes`);
   const tail = y.slice(rank - 2);
   if (kind === 'scores') {
-    const dd = x[rank - 1]!, j = [...y].find((c) => !x.includes(c));
+    const dd = x[rank - 1]!,
+      j = [...y].find((c) => !x.includes(c));
     if (!j || out !== `${lead}${ii}${j}`) fail(`Einsum "${node.name}" "${eq}" is not q·kᵀ`);
     if (tail === `${j}${dd}`) return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: asIs };
     if (tail === `${dd}${j}`) return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: transposed };
   } else {
-    const j = x[rank - 1]!, dd = [...y].find((c) => !x.includes(c));
-    if (dd && tail === `${j}${dd}` && out === `${lead}${ii}${dd}`) return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: asIs };
+    const j = x[rank - 1]!,
+      dd = [...y].find((c) => !x.includes(c));
+    if (dd && tail === `${j}${dd}` && out === `${lead}${ii}${dd}`)
+      return { a: node.inputs[0]!, b: node.inputs[1]!, bPerm: asIs };
   }
   return fail(`Einsum "${node.name}" "${eq}" is not an attention product`);
 }
@@ -168,27 +212,56 @@ function productOperands(node: Node, kind: 'scores' | 'output', rank: number): {
 function unfold(snap: Snapshot, path: OperandPath, what: string): OperandPath {
   const fold = path.reshape;
   const inner = traceOperand(snap, fold.inputs[0]!, 4, what);
-  if (!same(inner.perm, [0, 2, 1, 3])) fail(`${what}: heads reach the fold "${fold.name}" with axes [${inner.perm}] of [B, S, H, d], expected [0,2,1,3]`);
-  const ins = snap.shape(fold.inputs[0]!), outs = snap.shape(fold.outputs[0]!);
-  const ok = !!ins && !!outs && ins.length === 4 && outs.length === 3 && typeof ins[3] === 'number' && outs[2] === ins[3]
-    && (sameDim(outs[1], ins[2]) || (typeof outs[0] === 'number' && typeof ins[0] === 'number' && typeof ins[1] === 'number' && outs[0] === ins[0] * ins[1]));
-  if (!ok) fail(`${what}: cannot prove that "${fold.name}" folds [B, H, S, d] into [B·H, S, d] (${JSON.stringify(ins)} → ${JSON.stringify(outs)}; static input shapes prove it)`);
+  if (!same(inner.perm, [0, 2, 1, 3]))
+    fail(`${what}: heads reach the fold "${fold.name}" with axes [${inner.perm}] of [B, S, H, d], expected [0,2,1,3]`);
+  const ins = snap.shape(fold.inputs[0]!),
+    outs = snap.shape(fold.outputs[0]!);
+  const ok =
+    !!ins &&
+    !!outs &&
+    ins.length === 4 &&
+    outs.length === 3 &&
+    typeof ins[3] === 'number' &&
+    outs[2] === ins[3] &&
+    (sameDim(outs[1], ins[2]) ||
+      (typeof outs[0] === 'number' &&
+        typeof ins[0] === 'number' &&
+        typeof ins[1] === 'number' &&
+        outs[0] === ins[0] * ins[1]));
+  if (!ok)
+    fail(
+      `${what}: cannot prove that "${fold.name}" folds [B, H, S, d] into [B·H, S, d] (${JSON.stringify(ins)} → ${JSON.stringify(outs)}; static input shapes prove it)`,
+    );
   return { reshape: inner.reshape, perm: path.perm, scale: path.scale * inner.scale };
 }
 
 /** Proves that `unfold` turns [B·H, S, d] back into [B, H, S, d] for the given B, H, d. */
 function checkUnfold(snap: Snapshot, reshape: Node, batch: unknown, heads: number, headSize: number): void {
-  const ins = snap.shape(reshape.inputs[0]!), outs = snap.shape(reshape.outputs[0]!);
-  const ok = !!ins && !!outs && ins.length === 3 && outs.length === 4 && outs[1] === heads && outs[3] === headSize && ins[2] === headSize
-    && (sameDim(outs[0], batch as never) || sameDim(outs[2], ins[1]) || (typeof ins[0] === 'number' && outs[0] === ins[0] / heads));
-  if (!ok) fail(`cannot prove that "${reshape.name}" unfolds [B·H, S, d] into [B, ${heads}, S, ${headSize}] (${JSON.stringify(ins)} → ${JSON.stringify(outs)})`);
+  const ins = snap.shape(reshape.inputs[0]!),
+    outs = snap.shape(reshape.outputs[0]!);
+  const ok =
+    !!ins &&
+    !!outs &&
+    ins.length === 3 &&
+    outs.length === 4 &&
+    outs[1] === heads &&
+    outs[3] === headSize &&
+    ins[2] === headSize &&
+    (sameDim(outs[0], batch as never) ||
+      sameDim(outs[2], ins[1]) ||
+      (typeof ins[0] === 'number' && outs[0] === ins[0] / heads));
+  if (!ok)
+    fail(
+      `cannot prove that "${reshape.name}" unfolds [B·H, S, d] into [B, ${heads}, S, ${headSize}] (${JSON.stringify(ins)} → ${JSON.stringify(outs)})`,
+    );
 }
 
 function matchAt(snap: Snapshot, softmax: Node, opset: number): AttentionMatch {
   // 1. Softmax over the last axis of 4-D scores.
   const scores = softmax.inputs[0]!;
   const rank = snap.rank(scores);
-  if (rank !== 4 && rank !== 3) return fail(`scores of rank ${rank ?? 'unknown'}, expected 4 (or 3 with heads folded into the batch)`);
+  if (rank !== 4 && rank !== 3)
+    return fail(`scores of rank ${rank ?? 'unknown'}, expected 4 (or 3 with heads folded into the batch)`);
   const folded = rank === 3;
   const axis = attrInt(softmax, 'axis', opset >= 13 ? -1 : 1);
   if (axis !== -1 && axis !== rank - 1) fail(`Softmax over axis ${axis}, not the last`);
@@ -202,13 +275,21 @@ function matchAt(snap: Snapshot, softmax: Node, opset: number): AttentionMatch {
     if (!snap.onlyReadBy(v, reader)) fail(`"${v}" is also read outside the attention`);
     const p = snap.index.producer(v);
     if (!p || !isStandard(p)) return fail(`scores come from ${p ? `${p.domain}::${p.opType}` : 'no node'}`);
-    if (p.opType === 'MatMul' || p.opType === 'Einsum') { product = p; break; }
+    if (p.opType === 'MatMul' || p.opType === 'Einsum') {
+      product = p;
+      break;
+    }
     if (p.opType === 'Add' || p.opType === 'Where') fail(`${p.opType} "${p.name}" on the scores (a mask) is not fused`);
     if (p.opType !== 'Mul' && p.opType !== 'Div') fail(`${p.opType} "${p.name}" between the scores and the Softmax`);
-    const s1 = snap.scalar(p.inputs[1]!), s0 = snap.scalar(p.inputs[0]!);
-    if (s1 !== undefined && snap.rank(p.inputs[0]!) === rank) { scale *= p.opType === 'Mul' ? s1 : 1 / s1; v = p.inputs[0]!; }
-    else if (p.opType === 'Mul' && s0 !== undefined && snap.rank(p.inputs[1]!) === rank) { scale *= s0; v = p.inputs[1]!; }
-    else fail(`${p.opType} "${p.name}" on the scores is not by a constant scalar`);
+    const s1 = snap.scalar(p.inputs[1]!),
+      s0 = snap.scalar(p.inputs[0]!);
+    if (s1 !== undefined && snap.rank(p.inputs[0]!) === rank) {
+      scale *= p.opType === 'Mul' ? s1 : 1 / s1;
+      v = p.inputs[0]!;
+    } else if (p.opType === 'Mul' && s0 !== undefined && snap.rank(p.inputs[1]!) === rank) {
+      scale *= s0;
+      v = p.inputs[1]!;
+    } else fail(`${p.opType} "${p.name}" on the scores is not by a constant scalar`);
     reader = p;
   }
   const qk = productOperands(product, 'scores', rank);
@@ -221,17 +302,20 @@ function matchAt(snap: Snapshot, softmax: Node, opset: number): AttentionMatch {
   const qPerm = folded ? [0, 1, 2] : [0, 2, 1, 3];
   const layout = folded ? '[B·H, S, d]' : '[B, S, H, d]';
   if (!same(q.perm, qPerm)) fail(`query reaches the product with axes [${q.perm}] of ${layout}, expected [${qPerm}]`);
-  if (!same(k.perm, qk.bPerm)) fail(`key reaches the product with axes [${k.perm}] of ${layout}, expected [${qk.bPerm}]`);
+  if (!same(k.perm, qk.bPerm))
+    fail(`key reaches the product with axes [${k.perm}] of ${layout}, expected [${qk.bPerm}]`);
 
   // 3. Down from the Softmax: the product with v, the heads moved back and merged.
   const probs = softmax.outputs[0]!;
   const readers = snap.readers(probs);
   const pv = readers.length === 1 ? readers[0] : undefined;
-  if (!pv || !isStandard(pv) || (pv.opType !== 'MatMul' && pv.opType !== 'Einsum')) fail('the probabilities are not read by one product with v');
+  if (!pv || !isStandard(pv) || (pv.opType !== 'MatMul' && pv.opType !== 'Einsum'))
+    fail('the probabilities are not read by one product with v');
   const pvOps = productOperands(pv!, 'output', rank);
   if (pvOps.a !== probs) fail(`the probabilities are the right operand of "${pv!.name}"`);
   const vp = trace(pvOps.b, 'value');
-  if (!same(vp.perm, pvOps.bPerm)) fail(`value reaches the product with axes [${vp.perm}] of ${layout}, expected [${pvOps.bPerm}]`);
+  if (!same(vp.perm, pvOps.bPerm))
+    fail(`value reaches the product with axes [${vp.perm}] of ${layout}, expected [${pvOps.bPerm}]`);
   if (vp.scale !== 1) fail('value is scaled before the product');
   let perm = [0, 1, 2, 3];
   let out = pv!.outputs[0]!;
@@ -268,17 +352,25 @@ function matchAt(snap: Snapshot, softmax: Node, opset: number): AttentionMatch {
   }
   const [qx, kx, vx] = [snap.shape(qs.source)!, snap.shape(ks.source)!, snap.shape(vs.source)!];
   const [qa, ka, va] = [projected(snap, qs.source), projected(snap, ks.source), projected(snap, vs.source)];
-  if (!(sameDim(qx[0], kx[0]) || qa === ka) || !(sameDim(qx[0], vx[0]) || qa === va)) fail(`cannot prove q, k, v have the same batch (${qx[0]}, ${kx[0]}, ${vx[0]})`);
+  if (!(sameDim(qx[0], kx[0]) || qa === ka) || !(sameDim(qx[0], vx[0]) || qa === va))
+    fail(`cannot prove q, k, v have the same batch (${qx[0]}, ${kx[0]}, ${vx[0]})`);
   if (ka !== va && !sameDim(kx[1], vx[1])) fail(`cannot prove k and v have the same length (${kx[1]}, ${vx[1]})`);
   if (unfoldNode) checkUnfold(snap, unfoldNode, qx[0], qs.heads, qs.headSize);
   const mergeIn = snap.shape(merge!.inputs[0]!);
-  if (!mergeIn || mergeIn.length !== 4 || !mergesLeading(snap, merge!, mergeIn[0], mergeIn[1], [qs.heads * qs.headSize])) {
+  if (mergeIn?.length !== 4 || !mergesLeading(snap, merge!, mergeIn[0], mergeIn[1], [qs.heads * qs.headSize])) {
     fail(`cannot prove that "${merge!.name}" merges [B, S, H, d] into [B, S, H·d]`);
   }
   const form = `${folded ? 'heads folded into the batch, ' : ''}${product.opType === 'Einsum' ? 'einsum' : 'matmul'}, scale on ${[q.scale !== 1 && 'q', k.scale !== 1 && 'k', scale !== 1 && 'scores'].filter(Boolean).join('+') || 'nothing'}`;
   return {
-    softmax, query: qs.source, key: ks.source, value: vs.source, heads: qs.heads, headSize: qs.headSize,
-    scale: q.scale * k.scale * scale, merge: merge!, form,
+    softmax,
+    query: qs.source,
+    key: ks.source,
+    value: vs.source,
+    heads: qs.heads,
+    headSize: qs.headSize,
+    scale: q.scale * k.scale * scale,
+    merge: merge!,
+    form,
   };
 }
 
@@ -313,11 +405,26 @@ export function fuseAttention(model: Model, opts: PassOptions = {}): PassResult 
   for (const m of matches) {
     const name = freshNodeName(g, `${modulePrefix(m.softmax.name)}/MultiHeadAttention`, taken);
     replace.set(m.merge, {
-      name, opType: 'MultiHeadAttention', domain: 'com.microsoft',
-      inputs: [m.query, m.key, m.value], outputs: [m.merge.outputs[0]!],
+      name,
+      opType: 'MultiHeadAttention',
+      domain: 'com.microsoft',
+      inputs: [m.query, m.key, m.value],
+      outputs: [m.merge.outputs[0]!],
       attributes: { num_heads: { type: 'int', value: m.heads }, scale: { type: 'float', value: Math.fround(m.scale) } },
     });
-    fused.push({ anchor: m.softmax.name, fused: name, details: { heads: m.heads, headSize: m.headSize, scale: m.scale, form: m.form, query: m.query, key: m.key, value: m.value } });
+    fused.push({
+      anchor: m.softmax.name,
+      fused: name,
+      details: {
+        heads: m.heads,
+        headSize: m.headSize,
+        scale: m.scale,
+        form: m.form,
+        query: m.query,
+        key: m.key,
+        value: m.value,
+      },
+    });
   }
   g.nodes = g.nodes.map((n) => replace.get(n) ?? n);
   removeDeadNodes(g);

@@ -71,9 +71,11 @@ export function optimizeForGpu(model: Model, opts: GpuOptimizeOptions = {}): Gpu
 
 /** One line per pass: how many fused, how many skipped and the distinct reasons. */
 export function formatReports(reports: readonly PassReport[]): string {
-  return reports.map((r) => {
-    const reasons = [...new Set(r.skipped.map((s) => s.reason))];
-    const notes = r.notes?.length ? `; ${r.notes.join('; ')}` : '';
-    return `${r.pass}: ${r.fused.length} fused, ${r.skipped.length} skipped${reasons.length ? ` (${reasons.join('; ')})` : ''}${notes}`;
-  }).join('\n');
+  return reports
+    .map((r) => {
+      const reasons = [...new Set(r.skipped.map((s) => s.reason))];
+      const notes = r.notes?.length ? `; ${r.notes.join('; ')}` : '';
+      return `${r.pass}: ${r.fused.length} fused, ${r.skipped.length} skipped${reasons.length ? ` (${reasons.join('; ')})` : ''}${notes}`;
+    })
+    .join('\n');
 }

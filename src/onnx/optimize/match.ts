@@ -73,12 +73,18 @@ export class Snapshot {
     return p && STANDARD.has(p.domain) && opTypes.includes(p.opType) ? p : undefined;
   }
 
-  shape(value: string): Dim[] | null { return this.shapes.infos.get(value)?.shape ?? null; }
+  shape(value: string): Dim[] | null {
+    return this.shapes.infos.get(value)?.shape ?? null;
+  }
 
-  rank(value: string): number | undefined { return this.shape(value)?.length; }
+  rank(value: string): number | undefined {
+    return this.shape(value)?.length;
+  }
 
   /** The numbers of a small known value (constants, computed shape vectors); symbols and unknowns as they are. */
-  known(value: string): (number | string | null)[] | undefined { return this.shapes.values.get(value)?.values; }
+  known(value: string): (number | string | null)[] | undefined {
+    return this.shapes.values.get(value)?.values;
+  }
 
   /** The number a one-element constant holds (scalar or [1], [1,1] …), else undefined. */
   scalar(value: string): number | undefined {
@@ -87,7 +93,7 @@ export class Snapshot {
       const c = this.index.constant(value);
       if (c && elementCount(c.dims) === 1) k = knownFromTensor(c);
     }
-    if (!k || k.values.length !== 1 || typeof k.values[0] !== 'number') return undefined;
+    if (k?.values.length !== 1 || typeof k.values[0] !== 'number') return undefined;
     return k.values[0];
   }
 
@@ -118,16 +124,23 @@ export function modulePrefix(nodeName: string): string {
 
 /** A node name not used in the graph yet. */
 export function freshNodeName(graph: Graph, hint: string, taken: Set<string>): string {
-  if (taken.size === 0) for (const n of graph.nodes) { taken.add(n.name); for (const o of n.outputs) taken.add(o); }
+  if (taken.size === 0)
+    for (const n of graph.nodes) {
+      taken.add(n.name);
+      for (const o of n.outputs) taken.add(o);
+    }
   let name = hint;
   for (let i = 1; taken.has(name); i++) name = `${hint}_${i}`;
   taken.add(name);
   return name;
 }
 
-export function isStandard(node: Node): boolean { return STANDARD.has(node.domain); }
+export function isStandard(node: Node): boolean {
+  return STANDARD.has(node.domain);
+}
 
 /** Makes sure the model imports com.microsoft (contrib ops), version 1. */
 export function useMicrosoftDomain(model: Model): void {
-  if (!model.opsetImports.some((o) => o.domain === 'com.microsoft')) model.opsetImports.push({ domain: 'com.microsoft', version: 1 });
+  if (!model.opsetImports.some((o) => o.domain === 'com.microsoft'))
+    model.opsetImports.push({ domain: 'com.microsoft', version: 1 });
 }

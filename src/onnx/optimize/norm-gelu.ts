@@ -16,10 +16,19 @@
 import type { Model, Node } from '../ir.js';
 import { attrInt, attrInts } from '../ir.js';
 import { cloneModel, removeDeadNodes, sortGraph } from '../graph.js';
-import { type PassEntry, type PassOptions, type PassResult, Snapshot, isStandard, useMicrosoftDomain } from './match.js';
+import {
+  type PassEntry,
+  type PassOptions,
+  type PassResult,
+  Snapshot,
+  isStandard,
+  useMicrosoftDomain,
+} from './match.js';
 
 class NoMatch extends Error {}
-const fail = (reason: string): never => { throw new NoMatch(reason); };
+const fail = (reason: string): never => {
+  throw new NoMatch(reason);
+};
 
 /** The single node reading `value` (and no graph output), if it is a standard `opType`. */
 function onlyReader(snap: Snapshot, value: string, opType: string): Node | undefined {
@@ -28,11 +37,12 @@ function onlyReader(snap: Snapshot, value: string, opType: string): Node | undef
 }
 
 /** The other input of a binary node, when one input is `value`. */
-const other = (n: Node, value: string): string | undefined => (n.inputs[0] === value ? n.inputs[1] : n.inputs[1] === value ? n.inputs[0] : undefined);
+const other = (n: Node, value: string): string | undefined =>
+  n.inputs[0] === value ? n.inputs[1] : n.inputs[1] === value ? n.inputs[0] : undefined;
 
 /** True when ReduceMean reduces only the last axis of a rank-`rank` input, keeping dims. */
 function reducesLastAxis(snap: Snapshot, n: Node, rank: number): boolean {
-  const axes = attrInts(n, 'axes') ?? (n.inputs[1] ? snap.known(n.inputs[1]) as number[] | undefined : undefined);
+  const axes = attrInts(n, 'axes') ?? (n.inputs[1] ? (snap.known(n.inputs[1]) as number[] | undefined) : undefined);
   return attrInt(n, 'keepdims', 1) === 1 && !!axes && axes.length === 1 && (axes[0] === -1 || axes[0] === rank - 1);
 }
 
@@ -46,10 +56,17 @@ function isVector(snap: Snapshot, value: string | undefined, width: number): val
   return !!c && c.dims.length === 1 && c.dims[0] === width;
 }
 
-function runPass(model: Model, pass: string, opts: PassOptions, anchorOp: string, matchAt: (snap: Snapshot, n: Node) => { replace: Node; by: Node; details: Record<string, unknown> }): PassResult {
+function runPass(
+  model: Model,
+  pass: string,
+  opts: PassOptions,
+  anchorOp: string,
+  matchAt: (snap: Snapshot, n: Node) => { replace: Node; by: Node; details: Record<string, unknown> },
+): PassResult {
   const out = cloneModel(model);
   const snap = new Snapshot(out, opts.inputShapes);
-  const fused: PassEntry[] = [], skipped: PassEntry[] = [];
+  const fused: PassEntry[] = [],
+    skipped: PassEntry[] = [];
   const replace = new Map<Node, Node>();
   for (const n of out.graph.nodes) {
     if (n.opType !== anchorOp || !isStandard(n)) continue;
@@ -79,11 +96,13 @@ export function fuseLayerNorm(model: Model, opts: PassOptions = {}): PassResult 
     const shape = snap.shape(x);
     if (!mean || mean.inputs[0] !== x || !shape) return fail('not x − ReduceMean(x)');
     const width = shape[shape.length - 1];
-    if (typeof width !== 'number' || !reducesLastAxis(snap, mean, shape.length)) fail('the mean is not over a known last axis');
+    if (typeof width !== 'number' || !reducesLastAxis(snap, mean, shape.length))
+      fail('the mean is not over a known last axis');
     const readers = snap.readers(sub.outputs[0]!);
     const pow = readers.find((r) => r?.opType === 'Pow');
     const div = readers.find((r) => r?.opType === 'Div');
-    if (readers.length !== 2 || !pow || !div || pow.inputs[0] !== sub.outputs[0] || div.inputs[0] !== sub.outputs[0]) return fail('the centred value is not read by Pow and Div only');
+    if (readers.length !== 2 || !pow || !div || pow.inputs[0] !== sub.outputs[0] || div.inputs[0] !== sub.outputs[0])
+      return fail('the centred value is not read by Pow and Div only');
     if (snap.scalar(pow.inputs[1]!) !== 2) fail('Pow exponent is not 2');
     const variance = onlyReader(snap, pow.outputs[0]!, 'ReduceMean');
     if (!variance || !reducesLastAxis(snap, variance, shape.length)) return fail('no variance over the last axis');
@@ -91,7 +110,8 @@ export function fuseLayerNorm(model: Model, opts: PassOptions = {}): PassResult 
     const eps = addEps && snap.scalar(other(addEps, variance.outputs[0]!)!);
     if (!addEps || eps === undefined) return fail('no constant ε added to the variance');
     const sqrt = onlyReader(snap, addEps.outputs[0]!, 'Sqrt');
-    if (!sqrt || div.inputs[1] !== sqrt.outputs[0] || !snap.onlyReadBy(sqrt.outputs[0]!, div)) return fail('not divided by √(var + ε)');
+    if (!sqrt || div.inputs[1] !== sqrt.outputs[0] || !snap.onlyReadBy(sqrt.outputs[0]!, div))
+      return fail('not divided by √(var + ε)');
     const mul = onlyReader(snap, div.outputs[0]!, 'Mul');
     const gamma = mul && other(mul, div.outputs[0]!);
     if (!mul || !isVector(snap, gamma, width as number)) return fail('no γ of the normalised width');
@@ -101,7 +121,14 @@ export function fuseLayerNorm(model: Model, opts: PassOptions = {}): PassResult 
     const name = add.name.replace(/\/[^/]*$/, '/LayerNormalization');
     return {
       replace: add,
-      by: { name: snap.index.node(name) ? `${name}_fused` : name, opType: 'LayerNormalization', domain: '', inputs: [x, gamma!, beta!], outputs: [add.outputs[0]!], attributes: { axis: { type: 'int', value: -1 }, epsilon: { type: 'float', value: Math.fround(eps) } } },
+      by: {
+        name: snap.index.node(name) ? `${name}_fused` : name,
+        opType: 'LayerNormalization',
+        domain: '',
+        inputs: [x, gamma!, beta!],
+        outputs: [add.outputs[0]!],
+        attributes: { axis: { type: 'int', value: -1 }, epsilon: { type: 'float', value: Math.fround(eps) } },
+      },
       details: { width, epsilon: eps },
     };
   });
@@ -112,7 +139,10 @@ function geluInput(snap: Snapshot, value: string): string | undefined {
   const factors: string[] = [];
   const collect = (v: string, depth: number): void => {
     const m = snap.producedBy(v, 'Mul');
-    if (m && depth < 2) { collect(m.inputs[0]!, depth + 1); collect(m.inputs[1]!, depth + 1); } else factors.push(v);
+    if (m && depth < 2) {
+      collect(m.inputs[0]!, depth + 1);
+      collect(m.inputs[1]!, depth + 1);
+    } else factors.push(v);
   };
   collect(value, 0);
   if (factors.length !== 3) return undefined;
@@ -130,7 +160,8 @@ function geluInput(snap: Snapshot, value: string): string | undefined {
   const scaled = snap.producedBy(erf.inputs[0]!, 'Div', 'Mul');
   if (!scaled || scaled.inputs[0] !== x) return undefined;
   const s = snap.scalar(scaled.inputs[1]!);
-  const ok = s !== undefined && (scaled.opType === 'Div' ? Math.abs(s - Math.SQRT2) < 1e-6 : Math.abs(s - Math.SQRT1_2) < 1e-6);
+  const ok =
+    s !== undefined && (scaled.opType === 'Div' ? Math.abs(s - Math.SQRT2) < 1e-6 : Math.abs(s - Math.SQRT1_2) < 1e-6);
   return ok ? x : undefined;
 }
 
@@ -157,7 +188,8 @@ export function fuseBiasSplitGelu(model: Model, opts: PassOptions = {}): PassRes
     if (!shape || typeof width !== 'number' || width % 2) return fail('the projection has no known even width');
     const half = width / 2;
     const gateRange = lastAxisSlice(snap, gateSlice, shape.length);
-    if (!gateRange || gateRange[0] !== half || gateRange[1] < width) return fail('the gate is not the second half of the projection');
+    if (!gateRange || gateRange[0] !== half || gateRange[1] < width)
+      return fail('the gate is not the second half of the projection');
     const add = snap.producedBy(proj, 'Add');
     const mm = add && add.inputs.map((i) => snap.producedBy(i, 'MatMul')).find(Boolean);
     const bias = mm && other(add, mm.outputs[0]!);
@@ -166,7 +198,11 @@ export function fuseBiasSplitGelu(model: Model, opts: PassOptions = {}): PassRes
     const gelu = snap.readers(erf.outputs[0]!);
     let v = erf.outputs[0]!;
     let product: Node | undefined;
-    for (let n = gelu[0]; n && isStandard(n) && (n.opType === 'Add' || n.opType === 'Mul'); n = onlyReader(snap, v, 'Mul')) {
+    for (
+      let n = gelu[0];
+      n && isStandard(n) && (n.opType === 'Add' || n.opType === 'Mul');
+      n = onlyReader(snap, v, 'Mul')
+    ) {
       v = n.outputs[0]!;
       if (geluInput(snap, v) === gateSlice.outputs[0]) {
         product = onlyReader(snap, v, 'Mul');
@@ -176,13 +212,21 @@ export function fuseBiasSplitGelu(model: Model, opts: PassOptions = {}): PassRes
     if (!product) return fail('no exact (erf) GELU of the gate multiplied by a value');
     const valueSlice = snap.producedBy(other(product, v)!, 'Slice');
     const valueRange = valueSlice && valueSlice.inputs[0] === proj && lastAxisSlice(snap, valueSlice, shape.length);
-    if (!valueRange || valueRange[0] !== 0 || valueRange[1] !== half) return fail('the value is not the first half of the projection');
+    if (!valueRange || valueRange[0] !== 0 || valueRange[1] !== half)
+      return fail('the value is not the first half of the projection');
     const readers = snap.readers(proj).filter((r) => r !== gateSlice && r !== valueSlice);
-    if (readers.some((r) => !r || r.opType !== 'Shape')) return fail('the projection is also read outside the GEGLU');
+    if (readers.some((r) => r?.opType !== 'Shape')) return fail('the projection is also read outside the GEGLU');
     const name = product.name.replace(/\/[^/]*$/, '/BiasSplitGelu');
     return {
       replace: product,
-      by: { name: snap.index.node(name) ? `${name}_fused` : name, opType: 'BiasSplitGelu', domain: 'com.microsoft', inputs: [mm.outputs[0]!, bias!], outputs: [product.outputs[0]!], attributes: {} },
+      by: {
+        name: snap.index.node(name) ? `${name}_fused` : name,
+        opType: 'BiasSplitGelu',
+        domain: 'com.microsoft',
+        inputs: [mm.outputs[0]!, bias!],
+        outputs: [product.outputs[0]!],
+        attributes: {},
+      },
       details: { width },
     };
   });

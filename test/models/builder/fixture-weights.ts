@@ -4,7 +4,7 @@
  * their state-dict key (behind a wrapper prefix: `u.`, `m.`, `v.`) and others anonymously (`onnx::MatMul_123`,
  * deduplicated when equal); the anonymous ones are named here after the node that consumes them.
  */
-import { type Model, type TensorValue, type TypedData } from '../../../src/onnx/ir.js';
+import type { Model, TensorValue, TypedData } from '../../../src/onnx/ir.js';
 
 /** Fixture weights by the builder's parameter name. */
 export function fixtureWeights(fixture: Model, wrapperPrefix: string, replacement: string): Map<string, TensorValue> {
@@ -12,9 +12,11 @@ export function fixtureWeights(fixture: Model, wrapperPrefix: string, replacemen
   const inits = new Map(g.initializers.map((t) => [t.name, t]));
   // Identity nodes alias deduplicated tensors under their own names.
   const alias = new Map<string, string>();
-  for (const n of g.nodes) if (n.opType === 'Identity' && inits.has(n.inputs[0]!)) alias.set(n.outputs[0]!, n.inputs[0]!);
+  for (const n of g.nodes)
+    if (n.opType === 'Identity' && inits.has(n.inputs[0]!)) alias.set(n.outputs[0]!, n.inputs[0]!);
   const resolve = (name: string): TensorValue | undefined => inits.get(alias.get(name) ?? name);
-  const rename = (key: string): string => (key.startsWith(wrapperPrefix) ? replacement + key.slice(wrapperPrefix.length) : key);
+  const rename = (key: string): string =>
+    key.startsWith(wrapperPrefix) ? replacement + key.slice(wrapperPrefix.length) : key;
 
   const out = new Map<string, TensorValue>();
   // 1. Tensors named by their state-dict key (directly or through an Identity alias).
@@ -47,7 +49,8 @@ export function loadWeightsInto(model: Model, params: Iterable<string>, weights:
     const src = weights.get(name);
     const dst = byName.get(name);
     if (!src || !dst) throw new Error(`no fixture weight for parameter ${name}`);
-    if (src.dims.join(',') !== dst.dims.join(',')) throw new Error(`${name}: fixture [${src.dims}] vs built [${dst.dims}]`);
+    if (src.dims.join(',') !== dst.dims.join(','))
+      throw new Error(`${name}: fixture [${src.dims}] vs built [${dst.dims}]`);
     dst.data = src.data as TypedData;
   }
 }

@@ -23,10 +23,16 @@ const skip = present ? false : `${FIXTURE} is absent (the shared fixtures live b
 const cfg = preset('tiny-sd-torch');
 /** The exporter's wrapper module prefix of each component, and the builder's name for it. */
 const PREFIX: Record<Component, [string, string]> = {
-  text_encoder: ['m.', 'text_model.'], unet: ['u.', ''], vae_encoder: ['v.', ''], vae_decoder: ['v.', ''],
+  text_encoder: ['m.', 'text_model.'],
+  unet: ['u.', ''],
+  vae_encoder: ['v.', ''],
+  vae_decoder: ['v.', ''],
 };
 
-interface Ref { shape: number[]; data: number[] }
+interface Ref {
+  shape: number[];
+  data: number[];
+}
 let ref: Record<string, Ref>;
 const fixture = {} as Record<Component, Model>;
 let runtime: Runtime;
@@ -37,14 +43,21 @@ before(async () => {
   for (const c of COMPONENTS) fixture[c] = decodeModel(readFileSync(`${FIXTURE}/${c}/model.onnx`), { copyData: true });
   runtime = await openRuntime({ ep: 'cpu' });
 });
-after(async () => { await runtime?.close(); });
+after(async () => {
+  await runtime?.close();
+});
 
 /** Float weights of an export: its initializers plus the copies its Identity aliases stand for. */
 function exportParameterCount(m: Model): number {
-  const size = new Map(m.graph.initializers.filter((t) => t.type === 'float32' || t.type === 'float16').map((t) => [t.name, elementCount(t.dims)]));
+  const size = new Map(
+    m.graph.initializers
+      .filter((t) => t.type === 'float32' || t.type === 'float16')
+      .map((t) => [t.name, elementCount(t.dims)]),
+  );
   let n = 0;
   for (const s of size.values()) n += s;
-  for (const node of m.graph.nodes) if (node.opType === 'Identity' && size.has(node.inputs[0]!)) n += size.get(node.inputs[0]!)!;
+  for (const node of m.graph.nodes)
+    if (node.opType === 'Identity' && size.has(node.inputs[0]!)) n += size.get(node.inputs[0]!)!;
   return n;
 }
 
@@ -52,15 +65,24 @@ test('same inputs and outputs as the diffusers export: names, element types, sta
   for (const c of COMPONENTS) {
     const built = buildComponent(c, cfg, { weights: 'none', opset: 14 }).model.graph;
     const want = fixture[c].graph;
-    for (const [kind, got, exp] of [['input', built.inputs, want.inputs], ['output', built.outputs, want.outputs]] as const) {
-      assert.deepEqual(got.map((v) => v.name), exp.map((v) => v.name), `${c} ${kind} names`);
+    for (const [kind, got, exp] of [
+      ['input', built.inputs, want.inputs],
+      ['output', built.outputs, want.outputs],
+    ] as const) {
+      assert.deepEqual(
+        got.map((v) => v.name),
+        exp.map((v) => v.name),
+        `${c} ${kind} names`,
+      );
       got.forEach((v, i) => {
         const e = exp[i]!;
         assert.equal(v.type, e.type, `${c} ${v.name} type`);
         assert.equal(v.shape!.length, e.shape!.length, `${c} ${v.name} rank`);
         // The export's static dims are ours too; batch is symbolic. Where the export lost a static dim (its
         // latent_sample comes out of a Slice with all dims symbolic) ours may still say it.
-        v.shape!.forEach((d, k) => { if (typeof e.shape![k] === 'number') assert.equal(d, e.shape![k], `${c} ${v.name} dim ${k}`); });
+        v.shape!.forEach((d, k) => {
+          if (typeof e.shape![k] === 'number') assert.equal(d, e.shape![k], `${c} ${v.name} dim ${k}`);
+        });
         assert.equal(typeof v.shape![0], 'string', `${c} ${v.name}: symbolic batch`);
       });
     }
@@ -81,7 +103,9 @@ function refTensor(key: string): Tensor<'float32'> {
 }
 
 for (const opset of [14, 17]) {
-  test(`with the export's weights, opset ${opset}: text encoder, UNet and VAE agree with the reference to 1e-4`, { skip }, async () => {
+  test(`with the export's weights, opset ${opset}: text encoder, UNet and VAE agree with the reference to 1e-4`, {
+    skip,
+  }, async () => {
     const run = async (c: Component, feeds: Record<string, Tensor>, output: string, want: string): Promise<void> => {
       const built = buildComponent(c, cfg, { weights: 'none', opset });
       loadWeightsInto(built.model, built.params.keys(), fixtureWeights(fixture[c], ...PREFIX[c]));
@@ -90,8 +114,18 @@ for (const opset of [14, 17]) {
       const diff = maxAbsDiff(out[output]!.data, ref[want]!.data);
       assert.ok(diff < 1e-4, `${c}: max |Δ| ${diff}`);
     };
-    await run('text_encoder', { input_ids: int32(ref.input_ids!.shape, ref.input_ids!.data) }, 'last_hidden_state', 'te_hidden');
-    await run('unet', { sample: refTensor('unet_x'), timestep: int64([1], [500]), encoder_hidden_states: refTensor('te_hidden') }, 'out_sample', 'unet_eps');
+    await run(
+      'text_encoder',
+      { input_ids: int32(ref.input_ids!.shape, ref.input_ids!.data) },
+      'last_hidden_state',
+      'te_hidden',
+    );
+    await run(
+      'unet',
+      { sample: refTensor('unet_x'), timestep: int64([1], [500]), encoder_hidden_states: refTensor('te_hidden') },
+      'out_sample',
+      'unet_eps',
+    );
     await run('vae_encoder', { sample: refTensor('vae_img') }, 'latent_sample', 'vae_lat');
     await run('vae_decoder', { latent_sample: refTensor('vae_lat') }, 'sample', 'vae_dec');
   });

@@ -16,8 +16,12 @@ const cfg = preset('tiny');
 const V = cfg.text_encoder.vocab_size;
 let runtime: Runtime;
 
-before(async () => { runtime = await openRuntime({ ep: 'cpu' }); });
-after(async () => { await runtime?.close(); });
+before(async () => {
+  runtime = await openRuntime({ ep: 'cpu' });
+});
+after(async () => {
+  await runtime?.close();
+});
 
 /** Two prompts: BOS, n content ids, EOS, EOS padding. */
 function promptIds(lengths: number[], seed = 1) {
@@ -54,13 +58,20 @@ test('text encoder: last_hidden_state [B,77,32], pooler_output at the EOS, causa
   });
   // Causal: changing token 7 leaves positions 0..6 as they were.
   const changed = int32([2, 77], ids.data.slice());
-  changed.data[7] = (changed.data[7]! + 17) % (V - 3) + 1;
+  changed.data[7] = ((changed.data[7]! + 17) % (V - 3)) + 1;
   const out2 = await runModel(runtime, te, { input_ids: changed });
-  assert.ok(maxAbsDiff(out.last_hidden_state!.data.subarray(0, 7 * 32), out2.last_hidden_state!.data.subarray(0, 7 * 32)) === 0);
-  assert.ok(maxAbsDiff(out.last_hidden_state!.data.subarray(7 * 32, 8 * 32), out2.last_hidden_state!.data.subarray(7 * 32, 8 * 32)) > 1e-3);
+  assert.ok(
+    maxAbsDiff(out.last_hidden_state!.data.subarray(0, 7 * 32), out2.last_hidden_state!.data.subarray(0, 7 * 32)) === 0,
+  );
+  assert.ok(
+    maxAbsDiff(
+      out.last_hidden_state!.data.subarray(7 * 32, 8 * 32),
+      out2.last_hidden_state!.data.subarray(7 * 32, 8 * 32),
+    ) > 1e-3,
+  );
 });
 
-test('UNet: out_sample has the sample\'s shape; timestep [1] broadcasts; the timestep matters', async () => {
+test("UNet: out_sample has the sample's shape; timestep [1] broadcasts; the timestep matters", async () => {
   const unet = buildComponent('unet', cfg).model;
   const a = await runModel(runtime, unet, unetFeeds(16, 2, [500]));
   assert.deepEqual(a.out_sample!.dims, [2, 4, 16, 16]);
@@ -73,11 +84,18 @@ test('UNet: out_sample has the sample\'s shape; timestep [1] broadcasts; the tim
 
 test('VAE: 64×64 image → 8×8 latents (factor 8) → 64×64 image; latent_parameters holds the mean first', async () => {
   const rng = new Rng(3);
-  const image = float32([1, 3, 64, 64], Float32Array.from(rng.normalArray(3 * 64 * 64), (v) => Math.tanh(v)));
+  const image = float32(
+    [1, 3, 64, 64],
+    Float32Array.from(rng.normalArray(3 * 64 * 64), (v) => Math.tanh(v)),
+  );
   const enc = await runModel(runtime, buildComponent('vae_encoder', cfg).model, { sample: image });
   assert.deepEqual(enc.latent_sample!.dims, [1, 4, 8, 8]);
   assertHealthy(enc.latent_sample!, 'latent_sample');
-  const params = await runModel(runtime, buildComponent('vae_encoder', cfg, { encoderOutput: 'latent_parameters' }).model, { sample: image });
+  const params = await runModel(
+    runtime,
+    buildComponent('vae_encoder', cfg, { encoderOutput: 'latent_parameters' }).model,
+    { sample: image },
+  );
   assert.deepEqual(params.latent_parameters!.dims, [1, 8, 8, 8]);
   assert.deepEqual(params.latent_parameters!.data.subarray(0, 4 * 64), enc.latent_sample!.data);
   const dec = await runModel(runtime, buildComponent('vae_decoder', cfg).model, { latent_sample: enc.latent_sample! });
@@ -92,9 +110,15 @@ test('opsets 14 (LayerNorm op chain), 17 and 18 compute the same function', asyn
   const unet17 = await runModel(runtime, buildComponent('unet', cfg, { opset: 17 }).model, feeds);
   for (const opset of [14, 18]) {
     const teModel = buildComponent('text_encoder', cfg, { opset }).model;
-    assert.equal(teModel.graph.nodes.some((n) => n.opType === 'LayerNormalization'), opset >= 17);
+    assert.equal(
+      teModel.graph.nodes.some((n) => n.opType === 'LayerNormalization'),
+      opset >= 17,
+    );
     const te = await runModel(runtime, teModel, ids);
-    assert.ok(maxAbsDiff(te.last_hidden_state!.data, te17.last_hidden_state!.data) < 1e-4, `text encoder opset ${opset}`);
+    assert.ok(
+      maxAbsDiff(te.last_hidden_state!.data, te17.last_hidden_state!.data) < 1e-4,
+      `text encoder opset ${opset}`,
+    );
     const unet = await runModel(runtime, buildComponent('unet', cfg, { opset }).model, feeds);
     assert.ok(maxAbsDiff(unet.out_sample!.data, unet17.out_sample!.data) < 1e-4, `unet opset ${opset}`);
   }
@@ -107,7 +131,11 @@ test('float16 builds have float16 weights and IO and track the float32 build', a
   assert.ok(m16.graph.initializers.filter((t) => t.name.endsWith('.weight')).every((t) => t.type === 'float16'));
   const f = unetFeeds(8, 1);
   const ref = await runModel(runtime, buildComponent('unet', cfg).model, f);
-  const half = await runModel(runtime, m16, { ...f, sample: castFloat(f.sample, 'float16'), encoder_hidden_states: castFloat(f.encoder_hidden_states, 'float16') });
+  const half = await runModel(runtime, m16, {
+    ...f,
+    sample: castFloat(f.sample, 'float16'),
+    encoder_hidden_states: castFloat(f.encoder_hidden_states, 'float16'),
+  });
   assert.ok(maxAbsDiff(half.out_sample!.data, ref.out_sample!.data) < 0.05, 'fp16 vs fp32');
 });
 
@@ -126,7 +154,9 @@ test('nodes and weights are named as TorchScript exports name them', () => {
   assert.ok(q, 'to_q MatMul node');
   assert.deepEqual(q.inputs[1], 'down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight');
   assert.deepEqual(unet.initializers.find((t) => t.name === q.inputs[1])!.dims, [64, 64]);
-  const k2 = unet.initializers.find((t) => t.name === 'down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight');
+  const k2 = unet.initializers.find(
+    (t) => t.name === 'down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight',
+  );
   assert.deepEqual(k2!.dims, [32, 64], 'cross-attention key: [cross_attention_dim, channels] (transposed)');
   assert.ok(unet.nodes.some((n) => n.name === '/up_blocks.0/attentions.0/transformer_blocks.0/attn2/to_out.0/MatMul'));
   assert.ok(unet.nodes.some((n) => n.name === '/down_blocks.0/resnets.0/norm1/InstanceNormalization'));

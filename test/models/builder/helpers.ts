@@ -6,7 +6,11 @@ import type { Runtime } from '../../../src/runtime/index.js';
 import { isGpuTensor } from '../../../src/runtime/index.js';
 import { type Tensor, asFloat32 } from '../../../src/tensor.js';
 
-export async function runModel(runtime: Runtime, model: Model, feeds: Record<string, Tensor>): Promise<Record<string, Tensor<'float32'>>> {
+export async function runModel(
+  runtime: Runtime,
+  model: Model,
+  feeds: Record<string, Tensor>,
+): Promise<Record<string, Tensor<'float32'>>> {
   const session = await runtime.createSession(encodeModel(model), { label: model.graph.name });
   try {
     const out = await session.run(feeds);
@@ -23,10 +27,14 @@ export async function runModel(runtime: Runtime, model: Model, feeds: Record<str
 
 /** Asserts finite values that are neither constant nor exploding (random nets must stay O(1)). */
 export function assertHealthy(t: Tensor<'float32'>, what: string): { mean: number; std: number } {
-  let s = 0, s2 = 0, maxAbs = 0;
+  let s = 0,
+    s2 = 0,
+    maxAbs = 0;
   for (const v of t.data) {
     assert.ok(Number.isFinite(v), `${what}: non-finite value`);
-    s += v; s2 += v * v; maxAbs = Math.max(maxAbs, Math.abs(v));
+    s += v;
+    s2 += v * v;
+    maxAbs = Math.max(maxAbs, Math.abs(v));
   }
   const mean = s / t.data.length;
   const std = Math.sqrt(Math.max(0, s2 / t.data.length - mean * mean));

@@ -6,21 +6,34 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { VidpriorError } from '../../../src/errors.js';
-import { buildComponent, countParameters, mergeConfig, preset, validateConfig, vaeScaleFactor } from '../../../src/models/builder/index.js';
+import {
+  buildComponent,
+  countParameters,
+  mergeConfig,
+  preset,
+  validateConfig,
+  vaeScaleFactor,
+} from '../../../src/models/builder/index.js';
 import { resolveConfig } from '../../../src/models/builder/folder.js';
 
-test('tiny-sd-torch has the shared export\'s parameter count per component', () => {
+test("tiny-sd-torch has the shared export's parameter count per component", () => {
   // Counted from ../shared/fixtures/tiny-sd-torch (initializers plus the exporter's deduplicated aliases);
   // fixture.test.ts recounts them from the files when they are present.
   assert.deepEqual(countParameters(preset('tiny-sd-torch')), {
-    text_encoder: 1_597_162, unet: 1_427_012, vae_encoder: 256_304, vae_decoder: 402_071,
+    text_encoder: 1_597_162,
+    unet: 1_427_012,
+    vae_encoder: 256_304,
+    vae_decoder: 402_071,
   });
 });
 
-test('sd15 has Stable Diffusion 1.5\'s parameter counts, built without allocating weights', () => {
+test("sd15 has Stable Diffusion 1.5's parameter counts, built without allocating weights", () => {
   const cfg = preset('sd15');
   const unet = buildComponent('unet', cfg, { weights: 'none' });
-  assert.ok(unet.model.graph.initializers.filter((t) => unet.params.has(t.name)).every((t) => t.data === undefined), 'shapes only');
+  assert.ok(
+    unet.model.graph.initializers.filter((t) => unet.params.has(t.name)).every((t) => t.data === undefined),
+    'shapes only',
+  );
   assert.deepEqual(countParameters(cfg), {
     text_encoder: 123_060_480, // CLIP ViT-L/14 text tower
     unet: 859_520_964,
@@ -30,7 +43,7 @@ test('sd15 has Stable Diffusion 1.5\'s parameter counts, built without allocatin
   assert.equal(vaeScaleFactor(cfg.vae), 8);
 });
 
-test('tiny keeps SD\'s VAE factor 8 and 4 latent channels at toy widths', () => {
+test("tiny keeps SD's VAE factor 8 and 4 latent channels at toy widths", () => {
   const cfg = preset('tiny');
   assert.equal(vaeScaleFactor(cfg.vae), 8);
   assert.equal(cfg.vae.latent_channels, 4);
@@ -51,12 +64,20 @@ test('bad configs fail with E_BAD_REQUEST naming the key', () => {
     [{ base: 'sd99' }, /unknown model preset "sd99"/],
   ];
   for (const [cfg, message] of cases) {
-    assert.throws(() => resolveConfig(cfg as never), (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_REQUEST' && message.test(e.message), JSON.stringify(cfg));
+    assert.throws(
+      () => resolveConfig(cfg as never),
+      (e: unknown) => e instanceof VidpriorError && e.code === 'E_BAD_REQUEST' && message.test(e.message),
+      JSON.stringify(cfg),
+    );
   }
 });
 
 test('partial configs take the rest from their base, block types follow the channel list', () => {
-  const cfg = resolveConfig({ base: 'tiny', unet: { block_out_channels: [32, 64, 64] }, vae: { block_out_channels: [8, 16] } });
+  const cfg = resolveConfig({
+    base: 'tiny',
+    unet: { block_out_channels: [32, 64, 64] },
+    vae: { block_out_channels: [8, 16] },
+  });
   assert.deepEqual(cfg.unet.down_block_types, ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']);
   assert.deepEqual(cfg.unet.up_block_types, ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D']);
   assert.equal(vaeScaleFactor(cfg.vae), 2);

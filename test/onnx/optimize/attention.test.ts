@@ -17,8 +17,12 @@ const FIXTURE = '../shared/fixtures/tiny-sd-torch/unet/model.onnx';
 const skipFixture = existsSync(FIXTURE) ? false : `${FIXTURE} not found (needs ../shared)`;
 
 let rt: Runtime;
-before(async () => { rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 }); });
-after(async () => { await rt.close(); });
+before(async () => {
+  rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 });
+});
+after(async () => {
+  await rt.close();
+});
 
 async function run(model: Model, feeds: Record<string, Tensor>): Promise<Tensor> {
   const s = await rt.createSession(encodeModel(model));
@@ -29,7 +33,8 @@ async function run(model: Model, feeds: Record<string, Tensor>): Promise<Tensor>
 
 function maxDiff(a: Tensor, b: Tensor): number {
   assert.deepEqual(a.dims, b.dims);
-  const x = asFloat32(a).data, y = asFloat32(b).data;
+  const x = asFloat32(a).data,
+    y = asFloat32(b).data;
   let d = 0;
   for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i]! - y[i]!));
   return d;
@@ -47,13 +52,18 @@ function unetFeeds(batch: number, h: number, w: number, text: number, seed: numb
 /** Attention modules of an SD UNet, by their node names (…/attn1, …/attn2). */
 function attentionModules(model: Model): Set<string> {
   const out = new Set<string>();
-  for (const n of model.graph.nodes) { const m = /^(.*\/attn[12])\//.exec(n.name); if (m) out.add(m[1]!); }
+  for (const n of model.graph.nodes) {
+    const m = /^(.*\/attn[12])\//.exec(n.name);
+    if (m) out.add(m[1]!);
+  }
   return out;
 }
 
 const ops = (m: Model, op: string): number => m.graph.nodes.filter((n) => n.opType === op).length;
 
-test('the real TorchScript export: every attn1/attn2 fused, outputs unchanged, LoRA targets unchanged', { skip: skipFixture }, async () => {
+test('the real TorchScript export: every attn1/attn2 fused, outputs unchanged, LoRA targets unchanged', {
+  skip: skipFixture,
+}, async () => {
   const model = decodeModel(readFileSync(FIXTURE));
   const modules = attentionModules(model);
   const { model: fused, report } = fuseAttention(model);
@@ -72,7 +82,10 @@ test('the real TorchScript export: every attn1/attn2 fused, outputs unchanged, L
   assert.ok(fused.opsetImports.some((o) => o.domain === 'com.microsoft'));
   assert.equal(model.graph.nodes.filter((n) => n.opType === 'Softmax').length, 12, 'the input model is not changed');
   // Proved with symbolic batch/size: agrees at two different sizes.
-  for (const [b, h, w] of [[2, 16, 16], [1, 8, 12]] as const) {
+  for (const [b, h, w] of [
+    [2, 16, 16],
+    [1, 8, 12],
+  ] as const) {
     const feeds = unetFeeds(b, h, w, 32, h);
     const d = maxDiff(await run(model, feeds), await run(fused, feeds));
     assert.ok(d < 1e-4, `max difference ${d} at ${b}×${h}×${w}`);
@@ -95,7 +108,10 @@ for (const opset of [14, 17]) {
 test('fused then float16 runs and stays close to float32', async () => {
   const { model } = buildComponent('unet', preset('tiny'), { opset: 17, seed: 4 });
   const { model: half, reports } = optimizeForGpu(model, { float16: true });
-  assert.deepEqual(reports.map((r) => r.pass), ['layernorm', 'attention', 'float16']);
+  assert.deepEqual(
+    reports.map((r) => r.pass),
+    ['layernorm', 'attention', 'float16'],
+  );
   assert.ok(half.graph.nodes.some((n) => n.opType === 'MultiHeadAttention'));
   const feeds = unetFeeds(2, 16, 16, 32, 9);
   const ref = await run(model, feeds);
@@ -105,7 +121,14 @@ test('fused then float16 runs and stays close to float32', async () => {
 
 // ---- small graphs: the shapes other exporters write, and what must be left alone ----------------------------
 
-type Variant = { scoreScale?: 'mul' | 'div' | 'qk'; kTranspose?: 'direct' | 'late'; einsum?: boolean; mask?: boolean; vScale?: boolean; wrongMerge?: boolean };
+type Variant = {
+  scoreScale?: 'mul' | 'div' | 'qk';
+  kTranspose?: 'direct' | 'late';
+  einsum?: boolean;
+  mask?: boolean;
+  vScale?: boolean;
+  wrongMerge?: boolean;
+};
 
 /** q/k/v projections of x [B, S, C] (k, v of ctx [B, L, E]), H heads, in one of several spellings. */
 function attentionGraph(v: Variant): Model {
@@ -115,27 +138,39 @@ function attentionGraph(v: Variant): Model {
   const rng = new Rng(5);
   const x = b.input('x', 'float32', ['B', 'S', C]);
   const ctx = b.input('ctx', 'float32', ['B', 'L', E]);
-  const w = (name: string, i: number): string => b.initializer(name, 'float32', [i, C], Float32Array.from(rng.normalArray(i * C, 0.3)));
+  const w = (name: string, i: number): string =>
+    b.initializer(name, 'float32', [i, C], Float32Array.from(rng.normalArray(i * C, 0.3)));
   const q = b.op('MatMul', [x, w('to_q.weight', C)], {}, { name: 'attn2/to_q/MatMul' });
   const k = b.op('MatMul', [ctx, w('to_k.weight', E)], {}, { name: 'attn2/to_k/MatMul' });
   const vv = b.op('MatMul', [ctx, w('to_v.weight', E)], {}, { name: 'attn2/to_v/MatMul' });
   const split = (t: string): string => b.op('Reshape', [t, b.ints([0, -1, H, d])]);
   let qh = b.op('Transpose', [split(q)], { perm: [0, 2, 1, 3] });
-  let kh = v.kTranspose === 'late'
-    ? b.op('Transpose', [b.op('Transpose', [split(k)], { perm: [0, 2, 1, 3] })], { perm: [0, 1, 3, 2] })
-    : b.op('Transpose', [split(k)], { perm: v.einsum ? [0, 2, 1, 3] : [0, 2, 3, 1] });
+  let kh =
+    v.kTranspose === 'late'
+      ? b.op('Transpose', [b.op('Transpose', [split(k)], { perm: [0, 2, 1, 3] })], { perm: [0, 1, 3, 2] })
+      : b.op('Transpose', [split(k)], { perm: v.einsum ? [0, 2, 1, 3] : [0, 2, 3, 1] });
   let vh = b.op('Transpose', [split(vv)], { perm: [0, 2, 1, 3] });
   if (v.vScale) vh = b.op('Mul', [vh, b.scalar(2)]);
   const s = Math.sqrt(1 / Math.sqrt(d));
-  if (v.scoreScale === 'qk') { qh = b.op('Mul', [qh, b.scalar(s)]); kh = b.op('Mul', [kh, b.scalar(s)]); }
+  if (v.scoreScale === 'qk') {
+    qh = b.op('Mul', [qh, b.scalar(s)]);
+    kh = b.op('Mul', [kh, b.scalar(s)]);
+  }
   let scores = v.einsum ? b.op('Einsum', [qh, kh], { equation: 'bhid,bhjd->bhij' }) : b.op('MatMul', [qh, kh]);
   if (v.scoreScale === 'div') scores = b.op('Div', [scores, b.scalar(Math.sqrt(d))]);
   else if (v.scoreScale !== 'qk') scores = b.op('Mul', [scores, b.scalar(1 / Math.sqrt(d))]);
   if (v.mask) scores = b.op('Add', [scores, b.scalar(-1)]);
   const p = b.op('Softmax', [scores], { axis: -1 }, { name: 'attn2/Softmax' });
   let o = v.einsum ? b.op('Einsum', [p, vh], { equation: 'bhij,bhjd->bhid' }) : b.op('MatMul', [p, vh]);
-  o = b.op('Reshape', [b.op('Transpose', [o], { perm: v.wrongMerge ? [0, 2, 3, 1] : [0, 2, 1, 3] }), b.ints([0, 0, C])]);
-  b.output(b.op('MatMul', [o, w('to_out.weight', C)], {}, { name: 'attn2/to_out.0/MatMul' }), 'y', 'float32', ['B', 'S', C]);
+  o = b.op('Reshape', [
+    b.op('Transpose', [o], { perm: v.wrongMerge ? [0, 2, 3, 1] : [0, 2, 1, 3] }),
+    b.ints([0, 0, C]),
+  ]);
+  b.output(b.op('MatMul', [o, w('to_out.weight', C)], {}, { name: 'attn2/to_out.0/MatMul' }), 'y', 'float32', [
+    'B',
+    'S',
+    C,
+  ]);
   return b.build();
 }
 
@@ -156,7 +191,11 @@ for (const [name, variant] of FUSED) {
     const model = attentionGraph(variant);
     const { model: fused, report } = fuseAttention(model);
     assert.equal(report.fused.length, 1, JSON.stringify(report.skipped));
-    assert.deepEqual(fused.graph.nodes.map((n) => n.opType).sort(), ['Identity', 'MatMul', 'MatMul', 'MatMul', 'MatMul', 'MultiHeadAttention'], 'q/k/v/out MatMuls and the fused node remain');
+    assert.deepEqual(
+      fused.graph.nodes.map((n) => n.opType).sort(),
+      ['Identity', 'MatMul', 'MatMul', 'MatMul', 'MatMul', 'MultiHeadAttention'],
+      'q/k/v/out MatMuls and the fused node remain',
+    );
     assert.ok(Math.abs((report.fused[0]!.details!.scale as number) - 0.5) < 1e-6);
     const feeds = smallFeeds();
     assert.ok(maxDiff(await run(model, feeds), await run(fused, feeds)) < 1e-5);
@@ -190,20 +229,36 @@ function foldedGraph(einsum: boolean, staticShapes: boolean): Model {
   const rng = new Rng(8);
   const x = b.input('x', 'float32', staticShapes ? [B, S, C] : ['B', 'S', C]);
   const ctx = b.input('ctx', 'float32', staticShapes ? [B, L, E] : ['B', 'L', E]);
-  const w = (name: string, i: number): string => b.initializer(name, 'float32', [i, C], Float32Array.from(rng.normalArray(i * C, 0.3)));
+  const w = (name: string, i: number): string =>
+    b.initializer(name, 'float32', [i, C], Float32Array.from(rng.normalArray(i * C, 0.3)));
   const q = b.op('MatMul', [x, w('to_q.weight', C)], {}, { name: 'attn2/to_q/MatMul' });
   const k = b.op('MatMul', [ctx, w('to_k.weight', E)], {}, { name: 'attn2/to_k/MatMul' });
   const v = b.op('MatMul', [ctx, w('to_v.weight', E)], {}, { name: 'attn2/to_v/MatMul' });
-  const fold = (t: string, len: number): string => b.op('Reshape', [
-    b.op('Transpose', [b.op('Reshape', [t, b.ints(staticShapes ? [B, len, H, d] : [0, -1, H, d])])], { perm: [0, 2, 1, 3] }),
-    b.ints(staticShapes ? [B * H, len, d] : [B * H, -1, d]),
-  ]);
+  const fold = (t: string, len: number): string =>
+    b.op('Reshape', [
+      b.op('Transpose', [b.op('Reshape', [t, b.ints(staticShapes ? [B, len, H, d] : [0, -1, H, d])])], {
+        perm: [0, 2, 1, 3],
+      }),
+      b.ints(staticShapes ? [B * H, len, d] : [B * H, -1, d]),
+    ]);
   const [q3, k3, v3] = [fold(q, S), fold(k, L), fold(v, L)];
-  const scores = b.op('Mul', [einsum ? b.op('Einsum', [q3, k3], { equation: 'b i d, b j d -> b i j' }) : b.op('MatMul', [q3, b.op('Transpose', [k3], { perm: [0, 2, 1] })]), b.scalar(0.5)]);
+  const scores = b.op('Mul', [
+    einsum
+      ? b.op('Einsum', [q3, k3], { equation: 'b i d, b j d -> b i j' })
+      : b.op('MatMul', [q3, b.op('Transpose', [k3], { perm: [0, 2, 1] })]),
+    b.scalar(0.5),
+  ]);
   const p = b.op('Softmax', [scores], { axis: -1 }, { name: 'attn2/Softmax' });
   const o3 = einsum ? b.op('Einsum', [p, v3], { equation: 'b i j, b j d -> b i d' }) : b.op('MatMul', [p, v3]);
-  const o = b.op('Reshape', [b.op('Transpose', [b.op('Reshape', [o3, b.ints([B, H, S, d])])], { perm: [0, 2, 1, 3] }), b.ints([B, S, C])]);
-  b.output(b.op('MatMul', [o, w('to_out.weight', C)], {}, { name: 'attn2/to_out.0/MatMul' }), 'y', 'float32', [B, S, C]);
+  const o = b.op('Reshape', [
+    b.op('Transpose', [b.op('Reshape', [o3, b.ints([B, H, S, d])])], { perm: [0, 2, 1, 3] }),
+    b.ints([B, S, C]),
+  ]);
+  b.output(b.op('MatMul', [o, w('to_out.weight', C)], {}, { name: 'attn2/to_out.0/MatMul' }), 'y', 'float32', [
+    B,
+    S,
+    C,
+  ]);
   return b.build();
 }
 
@@ -228,8 +283,13 @@ test('autodiff has no rule for the fused op: training differentiates the unfused
   // The fused graph is for inference; train-step graphs are built from the model as exported.
   const model = attentionGraph({});
   const shapes = { x: [2, 5, 16], ctx: [2, 7, 12] };
-  assert.doesNotThrow(() => buildGradients(cloneModel(model), { loss: 'y', wrt: ['to_q.weight'], inputShapes: shapes }));
+  assert.doesNotThrow(() =>
+    buildGradients(cloneModel(model), { loss: 'y', wrt: ['to_q.weight'], inputShapes: shapes }),
+  );
   const { model: fused } = fuseAttention(model);
-  assert.throws(() => buildGradients(fused, { loss: 'y', wrt: ['to_q.weight'], inputShapes: shapes }),
-    (err: Error & { code?: string }) => err.code === 'E_NO_GRADIENT' && /com\.microsoft\.MultiHeadAttention/.test(err.message));
+  assert.throws(
+    () => buildGradients(fused, { loss: 'y', wrt: ['to_q.weight'], inputShapes: shapes }),
+    (err: Error & { code?: string }) =>
+      err.code === 'E_NO_GRADIENT' && /com\.microsoft\.MultiHeadAttention/.test(err.message),
+  );
 });

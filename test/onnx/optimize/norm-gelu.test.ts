@@ -15,8 +15,12 @@ const FIXTURE = '../shared/fixtures/tiny-sd-torch/unet/model.onnx';
 const skipFixture = existsSync(FIXTURE) ? false : `${FIXTURE} not found (needs ../shared)`;
 
 let rt: Runtime;
-before(async () => { rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 }); });
-after(async () => { await rt.close(); });
+before(async () => {
+  rt = await openRuntime({ ep: 'cpu', cpuThreads: 1 });
+});
+after(async () => {
+  await rt.close();
+});
 
 async function run(model: Model, feeds: Record<string, Tensor>): Promise<Float32Array> {
   const s = await rt.createSession(encodeModel(model));
@@ -25,15 +29,22 @@ async function run(model: Model, feeds: Record<string, Tensor>): Promise<Float32
   return asFloat32(Object.values(out)[0] as Tensor).data;
 }
 
-const maxDiff = (a: Float32Array, b: Float32Array): number => a.reduce((d, x, i) => Math.max(d, Math.abs(x - b[i]!)), 0);
+const maxDiff = (a: Float32Array, b: Float32Array): number =>
+  a.reduce((d, x, i) => Math.max(d, Math.abs(x - b[i]!)), 0);
 const count = (m: Model, op: string): number => m.graph.nodes.filter((n) => n.opType === op).length;
 
 function feeds(seed: number): Record<string, Tensor> {
   const rng = new Rng(seed);
-  return { sample: float32([2, 4, 16, 16], rng.normalArray(2048)), timestep: int64([1], [500]), encoder_hidden_states: float32([2, 77, 32], rng.normalArray(2 * 77 * 32, 0.5)) };
+  return {
+    sample: float32([2, 4, 16, 16], rng.normalArray(2048)),
+    timestep: int64([1], [500]),
+    encoder_hidden_states: float32([2, 77, 32], rng.normalArray(2 * 77 * 32, 0.5)),
+  };
 }
 
-test('LayerNorm chains of the opset-14 export → LayerNormalization, outputs unchanged', { skip: skipFixture }, async () => {
+test('LayerNorm chains of the opset-14 export → LayerNormalization, outputs unchanged', {
+  skip: skipFixture,
+}, async () => {
   const model = decodeModel(readFileSync(FIXTURE));
   const { model: fused, report } = fuseLayerNorm(model);
   assert.equal(report.fused.length, 18, JSON.stringify(report.skipped)); // norm1/2/3 of 6 transformer blocks
@@ -55,8 +66,13 @@ test('builder UNet at opset 14: LayerNorm fused; at opset 17 nothing to do', asy
   assert.equal(r17.report.fused.length + r17.report.skipped.length, 0);
 });
 
-test('GEGLU → BiasSplitGelu: the fixture and the builder, proj MatMul kept, shapes consistent', { skip: skipFixture }, () => {
-  for (const [model, blocks] of [[decodeModel(readFileSync(FIXTURE)), 6], [buildComponent('unet', preset('tiny'), { opset: 17, weights: 'none' }).model, 4]] as const) {
+test('GEGLU → BiasSplitGelu: the fixture and the builder, proj MatMul kept, shapes consistent', {
+  skip: skipFixture,
+}, () => {
+  for (const [model, blocks] of [
+    [decodeModel(readFileSync(FIXTURE)), 6],
+    [buildComponent('unet', preset('tiny'), { opset: 17, weights: 'none' }).model, 4],
+  ] as const) {
     const { model: fused, report } = fuseBiasSplitGelu(model);
     assert.equal(report.fused.length, blocks, JSON.stringify(report.skipped));
     assert.equal(count(fused, 'BiasSplitGelu'), blocks);

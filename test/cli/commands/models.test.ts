@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const CLI = join('dist', 'daemon', 'cli.js');
+const CLI = join('dist', 'cli', 'main.js');
 const vidprior = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
 const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -24,7 +24,10 @@ test('create-tiny writes a model that inspect describes; bad input exits 2 with 
     const shown = vidprior('models', 'inspect', model, '--json');
     assert.equal(shown.status, 0, shown.stderr);
     const info = lastJson(shown.stdout);
-    assert.deepEqual(info.components.unet.inputs.map((i: { name: string }) => i.name), ['sample', 'timestep', 'encoder_hidden_states']);
+    assert.deepEqual(
+      info.components.unet.inputs.map((i: { name: string }) => i.name),
+      ['sample', 'timestep', 'encoder_hidden_states'],
+    );
     assert.equal(info.components.text_encoder.opsets['ai.onnx'], 14);
     assert.equal(info.facts.vaeScaleFactor, 8);
     assert.equal(info.facts.latentChannels, 4);

@@ -3,10 +3,10 @@
  * that emit standard ONNX ops at the model's own opset (ReduceSum axes as an input from 13, ReduceMean's from
  * 18, Squeeze/Unsqueeze axes from 13). Every node a rule emits is named under `grad/<forward node>`.
  */
-import { VidpriorError } from '../errors.js';
-import type { AttrInput, GraphBuilder } from '../onnx/builder.js';
-import { toFloat16 } from '../tensor.js';
-import type { ElemType, Node } from '../onnx/ir.js';
+import { VidpriorError } from '../../errors.js';
+import type { AttrInput, GraphBuilder } from '../../onnx/builder.js';
+import { toFloat16 } from '../../tensor.js';
+import type { ElemType, Node } from '../../onnx/ir.js';
 import type { ShapeOracle, ValueMeta } from './shapes.js';
 
 /** One gradient per forward input; undefined where none flows (or none is needed). */
@@ -35,19 +35,35 @@ export class RuleContext {
     private readonly needed: boolean[],
   ) {}
 
-  get opset(): number { return this.b.opset; }
+  get opset(): number {
+    return this.b.opset;
+  }
 
   /** True when input `i` needs a gradient (it lies on a path from a `wrt` value). */
-  needs(i: number): boolean { return this.needed[i] === true; }
+  needs(i: number): boolean {
+    return this.needed[i] === true;
+  }
 
   /** The forward node's input `i` / output `i`. */
-  input(i: number): string { return this.node.inputs[i]!; }
-  output(i = 0): string { return this.node.outputs[i]!; }
+  input(i: number): string {
+    return this.node.inputs[i]!;
+  }
+  output(i = 0): string {
+    return this.node.outputs[i]!;
+  }
 
-  meta(value: string): ValueMeta { return this.shapes.meta(value); }
-  shape(value: string): number[] { return this.shapes.meta(value).shape; }
-  type(value: string): ElemType { return this.shapes.meta(value).type; }
-  rank(value: string): number { return this.shape(value).length; }
+  meta(value: string): ValueMeta {
+    return this.shapes.meta(value);
+  }
+  shape(value: string): number[] {
+    return this.shapes.meta(value).shape;
+  }
+  type(value: string): ElemType {
+    return this.shapes.meta(value).type;
+  }
+  rank(value: string): number {
+    return this.shape(value).length;
+  }
 
   /** Integer values of input `i` that must be known statically (Slice starts, Pad pads…). */
   constInput(i: number, what: string): number[] {
@@ -58,8 +74,11 @@ export class RuleContext {
 
   /** Throws E_NO_GRADIENT naming the op, the node and why. */
   fail(reason: string): never {
-    throw new VidpriorError('E_NO_GRADIENT', `no gradient for ${this.node.opType} node "${this.node.name}": ${reason}`,
-      { op: this.node.opType, node: this.node.name });
+    throw new VidpriorError(
+      'E_NO_GRADIENT',
+      `no gradient for ${this.node.opType} node "${this.node.name}": ${reason}`,
+      { op: this.node.opType, node: this.node.name },
+    );
   }
 
   // ---- emitting ops ----------------------------------------------------------------------------------
@@ -68,14 +87,23 @@ export class RuleContext {
     return this.b.scope(`grad/${this.node.name}`, () => this.b.op(opType, inputs, attrs));
   }
 
-  opMulti(opType: string, inputs: (string | undefined)[], outputs: number, attrs: Record<string, AttrInput | undefined> = {}): string[] {
+  opMulti(
+    opType: string,
+    inputs: (string | undefined)[],
+    outputs: number,
+    attrs: Record<string, AttrInput | undefined> = {},
+  ): string[] {
     return this.b.scope(`grad/${this.node.name}`, () => this.b.opMulti(opType, inputs, outputs, attrs));
   }
 
-  ints(values: number[]): string { return this.b.ints(values); }
+  ints(values: number[]): string {
+    return this.b.ints(values);
+  }
 
   /** A scalar constant of the element type of `like` (float16 models get float16 constants). */
-  scalar(value: number, like: string): string { return this.scalarOf(value, this.type(like)); }
+  scalar(value: number, like: string): string {
+    return this.scalarOf(value, this.type(like));
+  }
 
   scalarOf(value: number, type: ElemType): string {
     if (type !== 'float16' && type !== 'bfloat16') return this.b.scalar(value, type);
@@ -98,13 +126,25 @@ export class RuleContext {
     return this.op('Expand', [this.scalarOf(0, type), this.ints(shape)]);
   }
 
-  add(a: string, b: string): string { return this.op('Add', [a, b]); }
-  mul(a: string, b: string): string { return this.op('Mul', [a, b]); }
-  sub(a: string, b: string): string { return this.op('Sub', [a, b]); }
-  div(a: string, b: string): string { return this.op('Div', [a, b]); }
-  neg(a: string): string { return this.op('Neg', [a]); }
+  add(a: string, b: string): string {
+    return this.op('Add', [a, b]);
+  }
+  mul(a: string, b: string): string {
+    return this.op('Mul', [a, b]);
+  }
+  sub(a: string, b: string): string {
+    return this.op('Sub', [a, b]);
+  }
+  div(a: string, b: string): string {
+    return this.op('Div', [a, b]);
+  }
+  neg(a: string): string {
+    return this.op('Neg', [a]);
+  }
 
-  reshape(x: string, shape: number[]): string { return this.op('Reshape', [x, this.ints(shape)]); }
+  reshape(x: string, shape: number[]): string {
+    return this.op('Reshape', [x, this.ints(shape)]);
+  }
 
   transpose(x: string, perm: number[]): string {
     return perm.every((p, i) => p === i) ? x : this.op('Transpose', [x], { perm });
@@ -129,7 +169,13 @@ export class RuleContext {
   }
 
   slice(x: string, starts: number[], ends: number[], axes: number[], steps?: number[]): string {
-    return this.op('Slice', [x, this.ints(starts), this.ints(ends), this.ints(axes), steps ? this.ints(steps) : undefined]);
+    return this.op('Slice', [
+      x,
+      this.ints(starts),
+      this.ints(ends),
+      this.ints(axes),
+      steps ? this.ints(steps) : undefined,
+    ]);
   }
 
   /** Constant-mode Pad with `pads` = [begin of each axis…, end of each axis…] (all axes). */

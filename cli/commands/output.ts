@@ -2,7 +2,7 @@
  * How the CLI talks to a person or a script: progress lines on stderr (or JSON lines on stdout with --json),
  * and errors as one line with their stable code.
  */
-import { isUserError, asVidpriorError } from '../src/errors.js';
+import { isUserError, asVidpriorError } from '../../src/errors.js';
 
 /** Exit codes: 2 for mistakes the user can fix, 1 for bugs and runtime failures, 130 when cancelled. */
 export function reportCliError(err: unknown): number {
@@ -43,7 +43,10 @@ export function makeReporter(json: boolean): Reporter {
   const tty = Boolean(process.stderr.isTTY);
   return {
     progress(e, human) {
-      if (json) { process.stdout.write(`${JSON.stringify(e)}\n`); return; }
+      if (json) {
+        process.stdout.write(`${JSON.stringify(e)}\n`);
+        return;
+      }
       if (!human) return;
       const now = Date.now();
       if (tty) {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { VidpriorError } from '../../src/errors.js';
 import { ClipTokenizer } from '../../src/tokenizer/clip.js';
-import { ensureDefaultModel } from '../../src/models/default-model.js';
+import { ensureDefaultModel } from '../../src/models/builder/default-model.js';
 
 interface TokenizeArgs {
   prompt: string[];
@@ -23,7 +23,9 @@ export function tokenizerFolder(modelDir: string): string {
   if (!existsSync(modelDir)) {
     throw new VidpriorError('E_MODEL_MISSING', `model folder not found: ${modelDir}`, { model: modelDir });
   }
-  throw new VidpriorError('E_MODEL_MISSING', `tokenizer file missing: ${join(nested, 'vocab.json')}`, { file: join(nested, 'vocab.json') });
+  throw new VidpriorError('E_MODEL_MISSING', `tokenizer file missing: ${join(nested, 'vocab.json')}`, {
+    file: join(nested, 'vocab.json'),
+  });
 }
 
 export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
@@ -31,15 +33,32 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
   describe: 'Print the CLIP token ids of a prompt (77 for SD 1.x) as JSON',
   builder: (yargs) =>
     yargs
-      .positional('prompt', { type: 'string', array: true, demandOption: true, describe: 'the prompt (quote it, or give it as several words)' })
-      .option('model', { type: 'string', describe: 'an SD 1.x ONNX model folder (diffusers layout) or its tokenizer/ folder; default: the embedded default model' })
-      .option('tokens', { type: 'boolean', default: false, describe: 'also print the content tokens, as JSON, on a second line' })
+      .positional('prompt', {
+        type: 'string',
+        array: true,
+        demandOption: true,
+        describe: 'the prompt (quote it, or give it as several words)',
+      })
+      .option('model', {
+        type: 'string',
+        describe:
+          'an SD 1.x ONNX model folder (diffusers layout) or its tokenizer/ folder; default: the embedded default model',
+      })
+      .option('tokens', {
+        type: 'boolean',
+        default: false,
+        describe: 'also print the content tokens, as JSON, on a second line',
+      })
       .example('$0 tokenize --model ./sd15-onnx "a watercolor fox"', 'prints [49406, 320, ...]') as never,
   handler: async (argv) => {
     let modelDir = argv.model;
     if (!modelDir) {
-      modelDir = await ensureDefaultModel((dir) => process.stderr.write(`vidprior: building the embedded default model in ${dir}\n`));
-      process.stderr.write('vidprior: note: using the embedded default model\'s small byte-level vocabulary; give --model <SD 1.x folder> for the real CLIP ids\n');
+      modelDir = await ensureDefaultModel((dir) =>
+        process.stderr.write(`vidprior: building the embedded default model in ${dir}\n`),
+      );
+      process.stderr.write(
+        "vidprior: note: using the embedded default model's small byte-level vocabulary; give --model <SD 1.x folder> for the real CLIP ids\n",
+      );
     }
     const tokenizer = await ClipTokenizer.fromFolder(tokenizerFolder(modelDir));
     const prompt = argv.prompt.map(String).join(' ');

@@ -8,12 +8,20 @@
  * inputs/outputs, value_info, initializers and Constant nodes, and folds the shape arithmetic exporters emit
  * (Shape → Gather → Unsqueeze → Concat → Slice …) into constants.
  */
-import { VidpriorError } from '../errors.js';
-import { fromFloat16 } from '../tensor.js';
-import { type InferredShapes, inferShapes } from '../onnx/shape-inference.js';
+import { VidpriorError } from '../../errors.js';
+import { fromFloat16 } from '../../tensor.js';
+import { type InferredShapes, inferShapes } from '../../onnx/shape-inference.js';
 import {
-  type Dim, type ElemType, type Model, type Node, type TensorValue, attrInt, attrInts, attrTensor, tensorToNumbers,
-} from '../onnx/ir.js';
+  type Dim,
+  type ElemType,
+  type Model,
+  type Node,
+  type TensorValue,
+  attrInt,
+  attrInts,
+  attrTensor,
+  tensorToNumbers,
+} from '../../onnx/ir.js';
 
 export interface ValueMeta {
   type: ElemType;
@@ -53,15 +61,19 @@ export function annotatedShapes(model: Model): ShapeOracle {
 
   function meta(value: string): ValueMeta {
     const m = metas.get(value);
-    if (!m || !m.shape || m.shape.some((d) => typeof d !== 'number')) {
-      throw new VidpriorError('E_SHAPE', `autodiff needs the static shape of "${value}", which ${m ? `is [${m.shape ?? '?'}]` : 'is not known'}; give the sizes of symbolic graph inputs (inputShapes)`, { value });
+    if (!m?.shape || m.shape.some((d) => typeof d !== 'number')) {
+      throw new VidpriorError(
+        'E_SHAPE',
+        `autodiff needs the static shape of "${value}", which ${m ? `is [${m.shape ?? '?'}]` : 'is not known'}; give the sizes of symbolic graph inputs (inputShapes)`,
+        { value },
+      );
     }
     return { type: m.type, shape: m.shape as number[] };
   }
 
   function staticShape(value: string): number[] | undefined {
     const m = metas.get(value);
-    return m?.shape && m.shape.every((d) => typeof d === 'number') ? (m.shape as number[]) : undefined;
+    return m?.shape?.every((d) => typeof d === 'number') ? (m.shape as number[]) : undefined;
   }
 
   function constInts(value: string): number[] | undefined {
@@ -99,33 +111,58 @@ export function annotatedShapes(model: Model): ShapeOracle {
         const end = normStart(attrInt(n, 'end', r), r);
         return s.slice(start, end);
       }
-      case 'Size': { const s = staticShape(n.inputs[0]!); return s ? [s.reduce((a, b) => a * b, 1)] : undefined; }
-      case 'Identity': case 'Cast': case 'Squeeze': case 'Unsqueeze': case 'Reshape': case 'Flatten': return ins(0);
+      case 'Size': {
+        const s = staticShape(n.inputs[0]!);
+        return s ? [s.reduce((a, b) => a * b, 1)] : undefined;
+      }
+      case 'Identity':
+      case 'Cast':
+      case 'Squeeze':
+      case 'Unsqueeze':
+      case 'Reshape':
+      case 'Flatten':
+        return ins(0);
       case 'Concat': {
         const parts = n.inputs.map((v) => constInts(v));
-        return parts.every((p) => p) ? parts.flat() as number[] : undefined;
+        return parts.every((p) => p) ? (parts.flat() as number[]) : undefined;
       }
       case 'Gather': {
-        const data = ins(0), idx = ins(1);
+        const data = ins(0),
+          idx = ins(1);
         if (!data || !idx) return undefined;
         return idx.map((i) => data[i < 0 ? i + data.length : i]!);
       }
       case 'Slice': {
-        const data = ins(0), starts = ins(1), ends = ins(2), steps = n.inputs[4] ? ins(4) : [1];
+        const data = ins(0),
+          starts = ins(1),
+          ends = ins(2),
+          steps = n.inputs[4] ? ins(4) : [1];
         if (!data || !starts || !ends || !steps) return undefined;
         const out: number[] = [];
         const { start, end, step } = sliceRange(starts[0]!, ends[0]!, steps[0]!, data.length);
         for (let i = start; step > 0 ? i < end : i > end; i += step) out.push(data[i]!);
         return out;
       }
-      case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Equal': case 'Max': case 'Min': case 'Mod': {
-        const a = ins(0), b = ins(1);
+      case 'Add':
+      case 'Sub':
+      case 'Mul':
+      case 'Div':
+      case 'Equal':
+      case 'Max':
+      case 'Min':
+      case 'Mod': {
+        const a = ins(0),
+          b = ins(1);
         if (!a || !b) return undefined;
         const len = Math.max(a.length, b.length);
-        return Array.from({ length: len }, (_, i) => binary(n.opType, a[a.length === 1 ? 0 : i]!, b[b.length === 1 ? 0 : i]!));
+        return Array.from({ length: len }, (_, i) =>
+          binary(n.opType, a[a.length === 1 ? 0 : i]!, b[b.length === 1 ? 0 : i]!),
+        );
       }
       case 'Where': {
-        const c = ins(0), a = ins(1), b = ins(2);
+        const c = ins(0),
+          a = ins(1),
+          b = ins(2);
         if (!c || !a || !b) return undefined;
         const len = Math.max(c.length, a.length, b.length);
         const at = (x: number[], i: number) => x[x.length === 1 ? 0 : i]!;
@@ -138,7 +175,8 @@ export function annotatedShapes(model: Model): ShapeOracle {
         const v = t?.data ? numbersOf(t)[0]! : 0;
         return new Array(shape.reduce((a, b) => a * b, 1)).fill(v);
       }
-      default: return undefined;
+      default:
+        return undefined;
     }
   }
 
@@ -161,19 +199,32 @@ function normStart(i: number, r: number): number {
 
 function binary(op: string, a: number, b: number): number {
   switch (op) {
-    case 'Add': return a + b;
-    case 'Sub': return a - b;
-    case 'Mul': return a * b;
-    case 'Div': return Math.trunc(a / b); // integer division (shape math is int64)
-    case 'Equal': return a === b ? 1 : 0;
-    case 'Max': return Math.max(a, b);
-    case 'Min': return Math.min(a, b);
-    default: return ((a % b) + b) % b; // Mod, fmod=0: sign of the divisor
+    case 'Add':
+      return a + b;
+    case 'Sub':
+      return a - b;
+    case 'Mul':
+      return a * b;
+    case 'Div':
+      return Math.trunc(a / b); // integer division (shape math is int64)
+    case 'Equal':
+      return a === b ? 1 : 0;
+    case 'Max':
+      return Math.max(a, b);
+    case 'Min':
+      return Math.min(a, b);
+    default:
+      return ((a % b) + b) % b; // Mod, fmod=0: sign of the divisor
   }
 }
 
 /** ONNX Slice semantics for one axis: clamped start/end for a dim of size `dim`. */
-export function sliceRange(start: number, end: number, step: number, dim: number): { start: number; end: number; step: number } {
+export function sliceRange(
+  start: number,
+  end: number,
+  step: number,
+  dim: number,
+): { start: number; end: number; step: number } {
   if (step === 0) throw new VidpriorError('E_ONNX', 'Slice step must not be 0', { step });
   let s = start < 0 ? start + dim : start;
   let e = end < 0 ? end + dim : end;
@@ -216,12 +267,16 @@ export function staticShapes(model: Model, inputShapes: Record<string, Dim[]> = 
   return {
     meta(value) {
       const info = inferred?.infos.get(value);
-      if (info?.shape && info.shape.every((d) => typeof d === 'number')) return { type: info.type, shape: info.shape as number[] };
+      if (info?.shape?.every((d) => typeof d === 'number')) return { type: info.type, shape: info.shape as number[] };
       try {
         return annotated.meta(value);
       } catch (err) {
         if (info && err instanceof VidpriorError) {
-          throw new VidpriorError('E_SHAPE', `autodiff needs the static shape of "${value}", which is [${info.shape ?? '?'}]; give the sizes of symbolic graph inputs (inputShapes)`, { value });
+          throw new VidpriorError(
+            'E_SHAPE',
+            `autodiff needs the static shape of "${value}", which is [${info.shape ?? '?'}]; give the sizes of symbolic graph inputs (inputShapes)`,
+            { value },
+          );
         }
         if (inferenceError && err instanceof VidpriorError) {
           throw new VidpriorError('E_SHAPE', `${err.message} (shape inference failed: ${inferenceError})`, err.details);
@@ -231,7 +286,7 @@ export function staticShapes(model: Model, inputShapes: Record<string, Dim[]> = 
     },
     constInts(value) {
       const known = inferred?.values.get(value);
-      if (known && known.values.every((v) => typeof v === 'number')) return known.values as number[];
+      if (known?.values.every((v) => typeof v === 'number')) return known.values as number[];
       return annotated.constInts(value);
     },
   };

@@ -14,7 +14,7 @@ import { restoreFrame } from '../../src/io/inputs.js';
 import type { FitMode } from '../../src/io/size.js';
 import { img2img } from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
-import { makeReporter, type Reporter } from '../cli-output.js';
+import { makeReporter, type Reporter } from './output.js';
 import { checkFrameIndex, openClip } from './keyframes.js';
 import { lastValues, openModelSession, withSigint } from './model-session.js';
 
@@ -36,7 +36,11 @@ export interface EditKeyframeArgs {
   json: boolean;
 }
 
-export interface Candidate { index: number; seed: number; file: string }
+export interface Candidate {
+  index: number;
+  seed: number;
+  file: string;
+}
 
 export interface EditKeyframeResult {
   frame: number;
@@ -46,10 +50,19 @@ export interface EditKeyframeResult {
   seconds: number;
 }
 
-export async function runEditKeyframe(a: EditKeyframeArgs, reporter: Reporter, hooks: { signal?: AbortSignal; onCandidate?: (c: Candidate, path: string) => Promise<void> | void } = {}): Promise<EditKeyframeResult> {
+export async function runEditKeyframe(
+  a: EditKeyframeArgs,
+  reporter: Reporter,
+  hooks: { signal?: AbortSignal; onCandidate?: (c: Candidate, path: string) => Promise<void> | void } = {},
+): Promise<EditKeyframeResult> {
   // 1. Check inputs (before anything heavy).
   check(a.strength > 0 && a.strength <= 1, 'strength', a.strength, 'a number in (0, 1]');
-  check(Number.isInteger(a.candidates) && a.candidates >= 1 && a.candidates <= 64, 'candidates', a.candidates, 'a whole number from 1 to 64');
+  check(
+    Number.isInteger(a.candidates) && a.candidates >= 1 && a.candidates <= 64,
+    'candidates',
+    a.candidates,
+    'a whole number from 1 to 64',
+  );
   check(Number.isSafeInteger(a.seed) && a.seed >= 0, 'seed', a.seed, 'a whole number ≥ 0');
   check(Number.isInteger(a.steps) && a.steps >= 1, 'steps', a.steps, 'a whole number ≥ 1');
   check(Number.isFinite(a.guidance) && a.guidance >= 0, 'guidance', a.guidance, 'a number ≥ 0');
@@ -57,25 +70,37 @@ export async function runEditKeyframe(a: EditKeyframeArgs, reporter: Reporter, h
   const started = Date.now();
   // 2. Model, runtime.
   const session = await openModelSession(a, reporter);
-  const source = await openClip(session.model, a.input, a.fit, reporter).catch(async (err) => { await session.close(); throw err; });
+  const source = await openClip(session.model, a.input, a.fit, reporter).catch(async (err) => {
+    await session.close();
+    throw err;
+  });
   try {
     checkFrameIndex(source, a.frame);
     // 3. The keyframe, once; one img2img per seed.
     const image = await source.read(a.frame);
     const out = resolve(a.output);
     await mkdir(out, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
-      throw new VidpriorError('E_BAD_REQUEST', `cannot create the output folder ${out}: ${err.code ?? err.message}`, { output: out });
+      throw new VidpriorError('E_BAD_REQUEST', `cannot create the output folder ${out}: ${err.code ?? err.message}`, {
+        output: out,
+      });
     });
     const candidates: Candidate[] = [];
     for (let k = 0; k < a.candidates; k++) {
       const seed = a.seed + k;
       const [result] = await img2img(session.model, session.runtime, [image], {
-        prompt: a.prompt, negativePrompt: a['negative-prompt'], strength: a.strength, steps: a.steps, guidance: a.guidance,
-        seed, signal: hooks.signal,
+        prompt: a.prompt,
+        negativePrompt: a['negative-prompt'],
+        strength: a.strength,
+        steps: a.steps,
+        guidance: a.guidance,
+        seed,
+        signal: hooks.signal,
         onProgress: (p) => {
           if (p.phase === 'denoise') {
-            reporter.progress({ event: 'progress', candidate: k + 1, candidates: a.candidates, seed, step: p.step, steps: p.steps },
-              `candidate ${k + 1}/${a.candidates} (seed ${seed}): step ${p.step}/${p.steps}`);
+            reporter.progress(
+              { event: 'progress', candidate: k + 1, candidates: a.candidates, seed, step: p.step, steps: p.steps },
+              `candidate ${k + 1}/${a.candidates} (seed ${seed}): step ${p.step}/${p.steps}`,
+            );
           }
         },
       });
@@ -84,17 +109,41 @@ export async function runEditKeyframe(a: EditKeyframeArgs, reporter: Reporter, h
       await writeFramePng(join(out, file), restored.image, { resize: restored.resize });
       const c = { index: k, seed, file };
       candidates.push(c);
-      reporter.progress({ event: 'candidate', ...c, path: join(out, file) }, `candidate ${k + 1}/${a.candidates} written: ${file}`);
+      reporter.progress(
+        { event: 'candidate', ...c, path: join(out, file) },
+        `candidate ${k + 1}/${a.candidates} written: ${file}`,
+      );
       await hooks.onCandidate?.(c, join(out, file));
     }
     // 4. A manifest the next step (finetune --edit) can be driven from.
     const manifest = join(out, 'candidates.json');
-    await writeFile(manifest, `${JSON.stringify({
-      input: resolve(a.input), frame: a.frame, frameName: source.frames[a.frame]!.name, prompt: a.prompt,
-      negativePrompt: a['negative-prompt'], strength: a.strength, steps: a.steps, guidance: a.guidance, model: session.model.dir,
-      adapter: a.adapter ?? null, candidates,
-    }, null, 2)}\n`);
-    return { frame: a.frame, frameName: source.frames[a.frame]!.name, candidates, manifest, seconds: (Date.now() - started) / 1000 };
+    await writeFile(
+      manifest,
+      `${JSON.stringify(
+        {
+          input: resolve(a.input),
+          frame: a.frame,
+          frameName: source.frames[a.frame]!.name,
+          prompt: a.prompt,
+          negativePrompt: a['negative-prompt'],
+          strength: a.strength,
+          steps: a.steps,
+          guidance: a.guidance,
+          model: session.model.dir,
+          adapter: a.adapter ?? null,
+          candidates,
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    return {
+      frame: a.frame,
+      frameName: source.frames[a.frame]!.name,
+      candidates,
+      manifest,
+      seconds: (Date.now() - started) / 1000,
+    };
   } finally {
     await source.cleanup().catch(() => {});
     await session.close();
@@ -106,27 +155,65 @@ export const editKeyframeCommand: CommandModule<object, EditKeyframeArgs> = {
   describe: 'Step 1: candidates for the keyframe edit (img2img of one frame at high strength, several seeds)',
   builder: (yargs) =>
     yargs
-      .option('input', { alias: 'i', type: 'string', demandOption: true, describe: 'the clip: a folder of PNG/JPEG frames or a video file' })
-      .option('frame', { alias: 'f', type: 'number', demandOption: true, describe: 'index of the frame to edit (0 = first, natural order)' })
+      .option('input', {
+        alias: 'i',
+        type: 'string',
+        demandOption: true,
+        describe: 'the clip: a folder of PNG/JPEG frames or a video file',
+      })
+      .option('frame', {
+        alias: 'f',
+        type: 'number',
+        demandOption: true,
+        describe: 'index of the frame to edit (0 = first, natural order)',
+      })
       .option('prompt', { alias: 'p', type: 'string', demandOption: true, describe: 'what the video should look like' })
       .option('negative-prompt', { type: 'string', default: '', describe: 'what to steer away from' })
       .option('strength', { type: 'number', default: 0.75, describe: 'how far from the original, in (0, 1]' })
-      .option('candidates', { alias: 'n', type: 'number', default: 4, describe: 'how many candidates (seeds seed, seed+1, …)' })
+      .option('candidates', {
+        alias: 'n',
+        type: 'number',
+        default: 4,
+        describe: 'how many candidates (seeds seed, seed+1, …)',
+      })
       .option('seed', { type: 'number', default: 0, describe: 'the first seed' })
       .option('steps', { type: 'number', default: 50, describe: 'DDIM steps before strength' })
       .option('guidance', { type: 'number', default: 7.5, describe: 'classifier-free guidance scale' })
-      .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'folder for candidate PNGs and candidates.json' })
-      .option('model', { type: 'string', describe: 'an SD 1.x ONNX model folder; default: the embedded tiny model (random weights)' })
+      .option('output', {
+        alias: 'o',
+        type: 'string',
+        demandOption: true,
+        describe: 'folder for candidate PNGs and candidates.json',
+      })
+      .option('model', {
+        type: 'string',
+        describe: 'an SD 1.x ONNX model folder; default: the embedded tiny model (random weights)',
+      })
       .option('adapter', { type: 'string', describe: 'a LoRA adapter (.safetensors) to apply' })
-      .option('ep', { type: 'string', choices: ['auto', 'cuda', 'webgpu', 'cpu'], default: config().ep, describe: 'execution provider' })
-      .option('fit', { type: 'string', choices: ['resize', 'pad'], default: 'resize', describe: 'how frames are brought to a multiple of f × 8 (and back)' })
+      .option('ep', {
+        type: 'string',
+        choices: ['auto', 'cuda', 'webgpu', 'cpu'],
+        default: config().ep,
+        describe: 'execution provider',
+      })
+      .option('fit', {
+        type: 'string',
+        choices: ['resize', 'pad'],
+        default: 'resize',
+        describe: 'how frames are brought to a multiple of f × 8 (and back)',
+      })
       .option('json', { type: 'boolean', default: false, describe: 'progress and result as JSON lines on stdout' })
-      .example('$0 edit-keyframe -i clip.mp4 --frame 0 -p "a watercolor painting" -o edits/', 'four candidates for frame 0') as never,
+      .example(
+        '$0 edit-keyframe -i clip.mp4 --frame 0 -p "a watercolor painting" -o edits/',
+        'four candidates for frame 0',
+      ) as never,
   handler: async (argv) => {
     const reporter = makeReporter(argv.json);
     const r = await withSigint((signal) => runEditKeyframe(lastValues(argv), reporter, { signal }));
-    reporter.result({ frame: r.frame, candidates: r.candidates, manifest: r.manifest, seconds: r.seconds },
-      `wrote ${r.candidates.length} candidates for frame ${r.frame} (${r.frameName}) to ${r.manifest.replace(/candidates\.json$/, '')}: `
-      + `pick one and pass it to finetune as --edit ${r.frame}=<candidate.png>`);
+    reporter.result(
+      { frame: r.frame, candidates: r.candidates, manifest: r.manifest, seconds: r.seconds },
+      `wrote ${r.candidates.length} candidates for frame ${r.frame} (${r.frameName}) to ${r.manifest.replace(/candidates\.json$/, '')}: ` +
+        `pick one and pass it to finetune as --edit ${r.frame}=<candidate.png>`,
+    );
   },
 };

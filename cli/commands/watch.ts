@@ -15,7 +15,10 @@ export const watchCommand: CommandModule<object, WatchArgs> = {
   builder: (yargs) =>
     daemonOptions(yargs)
       .positional('dir', { type: 'string', demandOption: true, describe: 'the folder to watch' })
-      .example('$0 watch ~/inbox', 'then: mkdir ~/inbox/shot1, copy frames, write job.json last: {"kind":"stylize","params":{"prompt":"ink"}}') as never,
+      .example(
+        '$0 watch ~/inbox',
+        'then: mkdir ~/inbox/shot1, copy frames, write job.json last: {"kind":"stylize","params":{"prompt":"ink"}}',
+      ) as never,
   handler: async (argv) => {
     const log = makeLog(argv.json);
     const daemon = await startFromArgs({ ...argv, watch: [argv.dir, ...(argv.watch ?? [])] });

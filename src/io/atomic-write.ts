@@ -39,7 +39,11 @@ export async function writeJsonAtomic(path: string, value: unknown, durable = tr
 async function syncDir(dir: string): Promise<void> {
   try {
     const fh = await open(dir, 'r');
-    try { await fh.sync(); } finally { await fh.close(); }
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
   } catch {
     // EISDIR/EINVAL/EPERM on filesystems without directory fsync: nothing better to do.
   }

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 /**
- * The `vidprior` command line. Each command lives in daemon/commands/<name>.ts and is listed in
- * daemon/commands/index.ts. This file is the CLI's error boundary: a VidpriorError becomes one line on
+ * The `vidprior` command line. Each command lives in cli/commands/<name>.ts and is listed in
+ * cli/commands/index.ts. This file is the CLI's error boundary: a VidpriorError becomes one line on
  * stderr and a non-zero exit code; only bugs print a stack trace.
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { commands } from './commands/index.js';
-import { reportCliError } from './cli-output.js';
+import { reportCliError } from './commands/output.js';
 
 async function main(argv: string[]): Promise<void> {
   let cli = yargs(argv)

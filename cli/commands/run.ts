@@ -5,7 +5,7 @@
 import { extname } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { check } from '../../src/errors.js';
-import { makeReporter } from '../cli-output.js';
+import { makeReporter } from './output.js';
 import { type FinetuneArgs, finetuneOptions, runFinetune } from './finetune.js';
 import { lastValues, withSigint } from './model-session.js';
 import { type StylizeArgs, runStylize } from './stylize.js';
@@ -32,15 +32,29 @@ export const runCommand: CommandModule<object, RunArgs> = {
   describe: 'The whole method: fine-tune on the clip and its edits, then stylize every frame with the adapter',
   builder: (yargs) =>
     finetuneOptions(yargs)
-      .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'stylized frames: a folder (PNGs named like the inputs) or a video file' })
-      .option('adapter-output', { type: 'string', describe: 'where the adapter goes (default: beside the output, <output>.adapter.safetensors)' })
+      .option('output', {
+        alias: 'o',
+        type: 'string',
+        demandOption: true,
+        describe: 'stylized frames: a folder (PNGs named like the inputs) or a video file',
+      })
+      .option('adapter-output', {
+        type: 'string',
+        describe: 'where the adapter goes (default: beside the output, <output>.adapter.safetensors)',
+      })
       .option('negative-prompt', { type: 'string', default: '', describe: 'what to steer away from' })
       .option('strength', { type: 'number', default: 0.45, describe: 'stylize strength (0.45; 0.325 for people)' })
       .option('steps', { type: 'number', default: 50, describe: 'DDIM steps before strength' })
       .option('guidance', { type: 'number', default: 7.5, describe: 'classifier-free guidance scale' })
-      .option('noise-file', { type: 'string', describe: 'the initial noise as .npy [1, C, H/f, W/f] (default: from --seed)' })
+      .option('noise-file', {
+        type: 'string',
+        describe: 'the initial noise as .npy [1, C, H/f, W/f] (default: from --seed)',
+      })
       .option('batch', { type: 'number', default: 1, describe: 'frames per UNet run' })
-      .example('$0 run -i clip.mp4 --edit 0=edit.png -p "a watercolor painting" -o styled.mp4', 'fine-tune, then stylize') as never,
+      .example(
+        '$0 run -i clip.mp4 --edit 0=edit.png -p "a watercolor painting" -o styled.mp4',
+        'fine-tune, then stylize',
+      ) as never,
   handler: async (argv) => {
     const a = lastValues(argv, ['edit']);
     check(a.strength > 0 && a.strength <= 1, 'strength', a.strength, 'a number in (0, 1]');
@@ -52,13 +66,37 @@ export const runCommand: CommandModule<object, RunArgs> = {
       const tuned = await runFinetune({ ...a, output: adapter }, reporter, { signal });
       // 2. Stylize (step 4) with the fine-tuned weights.
       reporter.note(`stylizing ${a.input} → ${a.output}`);
-      const styled = await runStylize({
-        input: a.input, output: a.output, prompt: a.prompt, 'negative-prompt': a['negative-prompt'], model: a.model, adapter,
-        strength: a.strength, steps: a.steps, guidance: a.guidance, seed: a.seed, 'noise-file': a['noise-file'], batch: a.batch,
-        ep: a.ep, fit: a.fit, json: a.json,
-      } satisfies StylizeArgs, reporter, { signal });
-      reporter.result({ adapter: tuned.adapter, output: styled.output, frames: styled.frames, validationBefore: tuned.validationBefore, validationAfter: tuned.validationAfter },
-        `fine-tuned ${tuned.adapter} (validation loss ${tuned.validationBefore.toFixed(4)} → ${tuned.validationAfter.toFixed(4)}) and wrote ${styled.frames} stylized frames to ${styled.output}`);
+      const styled = await runStylize(
+        {
+          input: a.input,
+          output: a.output,
+          prompt: a.prompt,
+          'negative-prompt': a['negative-prompt'],
+          model: a.model,
+          adapter,
+          strength: a.strength,
+          steps: a.steps,
+          guidance: a.guidance,
+          seed: a.seed,
+          'noise-file': a['noise-file'],
+          batch: a.batch,
+          ep: a.ep,
+          fit: a.fit,
+          json: a.json,
+        } satisfies StylizeArgs,
+        reporter,
+        { signal },
+      );
+      reporter.result(
+        {
+          adapter: tuned.adapter,
+          output: styled.output,
+          frames: styled.frames,
+          validationBefore: tuned.validationBefore,
+          validationAfter: tuned.validationAfter,
+        },
+        `fine-tuned ${tuned.adapter} (validation loss ${tuned.validationBefore.toFixed(4)} → ${tuned.validationAfter.toFixed(4)}) and wrote ${styled.frames} stylized frames to ${styled.output}`,
+      );
     });
   },
 };

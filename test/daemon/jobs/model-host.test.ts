@@ -7,13 +7,15 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ModelHost } from '../../daemon/model-host.js';
-import { loadModel } from '../../src/onnx/external-data.js';
-import { createModelFolder } from '../../src/models/builder/folder.js';
-import { saveAdapter } from '../../src/training/adapter.js';
-import { findLoraTargets, loraShapes } from '../../src/training/lora.js';
+import { ModelHost } from '../../../daemon/jobs/model-host.js';
+import { loadModel } from '../../../src/onnx/external-data.js';
+import { createModelFolder } from '../../../src/models/builder/folder.js';
+import { saveAdapter } from '../../../src/training/adapter.js';
+import { findLoraTargets, loraShapes } from '../../../src/training/lora.js';
 
-test('one resident UNet: switching adapters releases the previous session; releaseUnet frees it for training', { timeout: 120_000 }, async () => {
+test('one resident UNet: switching adapters releases the previous session; releaseUnet frees it for training', {
+  timeout: 120_000,
+}, async () => {
   const work = mkdtempSync(join(tmpdir(), 'host-'));
   const modelDir = join(work, 'model');
   await createModelFolder(modelDir, 'tiny', { seed: 0 });
@@ -23,8 +25,21 @@ test('one resident UNet: switching adapters releases the previous session; relea
   const t = findLoraTargets(unetModel)[0]!;
   const { aDims, bDims } = loraShapes(t, 2);
   await saveAdapter(join(adaptersDir, 'shot.safetensors'), {
-    rank: 2, alpha: 2, record: {},
-    weights: new Map([[t.module, { kind: 'linear', a: new Float32Array(aDims[0]! * aDims[1]!).fill(0.1), b: new Float32Array(bDims[0]! * bDims[1]!).fill(0.1), aDims, bDims }]]),
+    rank: 2,
+    alpha: 2,
+    record: {},
+    weights: new Map([
+      [
+        t.module,
+        {
+          kind: 'linear',
+          a: new Float32Array(aDims[0]! * aDims[1]!).fill(0.1),
+          b: new Float32Array(bDims[0]! * bDims[1]!).fill(0.1),
+          aDims,
+          bDims,
+        },
+      ],
+    ]),
   });
   const host = new ModelHost({ modelDir, embeddedDefault: async () => modelDir, ep: 'cpu', adaptersDir });
   try {

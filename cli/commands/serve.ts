@@ -6,10 +6,10 @@
 import type { CommandModule } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorError } from '../../src/errors.js';
-import { ensureDefaultModel, DEFAULT_MODEL_NOTE } from '../../src/models/default-model.js';
+import { ensureDefaultModel, DEFAULT_MODEL_NOTE } from '../../src/models/builder/default-model.js';
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../../protocol/codec.js';
-import { startDaemon, type Daemon } from '../daemon.js';
+import { startDaemon, type Daemon } from '../../daemon/daemon.js';
 
 export interface DaemonArgs {
   'data-dir'?: string;
@@ -35,11 +35,29 @@ const MB = 1024 * 1024;
 /** Options shared by `serve` and `watch`. */
 export function daemonOptions<T>(yargs: import('yargs').Argv<T>) {
   return yargs
-    .option('data-dir', { type: 'string', describe: 'where jobs and adapters are kept (default: $VIDPRIOR_DATA_DIR or ~/.local/share/vidprior)' })
-    .option('model', { type: 'string', describe: 'an SD 1.x ONNX model folder (diffusers layout); default: the embedded tiny model' })
-    .option('ep', { type: 'string', choices: ['auto', 'cuda', 'webgpu', 'cpu'], describe: 'execution provider (default: $VIDPRIOR_EP or auto)' })
-    .option('watch', { type: 'string', array: true, describe: 'also take jobs from sub-folders of this folder (job.json)' })
-    .option('max-frame-mb', { type: 'number', default: DEFAULT_LIMITS.maxFrameBytes / MB, describe: 'largest frame (PNG/JPEG) accepted' })
+    .option('data-dir', {
+      type: 'string',
+      describe: 'where jobs and adapters are kept (default: $VIDPRIOR_DATA_DIR or ~/.local/share/vidprior)',
+    })
+    .option('model', {
+      type: 'string',
+      describe: 'an SD 1.x ONNX model folder (diffusers layout); default: the embedded tiny model',
+    })
+    .option('ep', {
+      type: 'string',
+      choices: ['auto', 'cuda', 'webgpu', 'cpu'],
+      describe: 'execution provider (default: $VIDPRIOR_EP or auto)',
+    })
+    .option('watch', {
+      type: 'string',
+      array: true,
+      describe: 'also take jobs from sub-folders of this folder (job.json)',
+    })
+    .option('max-frame-mb', {
+      type: 'number',
+      default: DEFAULT_LIMITS.maxFrameBytes / MB,
+      describe: 'largest frame (PNG/JPEG) accepted',
+    })
     .option('max-frames', { type: 'number', default: DEFAULT_LIMITS.maxFrames, describe: 'most frames in one job' })
     .option('json', { type: 'boolean', default: false, describe: 'log as JSON lines on stdout' });
 }
@@ -47,16 +65,27 @@ export function daemonOptions<T>(yargs: import('yargs').Argv<T>) {
 /** A log line for people on stderr, or a JSON line on stdout. */
 export function makeLog(json: boolean): (line: string) => void {
   return (line) => {
-    if (json) process.stdout.write(`${JSON.stringify({ event: 'log', time: new Date().toISOString(), message: line })}\n`);
+    if (json)
+      process.stdout.write(`${JSON.stringify({ event: 'log', time: new Date().toISOString(), message: line })}\n`);
     else process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   };
 }
 
-export async function startFromArgs(argv: DaemonArgs, listen?: Parameters<typeof startDaemon>[0]['listen'], allowDirs: string[] = [], maxMessageMb?: number): Promise<Daemon> {
+export async function startFromArgs(
+  argv: DaemonArgs,
+  listen?: Parameters<typeof startDaemon>[0]['listen'],
+  allowDirs: string[] = [],
+  maxMessageMb?: number,
+): Promise<Daemon> {
   const cfg = config();
   const log = makeLog(argv.json);
-  for (const [name, v] of [['--max-frame-mb', argv['max-frame-mb']], ['--max-frames', argv['max-frames']], ['--max-message-mb', maxMessageMb ?? 1]] as const) {
-    if (!(Number.isFinite(v) && v > 0)) throw new VidpriorError('E_BAD_REQUEST', `${name} must be a positive number, got ${v}`, { [name]: v });
+  for (const [name, v] of [
+    ['--max-frame-mb', argv['max-frame-mb']],
+    ['--max-frames', argv['max-frames']],
+    ['--max-message-mb', maxMessageMb ?? 1],
+  ] as const) {
+    if (!(Number.isFinite(v) && v > 0))
+      throw new VidpriorError('E_BAD_REQUEST', `${name} must be a positive number, got ${v}`, { [name]: v });
   }
   if (!argv.model) log(DEFAULT_MODEL_NOTE);
   return startDaemon({
@@ -98,24 +127,57 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   describe: 'Run the daemon: websocket + MessagePack protocol, job queue, optional watched folders',
   builder: (yargs) =>
     daemonOptions(yargs)
-      .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on; anything but loopback needs --token' })
+      .option('host', {
+        type: 'string',
+        default: '127.0.0.1',
+        describe: 'address to listen on; anything but loopback needs --token',
+      })
       .option('port', { type: 'number', default: 8765, describe: 'TCP port (0 = any free port, printed at start)' })
-      .option('token', { type: 'string', describe: 'shared secret clients send in hello, needed beyond loopback (default: $VIDPRIOR_TOKEN)' })
-      .option('allow-dir', { type: 'string', array: true, describe: 'folders local clients may name by path (frames, output_dir); the data dir and watched folders always are' })
-      .option('max-message-mb', { type: 'number', default: DEFAULT_LIMITS.maxMessageBytes / MB, describe: 'largest websocket message' })
-      .option('heartbeat-s', { type: 'number', default: 15, describe: 'ping interval; a client silent for one interval is dropped' })
+      .option('token', {
+        type: 'string',
+        describe: 'shared secret clients send in hello, needed beyond loopback (default: $VIDPRIOR_TOKEN)',
+      })
+      .option('allow-dir', {
+        type: 'string',
+        array: true,
+        describe:
+          'folders local clients may name by path (frames, output_dir); the data dir and watched folders always are',
+      })
+      .option('max-message-mb', {
+        type: 'number',
+        default: DEFAULT_LIMITS.maxMessageBytes / MB,
+        describe: 'largest websocket message',
+      })
+      .option('heartbeat-s', {
+        type: 'number',
+        default: 15,
+        describe: 'ping interval; a client silent for one interval is dropped',
+      })
       .example('$0 serve', 'listen on ws://127.0.0.1:8765/ with the embedded default model')
-      .example('$0 serve --model ./sd15-onnx --ep webgpu --watch ~/vidprior-inbox', 'a real model, and a watched folder') as never,
+      .example(
+        '$0 serve --model ./sd15-onnx --ep webgpu --watch ~/vidprior-inbox',
+        'a real model, and a watched folder',
+      ) as never,
   handler: async (argv) => {
     const log = makeLog(argv.json);
-    if (!(argv['heartbeat-s'] > 0)) throw new VidpriorError('E_BAD_REQUEST', `--heartbeat-s must be positive, got ${argv['heartbeat-s']}`);
-    if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) throw new VidpriorError('E_BAD_REQUEST', `--port must be 0–65535, got ${argv.port}`);
-    const daemon = await startFromArgs(argv, {
-      host: argv.host, port: argv.port, token: argv.token ?? config().daemonToken, heartbeatMs: argv['heartbeat-s'] * 1000,
-    }, argv['allow-dir'] ?? [], argv['max-message-mb']);
+    if (!(argv['heartbeat-s'] > 0))
+      throw new VidpriorError('E_BAD_REQUEST', `--heartbeat-s must be positive, got ${argv['heartbeat-s']}`);
+    if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535)
+      throw new VidpriorError('E_BAD_REQUEST', `--port must be 0–65535, got ${argv.port}`);
+    const daemon = await startFromArgs(
+      argv,
+      {
+        host: argv.host,
+        port: argv.port,
+        token: argv.token ?? config().daemonToken,
+        heartbeatMs: argv['heartbeat-s'] * 1000,
+      },
+      argv['allow-dir'] ?? [],
+      argv['max-message-mb'],
+    );
     const url = daemon.server!.url;
     if (argv.json) process.stdout.write(`${JSON.stringify({ event: 'listening', url, port: daemon.server!.port })}\n`);
-    log(`vidprior daemon listening on ${url}${argv.token ?? config().daemonToken ? ' (token required)' : ''}`);
+    log(`vidprior daemon listening on ${url}${(argv.token ?? config().daemonToken) ? ' (token required)' : ''}`);
     await runUntilSignal(daemon, log);
   },
 };

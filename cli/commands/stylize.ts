@@ -15,7 +15,7 @@ import type { FitMode } from '../../src/io/size.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import { noiseShapeFor, sizeMultiple, stylizeFrames, type StylizeSummary } from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
-import { makeReporter, type Reporter } from '../cli-output.js';
+import { makeReporter, type Reporter } from './output.js';
 import { lastValues, openModelSession } from './model-session.js';
 
 export interface StylizeArgs {
@@ -57,13 +57,19 @@ export interface StylizeResult extends StylizeSummary {
 /** Number arguments checked before anything is loaded, so a typo fails in milliseconds. */
 function checkNumbers(a: StylizeArgs): void {
   const bad = (name: string, value: number, expected: string): VidpriorError =>
-    new VidpriorError('E_BAD_REQUEST', `--${name} must be ${expected}, got ${Number.isNaN(value) ? 'not a number' : value}`, { [name]: value });
+    new VidpriorError(
+      'E_BAD_REQUEST',
+      `--${name} must be ${expected}, got ${Number.isNaN(value) ? 'not a number' : value}`,
+      { [name]: value },
+    );
   if (!(a.strength > 0 && a.strength <= 1)) throw bad('strength', a.strength, 'a number in (0, 1]');
   if (!(Number.isInteger(a.steps) && a.steps >= 1)) throw bad('steps', a.steps, 'a whole number ≥ 1');
   if (!(Number.isFinite(a.guidance) && a.guidance >= 0)) throw bad('guidance', a.guidance, 'a number ≥ 0');
   if (!Number.isSafeInteger(a.seed)) throw bad('seed', a.seed, 'a whole number');
-  if (!(Number.isInteger(a.batch) && a.batch >= 1 && a.batch <= 64)) throw bad('batch', a.batch, 'a whole number from 1 to 64');
-  if (!a.prompt && a.prompt !== '') throw new VidpriorError('E_BAD_REQUEST', '--prompt is required', { prompt: a.prompt });
+  if (!(Number.isInteger(a.batch) && a.batch >= 1 && a.batch <= 64))
+    throw bad('batch', a.batch, 'a whole number from 1 to 64');
+  if (!a.prompt && a.prompt !== '')
+    throw new VidpriorError('E_BAD_REQUEST', '--prompt is required', { prompt: a.prompt });
 }
 
 export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: StylizeHooks = {}): Promise<StylizeResult> {
@@ -82,33 +88,73 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
 
     // 4. Frames in (folder, image or video; brought to a multiple of f × 8) and out (named like the inputs).
     source = await openFrameSource(a.input, {
-      multiple: sizeMultiple(model), fit: a.fit,
-      onDecodeProgress: (n, total) => reporter.progress({ event: 'decode', frame: n, frames: total }, `decoding ${a.input}: frame ${n}/${total}`),
+      multiple: sizeMultiple(model),
+      fit: a.fit,
+      onDecodeProgress: (n, total) =>
+        reporter.progress({ event: 'decode', frame: n, frames: total }, `decoding ${a.input}: frame ${n}/${total}`),
     });
     const work = source.plan!.working;
     if (work.width !== source.width || work.height !== source.height) {
-      reporter.note(`frames are ${source.width}×${source.height}: the model works at ${work.width}×${work.height} (${a.fit}) and the output is brought back`);
+      reporter.note(
+        `frames are ${source.width}×${source.height}: the model works at ${work.width}×${work.height} (${a.fit}) and the output is brought back`,
+      );
     }
-    const noise = a['noise-file'] ? await readNpyFloat32(a['noise-file'], noiseShapeFor(model, work.width, work.height)) : undefined;
+    const noise = a['noise-file']
+      ? await readNpyFloat32(a['noise-file'], noiseShapeFor(model, work.width, work.height))
+      : undefined;
     sink = await openFrameSink(a.output, source);
 
     // 5. Stylize, writing each frame as soon as it is done.
     const src = source;
     const out = sink;
-    const summary = await stylizeFrames(model, runtime, {
-      count: src.frames.length, width: work.width, height: work.height, read: (i) => src.read(i),
-    }, async (i, image) => { await out.write(i, image); }, {
-      prompt: a.prompt, negativePrompt: a['negative-prompt'], strength: a.strength, steps: a.steps, guidance: a.guidance,
-      seed: a.seed, noise, batch: a.batch, unet: unet ?? undefined, signal: hooks.signal,
-      onProgress: (p) => reporter.progress({ event: 'progress', ...p },
-        p.phase === 'frame' ? `frame ${p.frame}/${p.frames} done` : `frames ≤${p.frame}/${p.frames}: step ${p.step}/${p.steps}`),
-    });
-    if (summary.promptTruncated) reporter.note(`the prompt is longer than ${model.facts.textLength - 2} tokens: the end was dropped`);
-    const written = await out.finish((n) => reporter.progress({ event: 'encode', frame: n, frames: src.frames.length }, `encoding ${a.output}: frame ${n}`));
+    const summary = await stylizeFrames(
+      model,
+      runtime,
+      {
+        count: src.frames.length,
+        width: work.width,
+        height: work.height,
+        read: (i) => src.read(i),
+      },
+      async (i, image) => {
+        await out.write(i, image);
+      },
+      {
+        prompt: a.prompt,
+        negativePrompt: a['negative-prompt'],
+        strength: a.strength,
+        steps: a.steps,
+        guidance: a.guidance,
+        seed: a.seed,
+        noise,
+        batch: a.batch,
+        unet: unet ?? undefined,
+        signal: hooks.signal,
+        onProgress: (p) =>
+          reporter.progress(
+            { event: 'progress', ...p },
+            p.phase === 'frame'
+              ? `frame ${p.frame}/${p.frames} done`
+              : `frames ≤${p.frame}/${p.frames}: step ${p.step}/${p.steps}`,
+          ),
+      },
+    );
+    if (summary.promptTruncated)
+      reporter.note(`the prompt is longer than ${model.facts.textLength - 2} tokens: the end was dropped`);
+    const written = await out.finish((n) =>
+      reporter.progress({ event: 'encode', frame: n, frames: src.frames.length }, `encoding ${a.output}: frame ${n}`),
+    );
     sink = null;
     return {
-      ...summary, width: src.width, height: src.height, workWidth: summary.width, workHeight: summary.height,
-      output: written, model: model.dir, ep: runtime.decision.ep, epReason: runtime.decision.reason,
+      ...summary,
+      width: src.width,
+      height: src.height,
+      workWidth: summary.width,
+      workHeight: summary.height,
+      output: written,
+      model: model.dir,
+      ep: runtime.decision.ep,
+      epReason: runtime.decision.reason,
       framesPerSecond: summary.frames / Math.max(summary.seconds, 1e-9),
     };
   } finally {
@@ -119,29 +165,76 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
   }
 }
 
-
 export const stylizeCommand: CommandModule<object, StylizeArgs> = {
   command: 'stylize',
   describe: 'Stylize every frame with img2img and the same noise (folder of PNG/JPEG or a video in and out)',
   builder: (yargs) =>
     yargs
-      .option('input', { alias: 'i', type: 'string', demandOption: true, describe: 'a folder of PNG/JPEG frames, an image, or a video file' })
-      .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'a folder (PNGs named like the inputs) or a video file (.mp4, .mov, .mkv, .webm…)' })
-      .option('prompt', { alias: 'p', type: 'string', demandOption: true, describe: 'what the frames should look like' })
-      .option('negative-prompt', { type: 'string', default: '', describe: 'what to steer away from (with guidance > 1)' })
-      .option('model', { type: 'string', describe: 'an SD 1.x ONNX model folder (diffusers layout); default: the embedded tiny model (random weights)' })
-      .option('adapter', { type: 'string', describe: 'a LoRA adapter (.safetensors) from `vidprior finetune` (or another SD 1.x tool)' })
+      .option('input', {
+        alias: 'i',
+        type: 'string',
+        demandOption: true,
+        describe: 'a folder of PNG/JPEG frames, an image, or a video file',
+      })
+      .option('output', {
+        alias: 'o',
+        type: 'string',
+        demandOption: true,
+        describe: 'a folder (PNGs named like the inputs) or a video file (.mp4, .mov, .mkv, .webm…)',
+      })
+      .option('prompt', {
+        alias: 'p',
+        type: 'string',
+        demandOption: true,
+        describe: 'what the frames should look like',
+      })
+      .option('negative-prompt', {
+        type: 'string',
+        default: '',
+        describe: 'what to steer away from (with guidance > 1)',
+      })
+      .option('model', {
+        type: 'string',
+        describe: 'an SD 1.x ONNX model folder (diffusers layout); default: the embedded tiny model (random weights)',
+      })
+      .option('adapter', {
+        type: 'string',
+        describe: 'a LoRA adapter (.safetensors) from `vidprior finetune` (or another SD 1.x tool)',
+      })
       .option('strength', { type: 'number', default: 0.45, describe: 'how much of the schedule runs, in (0, 1]' })
       .option('steps', { type: 'number', default: 50, describe: 'DDIM steps before strength (strength × steps run)' })
       .option('guidance', { type: 'number', default: 7.5, describe: 'classifier-free guidance scale (≤ 1: none)' })
       .option('seed', { type: 'number', default: 0, describe: 'seed of the initial noise (one noise for all frames)' })
-      .option('noise-file', { type: 'string', describe: 'the initial noise as a .npy float32 array [1, C, H/f, W/f] (overrides --seed)' })
+      .option('noise-file', {
+        type: 'string',
+        describe: 'the initial noise as a .npy float32 array [1, C, H/f, W/f] (overrides --seed)',
+      })
       .option('batch', { type: 'number', default: 1, describe: 'frames per UNet run (×2 with guidance)' })
-      .option('ep', { type: 'string', choices: ['auto', 'cuda', 'webgpu', 'cpu'], default: config().ep, describe: 'execution provider' })
-      .option('fit', { type: 'string', choices: ['resize', 'pad'], default: 'resize', describe: 'how frames whose sides are not multiples of f × 8 are brought to size (and back)' })
-      .option('json', { type: 'boolean', default: false, describe: 'print progress and the result as JSON lines on stdout' })
-      .example('$0 stylize -i frames/ -o out/ -p "a watercolor painting" --model ./sd15-onnx', 'stylize a folder of frames')
-      .example('$0 stylize -i clip.mp4 -o styled.mp4 -p "oil painting" --strength 0.325 --noise-file noise.npy', 'a video, with a given noise') as never,
+      .option('ep', {
+        type: 'string',
+        choices: ['auto', 'cuda', 'webgpu', 'cpu'],
+        default: config().ep,
+        describe: 'execution provider',
+      })
+      .option('fit', {
+        type: 'string',
+        choices: ['resize', 'pad'],
+        default: 'resize',
+        describe: 'how frames whose sides are not multiples of f × 8 are brought to size (and back)',
+      })
+      .option('json', {
+        type: 'boolean',
+        default: false,
+        describe: 'print progress and the result as JSON lines on stdout',
+      })
+      .example(
+        '$0 stylize -i frames/ -o out/ -p "a watercolor painting" --model ./sd15-onnx',
+        'stylize a folder of frames',
+      )
+      .example(
+        '$0 stylize -i clip.mp4 -o styled.mp4 -p "oil painting" --strength 0.325 --noise-file noise.npy',
+        'a video, with a given noise',
+      ) as never,
   handler: async (argv) => {
     const reporter = makeReporter(argv.json);
     const abort = new AbortController();
@@ -149,11 +242,26 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
     process.once('SIGINT', onSigint);
     try {
       const r = await runStylize(lastValues(argv), reporter, { signal: abort.signal });
-      reporter.result({
-        output: r.output, frames: r.frames, width: r.width, height: r.height, workWidth: r.workWidth, workHeight: r.workHeight,
-        noiseShape: r.noiseShape, steps: r.steps, guidance: r.guidance,
-        batch: r.batch, loop: r.loop, ep: r.ep, seconds: r.seconds, framesPerSecond: r.framesPerSecond, model: r.model,
-      }, `wrote ${r.frames} frame${r.frames === 1 ? '' : 's'} to ${r.output} (${r.ep}, ${r.seconds.toFixed(1)} s, ${r.framesPerSecond.toFixed(2)} frames/s)`);
+      reporter.result(
+        {
+          output: r.output,
+          frames: r.frames,
+          width: r.width,
+          height: r.height,
+          workWidth: r.workWidth,
+          workHeight: r.workHeight,
+          noiseShape: r.noiseShape,
+          steps: r.steps,
+          guidance: r.guidance,
+          batch: r.batch,
+          loop: r.loop,
+          ep: r.ep,
+          seconds: r.seconds,
+          framesPerSecond: r.framesPerSecond,
+          model: r.model,
+        },
+        `wrote ${r.frames} frame${r.frames === 1 ? '' : 's'} to ${r.output} (${r.ep}, ${r.seconds.toFixed(1)} s, ${r.framesPerSecond.toFixed(2)} frames/s)`,
+      );
     } finally {
       process.off('SIGINT', onSigint);
     }

@@ -5,14 +5,16 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 
-const CLI = 'dist/daemon/cli.js';
+const CLI = 'dist/cli/main.js';
 const MODEL = '../shared/fixtures/tiny-sd-torch';
 
 function vidprior(args: string[], env: Record<string, string> = {}) {
   return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
 }
 
-test('vidprior tokenize prints the 77 ids as JSON and warns on stderr when truncated', { skip: existsSync(MODEL) ? false : 'needs ../shared/fixtures' }, () => {
+test('vidprior tokenize prints the 77 ids as JSON and warns on stderr when truncated', {
+  skip: existsSync(MODEL) ? false : 'needs ../shared/fixtures',
+}, () => {
   const r = vidprior(['tokenize', '--model', MODEL, 'A photo of a CAT!!']);
   assert.equal(r.status, 0, r.stderr);
   const ids = JSON.parse(r.stdout) as number[];
@@ -21,7 +23,10 @@ test('vidprior tokenize prints the 77 ids as JSON and warns on stderr when trunc
   assert.equal(r.stderr, '');
   const long = vidprior(['tokenize', '--model', join(MODEL, 'tokenizer'), Array(80).fill('cat').join(' ')]);
   assert.equal(long.status, 0);
-  assert.match(long.stderr, /warning: the prompt is longer than 75 tokens; this part was dropped: "cat cat cat cat cat"/);
+  assert.match(
+    long.stderr,
+    /warning: the prompt is longer than 75 tokens; this part was dropped: "cat cat cat cat cat"/,
+  );
 });
 
 test('vidprior tokenize without --model uses the embedded default; a bad --model exits 2 naming it', () => {

@@ -22,16 +22,24 @@ function line(j: JobSummary): string {
 
 export const jobsCommand: CommandModule<object, JobsArgs> = {
   command: 'jobs <action> [id]',
-  describe: 'List, show, cancel, attach to or delete the daemon\'s jobs; list its models and adapters',
+  describe: "List, show, cancel, attach to or delete the daemon's jobs; list its models and adapters",
   builder: (yargs) =>
     clientOptions(yargs)
-      .positional('action', { type: 'string', choices: ['list', 'show', 'cancel', 'attach', 'delete', 'models'] as const, demandOption: true })
+      .positional('action', {
+        type: 'string',
+        choices: ['list', 'show', 'cancel', 'attach', 'delete', 'models'] as const,
+        demandOption: true,
+      })
       .positional('id', { type: 'string', describe: 'the job id (show, cancel, attach, delete)' })
       .option('state', { type: 'string', choices: JOB_STATES, describe: 'list: only jobs in this state' })
       .option('limit', { type: 'number', default: 50, describe: 'list: at most this many (newest first)' })
       .option('output', { type: 'string', describe: 'attach: write the frames (replayed and new) to this folder' })
       .option('from-index', { type: 'number', default: 0, describe: 'attach: replay frames from this output index' })
-      .check((a) => (['show', 'cancel', 'attach', 'delete'].includes(a.action as string) && !a.id ? `jobs ${a.action} needs a job id` : true))
+      .check((a) =>
+        ['show', 'cancel', 'attach', 'delete'].includes(a.action as string) && !a.id
+          ? `jobs ${a.action} needs a job id`
+          : true,
+      )
       .example('$0 jobs list --state running', '')
       .example('$0 jobs attach j-20261125-142301-3fa9c2 --output styled/', 'follow a job, writing its frames') as never,
   handler: async (argv) => {
@@ -46,7 +54,10 @@ export const jobsCommand: CommandModule<object, JobsArgs> = {
         }
         case 'show': {
           const job = await client.getJob(argv.id!);
-          reporter.result({ job }, `${line(job)}\nparams: ${JSON.stringify(job.params)}\ninputs: ${job.inputs.length}  outputs done: ${job.outputs.filter(Boolean).length}${job.position !== undefined ? `  queue position: ${job.position}` : ''}`);
+          reporter.result(
+            { job },
+            `${line(job)}\nparams: ${JSON.stringify(job.params)}\ninputs: ${job.inputs.length}  outputs done: ${job.outputs.filter(Boolean).length}${job.position !== undefined ? `  queue position: ${job.position}` : ''}`,
+          );
           break;
         }
         case 'cancel':
@@ -56,7 +67,10 @@ export const jobsCommand: CommandModule<object, JobsArgs> = {
         case 'attach': {
           const job = await client.attach(argv.id!, { fromIndex: argv['from-index'] });
           const done = await follow(job, reporter, argv.output);
-          reporter.result({ job: job.id, outputs: done.outputs, elapsed_s: done.elapsed_s }, `job ${job.id} done: ${done.outputs.frames} frame(s)`);
+          reporter.result(
+            { job: job.id, outputs: done.outputs, elapsed_s: done.elapsed_s },
+            `job ${job.id} done: ${done.outputs.frames} frame(s)`,
+          );
           break;
         }
         case 'delete':
@@ -65,10 +79,16 @@ export const jobsCommand: CommandModule<object, JobsArgs> = {
           break;
         case 'models': {
           const { models, adapters } = await client.listModels();
-          reporter.result({ models, adapters }, [
-            ...models.map((m) => `model    ${m.name}${m.default ? ' (default)' : ''}${m.loaded ? ' (loaded)' : ''}: ${m.description}`),
-            ...adapters.map((a) => `adapter  ${a.name}  ${a.bytes} bytes${a.job ? `  from ${a.job}` : ''}`),
-          ].join('\n'));
+          reporter.result(
+            { models, adapters },
+            [
+              ...models.map(
+                (m) =>
+                  `model    ${m.name}${m.default ? ' (default)' : ''}${m.loaded ? ' (loaded)' : ''}: ${m.description}`,
+              ),
+              ...adapters.map((a) => `adapter  ${a.name}  ${a.bytes} bytes${a.job ? `  from ${a.job}` : ''}`),
+            ].join('\n'),
+          );
           break;
         }
       }

@@ -9,9 +9,9 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { config } from '../config.js';
-import { BUILDER_VERSION, preset } from './builder/index.js';
-import { createModelFolder } from './builder/folder.js';
+import { config } from '../../config.js';
+import { BUILDER_VERSION, preset } from './index.js';
+import { createModelFolder } from './folder.js';
 
 /** What the user is told whenever the embedded default runs. */
 export const DEFAULT_MODEL_NOTE =

@@ -9,7 +9,7 @@ import type { Argv } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorClient, type JobStream } from '../../protocol/client.js';
 import type { Progress } from '../../protocol/messages.js';
-import { makeReporter, type Reporter } from '../cli-output.js';
+import { makeReporter, type Reporter } from './output.js';
 
 export interface ClientArgs {
   url?: string;
@@ -20,7 +20,7 @@ export interface ClientArgs {
 export function clientOptions<T>(yargs: Argv<T>) {
   return yargs
     .option('url', { type: 'string', describe: 'the daemon (default: $VIDPRIOR_URL or ws://127.0.0.1:8765/)' })
-    .option('token', { type: 'string', describe: 'the daemon\'s token (default: $VIDPRIOR_TOKEN)' })
+    .option('token', { type: 'string', describe: "the daemon's token (default: $VIDPRIOR_TOKEN)" })
     .option('json', { type: 'boolean', default: false, describe: 'JSON lines on stdout instead of a progress bar' });
 }
 
@@ -51,7 +51,15 @@ export async function follow(job: JobStream, reporter: Reporter, outDir?: string
   const writes: Promise<void>[] = [];
   job.onProgress = (p) => reporter.progress({ event: 'progress', ...p }, describeProgress(p));
   job.onFrame = (f) => {
-    reporter.progress({ event: 'frame', job: f.job, index: f.index, name: f.name, bytes: f.png.length, replay: f.replay, ...(f.seed !== undefined ? { seed: f.seed } : {}) });
+    reporter.progress({
+      event: 'frame',
+      job: f.job,
+      index: f.index,
+      name: f.name,
+      bytes: f.png.length,
+      replay: f.replay,
+      ...(f.seed !== undefined ? { seed: f.seed } : {}),
+    });
     if (outDir) writes.push(writeFile(join(outDir, f.name), f.png));
   };
   try {

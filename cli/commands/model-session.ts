@@ -4,7 +4,7 @@
  * process exits (an exit during an ORT run aborts the process).
  */
 import { config } from '../../src/config.js';
-import { DEFAULT_MODEL_NOTE, ensureDefaultModel } from '../../src/models/default-model.js';
+import { DEFAULT_MODEL_NOTE, ensureDefaultModel } from '../../src/models/builder/default-model.js';
 import { readModelFolder } from '../../src/models/folder.js';
 import { loadModelFolder } from '../../src/models/loader.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
@@ -12,7 +12,7 @@ import { openRuntime } from '../../src/runtime/index.js';
 import type { ExecutionProviderChoice, Runtime } from '../../src/runtime/types.js';
 import type { Adapter } from '../../src/training/adapter.js';
 import { type AdaptedUnet, createAdaptedUnet } from '../../src/training/adapted-unet.js';
-import type { Reporter } from '../cli-output.js';
+import type { Reporter } from './output.js';
 
 export interface ModelSession {
   runtime: Runtime;
@@ -28,7 +28,10 @@ export interface ModelSession {
  * 3. The model; with `adapter`, its UNet is the folder's with the adapter merged in, and the plain one is
  *    never loaded (SD 1.5's is 3.4 GB). On WebGPU the UNet's output stays on the GPU for the step graph.
  */
-export async function openModelSession(args: { model?: string; ep: ExecutionProviderChoice; adapter?: string }, reporter: Reporter): Promise<ModelSession> {
+export async function openModelSession(
+  args: { model?: string; ep: ExecutionProviderChoice; adapter?: string },
+  reporter: Reporter,
+): Promise<ModelSession> {
   let modelDir = args.model;
   if (!modelDir) {
     modelDir = await ensureDefaultModel((dir) => reporter.note(`building the embedded default model in ${dir} (once)`));
@@ -46,10 +49,15 @@ export async function openModelSession(args: { model?: string; ep: ExecutionProv
       const made = adapted.adapter.record.prompt ? `, fine-tuned for "${adapted.adapter.record.prompt}"` : '';
       reporter.note(`adapter ${args.adapter}: ${adapted.layers} layers, rank ${adapted.adapter.rank}${made}`);
     }
-    const model = await loadModelFolder(modelDir, runtime, { sessionOptions: { unet: unetOptions }, unet: adapted?.session });
+    const model = await loadModelFolder(modelDir, runtime, {
+      sessionOptions: { unet: unetOptions },
+      unet: adapted?.session,
+    });
     for (const n of model.schedulerNotes) reporter.note(n);
     return {
-      runtime, model, adapter: adapted?.adapter ?? null,
+      runtime,
+      model,
+      adapter: adapted?.adapter ?? null,
       async close() {
         await model.release().catch(() => {});
         await adapted?.session.release().catch(() => {}); // the loader never releases a UNet it was given
@@ -66,7 +74,8 @@ export async function openModelSession(args: { model?: string; ep: ExecutionProv
 /** An option given twice arrives as an array: the last one wins (except for options meant to repeat). */
 export function lastValues<T>(argv: T, repeatable: readonly string[] = []): T {
   const out: Record<string, unknown> = { ...(argv as Record<string, unknown>) };
-  for (const [k, v] of Object.entries(out)) if (Array.isArray(v) && k !== '_' && !repeatable.includes(k)) out[k] = v[v.length - 1];
+  for (const [k, v] of Object.entries(out))
+    if (Array.isArray(v) && k !== '_' && !repeatable.includes(k)) out[k] = v[v.length - 1];
   return out as T;
 }
 

@@ -5,14 +5,14 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createAdaptedUnet } from '../src/training/adapted-unet.js';
-import type { Session } from '../src/runtime/types.js';
-import { VidpriorError } from '../src/errors.js';
-import { openRuntime, type ExecutionProviderChoice, type Runtime } from '../src/runtime/index.js';
-import { loadModelFolder } from '../src/models/loader.js';
-import type { StableDiffusionModel } from '../src/models/types.js';
-import type { AdapterInfo, ModelInfo } from '../protocol/messages.js';
-import { ADAPTER_NAME } from '../protocol/params.js';
+import { createAdaptedUnet } from '../../src/training/adapted-unet.js';
+import type { Session } from '../../src/runtime/types.js';
+import { VidpriorError } from '../../src/errors.js';
+import { openRuntime, type ExecutionProviderChoice, type Runtime } from '../../src/runtime/index.js';
+import { loadModelFolder } from '../../src/models/loader.js';
+import type { StableDiffusionModel } from '../../src/models/types.js';
+import type { AdapterInfo, ModelInfo } from '../../protocol/messages.js';
+import { ADAPTER_NAME } from '../../protocol/params.js';
 
 export const EMBEDDED_MODEL_NAME = 'embedded-default';
 
@@ -59,14 +59,20 @@ export class ModelHost {
   async get(): Promise<LoadedModel> {
     if (this.loaded) return this.loaded;
     this.loading ??= this.load().then(
-      (m) => { this.loaded = m; return m; },
-      (err: unknown) => { this.loading = null; throw err; },
+      (m) => {
+        this.loaded = m;
+        return m;
+      },
+      (err: unknown) => {
+        this.loading = null;
+        throw err;
+      },
     );
     return this.loading;
   }
 
   private async load(): Promise<LoadedModel> {
-    const dir = this.opts.modelDir ?? await this.opts.embeddedDefault();
+    const dir = this.opts.modelDir ?? (await this.opts.embeddedDefault());
     const runtime = await openRuntime({ ep: this.opts.ep, cpuThreads: this.opts.cpuThreads });
     this.opts.log?.(`execution provider: ${runtime.decision.ep} (${runtime.decision.reason})`);
     let plain: Session | null = null;
@@ -86,22 +92,28 @@ export class ModelHost {
   }
 
   models(): ModelInfo[] {
-    return [{
-      name: this.name,
-      ...(this.opts.modelDir ? { path: this.opts.modelDir } : {}),
-      default: true,
-      loaded: this.loaded !== null,
-      description: this.opts.modelDir
-        ? 'Stable Diffusion 1.x ONNX folder given with --model'
-        : 'tiny model with random weights built by vidprior (for tests; real use needs an SD 1.x ONNX folder: serve --model DIR)',
-    }];
+    return [
+      {
+        name: this.name,
+        ...(this.opts.modelDir ? { path: this.opts.modelDir } : {}),
+        default: true,
+        loaded: this.loaded !== null,
+        description: this.opts.modelDir
+          ? 'Stable Diffusion 1.x ONNX folder given with --model'
+          : 'tiny model with random weights built by vidprior (for tests; real use needs an SD 1.x ONNX folder: serve --model DIR)',
+      },
+    ];
   }
 
   /** Adapter files: `<adapters>/<name>.safetensors` (training jobs put theirs there too). */
   async adapters(): Promise<AdapterInfo[]> {
     const out: AdapterInfo[] = [];
     let names: string[] = [];
-    try { names = await readdir(this.opts.adaptersDir); } catch { return out; }
+    try {
+      names = await readdir(this.opts.adaptersDir);
+    } catch {
+      return out;
+    }
     for (const file of names.sort()) {
       if (!file.endsWith('.safetensors')) continue;
       const name = file.slice(0, -'.safetensors'.length);
@@ -109,10 +121,16 @@ export class ModelHost {
       const st = await stat(join(this.opts.adaptersDir, file)).catch(() => null);
       if (!st?.isFile()) continue;
       // The sidecar written by the training job that made it, if any.
-      const about = await readFile(join(this.opts.adaptersDir, `${name}.json`), 'utf8').then((t) => JSON.parse(t) as Record<string, unknown>, () => ({} as Record<string, unknown>));
+      const about = await readFile(join(this.opts.adaptersDir, `${name}.json`), 'utf8').then(
+        (t) => JSON.parse(t) as Record<string, unknown>,
+        () => ({}) as Record<string, unknown>,
+      );
       out.push({
-        name, bytes: st.size, created_at: typeof about.created_at === 'string' ? about.created_at : st.mtime.toISOString(),
-        ...(typeof about.job === 'string' ? { job: about.job } : {}), ...(typeof about.prompt === 'string' ? { prompt: about.prompt.slice(0, 4000) } : {}),
+        name,
+        bytes: st.size,
+        created_at: typeof about.created_at === 'string' ? about.created_at : st.mtime.toISOString(),
+        ...(typeof about.job === 'string' ? { job: about.job } : {}),
+        ...(typeof about.prompt === 'string' ? { prompt: about.prompt.slice(0, 4000) } : {}),
       });
     }
     return out;
@@ -122,7 +140,10 @@ export class ModelHost {
   async adapterPath(name: string): Promise<string> {
     const path = join(this.opts.adaptersDir, `${name}.safetensors`);
     const st = await stat(path).catch(() => null);
-    if (!st?.isFile()) throw new VidpriorError('E_NOT_FOUND', `no adapter ${JSON.stringify(name)} in ${this.opts.adaptersDir}`, { adapter: name });
+    if (!st?.isFile())
+      throw new VidpriorError('E_NOT_FOUND', `no adapter ${JSON.stringify(name)} in ${this.opts.adaptersDir}`, {
+        adapter: name,
+      });
     return path;
   }
 

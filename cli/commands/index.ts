@@ -1,6 +1,6 @@
 /**
  * Every `vidprior` command, in the order `--help` lists them. Add a command by writing
- * daemon/commands/<name>.ts (a yargs CommandModule) and listing it here.
+ * cli/commands/<name>.ts (a yargs CommandModule) and listing it here.
  */
 import type { CommandModule } from 'yargs';
 import { tokenizeCommand } from './tokenize.js';

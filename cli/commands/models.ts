@@ -18,7 +18,7 @@ import { COMPONENTS, readModelFolder } from '../../src/models/folder.js';
 import { loadModelFolder } from '../../src/models/loader.js';
 import { PRESETS, type PartialSdConfig } from '../../src/models/builder/index.js';
 import { createModelFolder } from '../../src/models/builder/folder.js';
-import { makeReporter } from '../cli-output.js';
+import { makeReporter } from './output.js';
 
 interface CreateArgs {
   dir: string;
@@ -42,14 +42,20 @@ interface InspectArgs {
 async function readConfigArg(value: string): Promise<string | PartialSdConfig> {
   if (PRESETS[value]) return value;
   if (!existsSync(value)) {
-    throw new VidpriorError('E_BAD_REQUEST', `--config must be a preset (${Object.keys(PRESETS).join(', ')}) or a JSON file, got "${value}" (no such file)`, { config: value });
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `--config must be a preset (${Object.keys(PRESETS).join(', ')}) or a JSON file, got "${value}" (no such file)`,
+      { config: value },
+    );
   }
   try {
     const parsed: unknown = JSON.parse(await readFile(value, 'utf8'));
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
     return parsed as PartialSdConfig;
   } catch (err) {
-    throw new VidpriorError('E_BAD_REQUEST', `--config ${value} is not a JSON object: ${(err as Error).message}`, { config: value });
+    throw new VidpriorError('E_BAD_REQUEST', `--config ${value} is not a JSON object: ${(err as Error).message}`, {
+      config: value,
+    });
   }
 }
 
@@ -59,34 +65,78 @@ const createTiny: CommandModule<object, CreateArgs> = {
   builder: (yargs) =>
     yargs
       .positional('dir', { type: 'string', demandOption: true, describe: 'the folder to create (must not exist)' })
-      .option('config', { type: 'string', default: 'tiny', describe: `a preset (${Object.keys(PRESETS).join(', ')}) or a JSON file with diffusers-style text_encoder / unet / vae sections` })
+      .option('config', {
+        type: 'string',
+        default: 'tiny',
+        describe: `a preset (${Object.keys(PRESETS).join(', ')}) or a JSON file with diffusers-style text_encoder / unet / vae sections`,
+      })
       .option('seed', { type: 'number', default: 0, describe: 'seed of the random weights' })
-      .option('opset', { type: 'number', default: 17, describe: 'ONNX opset, 14–21 (below 17: LayerNorm as the TorchScript op chain)' })
-      .option('dtype', { type: 'string', choices: ['float32', 'float16'], default: 'float32', describe: 'weights and inputs/outputs in float32 or float16' })
-      .option('external-data', { type: 'string', choices: ['auto', 'yes', 'no'], default: 'auto', describe: 'weights in model.onnx.data files (auto: for models over 256 MiB)' })
-      .option('encoder-output', { type: 'string', choices: ['latent_sample', 'latent_parameters'], default: 'latent_sample', describe: 'VAE encoder output: the mean, or mean and log-variance' })
+      .option('opset', {
+        type: 'number',
+        default: 17,
+        describe: 'ONNX opset, 14–21 (below 17: LayerNorm as the TorchScript op chain)',
+      })
+      .option('dtype', {
+        type: 'string',
+        choices: ['float32', 'float16'],
+        default: 'float32',
+        describe: 'weights and inputs/outputs in float32 or float16',
+      })
+      .option('external-data', {
+        type: 'string',
+        choices: ['auto', 'yes', 'no'],
+        default: 'auto',
+        describe: 'weights in model.onnx.data files (auto: for models over 256 MiB)',
+      })
+      .option('encoder-output', {
+        type: 'string',
+        choices: ['latent_sample', 'latent_parameters'],
+        default: 'latent_sample',
+        describe: 'VAE encoder output: the mean, or mean and log-variance',
+      })
       .option('overwrite', { type: 'boolean', default: false, describe: 'replace the folder if it exists' })
       .option('json', { type: 'boolean', default: false, describe: 'machine-readable progress and result on stdout' })
-      .example('$0 models create-tiny ./tiny-model', 'the embedded default\'s architecture (VAE factor 8, about 1.3M parameters)')
-      .example('$0 models create-tiny ./sd15-random --config sd15 --dtype float16', 'an SD 1.5-sized model for GPU benchmarks') as never,
+      .example(
+        '$0 models create-tiny ./tiny-model',
+        "the embedded default's architecture (VAE factor 8, about 1.3M parameters)",
+      )
+      .example(
+        '$0 models create-tiny ./sd15-random --config sd15 --dtype float16',
+        'an SD 1.5-sized model for GPU benchmarks',
+      ) as never,
   handler: async (argv) => {
     const report = makeReporter(argv.json);
     const cfg = await readConfigArg(argv.config);
     const ext = argv['external-data'];
     const created = await createModelFolder(argv.dir, cfg, {
-      seed: argv.seed, opset: argv.opset, dtype: argv.dtype as 'float32' | 'float16',
+      seed: argv.seed,
+      opset: argv.opset,
+      dtype: argv.dtype as 'float32' | 'float16',
       externalData: ext === 'yes' ? true : ext === 'no' ? false : 'auto',
       encoderOutput: argv['encoder-output'] as 'latent_sample' | 'latent_parameters',
       overwrite: argv.overwrite,
-      onProgress: (e) => report.progress({ event: 'component', ...e }, `wrote ${e.component} (${e.parameters.toLocaleString('en-US')} parameters, ${e.seconds.toFixed(1)} s)`),
+      onProgress: (e) =>
+        report.progress(
+          { event: 'component', ...e },
+          `wrote ${e.component} (${e.parameters.toLocaleString('en-US')} parameters, ${e.seconds.toFixed(1)} s)`,
+        ),
     });
     report.note('The weights are random: this model makes noise-like pictures; it is for tests and benchmarks.');
     const total = Object.values(created.parameters).reduce((a, b) => a + b, 0);
     report.result(
-      { dir: created.dir, parameters: created.parameters, bytes: created.bytes, vaeScaleFactor: created.vaeScaleFactor, seconds: created.seconds },
+      {
+        dir: created.dir,
+        parameters: created.parameters,
+        bytes: created.bytes,
+        vaeScaleFactor: created.vaeScaleFactor,
+        seconds: created.seconds,
+      },
       [
         `created ${created.dir} in ${created.seconds.toFixed(1)} s`,
-        ...COMPONENTS.map((c) => `  ${c.padEnd(13)} ${created.parameters[c].toLocaleString('en-US').padStart(13)} parameters  ${(created.bytes[c] / 2 ** 20).toFixed(1).padStart(8)} MiB`),
+        ...COMPONENTS.map(
+          (c) =>
+            `  ${c.padEnd(13)} ${created.parameters[c].toLocaleString('en-US').padStart(13)} parameters  ${(created.bytes[c] / 2 ** 20).toFixed(1).padStart(8)} MiB`,
+        ),
         `  total         ${total.toLocaleString('en-US').padStart(13)} parameters; VAE factor ${created.vaeScaleFactor}`,
       ].join('\n'),
     );
@@ -109,17 +159,28 @@ function floatWeights(model: Model): number {
   }
   let n = 0;
   for (const v of size.values()) n += v;
-  for (const node of model.graph.nodes) if (node.opType === 'Identity' && size.has(node.inputs[0]!)) n += size.get(node.inputs[0]!)!;
+  for (const node of model.graph.nodes)
+    if (node.opType === 'Identity' && size.has(node.inputs[0]!)) n += size.get(node.inputs[0]!)!;
   return n;
 }
 
 const inspect: CommandModule<object, InspectArgs> = {
   command: 'inspect <dir>',
-  describe: 'Show what a model folder holds: components, inputs/outputs, opsets, weights, VAE factor, latent channels, text width',
+  describe:
+    'Show what a model folder holds: components, inputs/outputs, opsets, weights, VAE factor, latent channels, text width',
   builder: (yargs) =>
     yargs
-      .positional('dir', { type: 'string', demandOption: true, describe: 'an SD 1.x ONNX model folder (diffusers layout)' })
-      .option('probe', { type: 'boolean', default: true, describe: 'load the models on the CPU to derive VAE factor, latent channels and text width (--no-probe: read the files only)' })
+      .positional('dir', {
+        type: 'string',
+        demandOption: true,
+        describe: 'an SD 1.x ONNX model folder (diffusers layout)',
+      })
+      .option('probe', {
+        type: 'boolean',
+        default: true,
+        describe:
+          'load the models on the CPU to derive VAE factor, latent channels and text width (--no-probe: read the files only)',
+      })
       .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' }) as never,
   handler: async (argv) => {
     const report = makeReporter(argv.json);
@@ -133,8 +194,15 @@ const inspect: CommandModule<object, InspectArgs> = {
       const s = summarize(model);
       const weights = floatWeights(model);
       components[c] = {
-        inputs: s.inputs, outputs: s.outputs, opsets: s.opsets, irVersion: s.irVersion, producer: s.producer,
-        nodes: s.nodeCount, floatWeights: weights, weightBytes: s.parameters.bytes, externalBytes: s.externalBytes,
+        inputs: s.inputs,
+        outputs: s.outputs,
+        opsets: s.opsets,
+        irVersion: s.irVersion,
+        producer: s.producer,
+        nodes: s.nodeCount,
+        floatWeights: weights,
+        weightBytes: s.parameters.bytes,
+        externalBytes: s.externalBytes,
       };
       lines.push(
         `${c}: opset ${s.opsets['ai.onnx'] ?? '?'} · ${s.producer || 'unknown producer'} · ${s.nodeCount} nodes · ${weights.toLocaleString('en-US')} float weights (${(s.parameters.bytes / 2 ** 20).toFixed(1)} MiB${s.externalBytes ? ', external data' : ''})`,
@@ -142,7 +210,9 @@ const inspect: CommandModule<object, InspectArgs> = {
         `  out: ${s.outputs.map(signature).join('; ')}`,
       );
     }
-    lines.push(`scheduler config: ${folder.schedulerConfigSource}; latent scaling ${folder.scalingFactor} (${folder.scalingFactorSource})`);
+    lines.push(
+      `scheduler config: ${folder.schedulerConfigSource}; latent scaling ${folder.scalingFactor} (${folder.scalingFactorSource})`,
+    );
     const builtPath = join(dir, 'vidprior-model.json');
     let built: unknown = null;
     if (existsSync(builtPath)) {
@@ -157,19 +227,28 @@ const inspect: CommandModule<object, InspectArgs> = {
         const model = await loadModelFolder(dir, runtime);
         facts = model.facts;
         const f = model.facts;
-        lines.push(`VAE factor ${f.vaeScaleFactor} · latent channels ${f.latentChannels} · text ${f.textLength}×${f.textWidth} · encoder output ${f.encoderOutput} · UNet ${f.unetType}, timestep ${f.timestepType}`);
+        lines.push(
+          `VAE factor ${f.vaeScaleFactor} · latent channels ${f.latentChannels} · text ${f.textLength}×${f.textWidth} · encoder output ${f.encoderOutput} · UNet ${f.unetType}, timestep ${f.timestepType}`,
+        );
         await model.release();
       } finally {
         await runtime.close();
       }
     }
-    report.result({ dir, components, scheduler: folder.schedulerConfig, scalingFactor: folder.scalingFactor, facts, built }, lines.join('\n'));
+    report.result(
+      { dir, components, scheduler: folder.schedulerConfig, scalingFactor: folder.scalingFactor, facts, built },
+      lines.join('\n'),
+    );
   },
 };
 
 export const modelsCommand: CommandModule<object, object> = {
   command: 'models <command>',
   describe: 'Create and inspect model folders',
-  builder: (yargs) => yargs.command(createTiny).command(inspect).demandCommand(1, 'Give a models command: create-tiny or inspect.') as never,
+  builder: (yargs) =>
+    yargs
+      .command(createTiny)
+      .command(inspect)
+      .demandCommand(1, 'Give a models command: create-tiny or inspect.') as never,
   handler: () => {},
 };
