@@ -29,6 +29,8 @@ export interface LoadModelOptions {
    * It must have the same inputs as the folder's UNet; the loader does not release it.
    */
   unet?: Session;
+  /** A text encoder session to use instead of loading text_encoder/model.onnx (e.g. with LoRAs merged); not released. */
+  textEncoder?: Session;
   /** Called with one line per derived fact (for `models inspect` and verbose logs). */
   onNote?: (line: string) => void;
 }
@@ -144,7 +146,7 @@ export async function loadModelFolder(
     return s;
   };
   try {
-    const textEncoder = await open('text_encoder');
+    const textEncoder = opts.textEncoder ?? (await open('text_encoder'));
     const unet = opts.unet ?? (await open('unet'));
     const vaeEncoder = await open('vae_encoder');
     const vaeDecoder = await open('vae_decoder');
