@@ -16,7 +16,7 @@ import { img2img } from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
 import { checkFrameIndex, openClip } from './keyframes.js';
-import { lastValues, openModelSession, withSigint } from './model-session.js';
+import { LORA_OPTION, lastValues, openModelSession, withSigint } from './model-session.js';
 
 export interface EditKeyframeArgs {
   input: string;
@@ -31,6 +31,7 @@ export interface EditKeyframeArgs {
   output: string;
   model?: string;
   adapter?: string;
+  lora?: string[];
   ep: ExecutionProviderChoice;
   fit: FitMode;
   json: boolean;
@@ -131,6 +132,7 @@ export async function runEditKeyframe(
           guidance: a.guidance,
           model: session.model.dir,
           adapter: a.adapter ?? null,
+          loras: a.lora ?? [],
           candidates,
         },
         null,
@@ -190,6 +192,7 @@ export const editKeyframeCommand: CommandModule<object, EditKeyframeArgs> = {
         describe: 'an SD 1.x ONNX model folder; default: the embedded tiny model (random weights)',
       })
       .option('adapter', { type: 'string', describe: 'a LoRA adapter (.safetensors) to apply' })
+      .option('lora', LORA_OPTION)
       .option('ep', {
         type: 'string',
         choices: ['auto', 'cuda', 'webgpu', 'cpu'],
@@ -209,7 +212,7 @@ export const editKeyframeCommand: CommandModule<object, EditKeyframeArgs> = {
       ) as never,
   handler: async (argv) => {
     const reporter = makeReporter(argv.json);
-    const r = await withSigint((signal) => runEditKeyframe(lastValues(argv), reporter, { signal }));
+    const r = await withSigint((signal) => runEditKeyframe(lastValues(argv, ['lora']), reporter, { signal }));
     reporter.result(
       { frame: r.frame, candidates: r.candidates, manifest: r.manifest, seconds: r.seconds },
       `wrote ${r.candidates.length} candidates for frame ${r.frame} (${r.frameName}) to ${r.manifest.replace(/candidates\.json$/, '')}: ` +

@@ -18,7 +18,7 @@ import { FINETUNE_DEFAULTS, type FinetuneProgress, finetune, sampleFrameIndices 
 import type { Tensor } from '../../src/tensor.js';
 import { makeReporter, type Reporter } from './output.js';
 import { type EditSpec, checkFrameIndex, openClip, parseEdit, readEdit } from './keyframes.js';
-import { lastValues, openModelSession, withSigint } from './model-session.js';
+import { LORA_OPTION, lastValues, openModelSession, styledBase, withSigint } from './model-session.js';
 
 export interface FinetuneArgs {
   input: string;
@@ -37,6 +37,8 @@ export interface FinetuneArgs {
   resume: boolean;
   output: string;
   model?: string;
+  /** Style LoRAs merged before training (the adapter trains on top of them), `file.safetensors[:weight]`. */
+  lora?: string[];
   ep: ExecutionProviderChoice;
   fit: FitMode;
   json: boolean;
@@ -108,7 +110,7 @@ export async function runFinetune(
       'no --edit given: the adapter learns the clip alone (no style); give --edit <frame>=<edited.png> for the method',
     );
   // 2. Model, runtime, the clip at the working size.
-  const session = await openModelSession(a, reporter);
+  const session = await openModelSession(a, reporter, { training: true });
   // Training builds its own graph over the UNet's weights; the inference UNet is not needed here, and keeping
   // it would hold a second copy of the weights (3.4 GB for SD 1.5) on the device for the whole run.
   await session.model.unet.release();
@@ -146,6 +148,7 @@ export async function runFinetune(
         checkpointEvery: a['checkpoint-every'],
         checkpointPath,
         resume: a.resume,
+        baseUnet: styledBase(session),
         signal: hooks.signal,
         onProgress: (p) => {
           hooks.onProgress?.(p);
@@ -242,6 +245,10 @@ export function finetuneOptions(yargs: any): any {
       type: 'string',
       describe: 'an SD 1.x ONNX model folder; default: the embedded tiny model (random weights)',
     })
+    .option('lora', {
+      ...LORA_OPTION,
+      describe: `${LORA_OPTION.describe}; the adapter trains on top of them (stylize with the same --lora)`,
+    })
     .option('ep', {
       type: 'string',
       choices: ['auto', 'cuda', 'webgpu', 'cpu'],
@@ -274,7 +281,7 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
       ),
   handler: async (argv) => {
     const reporter = makeReporter(argv.json);
-    const r = await withSigint((signal) => runFinetune(lastValues(argv, ['edit']), reporter, { signal }));
+    const r = await withSigint((signal) => runFinetune(lastValues(argv, ['edit', 'lora']), reporter, { signal }));
     reporter.result(
       { ...r },
       `wrote ${r.adapter} (${r.iterations} iterations on ${r.framesUsed.length} frames + ${r.edits} edits, ` +

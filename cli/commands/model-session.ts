@@ -10,16 +10,68 @@ import { loadModelFolder } from '../../src/models/loader.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import { openRuntime } from '../../src/runtime/index.js';
 import type { ExecutionProviderChoice, Runtime } from '../../src/runtime/types.js';
+import { parseLoraSpec } from '../../src/models/lora/lora-file.js';
+import {
+  type StyleLoraRecord,
+  type StyleLoras,
+  describeStyles,
+  loadStyledComponent,
+  openStyledSession,
+  readStyleLoras,
+  styleRecord,
+  touches,
+} from '../../src/models/lora/styled.js';
+import type { Model } from '../../src/onnx/ir.js';
+import type { Session } from '../../src/runtime/types.js';
+import { loadModel } from '../../src/onnx/external-data.js';
 import type { Adapter } from '../../src/training/adapter.js';
 import { type AdaptedUnet, createAdaptedUnet } from '../../src/training/adapted-unet.js';
 import type { Reporter } from './output.js';
+import { join } from 'node:path';
 
 export interface ModelSession {
   runtime: Runtime;
   model: StableDiffusionModel;
   /** With an adapter: what it is (the model's UNet then has it merged in). */
   adapter: Adapter | null;
+  /** Style LoRAs given with --lora (merged into the text encoder and, except for training, the UNet). */
+  styles: StyleLoras | null;
+  /** The folder's UNet with the style LoRAs merged, for training on top of them (read from disk each call). */
+  loadBaseUnet(): Promise<Model>;
   close(): Promise<void>;
+}
+
+export interface ModelSessionArgs {
+  model?: string;
+  ep: ExecutionProviderChoice;
+  adapter?: string;
+  /** `file.safetensors[:weight]`, repeatable. */
+  lora?: string[];
+}
+
+/** The option every model command takes for style LoRAs. */
+export const LORA_OPTION = {
+  type: 'string',
+  array: true,
+  default: [] as string[],
+  describe:
+    'a style LoRA (kohya/A1111 or diffusers/peft .safetensors) merged into the UNet and text encoder: file[:weight] (repeatable)',
+} as const;
+
+/** Warns when an adapter was trained on top of other style LoRAs than the ones given now. */
+function checkAdapterStyles(adapter: Adapter, styles: StyleLoras | null, reporter: Reporter): void {
+  const trained = (adapter.record.styleLoras as StyleLoraRecord[] | undefined) ?? [];
+  const now = styles ? styleRecord(styles) : [];
+  const key = (r: StyleLoraRecord[]) =>
+    r
+      .map((x) => `${x.sha256 ?? x.file}:${x.weight}`)
+      .sort()
+      .join();
+  if (key(trained) === key(now)) return;
+  const list = (r: StyleLoraRecord[]) => (r.length ? r.map((x) => `${x.file}:${x.weight}`).join(', ') : 'none');
+  reporter.note(
+    `the adapter was trained on top of style LoRAs ${list(trained)}, but this run has ${list(now)}: give the same --lora options for the result it was trained for`,
+  );
 }
 
 /**
@@ -29,8 +81,9 @@ export interface ModelSession {
  *    never loaded (SD 1.5's is 3.4 GB). On WebGPU the UNet's output stays on the GPU for the step graph.
  */
 export async function openModelSession(
-  args: { model?: string; ep: ExecutionProviderChoice; adapter?: string },
+  args: ModelSessionArgs,
   reporter: Reporter,
+  opts: { training?: boolean } = {},
 ): Promise<ModelSession> {
   let modelDir = args.model;
   if (!modelDir) {
@@ -38,37 +91,73 @@ export async function openModelSession(
     reporter.note(DEFAULT_MODEL_NOTE);
   }
   await readModelFolder(modelDir); // a missing file is named before the runtime starts
+  const dir = modelDir;
+  const styles = args.lora?.length ? await readStyleLoras(args.lora.map(parseLoraSpec)) : null;
+  if (styles) for (const line of describeStyles(styles)) reporter.note(line);
   const runtime = await openRuntime({ ep: args.ep, cpuThreads: config().cpuThreads });
   reporter.note(`execution provider: ${runtime.decision.ep} (${runtime.decision.reason})`);
   reporter.progress({ event: 'provider', ep: runtime.decision.ep, reason: runtime.decision.reason });
   let adapted: AdaptedUnet | null = null;
+  // Sessions made here with LoRAs merged; the loader never releases sessions it was given.
+  const own: Session[] = [];
+  const release = async () => {
+    for (const s of own.splice(0)) await s.release().catch(() => {});
+  };
   try {
     const unetOptions = runtime.decision.ep === 'webgpu' ? { keepOutputsOnGpu: true } : {};
+    const textEncoder = touches(styles, 'text_encoder')
+      ? await openStyledSession(runtime, dir, 'text_encoder', styles!)
+      : undefined;
+    if (textEncoder) own.push(textEncoder);
+    let unet: Session | undefined;
+    // Training builds its own graph over the (styled) UNet's weights: the plain session only tells the loader its inputs.
+    const styledUnet = touches(styles, 'unet') && !opts.training;
     if (args.adapter) {
-      adapted = await createAdaptedUnet(runtime, modelDir, args.adapter, unetOptions);
+      const base = styledUnet ? (await loadStyledComponent(dir, 'unet', styles!)).model : undefined;
+      adapted = await createAdaptedUnet(runtime, dir, args.adapter, { ...unetOptions, base });
+      unet = adapted.session;
+      own.push(unet);
       const made = adapted.adapter.record.prompt ? `, fine-tuned for "${adapted.adapter.record.prompt}"` : '';
       reporter.note(`adapter ${args.adapter}: ${adapted.layers} layers, rank ${adapted.adapter.rank}${made}`);
+      checkAdapterStyles(adapted.adapter, styles, reporter);
+    } else if (styledUnet) {
+      unet = await openStyledSession(runtime, dir, 'unet', styles!, unetOptions);
+      own.push(unet);
     }
-    const model = await loadModelFolder(modelDir, runtime, {
+    const model = await loadModelFolder(dir, runtime, {
       sessionOptions: { unet: unetOptions },
-      unet: adapted?.session,
+      unet,
+      textEncoder,
     });
     for (const n of model.schedulerNotes) reporter.note(n);
     return {
       runtime,
       model,
       adapter: adapted?.adapter ?? null,
+      styles,
+      async loadBaseUnet() {
+        if (!touches(styles, 'unet')) return loadModel(join(dir, 'unet', 'model.onnx'));
+        return (await loadStyledComponent(dir, 'unet', styles!)).model;
+      },
       async close() {
         await model.release().catch(() => {});
-        await adapted?.session.release().catch(() => {}); // the loader never releases a UNet it was given
+        await release();
         await runtime.close().catch(() => {});
       },
     };
   } catch (err) {
-    await adapted?.session.release().catch(() => {});
+    await release();
     await runtime.close().catch(() => {});
     throw err;
   }
+}
+
+/** What `finetune` records about the style LoRAs it trained on top of, and how it loads that UNet. */
+export function styledBase(
+  session: ModelSession,
+): { load: () => Promise<Model>; record: Record<string, unknown> } | undefined {
+  if (!session.styles) return undefined;
+  return { load: () => session.loadBaseUnet(), record: { styleLoras: styleRecord(session.styles) } };
 }
 
 /** An option given twice arrives as an array: the last one wins (except for options meant to repeat). */

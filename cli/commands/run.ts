@@ -56,7 +56,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
         'fine-tune, then stylize',
       ) as never,
   handler: async (argv) => {
-    const a = lastValues(argv, ['edit']);
+    const a = lastValues(argv, ['edit', 'lora']);
     check(a.strength > 0 && a.strength <= 1, 'strength', a.strength, 'a number in (0, 1]');
     const reporter = makeReporter(a.json);
     const adapter = a['adapter-output'] ?? adapterPathFor(a.output);
@@ -74,6 +74,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
           'negative-prompt': a['negative-prompt'],
           model: a.model,
           adapter,
+          lora: a.lora,
           strength: a.strength,
           steps: a.steps,
           guidance: a.guidance,

@@ -16,7 +16,7 @@ import type { StableDiffusionModel } from '../../src/models/types.js';
 import { noiseShapeFor, sizeMultiple, stylizeFrames, type StylizeSummary } from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
-import { lastValues, openModelSession } from './model-session.js';
+import { LORA_OPTION, lastValues, openModelSession } from './model-session.js';
 
 export interface StylizeArgs {
   input: string;
@@ -26,6 +26,8 @@ export interface StylizeArgs {
   model?: string;
   /** A LoRA adapter (.safetensors) folded into the UNet. */
   adapter?: string;
+  /** Style LoRAs, `file.safetensors[:weight]`. */
+  lora?: string[];
   strength: number;
   steps: number;
   guidance: number;
@@ -201,6 +203,7 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         type: 'string',
         describe: 'a LoRA adapter (.safetensors) from `vidprior finetune` (or another SD 1.x tool)',
       })
+      .option('lora', LORA_OPTION)
       .option('strength', { type: 'number', default: 0.45, describe: 'how much of the schedule runs, in (0, 1]' })
       .option('steps', { type: 'number', default: 50, describe: 'DDIM steps before strength (strength × steps run)' })
       .option('guidance', { type: 'number', default: 7.5, describe: 'classifier-free guidance scale (≤ 1: none)' })
@@ -234,6 +237,10 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
       .example(
         '$0 stylize -i clip.mp4 -o styled.mp4 -p "oil painting" --strength 0.325 --noise-file noise.npy',
         'a video, with a given noise',
+      )
+      .example(
+        '$0 stylize -i clip.mp4 -o styled.mp4 -p "ink sketch" --lora ink.safetensors:0.8 --lora detail.safetensors',
+        'with two style LoRAs (kohya or diffusers files), the first at 0.8',
       ) as never,
   handler: async (argv) => {
     const reporter = makeReporter(argv.json);
@@ -241,7 +248,7 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
     const onSigint = (): void => abort.abort();
     process.once('SIGINT', onSigint);
     try {
-      const r = await runStylize(lastValues(argv), reporter, { signal: abort.signal });
+      const r = await runStylize(lastValues(argv, ['lora']), reporter, { signal: abort.signal });
       reporter.result(
         {
           output: r.output,

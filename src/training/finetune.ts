@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VidpriorError, check } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/external-data.js';
+import type { Model } from '../onnx/ir.js';
 import type { StableDiffusionModel } from '../models/types.js';
 import { encodeText } from '../pipelines/text.js';
 import { encodeImages } from '../pipelines/vae.js';
@@ -45,6 +46,11 @@ export interface FinetuneOptions {
   resume?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: FinetuneProgress) => void;
+  /**
+   * The UNet to train on instead of `<model.dir>/unet/model.onnx` (e.g. with style LoRAs merged into it), and
+   * what the adapter's record and the checkpoint's fingerprint say about it.
+   */
+  baseUnet?: { load: () => Promise<Model>; record: Record<string, unknown> };
 }
 
 export const FINETUNE_DEFAULTS = {
@@ -187,7 +193,7 @@ export async function finetune(
   // 3. Build the training step graph (UNet + LoRA + loss + backward + AdamW) and its session.
   progress({ stage: 'building', iteration: 0, iterations: o.iterations, message: 'building the training graph' });
   const unetPath = join(model.dir, 'unet', 'model.onnx');
-  const unet = await loadModel(unetPath);
+  const unet = o.baseUnet ? await o.baseUnet.load() : await loadModel(unetPath);
   const targets = findLoraTargets(unet, { convs: o.convs });
   if (targets.length === 0)
     throw new VidpriorError(
@@ -223,6 +229,7 @@ export async function finetune(
     .update(
       JSON.stringify({
         model: model.dir,
+        ...(o.baseUnet ? { base: o.baseUnet.record } : {}),
         prompt: o.prompt,
         rank: o.rank,
         alpha,
@@ -439,6 +446,7 @@ export async function finetune(
       finalLoss: ema ?? undefined,
       validationLossBefore: validationBefore,
       validationLossAfter: validationAfter,
+      ...o.baseUnet?.record,
     };
     return {
       adapter: { rank: o.rank, alpha, weights, record },
