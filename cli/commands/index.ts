@@ -5,6 +5,7 @@
 import type { CommandModule } from 'yargs';
 import { tokenizeCommand } from './tokenize.js';
 import { modelsCommand } from './models.js';
+import { adapterCommand } from './adapter.js';
 import { metricsCommand } from './metrics.js';
 import { compareCommand } from './compare.js';
 import { serveCommand } from './serve.js';
@@ -24,6 +25,7 @@ export const commands: CommandModule<any, any>[] = [
   runCommand,
   tokenizeCommand,
   modelsCommand,
+  adapterCommand,
   metricsCommand,
   compareCommand,
   serveCommand,

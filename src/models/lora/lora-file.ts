@@ -48,7 +48,8 @@ export interface LoraFile {
   sha256?: string;
 }
 
-interface Part {
+/** What one tensor key of a LoRA file is. */
+export interface LoraKeyPart {
   component: LoraComponent;
   name: string;
   style: 'dotted' | 'kohya';
@@ -76,7 +77,8 @@ function componentOf(name: string): LoraComponent {
   return /^(text_model|encoder\.layers|embeddings)\b/.test(name) ? 'text_encoder' : 'unet';
 }
 
-function classify(key: string, source: string): Part | null {
+/** Classifies one tensor key (null: not a LoRA key); throws for SDXL keys. */
+export function classifyLoraKey(key: string, source: string): LoraKeyPart | null {
   let m = KOHYA.exec(key);
   if (m) {
     if (m[1] === 'te1' || m[1] === 'te2')
@@ -125,7 +127,11 @@ function floats(t: SafeTensor, source: string, key: string): Float32Array {
 }
 
 /** peft's lora_alpha for a component, from `lora_adapter_metadata` (prefixed `unet.` / `text_encoder.` or not). */
-function peftAlpha(metadata: Record<string, string>, component: LoraComponent, module: string): number | undefined {
+export function peftAlpha(
+  metadata: Record<string, string>,
+  component: LoraComponent,
+  module: string,
+): number | undefined {
   if (!metadata.lora_adapter_metadata) return undefined;
   let cfg: Record<string, unknown>;
   try {
@@ -168,7 +174,7 @@ export function parseLora(
   file: { tensors: Map<string, SafeTensor>; metadata: Record<string, string> },
   source: string,
 ): LoraFile {
-  const groups = new Map<string, Part & { key: string; down?: SafeTensor; up?: SafeTensor; alpha?: number }>();
+  const groups = new Map<string, LoraKeyPart & { key: string; down?: SafeTensor; up?: SafeTensor; alpha?: number }>();
   const layouts = new Set<LoraFile['layout']>();
   for (const [key, t] of file.tensors) {
     if (FOREIGN.test(key))
@@ -177,7 +183,7 @@ export function parseLora(
         key,
         'is not a plain LoRA tensor (LyCORIS LoHa/LoKr, DoRA, full-weight diffs and LoRA biases are not supported)',
       );
-    const part = classify(key, source);
+    const part = classifyLoraKey(key, source);
     if (!part) {
       throw refuse(
         source,
