@@ -14,6 +14,7 @@
 const CONTROL = /\p{C}/u;
 const SPACE_SEPARATOR = /\p{Zs}/u;
 // What Python's str.split() treats as whitespace (str.isspace), for the split in step 4.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: Python's str.split() whitespace set includes \x1c-\x1f
 const PY_WHITESPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
 
 /** BERT's _is_chinese_char: the CJK Unified Ideographs blocks and their compatibility/extension blocks. */
