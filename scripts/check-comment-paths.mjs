@@ -14,6 +14,7 @@ const NAME = /(?<![\w/.@-])((?:[\w.-]+\/)*[\w-]+(?:\.[\w-]+)*\.(?:ts|mjs|py|md|s
 const EXTERNAL = new Set([
   'compute_flow_occlusion.py', // fast_blind_video_consistency (Lai et al. 2018), the E_warp reference
   'evaluate_WarpError.py', // the same
+  'simple_tokenizer.py', // openai/CLIP's original tokenizer, which src/tokenizer follows
   '.gpu/prelude.sh', // written by ../shared/gpu/bundle.sh
 ]);
 const exists = (name) =>
