@@ -99,7 +99,7 @@ function badImage(path: string, err: unknown): VidpriorError {
 export async function imageSize(path: string): Promise<Size> {
   try {
     const m = await sharp(path, { failOn: 'error' }).metadata();
-    if (!m.width || !m.height) throw new Error('no image size');
+    if (!m.width || !m.height) throw new VidpriorError('E_BAD_INPUT', 'no image size');
     const swap = m.orientation !== undefined && m.orientation >= 5;
     return swap ? { width: m.height, height: m.width } : { width: m.width, height: m.height };
   } catch (err) {
@@ -123,7 +123,8 @@ export async function readFrame(path: string, options: ReadFrameOptions = {}): P
     }
     img = img.toColourspace(sixteen ? 'rgb16' : 'srgb');
     const { data, info } = await img.raw(sixteen ? { depth: 'ushort' } : {}).toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`expected 3 colour channels after conversion, got ${info.channels}`);
+    if (info.channels !== 3)
+      throw new VidpriorError('E_BAD_INPUT', `expected 3 colour channels after conversion, got ${info.channels}`);
     const values = !sixteen
       ? new Uint8Array(data.buffer, data.byteOffset, data.length)
       : data.byteOffset % 2 === 0
@@ -195,11 +196,6 @@ export async function writeFramePng(
   try {
     await img.png({ compressionLevel: 6 }).toFile(path);
   } catch (err) {
-    throw new VidpriorError(
-      'E_BAD_REQUEST',
-      `cannot write ${path}: ${(err as Error).message}`,
-      { path },
-      { cause: err },
-    );
+    throw new VidpriorError('E_IO', `cannot write ${path}: ${(err as Error).message}`, { path }, { cause: err });
   }
 }
