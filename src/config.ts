@@ -14,6 +14,13 @@ export interface Config {
   /** ffmpeg / ffprobe executables. */
   ffmpeg: string;
   ffprobe: string;
+  /** The Hugging Face hub `models pull` talks to (HF_ENDPOINT, default https://huggingface.co). */
+  hfEndpoint: string;
+  /** The hub token (HF_TOKEN), else the file huggingface_hub's login writes (HF_TOKEN_PATH, $HF_HOME/token). */
+  hfToken?: string;
+  hfTokenPath: string;
+  /** HF_HUB_OFFLINE: use the hub cache only, never the network. */
+  hfOffline: boolean;
   /** Threads for the CPU provider (0 = ORT's default). */
   cpuThreads: number;
   /** True when stderr is a terminal that wants colour and progress bars. */
@@ -23,6 +30,11 @@ export interface Config {
   /** The daemon `vidprior submit` / `vidprior jobs` talk to, and its token (VIDPRIOR_URL, VIDPRIOR_TOKEN). */
   daemonUrl: string;
   daemonToken?: string;
+  /**
+   * The Hugging Face hub cache (models--owner--name/snapshots/<rev>/…): $HF_HUB_CACHE, else $HF_HOME/hub, else
+   * ~/.cache/huggingface/hub, as huggingface_hub resolves it. Models found there are used by repo id.
+   */
+  hfHubCache: string;
 }
 
 let cached: Config | null = null;
@@ -39,11 +51,16 @@ export function config(): Config {
     ep: (['auto', 'cuda', 'webgpu', 'cpu'].includes(ep) ? ep : 'auto') as Config['ep'],
     ffmpeg: env.VIDPRIOR_FFMPEG || 'ffmpeg',
     ffprobe: env.VIDPRIOR_FFPROBE || 'ffprobe',
+    hfEndpoint: (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, ''),
+    hfToken: env.HF_TOKEN || undefined,
+    hfTokenPath: env.HF_TOKEN_PATH || join(env.HF_HOME || join(xdgCache, 'huggingface'), 'token'),
+    hfOffline: ['1', 'on', 'yes', 'true'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase()),
     cpuThreads: Number.parseInt(env.VIDPRIOR_CPU_THREADS ?? '0', 10) || 0,
     interactive: Boolean(process.stderr.isTTY) && !env.NO_COLOR && env.CI !== 'true',
     ci: env.CI === 'true',
     daemonUrl: env.VIDPRIOR_URL || 'ws://127.0.0.1:8765/',
     daemonToken: env.VIDPRIOR_TOKEN || undefined,
+    hfHubCache: env.HF_HUB_CACHE || join(env.HF_HOME || join(xdgCache, 'huggingface'), 'hub'),
   };
   return cached;
 }

@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   E_RUNTIME: 'ONNX Runtime failed while creating or running a session',
   E_FFMPEG: 'ffmpeg is missing or failed',
   E_IO: 'a file or folder could not be read or written (permissions, disk full, a path that vanished)',
+  E_DOWNLOAD: 'a download from the model hub failed or does not match the size and hash the hub announced',
   E_CANCELLED: 'the job was cancelled',
   E_PROTOCOL: 'a message could not be decoded or is not valid for the protocol',
   E_VERSION: 'the client speaks a protocol version the daemon does not',
