@@ -3,6 +3,7 @@
  * layout) with seeded random weights, from a preset (tiny, tiny-sd-torch, sd15) or a diffusers-style JSON
  * config. `vidprior models inspect <dir>`: what a model folder holds (components, inputs and outputs, opsets,
  * weights) and the facts the pipelines derive from it (VAE factor, latent channels, text width).
+ * `vidprior models pull <owner/name>`: from the Hugging Face hub into its cache (models-pull.ts).
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -19,6 +20,7 @@ import { loadModelFolder } from '../../src/models/loader.js';
 import { PRESETS, type PartialSdConfig } from '../../src/models/builder/index.js';
 import { createModelFolder } from '../../src/models/builder/folder.js';
 import { makeReporter } from './output.js';
+import { pullCommand } from './models-pull.js';
 
 interface CreateArgs {
   dir: string;
@@ -244,11 +246,12 @@ const inspect: CommandModule<object, InspectArgs> = {
 
 export const modelsCommand: CommandModule<object, object> = {
   command: 'models <command>',
-  describe: 'Create and inspect model folders',
+  describe: 'Create, inspect and pull (from the Hugging Face hub) models',
   builder: (yargs) =>
     yargs
       .command(createTiny)
       .command(inspect)
-      .demandCommand(1, 'Give a models command: create-tiny or inspect.') as never,
+      .command(pullCommand)
+      .demandCommand(1, 'Give a models command: create-tiny, inspect or pull.') as never,
   handler: () => {},
 };

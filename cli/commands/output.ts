@@ -13,8 +13,8 @@ export function reportCliError(err: unknown): number {
   }
   if (isUserError(e)) {
     process.stderr.write(`vidprior: error [${e.code}]: ${e.message}\n`);
-    // Failures of the environment (runtime, ffmpeg, an unreachable daemon) are 1; mistakes to fix are 2.
-    return e.code === 'E_RUNTIME' || e.code === 'E_FFMPEG' || e.code === 'E_CONNECTION' ? 1 : 2;
+    // Failures of the environment (runtime, ffmpeg, an unreachable daemon or hub) are 1; mistakes to fix are 2.
+    return ['E_RUNTIME', 'E_FFMPEG', 'E_CONNECTION', 'E_DOWNLOAD'].includes(e.code) ? 1 : 2;
   }
   process.stderr.write(`vidprior: internal error [${e.code}]: ${e.message}\n`);
   const cause = (e as { cause?: unknown }).cause;

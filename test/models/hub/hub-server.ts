@@ -44,6 +44,8 @@ export class HubServer {
   readonly requests: LoggedRequest[] = [];
   /** path → bytes after which the next download of that file is cut off (once). */
   readonly cutOnce = new Map<string, number>();
+  /** Files whose next ranged download is answered in full (200), as some proxies do (once). */
+  readonly ignoreRangeOnce = new Set<string>();
   private readonly repos = new Map<string, { repo: FixtureRepo; commit: string; entries: Entry[] }>();
   private readonly blobs = new Map<string, Buffer>();
   private server = createServer((req, res) => this.handle(req, res));
@@ -138,6 +140,10 @@ export class HubServer {
       const data = this.blobs.get(`${url.searchParams.get('repo')}|${m[1]}`);
       if (!data) return this.error(res, 404, 'EntryNotFound', 'no such object');
       const file = url.searchParams.get('path') ?? '';
+      if (this.ignoreRangeOnce.has(file) && /^bytes=[1-9]/.test(req.headers.range ?? '')) {
+        this.ignoreRangeOnce.delete(file);
+        delete req.headers.range;
+      }
       const cut = this.cutOnce.get(file);
       if (cut !== undefined && (req.headers.range ?? '') !== 'bytes=0-0') this.cutOnce.delete(file);
       return this.send(req, res, data, { ETag: `"${m[1]}"` }, req.headers.range === 'bytes=0-0' ? undefined : cut);

@@ -187,6 +187,17 @@ test('an interrupted download resumes where it stopped (HTTP Range)', async () =
   assert.ok(!readdirSync(blobs).some((b) => b.endsWith('.incomplete')));
 });
 
+test('a server that answers the resumed range in full makes the download start over', async () => {
+  const hub = freshCache();
+  server.cutOnce.set('unet/model.onnx', 5000);
+  await assert.rejects(pullModel('tiny/sd-onnx', options(hub)), /interrupted/);
+  server.ignoreRangeOnce.add('unet/model.onnx');
+  const r = await pullModel('tiny/sd-onnx', options(hub));
+  const unet = join(r.dir, 'unet', 'model.onnx');
+  assert.equal(readlinkSync(unet).split('/').pop(), sha256(unet));
+  assert.equal(server.ignoreRangeOnce.size, 0, 'the range was ignored once');
+});
+
 test('offline: the cached snapshot without a single request; an uncached repo is named', async () => {
   const hub = freshCache();
   const online = await pullModel('tiny/sd-onnx', options(hub));
