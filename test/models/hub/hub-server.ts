@@ -85,9 +85,9 @@ export class HubServer {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private error(res: ServerResponse, status: number, code: string, message: string): void {
+  private error(res: ServerResponse, status: number, code: string, message: string): ServerResponse {
     res.writeHead(status, { 'Content-Type': 'application/json', 'X-Error-Code': code });
-    res.end(JSON.stringify({ error: message }));
+    return res.end(JSON.stringify({ error: message }));
   }
 
   /** The bytes of `data`, honouring a Range header; cut after `cut` bytes when given. */
@@ -126,7 +126,7 @@ export class HubServer {
     res.end(body);
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  private handle(req: IncomingMessage, res: ServerResponse): unknown {
     const url = new URL(req.url!, 'http://x');
     this.requests.push({
       method: req.method!,
