@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { VidpriorError } from '../src/errors.js';
 import type { EditInput, FrameInput, NoiseInput } from '../protocol/messages.js';
-import { parseParams, type JobKind } from '../protocol/params.js';
+import { parseParams, type JobKind, type StyleLoraParam } from '../protocol/params.js';
 import type { JobExecutor } from './jobs/executor.js';
 import { probeImage } from './jobs/images.js';
 import type { NewJob } from './jobs/store.js';
@@ -38,8 +38,16 @@ export interface IntakeOptions {
 const SAFE_NAME = /^(?!\.)[^/\\\x00-\x1f]{1,200}$/;
 
 export async function intake(executor: JobExecutor, req: JobRequest, opts: IntakeOptions): Promise<NewJob> {
-  // 1. Parameters of the kind (defaults filled in).
+  // 1. Parameters of the kind (defaults filled in); style LoRA paths checked and resolved like frame paths.
   const params = parseParams(req.kind, req.params) as Record<string, unknown>;
+  for (const [i, lora] of ((params.loras ?? []) as StyleLoraParam[]).entries()) {
+    if (lora.path === undefined) continue;
+    const field = `params.loras[${i}].path`;
+    lora.path = checkPath(lora.path, field, opts);
+    const st = await stat(lora.path).catch(() => null);
+    if (!st?.isFile())
+      throw new VidpriorError('E_NOT_FOUND', `${field} ${JSON.stringify(lora.path)} is not a file`, { field });
+  }
   if (req.frames.length > opts.maxFrames) {
     throw new VidpriorError('E_TOO_LARGE', `${req.frames.length} frames is more than the limit of ${opts.maxFrames}`, {
       field: 'frames',

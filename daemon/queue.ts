@@ -85,6 +85,8 @@ export class JobQueue {
     if (this.stopping) throw new VidpriorError('E_BUSY', 'the daemon is shutting down');
     // An adapter named by a stylize/edit job must exist now (one a queued training job will make is not known yet).
     if (typeof job.params.adapter === 'string') await this.model.adapterPath(job.params.adapter);
+    for (const lora of (job.params.loras ?? []) as { name?: string }[])
+      if (lora.name !== undefined) await this.model.adapterPath(lora.name);
     const record = await this.store.create(job);
     this.jobs.set(record.spec.id, record);
     beforeStart?.(record.spec.id);

@@ -4,7 +4,7 @@
  * `strenght` must not be ignored), absent ones take the defaults of the method (README.md, "The method, step by step").
  */
 import { VidpriorError } from '../src/errors.js';
-import { type Infer, type Schema, int, num, object, oneOf, optional, str, withDefault } from './schema.js';
+import { type Infer, type Schema, array, int, num, object, oneOf, optional, str, withDefault } from './schema.js';
 
 export const JOB_KINDS = ['stylize', 'edit-keyframe', 'finetune', 'run'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
@@ -35,6 +35,35 @@ const adapterName = (): Schema<string> => {
   };
 };
 
+/**
+ * A style LoRA merged into the model for a job (kohya/A1111 or diffusers/peft .safetensors): by name, a file of
+ * the daemon's adapters folder; or by path, for clients on the same machine, inside the allowed folders.
+ */
+const styleLora = () => {
+  const base = object(
+    {
+      name: optional(adapterName()),
+      path: optional(str({ min: 1, max: 4096 })),
+      weight: withDefault(num({ min: -10, max: 10 }), 1),
+    },
+    { strict: true },
+  );
+  return {
+    ...base,
+    expected: 'a LoRA {name or path, weight}',
+    parse(v: unknown, path: string) {
+      const lora = base.parse(v, path);
+      if ((lora.name === undefined) === (lora.path === undefined)) {
+        throw new VidpriorError('E_BAD_REQUEST', `${path} must have exactly one of "name" and "path"`, { field: path });
+      }
+      return lora;
+    },
+  };
+};
+/** Style LoRAs, applied in order with their weights (at most 8). */
+const loras = () => optional(array(styleLora(), { max: 8 }));
+export type StyleLoraParam = { name?: string; path?: string; weight: number };
+
 /** img2img over every frame with the same noise: step 4 of the method. */
 export const StylizeParams = object(
   {
@@ -48,6 +77,7 @@ export const StylizeParams = object(
     batch: withDefault(int({ min: 1, max: 64 }), 1),
     /** A fine-tuned adapter by name (see `list_models`); absent = the base model. */
     adapter: optional(adapterName()),
+    loras: loras(),
   },
   { strict: true },
 );
@@ -66,6 +96,7 @@ export const EditKeyframeParams = object(
     /** Which of the submitted frames to edit (index into `frames`). */
     frame: withDefault(int({ min: 0, max: 1_000_000 }), 0),
     adapter: optional(adapterName()),
+    loras: loras(),
   },
   { strict: true },
 );
@@ -82,6 +113,8 @@ const trainingFields = {
   seed: seed(),
   /** Name under which the adapter is kept (default: the job id). */
   adapter_name: optional(adapterName()),
+  /** Style LoRAs merged first: the adapter trains on top of them (and a run stylizes with them). */
+  loras: loras(),
 };
 
 /** Per-video LoRA fine-tuning on the clip and its edited keyframes: steps 2–3. */

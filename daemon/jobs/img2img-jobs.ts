@@ -8,16 +8,19 @@ import { VidpriorError } from '../../src/errors.js';
 import { outputFrameName } from '../../src/io/inputs.js';
 import { stylizeFrames, type StylizeProgress } from '../../src/pipelines/img2img.js';
 import { float32 } from '../../src/tensor.js';
-import type { EditKeyframeParams, StylizeParams } from '../../protocol/params.js';
+import type { EditKeyframeParams, StyleLoraParam, StylizeParams } from '../../protocol/params.js';
 import type { ExecutorContext, ExecutorResult, JobExecutor } from './executor.js';
 import { encodeJobFrame, fitPlan, readJobFrame } from './frames.js';
 
-async function loadModel(ctx: ExecutorContext, adapter: string | undefined) {
+async function loadModel(ctx: ExecutorContext, adapter: string | undefined, loras: StyleLoraParam[] | undefined) {
   ctx.progress({ stage: 'loading', fraction: 0, message: `loading model ${ctx.model.name}` });
   const loaded = await ctx.model.get();
-  // Always the host's UNet (plain or adapted), never the model's own field: the host keeps one resident.
-  const unet = await ctx.model.unet(adapter);
-  return { ...loaded, unet };
+  // Always the host's UNet (plain, styled or adapted), never the model's own field: the host keeps one resident.
+  const styles = await ctx.model.styles(loras);
+  const unet = await ctx.model.unet(adapter, styles);
+  const textEncoder = await ctx.model.textEncoder(styles);
+  const model = textEncoder === loaded.model.textEncoder ? loaded.model : { ...loaded.model, textEncoder };
+  return { ...loaded, model, unet };
 }
 
 async function noiseTensor(ctx: ExecutorContext) {
@@ -69,7 +72,7 @@ export const stylizeExecutor: JobExecutor = {
     const doneBefore = total - todo.filter((i) => !ctx.isDone(i)).length;
 
     // 2. Model (and adapter) — loaded once per daemon, kept for the next job.
-    const { model, runtime, unet } = await loadModel(ctx, p.adapter);
+    const { model, runtime, unet } = await loadModel(ctx, p.adapter, p.loras);
 
     // 3. Run the pipeline over the frames left; each finished frame is stored and streamed at once.
     let finished = 0;
@@ -135,7 +138,7 @@ export const editKeyframeExecutor: JobExecutor = {
   },
   async run(ctx): Promise<ExecutorResult> {
     const p = ctx.spec.params as EditKeyframeParams;
-    const { model, runtime, unet } = await loadModel(ctx, p.adapter);
+    const { model, runtime, unet } = await loadModel(ctx, p.adapter, p.loras);
     const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
     const image = await readJobFrame(ctx.inputPath(p.frame), plan);
     // One pipeline run per candidate: candidate k is img2img of the frame with seed + k.

@@ -6,13 +6,24 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAdaptedUnet } from '../../src/training/adapted-unet.js';
+import {
+  type StyleLoras,
+  loadStyledComponent,
+  openStyledSession,
+  readStyleLoras,
+  styleRecord,
+  touches,
+} from '../../src/models/lora/styled.js';
+import { createSessionFromModel } from '../../src/models/session-from-model.js';
+import { loadModel } from '../../src/onnx/external-data.js';
+import type { Model } from '../../src/onnx/ir.js';
 import type { Session } from '../../src/runtime/types.js';
 import { VidpriorError } from '../../src/errors.js';
 import { openRuntime, type ExecutionProviderChoice, type Runtime } from '../../src/runtime/index.js';
 import { loadModelFolder } from '../../src/models/loader.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import type { AdapterInfo, ModelInfo } from '../../protocol/messages.js';
-import { ADAPTER_NAME } from '../../protocol/params.js';
+import { ADAPTER_NAME, type StyleLoraParam } from '../../protocol/params.js';
 
 export const EMBEDDED_MODEL_NAME = 'embedded-default';
 
@@ -43,6 +54,8 @@ export class ModelHost {
    * twice: switching between plain and adapted jobs reloads it from disk instead.
    */
   private resident: { key: string; session: Session } | null = null;
+  /** A text encoder with style LoRAs merged in, kept like the UNet for the next job with the same LoRAs. */
+  private residentText: { key: string; session: Session } | null = null;
 
   constructor(private readonly opts: ModelHostOptions) {}
 
@@ -147,22 +160,62 @@ export class ModelHost {
     return path;
   }
 
+  /** A job's style LoRAs, read from their files (by name from the adapters folder, or by path); null for none. */
+  async styles(loras: StyleLoraParam[] | undefined): Promise<StyleLoras | null> {
+    if (!loras?.length) return null;
+    const specs = [];
+    for (const l of loras) specs.push({ path: l.path ?? (await this.adapterPath(l.name!)), weight: l.weight });
+    return readStyleLoras(specs);
+  }
+
   /**
-   * The UNet to run: the plain one, or one with adapter `name` merged into its weights
-   * (src/training/adapted-unet.ts) so stylizing with an adapter runs at the base model's speed. The session
+   * The UNet to run: the plain one, or one with style LoRAs and/or adapter `name` merged into its weights
+   * (src/models/lora/merge.ts, src/training/adapted-unet.ts) so it runs at the base model's speed. The session
    * stays resident until another one is asked for (jobs of one shot tend to use the same adapter).
    */
-  async unet(name?: string): Promise<Session> {
+  async unet(name?: string, styles?: StyleLoras | null): Promise<Session> {
     const { runtime, dir } = await this.get();
     const path = name ? await this.adapterPath(name) : null;
-    const key = path ? `${name}@${(await stat(path)).mtimeMs}` : '';
+    const styled = touches(styles, 'unet');
+    const key = [path ? `${name}@${(await stat(path)).mtimeMs}` : '', styled ? styleKey(styles!) : ''].join('|');
     if (this.resident?.key === key) return this.resident.session;
     await this.releaseUnet();
+    const base = styled ? (await loadStyledComponent(dir, 'unet', styles!)).model : undefined;
     const session = path
-      ? (await createAdaptedUnet(runtime, dir, path, { label: `unet+${name}` })).session
-      : await runtime.createSession(join(dir, 'unet', 'model.onnx'), { label: 'unet' });
+      ? (await createAdaptedUnet(runtime, dir, path, { label: `unet+${name}`, base })).session
+      : base
+        ? await createSessionFromModel(runtime, base, { label: 'unet+lora' })
+        : await runtime.createSession(join(dir, 'unet', 'model.onnx'), { label: 'unet' });
     this.resident = { key, session };
     return session;
+  }
+
+  /** The text encoder to run: the model's, or one with the style LoRAs merged in (kept for the next job). */
+  async textEncoder(styles?: StyleLoras | null): Promise<Session> {
+    const { runtime, dir, model } = await this.get();
+    if (!touches(styles, 'text_encoder')) return model.textEncoder;
+    const key = styleKey(styles!);
+    if (this.residentText?.key === key) return this.residentText.session;
+    await this.residentText?.session.release().catch(() => {});
+    this.residentText = null;
+    const session = await openStyledSession(runtime, dir, 'text_encoder', styles!);
+    this.residentText = { key, session };
+    return session;
+  }
+
+  /** What fine-tuning on top of style LoRAs trains on (the UNet with them merged) and records about them. */
+  async baseUnet(
+    styles: StyleLoras | null,
+  ): Promise<{ load: () => Promise<Model>; record: Record<string, unknown> } | undefined> {
+    if (!styles) return undefined;
+    const { dir } = await this.get();
+    return {
+      load: async () =>
+        touches(styles, 'unet')
+          ? (await loadStyledComponent(dir, 'unet', styles)).model
+          : loadModel(join(dir, 'unet', 'model.onnx')),
+      record: { styleLoras: styleRecord(styles) },
+    };
   }
 
   /** Lets the resident UNet go (training builds its own graph over the same weights). */
@@ -179,6 +232,8 @@ export class ModelHost {
 
   async close(): Promise<void> {
     await this.releaseUnet();
+    await this.residentText?.session.release().catch(() => {});
+    this.residentText = null;
     const m = this.loaded ?? (this.loading ? await this.loading.catch(() => null) : null);
     this.loaded = null;
     this.loading = null;
@@ -187,4 +242,9 @@ export class ModelHost {
       await m.runtime.close().catch(() => {});
     }
   }
+}
+
+/** Identifies a set of style LoRAs by content and weight (a file replaced under the same name is a new set). */
+function styleKey(styles: StyleLoras): string {
+  return styles.loras.map((l) => `${l.file.sha256}:${l.weight}`).join(',');
 }

@@ -44,9 +44,14 @@ async function train(ctx: ExecutorContext, p: FinetuneParams, share: number): Pr
 
   // 1. The model, and the clip at the size stylize will use (so the adapter sees what it will stylize).
   ctx.progress({ stage: 'loading', fraction: 0, message: `loading model ${ctx.model.name}` });
-  const { model, runtime } = await ctx.model.get();
+  const loaded = await ctx.model.get();
+  const { runtime } = loaded;
   // Training builds its own graph over the UNet's weights: no inference UNet stays on the device meanwhile.
   await ctx.model.releaseUnet();
+  // Style LoRAs: in the text encoder that encodes the prompts, and in the UNet the adapter trains on top of.
+  const styles = await ctx.model.styles(p.loras);
+  const textEncoder = await ctx.model.textEncoder(styles);
+  const model = textEncoder === loaded.model.textEncoder ? loaded.model : { ...loaded.model, textEncoder };
   const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
   const indices = sampleFrameIndices(ctx.spec.inputs.length, p.train_frames);
   const frames = [];
@@ -75,6 +80,7 @@ async function train(ctx: ExecutorContext, p: FinetuneParams, share: number): Pr
       checkpointEvery: p.checkpoint_every,
       checkpointPath: join(ctx.adapterDir, 'checkpoint.safetensors'),
       resume: true,
+      baseUnet: await ctx.model.baseUnet(styles),
       signal: ctx.signal,
       onProgress: (f) =>
         ctx.progress({
@@ -139,6 +145,7 @@ export const runExecutor: JobExecutor = {
       seed: p.seed,
       batch: p.batch,
       adapter,
+      ...(p.loras ? { loras: p.loras } : {}),
     };
     await stylizeExecutor.run({
       ...ctx,
