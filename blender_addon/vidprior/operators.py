@@ -89,12 +89,23 @@ def _run_started(op, job):
     return {"FINISHED"}
 
 
+def _add_style_lora(s, params):
+    """params.loras from the Style LoRA field: a file path, or a name from the daemon's adapters folder."""
+    value = s.style_lora.strip()
+    if value:
+        is_path = "/" in value or "\\" in value or value.endswith(".safetensors")
+        lora = {"path": bpy.path.abspath(value)} if is_path else {"name": value}
+        lora["weight"] = round(s.style_lora_weight, 6)
+        params["loras"] = [lora]
+    return params
+
+
 def _common_params(s, strength):
     params = {"prompt": s.prompt, "negative_prompt": s.negative_prompt, "strength": round(strength, 6),
               "steps": s.steps, "guidance": round(s.guidance, 6), "seed": s.seed}
     if s.adapter and s.adapter != "NONE":
         params["adapter"] = s.adapter
-    return params
+    return _add_style_lora(s, params)
 
 
 class VIDPRIOR_OT_stylize_strip(bpy.types.Operator):
@@ -189,7 +200,8 @@ class VIDPRIOR_OT_finetune_strip(bpy.types.Operator):
             return {"CANCELLED"}
         scene, strip, edits, files = ready
         s = scene.vidprior
-        params = {"prompt": s.prompt, "train_frames": s.finetune_frames, "iters": s.iterations, "seed": s.seed}
+        params = _add_style_lora(s, {"prompt": s.prompt, "train_frames": s.finetune_frames, "iters": s.iterations,
+                                     "seed": s.seed})
         out = state.output_dir_for(scene, strip, "finetune")
         task = JobTask(state.settings_from_prefs(context), "finetune", params, files, out, edits=edits, name=strip.name)
         return _run(self, state.Job(task, "finetune", scene, strip, out, on_done=state.remember_adapter))

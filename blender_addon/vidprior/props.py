@@ -40,6 +40,10 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
                                  description="Frames sampled across the strip for fine-tuning")
     iterations: IntProperty(name="Iterations", default=1000, min=1, max=100000)
     adapter: EnumProperty(name="Adapter", items=_adapter_items)
+    style_lora: StringProperty(name="Style LoRA", subtype="FILE_PATH",
+                               description="A LoRA .safetensors (kohya/A1111 or diffusers) merged into the model, "
+                                           "or the name of one in the daemon's adapters folder")
+    style_lora_weight: FloatProperty(name="LoRA weight", default=1.0, min=-10.0, max=10.0)
     output_folder: StringProperty(name="Output folder", subtype="DIR_PATH",
                                   description="Where stylized frames go (default: a 'vidprior' folder next to the .blend)")
     candidate_list: CollectionProperty(type=VIDPRIOR_PG_candidate)

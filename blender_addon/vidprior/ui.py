@@ -34,6 +34,9 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         col.prop(s, "guidance")
         col.prop(s, "seed")
         layout.prop(s, "adapter")
+        row = layout.row(align=True)
+        row.prop(s, "style_lora")
+        row.prop(s, "style_lora_weight", text="")
         layout.prop(s, "output_folder")
 
         box = layout.box()

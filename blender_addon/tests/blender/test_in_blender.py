@@ -24,6 +24,7 @@ def fresh_scene():
     s = scene.vidprior
     s.prompt, s.strength, s.steps, s.guidance, s.seed = "a watercolor painting", 0.5, 4, 7.5, 0
     s.output_folder = os.path.join(DATA, "out")
+    s.style_lora = ""
     s.edits.clear()
     return scene, editor
 
@@ -125,6 +126,18 @@ class Stylize(unittest.TestCase):
         self.assertEqual(code, "E_CONNECTION")
         self.assertIn("vidprior serve", message)
         self.assertIn("E_CONNECTION", scene.vidprior.job_status)
+
+    def test_style_lora_field_becomes_params_loras(self):
+        scene, _ = fresh_scene()
+        s = scene.vidprior
+        operators = importlib.import_module(ADDON + ".operators")
+        s.style_lora, s.style_lora_weight = "//loras/ink.safetensors", 0.5
+        path = bpy.path.abspath("//loras/ink.safetensors")
+        self.assertEqual(operators._common_params(s, 0.5)["loras"], [{"path": path, "weight": 0.5}])
+        s.style_lora = "house-style"
+        self.assertEqual(operators._common_params(s, 0.5)["loras"], [{"name": "house-style", "weight": 0.5}])
+        s.style_lora = ""
+        self.assertNotIn("loras", operators._common_params(s, 0.5))
 
     def test_no_strip_selected_is_reported(self):
         scene, editor = fresh_scene()
