@@ -129,32 +129,66 @@ export function mergeLoras(model: Model, component: LoraComponent, loras: Weight
     }
     const out = layer.outFeatures;
     const inner = layer.inFeatures;
+    // The delta in the weight's stored layout: [out, K] (rows), or its transpose [K, out] (columns) as
+    // downᵀ·upᵀ, so both the products and the final add run over contiguous memory.
+    const rows = layer.layout === 'rows';
     const delta = new Float64Array(out * inner);
     for (const { entry, scale } of parts) {
       const r = entry.rank;
-      for (let o = 0; o < out; o++) {
-        const row = o * inner;
-        for (let k = 0; k < r; k++) {
-          const u = entry.up[o * r + k]! * scale;
-          if (u === 0) continue;
-          const d = k * inner;
-          for (let j = 0; j < inner; j++) delta[row + j] += u * entry.down[d + j]!;
-        }
-      }
+      if (rows) addLowRank(delta, entry.up, entry.down, out, r, inner, scale);
+      else addLowRank(delta, transpose(entry.down, r, inner), transpose(entry.up, out, r), inner, r, out, scale);
     }
     const w =
       tensor.type === 'float16'
         ? fromFloat16(tensor.data as Uint16Array)
         : Float32Array.from(tensor.data as Float32Array);
-    if (layer.layout === 'rows') {
-      for (let i = 0; i < w.length; i++) w[i] = w[i]! + delta[i]!;
-    } else {
-      for (let o = 0; o < out; o++)
-        for (let j = 0; j < inner; j++) w[j * out + o] = w[j * out + o]! + delta[o * inner + j]!;
-    }
+    for (let i = 0; i < w.length; i++) w[i] = w[i]! + delta[i]!;
     const merged: TensorValue = { ...tensor, data: tensor.type === 'float16' ? toFloat16(w) : w };
     const at = model.graph.initializers.indexOf(tensor);
     model.graph.initializers[at] = merged;
   }
   return { layers: byLayer.size, perFile };
+}
+
+/** [rows, cols] → [cols, rows]. */
+function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(m.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = m[i * cols + j]!;
+  return t;
+}
+
+/**
+ * delta[o, :] += scale · Σ_k a[o, k] · b[k, :] (row-major [n, m], [n, r], [r, m]), four k at a time: the row of
+ * delta is read and written once per four products, which is what bounds this loop.
+ */
+function addLowRank(
+  delta: Float64Array,
+  a: Float32Array,
+  b: Float32Array,
+  n: number,
+  r: number,
+  m: number,
+  scale: number,
+): void {
+  for (let o = 0; o < n; o++) {
+    const row = o * m;
+    let k = 0;
+    for (; k + 4 <= r; k += 4) {
+      const u0 = a[o * r + k]! * scale;
+      const u1 = a[o * r + k + 1]! * scale;
+      const u2 = a[o * r + k + 2]! * scale;
+      const u3 = a[o * r + k + 3]! * scale;
+      const b0 = k * m;
+      const b1 = b0 + m;
+      const b2 = b1 + m;
+      const b3 = b2 + m;
+      for (let j = 0; j < m; j++)
+        delta[row + j] += u0 * b[b0 + j]! + u1 * b[b1 + j]! + u2 * b[b2 + j]! + u3 * b[b3 + j]!;
+    }
+    for (; k < r; k++) {
+      const u = a[o * r + k]! * scale;
+      const bk = k * m;
+      for (let j = 0; j < m; j++) delta[row + j] += u * b[bk + j]!;
+    }
+  }
 }

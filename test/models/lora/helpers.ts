@@ -73,7 +73,7 @@ export function weightValues(model: Model, name: string): Float32Array {
 
 /**
  * W + Σ multiplier · alpha/r · up·down in the stored layout ('rows' [out, K] or 'columns' [K, out]), the
- * deltas summed in float64 and rounded once, in the order the sum is written here.
+ * deltas summed in float64 and rounded to float32 once (so another summation order gives the same float32).
  */
 export function expectedMerge(
   base: Float32Array,
