@@ -23,12 +23,14 @@ import { protocolBench } from './protocol.js';
 import { unetBench } from './unet.js';
 import { trainingBench } from './training.js';
 import { runOptimizeBench } from './optimize.js';
+import { loraMergeBench } from './lora.js';
 
 export const BENCHMARKS: BenchModule[] = [
   unetBench,
   stylizeBench,
   trainingBench,
   protocolBench,
+  loraMergeBench,
   {
     name: 'optimize',
     describe: 'UNet graph variants (attention fused, float16, NHWC) as ratios to the original graph in the same run',

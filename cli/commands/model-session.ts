@@ -113,7 +113,7 @@ export async function openModelSession(
     // Training builds its own graph over the (styled) UNet's weights: the plain session only tells the loader its inputs.
     const styledUnet = touches(styles, 'unet') && !opts.training;
     if (args.adapter) {
-      const base = styledUnet ? (await loadStyledComponent(dir, 'unet', styles!)).model : undefined;
+      const base = styledUnet ? (await loadStyledComponent(dir, 'unet', styles!, runtime)).model : undefined;
       adapted = await createAdaptedUnet(runtime, dir, args.adapter, { ...unetOptions, base });
       unet = adapted.session;
       own.push(unet);
@@ -137,7 +137,7 @@ export async function openModelSession(
       styles,
       async loadBaseUnet() {
         if (!touches(styles, 'unet')) return loadModel(join(dir, 'unet', 'model.onnx'));
-        return (await loadStyledComponent(dir, 'unet', styles!)).model;
+        return (await loadStyledComponent(dir, 'unet', styles!, runtime)).model;
       },
       async close() {
         await model.release().catch(() => {});

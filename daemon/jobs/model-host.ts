@@ -180,7 +180,7 @@ export class ModelHost {
     const key = [path ? `${name}@${(await stat(path)).mtimeMs}` : '', styled ? styleKey(styles!) : ''].join('|');
     if (this.resident?.key === key) return this.resident.session;
     await this.releaseUnet();
-    const base = styled ? (await loadStyledComponent(dir, 'unet', styles!)).model : undefined;
+    const base = styled ? (await loadStyledComponent(dir, 'unet', styles!, runtime)).model : undefined;
     const session = path
       ? (await createAdaptedUnet(runtime, dir, path, { label: `unet+${name}`, base })).session
       : base
@@ -208,11 +208,11 @@ export class ModelHost {
     styles: StyleLoras | null,
   ): Promise<{ load: () => Promise<Model>; record: Record<string, unknown> } | undefined> {
     if (!styles) return undefined;
-    const { dir } = await this.get();
+    const { dir, runtime } = await this.get();
     return {
       load: async () =>
         touches(styles, 'unet')
-          ? (await loadStyledComponent(dir, 'unet', styles)).model
+          ? (await loadStyledComponent(dir, 'unet', styles, runtime)).model
           : loadModel(join(dir, 'unet', 'model.onnx')),
       record: { styleLoras: styleRecord(styles) },
     };

@@ -1,7 +1,8 @@
 /**
  * Merges style LoRAs into a model's weights before a session is made: for each adapted layer,
  *   W' = W + Σ_files weight · (alpha / r) · up · down
- * with the deltas summed in float64 and added to W once (float16 weights are widened, merged and narrowed).
+ * with the files' deltas summed in one product and added to W once (float16 weights are widened, merged and
+ * narrowed); product.ts computes the products (float64 JavaScript, or a MatMul on the runtime).
  * Layers are matched by module path in every naming the files use: diffusers/transformers dotted names,
  * kohya's underscored names, and for the UNet the original LDM names (`input_blocks.4.1.…`). A LoRA layer
  * that matches nothing, or whose shapes do not fit the layer, is an E_ADAPTER error naming its key.
@@ -11,6 +12,7 @@ import type { Model, TensorValue } from '../../onnx/ir.js';
 import { fromFloat16, toFloat16 } from '../../tensor.js';
 import { type LayerWeight, findLayers, kohyaName, ldmNames } from './layers.js';
 import type { LoraComponent, LoraEntry, LoraFile } from './lora-file.js';
+import { type LowRankProduct, jsProduct } from './product.js';
 
 export interface WeightedLora {
   file: LoraFile;
@@ -74,8 +76,16 @@ function unshare(model: Model, layer: LayerWeight, uses: Map<string, number>): T
   return copy;
 }
 
-/** Merges `loras` (their entries for `component`) into `model` in place. */
-export function mergeLoras(model: Model, component: LoraComponent, loras: WeightedLora[]): MergeReport {
+/**
+ * Merges `loras` (their entries for `component`) into `model` in place. `product` computes the low-rank
+ * products (default: exact float64 JavaScript; `runtimeProduct` for speed).
+ */
+export async function mergeLoras(
+  model: Model,
+  component: LoraComponent,
+  loras: WeightedLora[],
+  product: LowRankProduct = jsProduct,
+): Promise<MergeReport> {
   const layers = findLayers(model, component);
   const index = layerIndex(layers, component);
   // 1. Match every entry to a layer and check its shapes, before any weight changes.
@@ -111,7 +121,7 @@ export function mergeLoras(model: Model, component: LoraComponent, loras: Weight
     }
     perFile.push({ source: file.source, layers: count });
   }
-  // 2. Merge layer by layer (one float64 delta at a time keeps the extra memory to the largest layer).
+  // 2. Merge layer by layer (one delta at a time keeps the extra memory to the largest layer).
   const uses = useCounts(model);
   for (const [layer, parts] of byLayer) {
     const tensor = unshare(model, layer, uses);
@@ -129,15 +139,22 @@ export function mergeLoras(model: Model, component: LoraComponent, loras: Weight
     }
     const out = layer.outFeatures;
     const inner = layer.inFeatures;
-    // The delta in the weight's stored layout: [out, K] (rows), or its transpose [K, out] (columns) as
-    // downᵀ·upᵀ, so both the products and the final add run over contiguous memory.
-    const rows = layer.layout === 'rows';
-    const delta = new Float64Array(out * inner);
+    // All files' LoRAs on this layer as one product Δ = U·D, stacked along the rank with the scales folded
+    // into U [out, R]; D [R, K]. Computed in the weight's stored layout: U·D for rows, Dᵀ·Uᵀ for columns.
+    const R = parts.reduce((a, p) => a + p.entry.rank, 0);
+    const U = new Float64Array(out * R);
+    const D = new Float64Array(R * inner);
+    let offset = 0;
     for (const { entry, scale } of parts) {
       const r = entry.rank;
-      if (rows) addLowRank(delta, entry.up, entry.down, out, r, inner, scale);
-      else addLowRank(delta, transpose(entry.down, r, inner), transpose(entry.up, out, r), inner, r, out, scale);
+      for (let o = 0; o < out; o++) for (let k = 0; k < r; k++) U[o * R + offset + k] = entry.up[o * r + k]! * scale;
+      D.set(entry.down, offset * inner);
+      offset += r;
     }
+    const delta =
+      layer.layout === 'rows'
+        ? await product(U, D, out, R, inner)
+        : await product(transpose(D, R, inner), transpose(U, out, R), inner, R, out);
     const w =
       tensor.type === 'float16'
         ? fromFloat16(tensor.data as Uint16Array)
@@ -151,44 +168,8 @@ export function mergeLoras(model: Model, component: LoraComponent, loras: Weight
 }
 
 /** [rows, cols] → [cols, rows]. */
-function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
-  const t = new Float32Array(m.length);
+function transpose(m: Float64Array, rows: number, cols: number): Float64Array {
+  const t = new Float64Array(m.length);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = m[i * cols + j]!;
   return t;
-}
-
-/**
- * delta[o, :] += scale · Σ_k a[o, k] · b[k, :] (row-major [n, m], [n, r], [r, m]), four k at a time: the row of
- * delta is read and written once per four products, which is what bounds this loop.
- */
-function addLowRank(
-  delta: Float64Array,
-  a: Float32Array,
-  b: Float32Array,
-  n: number,
-  r: number,
-  m: number,
-  scale: number,
-): void {
-  for (let o = 0; o < n; o++) {
-    const row = o * m;
-    let k = 0;
-    for (; k + 4 <= r; k += 4) {
-      const u0 = a[o * r + k]! * scale;
-      const u1 = a[o * r + k + 1]! * scale;
-      const u2 = a[o * r + k + 2]! * scale;
-      const u3 = a[o * r + k + 3]! * scale;
-      const b0 = k * m;
-      const b1 = b0 + m;
-      const b2 = b1 + m;
-      const b3 = b2 + m;
-      for (let j = 0; j < m; j++)
-        delta[row + j] += u0 * b[b0 + j]! + u1 * b[b1 + j]! + u2 * b[b2 + j]! + u3 * b[b3 + j]!;
-    }
-    for (; k < r; k++) {
-      const u = a[o * r + k]! * scale;
-      const bk = k * m;
-      for (let j = 0; j < m; j++) delta[row + j] += u * b[bk + j]!;
-    }
-  }
 }

@@ -10,6 +10,7 @@ import type { Runtime, Session, SessionOptions } from '../../runtime/types.js';
 import { createSessionFromModel } from '../session-from-model.js';
 import { type LoraComponent, type LoraSpec, loraLabel, readLoraFile } from './lora-file.js';
 import { type MergeReport, type WeightedLora, mergeLoras } from './merge.js';
+import { runtimeProduct } from './product.js';
 
 /** Style LoRAs read from their files, with the multipliers they were given. */
 export interface StyleLoras {
@@ -48,15 +49,24 @@ export function styleRecord(styles: StyleLoras): StyleLoraRecord[] {
   return styles.loras.map((l, i) => ({ file: styles.specs[i]!.path, weight: l.weight, sha256: l.file.sha256 }));
 }
 
-/** `<dir>/<component>/model.onnx` with the LoRAs merged into its weights. */
+/**
+ * `<dir>/<component>/model.onnx` with the LoRAs merged into its weights; with a runtime, the products run on
+ * it (product.ts: tens of times faster than in JavaScript for SD 1.5-sized LoRAs).
+ */
 export async function loadStyledComponent(
   dir: string,
   component: LoraComponent,
   styles: StyleLoras,
+  runtime?: Runtime,
 ): Promise<{ model: Model; report: MergeReport }> {
   const model = await loadModel(join(dir, component, 'model.onnx'));
-  const report = mergeLoras(model, component, styles.loras);
-  return { model, report };
+  const fast = runtime ? await runtimeProduct(runtime) : null;
+  try {
+    const report = await mergeLoras(model, component, styles.loras, fast?.product);
+    return { model, report };
+  } finally {
+    await fast?.release();
+  }
 }
 
 /** A session on `<dir>/<component>/model.onnx` with the LoRAs merged in. */
@@ -67,6 +77,6 @@ export async function openStyledSession(
   styles: StyleLoras,
   options: SessionOptions = {},
 ): Promise<Session> {
-  const { model } = await loadStyledComponent(dir, component, styles);
+  const { model } = await loadStyledComponent(dir, component, styles, runtime);
   return createSessionFromModel(runtime, model, { label: `${component}+lora`, ...options });
 }

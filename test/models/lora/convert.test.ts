@@ -95,8 +95,8 @@ test('the kohya form merges to exactly the weights of the peft form, and of --ad
   assert.equal(kohya.layout, 'kohya');
   const a = unetOf();
   const b = unetOf();
-  mergeLoras(a, 'unet', [{ file: kohya, weight: 1 }]);
-  mergeLoras(b, 'unet', [{ file: peft, weight: 1 }]);
+  await mergeLoras(a, 'unet', [{ file: kohya, weight: 1 }]);
+  await mergeLoras(b, 'unet', [{ file: peft, weight: 1 }]);
   assert.deepEqual(a.graph.initializers, b.graph.initializers);
   // The per-video adapter's own merge (src/training/adapter.ts) agrees to float32 rounding.
   const c = unetOf();
@@ -136,8 +136,8 @@ test('the shared kohya LoRA → peft → kohya keeps every key and value; both f
   for (const c of ['unet', 'text_encoder'] as const) {
     const x = await loadModel(join(dir, c, 'model.onnx'));
     const y = await loadModel(join(dir, c, 'model.onnx'));
-    const rx = mergeLoras(x, c, [{ file: parseLora(original, 'kohya'), weight: 1 }]);
-    mergeLoras(y, c, [{ file: parseLora(peft, 'peft'), weight: 1 }]);
+    const rx = await mergeLoras(x, c, [{ file: parseLora(original, 'kohya'), weight: 1 }]);
+    await mergeLoras(y, c, [{ file: parseLora(peft, 'peft'), weight: 1 }]);
     assert.ok(rx.layers > 0);
     assert.deepEqual(x.graph.initializers, y.graph.initializers, c);
   }

@@ -84,7 +84,7 @@ async function check(
     const meta = layout === 'peft' ? peftTensors(values).metadata : {};
     const lora = parseLora(decodeSafetensors(encodeSafetensors(file, meta)), `${layout}.safetensors`);
     const merged = load(component);
-    const report = mergeLoras(merged, component, [{ file: lora, weight: WEIGHT }]);
+    const report = await mergeLoras(merged, component, [{ file: lora, weight: WEIGHT }]);
     assert.equal(report.layers, specs.length);
     const got = (await runModel(runtime, merged, feeds))[output]!;
     assert.ok(

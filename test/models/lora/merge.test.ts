@@ -76,7 +76,7 @@ function fileOf(tensors: Map<string, SafeTensor>, metadata: Record<string, strin
   return parseLora(decodeSafetensors(encodeSafetensors(tensors, metadata)), source);
 }
 
-test('kohya and peft layouts merge to W + multiplier · alpha/r · up·down, in every storage layout', () => {
+test('kohya and peft layouts merge to W + multiplier · alpha/r · up·down, in every storage layout', async () => {
   const values = randomLora(SPECS, 11);
   const kohya = fileOf(kohyaTensors(values));
   const peft = (() => {
@@ -97,8 +97,8 @@ test('kohya and peft layouts merge to W + multiplier · alpha/r · up·down, in 
     const layers = findLayers(base, component);
     const a = build(component);
     const b = build(component);
-    const ra = mergeLoras(a, component, [{ file: kohya, weight: 0.75 }]);
-    mergeLoras(b, component, [{ file: peft, weight: 0.75 }]);
+    const ra = await mergeLoras(a, component, [{ file: kohya, weight: 0.75 }]);
+    await mergeLoras(b, component, [{ file: peft, weight: 0.75 }]);
     const mine = values.filter((v) => v.spec.component === component);
     assert.equal(ra.layers, mine.length);
     for (const v of mine) {
@@ -119,14 +119,14 @@ test('kohya and peft layouts merge to W + multiplier · alpha/r · up·down, in 
   }
 });
 
-test('stacked LoRAs add up with their multipliers; a negative multiplier subtracts', () => {
+test('stacked LoRAs add up with their multipliers; a negative multiplier subtracts', async () => {
   const spec = SPECS[0]!;
   const one = randomLora([spec], 1);
   const two = randomLora([{ ...spec, downDims: [8, 64], upDims: [64, 8], alpha: 8 }], 2);
   const unet = build('unet');
   const layer = findLayers(unet, 'unet').get(spec.module)!;
   const before = weightValues(unet, layer.tensor.name);
-  mergeLoras(unet, 'unet', [
+  await mergeLoras(unet, 'unet', [
     { file: fileOf(kohyaTensors(one)), weight: 1 },
     { file: fileOf(peftTensors(two).tensors, peftTensors(two).metadata), weight: -0.5 },
   ]);
@@ -137,7 +137,7 @@ test('stacked LoRAs add up with their multipliers; a negative multiplier subtrac
   assert.deepEqual(weightValues(unet, layer.tensor.name), want);
 });
 
-test('kohya keys in the original LDM naming reach the same layers as diffusers names', () => {
+test('kohya keys in the original LDM naming reach the same layers as diffusers names', async () => {
   const values = randomLora(
     SPECS.filter((s) => s.component === 'unet'),
     5,
@@ -150,12 +150,12 @@ test('kohya keys in the original LDM naming reach the same layers as diffusers n
   assert.equal(ldm.get('mid_block.resnets.0.time_emb_proj'), 'middle_block.0.emb_layers.1');
   const ldmFile = fileOf(kohyaTensors(values, ldm));
   assert.ok(ldmFile.entries.some((e) => e.name.startsWith('input_blocks_3_1_')));
-  mergeLoras(a, 'unet', [{ file: ldmFile, weight: 1 }]);
-  mergeLoras(b, 'unet', [{ file: fileOf(kohyaTensors(values)), weight: 1 }]);
+  await mergeLoras(a, 'unet', [{ file: ldmFile, weight: 1 }]);
+  await mergeLoras(b, 'unet', [{ file: fileOf(kohyaTensors(values)), weight: 1 }]);
   assert.deepEqual(a.graph.initializers, b.graph.initializers);
 });
 
-test('older diffusers key forms (lora.down/up, lora_linear_layer, attention processors) are read', () => {
+test('older diffusers key forms (lora.down/up, lora_linear_layer, attention processors) are read', async () => {
   const [q, , , , , , fc1] = randomLora(SPECS, 9);
   const tensors = new Map<string, SafeTensor>([
     [
@@ -191,12 +191,12 @@ test('older diffusers key forms (lora.down/up, lora_linear_layer, attention proc
     'unet:mid_block.attentions.0.proj_in:2',
   ]);
   const unet = build('unet');
-  assert.equal(mergeLoras(unet, 'unet', [{ file, weight: 1 }]).layers, 2);
+  assert.equal((await mergeLoras(unet, 'unet', [{ file, weight: 1 }])).layers, 2);
   const te = build('text_encoder');
-  assert.equal(mergeLoras(te, 'text_encoder', [{ file, weight: 1 }]).layers, 1);
+  assert.equal((await mergeLoras(te, 'text_encoder', [{ file, weight: 1 }])).layers, 1);
 });
 
-test('a key that matches no layer, a misfit shape, LyCORIS and SDXL tensors are E_ADAPTER errors naming the key', () => {
+test('a key that matches no layer, a misfit shape, LyCORIS and SDXL tensors are E_ADAPTER errors naming the key', async () => {
   const rank = (dims: number[]) => ({
     type: 'float32' as const,
     dims,
@@ -206,7 +206,7 @@ test('a key that matches no layer, a misfit shape, LyCORIS and SDXL tensors are 
     ['lora_unet_down_blocks_7_attentions_0_proj_in.lora_down.weight', rank([4, 64])],
     ['lora_unet_down_blocks_7_attentions_0_proj_in.lora_up.weight', rank([64, 4])],
   ]);
-  assert.throws(
+  await assert.rejects(
     () => mergeLoras(build('unet'), 'unet', [{ file: fileOf(stray, {}, 'style.safetensors'), weight: 1 }]),
     (e: Error & { code?: string }) =>
       e.code === 'E_ADAPTER' &&
@@ -216,7 +216,7 @@ test('a key that matches no layer, a misfit shape, LyCORIS and SDXL tensors are 
     ['unet.mid_block.attentions.0.proj_in.lora_A.weight', rank([4, 32])],
     ['unet.mid_block.attentions.0.proj_in.lora_B.weight', rank([64, 4])],
   ]);
-  assert.throws(
+  await assert.rejects(
     () => mergeLoras(build('unet'), 'unet', [{ file: fileOf(misfit), weight: 1 }]),
     (e: Error & { code?: string }) =>
       e.code === 'E_ADAPTER' && /unet\.mid_block\.attentions\.0\.proj_in has down \[4,32\]/.test(e.message),
@@ -254,4 +254,32 @@ test('--lora file[:weight] parsing', () => {
     () => parseLoraSpec('x.safetensors:99'),
     (e: Error & { code?: string }) => e.code === 'E_BAD_REQUEST',
   );
+});
+
+test('products run by the runtime (MatMul) give the exact merge to float32 rounding', async () => {
+  const { openRuntime } = await import('../../../src/runtime/index.js');
+  const { runtimeProduct } = await import('../../../src/models/lora/product.js');
+  const runtime = await openRuntime({ ep: 'cpu' });
+  const fast = await runtimeProduct(runtime);
+  try {
+    const values = randomLora(SPECS, 13);
+    const file = fileOf(kohyaTensors(values));
+    for (const component of ['unet', 'text_encoder'] as const) {
+      const exact = build(component);
+      const viaRuntime = build(component);
+      await mergeLoras(exact, component, [{ file, weight: 0.9 }]);
+      await mergeLoras(viaRuntime, component, [{ file, weight: 0.9 }], fast.product);
+      let worst = 0;
+      for (const [i, w] of exact.graph.initializers.entries()) {
+        if (w.type !== 'float32') continue;
+        const a = w.data as Float32Array;
+        const b = viaRuntime.graph.initializers[i]!.data as Float32Array;
+        for (let k = 0; k < a.length; k++) worst = Math.max(worst, Math.abs(a[k]! - b[k]!) / (1 + Math.abs(a[k]!)));
+      }
+      assert.ok(worst < 1e-6, `${component}: ${worst}`);
+    }
+  } finally {
+    await fast.release();
+    await runtime.close();
+  }
 });
