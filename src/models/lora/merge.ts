@@ -2,7 +2,7 @@
  * Merges style LoRAs into a model's weights before a session is made: for each adapted layer,
  *   W' = W + Σ_files weight · (alpha / r) · up · down
  * with the files' deltas summed in one product and added to W once (float16 weights are widened, merged and
- * narrowed); product.ts computes the products (float64 JavaScript, or a MatMul on the runtime).
+ * narrowed); src/models/lora/product.ts computes the products (float64 JavaScript, or a MatMul on the runtime).
  * Layers are matched by module path in every naming the files use: diffusers/transformers dotted names,
  * kohya's underscored names, and for the UNet the original LDM names (`input_blocks.4.1.…`). A LoRA layer
  * that matches nothing, or whose shapes do not fit the layer, is an E_ADAPTER error naming its key.

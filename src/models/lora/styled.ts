@@ -51,7 +51,7 @@ export function styleRecord(styles: StyleLoras): StyleLoraRecord[] {
 
 /**
  * `<dir>/<component>/model.onnx` with the LoRAs merged into its weights; with a runtime, the products run on
- * it (product.ts: tens of times faster than in JavaScript for SD 1.5-sized LoRAs).
+ * it (src/models/lora/product.ts: tens of times faster than in JavaScript for SD 1.5-sized LoRAs).
  */
 export async function loadStyledComponent(
   dir: string,
