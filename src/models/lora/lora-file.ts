@@ -15,7 +15,8 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { VidpriorError } from '../../errors.js';
 import { fromFloat16 } from '../../tensor.js';
 import { type SafeTensor, decodeSafetensors } from '../../training/safetensors.js';
@@ -164,7 +165,13 @@ export async function readLoraFile(path: string): Promise<LoraFile> {
       { file: path },
     );
   }
-  const lora = parseLora(decodeSafetensors(bytes, path), path);
+  const file = decodeSafetensors(bytes, path);
+  // peft's own save_pretrained keeps r and lora_alpha in adapter_config.json beside adapter_model.safetensors.
+  const config = join(dirname(path), 'adapter_config.json');
+  if (!file.metadata.lora_adapter_metadata && existsSync(config)) {
+    file.metadata = { ...file.metadata, lora_adapter_metadata: await readFile(config, 'utf8').catch(() => '{}') };
+  }
+  const lora = parseLora(file, path);
   lora.sha256 = createHash('sha256').update(bytes).digest('hex');
   return lora;
 }

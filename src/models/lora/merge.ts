@@ -100,7 +100,11 @@ export async function mergeLoras(
         throw new VidpriorError(
           'E_ADAPTER',
           `${file.source}: ${entry.key} matches no layer of this model's ${COMPONENT_NAME[component]}` +
-            (layers.size === 0 ? ' (no layers were found by name: is this an optimized or renamed export?)' : ''),
+            (layers.size === 0
+              ? ' (no layers were found by name: is this an optimized or renamed export?)'
+              : /to_[qkv]|[qkv]_proj/.test(entry.name)
+                ? ' (exports optimized for inference fuse q/k/v into one MatMul: use an unoptimized export)'
+                : ''),
           { file: file.source, key: entry.key },
         );
       }

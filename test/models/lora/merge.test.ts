@@ -283,3 +283,31 @@ test('products run by the runtime (MatMul) give the exact merge to float32 round
     await runtime.close();
   }
 });
+
+test("peft's own save (adapter_model.safetensors + adapter_config.json) takes lora_alpha from the config", async () => {
+  const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { writeSafetensors } = await import('../../../src/training/safetensors.js');
+  const { readLoraFile } = await import('../../../src/models/lora/lora-file.js');
+  const dir = await mkdtemp(join(tmpdir(), 'peft-save-'));
+  try {
+    const [q] = randomLora([SPECS[0]!], 4);
+    const m = 'base_model.model.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q';
+    await writeSafetensors(
+      join(dir, 'adapter_model.safetensors'),
+      new Map([
+        [`${m}.lora_A.weight`, { type: 'float32' as const, dims: q!.spec.downDims, data: q!.down }],
+        [`${m}.lora_B.weight`, { type: 'float32' as const, dims: q!.spec.upDims, data: q!.up }],
+      ]),
+    );
+    await writeFile(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 4, lora_alpha: 8 }));
+    const lora = await readLoraFile(join(dir, 'adapter_model.safetensors'));
+    assert.deepEqual(
+      lora.entries.map((e) => [e.component, e.name, e.rank, e.alpha]),
+      [['unet', 'down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q', 4, 8]],
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
