@@ -10,15 +10,28 @@ import type { Session } from '../../src/runtime/types.js';
 import { VidpriorError } from '../../src/errors.js';
 import { openRuntime, type ExecutionProviderChoice, type Runtime } from '../../src/runtime/index.js';
 import { loadModelFolder } from '../../src/models/loader.js';
+import { type ModelRef, type ResolveOptions, prepareModel } from '../../src/models/resolve/resolve.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import type { AdapterInfo, ModelInfo } from '../../protocol/messages.js';
 import { ADAPTER_NAME } from '../../protocol/params.js';
 
 export const EMBEDDED_MODEL_NAME = 'embedded-default';
 
+const KIND_NAMES: Record<ModelRef['kind'], string> = {
+  embedded: 'embedded model',
+  onnx: 'ONNX folder',
+  diffusers: 'diffusers folder',
+  checkpoint: 'checkpoint',
+};
+
 export interface ModelHostOptions {
-  /** A diffusers ONNX folder; absent = the embedded default model. */
-  modelDir?: string;
+  /**
+   * The model (src/models/resolve: an ONNX folder, a checkpoint or diffusers folder converted on first load, a
+   * repo in the Hugging Face cache); absent = the embedded default model.
+   */
+  model?: ModelRef;
+  /** How a checkpoint or diffusers folder is converted (--model-config, --dtype). */
+  resolve?: Omit<ResolveOptions, 'onNote' | 'onProgress'>;
   /** Makes (or finds in the cache) the embedded default model and returns its folder. */
   embeddedDefault: () => Promise<string>;
   ep: ExecutionProviderChoice;
@@ -47,7 +60,7 @@ export class ModelHost {
   constructor(private readonly opts: ModelHostOptions) {}
 
   get name(): string {
-    return this.opts.modelDir ?? EMBEDDED_MODEL_NAME;
+    return this.opts.model?.display ?? EMBEDDED_MODEL_NAME;
   }
 
   /** The provider in use once loaded, else the one asked for. */
@@ -72,7 +85,9 @@ export class ModelHost {
   }
 
   private async load(): Promise<LoadedModel> {
-    const dir = this.opts.modelDir ?? (await this.opts.embeddedDefault());
+    const dir = this.opts.model
+      ? (await prepareModel(this.opts.model, { ...this.opts.resolve, onNote: this.opts.log })).dir
+      : await this.opts.embeddedDefault();
     const runtime = await openRuntime({ ep: this.opts.ep, cpuThreads: this.opts.cpuThreads });
     this.opts.log?.(`execution provider: ${runtime.decision.ep} (${runtime.decision.reason})`);
     let plain: Session | null = null;
@@ -95,12 +110,12 @@ export class ModelHost {
     return [
       {
         name: this.name,
-        ...(this.opts.modelDir ? { path: this.opts.modelDir } : {}),
+        ...(this.opts.model ? { path: this.opts.model.input ?? this.opts.model.path } : {}),
         default: true,
         loaded: this.loaded !== null,
-        description: this.opts.modelDir
-          ? 'Stable Diffusion 1.x ONNX folder given with --model'
-          : 'tiny model with random weights built by vidprior (for tests; real use needs an SD 1.x ONNX folder: serve --model DIR)',
+        description: this.opts.model
+          ? `Stable Diffusion 1.x ${KIND_NAMES[this.opts.model.kind]} given with --model`
+          : 'tiny model with random weights built by vidprior (for tests; real use: serve --model <checkpoint, diffusers folder, ONNX folder or hub id>)',
       },
     ];
   }
