@@ -80,9 +80,20 @@ export function readPickle(bytes: Uint8Array, source: string): PickleValue {
   const need = (n: number) => {
     if (pos + n > bytes.length) throw bad('the pickle ends early');
   };
-  const u8 = () => (need(1), bytes[pos++]!);
-  const u16 = () => (need(2), (pos += 2), view.getUint16(pos - 2, true));
-  const u32 = () => (need(4), (pos += 4), view.getUint32(pos - 4, true));
+  const u8 = (): number => {
+    need(1);
+    return bytes[pos++]!;
+  };
+  const u16 = (): number => {
+    need(2);
+    pos += 2;
+    return view.getUint16(pos - 2, true);
+  };
+  const u32 = (): number => {
+    need(4);
+    pos += 4;
+    return view.getUint32(pos - 4, true);
+  };
   const u64 = () => {
     need(8);
     pos += 8;
@@ -90,7 +101,11 @@ export function readPickle(bytes: Uint8Array, source: string): PickleValue {
     if (v > BigInt(bytes.length)) throw bad('a length runs past the pickle');
     return Number(v);
   };
-  const take = (n: number) => (need(n), (pos += n), bytes.subarray(pos - n, pos));
+  const take = (n: number): Uint8Array => {
+    need(n);
+    pos += n;
+    return bytes.subarray(pos - n, pos);
+  };
   const line = () => {
     const end = bytes.indexOf(0x0a, pos);
     if (end < 0) throw bad('a text opcode has no newline');
