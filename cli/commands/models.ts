@@ -1,6 +1,6 @@
 /**
  * `vidprior models list`: the models `--model` can take without a path (recent, Hugging Face cache,
- * converted, built-in). `vidprior models create-tiny <dir>`: writes a Stable Diffusion 1.x-architecture model folder (diffusers ONNX
+ * converted, built-in). `vidprior models convert <model>`: the conversion `--model` does on first use, now. `vidprior models create-tiny <dir>`: writes a Stable Diffusion 1.x-architecture model folder (diffusers ONNX
  * layout) with seeded random weights, from a preset (tiny, tiny-sd-torch, sd15) or a diffusers-style JSON
  * config. `vidprior models inspect <dir>`: what a model folder holds (components, inputs and outputs, opsets,
  * weights) and the facts the pipelines derive from it (VAE factor, latent channels, text width); for a
@@ -23,6 +23,7 @@ import { createModelFolder } from '../../src/models/builder/folder.js';
 import { availableModels } from '../../src/models/resolve/catalog.js';
 import { identifyModel, inspectRecipe } from '../../src/models/resolve/resolve.js';
 import { describeConfig } from '../../src/models/checkpoint/architecture.js';
+import { MODEL_OPTIONS, modelFolderFor } from './model-session.js';
 import { makeReporter, type Reporter } from './output.js';
 
 interface CreateArgs {
@@ -48,6 +49,29 @@ interface InspectArgs {
 interface ListArgs {
   json: boolean;
 }
+
+interface ConvertArgs {
+  model: string;
+  'model-config'?: string;
+  dtype?: string;
+  json: boolean;
+}
+
+const convert: CommandModule<object, ConvertArgs> = {
+  command: 'convert <model>',
+  describe: 'Convert a checkpoint, diffusers folder or cached hub id to ONNX now (what --model does on first use)',
+  builder: (yargs) =>
+    yargs
+      .positional('model', { type: 'string', demandOption: true, describe: 'what --model would take' })
+      .option('model-config', MODEL_OPTIONS['model-config'])
+      .option('dtype', MODEL_OPTIONS.dtype)
+      .option('json', { type: 'boolean', default: false, describe: 'machine-readable progress and result' }) as never,
+  handler: async (argv) => {
+    const report = makeReporter(argv.json);
+    const dir = await modelFolderFor(argv, report);
+    report.result({ dir }, `ONNX folder: ${dir}`);
+  },
+};
 
 const list: CommandModule<object, ListArgs> = {
   command: 'list',
@@ -324,6 +348,7 @@ export const modelsCommand: CommandModule<object, object> = {
       .command(createTiny)
       .command(inspect)
       .command(list)
-      .demandCommand(1, 'Give a models command: list, inspect or create-tiny.') as never,
+      .command(convert)
+      .demandCommand(1, 'Give a models command: list, inspect, convert or create-tiny.') as never,
   handler: () => {},
 };
