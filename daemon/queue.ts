@@ -384,7 +384,7 @@ async function copyOut(dir: string, name: string, from: string): Promise<void> {
     await copyFile(from, join(dir, name));
   } catch (err) {
     throw new VidpriorError(
-      'E_BAD_REQUEST',
+      'E_IO',
       `cannot write ${name} to output_dir ${dir}: ${(err as Error).message}`,
       { output_dir: dir },
       { cause: err },

@@ -1,7 +1,7 @@
 /**
  * Job parameters, per job kind. The same maps travel in a `submit` message, sit in a watched folder's
  * `job.json` and are stored in a job's `spec.json`. Unknown parameter names are rejected (a misspelt
- * `strenght` must not be ignored), absent ones take the defaults of the method (see BRIEF.md).
+ * `strenght` must not be ignored), absent ones take the defaults of the method (README.md, "The method, step by step").
  */
 import { VidpriorError } from '../src/errors.js';
 import { type Infer, type Schema, int, num, object, oneOf, optional, str, withDefault } from './schema.js';

@@ -187,7 +187,7 @@ export async function runFinetune(
 }
 
 /** The options `finetune` and `run` share. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: yargs builders chain options on any Argv; the callers keep their own argument types
 export function finetuneOptions(yargs: any): any {
   return yargs
     .option('input', {

@@ -112,7 +112,7 @@ export async function createModelFolder(
   const started = performance.now();
   // 1. Check inputs before touching the disk.
   const cfg = resolveConfig(config);
-  let opts;
+  let opts: ReturnType<typeof netOptions>;
   try {
     opts = netOptions({ ...o, weights: 'none' });
   } catch (err) {

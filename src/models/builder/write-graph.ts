@@ -6,6 +6,7 @@
  * follows onnx's tools and src/onnx/external-data.ts: tensors under 1 KiB stay inline, tensors of 1 MiB and
  * more start on a 4 KiB boundary, the rest on 64 bytes.
  */
+import { VidpriorError } from '../../errors.js';
 import { open, rm, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { encodeModel } from '../../onnx/codec.js';
@@ -34,7 +35,7 @@ export async function writeBuiltGraph(built: BuiltGraph, path: string, o: WriteG
   const g = built.model.graph;
   const valuesOf = async (t: TensorValue): Promise<TypedData> => {
     const spec = built.params.get(t.name);
-    if (!spec) throw new Error(`initializer ${t.name} has no data and is not a parameter`);
+    if (!spec) throw new VidpriorError('E_INTERNAL', `initializer ${t.name} has no data and is not a parameter`);
     return o.values ? await o.values(spec) : paramData(spec, o.seed, o.dtype);
   };
   let dataBytes = 0;
