@@ -5,6 +5,7 @@
  * autoencoder numbers the decoder's levels from the top), which is independent of how
  * src/models/checkpoint/ldm-keys.ts reads them back.
  */
+import { VidpriorError } from '../../errors.js';
 import type { SdConfig } from './config.js';
 
 const RESNET: [string, string][] = [
@@ -109,7 +110,7 @@ export function ldmNamer(cfg: SdConfig): (part: 'unet' | 'vae' | 'text_encoder',
       if ((name.startsWith(`${pair[0]}.`) || name === pair[0]) && (!best || pair[0].length > best[0].length))
         best = pair;
     }
-    if (!best) throw new Error(`no LDM name for ${part} parameter ${name}`);
+    if (!best) throw new VidpriorError('E_INTERNAL', `no LDM name for ${part} parameter ${name}`, { parameter: name });
     return best[1] + name.slice(best[0].length);
   };
 }

@@ -67,13 +67,15 @@ export async function readJsonObject(path: string): Promise<Record<string, unkno
       },
     );
   }
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Record<string, unknown>;
+    v = JSON.parse(text);
   } catch (err) {
-    throw new VidpriorError('E_MODEL_INPUT', `${path} is not a JSON object: ${(err as Error).message}`, { file: path });
+    throw new VidpriorError('E_MODEL_INPUT', `${path} is not JSON: ${(err as Error).message}`, { file: path });
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new VidpriorError('E_MODEL_INPUT', `${path} is not a JSON object`, { file: path });
+  return v as Record<string, unknown>;
 }
 
 function refuse(path: string, key: string, value: unknown, what: string): VidpriorError {
