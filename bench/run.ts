@@ -23,6 +23,7 @@ import { protocolBench } from './protocol.js';
 import { unetBench } from './unet.js';
 import { trainingBench } from './training.js';
 import { runOptimizeBench } from './optimize.js';
+import { checkpointBench } from './checkpoint.js';
 import { loraMergeBench } from './lora.js';
 
 export const BENCHMARKS: BenchModule[] = [
@@ -43,6 +44,7 @@ export const BENCHMARKS: BenchModule[] = [
         log: ctx.log,
       }),
   },
+  checkpointBench,
   {
     name: 'metrics',
     describe: 'temporal-consistency metrics on CPU, seconds per 512×512 frame pair',

@@ -35,6 +35,8 @@ const adapterName = (): Schema<string> => {
   };
 };
 
+/** Model names: what `list_models` returns (a path, a Hugging Face repo id, or embedded-default). */
+const modelName = (): Schema<string> => str({ min: 1, max: 4096 });
 /**
  * A style LoRA merged into the model for a job (kohya/A1111 or diffusers/peft .safetensors): by name, a file of
  * the daemon's adapters folder; or by path, for clients on the same machine, inside the allowed folders.
@@ -77,6 +79,8 @@ export const StylizeParams = object(
     batch: withDefault(int({ min: 1, max: 64 }), 1),
     /** A fine-tuned adapter by name (see `list_models`); absent = the base model. */
     adapter: optional(adapterName()),
+    /** A model by the name `list_models` gives it; absent = the daemon's default model. */
+    model: optional(modelName()),
     loras: loras(),
   },
   { strict: true },
@@ -96,6 +100,7 @@ export const EditKeyframeParams = object(
     /** Which of the submitted frames to edit (index into `frames`). */
     frame: withDefault(int({ min: 0, max: 1_000_000 }), 0),
     adapter: optional(adapterName()),
+    model: optional(modelName()),
     loras: loras(),
   },
   { strict: true },
@@ -113,6 +118,8 @@ const trainingFields = {
   seed: seed(),
   /** Name under which the adapter is kept (default: the job id). */
   adapter_name: optional(adapterName()),
+  /** The base model, by the name `list_models` gives it; absent = the daemon's default model. */
+  model: optional(modelName()),
   /** Style LoRAs merged first: the adapter trains on top of them (and a run stylizes with them). */
   loras: loras(),
 };

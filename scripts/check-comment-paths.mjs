@@ -15,6 +15,7 @@ const EXTERNAL = new Set([
   'compute_flow_occlusion.py', // fast_blind_video_consistency (Lai et al. 2018), the E_warp reference
   'evaluate_WarpError.py', // the same
   'simple_tokenizer.py', // openai/CLIP's original tokenizer, which src/tokenizer follows
+  'openaimodel.py', // the original SD UNet (ldm/modules/diffusionmodules), whose key layout checkpoints keep
   '.gpu/prelude.sh', // written by ../shared/gpu/bundle.sh
 ]);
 const exists = (name) =>

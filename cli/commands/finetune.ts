@@ -18,7 +18,7 @@ import { FINETUNE_DEFAULTS, type FinetuneProgress, finetune, sampleFrameIndices 
 import type { Tensor } from '../../src/tensor.js';
 import { makeReporter, type Reporter } from './output.js';
 import { type EditSpec, checkFrameIndex, openClip, parseEdit, readEdit } from './keyframes.js';
-import { LORA_OPTION, lastValues, openModelSession, styledBase, withSigint } from './model-session.js';
+import { LORA_OPTION, lastValues, MODEL_OPTIONS, openModelSession, styledBase, withSigint } from './model-session.js';
 
 export interface FinetuneArgs {
   input: string;
@@ -37,6 +37,8 @@ export interface FinetuneArgs {
   resume: boolean;
   output: string;
   model?: string;
+  'model-config'?: string;
+  dtype?: string;
   /** Style LoRAs merged before training (the adapter trains on top of them), `file.safetensors[:weight]`. */
   lora?: string[];
   ep: ExecutionProviderChoice;
@@ -241,10 +243,7 @@ export function finetuneOptions(yargs: any): any {
       default: false,
       describe: 'continue from the checkpoint beside the adapter, if any',
     })
-    .option('model', {
-      type: 'string',
-      describe: 'an SD 1.x ONNX model folder; default: the embedded tiny model (random weights)',
-    })
+    .options(MODEL_OPTIONS)
     .option('lora', {
       ...LORA_OPTION,
       describe: `${LORA_OPTION.describe}; the adapter trains on top of them (stylize with the same --lora)`,

@@ -5,6 +5,7 @@
  * diffusers' load_image does), drops alpha (PIL's convert("RGB")) or flattens it on a background, widens grey to
  * RGB, and keeps 16-bit PNGs at 16-bit precision.
  */
+import { roundHalfEven } from '../numeric.js';
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import sharp from 'sharp';
@@ -152,12 +153,6 @@ export function hwcToTensor(values: ArrayLike<number>, width: number, height: nu
     }
   }
   return float32([3, height, width], out);
-}
-
-/** numpy's round (half to even) for the non-negative values written to pixels. */
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** [3, H, W] or [1, 3, H, W] float32 in [-1, 1] → interleaved RGB bytes, as diffusers' postprocess does. */

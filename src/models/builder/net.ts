@@ -74,10 +74,10 @@ export class Net {
   }
 
   /** A learnable parameter named `<module path>.<name>`, with seeded random values unless weights are 'none'. */
-  param(name: string, dims: number[], init: InitKind, fanIn?: number, gain?: number): string {
+  param(name: string, dims: number[], init: InitKind, fanIn?: number, gain?: number, transposed?: boolean): string {
     const full = [...this.path, name].join('.');
     if (this.params.has(full)) throw new VidpriorError('E_MODEL_INPUT', `parameter ${full} defined twice`);
-    const spec: ParamSpec = { name: full, dims: [...dims], init, fanIn, gain };
+    const spec: ParamSpec = { name: full, dims: [...dims], init, fanIn, gain, ...(transposed ? { transposed } : {}) };
     this.params.set(full, spec);
     if (this.opts.weights === 'random')
       return this.b.initializer(full, this.ftype, dims, paramData(spec, this.opts.seed, this.ftype));
@@ -140,7 +140,7 @@ export class Net {
     opts: { bias?: boolean; gain?: number; output?: string } = {},
   ): string {
     return this.module(name, () => {
-      const w = this.param('weight', [din, dout], 'fan-in', din, opts.gain);
+      const w = this.param('weight', [din, dout], 'fan-in', din, opts.gain, true);
       if (opts.bias === false) return this.op('MatMul', [x, w], {}, opts.output);
       const y = this.op('MatMul', [x, w]);
       return this.op('Add', [this.param('bias', [dout], 'small'), y], {}, opts.output);

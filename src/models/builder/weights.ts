@@ -33,6 +33,11 @@ export interface ParamSpec {
   fanIn?: number;
   /** Extra factor on the standard deviation (default 1). */
   gain?: number;
+  /**
+   * Stored transposed from PyTorch's layout: nn.Linear weights as MatMul's [in, out] (PyTorch keeps [out, in]).
+   * Binding real weights (src/models/checkpoint/) transposes them.
+   */
+  transposed?: boolean;
 }
 
 /** `random`: seeded random values; `none`: shapes only (parameter counts, lazy filling while writing). */

@@ -8,12 +8,14 @@
  *   <hub cache>/models--<owner>--<name>/refs/<branch or tag>         the commit it pointed at when fetched
  *
  * The etag is the sha256 for LFS files and the git blob id for the others. Where symlinks cannot be made
- * (Windows without developer mode) the snapshot holds a copy, as huggingface_hub does.
+ * (Windows without developer mode) the snapshot holds a copy, as huggingface_hub does. Finding a snapshot by
+ * repo id (what `--model owner/name` does) is src/models/hf-cache.ts's.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { copyFile, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { VidpriorError } from '../../errors.js';
+import { repoCacheDir } from '../hf-cache.js';
 
 /** `owner/name`: letters, digits, `-`, `_`, `.`; no `..`, no leading or trailing `-`/`.` (the hub's rules). */
 const REPO_PART = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$/;
@@ -50,7 +52,7 @@ export class RepoCache {
     hubCache: string,
     readonly repo: string,
   ) {
-    this.root = join(hubCache, `models--${checkRepoId(repo).replace('/', '--')}`);
+    this.root = repoCacheDir(checkRepoId(repo), hubCache);
   }
 
   blob(etag: string): string {
@@ -105,16 +107,4 @@ export class RepoCache {
     }
     return target;
   }
-}
-
-/**
- * The snapshot folder of `repo` at `revision` in the hub cache, or null when it was never fetched. (The same
- * lookup as the model resolver's; kept here so `models pull` needs nothing else.)
- */
-export function cachedSnapshot(hubCache: string, repo: string, revision = 'main'): string | null {
-  const cache = new RepoCache(hubCache, repo);
-  const commit = cache.commitOf(revision);
-  if (!commit) return null;
-  const dir = cache.snapshot(commit);
-  return existsSync(dir) ? dir : null;
 }

@@ -1,7 +1,7 @@
 /**
  * `vidprior models pull` from the command line against a local hub stand-in: HF_ENDPOINT and HF_HOME are
  * honoured (the cache lands in $HF_HOME/hub), progress arrives as JSON lines, HF_HUB_OFFLINE answers from the
- * cache with the hub unreachable and the pulled model then runs offline, HF_TOKEN (or the token file) opens a
+ * cache with the hub unreachable and the pulled model then runs offline as `--model owner/name`, HF_TOKEN (or the token file) opens a
  * gated repo, and failures are one line with their code.
  */
 import { test, before, after } from 'node:test';
@@ -60,7 +60,7 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-test('pull with HF_ENDPOINT into $HF_HOME/hub, then offline: found in the cache and run', {
+test('pull with HF_ENDPOINT into $HF_HOME/hub, then offline: found in the cache and run as --model owner/name', {
   timeout: 300_000,
 }, async () => {
   const env = { HF_ENDPOINT: server.url, HF_HOME: join(tmp, 'hf') };
@@ -96,7 +96,7 @@ test('pull with HF_ENDPOINT into $HF_HOME/hub, then offline: found in the cache 
       '--ep',
       'cpu',
       '--model',
-      result.dir,
+      'tiny/sd-onnx',
     ],
     offline,
   );

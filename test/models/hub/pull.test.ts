@@ -13,7 +13,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { createModelFolder } from '../../../src/models/builder/folder.js';
-import { cachedSnapshot } from '../../../src/models/hub/cache.js';
+import { findSnapshot } from '../../../src/models/hf-cache.js';
 import { type PullOptions, pullModel } from '../../../src/models/hub/pull.js';
 import { loadModelFolder } from '../../../src/models/loader.js';
 import { openRuntime } from '../../../src/runtime/index.js';
@@ -115,7 +115,7 @@ test('an ONNX export into an empty cache: the pipeline files only, in huggingfac
   assert.equal(readlinkSync(unet).split('/').pop(), sha256(unet));
   assert.match(readlinkSync(join(r.dir, 'model_index.json')), /blobs\/[0-9a-f]{40}$/);
   assert.ok(!readdirSync(join(root, 'blobs')).some((b) => b.endsWith('.incomplete')));
-  assert.equal(cachedSnapshot(hub, 'tiny/sd-onnx'), r.dir);
+  assert.equal(findSnapshot({ repo: 'tiny/sd-onnx', revision: 'main' }, hub), r.dir);
   const runtime = await openRuntime({ ep: 'cpu' });
   try {
     const model = await loadModelFolder(r.dir, runtime);

@@ -2,8 +2,9 @@
  * The shared kohya LoRA (../shared/fixtures/sd1-checkpoint-d/lora-kohya.safetensors: rank 4, alpha 2, float16,
  * UNet attention/proj_in/proj_out 1×1 convs/feed-forward and text encoder attention/MLP) on model D reproduces
  * the reference implementation's img2img with the LoRA at multiplier 1.0 (img2img_reference_lora.json), and the
- * same model without it reproduces the plain reference (img2img_reference.json, the same case). Skips when
- * ../shared is absent.
+ * same model without it reproduces the plain reference (img2img_reference.json, the same case) — on model D
+ * built here from its diffusers weights, and as vidprior's own loaders make it from the diffusers folder and
+ * from the single-file LDM checkpoint. Skips when ../shared is absent.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readStyleLoras, openStyledSession } from '../../../src/models/lora/styled.js';
 import { loadModelFolder } from '../../../src/models/loader.js';
+import { resolveModel } from '../../../src/models/resolve/resolve.js';
+import { config, overrideConfig } from '../../../src/config.js';
 import { img2img } from '../../../src/pipelines/img2img.js';
 import { openRuntime, type Runtime } from '../../../src/runtime/index.js';
 import type { Session } from '../../../src/runtime/types.js';
@@ -53,8 +56,13 @@ after(async () => {
 });
 
 /** img2img of the reference case with the given sessions; returns the max |difference| to the reference (0–1 scale). */
-async function run(ref: Reference, c: Case, sessions: { unet?: Session; textEncoder?: Session }): Promise<number> {
-  const model = await loadModelFolder(dir, runtime, sessions);
+async function run(
+  ref: Reference,
+  c: Case,
+  sessions: { unet?: Session; textEncoder?: Session },
+  folder = dir,
+): Promise<number> {
+  const model = await loadModelFolder(folder, runtime, sessions);
   try {
     const image = float32(
       ref.image_shape,
@@ -101,5 +109,36 @@ test('the shared kohya LoRA on UNet and text encoder reproduces img2img_referenc
   } finally {
     await unet.release();
     await textEncoder.release();
+  }
+});
+
+test('the same through the model loaders: a diffusers folder and a single-file LDM checkpoint of model D', {
+  skip,
+}, async (t) => {
+  const ref = JSON.parse(readFileSync(join(MODEL_D, 'img2img_reference_lora.json'), 'utf8')) as Reference;
+  const styles = await readStyleLoras([{ path: join(MODEL_D, 'lora-kohya.safetensors'), weight: 1 }]);
+  const cache = await mkdtemp(join(tmpdir(), 'vidprior-lora-cache-'));
+  const before = config().cacheDir;
+  overrideConfig({ cacheDir: cache });
+  try {
+    for (const [what, input, o] of [
+      ['diffusers folder', join(MODEL_D, 'diffusers'), {}],
+      ['single-file checkpoint', join(MODEL_D, 'model.safetensors'), { modelConfig: join(MODEL_D, 'diffusers') }],
+    ] as const) {
+      const folder = (await resolveModel(input, o)).dir;
+      const unet = await openStyledSession(runtime, folder, 'unet', styles);
+      const textEncoder = await openStyledSession(runtime, folder, 'text_encoder', styles);
+      try {
+        const worst = await run(ref, ref.cases[0]!, { unet, textEncoder }, folder);
+        t.diagnostic(`${what}: max |Δ| to the reference: ${worst.toExponential(2)}`);
+        assert.ok(worst < 1e-3, `${what}: max |Δ| ${worst}`);
+      } finally {
+        await unet.release();
+        await textEncoder.release();
+      }
+    }
+  } finally {
+    overrideConfig({ cacheDir: before });
+    await rm(cache, { recursive: true, force: true });
   }
 });
