@@ -8,6 +8,7 @@ import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../protocol/codec.js';
 import type { JobExecutor } from './jobs/executor.js';
 import { readModelFolder } from '../src/models/folder.js';
+import type { UnetVariant } from '../src/models/unet-variants.js';
 import { defaultExecutors } from './jobs/index.js';
 import { JobStore } from './jobs/store.js';
 import { ModelHost } from './jobs/model-host.js';
@@ -26,6 +27,9 @@ export interface DaemonOptions {
   modelDir?: string;
   ep: ExecutionProviderChoice;
   cpuThreads?: number;
+  /** Where optimized UNet graphs go when the model folder is read-only, and the variant asked for (see ModelHost). */
+  cacheDir?: string;
+  unetVariant?: UnetVariant;
   /** Makes or finds the embedded default model (a folder). */
   embeddedDefault: () => Promise<string>;
   /** Listen on a websocket (serve); absent for `vidprior watch` alone. */
@@ -77,6 +81,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     embeddedDefault: opts.embeddedDefault,
     ep: opts.ep,
     cpuThreads: opts.cpuThreads,
+    cacheDir: opts.cacheDir,
+    unetVariant: opts.unetVariant,
     adaptersDir: store.adaptersDir,
     log,
   });

@@ -16,6 +16,11 @@ export interface Config {
   ffprobe: string;
   /** Threads for the CPU provider (0 = ORT's default). */
   cpuThreads: number;
+  /**
+   * VIDPRIOR_UNET_VARIANT: the UNet graph inference runs on WebGPU instead of the default (a name of
+   * src/models/unet-variants.ts, e.g. 'original' for the plain graph, 'fused-geglu-fp16'); checked where used.
+   */
+  unetVariant?: string;
   /** True when stderr is a terminal that wants colour and progress bars. */
   interactive: boolean;
   /** Set by CI=true: skip things that need a human. */
@@ -40,6 +45,7 @@ export function config(): Config {
     ffmpeg: env.VIDPRIOR_FFMPEG || 'ffmpeg',
     ffprobe: env.VIDPRIOR_FFPROBE || 'ffprobe',
     cpuThreads: Number.parseInt(env.VIDPRIOR_CPU_THREADS ?? '0', 10) || 0,
+    unetVariant: env.VIDPRIOR_UNET_VARIANT || undefined,
     interactive: Boolean(process.stderr.isTTY) && !env.NO_COLOR && env.CI !== 'true',
     ci: env.CI === 'true',
     daemonUrl: env.VIDPRIOR_URL || 'ws://127.0.0.1:8765/',

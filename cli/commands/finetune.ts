@@ -108,7 +108,7 @@ export async function runFinetune(
       'no --edit given: the adapter learns the clip alone (no style); give --edit <frame>=<edited.png> for the method',
     );
   // 2. Model, runtime, the clip at the working size.
-  const session = await openModelSession(a, reporter);
+  const session = await openModelSession({ ...a, training: true }, reporter);
   // Training builds its own graph over the UNet's weights; the inference UNet is not needed here, and keeping
   // it would hold a second copy of the weights (3.4 GB for SD 1.5) on the device for the whole run.
   await session.model.unet.release();

@@ -1,9 +1,13 @@
 /**
  * What every model command starts with: the model folder, the runtime, the loaded model (with an adapter
- * merged into its UNet when asked). `close()` releases all of it; the runtime must be closed before the
- * process exits (an exit during an ORT run aborts the process).
+ * merged into its UNet when asked, or the GPU inference graph of src/models/inference-unet.ts on WebGPU).
+ * `close()` releases all of it; the runtime must be closed before the process exits (an exit during an ORT
+ * run aborts the process).
  */
 import { config } from '../../src/config.js';
+import { VidpriorError } from '../../src/errors.js';
+import { type InferenceUnet, inferenceUnetVariant, openInferenceUnet } from '../../src/models/inference-unet.js';
+import { UNET_VARIANT_NAMES, isUnetVariant } from '../../src/models/unet-variants.js';
 import { DEFAULT_MODEL_NOTE, ensureDefaultModel } from '../../src/models/builder/default-model.js';
 import { readModelFolder } from '../../src/models/folder.js';
 import { loadModelFolder } from '../../src/models/loader.js';
@@ -19,19 +23,38 @@ export interface ModelSession {
   model: StableDiffusionModel;
   /** With an adapter: what it is (the model's UNet then has it merged in). */
   adapter: Adapter | null;
+  /** The UNet graph that runs ('original' = the folder's own), and seconds from the start to a loaded model. */
+  unetVariant: string;
+  loadSeconds: number;
   close(): Promise<void>;
+}
+
+/** VIDPRIOR_UNET_VARIANT, checked: a name of src/models/unet-variants.ts, or undefined. */
+export function variantOverride(): ReturnType<typeof inferenceUnetVariant> | undefined {
+  const name = config().unetVariant;
+  if (name === undefined) return undefined;
+  if (!isUnetVariant(name))
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `VIDPRIOR_UNET_VARIANT is "${name}"; known UNet variants: ${UNET_VARIANT_NAMES.join(', ')}`,
+      { unetVariant: name },
+    );
+  return name;
 }
 
 /**
  * 1. The model folder: the user's, or the embedded default (built on first use) with its note.
  * 2. The runtime, saying which execution provider it took and why.
  * 3. The model; with `adapter`, its UNet is the folder's with the adapter merged in, and the plain one is
- *    never loaded (SD 1.5's is 3.4 GB). On WebGPU the UNet's output stays on the GPU for the step graph.
+ *    never loaded (SD 1.5's is 3.4 GB). On WebGPU the UNet's output stays on the GPU for the step graph, and
+ *    inference (not `training`) runs the UNet variant chosen for WebGPU, the plain graph as its fallback.
  */
 export async function openModelSession(
-  args: { model?: string; ep: ExecutionProviderChoice; adapter?: string },
+  args: { model?: string; ep: ExecutionProviderChoice; adapter?: string; training?: boolean },
   reporter: Reporter,
 ): Promise<ModelSession> {
+  const started = performance.now();
+  const override = variantOverride();
   let modelDir = args.model;
   if (!modelDir) {
     modelDir = await ensureDefaultModel((dir) => reporter.note(`building the embedded default model in ${dir} (once)`));
@@ -42,6 +65,7 @@ export async function openModelSession(
   reporter.note(`execution provider: ${runtime.decision.ep} (${runtime.decision.reason})`);
   reporter.progress({ event: 'provider', ep: runtime.decision.ep, reason: runtime.decision.reason });
   let adapted: AdaptedUnet | null = null;
+  let inference: InferenceUnet | null = null;
   try {
     const unetOptions = runtime.decision.ep === 'webgpu' ? { keepOutputsOnGpu: true } : {};
     if (args.adapter) {
@@ -49,27 +73,50 @@ export async function openModelSession(
       const made = adapted.adapter.record.prompt ? `, fine-tuned for "${adapted.adapter.record.prompt}"` : '';
       reporter.note(`adapter ${args.adapter}: ${adapted.layers} layers, rank ${adapted.adapter.rank}${made}`);
     }
-    const model = await loadModelFolder(modelDir, runtime, {
-      sessionOptions: { unet: unetOptions },
-      unet: adapted?.session,
-    });
+    const variant = inferenceUnetVariant(runtime.decision.ep, override);
+    if (!args.adapter && !args.training && variant !== 'original') {
+      const folder = await readModelFolder(modelDir);
+      inference = await openInferenceUnet(runtime, folder.onnx.unet, {
+        variant,
+        cacheDir: config().cacheDir,
+        sessionOptions: unetOptions,
+        onNote: (line) => reporter.note(line),
+      });
+      reporter.progress({
+        event: 'unet',
+        variant: inference.variant,
+        asked: variant,
+        fallback: inference.fallback,
+        buildSeconds: round3(inference.buildSeconds),
+        checkSeconds: round3(inference.checkSeconds),
+      });
+    }
+    const given = adapted?.session ?? inference?.session;
+    const model = await loadModelFolder(modelDir, runtime, { sessionOptions: { unet: unetOptions }, unet: given });
     for (const n of model.schedulerNotes) reporter.note(n);
+    const loadSeconds = (performance.now() - started) / 1000;
+    reporter.progress({ event: 'loaded', seconds: round3(loadSeconds) });
     return {
       runtime,
       model,
       adapter: adapted?.adapter ?? null,
+      unetVariant: adapted ? 'original+adapter' : (inference?.variant ?? 'original'),
+      loadSeconds,
       async close() {
         await model.release().catch(() => {});
-        await adapted?.session.release().catch(() => {}); // the loader never releases a UNet it was given
+        await given?.release().catch(() => {}); // the loader never releases a UNet it was given
         await runtime.close().catch(() => {});
       },
     };
   } catch (err) {
     await adapted?.session.release().catch(() => {});
+    await inference?.session.release().catch(() => {});
     await runtime.close().catch(() => {});
     throw err;
   }
 }
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 /** An option given twice arrives as an array: the last one wins (except for options meant to repeat). */
 export function lastValues<T>(argv: T, repeatable: readonly string[] = []): T {
