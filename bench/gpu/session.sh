@@ -31,7 +31,7 @@ LATENT=""              # UNet bench latent side (default: the model's, 64 for SD
 # Budgets in seconds (estimates for an H200 in bench/gpu/README.md). The device call stops at 600 s.
 INFER_BUDGET=${INFER_BUDGET:-320}   # phases a–e together
 TRAIN_BUDGET=${TRAIN_BUDGET:-180}   # phase f
-A_BUDGET=120 C_BUDGET=60 E_BUDGET=60 B_BUDGET=135 D_BUDGET=140
+A_BUDGET=${A_BUDGET:-120} C_BUDGET=${C_BUDGET:-60} E_BUDGET=${E_BUDGET:-60} B_BUDGET=${B_BUDGET:-135} D_BUDGET=${D_BUDGET:-140}
 while [ $# -gt 0 ]; do
   case "$1" in
     --preset) PRESET=$2; shift 2 ;;

@@ -131,7 +131,7 @@ export async function openInferenceUnet(
     if (check.maxAbsDiff !== null || check.reason === NON_FINITE) await recordVariantCheck(entry, ep, check);
     if (!check.ok || !keep) await session.release().catch(() => {});
     if (!check.ok)
-      return { why: check.maxAbsDiff === null ? check.reason! : `disagrees with it (${checkText(check)})` };
+      return { why: check.maxAbsDiff === null ? check.reason! : `disagrees with the plain graph (${checkText(check)})` };
     opts.onNote?.(`unet: the ${v} graph agrees with the plain one on ${ep} (${checkText(check)})`);
     return { session: keep ? session : null };
   };
@@ -164,7 +164,7 @@ export function float32Sibling(v: UnetVariant): UnetVariant | null {
   return passes.biasSplitGelu ? 'fused-geglu' : 'fused';
 }
 
-const MISSING_KERNEL = /kernel|not implemented|NOT_IMPLEMENTED|unsupported op/i;
+const MISSING_KERNEL = /kernel|could not find an implementation|not implemented|unsupported op/i;
 const NON_FINITE = 'non-finite output';
 
 function failedCheck(reason: string): VariantCheck {
