@@ -131,7 +131,9 @@ export async function openInferenceUnet(
     if (check.maxAbsDiff !== null || check.reason === NON_FINITE) await recordVariantCheck(entry, ep, check);
     if (!check.ok || !keep) await session.release().catch(() => {});
     if (!check.ok)
-      return { why: check.maxAbsDiff === null ? check.reason! : `disagrees with the plain graph (${checkText(check)})` };
+      return {
+        why: check.maxAbsDiff === null ? check.reason! : `disagrees with the plain graph (${checkText(check)})`,
+      };
     opts.onNote?.(`unet: the ${v} graph agrees with the plain one on ${ep} (${checkText(check)})`);
     return { session: keep ? session : null };
   };
