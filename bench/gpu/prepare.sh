@@ -22,7 +22,7 @@ trap 'rm -rf "$STAGE"' EXIT
 cp package.json package-lock.json "$STAGE"/
 [ -f .npmrc ] && cp .npmrc "$STAGE"/
 (cd "$STAGE" && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error)
-# bundle.sh writes .gpu/ where it runs and notes it in .git/info/exclude; reuse what an earlier run fetched.
+# ../shared/gpu/bundle.sh writes .gpu/ where it runs and notes it in .git/info/exclude; reuse what an earlier run fetched.
 mkdir -p "$STAGE/.git/info" "$STAGE/.gpu/vulkan"
 for f in node.xz node.version; do [ -f ".gpu/$f" ] && cp ".gpu/$f" "$STAGE/.gpu/"; done
 compgen -G ".gpu/vulkan/*.deb" >/dev/null && cp .gpu/vulkan/*.deb "$STAGE/.gpu/vulkan/"
