@@ -1,286 +1,399 @@
 /**
- * What the GPU graph optimizations buy: UNet steps/s of the original graph, attention-fused (± GEGLU as
- * BiasSplitGelu, WebGPU only), float16 and fused+float16 (src/onnx/optimize), each with ORT's default NCHW
- * and with preferredLayout 'NHWC', each with
- * host feeds/outputs (a round trip per step) and with feeds uploaded once and outputs left on the GPU. Every
- * speed is also given as a ratio to the original graph (NCHW, round trip) measured in the same run, and every
- * variant's output is compared with the original's.
+ * What the GPU graph variants buy: UNet steps/s of a model folder's UNet as each inference variant
+ * (src/models/unet-variants.ts: attention fused, + BiasSplitGelu, float16), at the guidance batch of one frame,
+ * with host feeds and outputs (a round trip per step) and GPU-resident (feeds uploaded once, each output fed
+ * back as the next sample, as the denoising loop does). Every variant's output is compared with the original
+ * graph's on the same inputs: one that disagrees is marked incorrect and never counts as a speed-up. Variants
+ * are built through the same cache as inference (prepareUnetVariant) and their agreement is recorded there,
+ * so a later `vidprior stylize` on the folder starts without building or checking again.
  *
- * ## On the GPU machine (H100, WebGPU): one call, at most 10 minutes
+ * Variants are measured one after the other and each result is handed to `onRecord` (a JSON line) as soon as
+ * it is known; with a deadline, variants that would not fit are skipped (listed in notes). Then, if time is
+ * left: the original graph on the CPU provider (same inputs), and an ORT profile of the fastest correct
+ * variant summarised as its top kernels (GPU time per op on WebGPU).
  *
- * Here, first:  npm run build && bash ../shared/gpu/bundle.sh
- * Then the device tool's `run` with carry [".gpu", "dist"] and timeout_s 600:
- *
- *   source .gpu/prelude.sh && node dist/bench/optimize.js --ep webgpu --preset sd15 --batch 2 \
- *     --variants original,fused,fused-geglu,fp16,fused-geglu-fp16 --nhwc original,fused-geglu-fp16 \
- *     --deadline 540 --work /tmp/optimize-bench --out "$OUT" 2>&1 | tail -c 11000
- *
- * The SD 1.5-sized UNet (860M parameters, seeded random weights) is built there in memory (~40 s) and its
- * variants are written to --work (external data, 3.4 GB per float32 variant, 1.7 GB per float16 one); weights
- * are never carried. 7 sessions: five graphs in NCHW, two of them in NHWC too. Measured here on a 2-core CPU,
- * the same code path (sd15, 2 variants) took 150 s, 30–40 s of it per session creation; --deadline skips
- * sessions that would start too late and cuts the repeats so that the JSON is written in time (both listed
- * under "notes"). Results land in $OUT/optimize-webgpu-sd15.json. Check maxAbsDiffVsOriginal before believing
- * a speed-up: on lavapipe the WebGPU MultiHeadAttention kernel is wrong past 16 query tokens
- * (test/onnx/optimize/webgpu.test.ts); fused-fp16 (no BiasSplitGelu) is also available via --variants.
- *
- * ## Here
- *
- *   npm run build && node dist/bench/optimize.js --ep cpu --preset tiny            # CPU: not GPU numbers
- *   VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.json XDG_RUNTIME_DIR=/tmp \
- *     node dist/bench/optimize.js --ep webgpu --preset tiny --size 32                # lavapipe: software Vulkan
- *
- * options: --ep cpu|webgpu  --preset tiny|sd15  --batch 2  --size <latent side, default the config's>
- *          --repeats N  --chain <resident steps per timed call, 4>  --variants a,b  --layouts NCHW,NHWC
- *          --nhwc <variants also run NHWC, default all>  --deadline <seconds for the whole run>  --work <dir>
- *          --out <dir, default bench/results>
+ * The GPU session runs this as phase b of bench/gpu/session.sh. Here:
+ *   node dist/bench/optimize.js --ep cpu --preset tiny
+ *   VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.json XDG_RUNTIME_DIR=$(mktemp -d) \
+ *     node dist/bench/optimize.js --ep webgpu --preset tiny --size 32                 # lavapipe
+ * options: --ep cpu|webgpu|cuda  --preset tiny|sd15 (built into .cache/bench-models) | --model <folder>
+ *          --batch 2  --size <latent side>  --repeats N  --chain <resident steps per timed call, 4>
+ *          --variants a,b  --deadline <seconds>  --cpu-check  --profile  --jsonl <file>  --out <dir>
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { buildComponent, preset as presetConfig } from '../src/models/builder/index.js';
-import { saveModel } from '../src/onnx/external-data.js';
-import { summarize } from '../src/onnx/graph.js';
+import { compareUnets, float32Sibling, variantTolerance } from '../src/models/inference-unet.js';
+import {
+  UNET_VARIANT_NAMES,
+  type UnetVariant,
+  isGpuOnlyVariant,
+  isUnetVariant,
+  prepareUnetVariant,
+  recordVariantCheck,
+} from '../src/models/unet-variants.js';
+import { loadModel } from '../src/onnx/external-data.js';
 import type { Model } from '../src/onnx/ir.js';
-import { formatReports, optimizeForGpu } from '../src/onnx/optimize/index.js';
 import { Rng } from '../src/random.js';
 import { openRuntime } from '../src/runtime/index.js';
-import { type ExecutionProvider, type Feed, type Session, isGpuTensor } from '../src/runtime/types.js';
+import {
+  type ExecutionProvider,
+  type Feed,
+  type GpuTensor,
+  type Runtime,
+  type Session,
+  isGpuTensor,
+} from '../src/runtime/types.js';
 import { type Tensor, asFloat32, float32, int64 } from '../src/tensor.js';
-import { hostInfo, round, timeInterleaved } from './common.js';
-
-/** The graphs compared: which passes of optimizeForGpu each gets (LayerNorm fusion is a no-op at opset 17). */
-const VARIANT_PASSES = {
-  original: null,
-  fused: { attention: true, biasSplitGelu: false, float16: false },
-  'fused-geglu': { attention: true, biasSplitGelu: true, float16: false },
-  fp16: { attention: false, biasSplitGelu: false, float16: true },
-  'fused-fp16': { attention: true, biasSplitGelu: false, float16: true },
-  'fused-geglu-fp16': { attention: true, biasSplitGelu: true, float16: true },
-} as const;
-export type GraphVariant = keyof typeof VARIANT_PASSES;
-export const GRAPH_VARIANTS = Object.keys(VARIANT_PASSES) as GraphVariant[];
-/** BiasSplitGelu has no CPU kernel in ORT. */
-const GPU_ONLY = new Set<GraphVariant>(['fused-geglu', 'fused-geglu-fp16']);
-type Layout = 'NCHW' | 'NHWC';
+import { benchModelDir, hostInfo, round, timeInterleaved } from './common.js';
+import { summarizeProfile } from './profile.js';
 
 export interface OptimizeBenchOptions {
   ep: ExecutionProvider;
-  preset: string;
+  /** The model folder whose unet/model.onnx is measured. */
+  modelDir: string;
   batch: number;
-  /** Latent side (default the config's sample_size). */
+  /** Latent side (default the UNet's static one, else 64). */
   size?: number;
   repeats?: number;
   /** Steps chained per timed call in the resident mode (default 4). */
   chain?: number;
-  variants?: readonly GraphVariant[];
-  layouts?: readonly Layout[];
-  /** Variants also measured with preferredLayout 'NHWC' when layouts include it (default: all of them). */
-  nhwcVariants?: readonly GraphVariant[];
-  /**
-   * Seconds the whole run may take (the device tool stops a command at 600 s): sessions that would start
-   * late are skipped and the repeats are cut to fit, both reported. Default: none.
-   */
+  /** In the order they are measured; 'original' is always measured first. */
+  variants?: readonly UnetVariant[];
+  /** Seconds the whole run may take: variants that would not fit are skipped. */
   deadlineSeconds?: number;
-  /** Where the variants' model files go (removed afterwards). */
-  workDir?: string;
+  /** Also run the original graph on the CPU provider and compare (when time is left). */
+  cpuCheck?: boolean;
+  /** Profile the fastest correct variant (when time is left). */
+  profile?: boolean;
+  /** Where variants go when the model folder is read-only, and hash stamps (default: a temporary folder). */
+  cacheDir?: string;
   log?: (line: string) => void;
+  /** Each result as soon as it is known. */
+  onRecord?: (record: Record<string, unknown>) => Promise<void> | void;
 }
 
-/** Builds the UNet with the project's builder, derives the variants, times them; returns JSON-able results. */
+/** One session's timing: steps/s with host feeds and GPU-resident (WebGPU), its first output and run time. */
+interface Timed {
+  roundTrip: number;
+  resident?: number;
+  y: Float32Array;
+  firstRunSeconds: number;
+  repeats: number;
+}
+
+interface Measured {
+  variant: UnetVariant;
+  correct: boolean;
+  roundTrip: number;
+  resident?: number;
+}
+
+/** float32 siblings first: they vouch for the fused kernels of the float16 variants after them. */
+const MEASURE_ORDER: readonly UnetVariant[] = ['fused', 'fused-geglu', 'fused-geglu-fp16', 'fused-fp16', 'fp16'];
+
+const seconds = (t0: number): number => round((performance.now() - t0) / 1000, 3);
+
+function maxAbs(a: Float32Array, b?: Float32Array): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    const e = Math.abs(a[i]! - (b ? b[i]! : 0));
+    if (!(e <= d)) d = e;
+  }
+  return d;
+}
+
 export async function runOptimizeBench(o: OptimizeBenchOptions): Promise<Record<string, unknown>> {
-  const startedAt = performance.now();
-  const elapsed = (): number => (performance.now() - startedAt) / 1000;
+  const started = performance.now();
+  const elapsed = (): number => (performance.now() - started) / 1000;
   const deadline = o.deadlineSeconds ?? Infinity;
-  const notes: string[] = [];
   const log = o.log ?? ((line: string) => process.stderr.write(`optimize: ${line}\n`));
-  const variants = (o.variants ?? GRAPH_VARIANTS).filter((v) => o.ep === 'webgpu' || !GPU_ONLY.has(v));
-  const layouts: readonly Layout[] = o.ep === 'webgpu' ? (o.layouts ?? ['NCHW', 'NHWC']) : ['NCHW'];
-  const cfg = presetConfig(o.preset);
-  const side = o.size ?? cfg.unet.sample_size;
-  const work = resolve(o.workDir ?? join(tmpdir(), `vidprior-optimize-${process.pid}`));
-
-  // 1. The UNet (seeded random weights, opset 17 like current exports) and its variants, written to disk.
-  let t0 = performance.now();
-  const { model: original } = buildComponent('unet', cfg, { opset: 17, seed: 0 });
-  log(
-    `built the ${o.preset} UNet (${(summarize(original).parameters.count / 1e6).toFixed(1)}M parameters) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
-  );
-  const reports: Record<string, string> = {};
-  const models: Partial<Record<GraphVariant, Model>> = {};
-  for (const v of variants) {
-    const passes = VARIANT_PASSES[v];
-    if (!passes) {
-      models[v] = original;
-      continue;
-    }
-    const r = optimizeForGpu(original, passes);
-    models[v] = r.model;
-    reports[v] = formatReports(r.reports);
-    log(`${v}: ${reports[v]!.replace(/\n/g, ' | ')}`);
-  }
-  await mkdir(work, { recursive: true });
-  const paths: Partial<Record<GraphVariant, string>> = {};
-  t0 = performance.now();
-  for (const v of variants) {
-    await mkdir(join(work, v), { recursive: true });
-    paths[v] = join(work, v, 'model.onnx');
-    await saveModel(models[v]!, paths[v]!, { externalData: 'auto' });
-    delete models[v];
-  }
-  log(`wrote ${variants.length} variants to ${work} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-
-  // 2. Sessions: every variant × layout, outputs kept on the GPU (read back for the round-trip timing).
+  const notes: string[] = [];
+  const note = (line: string): void => {
+    notes.push(line);
+    log(line);
+  };
+  const emit = async (r: Record<string, unknown>): Promise<void> => {
+    await o.onRecord?.({ phase: 'unet', ep: o.ep, elapsed: round(elapsed(), 3), ...r });
+  };
+  const unetPath = join(resolve(o.modelDir), 'unet', 'model.onnx');
+  const ownCache = o.cacheDir ? null : await mkdtemp(join(tmpdir(), 'vidprior-optimize-'));
+  const cacheDir = o.cacheDir ?? ownCache!;
   const runtime = await openRuntime({ ep: o.ep });
-  log(`runtime: ${runtime.decision.ep} (${runtime.decision.reason})`);
-  const sessions = new Map<string, Session>();
+  log(`runtime: ${runtime.decision.ep} (${runtime.decision.reason}), onnxruntime ${runtime.ortVersion}`);
+  const variants = (o.variants ?? MEASURE_ORDER).filter((v) => v !== 'original');
+  const skippedGpuOnly = o.ep === 'webgpu' ? [] : variants.filter(isGpuOnlyVariant);
+  if (skippedGpuOnly.length) note(`${skippedGpuOnly.join(', ')}: BiasSplitGelu has no CPU kernel, not measured`);
+  let source: Promise<Model> | undefined; // the UNet in memory, read once when a variant must be built
+  const loadSource = (): Promise<Model> => {
+    source ??= loadModel(unetPath);
+    return source;
+  };
+  const measured: Measured[] = [];
+  const chain = o.chain ?? 4;
+  const repeats = o.repeats ?? (o.ep === 'cpu' ? 2 : 5);
+
   try {
-    for (const layout of layouts) {
-      for (const v of variants) {
-        if (layout === 'NHWC' && o.nhwcVariants && !o.nhwcVariants.includes(v)) continue;
-        if (elapsed() > 0.6 * deadline) {
-          notes.push(`session ${v}/${layout} skipped: ${elapsed().toFixed(0)} s of the ${deadline} s deadline used`);
-          log(notes.at(-1)!);
-          continue;
-        }
-        t0 = performance.now();
-        sessions.set(
-          `${v}/${layout}`,
-          await runtime.createSession(paths[v]!, {
-            label: `${v}-${layout}`,
-            keepOutputsOnGpu: true,
-            preferredLayout: layout,
-          }),
-        );
-        log(`session ${v}/${layout} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      }
-    }
-
-    // 3. Feeds: latents and text at the UNet batch (2 = one frame with classifier-free guidance).
-    const rng = new Rng(0);
-    const sample = float32(
-      [o.batch, cfg.unet.in_channels, side, side],
-      rng.normalArray(o.batch * cfg.unet.in_channels * side * side),
-    );
-    const text = float32(
-      [o.batch, 77, cfg.unet.cross_attention_dim],
-      rng.normalArray(o.batch * 77 * cfg.unet.cross_attention_dim, 0.5),
-    );
-    const timestep = int64([1], [500]);
-    const host: Record<string, Tensor> = { sample, timestep, encoder_hidden_states: text };
+    // 1. The original graph: the reference output and the baseline speed.
+    let t0 = performance.now();
+    const original = await runtime.createSession(unetPath, { label: 'original', keepOutputsOnGpu: true });
+    const originalSessionSeconds = seconds(t0);
+    const side = o.size ?? staticSide(original) ?? 64;
+    const feeds = makeFeeds(original, o.batch, side);
     const onGpu: Record<string, Feed> = {
-      sample: await runtime.upload(sample),
-      timestep,
-      encoder_hidden_states: await runtime.upload(text),
+      ...feeds,
+      sample: await runtime.upload(feeds.sample!),
+      encoder_hidden_states: await runtime.upload(feeds.encoder_hidden_states!),
     };
+    const resident = o.ep === 'webgpu';
+    /** First run (output, shader compilation), one warm step, then as many timed calls as fit `slice` s. */
+    const timeOne = async (s: Session, slice: number): Promise<Timed> => {
+      t0 = performance.now();
+      const y = asFloat32(await readBack(runtime, (await s.run(feeds)).out_sample!)).data;
+      const firstRunSeconds = seconds(t0);
+      t0 = performance.now();
+      await readBack(runtime, (await s.run(feeds)).out_sample!);
+      const step = (performance.now() - t0) / 1000;
+      const perRound = step * (1 + (resident ? chain : 0));
+      const n = Math.max(1, Math.min(repeats, Math.floor(slice / perRound) - 1));
+      const timed = await timeSteps(runtime, s, feeds, onGpu, chain, n, resident);
+      return { ...timed, y, firstRunSeconds, repeats: n };
+    };
+    /** The time one measurement may take: what is left, shared by those still to come (extras count as one). */
+    const slice = (left: number): number => (deadline - elapsed()) / (left + (o.cpuCheck || o.profile ? 2 : 1));
+    const base = await timeOne(original, slice(variants.length + 1));
+    const ref = base.y;
+    const refMax = maxAbs(ref);
+    measured.push({ variant: 'original', correct: true, roundTrip: base.roundTrip, resident: base.resident });
+    const perVariantSeconds = elapsed();
+    await emit({
+      variant: 'original',
+      correct: true,
+      maxAbsDiff: 0,
+      outputMaxAbs: round(refMax, 4),
+      sessionSeconds: originalSessionSeconds,
+      firstRunSeconds: base.firstRunSeconds,
+      repeats: base.repeats,
+      ...speeds(base),
+      latent: [o.batch, ...feeds.sample!.dims.slice(1)],
+    });
+    log(`original: ${fmtSpeed(base)} (session ${originalSessionSeconds} s, first run ${base.firstRunSeconds} s)`);
 
-    // 4. Agreement with the original (first layout), on this provider.
-    const outputs = new Map<string, Float32Array>();
-    const firstRun = new Map<string, number>();
-    for (const [key, s] of sessions) {
-      const t1 = performance.now();
-      const y = (await s.run(host)).out_sample!;
-      firstRun.set(key, (performance.now() - t1) / 1000);
-      outputs.set(key, asFloat32(await runtime.read(y)).data);
-      if (isGpuTensor(y)) await runtime.dispose(y);
-    }
-    const ref = outputs.get(`original/${layouts[0]}`) ?? outputs.values().next().value!;
-    const agreement: Record<string, number | string> = {};
-    for (const [key, y] of outputs) {
-      let d = 0;
-      for (let i = 0; i < y.length; i++) d = Math.max(d, Math.abs(y[i]! - ref[i]!));
-      agreement[key] = y.every(Number.isFinite) ? round(d, 3) : 'non-finite output';
-    }
-    let refMax = 0;
-    for (const x of ref) refMax = Math.max(refMax, Math.abs(x));
-
-    // 5. Timing, round-robin over everything so that a busy machine slows all alike. Resident: a chain of
-    //    steps feeding each output back as the next sample (as the denoising loop does on the GPU), read back
-    //    once at the end — without that read the time would only measure queueing, not the GPU's work.
-    const chain = o.chain ?? 4;
-    const fns: Record<string, () => Promise<unknown>> = {};
-    const stepsPerCall: Record<string, number> = {};
-    for (const [key, s] of sessions) {
-      fns[`${key}/roundTrip`] = async () => {
-        const y = (await s.run(host)).out_sample!;
-        if (isGpuTensor(y)) {
-          await runtime.read(y);
-          await runtime.dispose(y);
-        }
-      };
-      stepsPerCall[`${key}/roundTrip`] = 1;
-      if (o.ep !== 'webgpu') continue;
-      fns[`${key}/resident`] = async () => {
-        let x: Feed = onGpu.sample!;
-        for (let i = 0; i < chain; i++) {
-          const y: Feed = (await s.run({ ...onGpu, sample: x })).out_sample!;
-          if (i > 0) await runtime.dispose(x);
-          x = y;
-        }
-        await runtime.read(x);
-        await runtime.dispose(x);
-      };
-      stepsPerCall[`${key}/resident`] = chain;
-    }
-    let repeats = o.repeats ?? (o.ep === 'cpu' ? 3 : 5);
-    if (Number.isFinite(deadline)) {
-      // One round costs about Σ first-run times (an upper bound: first runs compile shaders) × steps per call.
-      const perRound = Object.keys(fns).reduce(
-        (t, k) => t + firstRun.get(k.slice(0, k.lastIndexOf('/')))! * stepsPerCall[k]!,
-        0,
-      );
-      const fit = Math.floor((deadline - elapsed() - 20) / perRound) - 1;
-      if (fit < repeats) {
-        notes.push(
-          `repeats cut from ${repeats} to ${Math.max(1, fit)} to fit the deadline (≈ ${perRound.toFixed(1)} s per round)`,
+    // 2. Each variant: prepared through the inference cache, checked against the original, timed.
+    let lastBuild = 0;
+    for (const variant of variants) {
+      if (skippedGpuOnly.includes(variant)) continue;
+      const need = perVariantSeconds + lastBuild;
+      if (elapsed() + need > deadline) {
+        note(
+          `${variant} skipped: ${elapsed().toFixed(0)} s used, ~${need.toFixed(0)} s needed, deadline ${deadline} s`,
         );
-        log(notes.at(-1)!);
-        repeats = Math.max(1, fit);
+        await emit({ variant, skipped: 'deadline' });
+        continue;
+      }
+      const record: Record<string, unknown> = { variant };
+      t0 = performance.now();
+      try {
+        const entry = await prepareUnetVariant(unetPath, variant, {
+          ortVersion: runtime.ortVersion,
+          cacheDir,
+          source: loadSource,
+          onNote: log,
+        });
+        record.prepareSeconds = seconds(t0);
+        record.built = entry.built;
+        record.fusion = entry.meta.report.replace(/\n/g, ' | ');
+        lastBuild = entry.built ? (performance.now() - t0) / 1000 : lastBuild;
+        t0 = performance.now();
+        const session = await runtime.createSession(entry.path, { label: variant, keepOutputsOnGpu: true });
+        record.sessionSeconds = seconds(t0);
+        const probe = await compareUnets(runtime, session, original, variantTolerance(variant));
+        await recordVariantCheck(entry, runtime.decision.ep, probe);
+        record.probeCheck = { ok: probe.ok, maxAbsDiff: probe.maxAbsDiff, tolerance: probe.tolerance };
+        const m = await timeOne(session, slice(variants.length - variants.indexOf(variant)));
+        await session.release(); // one variant on the GPU at a time (beside the original)
+        const diff = maxAbs(m.y, ref);
+        const tolerance = variantTolerance(variant) * Math.max(1, refMax);
+        // float16's own error can hide a wrong fused kernel: its float32 sibling, when measured, vouches for it.
+        const sibling = float32Sibling(variant);
+        const siblingOk = sibling ? measured.find((x) => x.variant === sibling)?.correct : undefined;
+        const correct = probe.ok && Number.isFinite(diff) && diff <= tolerance && siblingOk !== false;
+        if (sibling)
+          record.vouchedBy = `${sibling} (${siblingOk === undefined ? 'not measured' : siblingOk ? 'correct' : 'INCORRECT'})`;
+        Object.assign(record, {
+          correct,
+          maxAbsDiff: Number.isFinite(diff) ? round(diff, 3) : 'non-finite',
+          tolerance: round(tolerance, 3),
+          firstRunSeconds: m.firstRunSeconds,
+          repeats: m.repeats,
+          ...speeds(m),
+          vsOriginalResident: m.resident && base.resident ? round(m.resident / base.resident, 3) : null,
+        });
+        measured.push({ variant, correct, roundTrip: m.roundTrip, resident: m.resident });
+        log(`${variant}: ${fmtSpeed(m)}, max abs diff ${record.maxAbsDiff}${correct ? '' : ' — INCORRECT'}`);
+      } catch (err) {
+        record.error = (err as Error).message.replace(/\s+/g, ' ').slice(0, 400);
+        record.correct = false;
+        log(`${variant}: failed: ${record.error}`);
+      }
+      await emit(record);
+    }
+    for (const f of [onGpu.sample!, onGpu.encoder_hidden_states!]) await runtime.dispose(f);
+    source = undefined;
+
+    // 3. The original graph on the CPU provider, same inputs (when time is left: SD 1.5 takes a while on CPUs).
+    const result: Record<string, unknown> = { notes };
+    if (o.cpuCheck && o.ep !== 'cpu') {
+      const need = 3 * originalSessionSeconds + 20;
+      if (elapsed() + need > deadline) note(`CPU-provider check skipped: ~${need.toFixed(0)} s needed`);
+      else {
+        t0 = performance.now();
+        const cpu = await openRuntime({ ep: 'cpu' });
+        try {
+          const s = await cpu.createSession(unetPath, { label: 'original-cpu' });
+          const y = asFloat32(await readBack(cpu, (await s.run(feeds)).out_sample!)).data;
+          const diff = maxAbs(y, ref);
+          result.cpuCheck = { maxAbsDiff: round(diff, 3), seconds: seconds(t0) };
+          await o.onRecord?.({
+            phase: 'cpu-check',
+            variant: 'original',
+            maxAbsDiff: round(diff, 3),
+            seconds: seconds(t0),
+          });
+          log(`original on the CPU provider vs ${o.ep}: max abs diff ${round(diff, 3)} (${seconds(t0)} s)`);
+        } finally {
+          await cpu.close();
+        }
       }
     }
-    log(
-      `timing ${Object.keys(fns).length} configurations × ${repeats} (after 1 warm-up each; resident = ${chain} chained steps)…`,
-    );
-    const times = await timeInterleaved(fns, 1, repeats);
-    const baseKey = `original/NCHW/roundTrip`;
-    const perStep = (k: string): number => times[k]!.median / stepsPerCall[k]!;
-    const base = times[baseKey] ? perStep(baseKey) : undefined;
-    const results: Record<string, unknown> = {};
-    for (const [k, t] of Object.entries(times)) {
-      const sec = perStep(k);
-      results[k] = {
-        stepsPerSecond: round(1 / sec),
-        secondsPerStep: round(sec),
-        secondsMinPerStep: round(t.min / stepsPerCall[k]!),
-        vsOriginal: base ? round(base / sec, 3) : null,
-      };
-      log(`${k.padEnd(32)} ${(1 / sec).toFixed(3)} steps/s${base ? `  ×${(base / sec).toFixed(2)}` : ''}`);
+
+    // 4. A profile of the fastest correct variant.
+    const speed = (m: Measured): number => m.resident ?? m.roundTrip;
+    const best = measured.filter((m) => m.correct).sort((a, b) => speed(b) - speed(a))[0];
+    result.best = best?.variant ?? null;
+    if (o.profile && best) {
+      const need = perVariantSeconds + lastBuild;
+      if (elapsed() + need > deadline) note(`profile skipped: ~${need.toFixed(0)} s needed`);
+      else result.profile = await profileVariant(runtime, best.variant, unetPath, cacheDir, feeds, o, emit);
     }
-    for (const f of Object.values(onGpu)) if (isGpuTensor(f)) await runtime.dispose(f);
+    await original.release();
     return {
       ep: runtime.decision.ep,
-      epReason: runtime.decision.reason,
-      preset: o.preset,
+      onnxruntime: runtime.ortVersion,
+      modelDir: resolve(o.modelDir),
       batch: o.batch,
-      latent: [cfg.unet.in_channels, side, side],
+      latent: [...feeds.sample!.dims],
       timestep: 500,
       repeats,
       residentChain: chain,
       host: hostInfo(),
-      baseline: baseKey,
-      fusion: reports,
-      notes,
-      secondsBeforeTiming: round(elapsed()),
-      maxAbsDiffVsOriginal: agreement,
-      originalMaxAbs: round(refMax, 3),
-      results,
+      seconds: round(elapsed(), 3),
+      ...result,
     };
   } finally {
-    for (const s of sessions.values()) await s.release().catch(() => undefined);
     await runtime.close();
-    await rm(work, { recursive: true, force: true });
+    if (ownCache) await rm(ownCache, { recursive: true, force: true });
   }
+
+  /** Round trip and resident timing of one session: `repeats` calls after one warm-up each. */
+  async function timeSteps(
+    rt: Runtime,
+    s: Session,
+    host: Record<string, Tensor>,
+    gpu: Record<string, Feed>,
+    steps: number,
+    n: number,
+    resident: boolean,
+  ): Promise<{ roundTrip: number; resident?: number }> {
+    const fns: Record<string, () => Promise<unknown>> = {
+      roundTrip: async () => readBack(rt, (await s.run(host)).out_sample!),
+    };
+    if (resident) {
+      fns.resident = async () => {
+        let x: Feed = gpu.sample!;
+        for (let i = 0; i < steps; i++) {
+          const y: Feed = (await s.run({ ...gpu, sample: x })).out_sample!;
+          if (i > 0) await rt.dispose(x);
+          x = y;
+        }
+        await readBack(rt, x);
+      };
+    }
+    const t = await timeInterleaved(fns, resident ? 1 : 0, n); // the round trip is warm already
+    return { roundTrip: 1 / t.roundTrip!.median, ...(t.resident ? { resident: steps / t.resident.median } : {}) };
+  }
+}
+
+async function profileVariant(
+  runtime: Runtime,
+  variant: UnetVariant,
+  unetPath: string,
+  cacheDir: string,
+  feeds: Record<string, Tensor>,
+  o: OptimizeBenchOptions,
+  emit: (r: Record<string, unknown>) => Promise<void>,
+): Promise<unknown> {
+  const dir = await mkdtemp(join(tmpdir(), 'vidprior-profile-'));
+  try {
+    const path =
+      variant === 'original'
+        ? unetPath
+        : (await prepareUnetVariant(unetPath, variant, { ortVersion: runtime.ortVersion, cacheDir })).path;
+    const s = await runtime.createSession(path, { label: `${variant}-profiled`, profilePrefix: join(dir, 'unet') });
+    for (let i = 0; i < 3; i++) await readBack(runtime, (await s.run(feeds)).out_sample!);
+    await s.release(); // writes the profile
+    const file = (await readdir(dir)).find((f) => f.endsWith('.json'));
+    if (!file) return { error: 'ORT wrote no profile' };
+    const summary = summarizeProfile(JSON.parse(await readFile(join(dir, file), 'utf8')), 12);
+    await emit({ phase: 'profile', variant, ...summary });
+    o.log?.(
+      `profile of ${variant}: ${summary.source}, top ops ${summary.byOp.map((k) => `${k.name} ${k.share}`).join(', ')}`,
+    );
+    return { variant, ...summary };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function readBack(runtime: Runtime, y: Tensor | GpuTensor): Promise<Tensor> {
+  const host = await runtime.read(y);
+  if (isGpuTensor(y)) await runtime.dispose(y);
+  return host;
+}
+
+function staticSide(s: Session): number | undefined {
+  const d = s.inputs.find((i) => i.name === 'sample')?.dims[2];
+  return typeof d === 'number' && d > 0 ? d : undefined;
+}
+
+/** sample [B,C,s,s] ~ N(0,1), timestep 500 (int64 [1]), text [B,77,W] ~ N(0,0.25) (W from the model, else 768). */
+function makeFeeds(s: Session, batch: number, side: number): Record<string, Tensor> {
+  const meta = (n: string) => s.inputs.find((i) => i.name === n);
+  const dim = (n: string, axis: number, fallback: number): number => {
+    const d = meta(n)?.dims[axis];
+    return typeof d === 'number' && d > 0 ? d : fallback;
+  };
+  const c = dim('sample', 1, 4);
+  const [len, width] = [dim('encoder_hidden_states', 1, 77), dim('encoder_hidden_states', 2, 768)];
+  const rng = new Rng(0);
+  return {
+    sample: float32([batch, c, side, side], rng.normalArray(batch * c * side * side)),
+    timestep: int64([1], [500]),
+    encoder_hidden_states: float32([batch, len, width], rng.normalArray(batch * len * width, 0.5)),
+  };
+}
+
+function speeds(m: { roundTrip?: number; resident?: number }): Record<string, number | null> {
+  return {
+    stepsPerSecondRoundTrip: m.roundTrip ? round(m.roundTrip) : null,
+    stepsPerSecondResident: m.resident ? round(m.resident) : null,
+  };
+}
+
+function fmtSpeed(m: { roundTrip?: number; resident?: number }): string {
+  const r = m.resident ? `, ${m.resident.toFixed(3)} resident` : '';
+  return `${(m.roundTrip ?? 0).toFixed(3)} steps/s round trip${r}`;
 }
 
 function option(args: string[], name: string): string | undefined {
@@ -290,45 +403,49 @@ function option(args: string[], name: string): string | undefined {
 
 export async function main(args: string[]): Promise<void> {
   const ep = (option(args, '--ep') ?? 'cpu') as ExecutionProvider;
-  if (ep !== 'cpu' && ep !== 'webgpu') throw new Error(`--ep must be cpu or webgpu, got ${ep}`);
+  if (!['cpu', 'webgpu', 'cuda'].includes(ep)) throw new Error(`--ep must be cpu, webgpu or cuda, got ${ep}`);
   const preset = option(args, '--preset') ?? 'tiny';
   const batch = Number(option(args, '--batch') ?? 2);
-  if (!Number.isInteger(batch) || batch < 1)
-    throw new Error(`--batch must be a positive integer, got ${option(args, '--batch')}`);
-  const size = option(args, '--size') ? Number(option(args, '--size')) : undefined;
-  const repeats = option(args, '--repeats') ? Number(option(args, '--repeats')) : undefined;
-  const chain = option(args, '--chain') ? Number(option(args, '--chain')) : undefined;
-  const variants = option(args, '--variants')?.split(',') as GraphVariant[] | undefined;
-  const bad = variants?.filter((v) => !GRAPH_VARIANTS.includes(v));
-  if (bad?.length) throw new Error(`unknown variant ${bad.join(', ')}; known: ${GRAPH_VARIANTS.join(', ')}`);
-  const layouts = option(args, '--layouts')?.split(',') as Layout[] | undefined;
-  const nhwcVariants = option(args, '--nhwc')?.split(',') as GraphVariant[] | undefined;
-  const deadlineSeconds = option(args, '--deadline') ? Number(option(args, '--deadline')) : undefined;
+  if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch must be a positive integer, got ${batch}`);
+  const num = (name: string): number | undefined => (option(args, name) ? Number(option(args, name)) : undefined);
+  const variants = option(args, '--variants')?.split(',');
+  const bad = variants?.filter((v) => !isUnetVariant(v));
+  if (bad?.length) throw new Error(`unknown variant ${bad.join(', ')}; known: ${UNET_VARIANT_NAMES.join(', ')}`);
   const outDir = option(args, '--out') ?? join('bench', 'results');
-  const started = new Date();
+  const jsonl = option(args, '--jsonl');
+  const log = (line: string): void => {
+    process.stderr.write(`optimize: ${line}\n`);
+  };
+  const modelDir =
+    option(args, '--model') ??
+    (await benchModelDir({
+      ep,
+      preset,
+      dtype: 'float32',
+      quick: false,
+      modelsDir: join('.cache', 'bench-models'),
+      log,
+    }));
+  const date = new Date();
   const result = await runOptimizeBench({
     ep,
-    preset,
+    modelDir,
     batch,
-    size,
-    repeats,
-    chain,
-    variants,
-    layouts,
-    nhwcVariants,
-    deadlineSeconds,
-    workDir: option(args, '--work'),
+    size: num('--size'),
+    repeats: num('--repeats'),
+    chain: num('--chain'),
+    variants: variants as UnetVariant[] | undefined,
+    deadlineSeconds: num('--deadline'),
+    cpuCheck: args.includes('--cpu-check'),
+    profile: args.includes('--profile'),
+    cacheDir: option(args, '--cache'),
+    log,
+    onRecord: jsonl ? (r) => appendFile(jsonl, `${JSON.stringify(r)}\n`) : undefined,
   });
-  const record = {
-    name: 'optimize',
-    date: started.toISOString(),
-    seconds: (Date.now() - started.getTime()) / 1000,
-    result,
-  };
   await mkdir(outDir, { recursive: true });
   const file = join(outDir, `optimize-${ep}-${preset}.json`);
-  await writeFile(file, `${JSON.stringify(record, null, 2)}\n`);
-  process.stderr.write(`optimize: wrote ${file}\n`);
+  await writeFile(file, `${JSON.stringify({ name: 'optimize', date: date.toISOString(), result }, null, 2)}\n`);
+  log(`wrote ${file}`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PRESETS } from '../src/models/builder/presets.js';
 import type { ExecutionProviderChoice } from '../src/runtime/types.js';
-import type { BenchContext, BenchModule } from './common.js';
+import { type BenchContext, type BenchModule, benchModelDir } from './common.js';
 import { benchMetrics } from './metrics.js';
 import { stylizeBench } from './stylize.js';
 import { protocolBench } from './protocol.js';
@@ -34,11 +34,11 @@ export const BENCHMARKS: BenchModule[] = [
   loraMergeBench,
   {
     name: 'optimize',
-    describe: 'UNet graph variants (attention fused, float16, NHWC) as ratios to the original graph in the same run',
-    run: (ctx) =>
+    describe: 'UNet graph variants (attention fused, BiasSplitGelu, float16): steps/s and agreement with the original',
+    run: async (ctx) =>
       runOptimizeBench({
         ep: ctx.ep === 'webgpu' ? 'webgpu' : 'cpu',
-        preset: ctx.preset,
+        modelDir: await benchModelDir({ ...ctx, dtype: 'float32' }),
         batch: 2,
         repeats: ctx.quick ? 2 : undefined,
         log: ctx.log,

@@ -8,6 +8,7 @@ import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../protocol/codec.js';
 import type { JobExecutor } from './jobs/executor.js';
 import { readModelFolder } from '../src/models/folder.js';
+import type { UnetVariant } from '../src/models/unet-variants.js';
 import { type ResolveOptions, identifyModel } from '../src/models/resolve/resolve.js';
 import { defaultExecutors } from './jobs/index.js';
 import { JobStore } from './jobs/store.js';
@@ -30,6 +31,9 @@ export interface DaemonOptions {
   modelResolve?: Omit<ResolveOptions, 'onNote' | 'onProgress'>;
   ep: ExecutionProviderChoice;
   cpuThreads?: number;
+  /** Where optimized UNet graphs go when the model folder is read-only, and the variant asked for (see ModelHost). */
+  cacheDir?: string;
+  unetVariant?: UnetVariant;
   /** Makes or finds the embedded default model (a folder). */
   embeddedDefault: () => Promise<string>;
   /** Listen on a websocket (serve); absent for `vidprior watch` alone. */
@@ -83,6 +87,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     embeddedDefault: opts.embeddedDefault,
     ep: opts.ep,
     cpuThreads: opts.cpuThreads,
+    cacheDir: opts.cacheDir,
+    unetVariant: opts.unetVariant,
     adaptersDir: store.adaptersDir,
     log,
   });

@@ -17,6 +17,9 @@ const EXTERNAL = new Set([
   'simple_tokenizer.py', // openai/CLIP's original tokenizer, which src/tokenizer follows
   'openaimodel.py', // the original SD UNet (ldm/modules/diffusionmodules), whose key layout checkpoints keep
   '.gpu/prelude.sh', // written by ../shared/gpu/bundle.sh
+  '.gpu/torch-baseline/baseline.py', // copied there by ../shared/gpu/bundle.sh
+  'summary.md', // the GPU session's summary, written into $OUT by bench/gpu/session.sh
+  'OUT/summary.md', // the same, as $OUT/summary.md
 ]);
 const exists = (name) =>
   EXTERNAL.has(name) ||

@@ -23,6 +23,11 @@ export interface Config {
   hfOffline: boolean;
   /** Threads for the CPU provider (0 = ORT's default). */
   cpuThreads: number;
+  /**
+   * VIDPRIOR_UNET_VARIANT: the UNet graph inference runs on WebGPU instead of the default (a name of
+   * src/models/unet-variants.ts, e.g. 'original' for the plain graph, 'fused-geglu-fp16'); checked where used.
+   */
+  unetVariant?: string;
   /** True when stderr is a terminal that wants colour and progress bars. */
   interactive: boolean;
   /** Set by CI=true: skip things that need a human. */
@@ -56,6 +61,7 @@ export function config(): Config {
     hfTokenPath: env.HF_TOKEN_PATH || join(env.HF_HOME || join(xdgCache, 'huggingface'), 'token'),
     hfOffline: ['1', 'on', 'yes', 'true'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase()),
     cpuThreads: Number.parseInt(env.VIDPRIOR_CPU_THREADS ?? '0', 10) || 0,
+    unetVariant: env.VIDPRIOR_UNET_VARIANT || undefined,
     interactive: Boolean(process.stderr.isTTY) && !env.NO_COLOR && env.CI !== 'true',
     ci: env.CI === 'true',
     daemonUrl: env.VIDPRIOR_URL || 'ws://127.0.0.1:8765/',

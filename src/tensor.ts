@@ -52,6 +52,25 @@ export function int32(dims: readonly number[], data: readonly number[] | Int32Ar
   return tensor('int32', dims, data instanceof Int32Array ? data : Int32Array.from(data));
 }
 
+/** A tensor of `dims` with every element `value` (a number of the type's range; bool: nonzero is true). */
+export function filledTensor(type: DType, dims: readonly number[], value: number): Tensor {
+  const n = sizeOf(dims);
+  switch (type) {
+    case 'float32':
+      return tensor(type, dims, new Float32Array(n).fill(value));
+    case 'float16':
+      return tensor(type, dims, new Uint16Array(n).fill(floatToHalf(value)));
+    case 'int64':
+      return tensor(type, dims, new BigInt64Array(n).fill(BigInt(Math.trunc(value))));
+    case 'int32':
+      return tensor(type, dims, new Int32Array(n).fill(value));
+    case 'uint8':
+      return tensor(type, dims, new Uint8Array(n).fill(value));
+    case 'bool':
+      return tensor(type, dims, new Uint8Array(n).fill(value ? 1 : 0));
+  }
+}
+
 // ---- float16 ----------------------------------------------------------------------------------------
 
 const f32 = new Float32Array(1);

@@ -1,9 +1,13 @@
 /**
- * What every model command starts with: the model folder, the runtime, the loaded model (with an adapter
- * merged into its UNet when asked). `close()` releases all of it; the runtime must be closed before the
- * process exits (an exit during an ORT run aborts the process).
+ * What every model command starts with: the model folder, the runtime, the loaded model (with style LoRAs and an
+ * adapter merged when asked, or the GPU inference graph of src/models/inference-unet.ts on WebGPU).
+ * `close()` releases all of it; the runtime must be closed before the process exits (an exit during an ORT
+ * run aborts the process).
  */
 import { config } from '../../src/config.js';
+import { VidpriorError } from '../../src/errors.js';
+import { type InferenceUnet, inferenceUnetVariant, openInferenceUnet } from '../../src/models/inference-unet.js';
+import { UNET_VARIANT_NAMES, isUnetVariant } from '../../src/models/unet-variants.js';
 import { DEFAULT_MODEL_NOTE } from '../../src/models/builder/default-model.js';
 import { readModelFolder } from '../../src/models/folder.js';
 import { resolveModel } from '../../src/models/resolve/resolve.js';
@@ -81,6 +85,9 @@ export interface ModelSession {
   styles: StyleLoras | null;
   /** The folder's UNet with the style LoRAs merged, for training on top of them (read from disk each call). */
   loadBaseUnet(): Promise<Model>;
+  /** The UNet graph that runs ('original' = the folder's own), and seconds from the start to a loaded model. */
+  unetVariant: string;
+  loadSeconds: number;
   close(): Promise<void>;
 }
 
@@ -116,18 +123,34 @@ function checkAdapterStyles(adapter: Adapter, styles: StyleLoras | null, reporte
   );
 }
 
+/** VIDPRIOR_UNET_VARIANT, checked: a name of src/models/unet-variants.ts, or undefined. */
+export function variantOverride(): ReturnType<typeof inferenceUnetVariant> | undefined {
+  const name = config().unetVariant;
+  if (name === undefined) return undefined;
+  if (!isUnetVariant(name))
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `VIDPRIOR_UNET_VARIANT is "${name}"; known UNet variants: ${UNET_VARIANT_NAMES.join(', ')}`,
+      { unetVariant: name },
+    );
+  return name;
+}
+
 /**
  * 1. The model folder: the user's (a checkpoint or diffusers folder is converted once, then cached), or the
  *    embedded default (built on first use) with its note.
  * 2. The runtime, saying which execution provider it took and why.
  * 3. The model; with `adapter`, its UNet is the folder's with the adapter merged in, and the plain one is
- *    never loaded (SD 1.5's is 3.4 GB). On WebGPU the UNet's output stays on the GPU for the step graph.
+ *    never loaded (SD 1.5's is 3.4 GB). On WebGPU the UNet's output stays on the GPU for the step graph, and
+ *    inference (not `training`) runs the UNet variant chosen for WebGPU, the plain graph as its fallback.
  */
 export async function openModelSession(
   args: ModelSessionArgs,
   reporter: Reporter,
   opts: { training?: boolean } = {},
 ): Promise<ModelSession> {
+  const started = performance.now();
+  const override = variantOverride();
   const modelDir = await modelFolderFor(args, reporter);
   await readModelFolder(modelDir); // a missing file is named before the runtime starts
   const dir = modelDir;
@@ -137,6 +160,7 @@ export async function openModelSession(
   reporter.note(`execution provider: ${runtime.decision.ep} (${runtime.decision.reason})`);
   reporter.progress({ event: 'provider', ep: runtime.decision.ep, reason: runtime.decision.reason });
   let adapted: AdaptedUnet | null = null;
+  let inference: InferenceUnet | null = null;
   // Sessions made here with LoRAs merged; the loader never releases sessions it was given.
   const own: Session[] = [];
   const release = async () => {
@@ -163,16 +187,42 @@ export async function openModelSession(
       unet = await openStyledSession(runtime, dir, 'unet', styles!, unetOptions);
       own.push(unet);
     }
+    // The optimized WebGPU graph is built from the folder's own UNet: with an adapter or style LoRAs merged,
+    // the plain graph runs.
+    const variant = inferenceUnetVariant(runtime.decision.ep, override);
+    if (!unet && !opts.training && variant !== 'original') {
+      const folder = await readModelFolder(dir);
+      inference = await openInferenceUnet(runtime, folder.onnx.unet, {
+        variant,
+        cacheDir: config().cacheDir,
+        sessionOptions: unetOptions,
+        onNote: (line) => reporter.note(line),
+      });
+      unet = inference.session;
+      own.push(unet);
+      reporter.progress({
+        event: 'unet',
+        variant: inference.variant,
+        asked: variant,
+        fallback: inference.fallback,
+        buildSeconds: round3(inference.buildSeconds),
+        checkSeconds: round3(inference.checkSeconds),
+      });
+    }
     const model = await loadModelFolder(dir, runtime, {
       sessionOptions: { unet: unetOptions },
       unet,
       textEncoder,
     });
     for (const n of model.schedulerNotes) reporter.note(n);
+    const loadSeconds = (performance.now() - started) / 1000;
+    reporter.progress({ event: 'loaded', seconds: round3(loadSeconds) });
     return {
       runtime,
       model,
       adapter: adapted?.adapter ?? null,
+      unetVariant: adapted ? 'original+adapter' : (inference?.variant ?? 'original'),
+      loadSeconds,
       styles,
       async loadBaseUnet() {
         if (!touches(styles, 'unet')) return loadModel(join(dir, 'unet', 'model.onnx'));
@@ -190,6 +240,8 @@ export async function openModelSession(
     throw err;
   }
 }
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 /** What `finetune` records about the style LoRAs it trained on top of, and how it loads that UNet. */
 export function styledBase(

@@ -10,6 +10,7 @@ import { ensureDefaultModel, DEFAULT_MODEL_NOTE } from '../../src/models/builder
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../../protocol/codec.js';
 import { startDaemon, type Daemon } from '../../daemon/daemon.js';
+import { variantOverride } from './model-session.js';
 import { MODEL_OPTIONS } from './model-session.js';
 
 export interface DaemonArgs {
@@ -94,6 +95,8 @@ export async function startFromArgs(
     modelResolve: { modelConfig: argv['model-config'], dtype: argv.dtype as 'float32' | 'float16' | undefined },
     ep: (argv.ep ?? cfg.ep) as ExecutionProviderChoice,
     cpuThreads: cfg.cpuThreads,
+    cacheDir: cfg.cacheDir,
+    unetVariant: variantOverride(),
     embeddedDefault: () => ensureDefaultModel((dir) => log(`building the embedded default model in ${dir}`)),
     listen,
     limits: {

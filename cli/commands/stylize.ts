@@ -56,6 +56,11 @@ export interface StylizeResult extends StylizeSummary {
   ep: string;
   epReason: string;
   framesPerSecond: number;
+  /** The UNet graph that ran ('original' = the folder's own; see src/models/inference-unet.ts). */
+  unetVariant: string;
+  /** Seconds to a loaded model (sessions, graph optimization) and, from the process start, to the first frame. */
+  loadSeconds: number;
+  firstFrameSeconds: number | null;
 }
 
 /** Number arguments checked before anything is loaded, so a typo fails in milliseconds. */
@@ -111,6 +116,7 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
     // 5. Stylize, writing each frame as soon as it is done.
     const src = source;
     const out = sink;
+    let firstFrameSeconds: number | null = null;
     const summary = await stylizeFrames(
       model,
       runtime,
@@ -122,6 +128,7 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
       },
       async (i, image) => {
         await out.write(i, image);
+        firstFrameSeconds ??= performance.now() / 1000; // since the process started
       },
       {
         prompt: a.prompt,
@@ -136,7 +143,7 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
         signal: hooks.signal,
         onProgress: (p) =>
           reporter.progress(
-            { event: 'progress', ...p },
+            { event: 'progress', ...p, seconds: Math.round(performance.now()) / 1000 }, // since the process started
             p.phase === 'frame'
               ? `frame ${p.frame}/${p.frames} done`
               : `frames ≤${p.frame}/${p.frames}: step ${p.step}/${p.steps}`,
@@ -160,6 +167,9 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
       ep: runtime.decision.ep,
       epReason: runtime.decision.reason,
       framesPerSecond: summary.frames / Math.max(summary.seconds, 1e-9),
+      unetVariant: hooks.unet ? 'hook' : session.unetVariant,
+      loadSeconds: session.loadSeconds,
+      firstFrameSeconds,
     };
   } finally {
     await sink?.abort().catch(() => {});
@@ -168,6 +178,9 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
     await session.close();
   }
 }
+
+/** Seconds to the millisecond, for the result line. */
+const ms = (seconds: number): number => Math.round(seconds * 1000) / 1000;
 
 export const stylizeCommand: CommandModule<object, StylizeArgs> = {
   command: 'stylize',
@@ -265,6 +278,10 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
           seconds: r.seconds,
           framesPerSecond: r.framesPerSecond,
           model: r.model,
+          unetVariant: r.unetVariant,
+          loadSeconds: ms(r.loadSeconds),
+          firstFrameSeconds: r.firstFrameSeconds === null ? null : ms(r.firstFrameSeconds),
+          timings: Object.fromEntries(Object.entries(r.timings).map(([k, v]) => [k, v === null ? null : ms(v)])),
         },
         `wrote ${r.frames} frame${r.frames === 1 ? '' : 's'} to ${r.output} (${r.ep}, ${r.seconds.toFixed(1)} s, ${r.framesPerSecond.toFixed(2)} frames/s)`,
       );

@@ -23,6 +23,8 @@ import type { Session } from '../../src/runtime/types.js';
 import { VidpriorError } from '../../src/errors.js';
 import { openRuntime, type ExecutionProviderChoice, type Runtime } from '../../src/runtime/index.js';
 import { loadModelFolder } from '../../src/models/loader.js';
+import { inferenceUnetVariant, openInferenceUnet } from '../../src/models/inference-unet.js';
+import type { UnetVariant } from '../../src/models/unet-variants.js';
 import { availableModels } from '../../src/models/resolve/catalog.js';
 import {
   EMBEDDED_MODEL,
@@ -56,6 +58,13 @@ export interface ModelHostOptions {
   embeddedDefault: () => Promise<string>;
   ep: ExecutionProviderChoice;
   cpuThreads?: number;
+  /**
+   * The plain UNet runs as the inference variant chosen for the provider (src/models/inference-unet.ts) when a
+   * cache dir is given: `unetVariant` overrides the default; variants go to the cache dir if the model folder
+   * is read-only. Without one, the folder's graph runs as it is.
+   */
+  cacheDir?: string;
+  unetVariant?: UnetVariant;
   /** The data dir's adapters/ folder. */
   adaptersDir: string;
   log?: (line: string) => void;
@@ -147,7 +156,7 @@ export class ModelHost {
     try {
       // The host owns the UNet session (the loader reads its inputs and outputs but never releases it), so it
       // can let it go for training and bring it back for the next stylize job.
-      plain = await runtime.createSession(join(dir, 'unet', 'model.onnx'), { label: 'unet' });
+      plain = await this.openPlainUnet(runtime, dir);
       const model = await loadModelFolder(dir, runtime, { unet: plain });
       this.resident = { key: '', session: plain };
       this.opts.log?.(`model loaded: ${this.name}`);
@@ -252,7 +261,7 @@ export class ModelHost {
       ? (await createAdaptedUnet(runtime, dir, path, { label: `unet+${name}`, base })).session
       : base
         ? await createSessionFromModel(runtime, base, { label: 'unet+lora' })
-        : await runtime.createSession(join(dir, 'unet', 'model.onnx'), { label: 'unet' });
+        : await this.openPlainUnet(runtime, dir);
     this.resident = { key, session };
     return session;
   }
@@ -283,6 +292,19 @@ export class ModelHost {
           : loadModel(join(dir, 'unet', 'model.onnx')),
       record: { styleLoras: styleRecord(styles) },
     };
+  }
+
+  /** The model's own UNet for inference: the provider's inference variant, the plain graph as its fallback. */
+  private async openPlainUnet(runtime: Runtime, dir: string): Promise<Session> {
+    const path = join(dir, 'unet', 'model.onnx');
+    const variant = inferenceUnetVariant(runtime.decision.ep, this.opts.unetVariant);
+    if (variant === 'original' || !this.opts.cacheDir) return runtime.createSession(path, { label: 'unet' });
+    const unet = await openInferenceUnet(runtime, path, {
+      variant,
+      cacheDir: this.opts.cacheDir,
+      onNote: this.opts.log,
+    });
+    return unet.session;
   }
 
   /** Lets the resident UNet go (training builds its own graph over the same weights). */

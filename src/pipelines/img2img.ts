@@ -26,8 +26,8 @@ import { type Tensor, float32 } from '../tensor.js';
 import { denoiseOnDevice, denoiseOnHost, throwIfAborted, type DenoiseContext } from './denoise.js';
 import { type FitPlan, cropFrame, fitIsIdentity, padFrame, planFit } from '../io/size.js';
 import { type StylizeOptions, type StylizeProgress, checkNoiseShape, resolveOptions } from './options.js';
-import { buildStepGraph } from './step-graph.js';
-import { batchEmbeddings, encodePrompts } from './text.js';
+import { cachedPromptEmbeddings, cachedStepSession } from './cache.js';
+import { batchEmbeddings } from './text.js';
 import { encodeImages, decodeLatents } from './vae.js';
 
 export type { StylizeOptions, StylizeProgress } from './options.js';
@@ -71,6 +71,21 @@ export interface StylizeSummary {
   loop: 'host' | 'device';
   promptTruncated: boolean;
   seconds: number;
+  /** Where the seconds went (the UNet's share is `denoise`; the rest is text, VAE and host work). */
+  timings: StylizeTimings;
+}
+
+/** Seconds per part of a run, and until the first frame was handed over. */
+export interface StylizeTimings {
+  /** Text encoder (0 when the embeddings were cached from an earlier call). */
+  prompt: number;
+  /** Reading frames from the source, VAE encoder, denoising loop (UNet + guidance + DDIM), VAE decoder, sink. */
+  read: number;
+  encode: number;
+  denoise: number;
+  decode: number;
+  sink: number;
+  firstFrame: number | null;
 }
 
 /** The latent shape for frames of a working size (what `--noise-file` must hold): [1, C, H/f, W/f]. */
@@ -155,9 +170,17 @@ async function runPipeline(
   if (o.noise) checkNoiseShape(o.noise, noiseShape, `${width}×${height}`);
   const strength = plan.mode === 'txt2img' ? 1 : o.strength;
 
-  // 2. Encode the prompt once (and the negative prompt when guidance is on).
+  // 2. Encode the prompt once (and the negative prompt when guidance is on); kept for later calls.
   throwIfAborted(options.signal);
-  const prompts = await encodePrompts(model, o.prompt, o.negativePrompt, o.cfg);
+  const timings: StylizeTimings = { prompt: 0, read: 0, encode: 0, denoise: 0, decode: 0, sink: 0, firstFrame: null };
+  let mark = performance.now();
+  const lap = (part: Exclude<keyof StylizeTimings, 'firstFrame'>): void => {
+    const now = performance.now();
+    timings[part] += (now - mark) / 1000;
+    mark = now;
+  };
+  const prompts = await cachedPromptEmbeddings(model, o.prompt, o.negativePrompt, o.cfg);
+  lap('prompt');
 
   // 3. Set the timesteps: strength keeps the last int(n·strength) of the n-step DDIM schedule.
   const scheduler = new DdimScheduler(model.schedulerConfig);
@@ -170,75 +193,74 @@ async function runPipeline(
   // 4. The initial noise: given, or drawn once from the seed; the same for every frame.
   const noise = o.noise ?? float32(noiseShape, new Rng(o.seed).normalArray(noiseShape.reduce((a, b) => a * b, 1)));
 
-  // 5. Where the loop runs: on the GPU (step graph) or the host.
+  // 5. Where the loop runs: on the GPU (step graph, kept for later calls) or the host.
   const wantDevice = options.latentsOnDevice ?? 'auto';
   const canDevice = !model.schedulerConfig.thresholding && !model.schedulerConfig.clip_sample;
   const onDevice = canDevice && (wantDevice === 'auto' ? runtime.decision.ep === 'webgpu' : wantDevice);
   let stepSession: Session | null = null;
   if (onDevice) {
-    stepSession = await runtime.createSession(
-      buildStepGraph({
-        guidance: o.cfg,
-        prediction: model.schedulerConfig.prediction_type,
-        unetType: model.facts.unetType,
-      }),
-      { label: 'ddim-step', keepOutputsOnGpu: true },
-    );
+    stepSession = await cachedStepSession(runtime, {
+      guidance: o.cfg,
+      prediction: model.schedulerConfig.prediction_type,
+      unetType: model.facts.unetType,
+    });
   }
 
   const frames = source.count;
   const progress = (p: StylizeProgress): void => options.onProgress?.(p);
-  try {
-    for (let first = 0; first < frames; first += o.batch) {
-      const n = Math.min(o.batch, frames - first);
-      // 6. Encode this batch's frames and noise them to the first timestep (txt2img: the noise alone).
-      throwIfAborted(options.signal);
-      const noiseBatch = repeatBatch(noise, n);
-      let start: Tensor<'float32'>;
-      if (plan.mode === 'txt2img') {
-        start = float32(
-          noiseBatch.dims,
-          noiseBatch.data.map((v) => Math.fround(v * scheduler.initNoiseSigma)),
-        );
-      } else {
-        const images: Tensor<'float32'>[] = [];
-        for (let i = first; i < first + n; i++) images.push(checkFrame(await source.read(i), i, width, height));
-        const initLatents = await encodeImages(model, stackBatch(images));
-        start = float32(initLatents.dims, scheduler.addNoise(initLatents.data, noiseBatch.data, latentTimestep));
-      }
-      progress({ phase: 'encode', frame: first + n, frames, step: 0, steps: timesteps.length });
-
-      // 7. Denoise (the text embeddings, batched for n frames, go to the GPU once per batch).
-      const textHost = batchEmbeddings(prompts, n, model.facts.unetTextType);
-      const text: Feed = onDevice ? await runtime.upload(textHost) : textHost;
-      const ctx: DenoiseContext = {
-        runtime,
-        model,
-        unet: o.unet,
-        scheduler,
-        timesteps,
-        guidance: o.cfg ? o.guidance : null,
-        text,
-        signal: options.signal,
-        onStep: (step, steps) => progress({ phase: 'denoise', frame: first + n, frames, step, steps }),
-      };
-      let latents: Tensor<'float32'>;
-      try {
-        latents = stepSession ? await denoiseOnDevice(ctx, start, stepSession) : await denoiseOnHost(ctx, start);
-      } finally {
-        if (isGpuTensor(text)) await runtime.dispose(text);
-      }
-
-      // 8. Decode and hand over each frame.
-      throwIfAborted(options.signal);
-      const decoded = await decodeLatents(model, latents);
-      for (let i = 0; i < n; i++) {
-        await sink(first + i, sliceBatch(decoded, i));
-        progress({ phase: 'frame', frame: first + i + 1, frames, step: timesteps.length, steps: timesteps.length });
-      }
+  for (let first = 0; first < frames; first += o.batch) {
+    const n = Math.min(o.batch, frames - first);
+    // 6. Encode this batch's frames and noise them to the first timestep (txt2img: the noise alone).
+    throwIfAborted(options.signal);
+    const noiseBatch = repeatBatch(noise, n);
+    let start: Tensor<'float32'>;
+    if (plan.mode === 'txt2img') {
+      start = float32(
+        noiseBatch.dims,
+        noiseBatch.data.map((v) => Math.fround(v * scheduler.initNoiseSigma)),
+      );
+    } else {
+      const images: Tensor<'float32'>[] = [];
+      for (let i = first; i < first + n; i++) images.push(checkFrame(await source.read(i), i, width, height));
+      lap('read');
+      const initLatents = await encodeImages(model, stackBatch(images));
+      start = float32(initLatents.dims, scheduler.addNoise(initLatents.data, noiseBatch.data, latentTimestep));
+      lap('encode');
     }
-  } finally {
-    await stepSession?.release();
+    progress({ phase: 'encode', frame: first + n, frames, step: 0, steps: timesteps.length });
+
+    // 7. Denoise (the text embeddings, batched for n frames, go to the GPU once per batch).
+    const textHost = batchEmbeddings(prompts, n, model.facts.unetTextType);
+    const text: Feed = onDevice ? await runtime.upload(textHost) : textHost;
+    const ctx: DenoiseContext = {
+      runtime,
+      model,
+      unet: o.unet,
+      scheduler,
+      timesteps,
+      guidance: o.cfg ? o.guidance : null,
+      text,
+      signal: options.signal,
+      onStep: (step, steps) => progress({ phase: 'denoise', frame: first + n, frames, step, steps }),
+    };
+    let latents: Tensor<'float32'>;
+    try {
+      latents = stepSession ? await denoiseOnDevice(ctx, start, stepSession) : await denoiseOnHost(ctx, start);
+    } finally {
+      if (isGpuTensor(text)) await runtime.dispose(text);
+    }
+    lap('denoise');
+
+    // 8. Decode and hand over each frame.
+    throwIfAborted(options.signal);
+    const decoded = await decodeLatents(model, latents);
+    lap('decode');
+    for (let i = 0; i < n; i++) {
+      await sink(first + i, sliceBatch(decoded, i));
+      lap('sink');
+      timings.firstFrame ??= (Date.now() - started) / 1000;
+      progress({ phase: 'frame', frame: first + i + 1, frames, step: timesteps.length, steps: timesteps.length });
+    }
   }
   return {
     frames,
@@ -252,6 +274,7 @@ async function runPipeline(
     loop: onDevice ? 'device' : 'host',
     promptTruncated: prompts.truncated,
     seconds: (Date.now() - started) / 1000,
+    timings,
   };
 }
 

@@ -67,8 +67,13 @@ export async function openRuntime(options: RuntimeOptions): Promise<Runtime> {
   const link = new WorkerLink(worker);
   const tensorIdBase = ++runtimesOpened * TENSOR_ID_SPAN;
   try {
-    const { decision } = await link.call<InitResult>({ op: 'init', ep: options.ep, cpuThreads, tensorIdBase });
-    return new WorkerRuntime(link, decision, tensorIdBase);
+    const { decision, ortVersion } = await link.call<InitResult>({
+      op: 'init',
+      ep: options.ep,
+      cpuThreads,
+      tensorIdBase,
+    });
+    return new WorkerRuntime(link, decision, ortVersion, tensorIdBase);
   } catch (err) {
     await link.shutdown(false);
     throw err;
@@ -178,6 +183,7 @@ class WorkerRuntime implements Runtime {
   constructor(
     private readonly link: WorkerLink,
     readonly decision: ProviderDecision,
+    readonly ortVersion: string,
     private readonly tensorIdBase: number,
   ) {}
 

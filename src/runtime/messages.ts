@@ -35,6 +35,7 @@ export type WireSessionOptions = SessionOptions & { label: string };
 
 export interface InitResult {
   decision: ProviderDecision;
+  ortVersion: string;
 }
 export interface CreateResult {
   session: number;

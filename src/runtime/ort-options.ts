@@ -13,6 +13,8 @@ export interface OrtSessionOptions {
   preferredOutputLocation?: 'cpu' | 'gpu-buffer' | Record<string, 'cpu' | 'gpu-buffer'>;
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   externalData?: { path: string; data: Uint8Array }[];
+  enableProfiling?: boolean;
+  profileFilePrefix?: string;
   extra?: Record<string, Record<string, string>>;
 }
 
@@ -37,6 +39,10 @@ export function toOrtSessionOptions(
   const out: OrtSessionOptions = { executionProviders: [providerEntry(ep, options)], logSeverityLevel: 4 };
   if (options.graphOptimization) out.graphOptimizationLevel = options.graphOptimization;
   if (cpuThreads > 0) out.intraOpNumThreads = cpuThreads;
+  if (options.profilePrefix) {
+    out.enableProfiling = true;
+    out.profileFilePrefix = options.profilePrefix;
+  }
   if (options.freeDimensionOverrides && Object.keys(options.freeDimensionOverrides).length > 0) {
     out.freeDimensionOverrides = { ...options.freeDimensionOverrides };
   }

@@ -52,6 +52,12 @@ export interface SessionOptions {
   label?: string;
   /** WebGPU only: the layout ORT uses for layout-sensitive ops (Conv, …). Default NCHW. Ignored elsewhere. */
   preferredLayout?: 'NCHW' | 'NHWC';
+  /**
+   * Profile every run with ORT's profiler into a JSON file (Chrome trace format) whose path starts with this
+   * prefix (ORT appends a date and `.json`); it is written when the session is released. On WebGPU the
+   * kernels' GPU times are in it ("Api" events) when the device has timestamp queries. For benchmarks only.
+   */
+  profilePrefix?: string;
 }
 
 export interface RunOptions {
@@ -81,6 +87,8 @@ export interface Session {
 
 export interface Runtime {
   readonly decision: ProviderDecision;
+  /** The onnxruntime-node version the worker loaded (e.g. '1.30.0'): optimized graphs are cached per version. */
+  readonly ortVersion: string;
   /** Loads a model from a file path (external data beside it is found) or from bytes. */
   createSession(model: string | Uint8Array, options?: SessionOptions): Promise<Session>;
   /**

@@ -30,6 +30,8 @@ interface SessionEntry {
   session: OrtSession;
   label: string;
   gpuOutputs: boolean;
+  /** ORT writes the profile only when asked to end it (before the session is released). */
+  profiling: boolean;
 }
 
 const HOST_TYPES: ReadonlySet<string> = new Set<DType>(['float32', 'float16', 'int64', 'int32', 'uint8', 'bool']);
@@ -94,7 +96,7 @@ async function init(choice: ExecutionProviderChoice, cpuThreads: number): Promis
   state.cpuThreads = cpuThreads;
   const decision = await decideProvider({ choice, probe: probeProvider });
   state.ep = decision.ep;
-  return { decision };
+  return { decision, ortVersion: ort.env.versions.node ?? ort.env.versions.common };
 }
 
 /** Creates and runs a float32 Identity session on `ep`; keeps it as the float32 reader when it works. */
@@ -147,7 +149,12 @@ async function createSession(model: string | Uint8Array, options: WireSessionOpt
     }
   }
   const id = state.nextSession++;
-  state.sessions.set(id, { session, label, gpuOutputs: Boolean(ortOptions.preferredOutputLocation) });
+  state.sessions.set(id, {
+    session,
+    label,
+    gpuOutputs: Boolean(ortOptions.preferredOutputLocation),
+    profiling: Boolean(options.profilePrefix),
+  });
   return { session: id, inputs, outputs, ep: state.ep };
 }
 
@@ -238,6 +245,7 @@ async function releaseSession(id: number): Promise<void> {
   const entry = state.sessions.get(id);
   if (!entry) return;
   state.sessions.delete(id);
+  if (entry.profiling) entry.session.endProfiling();
   await entry.session.release();
 }
 

@@ -7,8 +7,8 @@
  * once the query length exceeds 16 (max error 0.04–0.25 on unit-normal q/k/v, whatever the batch, heads or
  * key length; the CPU kernel matches a float64 reference to 2e-7). The checks below therefore run the fused
  * graphs at ≤ 16 query tokens, where they agree, and the longer case is a `todo` that reports the error. Until
- * it is measured to agree on a real GPU (bench/optimize.ts prints maxAbsDiffVsOriginal), do not turn fusion on
- * by default for WebGPU.
+ * it is measured to agree on a real GPU (bench/gpu/session.sh: each variant's maxAbsDiff), do not turn fusion
+ * on by default for WebGPU (src/models/inference-unet.ts checks it again where it runs).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,0 +1,80 @@
+/**
+ * `vidprior stylize` end to end on the CPU provider with a built tiny model: the result line carries where the
+ * time went (load, first frame, the pipeline's parts) and the UNet graph that ran; a bad VIDPRIOR_UNET_VARIANT
+ * is refused before anything loads, naming the known variants.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { createModelFolder } from '../../../src/models/builder/folder.js';
+import { writeFramePng } from '../../../src/io/frames.js';
+import { float32 } from '../../../src/tensor.js';
+
+const CLI = 'dist/cli/main.js';
+let root: string;
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), 'vidprior-stylize-cli-'));
+  await createModelFolder(join(root, 'model'), 'tiny', { seed: 0, opset: 17 });
+  mkdirSync(join(root, 'in'));
+  for (let i = 0; i < 2; i++)
+    await writeFramePng(
+      join(root, 'in', `f${i}.png`),
+      float32([3, 64, 64], new Float32Array(3 * 64 * 64).fill(i / 2 - 0.2)),
+    );
+});
+after(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+function vidprior(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, VIDPRIOR_CACHE_DIR: join(root, 'cache'), ...env },
+  });
+}
+
+const ARGS = [
+  'stylize',
+  '--input',
+  'in',
+  '--output',
+  'out',
+  '--prompt',
+  'a watercolour',
+  '--steps',
+  '4',
+  '--ep',
+  'cpu',
+];
+
+test('the --json result says how long loading, the first frame and each part took, and which UNet ran', () => {
+  const args = ARGS.map((a) => (a === 'in' || a === 'out' ? join(root, a) : a));
+  const r = vidprior([...args, '--model', join(root, 'model'), '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const result = lines.find((l) => l.event === 'result')!;
+  assert.equal(result.unetVariant, 'original');
+  assert.ok((result.loadSeconds as number) > 0);
+  assert.ok((result.firstFrameSeconds as number) > (result.loadSeconds as number));
+  const t = result.timings as Record<string, number>;
+  for (const part of ['prompt', 'read', 'encode', 'denoise', 'decode', 'sink']) assert.ok(t[part]! >= 0, part);
+  assert.ok(t.denoise! > 0);
+  assert.ok(lines.some((l) => l.event === 'loaded'));
+  const frames = lines.filter((l) => l.event === 'progress' && l.phase === 'frame');
+  assert.equal(frames.length, 2);
+  assert.ok(frames.every((l) => typeof l.seconds === 'number'));
+  assert.deepEqual(readdirSync(join(root, 'out')).sort(), ['f0.png', 'f1.png']);
+});
+
+test('a VIDPRIOR_UNET_VARIANT that names no variant is refused before anything loads', () => {
+  const r = vidprior([...ARGS, '--model', join(root, 'nowhere')], { VIDPRIOR_UNET_VARIANT: 'fastest' });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /VIDPRIOR_UNET_VARIANT is "fastest"; known UNet variants: original, fused, fused-geglu/);
+});
