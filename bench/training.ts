@@ -97,7 +97,7 @@ async function runTrainingBench(ctx: BenchContext): Promise<unknown> {
       preset: ctx.preset,
       latent: [1, facts.latentChannels, side, side],
       iterations,
-      lora: { rank: 4, layers: result.adapter.weights.size },
+      lora: { rank: 4, layers: 'weights' in result.adapter ? result.adapter.weights.size : 0 },
       trainingStepsPerSecond: round(1 / stepSeconds),
       forwardStepsPerSecond: round(1 / forwardSeconds),
       trainingStepVsForward: round(stepSeconds / forwardSeconds),

@@ -23,6 +23,8 @@ export interface Config {
   /** The daemon `vidprior submit` / `vidprior jobs` talk to, and its token (VIDPRIOR_URL, VIDPRIOR_TOKEN). */
   daemonUrl: string;
   daemonToken?: string;
+  /** GiB a training step may use (VIDPRIOR_MEMORY_LIMIT_GB), e.g. the GPU's memory; unset: no limit on GPUs. */
+  memoryLimitGb?: number;
 }
 
 let cached: Config | null = null;
@@ -44,6 +46,7 @@ export function config(): Config {
     ci: env.CI === 'true',
     daemonUrl: env.VIDPRIOR_URL || 'ws://127.0.0.1:8765/',
     daemonToken: env.VIDPRIOR_TOKEN || undefined,
+    memoryLimitGb: Number(env.VIDPRIOR_MEMORY_LIMIT_GB) > 0 ? Number(env.VIDPRIOR_MEMORY_LIMIT_GB) : undefined,
   };
   return cached;
 }

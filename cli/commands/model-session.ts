@@ -46,8 +46,11 @@ export async function openModelSession(
     const unetOptions = runtime.decision.ep === 'webgpu' ? { keepOutputsOnGpu: true } : {};
     if (args.adapter) {
       adapted = await createAdaptedUnet(runtime, modelDir, args.adapter, unetOptions);
-      const made = adapted.adapter.record.prompt ? `, fine-tuned for "${adapted.adapter.record.prompt}"` : '';
-      reporter.note(`adapter ${args.adapter}: ${adapted.layers} layers, rank ${adapted.adapter.rank}${made}`);
+      const made = adapted.record.prompt ? `, fine-tuned for "${adapted.record.prompt}"` : '';
+      const what = adapted.adapter
+        ? `${adapted.layers} layers, rank ${adapted.adapter.rank}`
+        : `full UNet delta, ${adapted.layers} weights`;
+      reporter.note(`adapter ${args.adapter}: ${what}${made}`);
     }
     const model = await loadModelFolder(modelDir, runtime, {
       sessionOptions: { unet: unetOptions },
