@@ -12,7 +12,7 @@ import { loadExternalData } from '../onnx/external-data.js';
 import type { Model } from '../onnx/ir.js';
 import { type Adapter, type AdapterRecord, saveAdapter } from './adapter.js';
 import { type FullParam, findFullParams, fromTorchLayout, toTorchLayout } from './full.js';
-import { type SafeTensor, type SafetensorsReader, openSafetensors, writeSafetensors } from './safetensors.js';
+import { type SafeTensor, type SafetensorsReader, writeSafetensors } from './safetensors.js';
 
 export const DELTA_FORMAT = 'vidprior-full-delta/1';
 

@@ -28,7 +28,7 @@ export interface StepSessionOptions {
   accumulate: boolean;
   precision: 'float32' | 'float16';
   recompute: boolean;
-  /** Bytes the step may use; default: this machine's memory on the CPU provider, no check elsewhere. */
+  /** Bytes the step may use; createStepSession's default: this machine's memory on CPU, no check elsewhere. */
   memoryLimit?: number;
   memoryLimitSource?: string;
 }
@@ -45,11 +45,34 @@ export interface StepSession {
 
 export async function createStepSession(
   runtime: Runtime,
-  model: StableDiffusionModel,
+  model: Pick<StableDiffusionModel, 'dir'>,
   latentShape: number[],
   textShape: number[],
   o: StepSessionOptions,
 ): Promise<StepSession> {
+  const built = await buildStepGraph(model, latentShape, textShape, {
+    ...o,
+    ...(o.memoryLimit === undefined && runtime.decision.ep === 'cpu'
+      ? { memoryLimit: totalmem(), memoryLimitSource: "this machine's memory" }
+      : {}),
+  });
+  return openStepSession(runtime, built);
+}
+
+export interface StepGraph {
+  graph: TrainStepGraph['model'];
+  step: Omit<TrainStepGraph, 'model'>;
+  memory: TrainingMemory;
+  buildSeconds: number;
+}
+
+/** Phases 1–3: the step graph from the UNet's structure, and the memory check (against `memoryLimit` only). */
+export async function buildStepGraph(
+  model: Pick<StableDiffusionModel, 'dir'>,
+  latentShape: number[],
+  textShape: number[],
+  o: StepSessionOptions,
+): Promise<StepGraph> {
   const started = performance.now();
   // 1. The UNet's structure (and its weights only where float16 conversion needs them).
   const unetPath = join(model.dir, 'unet', 'model.onnx');
@@ -96,17 +119,14 @@ export async function createStepSession(
     savedActivationBytes: step.savedActivationBytes,
     largestValueBytes: step.largestValueBytes,
   });
-  const cpu = runtime.decision.ep === 'cpu';
-  const limit = o.memoryLimit ?? (cpu ? totalmem() : undefined);
-  checkTrainingMemory(
-    memory,
-    limit,
-    o.memoryLimitSource ?? (o.memoryLimit ? 'the memory limit' : "this machine's memory"),
-    o.full,
-  );
-  const buildSeconds = (performance.now() - started) / 1000;
+  checkTrainingMemory(memory, o.memoryLimit, o.memoryLimitSource ?? 'the memory limit', o.full);
+  return { graph, step, memory, buildSeconds: (performance.now() - started) / 1000 };
+}
 
-  // 4. Written out (weights copied file to file), then opened; the graph object lets its weights go first.
+/** Phase 4: the graph written out (weights copied file to file) and opened by the runtime. */
+export async function openStepSession(runtime: Runtime, built: StepGraph): Promise<StepSession> {
+  const { graph, step, memory, buildSeconds } = built;
+  // The graph object lets its weights go before the runtime reads its own copy.
   const sessionStarted = performance.now();
   const tmp = await mkdtemp(join(tmpdir(), 'vidprior-train-'));
   try {
