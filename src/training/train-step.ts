@@ -20,7 +20,7 @@
 import { VidpriorError } from '../errors.js';
 import { buildGradients } from '../autodiff/gradients.js';
 import { GraphBuilder } from '../onnx/builder.js';
-import { convertToFloat16, DEFAULT_FP32_NODES } from '../onnx/convert-float16.js';
+import { convertToFloat16, DEFAULT_FP32_NODES, DEFAULT_FP32_OPS } from '../onnx/convert-float16.js';
 import type { Model } from '../onnx/ir.js';
 import { inferShapes } from '../onnx/shape-inference.js';
 import { type FullDelta, type FullParam, findFullParams, injectFullDeltas } from './full.js';
@@ -152,7 +152,12 @@ export function buildTrainStep(unet: Model, options: TrainStepOptions): TrainSte
   const half = options.precision === 'float16';
   let model = unet;
   if (half) {
-    model = convertToFloat16(unet, { blockNodes: [...DEFAULT_FP32_NODES, /^\/full\//] });
+    // Full mode: W0 + Δ is formed in float32 (then cast), and W0 keeps float32 for AdamW's decay, also where
+    // an exporter shares it through Identity nodes.
+    model = convertToFloat16(unet, {
+      blockNodes: [...DEFAULT_FP32_NODES, /^full\//],
+      blockOps: t.kind === 'full' ? [...DEFAULT_FP32_OPS, 'Identity'] : DEFAULT_FP32_OPS,
+    });
     unet.graph = model.graph;
   }
   const prediction = model.graph.outputs[0]!.name;

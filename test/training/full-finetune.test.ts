@@ -27,7 +27,8 @@ function clip(frames: number): Tensor<'float32'>[] {
     const d = new Float32Array(3 * 16 * 16);
     for (let c = 0; c < 3; c++)
       for (let y = 0; y < 16; y++)
-        for (let x = 0; x < 16; x++) d[c * 256 + y * 16 + x] = Math.sin((x + t) * 0.4 + c) * 0.6 + Math.cos(y * 0.3 - c) * 0.3;
+        for (let x = 0; x < 16; x++)
+          d[c * 256 + y * 16 + x] = Math.sin((x + t) * 0.4 + c) * 0.6 + Math.cos(y * 0.3 - c) * 0.3;
     return float32([3, 16, 16], d);
   });
 }
@@ -65,7 +66,15 @@ test('full fine-tuning: loss goes down, cancel + resume gives the same delta bit
       const frames = clip(4);
       const data: FinetuneData = {
         frames,
-        edits: [{ original: frames[1]!, edited: float32(frames[1]!.dims, frames[1]!.data.map((v) => -v)) }],
+        edits: [
+          {
+            original: frames[1]!,
+            edited: float32(
+              frames[1]!.dims,
+              frames[1]!.data.map((v) => -v),
+            ),
+          },
+        ],
       };
       const whole = await finetune(rt, model, data, base);
       const delta = whole.adapter as FullDeltaAdapter;
@@ -90,17 +99,28 @@ test('full fine-tuning: loss goes down, cancel + resume gives the same delta bit
         }),
         (e: unknown) => e instanceof VidpriorError && e.code === 'E_CANCELLED',
       );
-      const resumed = await finetune(rt, model, data, { ...base, checkpointEvery: 4, checkpointPath: ckpt, resume: true });
+      const resumed = await finetune(rt, model, data, {
+        ...base,
+        checkpointEvery: 4,
+        checkpointPath: ckpt,
+        resume: true,
+      });
       assert.equal(resumed.startIteration, 6);
       for (const [name, d] of delta.deltas) {
         const r = (resumed.adapter as FullDeltaAdapter).deltas.get(name)!;
-        assert.deepEqual(Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength), Buffer.from(d.data.buffer, d.data.byteOffset, d.data.byteLength), name);
+        assert.deepEqual(
+          Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength),
+          Buffer.from(d.data.buffer, d.data.byteOffset, d.data.byteLength),
+          name,
+        );
       }
 
       // The delta file loads like an adapter and changes the UNet as the in-memory delta does.
       const file = join(dir, 'full.safetensors');
       await saveFinetuned(file, delta);
-      t.diagnostic(`delta file: ${statSync(file).size} bytes for ${[...delta.deltas.values()].reduce((s, d) => s + d.data.length, 0)} weights`);
+      t.diagnostic(
+        `delta file: ${statSync(file).size} bytes for ${[...delta.deltas.values()].reduce((s, d) => s + d.data.length, 0)} weights`,
+      );
       const rng = new Rng(2);
       const feeds = {
         sample: float32([1, 4, 8, 8], rng.normalArray(256)),
@@ -120,7 +140,10 @@ test('full fine-tuning: loss goes down, cancel + resume gives the same delta bit
       const fromFile = await outputOf(file);
       assert.deepEqual(fromFile, await outputOf(delta));
       const plain = await outputOf(null);
-      assert.ok(fromFile.some((v, i) => v !== plain[i]), 'the delta changes the output');
+      assert.ok(
+        fromFile.some((v, i) => v !== plain[i]),
+        'the delta changes the output',
+      );
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -139,4 +162,50 @@ test('a full fine-tune that would not fit the memory limit is refused with E_TOO
         ),
     );
   });
+});
+
+test('full fine-tuning on WebGPU (lavapipe) follows the CPU run', {
+  skip: skip || (process.env.VIDPRIOR_TEST_WEBGPU === '1' ? false : 'WebGPU tests run with VIDPRIOR_TEST_WEBGPU=1'),
+  timeout: 900_000,
+}, async () => {
+  const frames = clip(2);
+  const data: FinetuneData = {
+    frames,
+    edits: [
+      {
+        original: frames[0]!,
+        edited: float32(
+          frames[0]!.dims,
+          frames[0]!.data.map((v) => v * 0.5),
+        ),
+      },
+    ],
+  };
+  const results = [];
+  for (const ep of ['cpu', 'webgpu'] as const) {
+    const rt = await openRuntime({ ep });
+    const model = await loadModelFolder(FIXTURE, rt);
+    try {
+      results.push(await finetune(rt, model, data, { ...base, iterations: 3, lr: 1e-3 }));
+    } finally {
+      await model.release();
+      await rt.close();
+    }
+  }
+  const [cpu, gpu] = results as [Awaited<ReturnType<typeof finetune>>, Awaited<ReturnType<typeof finetune>>];
+  cpu.losses.forEach((l, i) =>
+    assert.ok(Math.abs(l - gpu.losses[i]!) < 1e-3, `loss ${i}: cpu ${l} webgpu ${gpu.losses[i]}`),
+  );
+  // Adam's first steps are ±lr wherever the gradient is not ~0: compare the deltas where both moved a lot.
+  let agree = 0;
+  let total = 0;
+  for (const [name, d] of (cpu.adapter as FullDeltaAdapter).deltas) {
+    const g = (gpu.adapter as FullDeltaAdapter).deltas.get(name)!;
+    for (let i = 0; i < d.data.length; i++) {
+      if (Math.abs(d.data[i]!) < 1e-3) continue;
+      total++;
+      if (Math.abs(d.data[i]! - g.data[i]!) < 1e-4) agree++;
+    }
+  }
+  assert.ok(total > 0 && agree / total > 0.99, `${agree} of ${total} clearly moved weights agree`);
 });

@@ -71,7 +71,11 @@ test('on a real clip, a full fine-tune reconstructs it better than a LoRA at equ
         await adapted.session.release();
       }
     };
-    const [base, withLora, withFull] = [await errorWith(null), await errorWith(lora.adapter), await errorWith(full.adapter)];
+    const [base, withLora, withFull] = [
+      await errorWith(null),
+      await errorWith(lora.adapter),
+      await errorWith(full.adapter),
+    ];
     t.diagnostic(
       `MSE to the VAE round trip after ${common.iterations} iterations: base ${base.toFixed(4)}, LoRA ${withLora.toFixed(4)} ` +
         `(${(100 * (1 - withLora / base)).toFixed(1)}% below base), full ${withFull.toFixed(4)} ` +

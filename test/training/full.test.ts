@@ -302,3 +302,45 @@ test('the memory of a full fine-tune at SD 1.5 size, and the refusal when it doe
   );
   checkTrainingMemory(sd15, 139 * 2 ** 30, 'H200', true); // fits
 });
+
+test('float16 compute with float32 master weights follows the float32 step', { skip, timeout: 600_000 }, async (t) => {
+  const rng = new Rng(9);
+  const batch = {
+    sample: rng.normalArray(256),
+    context: rng.normalArray(77 * 32),
+    target: rng.normalArray(256),
+    t: 300,
+  };
+  for (const ep of ['cpu', ...(process.env.VIDPRIOR_TEST_WEBGPU === '1' ? ['webgpu' as const] : [])] as const) {
+    const rt = await openRuntime({ ep });
+    try {
+      const lr = 1e-3;
+      const f32 = await runSteps(rt, fixtureStep({ latentShape: [1, 4, 8, 8] }), [batch, batch], lr);
+      let f16: Awaited<ReturnType<typeof runSteps>>;
+      try {
+        f16 = await runSteps(rt, fixtureStep({ latentShape: [1, 4, 8, 8], precision: 'float16' }), [batch, batch], lr);
+      } catch (err) {
+        t.diagnostic(`${ep}: float16 training does not run: ${(err as Error).message.slice(0, 200)}`);
+        continue;
+      }
+      const lossDiff = Math.max(...f16.losses.map((l, i) => Math.abs(l - f32.losses[i]!) / f32.losses[i]!));
+      // Gradients through the first moments, relative to the largest over the UNet.
+      let largest = 0;
+      let worst = 0;
+      for (const [name, v] of f32.state)
+        if (name.endsWith('.m')) for (const x of v) largest = Math.max(largest, Math.abs(x));
+      for (const [name, v] of f32.state) {
+        if (!name.endsWith('.m')) continue;
+        const w = f16.state.get(name)!;
+        for (let i = 0; i < v.length; i++) worst = Math.max(worst, Math.abs(v[i]! - w[i]!) / largest);
+      }
+      t.diagnostic(
+        `${ep}: float16 vs float32 loss within ${lossDiff.toExponential(2)}, gradients within ${worst.toExponential(2)} of the largest`,
+      );
+      assert.ok(lossDiff < 1e-2, `loss differs by ${lossDiff}`);
+      assert.ok(worst < 2e-2, `gradients differ by ${worst}`);
+    } finally {
+      await rt.close();
+    }
+  }
+});
