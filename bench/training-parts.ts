@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { loadModel } from '../src/onnx/external-data.js';
 import { Rng } from '../src/random.js';
 import { type Feed, type GpuTensor, type Runtime, isGpuTensor } from '../src/runtime/types.js';
-import { float32, tensor } from '../src/tensor.js';
+import { float32 } from '../src/tensor.js';
 import { createStepSession } from '../src/training/step-session.js';
 import { TrainingState, timestepFeed } from '../src/training/train-state.js';
 import { adamScalars } from '../src/training/train-step.js';
@@ -22,6 +22,8 @@ export interface PartSpec {
   precision?: 'float32' | 'float16';
   /** Samples per optimizer step (gradient accumulation). */
   accumulate?: number;
+  /** Samples per run (default 1): the batch the accumulation stands in for. */
+  batch?: number;
 }
 
 export const PARTS: PartSpec[] = [
@@ -31,6 +33,7 @@ export const PARTS: PartSpec[] = [
   { name: 'full-recompute', mode: 'full', recompute: true },
   { name: 'full-float16', mode: 'full', precision: 'float16' },
   { name: 'full-accumulate4', mode: 'full', accumulate: 4 },
+  { name: 'full-batch4', mode: 'full', batch: 4 },
   { name: 'lora-recompute', mode: 'lora', recompute: true },
   { name: 'lora-float16', mode: 'lora', precision: 'float16' },
 ];
@@ -64,6 +67,8 @@ export interface PartOptions {
   /** Stop timing after this many seconds even if fewer steps ran. */
   maxSeconds: number;
   log: (line: string) => void;
+  /** Latent side (default: 512×512 frames, 512 / the VAE factor); smaller for dry runs on software GPUs. */
+  latentSide?: number;
 }
 
 /** What a part needs to know of the model folder, read without opening any session. */
@@ -105,11 +110,13 @@ export async function runPart(
   o: PartOptions,
 ): Promise<PartResult> {
   const { facts } = model;
-  const side = Math.round(512 / facts.vaeScaleFactor);
-  const latent = [1, facts.latentChannels, side, side];
+  const side = o.latentSide ?? Math.round(512 / facts.vaeScaleFactor);
+  const batch = spec.batch ?? 1;
+  const latent = [batch, facts.latentChannels, side, side];
+  const textShape = [batch, facts.textLength, facts.textWidth];
   const accumulate = spec.accumulate ?? 1;
   // 1. Build and open the step (timed inside).
-  const built = await createStepSession(runtime, model, latent, [1, facts.textLength, facts.textWidth], {
+  const built = await createStepSession(runtime, model, latent, textShape, {
     full: spec.mode === 'full',
     rank: 4,
     alpha: 4,
@@ -128,14 +135,14 @@ export async function runPart(
   state.init(0, null);
   let fixed: Record<string, Feed> = {};
   try {
-    // 2. Synthetic batch-1 inputs, uploaded once.
+    // 2. Synthetic inputs, uploaded once.
     const rng = new Rng(0);
     const n = latent.reduce((a, b) => a * b, 1);
     fixed = {
       [step.inputs.sample]: await runtime.upload(float32(latent, rng.normalArray(n))),
       [step.inputs.target]: await runtime.upload(float32(latent, rng.normalArray(n))),
       [step.inputs.context]: await runtime.upload(
-        float32([1, facts.textLength, facts.textWidth], rng.normalArray(facts.textLength * facts.textWidth, 0.5)),
+        float32(textShape, rng.normalArray(batch * facts.textLength * facts.textWidth, 0.5)),
       ),
     };
     let stepNumber = 0;
@@ -155,7 +162,7 @@ export async function runPart(
         };
         if (step.inputs.decayComplement) feeds[step.inputs.decayComplement] = float32([], [sc.decayComplement]);
         if (step.inputs.apply) {
-          feeds[step.inputs.apply] = tensor('bool', [], Uint8Array.of(k === accumulate - 1 ? 1 : 0));
+          feeds[step.inputs.apply] = float32([], [k === accumulate - 1 ? 1 : 0]);
           feeds[step.inputs.gradScale!] = float32([], [1 / accumulate]);
         }
         for (const [name, value] of state.current) feeds[name] = value;
@@ -187,7 +194,7 @@ export async function runPart(
       warmupSteps: o.warmup,
       timedSteps: timed,
       stepsPerSecond: round(timed / seconds),
-      samplesPerSecond: round((timed * accumulate) / seconds),
+      samplesPerSecond: round((timed * accumulate * batch) / seconds),
       estimatedMemoryGiB: round(built.memory.total / 2 ** 30),
       firstLoss: round(losses[0]!),
       lastLoss: round(losses[losses.length - 1]!),

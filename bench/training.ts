@@ -15,7 +15,7 @@
  *   --build-only   graph construction only (structure, LoRA/deltas, loss, autodiff, AdamW; no session): seconds
  *                  and peak RSS per part, each in its own process (for SD 1.5 size on a CPU machine)
  * options: --preset tiny|sd15  --ep cpu|webgpu|cuda|auto  --model-dir <built folder>  --models <cache dir>
- *          --out <dir>  --parts a,b  --steps N  --baseline <file>  --budget-s N
+ *          --out <dir>  --parts a,b  --steps N  --baseline <file>  --budget-s N  --latent-side N (dry runs)
  *   node dist/bench/training.js --gpu --preset sd15 --ep webgpu --out <dir> [--model-dir <dir>] [--baseline <f>]
  */
 import { spawnSync } from 'node:child_process';
@@ -163,6 +163,7 @@ interface Args {
   steps: number;
   baseline?: string;
   budget: number;
+  latentSide?: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -203,6 +204,7 @@ function parseArgs(argv: string[]): Args {
     steps: Number(opt('--steps') ?? (gpu ? 10 : 4)),
     baseline: opt('--baseline'),
     budget: Number(opt('--budget-s') ?? 170),
+    latentSide: opt('--latent-side') ? Number(opt('--latent-side')) : undefined,
   };
 }
 
@@ -264,7 +266,13 @@ async function childPart(a: Args): Promise<void> {
   const runtime = await openRuntime({ ep: a.ep });
   try {
     const rssBefore = peakRssMiB();
-    const r = await runPart(runtime, target, spec, { warmup: 1, steps: a.steps, maxSeconds: 120, log });
+    const r = await runPart(runtime, target, spec, {
+      warmup: 1,
+      steps: a.steps,
+      maxSeconds: 120,
+      log,
+      latentSide: a.latentSide,
+    });
     process.stdout.write(
       `${JSON.stringify({ ...r, ep: runtime.decision.ep, rssBeforeMiB: rssBefore, peakRssMiB: peakRssMiB() })}\n`,
     );
@@ -293,6 +301,7 @@ async function cpuComparison(a: Args): Promise<void> {
       String(a.steps),
     ];
     if (a.buildOnly) args.push('--build-only');
+    if (a.latentSide) args.push('--latent-side', String(a.latentSide));
     const child = spawnSync(process.execPath, args, {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -370,6 +379,7 @@ async function gpuRun(a: Args): Promise<void> {
           steps: a.steps,
           maxSeconds: Math.min(15, Math.max(3, left / 6)),
           log,
+          latentSide: a.latentSide,
         });
         await new Promise((res) => setTimeout(res, 250)); // one more reading
         const row = { ...r, peakGpuMiB: poller.peak(), gpuMiBAfterRelease: null as number | null, seconds: 0 };

@@ -15,7 +15,7 @@ import { encodeImages } from '../pipelines/vae.js';
 import type { Feed, Runtime } from '../runtime/types.js';
 import { isGpuTensor } from '../runtime/types.js';
 import { DdimScheduler } from '../schedulers/ddim.js';
-import { type Tensor, float32, tensor, } from '../tensor.js';
+import { type Tensor, float32 } from '../tensor.js';
 import type { Adapter, AdapterRecord } from './adapter.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import type { FullDeltaAdapter } from './full-delta.js';
@@ -187,7 +187,7 @@ export async function finetune(
       if (step.inputs.decayComplement)
         feeds[step.inputs.decayComplement] = float32([], [lr === 0 ? 0 : sc.decayComplement]);
       if (step.inputs.apply) {
-        feeds[step.inputs.apply] = tensor('bool', [], Uint8Array.of(apply ? 1 : 0));
+        feeds[step.inputs.apply] = float32([], [apply ? 1 : 0]);
         feeds[step.inputs.gradScale!] = float32([], [1 / accumulate]);
       }
       for (const [name, value] of state.current) feeds[name] = value;

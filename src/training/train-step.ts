@@ -11,7 +11,8 @@
  *
  * Memory levers (measured in bench/training.ts):
  * - `accumulate`: gradient accumulation. Gradients are summed into accumulator inputs; AdamW applies the
- *   mean when `adam.apply` is true (batch B in B steps of batch 1, at batch 1's activation memory).
+ *   mean when `adam.apply` is 1 (batch B in B steps of batch 1, at batch 1's activation memory). The switch is
+ *   arithmetic, x·apply + y·(1 − apply), exact for 0 and 1 (Where on a scalar condition is slow on WebGPU).
  * - `precision: 'float16'`: forward and backward in float16 with float32 master values (the trainable values,
  *   their moments and, in full mode, the base weights stay float32), with a static loss scale.
  * - `recompute`: activation checkpointing in the graph (recompute.ts): attention probabilities are computed
@@ -91,7 +92,7 @@ export interface TrainStepGraph {
     decayComplement?: string;
     bc1: string;
     bc2: string;
-    /** With `accumulate`: bool, apply the update this step; and the factor turning the sum into a mean. */
+    /** With `accumulate`: 1 to apply the update this step, else 0; and the factor turning the sum into a mean. */
     apply?: string;
     gradScale?: string;
   };
@@ -194,7 +195,10 @@ export function buildTrainStep(unet: Model, options: TrainStepOptions): TrainSte
     decayComplement = t.kind === 'full' ? scalar('adam.decay_complement') : undefined,
     bc1 = scalar('adam.bc1'),
     bc2 = scalar('adam.bc2');
-  const apply = options.accumulate ? b.input('adam.apply', 'bool', []) : undefined;
+  const apply = options.accumulate ? scalar('adam.apply') : undefined;
+  const keep = apply ? b.op('Sub', [b.scalar(1), apply], {}, { name: 'adam/keep' }) : undefined;
+  const choose = (applied: string, kept: string): string =>
+    b.op('Add', [b.op('Mul', [applied, apply!]), b.op('Mul', [kept, keep!])]);
   const gradScale = options.accumulate ? scalar('adam.grad_scale') : undefined;
   const beta1 = b.scalar(adam.beta1),
     oneMinusBeta1 = b.scalar(1 - adam.beta1);
@@ -213,7 +217,7 @@ export function buildTrainStep(unet: Model, options: TrainStepOptions): TrainSte
       let newAcc: string | undefined;
       if (acc) {
         const sum = b.op('Add', [acc, grad]);
-        newAcc = b.op('Where', [apply!, b.op('Mul', [sum, b.scalar(0)]), sum]);
+        newAcc = b.op('Mul', [sum, keep!]);
         grad = b.op('Mul', [sum, gradScale!]);
       }
       const m1 = b.op('Add', [b.op('Mul', [m, beta1]), b.op('Mul', [grad, oneMinusBeta1])]);
@@ -226,9 +230,9 @@ export function buildTrainStep(unet: Model, options: TrainStepOptions): TrainSte
       let m2 = m1,
         v2 = v1;
       if (apply) {
-        p1 = b.op('Where', [apply, p1, value]);
-        m2 = b.op('Where', [apply, m1, m]);
-        v2 = b.op('Where', [apply, v1, v]);
+        p1 = choose(p1, value);
+        m2 = choose(m1, m);
+        v2 = choose(v1, v);
       }
       return { p1, m2, v2, newAcc };
     });

@@ -15,7 +15,7 @@ import { decodeModel } from '../../src/onnx/codec.js';
 import { Rng } from '../../src/random.js';
 import { openRuntime } from '../../src/runtime/index.js';
 import type { Runtime } from '../../src/runtime/types.js';
-import { float32, int64, tensor, type Tensor } from '../../src/tensor.js';
+import { float32, int64, type Tensor } from '../../src/tensor.js';
 import { findFullParams, fromTorchLayout, toTorchLayout } from '../../src/training/full.js';
 import { describeMemory, estimateTrainingMemory, checkTrainingMemory } from '../../src/training/memory.js';
 import {
@@ -83,7 +83,7 @@ async function runSteps(
         'adam.bc2': float32([], [sc.bc2]),
       };
       if (step.inputs.apply) {
-        feeds['adam.apply'] = tensor('bool', [], Uint8Array.of(batch.apply ? 1 : 0));
+        feeds['adam.apply'] = float32([], [batch.apply ? 1 : 0]);
         feeds['adam.grad_scale'] = float32([], [1 / accumulate]);
       }
       for (const s of step.state)
