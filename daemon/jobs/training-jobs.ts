@@ -1,6 +1,6 @@
 /**
- * finetune (steps 2–3 of the method) and run (the whole method), on the library's LoRA training
- * (src/training/finetune.ts):
+ * finetune (steps 2–3 of the method) and run (the whole method), on the library's training
+ * (src/training/finetune.ts: a LoRA, or with `full` every UNet weight):
  *   - finetune: train_frames frames sampled evenly over the clip (unconditional) plus the edited keyframes
  *     (conditional, noised from their original frame), late timesteps only; the adapter is published as
  *     `<data-dir>/adapters/<adapter_name>.safetensors` and named in `done.outputs.adapter`;
