@@ -175,7 +175,7 @@ function parseArgs(argv: string[]): Args {
   const names =
     opt('--parts')?.split(',') ??
     (gpu
-      ? ['lora', 'lora-convs', 'full', 'full-recompute', 'full-float16', 'full-accumulate4']
+      ? ['lora', 'full', 'lora-convs', 'full-recompute', 'full-float16', 'full-accumulate4']
       : [
           'lora',
           'lora-convs',
