@@ -239,8 +239,8 @@ async function childPart(a: Args): Promise<void> {
   if (a.buildOnly) {
     const built = await buildStepGraph(
       target,
-      [1, target.facts.latentChannels, side, side],
-      [1, target.facts.textLength, target.facts.textWidth],
+      [spec.batch ?? 1, target.facts.latentChannels, side, side],
+      [spec.batch ?? 1, target.facts.textLength, target.facts.textWidth],
       {
         full: spec.mode === 'full',
         rank: 4,
