@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModelFolder } from '../../src/models/loader.js';
@@ -136,6 +136,7 @@ test('resuming from a checkpoint reproduces the uninterrupted run; cancel checkp
   } finally {
     await model.release();
     await rt.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
