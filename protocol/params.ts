@@ -4,7 +4,7 @@
  * `strenght` must not be ignored), absent ones take the defaults of the method (README.md, "The method, step by step").
  */
 import { VidpriorError } from '../src/errors.js';
-import { type Infer, type Schema, array, int, num, object, oneOf, optional, str, withDefault } from './schema.js';
+import { type Infer, type Schema, array, bool, int, num, object, oneOf, optional, str, withDefault } from './schema.js';
 
 export const JOB_KINDS = ['stylize', 'edit-keyframe', 'finetune', 'run'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
@@ -111,8 +111,11 @@ const trainingFields = {
   /** Frames sampled evenly over the clip for the unconditional samples. */
   train_frames: withDefault(int({ min: 1, max: 10_000 }), 30),
   iters: withDefault(int({ min: 1, max: 1_000_000 }), 1000),
-  lr: withDefault(num({ min: 0, max: 1, minExclusive: true }), 1e-4),
+  /** Default 1e-4 for LoRA, 1e-5 with `full` (the method's): resolved by the job. */
+  lr: optional(num({ min: 0, max: 1, minExclusive: true })),
   rank: withDefault(int({ min: 1, max: 256 }), 4),
+  /** Fine-tune every UNet weight instead of a LoRA. */
+  full: withDefault(bool(), false),
   max_timestep: withDefault(int({ min: 1, max: 1000 }), 500),
   checkpoint_every: withDefault(int({ min: 1, max: 1_000_000 }), 100),
   seed: seed(),

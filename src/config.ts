@@ -40,6 +40,8 @@ export interface Config {
    * ~/.cache/huggingface/hub, as huggingface_hub resolves it. Models found there are used by repo id.
    */
   hfHubCache: string;
+  /** GiB a training step may use (VIDPRIOR_MEMORY_LIMIT_GB), e.g. the GPU's memory; unset: no limit on GPUs. */
+  memoryLimitGb?: number;
 }
 
 let cached: Config | null = null;
@@ -67,6 +69,7 @@ export function config(): Config {
     daemonUrl: env.VIDPRIOR_URL || 'ws://127.0.0.1:8765/',
     daemonToken: env.VIDPRIOR_TOKEN || undefined,
     hfHubCache: env.HF_HUB_CACHE || join(env.HF_HOME || join(xdgCache, 'huggingface'), 'hub'),
+    memoryLimitGb: Number(env.VIDPRIOR_MEMORY_LIMIT_GB) > 0 ? Number(env.VIDPRIOR_MEMORY_LIMIT_GB) : undefined,
   };
   return cached;
 }

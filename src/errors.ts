@@ -21,7 +21,8 @@ export const ERROR_CODES = {
   E_PROTOCOL: 'a message could not be decoded or is not valid for the protocol',
   E_VERSION: 'the client speaks a protocol version the daemon does not',
   E_AUTH: 'the token is missing or wrong',
-  E_TOO_LARGE: 'a message or frame exceeds the configured limit',
+  E_TOO_LARGE:
+    'a message or frame exceeds the configured limit, or a training step would need more memory than the limit',
   E_FORBIDDEN_PATH: 'a path lies outside the folders the daemon may read or write',
   E_NOT_FOUND: 'the job, model or adapter named does not exist',
   E_BUSY: 'the daemon cannot take the request now',

@@ -201,7 +201,7 @@ class VIDPRIOR_OT_finetune_strip(bpy.types.Operator):
         scene, strip, edits, files = ready
         s = scene.vidprior
         params = _add_style_lora(s, {"prompt": s.prompt, "train_frames": s.finetune_frames, "iters": s.iterations,
-                                     "seed": s.seed})
+                                     "seed": s.seed, "full": s.full_finetune})
         out = state.output_dir_for(scene, strip, "finetune")
         task = JobTask(state.settings_from_prefs(context), "finetune", params, files, out, edits=edits, name=strip.name)
         return _run(self, state.Job(task, "finetune", scene, strip, out, on_done=state.remember_adapter))
@@ -221,7 +221,7 @@ class VIDPRIOR_OT_run_method(bpy.types.Operator):
         settings = state.settings_from_prefs(context)
         params = _common_params(s, s.strength)
         params.pop("adapter", None)
-        params.update({"train_frames": s.finetune_frames, "iters": s.iterations})
+        params.update({"train_frames": s.finetune_frames, "iters": s.iterations, "full": s.full_finetune})
         out = state.output_dir_for(scene, strip, "run")
 
         def run_job(chosen_edits):

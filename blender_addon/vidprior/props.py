@@ -39,6 +39,9 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
     finetune_frames: IntProperty(name="Frames", default=30, min=1, max=1000,
                                  description="Frames sampled across the strip for fine-tuning")
     iterations: IntProperty(name="Iterations", default=1000, min=1, max=100000)
+    full_finetune: BoolProperty(name="Whole UNet", default=False,
+                                description="Fine-tune every UNet weight (the method as written; needs a big GPU) "
+                                            "instead of a LoRA")
     adapter: EnumProperty(name="Adapter", items=_adapter_items)
     style_lora: StringProperty(name="Style LoRA", subtype="FILE_PATH",
                                description="A LoRA .safetensors (kohya/A1111 or diffusers) merged into the model, "

@@ -62,6 +62,7 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         row = box.row(align=True)
         row.prop(s, "finetune_frames")
         row.prop(s, "iterations")
+        box.prop(s, "full_finetune")
         box.operator("vidprior.finetune_strip", icon="MOD_SMOOTH")
 
         box = layout.box()

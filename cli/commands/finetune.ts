@@ -1,7 +1,8 @@
 /**
- * `vidprior finetune`: the method's steps 2–3. A LoRA on the UNet, trained on frames spread over the clip
- * (empty prompt) and on the edited keyframes (with the prompt, noised from the original frame, trained
- * toward the edit), at late timesteps only. Writes the adapter as diffusers/peft-style safetensors.
+ * `vidprior finetune`: the method's steps 2–3. A LoRA on the UNet (or, with --full, every UNet weight),
+ * trained on frames spread over the clip (empty prompt) and on the edited keyframes (with the prompt, noised
+ * from the original frame, trained toward the edit), at late timesteps only. Writes the adapter as
+ * diffusers/peft-style safetensors, or (--full) the delta of every weight (src/training/full-delta.ts).
  *
  * `runFinetune` is the reusable part (`run` and the daemon's jobs call it).
  */
@@ -13,8 +14,14 @@ import { config } from '../../src/config.js';
 import { VidpriorError, check } from '../../src/errors.js';
 import type { FitMode } from '../../src/io/size.js';
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
-import { saveAdapter } from '../../src/training/adapter.js';
-import { FINETUNE_DEFAULTS, type FinetuneProgress, finetune, sampleFrameIndices } from '../../src/training/finetune.js';
+import { saveFinetuned } from '../../src/training/full-delta.js';
+import {
+  FINETUNE_DEFAULTS,
+  FULL_FINETUNE_LR,
+  type FinetuneProgress,
+  finetune,
+  sampleFrameIndices,
+} from '../../src/training/finetune.js';
 import type { Tensor } from '../../src/tensor.js';
 import { makeReporter, type Reporter } from './output.js';
 import { type EditSpec, checkFrameIndex, openClip, parseEdit, readEdit } from './keyframes.js';
@@ -26,12 +33,19 @@ export interface FinetuneArgs {
   prompt: string;
   frames: number;
   iters: number;
-  lr: number;
+  /** Default: 1e-4 for LoRA, 1e-5 with --full. */
+  lr?: number;
   rank: number;
   alpha?: number;
   'max-timestep': number;
   'conditional-share': number;
   convs: boolean;
+  full: boolean;
+  accumulate: number;
+  precision: 'float32' | 'float16';
+  recompute: boolean;
+  /** GiB the training step may use (default: the machine's memory on CPU, unchecked on GPUs). */
+  'memory-limit'?: number;
   seed: number;
   'checkpoint-every': number;
   resume: boolean;
@@ -63,7 +77,14 @@ function checkArgs(a: FinetuneArgs): void {
   check(typeof a.prompt === 'string', 'prompt', a.prompt, 'a string');
   check(Number.isInteger(a.frames) && a.frames >= 1, 'frames', a.frames, 'a whole number ≥ 1');
   check(Number.isInteger(a.iters) && a.iters >= 1, 'iters', a.iters, 'a whole number ≥ 1');
-  check(Number.isFinite(a.lr) && a.lr > 0, 'lr', a.lr, 'a positive number');
+  check(a.lr === undefined || (Number.isFinite(a.lr) && a.lr > 0), 'lr', a.lr, 'a positive number');
+  check(Number.isInteger(a.accumulate) && a.accumulate >= 1, 'accumulate', a.accumulate, 'a whole number ≥ 1');
+  check(
+    a['memory-limit'] === undefined || (Number.isFinite(a['memory-limit']) && a['memory-limit'] > 0),
+    'memory-limit',
+    a['memory-limit'],
+    'a positive number of GiB',
+  );
   check(Number.isInteger(a.rank) && a.rank >= 1 && a.rank <= 256, 'rank', a.rank, 'a whole number from 1 to 256');
   check(a.alpha === undefined || (Number.isFinite(a.alpha) && a.alpha > 0), 'alpha', a.alpha, 'a positive number');
   check(
@@ -140,13 +161,18 @@ export async function runFinetune(
       {
         prompt: a.prompt,
         iterations: a.iters,
-        lr: a.lr,
+        lr: a.lr ?? (a.full ? FULL_FINETUNE_LR : FINETUNE_DEFAULTS.lr),
         rank: a.rank,
         alpha: a.alpha,
         maxTimestep: a['max-timestep'],
         conditionalShare: a['conditional-share'],
         seed: a.seed,
         convs: a.convs,
+        full: a.full,
+        accumulate: a.accumulate,
+        precision: a.precision,
+        recompute: a.recompute,
+        ...(a['memory-limit'] ? { memoryLimit: a['memory-limit'] * 2 ** 30, memoryLimitSource: '--memory-limit' } : {}),
         checkpointEvery: a['checkpoint-every'],
         checkpointPath,
         resume: a.resume,
@@ -169,7 +195,7 @@ export async function runFinetune(
     if (result.startIteration > 0) reporter.note(`resumed from the checkpoint at iteration ${result.startIteration}`);
     // 5. The adapter; the checkpoint is no longer needed.
     result.adapter.record.baseModel = session.model.dir;
-    await saveAdapter(a.output, result.adapter);
+    await saveFinetuned(a.output, result.adapter);
     await rm(checkpointPath, { force: true });
     return {
       adapter: resolve(a.output),
@@ -218,7 +244,10 @@ export function finetuneOptions(yargs: any): any {
       describe: 'frames sampled evenly over the clip (unconditional samples)',
     })
     .option('iters', { type: 'number', default: FINETUNE_DEFAULTS.iterations, describe: 'training iterations' })
-    .option('lr', { type: 'number', default: FINETUNE_DEFAULTS.lr, describe: 'AdamW learning rate' })
+    .option('lr', {
+      type: 'number',
+      describe: `AdamW learning rate (default ${FINETUNE_DEFAULTS.lr}; ${FULL_FINETUNE_LR} with --full)`,
+    })
     .option('rank', { type: 'number', default: FINETUNE_DEFAULTS.rank, describe: 'LoRA rank' })
     .option('alpha', { type: 'number', describe: 'LoRA alpha (scale alpha/rank); default: the rank' })
     .option('max-timestep', {
@@ -232,6 +261,32 @@ export function finetuneOptions(yargs: any): any {
       describe: 'share of each epoch given to the edited keyframes',
     })
     .option('convs', { type: 'boolean', default: false, describe: 'also adapt the ResNet and projection convolutions' })
+    .option('full', {
+      type: 'boolean',
+      default: false,
+      describe: 'fine-tune every UNet weight (the method as written) instead of a LoRA; writes a weight delta',
+    })
+    .option('accumulate', {
+      type: 'number',
+      default: 1,
+      describe: 'samples per optimizer step (gradient accumulation: batch N at batch 1 memory)',
+    })
+    .option('precision', {
+      type: 'string',
+      choices: ['float32', 'float16'],
+      default: 'float32',
+      describe: 'compute precision of training (float16: WebGPU with shader-f16; master weights stay float32)',
+    })
+    .option('recompute', {
+      type: 'boolean',
+      default: false,
+      describe: 'recompute attention in the backward pass instead of keeping it (less memory, a little slower)',
+    })
+    .option('memory-limit', {
+      type: 'number',
+      default: config().memoryLimitGb,
+      describe: "GiB training may use; refuses beforehand above it (default: the machine's memory on CPU)",
+    })
     .option('seed', { type: 'number', default: 0, describe: 'seed of the sampling (a run is reproducible)' })
     .option('checkpoint-every', {
       type: 'number',
@@ -265,7 +320,8 @@ export function finetuneOptions(yargs: any): any {
 
 export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
   command: 'finetune',
-  describe: 'Steps 2–3: fine-tune a LoRA on the clip and its edited keyframes (writes a .safetensors adapter)',
+  describe:
+    'Steps 2–3: fine-tune a LoRA (or, --full, the whole UNet) on the clip and its edited keyframes (writes a .safetensors adapter)',
   builder: (yargs) =>
     finetuneOptions(yargs)
       .option('output', {

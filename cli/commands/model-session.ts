@@ -29,7 +29,7 @@ import {
 import type { Model } from '../../src/onnx/ir.js';
 import type { Session } from '../../src/runtime/types.js';
 import { loadModel } from '../../src/onnx/external-data.js';
-import type { Adapter } from '../../src/training/adapter.js';
+import type { Adapter, AdapterRecord } from '../../src/training/adapter.js';
 import { type AdaptedUnet, createAdaptedUnet } from '../../src/training/adapted-unet.js';
 import type { Reporter } from './output.js';
 import { join } from 'node:path';
@@ -108,8 +108,8 @@ export const LORA_OPTION = {
 } as const;
 
 /** Warns when an adapter was trained on top of other style LoRAs than the ones given now. */
-function checkAdapterStyles(adapter: Adapter, styles: StyleLoras | null, reporter: Reporter): void {
-  const trained = (adapter.record.styleLoras as StyleLoraRecord[] | undefined) ?? [];
+function checkAdapterStyles(record: Partial<AdapterRecord>, styles: StyleLoras | null, reporter: Reporter): void {
+  const trained = (record.styleLoras as StyleLoraRecord[] | undefined) ?? [];
   const now = styles ? styleRecord(styles) : [];
   const key = (r: StyleLoraRecord[]) =>
     r
@@ -180,9 +180,12 @@ export async function openModelSession(
       adapted = await createAdaptedUnet(runtime, dir, args.adapter, { ...unetOptions, base });
       unet = adapted.session;
       own.push(unet);
-      const made = adapted.adapter.record.prompt ? `, fine-tuned for "${adapted.adapter.record.prompt}"` : '';
-      reporter.note(`adapter ${args.adapter}: ${adapted.layers} layers, rank ${adapted.adapter.rank}${made}`);
-      checkAdapterStyles(adapted.adapter, styles, reporter);
+      const made = adapted.record.prompt ? `, fine-tuned for "${adapted.record.prompt}"` : '';
+      const what = adapted.adapter
+        ? `${adapted.layers} layers, rank ${adapted.adapter.rank}`
+        : `full UNet delta, ${adapted.layers} weights`;
+      reporter.note(`adapter ${args.adapter}: ${what}${made}`);
+      checkAdapterStyles(adapted.record, styles, reporter);
     } else if (styledUnet) {
       unet = await openStyledSession(runtime, dir, 'unet', styles!, unetOptions);
       own.push(unet);

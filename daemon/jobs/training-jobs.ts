@@ -1,6 +1,6 @@
 /**
- * finetune (steps 2–3 of the method) and run (the whole method), on the library's LoRA training
- * (src/training/finetune.ts):
+ * finetune (steps 2–3 of the method) and run (the whole method), on the library's training
+ * (src/training/finetune.ts: a LoRA, or with `full` every UNet weight):
  *   - finetune: train_frames frames sampled evenly over the clip (unconditional) plus the edited keyframes
  *     (conditional, noised from their original frame), late timesteps only; the adapter is published as
  *     `<data-dir>/adapters/<adapter_name>.safetensors` and named in `done.outputs.adapter`;
@@ -9,9 +9,10 @@
  * after a restart continues from the last one, to the same result as an uninterrupted run.
  */
 import { join } from 'node:path';
+import { config } from '../../src/config.js';
 import { VidpriorError } from '../../src/errors.js';
-import { FINETUNE_DEFAULTS, finetune, sampleFrameIndices } from '../../src/training/finetune.js';
-import { saveAdapter } from '../../src/training/adapter.js';
+import { FINETUNE_DEFAULTS, FULL_FINETUNE_LR, finetune, sampleFrameIndices } from '../../src/training/finetune.js';
+import { saveFinetuned } from '../../src/training/full-delta.js';
 import type { FinetuneParams, RunParams, StylizeParams } from '../../protocol/params.js';
 import type { ExecutorContext, JobExecutor, ProgressUpdate } from './executor.js';
 import { writeJsonAtomic } from '../../src/io/atomic-write.js';
@@ -72,8 +73,12 @@ async function train(ctx: ExecutorContext, p: FinetuneParams, share: number): Pr
     {
       prompt: p.prompt,
       iterations: p.iters,
-      lr: p.lr,
+      lr: p.lr ?? (p.full ? FULL_FINETUNE_LR : FINETUNE_DEFAULTS.lr),
       rank: p.rank,
+      full: p.full,
+      ...(config().memoryLimitGb
+        ? { memoryLimit: config().memoryLimitGb! * 2 ** 30, memoryLimitSource: 'VIDPRIOR_MEMORY_LIMIT_GB' }
+        : {}),
       maxTimestep: p.max_timestep,
       conditionalShare: FINETUNE_DEFAULTS.conditionalShare,
       seed: p.seed,
@@ -97,7 +102,7 @@ async function train(ctx: ExecutorContext, p: FinetuneParams, share: number): Pr
   // 3. Publish the adapter under its name (atomic write), for `list_models` and later stylize jobs.
   ctx.progress({ stage: 'saving', fraction: share, message: `saving adapter ${name}` });
   const file = ctx.model.adapterDestination(name);
-  await saveAdapter(file, result.adapter);
+  await saveFinetuned(file, result.adapter);
   // A sidecar says where the adapter came from (list_models shows it; foreign adapters have none).
   await writeJsonAtomic(file.replace(/\.safetensors$/, '.json'), {
     job: ctx.spec.id,

@@ -3,7 +3,7 @@
  * header `{name: {dtype, shape, data_offsets: [begin, end]}, __metadata__: {string: string}}`, then the bytes.
  * Written by hand because the format is tiny and no maintained npm package reads and writes it.
  */
-import { open, readFile, rename, writeFile } from 'node:fs/promises';
+import { type FileHandle, open, readFile, rename, rm } from 'node:fs/promises';
 import { VidpriorError } from '../errors.js';
 import { type ElemType, type TypedData, bytesOf, typedFromBytes } from '../onnx/ir.js';
 
@@ -40,17 +40,17 @@ const ELEM_TO_DTYPE: Partial<Record<ElemType, string>> = Object.fromEntries(
 /** Maximum header size accepted (the reference implementation's limit is 100 MB). */
 const MAX_HEADER = 100 * 1024 * 1024;
 
-export function encodeSafetensors(
-  tensors: Map<string, SafeTensor> | Record<string, SafeTensor>,
-  metadata: Record<string, string> = {},
-): Uint8Array {
-  const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
+function sortedEntries(entries: [string, SafeTensor][]): [string, SafeTensor][] {
   // Sorted by name, like the reference writer, so the same adapter always gives the same bytes.
-  entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** The 8-byte length and the JSON header (padded so the data starts 8-byte aligned). */
+function encodeHeader(entries: [string, SafeTensor][], metadata: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
-  for (const [name, t] of entries) {
+  for (const [name, t] of sortedEntries(entries)) {
     const dtype = ELEM_TO_DTYPE[t.type];
     if (!dtype)
       throw new VidpriorError('E_ADAPTER', `tensor "${name}" has type ${t.type}, which safetensors cannot store`);
@@ -63,11 +63,23 @@ export function encodeSafetensors(
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((json.length + 8) % 8)) % 8); // keep the data 8-byte aligned
   const headerBytes = Buffer.from(json, 'utf8');
-  const out = new Uint8Array(8 + headerBytes.length + offset);
+  const out = new Uint8Array(8 + headerBytes.length);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
-  let pos = 8 + headerBytes.length;
-  for (const [, t] of entries) {
+  return out;
+}
+
+export function encodeSafetensors(
+  tensors: Map<string, SafeTensor> | Record<string, SafeTensor>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
+  const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
+  const header = encodeHeader(entries, metadata);
+  const sorted = sortedEntries(entries);
+  const out = new Uint8Array(header.byteLength + sorted.reduce((s, [, t]) => s + t.data.byteLength, 0));
+  out.set(header, 0);
+  let pos = header.byteLength;
+  for (const [, t] of sorted) {
     out.set(bytesOf(t.data), pos);
     pos += t.data.byteLength;
   }
@@ -131,14 +143,105 @@ export async function writeSafetensors(
   tensors: Map<string, SafeTensor> | Record<string, SafeTensor>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  const bytes = encodeSafetensors(tensors, metadata);
+  // Streamed tensor by tensor: a full-UNet delta or checkpoint is gigabytes, never one buffer.
+  const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
+  const header = encodeHeader(entries, metadata);
   const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, bytes);
-  const fh = await open(tmp, 'r+');
   try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.write(header);
+      for (const [, t] of sortedEntries(entries)) await writeAll(fh, bytesOf(t.data));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => {});
+    throw new VidpriorError('E_IO', `cannot write ${path}: ${(err as Error).message}`, { file: path }, { cause: err });
   }
-  await rename(tmp, path);
+}
+
+async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
+  const CHUNK = 1 << 30; // one write call is capped at 2 GB
+  for (let done = 0; done < bytes.byteLength; ) {
+    const { bytesWritten } = await fh.write(bytes, done, Math.min(CHUNK, bytes.byteLength - done));
+    done += bytesWritten;
+  }
+}
+
+/** A safetensors file opened for reading one tensor at a time (deltas of a full UNet are gigabytes). */
+export interface SafetensorsReader {
+  metadata: Record<string, string>;
+  /** Name → type and dims, in file order. */
+  entries: Map<string, { type: ElemType; dims: number[] }>;
+  read(name: string): Promise<SafeTensor>;
+  close(): Promise<void>;
+}
+
+export async function openSafetensors(path: string): Promise<SafetensorsReader> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw new VidpriorError('E_ADAPTER', `cannot read ${path}: ${(err as Error).message}`, { file: path });
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const lengthBytes = new Uint8Array(8);
+    await fh.read(lengthBytes, 0, 8, 0);
+    const headerLength = Number(new DataView(lengthBytes.buffer).getBigUint64(0, true));
+    if (size < 8 || headerLength > MAX_HEADER || 8 + headerLength > size)
+      throw new VidpriorError('E_ADAPTER', `${path} is not a valid safetensors file: bad header length`, {
+        file: path,
+      });
+    const headerBytes = new Uint8Array(headerLength);
+    await fh.read(headerBytes, 0, headerLength, 8);
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(Buffer.from(headerBytes).toString('utf8')) as Record<string, unknown>;
+    } catch {
+      throw new VidpriorError('E_ADAPTER', `${path} is not a valid safetensors file: the header is not JSON`);
+    }
+    const metadata = (header.__metadata__ as Record<string, string> | undefined) ?? {};
+    const entries = new Map<string, { type: ElemType; dims: number[] }>();
+    const offsets = new Map<string, [number, number]>();
+    const dataStart = 8 + headerLength;
+    for (const [name, entry] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      const e = entry as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
+      const type = e.dtype ? DTYPE_TO_ELEM[e.dtype] : undefined;
+      const [begin, end] = e.data_offsets ?? [-1, -1];
+      if (!type || !Array.isArray(e.shape) || !(begin >= 0 && end >= begin && dataStart + end <= size))
+        throw new VidpriorError('E_ADAPTER', `${path} is not a valid safetensors file: bad entry "${name}"`, {
+          file: path,
+        });
+      entries.set(name, { type, dims: e.shape });
+      offsets.set(name, [begin, end]);
+    }
+    return {
+      metadata,
+      entries,
+      async read(name) {
+        const e = entries.get(name);
+        const o = offsets.get(name);
+        if (!e || !o) throw new VidpriorError('E_ADAPTER', `${path} has no tensor "${name}"`, { file: path });
+        const bytes = new Uint8Array(o[1] - o[0]);
+        for (let done = 0; done < bytes.byteLength; ) {
+          const { bytesRead } = await fh.read(bytes, done, bytes.byteLength - done, dataStart + o[0] + done);
+          if (bytesRead === 0) throw new VidpriorError('E_ADAPTER', `${path} ends early`, { file: path });
+          done += bytesRead;
+        }
+        const data = typedFromBytes(e.type, bytes);
+        if (data.length !== e.dims.reduce((a, b) => a * b, 1))
+          throw new VidpriorError('E_ADAPTER', `${path}: tensor "${name}" has the wrong size for [${e.dims}]`);
+        return { type: e.type, dims: e.dims, data };
+      },
+      close: () => fh.close(),
+    };
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw err;
+  }
 }

@@ -122,4 +122,10 @@ test('validators name the bad field and choose the code', () => {
     seed: 0,
     batch: 1,
   });
+  // Training: LoRA by default; `full` fine-tunes every UNet weight, its learning rate then 1e-5 (set by the job).
+  const f = parseParams('finetune', { prompt: 'x' });
+  assert.equal(f.full, false);
+  assert.equal(f.lr, undefined);
+  assert.equal(parseParams('run', { prompt: 'x', full: true }).full, true);
+  assert.throws(() => parseParams('finetune', { prompt: 'x', full: 'yes' }), /params\.full/);
 });

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModelFolder } from '../../src/models/loader.js';
@@ -13,6 +13,7 @@ import { openRuntime } from '../../src/runtime/index.js';
 import { float32, type Tensor } from '../../src/tensor.js';
 import { type FinetuneData, type FinetuneOptions, finetune, sampleFrameIndices } from '../../src/training/finetune.js';
 import { VidpriorError } from '../../src/errors.js';
+import type { Adapter } from '../../src/training/adapter.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 const skip = existsSync(FIXTURE) ? false : `${FIXTURE} not found (needs ../shared)`;
@@ -72,7 +73,7 @@ test('fine-tuning lowers the validation loss and gives an adapter for every atte
       result.validationAfter < result.validationBefore * 0.97,
       `validation loss ${result.validationBefore.toFixed(4)} → ${result.validationAfter.toFixed(4)}`,
     );
-    assert.ok(result.adapter.weights.size > 0 && result.adapter.weights.size % 8 === 0);
+    assert.ok((result.adapter as Adapter).weights.size > 0 && (result.adapter as Adapter).weights.size % 8 === 0);
     assert.equal(result.adapter.record.prompt, 'a red painting');
     assert.equal(result.adapter.record.maxTimestep, 500);
   } finally {
@@ -114,8 +115,8 @@ test('resuming from a checkpoint reproduces the uninterrupted run; cancel checkp
       resume: true,
     });
     assert.equal(resumed.startIteration, 13, 'cancel at iteration 13 writes a checkpoint there');
-    for (const [module, w] of whole.adapter.weights) {
-      const r = resumed.adapter.weights.get(module)!;
+    for (const [module, w] of (whole.adapter as Adapter).weights) {
+      const r = (resumed.adapter as Adapter).weights.get(module)!;
       assert.deepEqual(
         Buffer.from(r.a.buffer, r.a.byteOffset, r.a.byteLength),
         Buffer.from(w.a.buffer, w.a.byteOffset, w.a.byteLength),
@@ -135,6 +136,7 @@ test('resuming from a checkpoint reproduces the uninterrupted run; cancel checkp
   } finally {
     await model.release();
     await rt.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -180,8 +182,8 @@ test('fine-tuning on WebGPU (lavapipe) follows the CPU run', {
     assert.ok(Math.abs(l - gpu.losses[i]!) < 1e-3, `loss ${i}: cpu ${l} webgpu ${gpu.losses[i]}`);
   });
   let diff = 0;
-  for (const [module, w] of cpu.adapter.weights) {
-    const g = gpu.adapter.weights.get(module)!;
+  for (const [module, w] of (cpu.adapter as Adapter).weights) {
+    const g = (gpu.adapter as Adapter).weights.get(module)!;
     for (let i = 0; i < w.b.length; i++) diff = Math.max(diff, Math.abs(w.b[i]! - g.b[i]!));
   }
   assert.ok(diff < 1e-3, `LoRA B differs by ${diff}`);

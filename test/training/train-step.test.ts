@@ -126,7 +126,11 @@ test('one training step applies AdamW exactly (first step: p − lr·(sign-like 
 }, async () => {
   const model = decodeModel(readFileSync(FIXTURE));
   const targets = findLoraTargets(model).slice(0, 2);
-  const step = buildTrainStep(model, { targets, rank: 2, alpha: 2, latentShape: LATENT, textShape: TEXT });
+  const step = buildTrainStep(model, {
+    trainable: { kind: 'lora', targets, rank: 2, alpha: 2 },
+    latentShape: LATENT,
+    textShape: TEXT,
+  });
   const rt = await openRuntime({ ep: 'cpu' });
   try {
     const session = await rt.createSession(encodeModel(step.model), {

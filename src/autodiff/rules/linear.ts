@@ -31,9 +31,16 @@ const matMul: GradRule = {
     const y2Shape = [...batch, a2Shape[a2Shape.length - 2]!, b2Shape[b2Shape.length - 1]!];
     const dY2 = sameShape(y2Shape, ctx.shape(ctx.output())) ? dY! : ctx.reshape(dY!, y2Shape);
 
-    // 2. dA = dY·Bᵀ, summed over the batch axes A was broadcast along.
+    // 2. dA = dY·Bᵀ, summed over the batch axes A was broadcast along. A 2-D weight B: one Gemm(transB) over
+    //    the flattened rows, so no Transpose of the weight exists (ORT would fold one of a constant weight
+    //    into a second copy of it at session creation).
     let dA: string | undefined;
-    if (ctx.needs(0)) {
+    if (ctx.needs(0) && b2Shape.length === 2) {
+      const rows = a2Shape.slice(0, -1).reduce((x, d) => x * d, 1);
+      const n = b2Shape[1]!;
+      const flat = ctx.op('Gemm', [ctx.reshape(dY2, [rows, n]), b2], { transB: 1 });
+      dA = ctx.reshape(flat, aShape);
+    } else if (ctx.needs(0)) {
       const raw = ctx.op('MatMul', [dY2, swapLast(ctx, b2, b2Shape.length)]);
       const reduced = ctx.unbroadcast(
         raw,

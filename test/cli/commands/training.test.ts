@@ -230,3 +230,26 @@ test('bad arguments name the value', { timeout: 120_000 }, () => {
     /shot_1\.png is not a valid safetensors file/,
   );
 });
+
+test('finetune --full writes a weight delta that stylize --adapter loads; a step over --memory-limit is refused', {
+  timeout: 600_000,
+}, async () => {
+  const clip = join(tmp, 'clip');
+  const delta = join(tmp, 'full.safetensors');
+  const f = cli(['finetune', '-i', clip, '-p', 'x', '--full', '--iters', '2', '--frames', '2', '-o', delta, '--json']);
+  assert.equal(f.code, 0, f.stderr);
+  const file = await readSafetensors(delta);
+  assert.ok(file.metadata.vidprior_delta, 'marked as a full delta');
+  assert.ok(file.tensors.has('unet.conv_in.weight') && file.tensors.has('unet.mid_block.resnets.0.conv1.weight'));
+  const record = JSON.parse(file.metadata.vidprior!);
+  assert.equal(record.kind, 'full');
+  assert.equal(record.lr, 1e-5, 'the method’s learning rate by default');
+  const s = cli(['stylize', '-i', clip, '-o', join(tmp, 'styled-full'), '-p', 'x', '--adapter', delta, '--steps', '4']);
+  assert.equal(s.code, 0, s.stderr);
+  assert.match(s.stderr, /adapter .*full\.safetensors: full UNet delta, \d+ weights/);
+  userError(
+    cli(['finetune', '-i', clip, '-p', 'x', '--full', '--memory-limit', '0.01', '-o', join(tmp, 'no.safetensors')]),
+    'E_TOO_LARGE',
+    /full-UNet fine-tuning needs about [\d.]+ GiB \(base weights .*\), but the limit is 0\.0 GiB \(--memory-limit\): use LoRA instead \(drop --full\)/,
+  );
+});
