@@ -44,7 +44,7 @@ const requestId: Schema<string | number> = {
   isOptional: false,
   parse(v, path) {
     if (typeof v === 'string' && v.length >= 1 && v.length <= 128) return v;
-    if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
     throw new VidpriorError(
       'E_PROTOCOL',
       `${path} must be a request id (string of 1–128 characters or non-negative integer), got ${describeValue(v)}`,
@@ -405,9 +405,13 @@ export function requestIdOf(value: unknown): RequestId | undefined {
   }
 }
 
+/** Error messages are for people and never carry a whole payload back: longer ones are cut. */
+const MAX_ERROR_MESSAGE = 2000;
+
 /** An `error` message for a VidpriorError. */
 export function errorMessage(err: VidpriorError, ids: { id?: RequestId; job?: string } = {}): ErrorMessage {
-  const msg: ErrorMessage = { type: 'error', code: err.code, message: err.message };
+  const text = err.message.length > MAX_ERROR_MESSAGE ? `${err.message.slice(0, MAX_ERROR_MESSAGE)}…` : err.message;
+  const msg: ErrorMessage = { type: 'error', code: err.code, message: text };
   if (ids.id !== undefined) msg.id = ids.id;
   if (ids.job !== undefined) msg.job = ids.job;
   if (err.details) msg.details = plainDetails(err.details);
