@@ -19,6 +19,10 @@ export interface Limits {
   maxMessageBytes: number;
   maxFrameBytes: number;
   maxFrames: number;
+  /** Largest frame decoded (width × height, from its header); default from the machine's memory. */
+  maxInputPixels: number;
+  /** Largest frame the model works on (width × height after fitting); default from the machine's memory. */
+  maxWorkingPixels: number;
 }
 
 export interface DaemonOptions {
@@ -29,7 +33,16 @@ export interface DaemonOptions {
   /** Makes or finds the embedded default model (a folder). */
   embeddedDefault: () => Promise<string>;
   /** Listen on a websocket (serve); absent for `vidprior watch` alone. */
-  listen?: { host: string; port: number; token?: string; heartbeatMs?: number };
+  listen?: {
+    host: string;
+    port: number;
+    token?: string;
+    heartbeatMs?: number;
+    /** Most websocket connections at once (default 64). */
+    maxConnections?: number;
+    /** Most bytes waiting to be sent to all clients together (default 256 MiB). */
+    maxOutboxBytes?: number;
+  };
   limits?: Partial<Limits>;
   allowDirs?: string[];
   watch?: string[];
@@ -69,7 +82,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const dataDir = resolve(opts.dataDir);
   // A model folder that lacks a file is an error now, not at the first job (E_MODEL_MISSING naming the file).
   if (opts.modelDir) await readModelFolder(resolve(opts.modelDir));
-  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits } as Limits;
   // 1. The queue over the data dir; unfinished jobs of the last run resume.
   const store = new JobStore(dataDir);
   const model = new ModelHost({
@@ -104,6 +117,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         port: opts.listen.port,
         token: opts.listen.token,
         heartbeatMs: opts.listen.heartbeatMs ?? 15_000,
+        maxConnections: opts.listen.maxConnections,
+        maxOutboxBytes: opts.listen.maxOutboxBytes,
         limits,
         allowDirs: [dataDir, ...(opts.watch ?? []), ...(opts.allowDirs ?? [])].map((d) => resolve(d)),
         queue,

@@ -10,6 +10,7 @@ import { ensureDefaultModel, DEFAULT_MODEL_NOTE } from '../../src/models/builder
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../../protocol/codec.js';
 import { startDaemon, type Daemon } from '../../daemon/daemon.js';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_OUTBOX_BYTES } from '../../daemon/server.js';
 
 export interface DaemonArgs {
   'data-dir'?: string;
@@ -28,6 +29,8 @@ interface ServeArgs extends DaemonArgs {
   'allow-dir'?: string[];
   'max-message-mb': number;
   'heartbeat-s': number;
+  'max-connections': number;
+  'max-outbox-mb': number;
 }
 
 const MB = 1024 * 1024;
@@ -153,6 +156,16 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         default: 15,
         describe: 'ping interval; a client silent for one interval is dropped',
       })
+      .option('max-connections', {
+        type: 'number',
+        default: DEFAULT_MAX_CONNECTIONS,
+        describe: 'most websocket connections at once',
+      })
+      .option('max-outbox-mb', {
+        type: 'number',
+        default: DEFAULT_MAX_OUTBOX_BYTES / MB,
+        describe: 'most data waiting for all clients together; past it the slowest readers are dropped',
+      })
       .example('$0 serve', 'listen on ws://127.0.0.1:8765/ with the embedded default model')
       .example(
         '$0 serve --model ./sd15-onnx --ep webgpu --watch ~/vidprior-inbox',
@@ -164,6 +177,13 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       throw new VidpriorError('E_BAD_REQUEST', `--heartbeat-s must be positive, got ${argv['heartbeat-s']}`);
     if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535)
       throw new VidpriorError('E_BAD_REQUEST', `--port must be 0–65535, got ${argv.port}`);
+    if (!(Number.isInteger(argv['max-connections']) && argv['max-connections'] > 0))
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `--max-connections must be a positive integer, got ${argv['max-connections']}`,
+      );
+    if (!(argv['max-outbox-mb'] > 0))
+      throw new VidpriorError('E_BAD_REQUEST', `--max-outbox-mb must be positive, got ${argv['max-outbox-mb']}`);
     const daemon = await startFromArgs(
       argv,
       {
@@ -171,6 +191,8 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         port: argv.port,
         token: argv.token ?? config().daemonToken,
         heartbeatMs: argv['heartbeat-s'] * 1000,
+        maxConnections: argv['max-connections'],
+        maxOutboxBytes: Math.round(argv['max-outbox-mb'] * MB),
       },
       argv['allow-dir'] ?? [],
       argv['max-message-mb'],
