@@ -119,7 +119,8 @@ export const Submit = object({
   kind: JobKindSchema,
   /** Checked per kind (params.ts) by the daemon; a map here. */
   params: record(any()),
-  frames: array(FrameInput, { min: 1, max: 100_000 }),
+  /** As many as the daemon's `max_frames` (more is E_TOO_LARGE, checked by the daemon against its limit). */
+  frames: array(FrameInput, { min: 1, max: Number.MAX_SAFE_INTEGER }),
   edits: optional(array(EditInput, { max: 64 })),
   noise: optional(NoiseInput),
   /** A label for people (shown in job lists). */
