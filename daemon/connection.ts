@@ -26,6 +26,7 @@ import {
   type Hello,
 } from '../protocol/messages.js';
 import { TERMINAL_STATES } from '../protocol/messages.js';
+import type { Limits } from './daemon.js';
 import { intake } from './intake.js';
 import type { Outbox } from './outbox.js';
 import type { JobQueue } from './queue.js';
@@ -44,7 +45,7 @@ export interface ConnectionOptions {
   queue: JobQueue;
   version: string;
   token?: string;
-  limits: { maxMessageBytes: number; maxFrameBytes: number; maxFrames: number };
+  limits: Limits;
   /** Allowed folders for `path` fields; used only when the client is on loopback. */
   paths: PathPolicy;
   /** The client is on this machine (loopback address). */
@@ -293,6 +294,7 @@ export class Connection {
     const job = await intake(executor, m, {
       maxFrameBytes: this.opts.limits.maxFrameBytes,
       maxFrames: this.opts.limits.maxFrames,
+      pixels: this.opts.limits,
       paths: this.opts.local ? this.opts.paths : null,
       origin: { via: 'socket' },
     });

@@ -2,10 +2,12 @@
  * Puts the daemon together: job store and queue, model host, executors, and optionally the websocket server
  * and folder watchers. `vidprior serve`, `vidprior watch` and the tests all start it through here.
  */
+import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../protocol/codec.js';
+import { defaultPixelLimits } from '../src/io/image-header.js';
 import type { JobExecutor } from './jobs/executor.js';
 import { readModelFolder } from '../src/models/folder.js';
 import { defaultExecutors } from './jobs/index.js';
@@ -82,7 +84,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const dataDir = resolve(opts.dataDir);
   // A model folder that lacks a file is an error now, not at the first job (E_MODEL_MISSING naming the file).
   if (opts.modelDir) await readModelFolder(resolve(opts.modelDir));
-  const limits = { ...DEFAULT_LIMITS, ...opts.limits } as Limits;
+  const limits: Limits = { ...DEFAULT_LIMITS, ...defaultPixelLimits(totalmem()), ...opts.limits };
   // 1. The queue over the data dir; unfinished jobs of the last run resume.
   const store = new JobStore(dataDir);
   const model = new ModelHost({

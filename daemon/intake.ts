@@ -7,6 +7,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { VidpriorError } from '../src/errors.js';
+import { checkPixels, readImageHeader, type PixelLimits } from '../src/io/image-header.js';
 import type { EditInput, FrameInput, NoiseInput } from '../protocol/messages.js';
 import { parseParams, type JobKind } from '../protocol/params.js';
 import type { JobExecutor } from './jobs/executor.js';
@@ -31,6 +32,16 @@ export interface IntakeOptions {
   /** Where `path` fields may point; null when this client may not send paths at all (not on loopback). */
   paths: PathPolicy | null;
   origin: JobSpec['origin'];
+  /** Pixel caps, checked from each image's header before it is decoded. */
+  pixels: PixelLimits;
+  /** The size the model will work on for a frame of this size (default: the frame's own). */
+  workingSize?: (size: { width: number; height: number }) => { width: number; height: number };
+}
+
+/** The frame's header against the pixel caps: a decompression bomb stops here, before sharp or the model. */
+function checkHeader(bytes: Uint8Array, field: string, opts: IntakeOptions): void {
+  const header = readImageHeader(bytes, field);
+  checkPixels(header, field, opts.pixels, opts.workingSize?.(header));
 }
 
 /** Output and input names are file names in the job folder: no separators, no dot-names, no control chars. */
@@ -53,6 +64,7 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
   for (const [i, frame] of req.frames.entries()) {
     const field = `frames[${i}]`;
     const { bytes, path } = await frameBytes(frame, field, opts);
+    checkHeader(bytes, field, opts);
     const info = await probeImage(bytes, field);
     if (size && (info.width !== size.width || info.height !== size.height)) {
       throw new VidpriorError(
@@ -93,6 +105,7 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
         { field: `${field}.frame` },
       );
     const { bytes } = await frameBytes(edit, field, opts);
+    checkHeader(bytes, field, opts);
     const info = await probeImage(bytes, field);
     if (info.width !== size.width || info.height !== size.height) {
       throw new VidpriorError(

@@ -9,6 +9,7 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { Limits } from './daemon.js';
 import { VidpriorError } from '../src/errors.js';
 import { Connection } from './connection.js';
 import { originAllowed, originRefusal } from './origin.js';
@@ -20,7 +21,7 @@ export interface ServerOptions {
   host: string;
   port: number;
   token?: string;
-  limits: { maxMessageBytes: number; maxFrameBytes: number; maxFrames: number };
+  limits: Limits;
   /** Folders `path` fields of loopback clients may point into. */
   allowDirs: string[];
   heartbeatMs: number;

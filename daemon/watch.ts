@@ -15,7 +15,8 @@ import chokidar, { type FSWatcher } from 'chokidar';
 import { VidpriorError, asVidpriorError } from '../src/errors.js';
 import { isImageFile, naturalCompare } from '../src/io/frames.js';
 import { openFrameSource } from '../src/io/inputs.js';
-import { isVideoFile } from '../src/io/video.js';
+import { checkPixels, type PixelLimits } from '../src/io/image-header.js';
+import { isVideoFile, probeVideo } from '../src/io/video.js';
 import type { JobEvent } from '../protocol/messages.js';
 import { TERMINAL_STATES } from '../protocol/messages.js';
 import { JobKindSchema } from '../protocol/params.js';
@@ -38,7 +39,7 @@ const JobFile = object({
   name: optional(str({ max: 200 })),
 });
 
-export interface WatchOptions {
+export interface WatchOptions extends PixelLimits {
   maxFrameBytes: number;
   maxFrames: number;
   /** How long a file's size must stay the same before it is read (ms). */
@@ -215,7 +216,9 @@ export class FolderWatcher {
     }
     await waitStable([...(video ? [video] : frames), ...editPaths], this.opts.stableMs ?? 500);
 
-    // 3. A video is decoded to PNG frames (src/io, ffmpeg) in a temporary folder, copied into the job by intake.
+    // 3. A video is decoded to PNG frames (src/io, ffmpeg) in a temporary folder, copied into the job by intake;
+    //    its size and length are checked first, so a video bomb is not decoded.
+    if (video) await this.checkVideo(video);
     const source = video ? await openFrameSource(video) : null;
     try {
       const frameInputs = source
@@ -236,6 +239,7 @@ export class FolderWatcher {
       const newJob = await intake(this.queue.executor(job.kind), request, {
         maxFrameBytes: this.opts.maxFrameBytes,
         maxFrames: this.opts.maxFrames,
+        pixels: this.opts,
         paths: allowed,
         origin: { via: 'watch', folder },
       });
@@ -245,6 +249,17 @@ export class FolderWatcher {
     } finally {
       await source?.cleanup();
     }
+  }
+
+  private async checkVideo(video: string): Promise<void> {
+    const info = await probeVideo(video);
+    if (info.frameCount > this.opts.maxFrames)
+      throw new VidpriorError(
+        'E_TOO_LARGE',
+        `${basename(video)} has ${info.frameCount} frames, more than the limit of ${this.opts.maxFrames}`,
+        { field: 'job.json.input', limit: this.opts.maxFrames },
+      );
+    checkPixels(info, basename(video), this.opts);
   }
 
   /** After a restart: bring status.json and out/ of folders whose jobs moved on while nobody wrote them. */

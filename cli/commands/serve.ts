@@ -19,6 +19,8 @@ export interface DaemonArgs {
   watch?: string[];
   'max-frame-mb': number;
   'max-frames': number;
+  'max-input-mp'?: number;
+  'max-working-mp'?: number;
   json: boolean;
 }
 
@@ -62,6 +64,14 @@ export function daemonOptions<T>(yargs: import('yargs').Argv<T>) {
       describe: 'largest frame (PNG/JPEG) accepted',
     })
     .option('max-frames', { type: 'number', default: DEFAULT_LIMITS.maxFrames, describe: 'most frames in one job' })
+    .option('max-input-mp', {
+      type: 'number',
+      describe: "largest frame decoded, in megapixels (default: from this machine's memory)",
+    })
+    .option('max-working-mp', {
+      type: 'number',
+      describe: "largest frame the model works on, in megapixels (default: from this machine's memory)",
+    })
     .option('json', { type: 'boolean', default: false, describe: 'log as JSON lines on stdout' });
 }
 
@@ -86,6 +96,8 @@ export async function startFromArgs(
     ['--max-frame-mb', argv['max-frame-mb']],
     ['--max-frames', argv['max-frames']],
     ['--max-message-mb', maxMessageMb ?? 1],
+    ['--max-input-mp', argv['max-input-mp'] ?? 1],
+    ['--max-working-mp', argv['max-working-mp'] ?? 1],
   ] as const) {
     if (!(Number.isFinite(v) && v > 0))
       throw new VidpriorError('E_BAD_REQUEST', `${name} must be a positive number, got ${v}`, { [name]: v });
@@ -102,6 +114,8 @@ export async function startFromArgs(
       maxFrameBytes: Math.round(argv['max-frame-mb'] * MB),
       maxFrames: Math.round(argv['max-frames']),
       ...(maxMessageMb ? { maxMessageBytes: Math.round(maxMessageMb * MB) } : {}),
+      ...(argv['max-input-mp'] ? { maxInputPixels: Math.round(argv['max-input-mp'] * 1e6) } : {}),
+      ...(argv['max-working-mp'] ? { maxWorkingPixels: Math.round(argv['max-working-mp'] * 1e6) } : {}),
     },
     allowDirs,
     watch: argv.watch,

@@ -8,9 +8,10 @@ import type { Socket } from 'node:net';
 import sharp from 'sharp';
 import WebSocket from 'ws';
 import { VidpriorClient } from '../../protocol/client.js';
+import { defaultPixelLimits } from '../../src/io/image-header.js';
+import { bombPng } from '../io/bomb-png.js';
 import type { ErrorMessage } from '../../protocol/messages.js';
 import {
-  bombPng,
   clientFrame,
   clientMessage,
   peakRssGrowthMb,
@@ -309,11 +310,8 @@ test('100,001 frames is E_TOO_LARGE (the limit is 100,000)', { timeout: 30_000 }
 test('decompression bombs are refused from their header, before any decoding: a 207-byte 1024² PNG, a 16000² PNG', {
   timeout: 30_000,
 }, async () => {
-  // Limits as the default gives a machine with 24 GiB (see test/io/image-header.test.ts).
-  const t = await startTestDaemon({
-    executors: [executor],
-    limits: { maxWorkingPixels: 800_000, maxInputPixels: 134_000_000 },
-  });
+  // The default limits of a machine with 24 GiB.
+  const t = await startTestDaemon({ executors: [executor], limits: defaultPixelLimits(24 * 1024 ** 3) });
   try {
     const c = await rawClient(t.url);
     c.send({ type: 'hello', id: 0, protocol: 1 });
