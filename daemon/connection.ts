@@ -48,6 +48,8 @@ export interface ConnectionOptions {
   limits: Limits;
   /** Allowed folders for `path` fields; used only when the client is on loopback. */
   paths: PathPolicy;
+  /** Where `output_dir` may point (loopback clients only). */
+  outputPaths: PathPolicy;
   /** The client is on this machine (loopback address). */
   local: boolean;
   /** A client whose unsent data grows beyond this is dropped (it can attach again). */
@@ -267,6 +269,7 @@ export class Connection {
     }
     this.isGreeted = true;
     const paths = this.opts.local && this.opts.paths.allowsAny;
+    const outputDir = this.opts.local && this.opts.outputPaths.allowsAny;
     this.send({
       type: 'welcome',
       id,
@@ -276,7 +279,8 @@ export class Connection {
         ...this.opts.queue.availableKinds().map((k) => `kind:${k}`),
         'attach',
         'noise',
-        ...(paths ? ['paths', 'output_dir'] : []),
+        ...(paths ? ['paths'] : []),
+        ...(outputDir ? ['output_dir'] : []),
       ],
       limits: {
         max_message_bytes: this.opts.limits.maxMessageBytes,
@@ -296,6 +300,7 @@ export class Connection {
       maxFrames: this.opts.limits.maxFrames,
       pixels: this.opts.limits,
       paths: this.opts.local ? this.opts.paths : null,
+      outputPaths: this.opts.local ? this.opts.outputPaths : null,
       origin: { via: 'socket' },
     });
     // Subscribe before the job can start (no event missed), hold its events until `accepted` has gone out.

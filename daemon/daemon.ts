@@ -16,6 +16,7 @@ import { ModelHost } from './jobs/model-host.js';
 import { JobQueue } from './queue.js';
 import { startServer, type RunningServer } from './server.js';
 import { FolderWatcher } from './watch.js';
+import { PathPolicy } from './paths.js';
 
 export interface Limits {
   maxMessageBytes: number;
@@ -96,7 +97,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     log,
   });
   const executors = new Map((opts.executors ?? defaultExecutors()).map((e) => [e.kind, e] as const));
-  const queue = new JobQueue(store, executors, model, log);
+  // Paths clients may read: the allowed folders, the data dir and watched folders. Where output_dir may
+  // write: the allowed folders, never into the data dir or a watched folder (they belong to jobs).
+  const watched = (opts.watch ?? []).map((d) => resolve(d));
+  const allowDirs = (opts.allowDirs ?? []).map((d) => resolve(d));
+  const outputPaths = new PathPolicy(allowDirs, undefined, { exclude: [dataDir, ...watched], verb: 'write to' });
+  const queue = new JobQueue(store, executors, model, log, outputPaths);
   await queue.start();
 
   // 2. Watched folders (their jobs go through the same queue).
@@ -122,7 +128,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         maxConnections: opts.listen.maxConnections,
         maxOutboxBytes: opts.listen.maxOutboxBytes,
         limits,
-        allowDirs: [dataDir, ...(opts.watch ?? []), ...(opts.allowDirs ?? [])].map((d) => resolve(d)),
+        allowDirs: [dataDir, ...watched, ...allowDirs],
+        outputPaths,
         queue,
         version: packageVersion(),
         log,

@@ -31,6 +31,8 @@ export interface IntakeOptions {
   maxFrames: number;
   /** Where `path` fields may point; null when this client may not send paths at all (not on loopback). */
   paths: PathPolicy | null;
+  /** Where `output_dir` may point; null or absent when nowhere. */
+  outputPaths?: PathPolicy | null;
   origin: JobSpec['origin'];
   /** Pixel caps, checked from each image's header before it is decoded. */
   pixels: PixelLimits;
@@ -142,7 +144,7 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
 
   // 5. Output folder (local clients only), and the output names the executor will write.
   let outputDir: string | undefined;
-  if (req.output_dir !== undefined) outputDir = checkPath(req.output_dir, 'output_dir', opts);
+  if (req.output_dir !== undefined) outputDir = checkPath(req.output_dir, 'output_dir', opts.outputPaths ?? null);
   const outputs = executor.plan({ params, inputNames: inputs.map((f) => f.name), edits });
   for (const n of outputs)
     if (!SAFE_NAME.test(n))
@@ -171,15 +173,15 @@ function tooLarge(field: string, bytes: number, limit: number): VidpriorError {
   });
 }
 
-function checkPath(p: string, field: string, opts: IntakeOptions): string {
-  if (!opts.paths?.allowsAny) {
+function checkPath(p: string, field: string, policy: PathPolicy | null): string {
+  if (!policy?.allowsAny) {
     throw new VidpriorError(
       'E_FORBIDDEN_PATH',
-      `${field}: this daemon reads no paths from this client (only from one on the same machine, inside --allow-dir folders); send the bytes instead`,
+      `${field}: this daemon takes no paths from this client (only from one on the same machine, inside --allow-dir folders)${field === 'output_dir' ? '' : '; send the bytes instead'}`,
       { field },
     );
   }
-  return opts.paths.check(p, field);
+  return policy.check(p, field);
 }
 
 /** The frame's bytes, and the resolved path it was read from (for path frames). */
@@ -195,7 +197,7 @@ async function frameBytes(
     if (frame.png.length > opts.maxFrameBytes) throw tooLarge(`${field}.png`, frame.png.length, opts.maxFrameBytes);
     return { bytes: frame.png };
   }
-  const real = checkPath(frame.path!, `${field}.path`, opts);
+  const real = checkPath(frame.path!, `${field}.path`, opts.paths);
   let bytes: Uint8Array;
   try {
     const st = await stat(real);

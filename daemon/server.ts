@@ -24,6 +24,8 @@ export interface ServerOptions {
   limits: Limits;
   /** Folders `path` fields of loopback clients may point into. */
   allowDirs: string[];
+  /** Where `output_dir` of loopback clients may point. */
+  outputPaths: PathPolicy;
   heartbeatMs: number;
   /** Most connections at once (default 64). */
   maxConnections?: number;
@@ -116,6 +118,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       token: opts.token,
       limits: opts.limits,
       paths,
+      outputPaths: opts.outputPaths,
       local: isLoopbackAddress(req.socket.remoteAddress),
       maxBufferedBytes: Math.max(64 * 1024 * 1024, 2 * opts.limits.maxMessageBytes),
       outbox,

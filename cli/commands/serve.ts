@@ -158,7 +158,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         type: 'string',
         array: true,
         describe:
-          'folders local clients may name by path (frames, output_dir); the data dir and watched folders always are',
+          'folders local clients may name by path (frames, output_dir); the data dir and watched folders may be read, not written',
       })
       .option('max-message-mb', {
         type: 'number',

@@ -11,6 +11,8 @@ export interface ScriptedExecutor extends JobExecutor {
   open(): void;
   /** Resolves when a job reaches the gate. */
   waiting(): Promise<void>;
+  /** Waits this long before each frame (0: none). */
+  pace(ms: number): void;
 }
 
 export function scriptedExecutor(
@@ -18,6 +20,7 @@ export function scriptedExecutor(
   kind = 'stylize' as const,
 ): ScriptedExecutor {
   let gateAt = Number.POSITIVE_INFINITY;
+  let paceMs = 0;
   let release: (() => void) | null = null;
   let opened: Promise<void> = Promise.resolve();
   let arrived: () => void = () => {};
@@ -39,6 +42,7 @@ export function scriptedExecutor(
             new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
           ]);
         }
+        if (paceMs) await new Promise((r) => setTimeout(r, paceMs));
         ctx.signal.throwIfAborted();
         if (!ctx.isDone(i)) await ctx.emitFrame(i, await png());
       }
@@ -58,6 +62,9 @@ export function scriptedExecutor(
       release?.();
     },
     waiting: () => arrival,
+    pace(ms) {
+      paceMs = ms;
+    },
   };
   return ex;
 }
