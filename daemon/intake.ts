@@ -4,10 +4,10 @@
  * checked to be images of one size, edits and noise checked, output names planned by the executor.
  * Everything is checked before anything is written, so a refused request leaves nothing behind.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { VidpriorError } from '../src/errors.js';
 import { checkPixels, readImageHeader, type PixelLimits } from '../src/io/image-header.js';
+import { readRegularFile } from '../src/io/pinned-dir.js';
 import type { EditInput, FrameInput, NoiseInput } from '../protocol/messages.js';
 import { parseParams, type JobKind } from '../protocol/params.js';
 import type { JobExecutor } from './jobs/executor.js';
@@ -198,19 +198,7 @@ async function frameBytes(
     return { bytes: frame.png };
   }
   const real = checkPath(frame.path!, `${field}.path`, opts.paths);
-  let bytes: Uint8Array;
-  try {
-    const st = await stat(real);
-    if (!st.isFile()) throw new Error('not a file');
-    if (st.size > opts.maxFrameBytes) throw tooLarge(`${field}.path`, st.size, opts.maxFrameBytes);
-    bytes = await readFile(real);
-  } catch (err) {
-    if (err instanceof VidpriorError) throw err;
-    throw new VidpriorError(
-      'E_BAD_INPUT',
-      `${field}.path ${JSON.stringify(frame.path)} cannot be read: ${(err as Error).message}`,
-      { field: `${field}.path` },
-    );
-  }
+  // A regular file only (a FIFO would block the reader), and not a link swapped in since the check.
+  const bytes = await readRegularFile(real, `${field}.path ${JSON.stringify(frame.path)}`, opts.maxFrameBytes);
   return { bytes, path: real };
 }

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { VidpriorError } from '../../src/errors.js';
 import { JOB_ID } from '../../protocol/messages.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../src/io/atomic-write.js';
+import { readRegularFile } from '../../src/io/pinned-dir.js';
 import { SPEC_VERSION, type JobSpec, type JobStatus } from './types.js';
 
 /** A job as the daemon holds it in memory: its spec, its status and which outputs exist. */
@@ -41,16 +42,8 @@ const pad = (n: number, w: number) => String(n).padStart(w, '0');
 
 async function frameBytes(data: FrameData): Promise<Uint8Array> {
   if ('bytes' in data) return data.bytes;
-  try {
-    return await readFile(data.path);
-  } catch (err) {
-    throw new VidpriorError(
-      'E_BAD_INPUT',
-      `${data.path} cannot be read any more: ${(err as Error).message}`,
-      { path: data.path },
-      { cause: err },
-    );
-  }
+  // Checked at intake; read again here as a regular file, not through a link swapped in since.
+  return readRegularFile(data.path, data.path, Number.MAX_SAFE_INTEGER);
 }
 
 /** `j-YYYYMMDD-HHMMSS-xxxxxx`: sorts by creation time, unique by its random tail. */

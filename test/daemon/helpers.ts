@@ -1,5 +1,5 @@
 // Shared by the daemon tests: a daemon on a free port with a fresh data dir, deterministic test frames.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -218,4 +218,27 @@ export function readServerFrames(socket: Socket): { messages: ServerMessage[]; c
 export function clientMessage(message: object | Uint8Array): Buffer {
   const payload = message instanceof Uint8Array ? message : encode(message);
   return Buffer.concat([clientFrame(payload.length), payload]);
+}
+
+/** Waits until `file` exists and `accept` holds for its JSON. */
+export async function waitJson(
+  file: string,
+  accept: (v: Record<string, unknown>) => boolean,
+  ms = 30_000,
+): Promise<Record<string, unknown>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (existsSync(file)) {
+      try {
+        const v = JSON.parse(readFileSync(file, 'utf8'));
+        if (accept(v)) return v;
+        if (v.state === 'failed') throw new Error(`${file}: the job failed: ${JSON.stringify(v.error)}`);
+      } catch (err) {
+        if (!(err instanceof SyntaxError)) throw err; // a SyntaxError: caught mid-write, look again
+      }
+    }
+    if (Date.now() > end)
+      throw new Error(`timed out waiting for ${file}: ${existsSync(file) ? readFileSync(file, 'utf8') : 'missing'}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
