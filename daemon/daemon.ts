@@ -15,6 +15,7 @@ import { JobStore } from './jobs/store.js';
 import { ModelHost } from './jobs/model-host.js';
 import { JobQueue } from './queue.js';
 import { startServer, type RunningServer } from './server.js';
+import { lockDataDir } from './data-lock.js';
 import { FolderWatcher } from './watch.js';
 import { PathPolicy } from './paths.js';
 
@@ -83,6 +84,28 @@ export function packageVersion(): string {
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.log ?? (() => {});
   const dataDir = resolve(opts.dataDir);
+  // One daemon per data dir: a second one would run the same jobs again.
+  const lock = await lockDataDir(dataDir, log);
+  try {
+    const daemon = await startOnLockedDataDir(opts, dataDir, log);
+    return {
+      ...daemon,
+      async close() {
+        await daemon.close();
+        await lock.release();
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function startOnLockedDataDir(
+  opts: DaemonOptions,
+  dataDir: string,
+  log: (line: string) => void,
+): Promise<Daemon> {
   // A model folder that lacks a file is an error now, not at the first job (E_MODEL_MISSING naming the file).
   if (opts.modelDir) await readModelFolder(resolve(opts.modelDir));
   const limits: Limits = { ...DEFAULT_LIMITS, ...defaultPixelLimits(totalmem()), ...opts.limits };
