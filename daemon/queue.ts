@@ -332,9 +332,15 @@ export class JobQueue {
         message: error.message,
         ...(error.details ? { details: error.details } : {}),
       };
-    await this.store
-      .saveStatus(job)
-      .catch((e: Error) => this.log(`could not save the state of job ${job.spec.id}: ${e.message}`));
+    await this.store.saveStatus(job).catch(async (e: Error) => {
+      // The client hears of the end either way; it must not run again after a restart (outcome.ts).
+      this.log(`could not save the state of job ${job.spec.id}: ${e.message}`);
+      await this.store.recordOutcome(job).then(
+        () => this.log(`job ${job.spec.id}: its end was kept in its reserved outcome.json`),
+        (e2: Error) =>
+          this.log(`job ${job.spec.id}: its end could not be kept either (${e2.message}): it may run again`),
+      );
+    });
     this.emit(job, this.terminalEvent(job));
   }
 

@@ -54,8 +54,8 @@ const requestId: Schema<string | number> = {
 };
 export type RequestId = string | number;
 
-/** Job ids are made by the daemon: `j-` + date + random hex (see daemon/jobs/store.ts). */
-export const JOB_ID = /^j-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$/;
+/** Job ids are made by the daemon: `j-` + date + random hex (see daemon/jobs/store.ts; older daemons made 6 digits). */
+export const JOB_ID = /^j-[0-9]{8}-[0-9]{6}-[0-9a-f]{6,16}$/;
 const jobId: Schema<string> = {
   expected: 'a job id such as "j-20261125-142301-3fa9c2"',
   isOptional: false,
