@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { VidpriorError } from '../../src/errors.js';
+import type { VidpriorError } from '../../src/errors.js';
 import { TEST_CACHE, startTestDaemon, tempDir, testPng } from './helpers.js';
 import { scriptedExecutor } from './scripted-executor.js';
 

@@ -2,7 +2,7 @@
 // dir fills up. Prints one JSON line with what each step saw.
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { VidpriorError } from '../../src/errors.js';
+import type { VidpriorError } from '../../src/errors.js';
 import { startTestDaemon, testPng } from './helpers.js';
 import { scriptedExecutor } from './scripted-executor.js';
 
