@@ -35,7 +35,7 @@ import { tokenMatches } from './token.js';
 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 /** All a connection may send before its hello is accepted (a hello is a few hundred bytes). */
-export const PRE_HELLO_BYTES = 64 * 1024;
+export const PRE_HELLO_BYTES = 16 * 1024;
 /** Messages received and not yet handled, past which the socket is not read until they are. */
 const INBOX_HIGH = 16;
 /** An attach replay waits for the client to read once this much is unsent. */
