@@ -5,10 +5,13 @@
  * write goes into the folder opened and pinned (src/io/pinned-dir.ts), the very folder the job came from: one
  * deleted or replaced since is never written to (and never made again).
  */
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { VidpriorError } from '../src/errors.js';
+import { isImageFile, naturalCompare } from '../src/io/frames.js';
 import { PinnedDir, readRegularFile } from '../src/io/pinned-dir.js';
+import { isVideoFile } from '../src/io/video.js';
+import { PathPolicy } from './paths.js';
 
 export const JOB_FILE = 'job.json';
 export const STATUS = 'status.json';
@@ -107,4 +110,74 @@ export async function openJobFolder(folder: string, identity?: string): Promise<
 /** Writes `value` as JSON into the pinned folder. */
 export async function writeJsonIn(dir: PinnedDir, name: string, value: unknown, durable = false): Promise<void> {
   await dir.writeFile(name, `${JSON.stringify(value, null, 2)}\n`, durable);
+}
+
+/** What a job.json asks for, as far as its inputs go. */
+export interface JobInputsSpec {
+  input?: string;
+  edits?: { frame: number; path: string }[];
+}
+
+/**
+ * The inputs of a job folder: its video, or its frames in natural order (edits left out), and the edits' paths;
+ * all inside the folder, plain files and folders only. `shown` names the folder in messages.
+ */
+export async function jobInputs(
+  folder: string,
+  job: JobInputsSpec,
+  shown: string,
+): Promise<{ video: string | null; frames: string[]; editPaths: Set<string> }> {
+  const paths = new PathPolicy([folder], folder);
+  const inputPath = job.input ? paths.check(job.input, 'job.json.input') : folder;
+  const kind = job.input ? await plainEntry(folder, job.input, 'job.json.input') : 'folder';
+  if (kind === 'other')
+    throw new VidpriorError('E_BAD_INPUT', `job.json.input ${JSON.stringify(job.input)} is not a regular file`, {
+      field: 'job.json.input',
+    });
+  const editPaths = new Set<string>();
+  for (const [i, e] of (job.edits ?? []).entries()) {
+    const field = `job.json.edits[${i}].path`;
+    editPaths.add(paths.check(e.path, field));
+    if ((await plainEntry(folder, e.path, field)) !== 'file')
+      throw new VidpriorError('E_BAD_INPUT', `${field} ${JSON.stringify(e.path)} is not a regular file`, { field });
+  }
+  if (kind === 'file') return { video: inputPath, frames: [], editPaths };
+  const names = (await plainFiles(folder, inputPath, (n) => isImageFile(n) || isVideoFile(n))).sort(naturalCompare);
+  const frames = names
+    .filter(isImageFile)
+    .map((n) => join(inputPath, n))
+    .filter((p) => !editPaths.has(p));
+  const videos = names.filter(isVideoFile);
+  if (frames.length > 0) return { video: null, frames, editPaths };
+  if (videos.length === 1) return { video: join(inputPath, videos[0]!), frames, editPaths };
+  const where = join(shown, relative(folder, inputPath)) || '.';
+  throw new VidpriorError(
+    'E_BAD_INPUT',
+    `no frames (.png, .jpg) ${videos.length > 1 ? `and ${videos.length} videos (name one in "input")` : 'and no video'} in ${where}`,
+    { field: 'job.json.input' },
+  );
+}
+
+/** Waits until no file of `paths` changes size or mtime over `ms` (a copy still running is waited out). */
+export async function waitStable(paths: Iterable<string>, ms: number): Promise<void> {
+  const list = [...paths];
+  const snapshot = async () =>
+    (
+      await Promise.all(
+        list.map((p) =>
+          stat(p).then(
+            (s) => `${s.size}:${s.mtimeMs}`,
+            () => 'missing',
+          ),
+        ),
+      )
+    ).join('|');
+  let before = await snapshot();
+  for (let tries = 0; tries < 120; tries++) {
+    await new Promise((r) => setTimeout(r, ms));
+    const after = await snapshot();
+    if (after === before) return;
+    before = after;
+  }
+  throw new VidpriorError('E_BAD_INPUT', 'the frames kept changing for a minute: is a copy still running?');
 }

@@ -15,10 +15,9 @@ import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { VidpriorError, asVidpriorError } from '../src/errors.js';
-import { isImageFile, naturalCompare } from '../src/io/frames.js';
 import { openFrameSource } from '../src/io/inputs.js';
 import { checkPixels, type PixelLimits } from '../src/io/image-header.js';
-import { isVideoFile, probeVideo } from '../src/io/video.js';
+import { probeVideo } from '../src/io/video.js';
 import type { JobEvent } from '../protocol/messages.js';
 import { TERMINAL_STATES } from '../protocol/messages.js';
 import { JobKindSchema } from '../protocol/params.js';
@@ -31,10 +30,10 @@ import {
   OUT,
   STATUS,
   checkOutFolder,
+  jobInputs,
   openJobFolder,
-  plainEntry,
-  plainFiles,
   readJobFile,
+  waitStable,
   writeJsonIn,
 } from './watch-files.js';
 import { PathPolicy, realpathOrAncestor } from './paths.js';
@@ -221,41 +220,10 @@ export class FolderWatcher {
     const identity = await pinned.identity();
     await pinned.close();
     await checkOutFolder(folder);
-    const paths = new PathPolicy([folder], folder);
 
     // 2. The frames: a sub-folder, a video file, or the folder itself (its images, else its one video); plain
-    //    files and folders only.
-    const inputPath = job.input ? paths.check(job.input, 'job.json.input') : folder;
-    const kind = job.input ? await plainEntry(folder, job.input, 'job.json.input') : 'folder';
-    if (kind === 'other')
-      throw new VidpriorError('E_BAD_INPUT', `job.json.input ${JSON.stringify(job.input)} is not a regular file`, {
-        field: 'job.json.input',
-      });
-    const editPaths = new Set<string>();
-    for (const [i, e] of (job.edits ?? []).entries()) {
-      const field = `job.json.edits[${i}].path`;
-      editPaths.add(paths.check(e.path, field));
-      if ((await plainEntry(folder, e.path, field)) !== 'file')
-        throw new VidpriorError('E_BAD_INPUT', `${field} ${JSON.stringify(e.path)} is not a regular file`, { field });
-    }
-    let video: string | null = kind === 'folder' ? null : inputPath;
-    let frames: string[] = [];
-    if (kind === 'folder') {
-      const names = (await plainFiles(folder, inputPath, (n) => isImageFile(n) || isVideoFile(n))).sort(naturalCompare);
-      frames = names
-        .filter(isImageFile)
-        .map((n) => join(inputPath, n))
-        .filter((p) => !editPaths.has(p));
-      const videos = names.filter(isVideoFile);
-      if (frames.length === 0 && videos.length === 1) video = join(inputPath, videos[0]!);
-      else if (frames.length === 0) {
-        throw new VidpriorError(
-          'E_BAD_INPUT',
-          `no frames (.png, .jpg) ${videos.length > 1 ? `and ${videos.length} videos (name one in "input")` : 'and no video'} in ${relative(this.dir, inputPath) || '.'}`,
-          { field: 'job.json.input' },
-        );
-      }
-    }
+    //    files and folders only, settled (a copy still running is waited out).
+    const { video, frames, editPaths } = await jobInputs(folder, job, relative(this.dir, folder));
     await waitStable([...(video ? [video] : frames), ...editPaths], this.opts.stableMs ?? 500);
 
     // 3. A video is decoded to PNG frames (src/io, ffmpeg) in a temporary folder, copied into the job by intake;
@@ -434,28 +402,4 @@ export class FolderWatcher {
 function isInsideDir(root: string, p: string): boolean {
   const rel = relative(root, p);
   return rel !== '' && !rel.startsWith('..');
-}
-
-/** Waits until no file of `paths` changes size or mtime over `ms` (a copy still running is waited out). */
-async function waitStable(paths: Iterable<string>, ms: number): Promise<void> {
-  const list = [...paths];
-  const snapshot = async () =>
-    (
-      await Promise.all(
-        list.map((p) =>
-          stat(p).then(
-            (s) => `${s.size}:${s.mtimeMs}`,
-            () => 'missing',
-          ),
-        ),
-      )
-    ).join('|');
-  let before = await snapshot();
-  for (let tries = 0; tries < 120; tries++) {
-    await new Promise((r) => setTimeout(r, ms));
-    const after = await snapshot();
-    if (after === before) return;
-    before = after;
-  }
-  throw new VidpriorError('E_BAD_INPUT', 'the frames kept changing for a minute: is a copy still running?');
 }
