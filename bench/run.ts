@@ -23,6 +23,7 @@ import { protocolBench } from './protocol.js';
 import { unetBench } from './unet.js';
 import { trainingBench } from './training.js';
 import { runOptimizeBench } from './optimize.js';
+import { checkpointBench } from './checkpoint.js';
 
 export const BENCHMARKS: BenchModule[] = [
   unetBench,
@@ -41,6 +42,7 @@ export const BENCHMARKS: BenchModule[] = [
         log: ctx.log,
       }),
   },
+  checkpointBench,
   {
     name: 'metrics',
     describe: 'temporal-consistency metrics on CPU, seconds per 512×512 frame pair',

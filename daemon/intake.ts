@@ -47,6 +47,7 @@ function checkHeader(bytes: Uint8Array, field: string, opts: IntakeOptions): voi
 }
 
 /** Output and input names are file names in the job folder: no separators, no dot-names, no control chars. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what names may not hold
 const SAFE_NAME = /^(?!\.)[^/\\\x00-\x1f]{1,200}$/;
 
 export async function intake(executor: JobExecutor, req: JobRequest, opts: IntakeOptions): Promise<NewJob> {
