@@ -1,7 +1,7 @@
 // Bad input of every kind gets an error reply and the daemon keeps serving (this client and others).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { VidpriorClient } from '../../protocol/client.js';
@@ -19,8 +19,10 @@ before(async () => {
     limits: { maxMessageBytes: 256 * 1024, maxFrameBytes: 64 * 1024, maxFrames: 8 },
   });
 });
+const leftovers: string[] = [];
 after(async () => {
   await d.close();
+  for (const dir of [allowed, ...leftovers]) rmSync(dir, { recursive: true, force: true });
 });
 
 async function expectError(c: RawClient, code: string, id?: number | string): Promise<ErrorMessage> {
@@ -231,6 +233,7 @@ test('paths: inside the allowed folders they are read; outside, via .. or a syml
   mkdirSync(join(allowed, 'shot'), { recursive: true });
   writeFileSync(join(allowed, 'shot', 'a.png'), await testPng(2, 64, 64));
   const outside = tempDir('outside');
+  leftovers.push(outside);
   writeFileSync(join(outside, 'secret.png'), await testPng(3, 64, 64));
   symlinkSync(join(outside, 'secret.png'), join(allowed, 'shot', 'link.png'));
   c.send({

@@ -52,6 +52,9 @@ export async function startTestDaemon(opts: Partial<DaemonOptions> = {}): Promis
     embeddedDefault: () => ensureDefaultModel(),
     listen: { host: '127.0.0.1', port: 0, heartbeatMs: 60_000 },
     ...opts,
+  }).catch((err: unknown) => {
+    if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    throw err;
   });
   const url = daemon.server?.url ?? '';
   const clients: VidpriorClient[] = [];
