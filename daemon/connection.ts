@@ -2,7 +2,12 @@
  * One websocket client of the daemon: the handshake, then requests answered by id, and the events of the
  * jobs it follows. This is the protocol's error boundary: anything a message causes becomes an `error` reply
  * and the connection (and everyone else's) stays up.
+ *
+ * Messages are handled strictly one after another, in the order they came: a hello refused closes the
+ * connection before anything sent after it is looked at. Few are held at once (past that the socket is not
+ * read), and before hello a connection may send only PRE_HELLO_BYTES in all.
  */
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { VidpriorError, asVidpriorError } from '../src/errors.js';
 import { decode, encode } from '../protocol/codec.js';
@@ -18,65 +23,173 @@ import {
   type ServerMessage,
   type Submit,
   type Attach,
+  type Hello,
 } from '../protocol/messages.js';
 import { TERMINAL_STATES } from '../protocol/messages.js';
+import type { Limits } from './daemon.js';
 import { intake } from './intake.js';
+import type { Outbox } from './outbox.js';
 import type { JobQueue } from './queue.js';
 import type { PathPolicy } from './paths.js';
 import { tokenMatches } from './token.js';
 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** All a connection may send before its hello is accepted (a hello is a few hundred bytes). */
+export const PRE_HELLO_BYTES = 16 * 1024;
+/** Messages received and not yet handled, past which the socket is not read until they are. */
+const INBOX_HIGH = 16;
+/** An attach replay waits for the client to read once this much is unsent. */
+const REPLAY_HIGH_WATER = 4 * 1024 * 1024;
 
 export interface ConnectionOptions {
   queue: JobQueue;
   version: string;
   token?: string;
-  limits: { maxMessageBytes: number; maxFrameBytes: number; maxFrames: number };
+  limits: Limits;
   /** Allowed folders for `path` fields; used only when the client is on loopback. */
   paths: PathPolicy;
+  /** Where `output_dir` may point (loopback clients only). */
+  outputPaths: PathPolicy;
   /** The client is on this machine (loopback address). */
   local: boolean;
   /** A client whose unsent data grows beyond this is dropped (it can attach again). */
   maxBufferedBytes: number;
+  /** The cap on unsent data of all clients together. */
+  outbox: Outbox;
   log: (line: string) => void;
 }
 
+type Incoming = { data: Buffer | Buffer[] | ArrayBuffer; isBinary: boolean };
+
+/** A job event goes to every subscriber as the same object: it is encoded once and the bytes are shared. */
+const encoded = new WeakMap<object, Uint8Array>();
+function encodeShared(message: ServerMessage): Uint8Array {
+  const cached = encoded.get(message);
+  if (cached) return cached;
+  const bytes = encode(message);
+  encoded.set(message, bytes);
+  return bytes;
+}
+
 export class Connection {
-  private greeted = false;
+  private isGreeted = false;
   private readonly subscriptions = new Map<string, () => void>();
+  private readonly inbox: Incoming[] = [];
+  private handling = false;
+  /** Set once the connection is being closed: nothing more it sent is handled. */
+  private closing = false;
+  private preHelloBytes = 0;
 
   constructor(
     private readonly ws: WebSocket,
+    socket: Duplex,
     private readonly opts: ConnectionOptions,
   ) {
-    ws.on('message', (data, isBinary) => {
-      void this.onMessage(data as Buffer | Buffer[] | ArrayBuffer, isBinary);
-    });
+    ws.on('message', (data, isBinary) => this.receive({ data: data as Buffer | Buffer[] | ArrayBuffer, isBinary }));
+    // Bytes before hello are counted as they arrive, so a flood is cut off before ws has buffered a big message.
+    const count = (chunk: Buffer) => {
+      if (this.isGreeted) {
+        socket.off('data', count);
+        return;
+      }
+      this.preHelloBytes += chunk.length;
+      if (this.preHelloBytes > PRE_HELLO_BYTES) this.refuseFlood();
+    };
+    socket.on('data', count);
     // A connection that never completes the handshake is closed (it holds a socket and nothing else).
     const handshake = setTimeout(() => {
-      if (!this.greeted) ws.close(1008, 'no hello');
+      if (!this.isGreeted) this.closeWith(1008, 'no hello');
     }, HANDSHAKE_TIMEOUT_MS);
     handshake.unref();
     ws.on('close', () => {
       clearTimeout(handshake);
+      socket.off('data', count);
       this.dispose();
     });
     ws.on('error', () => this.dispose());
   }
 
+  /** The handshake succeeded. */
+  get greeted(): boolean {
+    return this.isGreeted;
+  }
+
+  /** Closes the connection at once (the server makes room for a new one). */
+  drop(): void {
+    this.closing = true;
+    this.inbox.length = 0;
+    this.ws.terminate();
+  }
+
   private dispose(): void {
+    this.closing = true;
+    this.inbox.length = 0;
     for (const off of this.subscriptions.values()) off();
     this.subscriptions.clear();
   }
 
-  private send(message: ServerMessage): void {
+  /** Stops handling what the client sends, and closes with `code` (the socket goes if the client lingers). */
+  private closeWith(code: number, reason: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.inbox.length = 0;
+    this.ws.pause();
+    this.ws.close(code, reason);
+    setTimeout(() => this.ws.terminate(), 1000).unref();
+  }
+
+  private refuseFlood(): void {
+    if (this.closing) {
+      // Still sending after the close frame: no more grace.
+      if (this.preHelloBytes > 2 * PRE_HELLO_BYTES + 1024 * 1024) this.ws.terminate();
+      return;
+    }
+    this.opts.log(`closing a connection that sent more than ${PRE_HELLO_BYTES} bytes without a hello`);
+    this.closeWith(1009, `more than ${PRE_HELLO_BYTES} bytes before hello`);
+  }
+
+  private receive(message: Incoming): void {
+    if (this.closing) return;
+    this.inbox.push(message);
+    if (this.inbox.length >= INBOX_HIGH) this.ws.pause();
+    if (!this.handling) void this.handleInbox();
+  }
+
+  /** Handles queued messages one at a time, in order; the first one starts at once (in the same tick). */
+  private async handleInbox(): Promise<void> {
+    this.handling = true;
+    try {
+      while (!this.closing) {
+        const next = this.inbox.shift();
+        if (!next) break;
+        await this.onMessage(next.data, next.isBinary);
+        if (this.ws.isPaused && this.inbox.length < INBOX_HIGH / 2 && !this.closing) this.ws.resume();
+      }
+    } finally {
+      this.handling = false;
+    }
+  }
+
+  private send(message: ServerMessage, onWritten?: () => void): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
     if (this.ws.bufferedAmount > this.opts.maxBufferedBytes) {
       this.opts.log('dropping a client that does not read its messages (it can attach again)');
       this.ws.terminate();
       return;
     }
-    this.ws.send(encode(message), { binary: true });
+    const bytes = encodeShared(message);
+    if (!this.opts.outbox.makeRoom(this.ws, bytes.length)) return;
+    this.ws.send(bytes, { binary: true }, onWritten);
+  }
+
+  /** Sends and, when much is unsent already, waits until the client has read it (or the connection is gone). */
+  private async sendPaced(message: ServerMessage): Promise<void> {
+    if (this.ws.bufferedAmount < REPLAY_HIGH_WATER) return this.send(message);
+    await new Promise<void>((resolve) => {
+      this.send(message, () => resolve());
+      if (this.ws.readyState !== this.ws.OPEN) resolve();
+      this.ws.once('close', () => resolve());
+    });
   }
 
   private async onMessage(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): Promise<void> {
@@ -88,21 +201,27 @@ export class Connection {
           'text messages are not part of the protocol: send one MessagePack map per binary message',
         );
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
-      raw = decode(bytes, this.opts.limits);
+      raw = decode(bytes, {
+        maxMessageBytes: this.opts.limits.maxMessageBytes,
+        // A submit of many frames is several values per frame.
+        maxValues: Math.max(1_000_000, 8 * this.opts.limits.maxFrames),
+      });
       const message = parseClientMessage(raw);
-      await this.handle(message);
+      // hello is handled in the same tick it arrives: a refused one closes the connection before ws hands over
+      // anything sent after it.
+      if (message.type === 'hello') this.hello(message.id, message.protocol, message.token);
+      else await this.handle(message);
     } catch (err) {
       const e = asVidpriorError(err);
       if (e.code === 'E_INTERNAL') this.opts.log(`bug while handling a message: ${(err as Error)?.stack ?? e.message}`);
       const id = requestIdOf(raw);
       this.send(errorMessage(e, id === undefined ? {} : { id }));
-      if (e.code === 'E_AUTH' || e.code === 'E_VERSION') this.ws.close(1008, e.code);
+      if (e.code === 'E_AUTH' || e.code === 'E_VERSION') this.closeWith(1008, e.code);
     }
   }
 
-  private async handle(m: ClientMessage): Promise<void> {
-    if (m.type === 'hello') return this.hello(m.id, m.protocol, m.token);
-    if (!this.greeted)
+  private async handle(m: Exclude<ClientMessage, Hello>): Promise<void> {
+    if (!this.isGreeted)
       throw new VidpriorError(
         'E_PROTOCOL',
         `say hello first: the first message must be {"type": "hello", "protocol": ${PROTOCOL_VERSION}}`,
@@ -139,7 +258,7 @@ export class Connection {
   }
 
   private hello(id: RequestId, protocol: number, token: string | undefined): void {
-    if (this.greeted) throw new VidpriorError('E_PROTOCOL', 'hello was already received on this connection');
+    if (this.isGreeted) throw new VidpriorError('E_PROTOCOL', 'hello was already received on this connection');
     if (!SUPPORTED_VERSIONS.includes(protocol)) {
       throw new VidpriorError(
         'E_VERSION',
@@ -153,8 +272,9 @@ export class Connection {
         token === undefined ? 'this daemon needs a token: send it in hello.token' : 'the token is missing or wrong',
       );
     }
-    this.greeted = true;
+    this.isGreeted = true;
     const paths = this.opts.local && this.opts.paths.allowsAny;
+    const outputDir = this.opts.local && this.opts.outputPaths.allowsAny;
     this.send({
       type: 'welcome',
       id,
@@ -164,7 +284,8 @@ export class Connection {
         ...this.opts.queue.availableKinds().map((k) => `kind:${k}`),
         'attach',
         'noise',
-        ...(paths ? ['paths', 'output_dir'] : []),
+        ...(paths ? ['paths'] : []),
+        ...(outputDir ? ['output_dir'] : []),
       ],
       limits: {
         max_message_bytes: this.opts.limits.maxMessageBytes,
@@ -182,7 +303,9 @@ export class Connection {
     const job = await intake(executor, m, {
       maxFrameBytes: this.opts.limits.maxFrameBytes,
       maxFrames: this.opts.limits.maxFrames,
+      pixels: this.opts.limits,
       paths: this.opts.local ? this.opts.paths : null,
+      outputPaths: this.opts.local ? this.opts.outputPaths : null,
       origin: { via: 'socket' },
     });
     // Subscribe before the job can start (no event missed), hold its events until `accepted` has gone out.
@@ -205,9 +328,11 @@ export class Connection {
     if (m.replay) {
       for (let i = m.from_index; i < job.spec.outputs.length; i++) {
         if (!job.outputDone[i]) continue;
+        if (this.closing) return;
         const png = await q.store.readOutput(job, i);
         replayed.add(i);
-        this.send({ type: 'frame', job: m.job, index: i, name: job.spec.outputs[i]!, png, replay: true });
+        // A long replay goes at the client's pace, not all into memory at once.
+        await this.sendPaced({ type: 'frame', job: m.job, index: i, name: job.spec.outputs[i]!, png, replay: true });
       }
     }
     if (terminal) {

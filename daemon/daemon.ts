@@ -2,10 +2,12 @@
  * Puts the daemon together: job store and queue, model host, executors, and optionally the websocket server
  * and folder watchers. `vidprior serve`, `vidprior watch` and the tests all start it through here.
  */
+import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../protocol/codec.js';
+import { defaultPixelLimits } from '../src/io/image-header.js';
 import type { JobExecutor } from './jobs/executor.js';
 import { readModelFolder } from '../src/models/folder.js';
 import type { UnetVariant } from '../src/models/unet-variants.js';
@@ -15,12 +17,18 @@ import { JobStore } from './jobs/store.js';
 import { ModelHost } from './jobs/model-host.js';
 import { JobQueue } from './queue.js';
 import { startServer, type RunningServer } from './server.js';
+import { lockDataDir } from './data-lock.js';
 import { FolderWatcher } from './watch.js';
+import { PathPolicy } from './paths.js';
 
 export interface Limits {
   maxMessageBytes: number;
   maxFrameBytes: number;
   maxFrames: number;
+  /** Largest frame decoded (width × height, from its header); default from the machine's memory. */
+  maxInputPixels: number;
+  /** Largest frame the model works on (width × height after fitting); default from the machine's memory. */
+  maxWorkingPixels: number;
 }
 
 export interface DaemonOptions {
@@ -37,7 +45,16 @@ export interface DaemonOptions {
   /** Makes or finds the embedded default model (a folder). */
   embeddedDefault: () => Promise<string>;
   /** Listen on a websocket (serve); absent for `vidprior watch` alone. */
-  listen?: { host: string; port: number; token?: string; heartbeatMs?: number };
+  listen?: {
+    host: string;
+    port: number;
+    token?: string;
+    heartbeatMs?: number;
+    /** Most websocket connections at once (default 64). */
+    maxConnections?: number;
+    /** Most bytes waiting to be sent to all clients together (default 256 MiB). */
+    maxOutboxBytes?: number;
+  };
   limits?: Partial<Limits>;
   allowDirs?: string[];
   watch?: string[];
@@ -75,10 +92,32 @@ export function packageVersion(): string {
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.log ?? (() => {});
   const dataDir = resolve(opts.dataDir);
+  // One daemon per data dir: a second one would run the same jobs again.
+  const lock = await lockDataDir(dataDir, log);
+  try {
+    const daemon = await startOnLockedDataDir(opts, dataDir, log);
+    return {
+      ...daemon,
+      async close() {
+        await daemon.close();
+        await lock.release();
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function startOnLockedDataDir(
+  opts: DaemonOptions,
+  dataDir: string,
+  log: (line: string) => void,
+): Promise<Daemon> {
   // A model that is not there (or an ONNX folder that lacks a file) is an error now, not at the first job.
   const modelRef = opts.model ? identifyModel(opts.model) : undefined;
   if (modelRef?.kind === 'onnx') await readModelFolder(modelRef.path);
-  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const limits: Limits = { ...DEFAULT_LIMITS, ...defaultPixelLimits(totalmem()), ...opts.limits };
   // 1. The queue over the data dir; unfinished jobs of the last run resume.
   const store = new JobStore(dataDir);
   const model = new ModelHost({
@@ -93,7 +132,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     log,
   });
   const executors = new Map((opts.executors ?? defaultExecutors()).map((e) => [e.kind, e] as const));
-  const queue = new JobQueue(store, executors, model, log);
+  // Paths clients may read: the allowed folders, the data dir and watched folders. Where output_dir may
+  // write: the allowed folders, never into the data dir or a watched folder (they belong to jobs).
+  const watched = (opts.watch ?? []).map((d) => resolve(d));
+  const allowDirs = (opts.allowDirs ?? []).map((d) => resolve(d));
+  const outputPaths = new PathPolicy(allowDirs, undefined, { exclude: [dataDir, ...watched], verb: 'write to' });
+  const queue = new JobQueue(store, executors, model, log, outputPaths);
   await queue.start();
 
   // 2. Watched folders (their jobs go through the same queue).
@@ -116,8 +160,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         port: opts.listen.port,
         token: opts.listen.token,
         heartbeatMs: opts.listen.heartbeatMs ?? 15_000,
+        maxConnections: opts.listen.maxConnections,
+        maxOutboxBytes: opts.listen.maxOutboxBytes,
         limits,
-        allowDirs: [dataDir, ...(opts.watch ?? []), ...(opts.allowDirs ?? [])].map((d) => resolve(d)),
+        allowDirs: [dataDir, ...watched, ...allowDirs],
+        outputPaths,
         queue,
         version: packageVersion(),
         log,

@@ -4,9 +4,10 @@
  * checked to be images of one size, edits and noise checked, output names planned by the executor.
  * Everything is checked before anything is written, so a refused request leaves nothing behind.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { VidpriorError } from '../src/errors.js';
+import { checkPixels, readImageHeader, type PixelLimits } from '../src/io/image-header.js';
+import { readRegularFile } from '../src/io/pinned-dir.js';
 import type { EditInput, FrameInput, NoiseInput } from '../protocol/messages.js';
 import { parseParams, type JobKind, type StyleLoraParam } from '../protocol/params.js';
 import type { JobExecutor } from './jobs/executor.js';
@@ -30,7 +31,19 @@ export interface IntakeOptions {
   maxFrames: number;
   /** Where `path` fields may point; null when this client may not send paths at all (not on loopback). */
   paths: PathPolicy | null;
+  /** Where `output_dir` may point; null or absent when nowhere. */
+  outputPaths?: PathPolicy | null;
   origin: JobSpec['origin'];
+  /** Pixel caps, checked from each image's header before it is decoded. */
+  pixels: PixelLimits;
+  /** The size the model will work on for a frame of this size (default: the frame's own). */
+  workingSize?: (size: { width: number; height: number }) => { width: number; height: number };
+}
+
+/** The frame's header against the pixel caps: a decompression bomb stops here, before sharp or the model. */
+function checkHeader(bytes: Uint8Array, field: string, opts: IntakeOptions): void {
+  const header = readImageHeader(bytes, field);
+  checkPixels(header, field, opts.pixels, opts.workingSize?.(header));
 }
 
 /** Output and input names are file names in the job folder: no separators, no dot-names, no control chars. */
@@ -62,6 +75,7 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
   for (const [i, frame] of req.frames.entries()) {
     const field = `frames[${i}]`;
     const { bytes, path } = await frameBytes(frame, field, opts);
+    checkHeader(bytes, field, opts);
     const info = await probeImage(bytes, field);
     if (size && (info.width !== size.width || info.height !== size.height)) {
       throw new VidpriorError(
@@ -102,6 +116,7 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
         { field: `${field}.frame` },
       );
     const { bytes } = await frameBytes(edit, field, opts);
+    checkHeader(bytes, field, opts);
     const info = await probeImage(bytes, field);
     if (info.width !== size.width || info.height !== size.height) {
       throw new VidpriorError(
@@ -138,7 +153,7 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
 
   // 5. Output folder (local clients only), and the output names the executor will write.
   let outputDir: string | undefined;
-  if (req.output_dir !== undefined) outputDir = checkPath(req.output_dir, 'output_dir', opts);
+  if (req.output_dir !== undefined) outputDir = checkPath(req.output_dir, 'output_dir', opts.outputPaths ?? null);
   const outputs = executor.plan({ params, inputNames: inputs.map((f) => f.name), edits });
   for (const n of outputs)
     if (!SAFE_NAME.test(n))
@@ -167,15 +182,15 @@ function tooLarge(field: string, bytes: number, limit: number): VidpriorError {
   });
 }
 
-function checkPath(p: string, field: string, opts: IntakeOptions): string {
-  if (!opts.paths?.allowsAny) {
+function checkPath(p: string, field: string, policy: PathPolicy | null): string {
+  if (!policy?.allowsAny) {
     throw new VidpriorError(
       'E_FORBIDDEN_PATH',
-      `${field}: this daemon reads no paths from this client (only from one on the same machine, inside --allow-dir folders); send the bytes instead`,
+      `${field}: this daemon takes no paths from this client (only from one on the same machine, inside --allow-dir folders)${field === 'output_dir' ? '' : '; send the bytes instead'}`,
       { field },
     );
   }
-  return opts.paths.check(p, field);
+  return policy.check(p, field);
 }
 
 /** The frame's bytes, and the resolved path it was read from (for path frames). */
@@ -191,20 +206,8 @@ async function frameBytes(
     if (frame.png.length > opts.maxFrameBytes) throw tooLarge(`${field}.png`, frame.png.length, opts.maxFrameBytes);
     return { bytes: frame.png };
   }
-  const real = checkPath(frame.path!, `${field}.path`, opts);
-  let bytes: Uint8Array;
-  try {
-    const st = await stat(real);
-    if (!st.isFile()) throw new Error('not a file');
-    if (st.size > opts.maxFrameBytes) throw tooLarge(`${field}.path`, st.size, opts.maxFrameBytes);
-    bytes = await readFile(real);
-  } catch (err) {
-    if (err instanceof VidpriorError) throw err;
-    throw new VidpriorError(
-      'E_BAD_INPUT',
-      `${field}.path ${JSON.stringify(frame.path)} cannot be read: ${(err as Error).message}`,
-      { field: `${field}.path` },
-    );
-  }
+  const real = checkPath(frame.path!, `${field}.path`, opts.paths);
+  // A regular file only (a FIFO would block the reader), and not a link swapped in since the check.
+  const bytes = await readRegularFile(real, `${field}.path ${JSON.stringify(frame.path)}`, opts.maxFrameBytes);
   return { bytes, path: real };
 }

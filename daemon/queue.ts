@@ -17,8 +17,10 @@ import {
 import type { ExecutorContext, JobExecutor, ProgressUpdate } from './jobs/executor.js';
 import type { JobRecord, JobStore, NewJob } from './jobs/store.js';
 import type { ModelHost } from './jobs/model-host.js';
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeToOutputDir } from './output-dir.js';
+import type { PathPolicy } from './paths.js';
 
 export type JobListener = (event: JobEvent) => void;
 type Log = (line: string) => void;
@@ -35,7 +37,7 @@ export class JobQueue {
   private readonly waiting: string[] = [];
   private readonly listeners = new Map<string, Set<JobListener>>();
   private readonly anyListeners = new Set<(job: JobRecord, event: JobEvent) => void>();
-  private current: { id: string; abort: AbortController } | null = null;
+  private current: { id: string; abort: AbortController; why?: string } | null = null;
   private worker: Promise<void> | null = null;
   private stopping = false;
   /** When each running job last sent a progress event (for the throttle). */
@@ -46,6 +48,8 @@ export class JobQueue {
     private readonly executors: ReadonlyMap<string, JobExecutor>,
     readonly model: ModelHost,
     private readonly log: Log = () => {},
+    /** Where jobs' output_dir copies may go (checked at each write); none without it. */
+    private readonly outputPaths?: PathPolicy,
   ) {}
 
   /** Loads the jobs on disk and starts the ones left unfinished by the last run. */
@@ -111,17 +115,18 @@ export class JobQueue {
       .slice(0, limit);
   }
 
-  /** Cancels a queued job at once, a running one at its next step; a finished job is left as it is. */
-  async cancel(id: string): Promise<void> {
+  /** Cancels a queued job at once, a running one at its next step (`why` becomes its error message); a finished job is left as it is. */
+  async cancel(id: string, why = 'the job was cancelled'): Promise<void> {
     const job = this.get(id);
     if (TERMINAL_STATES.includes(job.status.state)) return;
     if (this.current?.id === id) {
+      this.current.why = why;
       this.current.abort.abort(CANCEL);
       return;
     }
     const at = this.waiting.indexOf(id);
     if (at >= 0) this.waiting.splice(at, 1);
-    await this.finish(job, 'cancelled', new VidpriorError('E_CANCELLED', 'the job was cancelled'));
+    await this.finish(job, 'cancelled', new VidpriorError('E_CANCELLED', why));
   }
 
   /** Removes a finished job and its folder; a queued or running one must be cancelled first (E_BUSY). */
@@ -256,7 +261,8 @@ export class JobQueue {
         // Leave it `running` on disk: the next start resumes it.
         await this.store.saveStatus(job).catch(() => {});
       } else if (abort.signal.aborted && abort.signal.reason === CANCEL) {
-        await this.finish(job, 'cancelled', new VidpriorError('E_CANCELLED', 'the job was cancelled'));
+        const why = this.current?.why ?? 'the job was cancelled';
+        await this.finish(job, 'cancelled', new VidpriorError('E_CANCELLED', why));
       } else {
         const e = asVidpriorError(err);
         if (e.code === 'E_INTERNAL')
@@ -281,7 +287,7 @@ export class JobQueue {
         signal.throwIfAborted();
         await this.store.writeOutput(job, index, png);
         if (job.spec.output_dir)
-          await copyOut(job.spec.output_dir, job.spec.outputs[index]!, this.store.outputPath(job, index));
+          await writeToOutputDir(job.spec.output_dir, job.spec.outputs[index]!, png, this.outputPaths);
         job.status.fraction = Math.max(
           job.status.fraction,
           job.outputDone.filter(Boolean).length / Math.max(1, job.spec.outputs.length),
@@ -331,9 +337,15 @@ export class JobQueue {
         message: error.message,
         ...(error.details ? { details: error.details } : {}),
       };
-    await this.store
-      .saveStatus(job)
-      .catch((e: Error) => this.log(`could not save the state of job ${job.spec.id}: ${e.message}`));
+    await this.store.saveStatus(job).catch(async (e: Error) => {
+      // The client hears of the end either way; it must not run again after a restart (outcome.ts).
+      this.log(`could not save the state of job ${job.spec.id}: ${e.message}`);
+      await this.store.recordOutcome(job).then(
+        () => this.log(`job ${job.spec.id}: its end was kept in its reserved outcome.json`),
+        (e2: Error) =>
+          this.log(`job ${job.spec.id}: its end could not be kept either (${e2.message}): it may run again`),
+      );
+    });
     this.emit(job, this.terminalEvent(job));
   }
 
@@ -377,19 +389,5 @@ function safeCall(fn: () => void, log: Log): void {
     fn();
   } catch (err) {
     log(`job event listener failed: ${(err as Error).stack ?? err}`);
-  }
-}
-
-async function copyOut(dir: string, name: string, from: string): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true });
-    await copyFile(from, join(dir, name));
-  } catch (err) {
-    throw new VidpriorError(
-      'E_IO',
-      `cannot write ${name} to output_dir ${dir}: ${(err as Error).message}`,
-      { output_dir: dir },
-      { cause: err },
-    );
   }
 }

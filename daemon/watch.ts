@@ -6,22 +6,36 @@
  *
  * Half-copied files are not picked up: job.json must be written last, chokidar reports it only once its size
  * has been stable (awaitWriteFinish), and the frames' sizes must be stable too before the job is read.
- * Paths in job.json are relative to the job folder and cannot leave it (resolved, symlinks followed).
+ * Paths in job.json are relative to the job folder and cannot leave it; job folders, their files and out/
+ * must be plain folders and regular files (no symlinks, no FIFOs), and every write goes into the job folder
+ * the job came from, pinned (watch-files.ts): a folder deleted mid-job cancels its job and is not made again.
  */
 import { existsSync } from 'node:fs';
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { VidpriorError, asVidpriorError } from '../src/errors.js';
-import { isImageFile, naturalCompare } from '../src/io/frames.js';
 import { openFrameSource } from '../src/io/inputs.js';
-import { isVideoFile } from '../src/io/video.js';
+import { checkPixels, type PixelLimits } from '../src/io/image-header.js';
+import { probeVideo } from '../src/io/video.js';
 import type { JobEvent } from '../protocol/messages.js';
 import { TERMINAL_STATES } from '../protocol/messages.js';
 import { JobKindSchema } from '../protocol/params.js';
 import { array, int, object, optional, record, any, str } from '../protocol/schema.js';
-import { writeFileAtomic, writeJsonAtomic } from '../src/io/atomic-write.js';
+import { type PinnedDir, readRegularFile } from '../src/io/pinned-dir.js';
 import { intake } from './intake.js';
+import {
+  ERROR,
+  JOB_FILE,
+  OUT,
+  STATUS,
+  checkOutFolder,
+  jobInputs,
+  openJobFolder,
+  readJobFile,
+  waitStable,
+  writeJsonIn,
+} from './watch-files.js';
 import { PathPolicy, realpathOrAncestor } from './paths.js';
 import type { JobQueue } from './queue.js';
 import type { JobRecord } from './jobs/store.js';
@@ -38,7 +52,7 @@ const JobFile = object({
   name: optional(str({ max: 200 })),
 });
 
-export interface WatchOptions {
+export interface WatchOptions extends PixelLimits {
   maxFrameBytes: number;
   maxFrames: number;
   /** How long a file's size must stay the same before it is read (ms). */
@@ -46,9 +60,6 @@ export interface WatchOptions {
   log: (line: string) => void;
 }
 
-const STATUS = 'status.json';
-const ERROR = 'error.json';
-const OUT = 'out';
 /** status.json is rewritten at most this often for progress (state changes always). */
 const STATUS_INTERVAL_MS = 500;
 /** A full look at the folder this often, in case the file-system events missed a job.json. */
@@ -56,6 +67,10 @@ const RESCAN_MS = 3000;
 
 export class FolderWatcher {
   private readonly pending = new Set<string>();
+  /** The identity (device:inode) of each job's folder when it was submitted: a folder made again is another. */
+  private readonly folderIds = new Map<string, string>();
+  /** Jobs whose folder is gone: nothing more is written for them. */
+  private readonly gone = new Set<string>();
   private readonly lastStatus = new Map<string, number>();
   private unsubscribe: () => void = () => {};
   private rescanTimer: NodeJS.Timeout | null = null;
@@ -83,6 +98,8 @@ export class FolderWatcher {
     const stableMs = opts.stableMs ?? 500;
     w.watcher = chokidar.watch(real, {
       depth: 1,
+      // A job folder that is a link is not a job folder (it could point anywhere).
+      followSymlinks: false,
       ignoreInitial: false,
       awaitWriteFinish: { stabilityThreshold: stableMs, pollInterval: Math.max(50, stableMs / 5) },
       // Our own files and outputs are not jobs.
@@ -90,10 +107,10 @@ export class FolderWatcher {
         p.split(sep).includes(OUT) || [STATUS, ERROR].includes(basename(p)) || basename(p).startsWith('.'),
     });
     w.watcher.on('add', (p) => {
-      if (basename(p) === 'job.json' && dirname(dirname(p)) === real) w.enqueue(dirname(p));
+      if (basename(p) === JOB_FILE && dirname(dirname(p)) === real) w.enqueue(dirname(p));
     });
     w.watcher.on('change', (p) => {
-      if (basename(p) === 'job.json' && dirname(dirname(p)) === real) w.enqueue(dirname(p));
+      if (basename(p) === JOB_FILE && dirname(dirname(p)) === real) w.enqueue(dirname(p));
     });
     w.watcher.on('error', (err) => opts.log(`watcher error in ${real}: ${(err as Error).message}`));
     await new Promise<void>((resolve) => w.watcher!.once('ready', () => resolve()));
@@ -110,7 +127,7 @@ export class FolderWatcher {
     for (const e of entries) {
       if (!e.isDirectory() || e.name.startsWith('.')) continue;
       const folder = join(this.dir, e.name);
-      const job = await stat(join(folder, 'job.json')).catch(() => null);
+      const job = await stat(join(folder, JOB_FILE)).catch(() => null);
       if (!job || Date.now() - job.mtimeMs < (this.opts.stableMs ?? 500)) continue;
       if (existsSync(join(folder, STATUS)) || existsSync(join(folder, ERROR))) continue;
       this.enqueue(folder);
@@ -145,12 +162,18 @@ export class FolderWatcher {
   }
 
   private async handle(folder: string): Promise<void> {
+    // A job folder that is a link (or no longer a folder) is not taken, and nothing is written into it.
+    const here = await lstat(folder).catch(() => null);
+    if (!here?.isDirectory()) {
+      if (here?.isSymbolicLink()) this.opts.log(`watch: ${relative(this.dir, folder)} is a symbolic link: skipped`);
+      return;
+    }
     // A folder with a status file was submitted before (by this or an earlier run). One with only an error
     // file is tried again when its job.json is newer than the error (the user fixed it).
     if (existsSync(join(folder, STATUS))) return;
     if (existsSync(join(folder, ERROR))) {
       const [jobMtime, errMtime] = await Promise.all(
-        ['job.json', ERROR].map((f) =>
+        [JOB_FILE, ERROR].map((f) =>
           stat(join(folder, f)).then(
             (s) => s.mtimeMs,
             () => 0,
@@ -165,57 +188,47 @@ export class FolderWatcher {
       this.opts.log(`watch: ${relative(this.dir, folder)} → job ${record.spec.id}`);
     } catch (err) {
       const e = asVidpriorError(err);
-      await writeJsonAtomic(join(folder, ERROR), {
-        code: e.code,
-        message: e.message,
-        ...(e.details ? { details: e.details } : {}),
-      });
+      await this.inFolder(folder, undefined, (dir) =>
+        writeJsonIn(
+          dir,
+          ERROR,
+          { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) },
+          true,
+        ),
+      );
       this.opts.log(`watch: ${relative(this.dir, folder)}: [${e.code}] ${e.message}`);
     }
   }
 
-  private async submit(folder: string): Promise<JobRecord> {
-    // 1. job.json, checked like a submit.
-    let raw: unknown;
+  /** Runs `write` in the job folder pinned (see openJobFolder); false when the folder is gone or another one. */
+  private async inFolder(folder: string, identity: string | undefined, write: (dir: PinnedDir) => Promise<void>) {
+    const dir = await openJobFolder(folder, identity);
+    if (!dir) return false;
     try {
-      raw = JSON.parse(await readFile(join(folder, 'job.json'), 'utf8'));
-    } catch (err) {
-      throw new VidpriorError('E_BAD_INPUT', `job.json is not valid JSON: ${(err as Error).message}`, {
-        file: 'job.json',
-      });
+      await write(dir);
+      return true;
+    } finally {
+      await dir.close();
     }
-    const job = JobFile.parse(raw, 'job.json');
-    const paths = new PathPolicy([folder], folder);
+  }
 
-    // 2. The frames: a sub-folder, a video file, or the folder itself (its images, else its one video).
-    const inputPath = job.input ? paths.check(job.input, 'job.json.input') : folder;
-    const st = await stat(inputPath).catch(() => null);
-    if (!st)
-      throw new VidpriorError('E_BAD_INPUT', `job.json.input ${JSON.stringify(job.input)} does not exist`, {
-        field: 'job.json.input',
-      });
-    const editPaths = new Set((job.edits ?? []).map((e, i) => paths.check(e.path, `job.json.edits[${i}].path`)));
-    let video: string | null = st.isDirectory() ? null : inputPath;
-    let frames: string[] = [];
-    if (st.isDirectory()) {
-      const names = (await readdir(inputPath)).filter((n) => !n.startsWith('.')).sort(naturalCompare);
-      frames = names
-        .filter(isImageFile)
-        .map((n) => join(inputPath, n))
-        .filter((p) => !editPaths.has(p));
-      const videos = names.filter(isVideoFile);
-      if (frames.length === 0 && videos.length === 1) video = join(inputPath, videos[0]!);
-      else if (frames.length === 0) {
-        throw new VidpriorError(
-          'E_BAD_INPUT',
-          `no frames (.png, .jpg) ${videos.length > 1 ? `and ${videos.length} videos (name one in "input")` : 'and no video'} in ${relative(this.dir, inputPath) || '.'}`,
-          { field: 'job.json.input' },
-        );
-      }
-    }
+  private async submit(folder: string): Promise<JobRecord> {
+    // 1. job.json (a regular file), checked like a submit; the folder it is in, as it is now.
+    const job = JobFile.parse(await readJobFile(folder), 'job.json');
+    const pinned = await openJobFolder(folder);
+    if (!pinned) throw new VidpriorError('E_BAD_INPUT', `the job folder ${folder} is gone`, { path: folder });
+    const identity = await pinned.identity();
+    await pinned.close();
+    await checkOutFolder(folder);
+
+    // 2. The frames: a sub-folder, a video file, or the folder itself (its images, else its one video); plain
+    //    files and folders only, settled (a copy still running is waited out).
+    const { video, frames, editPaths } = await jobInputs(folder, job, relative(this.dir, folder));
     await waitStable([...(video ? [video] : frames), ...editPaths], this.opts.stableMs ?? 500);
 
-    // 3. A video is decoded to PNG frames (src/io, ffmpeg) in a temporary folder, copied into the job by intake.
+    // 3. A video is decoded to PNG frames (src/io, ffmpeg) in a temporary folder, copied into the job by intake;
+    //    its size and length are checked first, so a video bomb is not decoded.
+    if (video) await this.checkVideo(video);
     const source = video ? await openFrameSource(video) : null;
     try {
       const frameInputs = source
@@ -236,29 +249,48 @@ export class FolderWatcher {
       const newJob = await intake(this.queue.executor(job.kind), request, {
         maxFrameBytes: this.opts.maxFrameBytes,
         maxFrames: this.opts.maxFrames,
+        pixels: this.opts,
         paths: allowed,
         origin: { via: 'watch', folder },
       });
       const record = await this.queue.submit(newJob);
-      await this.writeStatus(record);
+      this.folderIds.set(record.spec.id, identity);
+      if (!(await this.inFolder(folder, identity, (dir) => this.writeStatus(dir, record))))
+        await this.folderGone(record);
       return record;
     } finally {
       await source?.cleanup();
     }
   }
 
+  private async checkVideo(video: string): Promise<void> {
+    const info = await probeVideo(video);
+    if (info.frameCount > this.opts.maxFrames)
+      throw new VidpriorError(
+        'E_TOO_LARGE',
+        `${basename(video)} has ${info.frameCount} frames, more than the limit of ${this.opts.maxFrames}`,
+        { field: 'job.json.input', limit: this.opts.maxFrames },
+      );
+    checkPixels(info, basename(video), this.opts);
+  }
+
   /** After a restart: bring status.json and out/ of folders whose jobs moved on while nobody wrote them. */
   private async resync(): Promise<void> {
     for (const job of this.queue.list(undefined, Number.MAX_SAFE_INTEGER)) {
-      const origin = job.spec.origin;
-      if (origin.via !== 'watch' || !existsSync(origin.folder)) continue;
-      for (const [i, name] of job.spec.outputs.entries()) {
-        if (job.outputDone[i] && !existsSync(join(origin.folder, OUT, name))) {
-          await writeFileAtomic(join(origin.folder, OUT, name), await this.queue.store.readOutput(job, i), false);
-        }
+      if (job.spec.origin.via !== 'watch') continue;
+      const dir = await this.jobFolder(job);
+      if (!dir) {
+        await this.folderGone(job);
+        continue;
       }
-      await this.writeStatus(job);
-      if (job.status.state === 'failed' || job.status.state === 'cancelled') await this.writeError(job);
+      try {
+        for (const [i, name] of job.spec.outputs.entries())
+          if (job.outputDone[i]) await this.writeOutput(dir, job, name, await this.queue.store.readOutput(job, i));
+        await this.writeStatus(dir, job);
+        if (job.status.state === 'failed' || job.status.state === 'cancelled') await this.writeError(dir, job);
+      } finally {
+        await dir.close();
+      }
     }
   }
 
@@ -267,85 +299,107 @@ export class FolderWatcher {
     if (origin.via !== 'watch' || !isInsideDir(this.dir, origin.folder)) return;
     this.writes = this.writes
       .then(async () => {
-        if (event.type === 'frame') {
-          await writeFileAtomic(join(origin.folder, OUT, event.name), event.png, false);
+        const dir = await this.jobFolder(job);
+        if (!dir) return this.folderGone(job);
+        try {
+          if (event.type === 'frame') await this.writeOutput(dir, job, event.name, event.png);
+          if (event.type === 'error') await this.writeError(dir, job);
+          const now = Date.now();
+          const terminal = TERMINAL_STATES.includes(job.status.state);
+          if (
+            event.type !== 'progress' ||
+            terminal ||
+            now - (this.lastStatus.get(job.spec.id) ?? 0) > STATUS_INTERVAL_MS
+          ) {
+            this.lastStatus.set(job.spec.id, now);
+            await this.writeStatus(dir, job);
+          }
+          if (terminal) this.lastStatus.delete(job.spec.id);
+        } finally {
+          await dir.close();
         }
-        if (event.type === 'error') await this.writeError(job);
-        const now = Date.now();
-        const terminal = TERMINAL_STATES.includes(job.status.state);
-        if (
-          event.type !== 'progress' ||
-          terminal ||
-          now - (this.lastStatus.get(job.spec.id) ?? 0) > STATUS_INTERVAL_MS
-        ) {
-          this.lastStatus.set(job.spec.id, now);
-          await this.writeStatus(job);
-        }
-        if (terminal) this.lastStatus.delete(job.spec.id);
       })
       .catch((err: unknown) =>
         this.opts.log(`watch: cannot write the status of ${origin.folder}: ${(err as Error).message}`),
       );
   }
 
-  private async writeStatus(job: JobRecord): Promise<void> {
+  /**
+   * The job's folder, pinned, while it is the folder the job came from (same device and inode). After a restart
+   * that is known only from its status.json, which must name the job.
+   */
+  private async jobFolder(job: JobRecord): Promise<PinnedDir | null> {
+    const id = job.spec.id;
+    if (this.gone.has(id)) return null;
     const folder = (job.spec.origin as { folder: string }).folder;
-    const s = this.queue.summary(job);
-    await writeJsonAtomic(
-      join(folder, STATUS),
-      {
-        job: s.id,
-        kind: s.kind,
-        state: s.state,
-        stage: job.status.stage,
-        fraction: s.fraction,
-        frames_done: s.frames_done,
-        frames_total: s.frames_total,
-        outputs: OUT,
-        updated_at: new Date().toISOString(),
-        ...(s.error ? { error: s.error } : {}),
-        ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
-      },
-      false,
-    );
+    const known = this.folderIds.get(id);
+    if (known !== undefined) return openJobFolder(folder, known);
+    const dir = await openJobFolder(folder);
+    if (!dir) return null;
+    const status = await readRegularFile(join(folder, STATUS), STATUS, 1024 * 1024)
+      .then((b) => JSON.parse(b.toString('utf8')) as { job?: unknown })
+      .catch(() => null);
+    if (status?.job !== id) {
+      await dir.close();
+      return null;
+    }
+    this.folderIds.set(id, await dir.identity());
+    return dir;
   }
 
-  private async writeError(job: JobRecord): Promise<void> {
+  /** The job's folder was deleted or replaced: nothing more is written for it, and an unfinished job is cancelled. */
+  private async folderGone(job: JobRecord, why = 'was removed (or replaced)'): Promise<void> {
+    const id = job.spec.id;
+    if (this.gone.has(id)) return;
+    this.gone.add(id);
+    const folder = (job.spec.origin as { folder: string }).folder;
+    this.opts.log(`watch: the folder of job ${id} (${folder}) ${why}: nothing more is written there`);
+    if (!TERMINAL_STATES.includes(job.status.state))
+      await this.queue.cancel(id, `its watched folder ${folder} ${why}; its outputs so far are in the data dir`);
+  }
+
+  /** An output frame into out/ (a plain folder of the job folder, made if missing). */
+  private async writeOutput(dir: PinnedDir, job: JobRecord, name: string, png: Uint8Array): Promise<void> {
+    let out: PinnedDir;
+    try {
+      out = await dir.subdir(OUT, true);
+    } catch (err) {
+      if (err instanceof VidpriorError && err.code === 'E_FORBIDDEN_PATH')
+        return this.folderGone(job, `has an ${OUT} that is no longer a plain folder`);
+      throw err;
+    }
+    try {
+      await out.writeFile(name, png, false);
+    } finally {
+      await out.close();
+    }
+  }
+
+  private async writeStatus(dir: PinnedDir, job: JobRecord): Promise<void> {
+    const s = this.queue.summary(job);
+    await writeJsonIn(dir, STATUS, {
+      job: s.id,
+      kind: s.kind,
+      state: s.state,
+      stage: job.status.stage,
+      fraction: s.fraction,
+      frames_done: s.frames_done,
+      frames_total: s.frames_total,
+      outputs: OUT,
+      updated_at: new Date().toISOString(),
+      ...(s.error ? { error: s.error } : {}),
+      ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
+    });
+  }
+
+  private async writeError(dir: PinnedDir, job: JobRecord): Promise<void> {
     const e = job.status.error;
     if (!e) return;
-    await writeJsonAtomic(
-      join((job.spec.origin as { folder: string }).folder, ERROR),
-      { job: job.spec.id, code: e.code, message: e.message },
-      false,
-    );
+    await writeJsonIn(dir, ERROR, { job: job.spec.id, code: e.code, message: e.message });
   }
 }
 
 function isInsideDir(root: string, p: string): boolean {
   const rel = relative(root, p);
   return rel !== '' && !rel.startsWith('..');
-}
-
-/** Waits until no file of `paths` changes size or mtime over `ms` (a copy still running is waited out). */
-async function waitStable(paths: Iterable<string>, ms: number): Promise<void> {
-  const list = [...paths];
-  const snapshot = async () =>
-    (
-      await Promise.all(
-        list.map((p) =>
-          stat(p).then(
-            (s) => `${s.size}:${s.mtimeMs}`,
-            () => 'missing',
-          ),
-        ),
-      )
-    ).join('|');
-  let before = await snapshot();
-  for (let tries = 0; tries < 120; tries++) {
-    await new Promise((r) => setTimeout(r, ms));
-    const after = await snapshot();
-    if (after === before) return;
-    before = after;
-  }
-  throw new VidpriorError('E_BAD_INPUT', 'the frames kept changing for a minute: is a copy still running?');
 }

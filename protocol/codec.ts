@@ -6,11 +6,13 @@
  *
  * `encode` refuses values plain MessagePack cannot carry (Date, Map, typed arrays other than Uint8Array,
  * bigint, undefined inside arrays…) instead of letting msgpackr emit an extension a peer cannot read.
- * `decode` refuses messages over the size limit before parsing them and anything that is not exactly one
- * MessagePack value.
+ * `decode` refuses messages over the size limit, then checks the bytes are plain MessagePack (plain-check.ts:
+ * no extension types, string keys, integers that fit a number, bounded nesting and value count) before msgpackr
+ * builds anything: msgpackr's own extensions (BigInt, Error, Set, RegExp, records…) are never reached.
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { VidpriorError } from '../src/errors.js';
+import { PLAIN_LIMITS, checkPlainMessagePack } from './plain-check.js';
 
 const packr = new Packr({
   useRecords: false,
@@ -26,11 +28,15 @@ const unpackr = new Unpackr({
   moreTypes: false,
   bundleStrings: false,
   mapsAsObjects: true,
+  // int64/uint64 as plain numbers: plain-check.ts has already refused any that a number cannot hold exactly.
+  int64AsType: 'number',
 });
 
 export interface DecodeLimits {
   /** Largest message accepted, in bytes. */
   maxMessageBytes: number;
+  /** Most values in one message (default PLAIN_LIMITS.maxValues; a daemon taking more frames allows more). */
+  maxValues?: number;
 }
 
 /** Default limits of the daemon (overridable by `serve --max-message-mb/--max-frame-mb`). */
@@ -55,6 +61,7 @@ export function decode(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_LIMITS)
     );
   }
   if (bytes.length === 0) throw new VidpriorError('E_PROTOCOL', 'empty message: expected one MessagePack map');
+  checkPlainMessagePack(bytes, { ...PLAIN_LIMITS, maxValues: limits.maxValues ?? PLAIN_LIMITS.maxValues });
   try {
     // A Buffer view keeps msgpackr from copying; the decoded `bin` values are views into `bytes`.
     const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);

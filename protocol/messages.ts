@@ -44,7 +44,7 @@ const requestId: Schema<string | number> = {
   isOptional: false,
   parse(v, path) {
     if (typeof v === 'string' && v.length >= 1 && v.length <= 128) return v;
-    if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
     throw new VidpriorError(
       'E_PROTOCOL',
       `${path} must be a request id (string of 1–128 characters or non-negative integer), got ${describeValue(v)}`,
@@ -54,8 +54,8 @@ const requestId: Schema<string | number> = {
 };
 export type RequestId = string | number;
 
-/** Job ids are made by the daemon: `j-` + date + random hex (see daemon/jobs/store.ts). */
-export const JOB_ID = /^j-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$/;
+/** Job ids are made by the daemon: `j-` + date + random hex (see daemon/jobs/store.ts; older daemons made 6 digits). */
+export const JOB_ID = /^j-[0-9]{8}-[0-9]{6}-[0-9a-f]{6,16}$/;
 const jobId: Schema<string> = {
   expected: 'a job id such as "j-20261125-142301-3fa9c2"',
   isOptional: false,
@@ -119,7 +119,8 @@ export const Submit = object({
   kind: JobKindSchema,
   /** Checked per kind (params.ts) by the daemon; a map here. */
   params: record(any()),
-  frames: array(FrameInput, { min: 1, max: 100_000 }),
+  /** As many as the daemon's `max_frames` (more is E_TOO_LARGE, checked by the daemon against its limit). */
+  frames: array(FrameInput, { min: 1, max: Number.MAX_SAFE_INTEGER }),
   edits: optional(array(EditInput, { max: 64 })),
   noise: optional(NoiseInput),
   /** A label for people (shown in job lists). */
@@ -405,9 +406,13 @@ export function requestIdOf(value: unknown): RequestId | undefined {
   }
 }
 
+/** Error messages are for people and never carry a whole payload back: longer ones are cut. */
+const MAX_ERROR_MESSAGE = 2000;
+
 /** An `error` message for a VidpriorError. */
 export function errorMessage(err: VidpriorError, ids: { id?: RequestId; job?: string } = {}): ErrorMessage {
-  const msg: ErrorMessage = { type: 'error', code: err.code, message: err.message };
+  const text = err.message.length > MAX_ERROR_MESSAGE ? `${err.message.slice(0, MAX_ERROR_MESSAGE)}…` : err.message;
+  const msg: ErrorMessage = { type: 'error', code: err.code, message: text };
   if (ids.id !== undefined) msg.id = ids.id;
   if (ids.job !== undefined) msg.job = ids.job;
   if (err.details) msg.details = plainDetails(err.details);

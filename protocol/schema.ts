@@ -51,7 +51,9 @@ export function describeValue(value: unknown): string {
   if (typeof value === 'object')
     return value.constructor && value.constructor !== Object ? `a ${value.constructor.name}` : 'a map';
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
-  return `${typeof value} ${String(value)}`;
+  // A bigint's digits can be millions long (and slow to print): never spell one out.
+  if (typeof value === 'bigint') return 'a big integer';
+  return `${typeof value} ${String(value)}`.slice(0, 80);
 }
 
 function typeError(path: string, expected: string, value: unknown): VidpriorError {
@@ -61,7 +63,8 @@ function typeError(path: string, expected: string, value: unknown): VidpriorErro
 function rangeError(path: string, expected: string, value: unknown): VidpriorError {
   return new VidpriorError('E_BAD_REQUEST', `${path} must be ${expected}, got ${describeValue(value)}`, {
     field: path,
-    value: typeof value === 'object' ? describeValue(value) : value,
+    // Numbers and booleans as they are; anything else (a string may be megabytes) in its short description.
+    value: typeof value === 'number' || typeof value === 'boolean' ? value : describeValue(value),
   });
 }
 

@@ -10,8 +10,8 @@ import { ensureDefaultModel, DEFAULT_MODEL_NOTE } from '../../src/models/builder
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../../protocol/codec.js';
 import { startDaemon, type Daemon } from '../../daemon/daemon.js';
-import { variantOverride } from './model-session.js';
-import { MODEL_OPTIONS } from './model-session.js';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_OUTBOX_BYTES } from '../../daemon/server.js';
+import { MODEL_OPTIONS, variantOverride } from './model-session.js';
 
 export interface DaemonArgs {
   'data-dir'?: string;
@@ -22,6 +22,8 @@ export interface DaemonArgs {
   watch?: string[];
   'max-frame-mb': number;
   'max-frames': number;
+  'max-input-mp'?: number;
+  'max-working-mp'?: number;
   json: boolean;
 }
 
@@ -32,6 +34,8 @@ interface ServeArgs extends DaemonArgs {
   'allow-dir'?: string[];
   'max-message-mb': number;
   'heartbeat-s': number;
+  'max-connections': number;
+  'max-outbox-mb': number;
 }
 
 const MB = 1024 * 1024;
@@ -60,6 +64,14 @@ export function daemonOptions<T>(yargs: import('yargs').Argv<T>) {
       describe: 'largest frame (PNG/JPEG) accepted',
     })
     .option('max-frames', { type: 'number', default: DEFAULT_LIMITS.maxFrames, describe: 'most frames in one job' })
+    .option('max-input-mp', {
+      type: 'number',
+      describe: "largest frame decoded, in megapixels (default: from this machine's memory)",
+    })
+    .option('max-working-mp', {
+      type: 'number',
+      describe: "largest frame the model works on, in megapixels (default: from this machine's memory)",
+    })
     .option('json', { type: 'boolean', default: false, describe: 'log as JSON lines on stdout' });
 }
 
@@ -84,6 +96,8 @@ export async function startFromArgs(
     ['--max-frame-mb', argv['max-frame-mb']],
     ['--max-frames', argv['max-frames']],
     ['--max-message-mb', maxMessageMb ?? 1],
+    ['--max-input-mp', argv['max-input-mp'] ?? 1],
+    ['--max-working-mp', argv['max-working-mp'] ?? 1],
   ] as const) {
     if (!(Number.isFinite(v) && v > 0))
       throw new VidpriorError('E_BAD_REQUEST', `${name} must be a positive number, got ${v}`, { [name]: v });
@@ -103,6 +117,8 @@ export async function startFromArgs(
       maxFrameBytes: Math.round(argv['max-frame-mb'] * MB),
       maxFrames: Math.round(argv['max-frames']),
       ...(maxMessageMb ? { maxMessageBytes: Math.round(maxMessageMb * MB) } : {}),
+      ...(argv['max-input-mp'] ? { maxInputPixels: Math.round(argv['max-input-mp'] * 1e6) } : {}),
+      ...(argv['max-working-mp'] ? { maxWorkingPixels: Math.round(argv['max-working-mp'] * 1e6) } : {}),
     },
     allowDirs,
     watch: argv.watch,
@@ -145,7 +161,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         type: 'string',
         array: true,
         describe:
-          'folders local clients may name by path (frames, output_dir); the data dir and watched folders always are',
+          'folders local clients may name by path (frames, output_dir); the data dir and watched folders may be read, not written',
       })
       .option('max-message-mb', {
         type: 'number',
@@ -156,6 +172,16 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         type: 'number',
         default: 15,
         describe: 'ping interval; a client silent for one interval is dropped',
+      })
+      .option('max-connections', {
+        type: 'number',
+        default: DEFAULT_MAX_CONNECTIONS,
+        describe: 'most websocket connections at once',
+      })
+      .option('max-outbox-mb', {
+        type: 'number',
+        default: DEFAULT_MAX_OUTBOX_BYTES / MB,
+        describe: 'most data waiting for all clients together; past it the slowest readers are dropped',
       })
       .example('$0 serve', 'listen on ws://127.0.0.1:8765/ with the embedded default model')
       .example(
@@ -168,6 +194,13 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       throw new VidpriorError('E_BAD_REQUEST', `--heartbeat-s must be positive, got ${argv['heartbeat-s']}`);
     if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535)
       throw new VidpriorError('E_BAD_REQUEST', `--port must be 0–65535, got ${argv.port}`);
+    if (!(Number.isInteger(argv['max-connections']) && argv['max-connections'] > 0))
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `--max-connections must be a positive integer, got ${argv['max-connections']}`,
+      );
+    if (!(argv['max-outbox-mb'] > 0))
+      throw new VidpriorError('E_BAD_REQUEST', `--max-outbox-mb must be positive, got ${argv['max-outbox-mb']}`);
     const daemon = await startFromArgs(
       argv,
       {
@@ -175,6 +208,8 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         port: argv.port,
         token: argv.token ?? config().daemonToken,
         heartbeatMs: argv['heartbeat-s'] * 1000,
+        maxConnections: argv['max-connections'],
+        maxOutboxBytes: Math.round(argv['max-outbox-mb'] * MB),
       },
       argv['allow-dir'] ?? [],
       argv['max-message-mb'],

@@ -17,7 +17,12 @@ export function fitPlan(model: StableDiffusionModel, width: number, height: numb
 
 export async function readJobFrame(path: string, plan: FitPlan): Promise<Tensor<'float32'>> {
   const identity = fitIsIdentity(plan);
-  const image = await readFrame(path, plan.mode === 'resize' && !identity ? { resize: plan.working } : {});
+  // The job was accepted for frames of plan.original's size: a file of more pixels is not decoded.
+  const maxPixels = plan.original.width * plan.original.height;
+  const image = await readFrame(
+    path,
+    plan.mode === 'resize' && !identity ? { resize: plan.working, maxPixels } : { maxPixels },
+  );
   return plan.mode === 'pad' && !identity ? padFrame(image, plan) : image;
 }
 

@@ -7,8 +7,10 @@ import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VidpriorError } from '../../src/errors.js';
-import { JOB_ID } from '../../protocol/messages.js';
+import { JOB_ID, TERMINAL_STATES } from '../../protocol/messages.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../src/io/atomic-write.js';
+import { readRegularFile } from '../../src/io/pinned-dir.js';
+import { readOutcome, recordOutcome, reserveOutcome } from './outcome.js';
 import { SPEC_VERSION, type JobSpec, type JobStatus } from './types.js';
 
 /** A job as the daemon holds it in memory: its spec, its status and which outputs exist. */
@@ -41,32 +43,49 @@ const pad = (n: number, w: number) => String(n).padStart(w, '0');
 
 async function frameBytes(data: FrameData): Promise<Uint8Array> {
   if ('bytes' in data) return data.bytes;
-  try {
-    return await readFile(data.path);
-  } catch (err) {
-    throw new VidpriorError(
-      'E_BAD_INPUT',
-      `${data.path} cannot be read any more: ${(err as Error).message}`,
-      { path: data.path },
-      { cause: err },
-    );
-  }
+  // Checked at intake; read again here as a regular file, not through a link swapped in since.
+  return readRegularFile(data.path, data.path, Number.MAX_SAFE_INTEGER);
 }
 
-/** `j-YYYYMMDD-HHMMSS-xxxxxx`: sorts by creation time, unique by its random tail. */
+/**
+ * `j-YYYYMMDD-HHMMSS-` and 64 random bits in hex: readable, unique by its random tail (create also refuses an
+ * existing folder). Queue order is by `created_at`, not by id.
+ */
 export function newJobId(now = new Date()): string {
   const d = `${now.getUTCFullYear()}${pad(now.getUTCMonth() + 1, 2)}${pad(now.getUTCDate(), 2)}`;
   const t = `${pad(now.getUTCHours(), 2)}${pad(now.getUTCMinutes(), 2)}${pad(now.getUTCSeconds(), 2)}`;
-  return `j-${d}-${t}-${randomBytes(3).toString('hex')}`;
+  return `j-${d}-${t}-${randomBytes(8).toString('hex')}`;
+}
+
+/** A file-system failure as E_IO, saying what was being done (a full disk in plain words). */
+function ioError(what: string, err: unknown): VidpriorError {
+  if (err instanceof VidpriorError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const why =
+    e.code === 'ENOSPC' || e.code === 'EDQUOT'
+      ? `the disk is full (${e.code})`
+      : e.code === 'EROFS'
+        ? 'the file system is read-only (EROFS)'
+        : (e.code ?? e.message);
+  return new VidpriorError('E_IO', `${what}: ${why}`, e.path ? { path: e.path } : undefined, { cause: err });
 }
 
 export class JobStore {
   readonly jobsDir: string;
   readonly adaptersDir: string;
 
-  constructor(readonly dataDir: string) {
+  private readonly newId: () => string;
+  /** The last step of creating jobs, one at a time: `created_at` (the queue's order) follows the order of commits. */
+  private commits: Promise<unknown> = Promise.resolve();
+  private lastCreated = 0;
+
+  constructor(
+    readonly dataDir: string,
+    options: { newId?: () => string } = {},
+  ) {
     this.jobsDir = join(dataDir, 'jobs');
     this.adaptersDir = join(dataDir, 'adapters');
+    this.newId = options.newId ?? (() => newJobId());
   }
 
   async init(): Promise<void> {
@@ -74,19 +93,45 @@ export class JobStore {
     await mkdir(this.adaptersDir, { recursive: true });
   }
 
-  /** Writes a new job folder. The spec is written last: a folder without spec.json is an aborted create. */
+  /**
+   * Writes a new job folder (a new one: an id whose folder exists is drawn again). The spec is written last: a
+   * folder without spec.json is an aborted create. File-system failures are E_IO (a full disk says so).
+   */
   async create(job: NewJob): Promise<JobRecord> {
-    const id = newJobId();
-    const dir = join(this.jobsDir, id);
+    let id = '';
+    let dir = '';
+    for (let attempt = 0; !dir; attempt++) {
+      id = this.newId();
+      try {
+        await mkdir(join(this.jobsDir, id));
+        dir = join(this.jobsDir, id);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 8)
+          throw ioError('cannot store the job', err);
+      }
+    }
     try {
-      return await this.write(id, dir, job);
+      const record = await this.write(id, dir, job);
+      const commit = this.commits.then(() => this.commit(record));
+      this.commits = commit.catch(() => {});
+      return await commit;
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
-      throw err;
+      throw ioError('cannot store the job', err);
     }
   }
 
+  /** Makes the job durable: its creation time (strictly after the last job's), state, then spec. */
+  private async commit(record: JobRecord): Promise<JobRecord> {
+    this.lastCreated = Math.max(Date.now(), this.lastCreated + 1);
+    record.spec.created_at = new Date(this.lastCreated).toISOString();
+    await this.saveStatus(record);
+    await writeJsonAtomic(join(record.dir, 'spec.json'), record.spec);
+    return record;
+  }
+
   private async write(id: string, dir: string, job: NewJob): Promise<JobRecord> {
+    await reserveOutcome(dir);
     await mkdir(join(dir, 'inputs'), { recursive: true });
     await mkdir(join(dir, 'outputs'), { recursive: true });
     await mkdir(join(dir, 'adapters'), { recursive: true });
@@ -125,22 +170,22 @@ export class JobStore {
       origin: job.origin,
     };
     const status: JobStatus = { state: 'queued', stage: 'queued', fraction: 0, elapsed_s: 0 };
-    const record: JobRecord = { dir, spec, status, outputDone: job.outputs.map(() => false) };
-    await this.saveStatus(record);
-    await writeJsonAtomic(join(dir, 'spec.json'), spec);
-    return record;
+    return { dir, spec, status, outputDone: job.outputs.map(() => false) };
   }
 
-  /** Every job on disk, oldest first. Folders that cannot be read are skipped and reported to `warn`. */
+  /** Every job on disk, oldest first (by created_at). Folders that cannot be read are skipped and reported to `warn`. */
   async loadAll(warn: (message: string) => void): Promise<JobRecord[]> {
-    const names = (await readdir(this.jobsDir)).filter((n) => JOB_ID.test(n)).sort();
+    const names = (await readdir(this.jobsDir)).filter((n) => JOB_ID.test(n));
     const jobs: JobRecord[] = [];
     for (const name of names) {
       const dir = join(this.jobsDir, name);
       try {
         if (!existsSync(join(dir, 'spec.json'))) continue; // created half-way when the daemon died: nothing was accepted
         const spec = JSON.parse(await readFile(join(dir, 'spec.json'), 'utf8')) as JobSpec;
-        const status = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as JobStatus;
+        let status = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as JobStatus;
+        // An end that could not be saved in state.json (a full disk) was kept in outcome.json.
+        const outcome = TERMINAL_STATES.includes(status.state) ? null : await readOutcome(dir);
+        if (outcome) status = { ...status, ...outcome, stage: outcome.state };
         const outputDone = await Promise.all(
           spec.outputs.map((n) =>
             stat(join(dir, 'outputs', n)).then(
@@ -154,11 +199,22 @@ export class JobStore {
         warn(`skipping job folder ${dir}: ${(err as Error).message}`);
       }
     }
-    return jobs;
+    return jobs.sort(
+      (a, b) => a.spec.created_at.localeCompare(b.spec.created_at) || a.spec.id.localeCompare(b.spec.id),
+    );
   }
 
   async saveStatus(job: JobRecord, durable = true): Promise<void> {
-    await writeJsonAtomic(join(job.dir, 'state.json'), job.status, durable);
+    try {
+      await writeJsonAtomic(join(job.dir, 'state.json'), job.status, durable);
+    } catch (err) {
+      throw ioError(`cannot save the state of job ${job.spec.id}`, err);
+    }
+  }
+
+  /** Keeps a job's end in the space reserved for it (when saveStatus failed: the disk is full). */
+  async recordOutcome(job: JobRecord): Promise<void> {
+    await recordOutcome(job.dir, job.status);
   }
 
   outputPath(job: JobRecord, index: number): string {
@@ -169,7 +225,11 @@ export class JobStore {
 
   /** Writes output `index` durably: once this returns, a restart will not redo the frame. */
   async writeOutput(job: JobRecord, index: number, png: Uint8Array): Promise<void> {
-    await writeFileAtomic(this.outputPath(job, index), png);
+    try {
+      await writeFileAtomic(this.outputPath(job, index), png);
+    } catch (err) {
+      throw ioError(`cannot write output ${job.spec.outputs[index]} of job ${job.spec.id}`, err);
+    }
     job.outputDone[index] = true;
   }
 

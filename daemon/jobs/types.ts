@@ -5,6 +5,7 @@
  *   noise.bin    explicit initial noise when the client sent one (float32 little-endian)
  *   outputs/     finished output frames; a file exists only once complete (atomic rename)
  *   state.json   where the job stands (state, stage, timestamps, error, executor checkpoint data)
+ *   outcome.json the job's end, in 4 KiB reserved at create, for when state.json cannot be written (outcome.ts)
  *   adapters/    what a finetune/run job trains
  * The folder alone is enough to resume the job after a restart.
  */

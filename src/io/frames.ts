@@ -89,6 +89,8 @@ export interface ReadFrameOptions {
   background?: readonly [number, number, number];
   /** Resize to this size after decoding with Pillow's Lanczos (resample.ts), as diffusers resizes before normalizing. */
   resize?: Size;
+  /** Refuse (E_BAD_INPUT) an image of more pixels than this before decoding it (sharp's limitInputPixels). */
+  maxPixels?: number;
 }
 
 function badImage(path: string, err: unknown): VidpriorError {
@@ -113,7 +115,7 @@ export async function readFrame(path: string, options: ReadFrameOptions = {}): P
   try {
     const meta = await sharp(path, { failOn: 'error' }).metadata();
     const sixteen = meta.depth === 'ushort';
-    let img = sharp(path, { failOn: 'error' }).autoOrient();
+    let img = sharp(path, { failOn: 'error', limitInputPixels: options.maxPixels ?? true }).autoOrient();
     if (meta.hasAlpha) {
       if (options.alpha === 'flatten') {
         const [r, g, b] = options.background ?? [255, 255, 255];

@@ -1,14 +1,14 @@
 // Bad input of every kind gets an error reply and the daemon keeps serving (this client and others).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { VidpriorClient } from '../../protocol/client.js';
-import { decode, encode } from '../../protocol/codec.js';
-import { parseServerMessage, type ErrorMessage, type ServerMessage } from '../../protocol/messages.js';
+import { encode } from '../../protocol/codec.js';
+import type { ErrorMessage } from '../../protocol/messages.js';
 import { Rng } from '../../src/random.js';
-import { startTestDaemon, tempDir, testPng, type TestDaemon } from './helpers.js';
+import { rawClient, startTestDaemon, tempDir, testPng, type RawClient, type TestDaemon } from './helpers.js';
 
 let d: TestDaemon;
 let allowed: string;
@@ -19,44 +19,13 @@ before(async () => {
     limits: { maxMessageBytes: 256 * 1024, maxFrameBytes: 64 * 1024, maxFrames: 8 },
   });
 });
+const leftovers: string[] = [];
 after(async () => {
   await d.close();
+  for (const dir of [allowed, ...leftovers]) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A raw websocket: send anything, read each reply decoded and validated. */
-async function raw(url: string, opts: WebSocket.ClientOptions = {}) {
-  const ws = new WebSocket(url, opts);
-  const inbox: ServerMessage[] = [];
-  const waiters: ((m: ServerMessage) => void)[] = [];
-  ws.on('message', (data) => {
-    const m = parseServerMessage(decode(data as Buffer));
-    const w = waiters.shift();
-    if (w) w(m);
-    else inbox.push(m);
-  });
-  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', reject);
-  });
-  return {
-    ws,
-    closed,
-    send(v: unknown, binary = true) {
-      ws.send(v instanceof Uint8Array || typeof v === 'string' ? v : encode(v as object), { binary });
-    },
-    next(): Promise<ServerMessage> {
-      const m = inbox.shift();
-      return m ? Promise.resolve(m) : new Promise((resolve) => waiters.push(resolve));
-    },
-  };
-}
-
-async function expectError(
-  c: Awaited<ReturnType<typeof raw>>,
-  code: string,
-  id?: number | string,
-): Promise<ErrorMessage> {
+async function expectError(c: RawClient, code: string, id?: number | string): Promise<ErrorMessage> {
   const m = await c.next();
   assert.equal(m.type, 'error', `expected an error, got ${JSON.stringify(m).slice(0, 200)}`);
   const e = m as ErrorMessage;
@@ -66,20 +35,20 @@ async function expectError(
 }
 
 async function greeted() {
-  const c = await raw(d.url);
+  const c = await rawClient(d.url);
   c.send({ type: 'hello', id: 0, protocol: 1 });
   assert.equal((await c.next()).type, 'welcome');
   return c;
 }
 
-async function stillServing(c: Awaited<ReturnType<typeof raw>>) {
+async function stillServing(c: RawClient) {
   c.send({ type: 'list_jobs', id: 'alive' });
   const m = await c.next();
   assert.equal(m.type, 'jobs');
 }
 
 test('undecodable messages: random bytes, truncated MessagePack, text, not a map', async () => {
-  const c = await raw(d.url);
+  const c = await rawClient(d.url);
   const rng = new Rng(1);
   for (let k = 0; k < 20; k++) {
     const bytes = Uint8Array.from({ length: 1 + rng.int(64) }, () => rng.int(256));
@@ -105,7 +74,7 @@ test('undecodable messages: random bytes, truncated MessagePack, text, not a map
 });
 
 test('handshake: wrong protocol version is E_VERSION and closes; a second hello is refused', async () => {
-  const c = await raw(d.url);
+  const c = await rawClient(d.url);
   c.send({ type: 'hello', id: 1, protocol: 99 });
   const e = await expectError(c, 'E_VERSION', 1);
   assert.deepEqual(e.details?.supported, [1]);
@@ -264,6 +233,7 @@ test('paths: inside the allowed folders they are read; outside, via .. or a syml
   mkdirSync(join(allowed, 'shot'), { recursive: true });
   writeFileSync(join(allowed, 'shot', 'a.png'), await testPng(2, 64, 64));
   const outside = tempDir('outside');
+  leftovers.push(outside);
   writeFileSync(join(outside, 'secret.png'), await testPng(3, 64, 64));
   symlinkSync(join(outside, 'secret.png'), join(allowed, 'shot', 'link.png'));
   c.send({
@@ -361,7 +331,7 @@ test('binding beyond loopback needs a token', async () => {
 test('heartbeat: a peer that stops answering pings is dropped', async () => {
   const t = await startTestDaemon({ listen: { host: '127.0.0.1', port: 0, heartbeatMs: 100 } });
   try {
-    const silent = await raw(t.url, { autoPong: false });
+    const silent = await rawClient(t.url, { autoPong: false });
     const code = await silent.closed;
     assert.equal(code, 1006, 'terminated without a close handshake');
     const alive = await VidpriorClient.connect(t.url);

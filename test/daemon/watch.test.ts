@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { startTestDaemon, tempDir, testPng, type TestDaemon } from './helpers.js';
+import { startTestDaemon, tempDir, testPng, waitJson, type TestDaemon } from './helpers.js';
 
 let d: TestDaemon;
 let inbox: string;
@@ -17,29 +17,6 @@ after(async () => {
   await d.close();
   rmSync(inbox, { recursive: true, force: true });
 });
-
-/** Waits until `file` exists and `accept` holds for its JSON. */
-async function waitJson(
-  file: string,
-  accept: (v: Record<string, unknown>) => boolean,
-  ms = 30_000,
-): Promise<Record<string, unknown>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (existsSync(file)) {
-      try {
-        const v = JSON.parse(readFileSync(file, 'utf8'));
-        if (accept(v)) return v;
-        if (v.state === 'failed') throw new Error(`${file}: the job failed: ${JSON.stringify(v.error)}`);
-      } catch (err) {
-        if (!(err instanceof SyntaxError)) throw err; // a SyntaxError: caught mid-write, look again
-      }
-    }
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${file}: ${existsSync(file) ? readFileSync(file, 'utf8') : 'missing'}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function jobFolder(name: string, frames: number, job: unknown): Promise<string> {
   const dir = join(inbox, name);
