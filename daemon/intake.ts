@@ -4,6 +4,7 @@
  * checked to be images of one size, edits and noise checked, output names planned by the executor.
  * Everything is checked before anything is written, so a refused request leaves nothing behind.
  */
+import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { VidpriorError } from '../src/errors.js';
 import { checkPixels, readImageHeader, type PixelLimits } from '../src/io/image-header.js';
@@ -56,7 +57,7 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
   for (const [i, lora] of ((params.loras ?? []) as StyleLoraParam[]).entries()) {
     if (lora.path === undefined) continue;
     const field = `params.loras[${i}].path`;
-    lora.path = checkPath(lora.path, field, opts);
+    lora.path = checkPath(lora.path, field, opts.paths);
     const st = await stat(lora.path).catch(() => null);
     if (!st?.isFile())
       throw new VidpriorError('E_NOT_FOUND', `${field} ${JSON.stringify(lora.path)} is not a file`, { field });
