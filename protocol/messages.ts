@@ -120,7 +120,8 @@ export const Submit = object({
   /** Checked per kind (params.ts) by the daemon; a map here. */
   params: record(any()),
   frames: array(FrameInput, { min: 1, max: 100_000 }),
-  edits: optional(array(EditInput, { max: 64 })),
+  /** Edited keyframes (finetune, run: up to 64), or the processed version of every frame (deflicker). */
+  edits: optional(array(EditInput, { max: 100_000 })),
   noise: optional(NoiseInput),
   /** A label for people (shown in job lists). */
   name: optional(str({ max: 200 })),

@@ -15,6 +15,7 @@ import { stylizeCommand } from './stylize.js';
 import { editKeyframeCommand } from './edit-keyframe.js';
 import { finetuneCommand } from './finetune.js';
 import { runCommand } from './run.js';
+import { deflickerCommand } from './deflicker.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
@@ -22,6 +23,7 @@ export const commands: CommandModule<any, any>[] = [
   editKeyframeCommand,
   finetuneCommand,
   runCommand,
+  deflickerCommand,
   tokenizeCommand,
   modelsCommand,
   metricsCommand,
