@@ -317,7 +317,12 @@ export const EXAMPLES: Example[] = [
       }),
       d({ type: 'frame', job: JOB, index: 0, name: 'f0001.png', png: png('out0'), replay: false }),
       d({ type: 'frame', job: JOB, index: 1, name: 'f0002.png', png: png('out1'), replay: false }),
-      d({ type: 'done', job: JOB, outputs: { frames: 2, names: ['f0001.png', 'f0002.png'], dir: '/home/ana/shot12/deflickered' }, elapsed_s: 95.2 }),
+      d({
+        type: 'done',
+        job: JOB,
+        outputs: { frames: 2, names: ['f0001.png', 'f0002.png'], dir: '/home/ana/shot12/deflickered' },
+        elapsed_s: 95.2,
+      }),
     ],
   },
   {

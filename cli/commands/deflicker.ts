@@ -78,7 +78,12 @@ export async function runDeflicker(
   const started = performance.now();
   // 1. Check what can be checked before opening anything.
   if (a.report) checkReportPath(a.report);
-  check(Number.isInteger(a['working-size']) && a['working-size'] >= 0, 'working-size', a['working-size'], 'a whole number ≥ 0 (0 = full size)');
+  check(
+    Number.isInteger(a['working-size']) && a['working-size'] >= 0,
+    'working-size',
+    a['working-size'],
+    'a whole number ≥ 0 (0 = full size)',
+  );
   const checkpointPath = deflickerCheckpointPath(a.output);
   if (existsSync(checkpointPath) && !a.resume) {
     throw new VidpriorError(
@@ -92,7 +97,10 @@ export async function runDeflicker(
   const open = async (path: string, what: string): Promise<FrameSource> => {
     const s = await openFrameSource(path, {
       onDecodeProgress: (done, total) =>
-        reporter.progress({ event: 'decode', what, done, total }, `decoding the ${what} video: ${done}/${total || '?'}`),
+        reporter.progress(
+          { event: 'decode', what, done, total },
+          `decoding the ${what} video: ${done}/${total || '?'}`,
+        ),
     });
     sources.push(s);
     return s;
@@ -113,7 +121,7 @@ export async function runDeflicker(
     const sink = await openFrameSink(a.output, processed);
     const runtime = await openRuntime({ ep: a.ep, cpuThreads: config().cpuThreads });
     reporter.note(`execution provider: ${runtime.decision.ep} (${runtime.decision.reason})`);
-    let result;
+    let result: Awaited<ReturnType<typeof deflicker>>;
     try {
       // 3. Train and apply.
       result = await deflicker(
@@ -205,24 +213,45 @@ export const deflickerCommand: CommandModule<object, DeflickerArgs> = {
   describe: 'Remove the flicker of a per-frame processed video (Deep Video Prior, trained on this video alone)',
   builder: (yargs) =>
     yargs
-      .option('original', { type: 'string', demandOption: true, describe: 'the original video: a folder of frames or a video file' })
+      .option('original', {
+        type: 'string',
+        demandOption: true,
+        describe: 'the original video: a folder of frames or a video file',
+      })
       .option('processed', {
         type: 'string',
         demandOption: true,
         describe: 'the flickering processed version of it, frame for frame (a folder or a video file)',
       })
-      .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'where the result goes: a folder of PNGs or a video file' })
+      .option('output', {
+        alias: 'o',
+        type: 'string',
+        demandOption: true,
+        describe: 'where the result goes: a folder of PNGs or a video file',
+      })
       .option('working-size', {
         type: 'number',
         default: DEFLICKER_DEFAULTS.workingSize,
         describe: 'train at this short side (faster; the result is still made at full size); 0 = full size',
       })
-      .option('width', { type: 'number', default: DEFLICKER_DEFAULTS.width, describe: 'U-Net width (channels at full scale; DVP: 32)' })
+      .option('width', {
+        type: 'number',
+        default: DEFLICKER_DEFAULTS.width,
+        describe: 'U-Net width (channels at full scale; DVP: 32)',
+      })
       .option('scales', { type: 'number', default: DEFLICKER_DEFAULTS.scales, describe: 'U-Net scales (DVP: 5)' })
-      .option('epochs', { type: 'number', default: DEFLICKER_DEFAULTS.epochs, describe: 'epochs over the frames (DVP: 25)' })
+      .option('epochs', {
+        type: 'number',
+        default: DEFLICKER_DEFAULTS.epochs,
+        describe: 'epochs over the frames (DVP: 25)',
+      })
       .option('lr', { type: 'number', default: DEFLICKER_DEFAULTS.lr, describe: 'Adam learning rate' })
       .option('batch', { type: 'number', default: DEFLICKER_DEFAULTS.batch, describe: 'frames per training step' })
-      .option('apply-batch', { type: 'number', default: DEFLICKER_DEFAULTS.applyBatch, describe: 'frames per run when applying' })
+      .option('apply-batch', {
+        type: 'number',
+        default: DEFLICKER_DEFAULTS.applyBatch,
+        describe: 'frames per run when applying',
+      })
       .option('irt', {
         type: 'boolean',
         default: false,
@@ -243,14 +272,25 @@ export const deflickerCommand: CommandModule<object, DeflickerArgs> = {
         default: true,
         describe: 'stop when the loss plateaus (3 epochs under 2 % better); --no-early-stop trains every epoch',
       })
-      .option('seed', { type: 'number', default: 0, describe: 'seed of the weights and the frame order (a run is reproducible)' })
+      .option('seed', {
+        type: 'number',
+        default: 0,
+        describe: 'seed of the weights and the frame order (a run is reproducible)',
+      })
       .option('checkpoint-every', {
         type: 'number',
         default: 0,
         describe: 'also checkpoint every N steps (checkpoints are written at every epoch end anyway)',
       })
-      .option('resume', { type: 'boolean', default: false, describe: 'continue an interrupted run from its checkpoint' })
-      .option('report', { type: 'string', describe: 'also measure E_warp and write a side-by-side report (.html, .png or .svg)' })
+      .option('resume', {
+        type: 'boolean',
+        default: false,
+        describe: 'continue an interrupted run from its checkpoint',
+      })
+      .option('report', {
+        type: 'string',
+        describe: 'also measure E_warp and write a side-by-side report (.html, .png or .svg)',
+      })
       .option('ep', {
         type: 'string',
         choices: ['auto', 'cuda', 'webgpu', 'cpu'],

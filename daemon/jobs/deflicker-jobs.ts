@@ -44,9 +44,13 @@ export const deflickerExecutor: JobExecutor = {
     const seen = new Set<string>();
     for (const [i, n] of names.entries()) {
       if (seen.has(n))
-        throw new VidpriorError('E_BAD_REQUEST', `frames[${i}] would be written as ${n}, like an earlier frame: rename one`, {
-          field: `frames[${i}].name`,
-        });
+        throw new VidpriorError(
+          'E_BAD_REQUEST',
+          `frames[${i}] would be written as ${n}, like an earlier frame: rename one`,
+          {
+            field: `frames[${i}].name`,
+          },
+        );
       seen.add(n);
     }
     return names;

@@ -15,7 +15,13 @@ import type { Runtime } from '../runtime/types.js';
 import type { Tensor } from '../tensor.js';
 import { DeflickerApplier } from './apply.js';
 import { sideMultiple } from './network.js';
-import { type DeflickerTrainOptions, type TrainProgress, type TrainResult, TRAIN_DEFAULTS, trainDeflicker } from './train.js';
+import {
+  type DeflickerTrainOptions,
+  type TrainProgress,
+  type TrainResult,
+  TRAIN_DEFAULTS,
+  trainDeflicker,
+} from './train.js';
 
 /** The pair of videos, frame by frame, as files (what the CLI and the daemon both have). */
 export interface DeflickerClip {
@@ -40,7 +46,14 @@ export const DEFLICKER_DEFAULTS = { ...TRAIN_DEFAULTS, workingSize: 0, applyBatc
 
 export type DeflickerProgress =
   | (TrainProgress & { fraction: number })
-  | { stage: 'reading' | 'applying'; frame: number; frames: number; fraction: number; etaSeconds?: number; message?: string };
+  | {
+      stage: 'reading' | 'applying';
+      frame: number;
+      frames: number;
+      fraction: number;
+      etaSeconds?: number;
+      message?: string;
+    };
 
 export interface DeflickerResult {
   training: TrainResult;
@@ -94,8 +107,18 @@ export async function deflicker(
       { original: n, processed: clip.processed.length },
     );
   }
-  check(Number.isInteger(o.workingSize) && o.workingSize >= 0, 'working-size', o.workingSize, 'a whole number ≥ 0 (0 = full size)');
-  check(Number.isInteger(o.applyBatch) && o.applyBatch >= 1 && o.applyBatch <= 64, 'apply-batch', o.applyBatch, 'a whole number from 1 to 64');
+  check(
+    Number.isInteger(o.workingSize) && o.workingSize >= 0,
+    'working-size',
+    o.workingSize,
+    'a whole number ≥ 0 (0 = full size)',
+  );
+  check(
+    Number.isInteger(o.applyBatch) && o.applyBatch >= 1 && o.applyBatch <= 64,
+    'apply-batch',
+    o.applyBatch,
+    'a whole number from 1 to 64',
+  );
   const throwIfCancelled = (): void => {
     if (o.signal?.aborted) throw new VidpriorError('E_CANCELLED', 'deflicker was cancelled');
   };

@@ -44,12 +44,7 @@ export function buildDeflickerStep(
   const processed = b.input('processed', 'float32', [size.batch, 3, size.height, size.width]);
 
   // 2. The loss.
-  const { loss: lossValue, irtSwitch } = appendLoss(
-    b,
-    loss,
-    { prediction: output, processed, original: input },
-    size,
-  );
+  const { loss: lossValue, irtSwitch } = appendLoss(b, loss, { prediction: output, processed, original: input }, size);
   model.graph.outputs = [];
   inferShapes(model);
 

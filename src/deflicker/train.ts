@@ -162,7 +162,8 @@ export async function trainDeflicker(
     throw new VidpriorError('E_INTERNAL', `training frames are ${w}×${h}, not multiples of ${m}`);
   const plane = 3 * w * h;
   for (const f of [...frames.original, ...frames.processed])
-    if (f.length !== plane) throw new VidpriorError('E_INTERNAL', `a training frame has ${f.length} values, not ${plane}`);
+    if (f.length !== plane)
+      throw new VidpriorError('E_INTERNAL', `a training frame has ${f.length} values, not ${plane}`);
   const throwIfCancelled = (): void => {
     if (o.signal?.aborted) throw new VidpriorError('E_CANCELLED', 'deflicker training was cancelled');
   };
@@ -170,7 +171,14 @@ export async function trainDeflicker(
   // 2. The step graph and its session.
   const stepsPerEpoch = Math.ceil(n / o.batch);
   const totalSteps = o.epochs * stepsPerEpoch;
-  progress({ stage: 'building', epoch: 0, epochs: o.epochs, step: 0, steps: totalSteps, message: 'building the training graph' });
+  progress({
+    stage: 'building',
+    epoch: 0,
+    epochs: o.epochs,
+    step: 0,
+    steps: totalSteps,
+    message: 'building the training graph',
+  });
   const loss = { irt: o.irt, gradientWeight: o.gradientWeight, gradientScales: o.gradientScales };
   const net = { width: o.width, scales: o.scales, seed: o.seed, outputs: (o.irt ? 2 : 1) as 1 | 2 };
   const step = buildDeflickerStep(net, loss, { batch: o.batch, height: h, width: w });
@@ -187,7 +195,11 @@ export async function trainDeflicker(
     .update(JSON.stringify({ net, loss, o: [o.epochs, o.irtInitEpochs, o.lr, o.batch, o.earlyStop, step.adam], w, h }))
     .update(
       createHash('sha256')
-        .update(Buffer.concat([...frames.original, ...frames.processed].map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength))))
+        .update(
+          Buffer.concat(
+            [...frames.original, ...frames.processed].map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength)),
+          ),
+        )
         .digest(),
     )
     .digest('hex');
@@ -223,7 +235,13 @@ export async function trainDeflicker(
   };
   const checkpoint = async (): Promise<void> => {
     if (!o.checkpointPath) return;
-    progress({ stage: 'checkpoint', epoch: Math.floor(state.step / stepsPerEpoch), epochs: o.epochs, step: state.step, steps: totalSteps });
+    progress({
+      stage: 'checkpoint',
+      epoch: Math.floor(state.step / stepsPerEpoch),
+      epochs: o.epochs,
+      step: state.step,
+      steps: totalSteps,
+    });
     await saveDeflickerCheckpoint(o.checkpointPath, fingerprint, { ...state, tensors: await snapshot() });
   };
 
@@ -236,7 +254,7 @@ export async function trainDeflicker(
   };
   const stack = (source: Float32Array[], picks: number[]): Float32Array => {
     const out = new Float32Array(picks.length * plane);
-    picks.forEach((p, j) => out.set(source[p]!, j * plane));
+    for (const [j, p] of picks.entries()) out.set(source[p]!, j * plane);
     return out;
   };
   const started = Date.now();
@@ -260,7 +278,10 @@ export async function trainDeflicker(
       const lossT = out[step.loss]!;
       const lossValue = (isGpuTensor(lossT) ? await runtime.read(lossT) : lossT).data[0] as number;
       if (!Number.isFinite(lossValue))
-        throw new VidpriorError('E_RUNTIME', `training diverged at step ${state.step + 1} (loss ${lossValue}): lower --lr`);
+        throw new VidpriorError(
+          'E_RUNTIME',
+          `training diverged at step ${state.step + 1} (loss ${lossValue}): lower --lr`,
+        );
       const next = new Map<string, Feed>();
       for (const [outName, value] of Object.entries(out)) {
         const inName = nameFor.get(outName);

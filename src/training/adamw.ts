@@ -32,7 +32,12 @@ export function appendAdamW(
   adam: AdamWConfig,
 ): { state: AdamWSlot[]; inputs: AdamWInputs } {
   const scalar = (name: string): string => b.input(name, 'float32', []);
-  const inputs = { lr: scalar('adam.lr'), decay: scalar('adam.decay'), bc1: scalar('adam.bc1'), bc2: scalar('adam.bc2') };
+  const inputs = {
+    lr: scalar('adam.lr'),
+    decay: scalar('adam.decay'),
+    bc1: scalar('adam.bc1'),
+    bc2: scalar('adam.bc2'),
+  };
   const beta1 = b.scalar(adam.beta1),
     oneMinusBeta1 = b.scalar(1 - adam.beta1);
   const beta2 = b.scalar(adam.beta2),

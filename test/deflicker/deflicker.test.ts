@@ -7,7 +7,13 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DEFLICKER_DEFAULTS, type DeflickerOptions, deflicker, psnr, trainingSize } from '../../src/deflicker/deflicker.js';
+import {
+  DEFLICKER_DEFAULTS,
+  type DeflickerOptions,
+  deflicker,
+  psnr,
+  trainingSize,
+} from '../../src/deflicker/deflicker.js';
 import { flickerFrame } from '../../src/deflicker/flicker-cases.js';
 import { readFrame, writeFramePng } from '../../src/io/frames.js';
 import { cropFrame, planFit } from '../../src/io/size.js';
@@ -35,7 +41,11 @@ describe('deflicker: the whole pass', () => {
     mkdirSync(join(work, 'o'));
     mkdirSync(join(work, 'p'));
     // A 40×28 window of the sample clip (160×120, real frames), processed with per-frame jitter.
-    const plan = { ...planFit(W, H, 1, 'pad'), working: { width: 160, height: 120 }, pad: { left: 60, top: 46, right: 60, bottom: 46 } };
+    const plan = {
+      ...planFit(W, H, 1, 'pad'),
+      working: { width: 160, height: 120 },
+      pad: { left: 60, top: 46, right: 60, bottom: 46 },
+    };
     for (let i = 0; i < N; i++) {
       const frame = cropFrame(await readFrame(join('examples', 'clip', `frame_00${i + 1}.png`)), plan);
       originals.push(join(work, 'o', `f${i}.png`));
@@ -63,9 +73,14 @@ describe('deflicker: the whole pass', () => {
   it('trains at the working size, writes every frame at full size, and steadies the brightness', async () => {
     const written = new Map<number, Tensor<'float32'>>();
     const progress: string[] = [];
-    const r = await deflicker(rt, { originals, processed, width: W, height: H }, { ...options, onProgress: (p) => progress.push(p.stage) }, async (i, f) => {
-      written.set(i, f);
-    });
+    const r = await deflicker(
+      rt,
+      { originals, processed, width: W, height: H },
+      { ...options, onProgress: (p) => progress.push(p.stage) },
+      async (i, f) => {
+        written.set(i, f);
+      },
+    );
     assert.deepEqual(r.trainSize, trainingSize(W, H, 20));
     assert.deepEqual(r.trainSize, { width: 29, height: 20 });
     assert.deepEqual([...written.keys()].sort(), [0, 1, 2, 3]);
@@ -74,17 +89,29 @@ describe('deflicker: the whole pass', () => {
     const procFrames = await Promise.all(processed.map((p) => readFrame(p)));
     const outFrames = [0, 1, 2, 3].map((i) => written.get(i)!);
     const origFrames = await Promise.all(originals.map((p) => readFrame(p)));
-    const [orig, before, after] = [origFrames, procFrames, outFrames].map(brightnessFlicker) as [number, number, number];
+    const [orig, before, after] = [origFrames, procFrames, outFrames].map(brightnessFlicker) as [
+      number,
+      number,
+      number,
+    ];
     // The clip's own brightness changes (the ball) stay; the jitter on top of them goes.
-    assert.ok(Math.abs(after - orig) < 0.5 * Math.abs(before - orig), `brightness flicker: original ${orig}, processed ${before}, result ${after}`);
+    assert.ok(
+      Math.abs(after - orig) < 0.5 * Math.abs(before - orig),
+      `brightness flicker: original ${orig}, processed ${before}, result ${after}`,
+    );
     for (const s of ['reading', 'building', 'training', 'applying']) assert.ok(progress.includes(s), s);
   });
 
   it('skips outputs that exist (a resumed job), and refuses pairs that do not line up', async () => {
     const written: number[] = [];
-    const r = await deflicker(rt, { originals, processed, width: W, height: H }, { ...options, epochs: 1, isDone: (i) => i !== 2 }, async (i) => {
-      written.push(i);
-    });
+    const r = await deflicker(
+      rt,
+      { originals, processed, width: W, height: H },
+      { ...options, epochs: 1, isDone: (i) => i !== 2 },
+      async (i) => {
+        written.push(i);
+      },
+    );
     assert.deepEqual(written, [2]);
     assert.equal(r.framesWritten, 1);
     await assert.rejects(

@@ -25,7 +25,7 @@ function host(cfg: LossConfig, y: Float32Array, p: Float32Array, x: Float32Array
   const plane = H * W;
   if (!cfg.irt) {
     const d = y.map((v, i) => v - p[i]!);
-    let loss = meanAbs(d);
+    const loss = meanAbs(d);
     let level = d;
     let [h, w] = [H, W];
     let terms = 0;

@@ -70,7 +70,10 @@ describe('deflicker: network and training', () => {
     assert.ok(w16 > 1e6 && w16 < 3e6, `width 16: ${w16}`);
     const irt = buildDvpNet({ width: 16, scales: 5, outputs: 2, seed: 0 }, size);
     assert.deepEqual(irt.model.graph.outputs[0]!.shape, [1, 6, 32, 32]);
-    assert.throws(() => buildDvpNet({ width: 16, scales: 5, outputs: 1, seed: 0 }, { batch: 1, height: 24, width: 32 }), /multiples of 16/);
+    assert.throws(
+      () => buildDvpNet({ width: 16, scales: 5, outputs: 1, seed: 0 }, { batch: 1, height: 24, width: 32 }),
+      /multiples of 16/,
+    );
     assert.throws(() => buildDvpNet({ width: 2, scales: 5, outputs: 1, seed: 0 }, size), /width must be/);
   });
 
@@ -122,7 +125,10 @@ describe('deflicker: network and training', () => {
   });
 
   it('bad options name the value', async () => {
-    await assert.rejects(trainDeflicker(rt, clip(2), { ...tiny, epochs: 0 }), /epochs must be a whole number ≥ 1, got 0/);
+    await assert.rejects(
+      trainDeflicker(rt, clip(2), { ...tiny, epochs: 0 }),
+      /epochs must be a whole number ≥ 1, got 0/,
+    );
     await assert.rejects(trainDeflicker(rt, clip(2), { ...tiny, batch: 100 }), /batch must be/);
     await assert.rejects(trainDeflicker(rt, { ...clip(2), processed: [] }, tiny), /as many processed frames/);
   });

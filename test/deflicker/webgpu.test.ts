@@ -5,7 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type DeflickerTrainOptions, TRAIN_DEFAULTS, type TrainResult, trainDeflicker } from '../../src/deflicker/train.js';
+import {
+  type DeflickerTrainOptions,
+  TRAIN_DEFAULTS,
+  type TrainResult,
+  trainDeflicker,
+} from '../../src/deflicker/train.js';
 import { openRuntime } from '../../src/runtime/index.js';
 
 const SKIP =
@@ -49,9 +54,10 @@ test('the deflicker training step on WebGPU follows the CPU run', { skip: SKIP, 
     }
     assert.deepEqual(eps, ['cpu', 'webgpu']);
     const [cpu, gpu] = results as [TrainResult, TrainResult];
-    cpu.epochLosses.forEach((l, i) =>
-      assert.ok(Math.abs(l - gpu.epochLosses[i]!) < 1e-3, `irt ${irt}, epoch ${i}: cpu ${l}, webgpu ${gpu.epochLosses[i]}`),
-    );
+    for (const [i, l] of cpu.epochLosses.entries()) {
+      const g = gpu.epochLosses[i]!;
+      assert.ok(Math.abs(l - g) < 1e-3, `irt ${irt}, epoch ${i}: cpu ${l}, webgpu ${g}`);
+    }
     let diff = 0;
     for (const [name, w] of cpu.weights) {
       const g = gpu.weights.get(name)!.data;

@@ -14,7 +14,20 @@ import { deflickerCheckpointPath } from '../../../cli/commands/deflicker.js';
 const CLI = resolve('dist/cli/main.js');
 let tmp: string;
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const small = ['--width', '4', '--scales', '3', '--epochs', '2', '--lr', '0.002', '--working-size', '16', '--ep', 'cpu'];
+const small = [
+  '--width',
+  '4',
+  '--scales',
+  '3',
+  '--epochs',
+  '2',
+  '--lr',
+  '0.002',
+  '--working-size',
+  '16',
+  '--ep',
+  'cpu',
+];
 
 function cli(args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, 'deflicker', ...args], {
@@ -40,20 +53,40 @@ before(async () => {
       }
     }
     const raw = { raw: { width: 40, height: 24, channels: 3 as const } };
-    await sharp(o, raw).png().toFile(join(tmp, 'orig', `s_${i}.png`));
-    await sharp(p, raw).png().toFile(join(tmp, 'proc', `s_${i}.png`));
+    await sharp(o, raw)
+      .png()
+      .toFile(join(tmp, 'orig', `s_${i}.png`));
+    await sharp(p, raw)
+      .png()
+      .toFile(join(tmp, 'proc', `s_${i}.png`));
   }
 });
 
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-test('folders in, a folder out, with the E_warp report of original, processed and deflickered', { timeout: 300_000 }, () => {
+test('folders in, a folder out, with the E_warp report of original, processed and deflickered', {
+  timeout: 300_000,
+}, () => {
   const out = join(tmp, 'out');
   const report = join(tmp, 'report.html');
-  const r = cli(['--original', join(tmp, 'orig'), '--processed', join(tmp, 'proc'), '-o', out, '--report', report, '--json', ...small]);
+  const r = cli([
+    '--original',
+    join(tmp, 'orig'),
+    '--processed',
+    join(tmp, 'proc'),
+    '-o',
+    out,
+    '--report',
+    report,
+    '--json',
+    ...small,
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(readdirSync(out).sort(), ['s_0.png', 's_1.png', 's_2.png', 's_3.png']);
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   const result = lines.at(-1)!;
   assert.equal(result.event, 'result');
   assert.equal(result.frames, 4);
@@ -81,7 +114,10 @@ test('a leftover checkpoint needs --resume; videos that do not pair up are refus
   writeFileSync(deflickerCheckpointPath(out), 'x');
   let r = cli(['--original', join(tmp, 'orig'), '--processed', join(tmp, 'proc'), '-o', out, ...small]);
   assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr.trim(), /^vidprior: error \[E_BAD_REQUEST\]: an interrupted run left a checkpoint at .*: add --resume/);
+  assert.match(
+    r.stderr.trim(),
+    /^vidprior: error \[E_BAD_REQUEST\]: an interrupted run left a checkpoint at .*: add --resume/,
+  );
   r = cli(['--original', join(tmp, 'orig'), '--processed', join(tmp, 'proc'), '-o', out, '--resume', ...small]);
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr.trim(), /E_BAD_INPUT\].*is not a vidprior deflicker checkpoint/);
@@ -91,7 +127,17 @@ test('a leftover checkpoint needs --resume; videos that do not pair up are refus
   r = cli(['--original', join(tmp, 'orig'), '--processed', join(tmp, 'short'), '-o', out, ...small]);
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr.trim(), /has 4 frames but .*short has 2: they must pair up frame by frame/);
-  r = cli(['--original', join(tmp, 'orig'), '--processed', join(tmp, 'proc'), '-o', out, '--report', 'r.pdf', ...small]);
+  r = cli([
+    '--original',
+    join(tmp, 'orig'),
+    '--processed',
+    join(tmp, 'proc'),
+    '-o',
+    out,
+    '--report',
+    'r.pdf',
+    ...small,
+  ]);
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, /report file r\.pdf must end in \.html, \.png or \.svg/);
 });

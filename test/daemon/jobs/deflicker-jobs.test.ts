@@ -23,7 +23,9 @@ const params = { width: 4, scales: 3, epochs: 2, lr: 0.002, working_size: 16 };
 const originals = (n: number) =>
   Promise.all(Array.from({ length: n }, async (_, i) => ({ name: `o${i}.png`, png: await testPng(i, 40, 24) })));
 const processed = (n: number) =>
-  Promise.all(Array.from({ length: n }, async (_, i) => ({ frame: n - 1 - i, png: await testPng(n - 1 - i + 7, 40, 24) })));
+  Promise.all(
+    Array.from({ length: n }, async (_, i) => ({ frame: n - 1 - i, png: await testPng(n - 1 - i + 7, 40, 24) })),
+  );
 
 function collect(job: JobStream): Frame[] {
   const got: Frame[] = [];
@@ -31,7 +33,9 @@ function collect(job: JobStream): Frame[] {
   return got;
 }
 
-test('a deflicker job trains, then streams every deflickered frame at the input size', { timeout: 300_000 }, async () => {
+test('a deflicker job trains, then streams every deflickered frame at the input size', {
+  timeout: 300_000,
+}, async () => {
   const c = await d.connect();
   assert.ok(c.welcome.capabilities.includes('kind:deflicker'));
   const job = await c.submit({ kind: 'deflicker', params, frames: await originals(3), edits: await processed(3) });
@@ -62,10 +66,25 @@ test('every frame needs its processed version; the defaults are the library’s'
     c.submit({ kind: 'deflicker', params, frames: await originals(3), edits: (await processed(3)).slice(1) }),
     /processed version of every frame.*frame 2 has none/,
   );
-  await assert.rejects(c.submit({ kind: 'deflicker', params: { ...params, width: 1 }, frames: await originals(1) }), /width/);
+  await assert.rejects(
+    c.submit({ kind: 'deflicker', params: { ...params, width: 1 }, frames: await originals(1) }),
+    /width/,
+  );
   const p = parseParams('deflicker', {});
   assert.deepEqual(
-    [p.working_size, p.width, p.scales, p.epochs, p.lr, p.batch, p.apply_batch, p.irt, p.irt_init_epochs, p.gradient_weight, p.early_stop],
+    [
+      p.working_size,
+      p.width,
+      p.scales,
+      p.epochs,
+      p.lr,
+      p.batch,
+      p.apply_batch,
+      p.irt,
+      p.irt_init_epochs,
+      p.gradient_weight,
+      p.early_stop,
+    ],
     [
       DEFLICKER_DEFAULTS.workingSize,
       DEFLICKER_DEFAULTS.width,
