@@ -142,8 +142,8 @@ async function speedCase(
     const options = { ...benchOptions(quick), workingSize: quick ? 60 : workingSize, irt: false };
     try {
       // Baseline: one forward pass of the network over one frame at the output size (the apply step's unit).
-      const m = 2 ** (options.scales - 1);
-      const size = { height: Math.ceil(h / m) * m, width: Math.ceil(w / m) * m };
+      const multiple = 2 ** (options.scales - 1);
+      const size = { height: Math.ceil(h / multiple) * multiple, width: Math.ceil(w / multiple) * multiple };
       const init = buildDvpNet({ ...options, outputs: 1 }, { batch: 1, ...size }).params;
       const applier = await DeflickerApplier.open(
         runtime,
@@ -164,9 +164,22 @@ async function speedCase(
       const load0 = loadavg();
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
-      const r = await deflicker(runtime, { originals, processed, width: w, height: h }, options, async () => {});
+      const resultDir = join(work, 'r');
+      mkdirSync(resultDir);
+      const r = await deflicker(runtime, { originals, processed, width: w, height: h }, options, (i, f) =>
+        writeFramePng(join(resultDir, `f${String(i).padStart(4, '0')}.png`), f),
+      );
       const wall = (performance.now() - t0) / 1000;
       const cpu = process.cpuUsage(cpu0);
+      const peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
+      const loadAfter = loadavg();
+      // The result at full size, trained at the working size: E_warp of the three videos (not timed).
+      const seqs = [];
+      for (const d of ['o', 'p', 'r']) seqs.push(await openSequence(join(work, d)));
+      const flow = new DisWorkerPool(2);
+      const m = await measureConsistency(seqs[0]!, seqs.slice(1), { flow, labels: ['processed', 'result'] });
+      await flow.close();
+      for (const sq of seqs) await sq.close();
       const megapixels = (n * w * h) / 1e6;
       return {
         frames: n,
@@ -190,9 +203,14 @@ async function speedCase(
         secondsPerTrainingStep: round(r.training.secondsPerStep),
         baselineForwardSeconds: round(baseline),
         wallInBaselineForwards: round(wall / baseline),
-        peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
-        loadAverage: { before: load0.map((l) => round(l, 3)), after: loadavg().map((l) => round(l, 3)) },
+        peakRssMiB,
+        loadAverage: { before: load0.map((l) => round(l, 3)), after: loadAfter.map((l) => round(l, 3)) },
         psnrToProcessed: round(r.psnrToProcessed),
+        ewarp: {
+          original: round(m.original.warpError),
+          processed: round(m.stylized[0]!.warpError),
+          result: round(m.stylized[1]!.warpError),
+        },
         ep: runtime.decision.ep,
       };
     } finally {

@@ -108,10 +108,10 @@ export const DeflickerParams = object(
   {
     /** Short side the network trains at (the result is made at full size); 0 = full size. */
     working_size: withDefault(int({ min: 0, max: 16384 }), 0),
-    width: withDefault(int({ min: 4, max: 128 }), 32),
+    width: withDefault(int({ min: 4, max: 128 }), 16),
     scales: withDefault(int({ min: 2, max: 6 }), 5),
     epochs: withDefault(int({ min: 1, max: 10_000 }), 25),
-    lr: withDefault(num({ min: 0, max: 1, minExclusive: true }), 1e-4),
+    lr: withDefault(num({ min: 0, max: 1, minExclusive: true }), 5e-4),
     batch: withDefault(int({ min: 1, max: 64 }), 1),
     apply_batch: withDefault(int({ min: 1, max: 64 }), 1),
     irt: withDefault(bool(), false),

@@ -48,7 +48,7 @@ class VIDPRIOR_OT_deflicker_strips(bpy.types.Operator):
     irt: BoolProperty(name="Two-mode flicker (IRT)", default=False,
                       description="For processing that flips between two results, e.g. two colours")
     epochs: IntProperty(name="Epochs", default=25, min=1, max=10000, description="Epochs over the frames (DVP: 25)")
-    width: IntProperty(name="Network width", default=32, min=4, max=128, description="U-Net channels at full scale")
+    width: IntProperty(name="Network width", default=16, min=4, max=128, description="U-Net channels at full scale")
     scales: IntProperty(name="Network scales", default=5, min=2, max=6, description="U-Net resolution levels")
 
     def execute(self, context):

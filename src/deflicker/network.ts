@@ -28,7 +28,8 @@ export interface DvpNetConfig {
   seed: number;
 }
 
-export const DVP_NET_DEFAULTS = { width: 32, scales: 5 } as const;
+/** Width 16 (DVP: 32) keeps a CPU run of a short clip in minutes; 2.2 M parameters at 5 scales. */
+export const DVP_NET_DEFAULTS = { width: 16, scales: 5 } as const;
 
 /** The opset the network and its training graph are emitted at (ReduceMax/ReduceMean axes as attributes). */
 export const DVP_OPSET = 17;
