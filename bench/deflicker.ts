@@ -10,7 +10,8 @@
  *    its own): wall and CPU seconds, per frame and per megapixel, peak RSS, the load average around it, and the
  *    ratio to a baseline measured in the same child (one forward pass of the network at 854×480).
  *
- *   node dist/bench/deflicker.js [--quick] [--only quality|speed] [--ep cpu]     (prints JSON)
+ *   node dist/bench/deflicker.js [--quick] [--only quality|speed] [--ep cpu] [--working-size 240]
+ *                                [--clips sample-clip,coffee-pan,chelsea-push] [--size 320x180] [--frames 24]
  * The bench runner calls `deflickerBench`.
  */
 import { spawnSync } from 'node:child_process';
@@ -227,6 +228,10 @@ export interface DeflickerBenchOptions {
   only?: 'quality' | 'speed';
   /** Working size (short side) of the speed case. */
   workingSize?: number;
+  /** Quality: which clips (default all), their size and frame count (default 320×180, 24 frames). */
+  clips?: string[];
+  size?: [number, number];
+  frames?: number;
   log: (line: string) => void;
 }
 
@@ -252,7 +257,8 @@ export async function runDeflickerBench(o: DeflickerBenchOptions): Promise<Recor
   }
   if (o.only !== 'speed') {
     // 2. Quality on real clips.
-    const [w, h, n] = o.quick ? [96, 64, 6] : [320, 180, 24];
+    const [w, h] = o.size ?? (o.quick ? [96, 64] : [320, 180]);
+    const n = o.frames ?? (o.quick ? 6 : 24);
     const clips: ClipSpec[] = [
       {
         name: 'sample-clip',
@@ -271,7 +277,8 @@ export async function runDeflickerBench(o: DeflickerBenchOptions): Promise<Recor
     const work = mkdtempSync(join(tmpdir(), 'vidprior-bench-deflicker-'));
     const rows: QualityRow[] = [];
     try {
-      for (const clip of o.quick ? clips.slice(0, 2) : clips) {
+      const chosen = o.clips ? clips.filter((c) => o.clips!.includes(c.name)) : o.quick ? clips.slice(0, 2) : clips;
+      for (const clip of chosen) {
         const frames = await clip.make();
         for (const [kind, irt] of cases)
           rows.push(await qualityRow(runtime, work, clip.name, frames, kind, irt, benchOptions(o.quick), o.log));
@@ -318,6 +325,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
       quick,
       only,
       workingSize,
+      size: option(args, '--size')?.split('x').map(Number) as [number, number] | undefined,
+      frames: option(args, '--frames') ? Number(option(args, '--frames')) : undefined,
+      clips: option(args, '--clips')?.split(','),
       log: (l) => process.stderr.write(`${l}\n`),
     });
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

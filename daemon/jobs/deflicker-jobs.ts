@@ -57,14 +57,19 @@ export const deflickerExecutor: JobExecutor = {
   },
   async run(ctx) {
     const p = ctx.spec.params as DeflickerParams;
+    const n = ctx.spec.inputs.length;
+    const checkpointPath = join(ctx.adapterDir, 'deflicker-checkpoint.safetensors');
+    // A job resumed after its last frame was stored has nothing left to do.
+    if ([...Array(n).keys()].every((i) => ctx.isDone(i))) {
+      await rm(checkpointPath, { force: true });
+      return {};
+    }
     // 1. A runtime (the model host's: one provider per daemon); the UNet is not needed meanwhile.
     ctx.progress({ stage: 'loading', fraction: 0, message: 'starting the runtime' });
     const { runtime } = await ctx.model.get();
     await ctx.model.releaseUnet();
     const processed: string[] = [];
     for (const [k, e] of ctx.spec.edits.entries()) processed[e.frame] = ctx.editPath(k);
-    const n = ctx.spec.inputs.length;
-    const checkpointPath = join(ctx.adapterDir, 'deflicker-checkpoint.safetensors');
     const identity = planFit(ctx.spec.width, ctx.spec.height, 1);
 
     // 2. Train (or resume) and apply; each frame is stored as soon as it is made.
