@@ -81,10 +81,15 @@ export interface TrainProgress {
   message?: string;
 }
 
-/** Frames [3, h, w] in [-1, 1], sides multiples of 2^(scales−1) (pad them: see deflicker.ts). */
+/**
+ * Frames [3, h, w], sides multiples of 2^(scales−1) (pad them: see deflicker.ts): float32 in [-1, 1], or 8-bit
+ * values (0–255) that stand for exactly the floats src/io reads from 8-bit images (a quarter of the memory).
+ */
+export type TrainingFrame = Float32Array | Uint8Array;
+
 export interface TrainingFrames {
-  original: Float32Array[];
-  processed: Float32Array[];
+  original: TrainingFrame[];
+  processed: TrainingFrame[];
   width: number;
   height: number;
 }
@@ -100,6 +105,25 @@ export interface TrainResult {
   stepsRun: number;
   secondsPerStep: number;
   parameters: number;
+}
+
+/** 8-bit value → the float src/io's hwcToTensor makes of it (the same float32 steps, so bit for bit). */
+const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => Math.fround(Math.fround(v / 255) * 2) - 1);
+
+/** A float frame read from 8-bit pixels, back to those bytes (exact: every value is one of BYTE_TO_UNIT's). */
+export function frameToBytes(frame: Float32Array): Uint8Array {
+  const out = new Uint8Array(frame.length);
+  for (let i = 0; i < frame.length; i++) out[i] = Math.round((frame[i]! + 1) * 127.5);
+  return out;
+}
+
+/** True when every value of `frame` is the float of an 8-bit value (then frameToBytes loses nothing). */
+export function isEightBit(frame: Float32Array): boolean {
+  for (let i = 0; i < frame.length; i++) {
+    const v = frame[i]!;
+    if (BYTE_TO_UNIT[Math.round((v + 1) * 127.5)] !== v) return false;
+  }
+  return true;
 }
 
 /** A fresh generator for (seed, stream, index): an epoch's order depends on nothing else. */
@@ -254,9 +278,13 @@ export async function trainDeflicker(
     const order = rngFor(o.seed, 'epoch', epoch).shuffle([...Array(n).keys()]);
     return Array.from({ length: o.batch }, (_, j) => order[(k * o.batch + j) % n]!);
   };
-  const stack = (source: Float32Array[], picks: number[]): Float32Array => {
+  const stack = (source: TrainingFrame[], picks: number[]): Float32Array => {
     const out = new Float32Array(picks.length * plane);
-    for (const [j, p] of picks.entries()) out.set(source[p]!, j * plane);
+    for (const [j, p] of picks.entries()) {
+      const f = source[p]!;
+      if (f instanceof Float32Array) out.set(f, j * plane);
+      else for (let i = 0; i < plane; i++) out[j * plane + i] = BYTE_TO_UNIT[f[i]!]!;
+    }
     return out;
   };
   const started = Date.now();

@@ -12,9 +12,12 @@ import {
   type DeflickerTrainOptions,
   TRAIN_DEFAULTS,
   type TrainingFrames,
+  frameToBytes,
+  isEightBit,
   shouldStopEarly,
   trainDeflicker,
 } from '../../src/deflicker/train.js';
+import { readFrame } from '../../src/io/frames.js';
 import { Rng } from '../../src/random.js';
 import { openRuntime, type Runtime } from '../../src/runtime/index.js';
 
@@ -122,6 +125,29 @@ describe('deflicker: network and training', () => {
       trainDeflicker(rt, frames, { ...o, lr: 1e-3, checkpointPath: path, resume: true }),
       /made with other frames or settings/,
     );
+  });
+
+  it('frames read from 8-bit images are kept as bytes and train to the same weights as their floats', async () => {
+    const read = async (i: number) =>
+      (await readFrame(join('examples', 'clip', `frame_00${i}.png`), { resize: { width: 32, height: 16 } })).data;
+    const floats = {
+      original: [await read(1), await read(2)],
+      processed: [await read(3), await read(4)],
+      width: 32,
+      height: 16,
+    };
+    for (const f of [...floats.original, ...floats.processed]) assert.ok(isEightBit(f));
+    assert.equal(isEightBit(Float32Array.of(0.1234)), false);
+    const bytes = {
+      ...floats,
+      original: floats.original.map(frameToBytes),
+      processed: floats.processed.map(frameToBytes),
+    };
+    const [a, b] = [
+      await trainDeflicker(rt, floats, { ...tiny, epochs: 1 }),
+      await trainDeflicker(rt, bytes, { ...tiny, epochs: 1 }),
+    ];
+    for (const [name, w] of a.weights) assert.deepEqual(b.weights.get(name)!.data, w.data, name);
   });
 
   it('bad options name the value', async () => {
