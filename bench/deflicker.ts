@@ -129,6 +129,8 @@ async function speedCase(
   ep: ExecutionProviderChoice,
   quick: boolean,
   workingSize: number,
+  epochs?: number,
+  measure = true,
 ): Promise<Record<string, unknown>> {
   const [w, h, n] = quick ? [214, 120, 6] : [854, 480, 24];
   const work = mkdtempSync(join(tmpdir(), 'vidprior-bench-deflicker-'));
@@ -140,7 +142,12 @@ async function speedCase(
       frames.map((f, i) => flickerFrame('style', f, i, 0)),
     );
     const runtime = await openRuntime({ ep });
-    const options = { ...benchOptions(quick), workingSize: quick ? 60 : workingSize, irt: false };
+    const options = {
+      ...benchOptions(quick),
+      workingSize: quick ? 60 : workingSize,
+      irt: false,
+      ...(epochs ? { epochs, earlyStop: null } : {}),
+    };
     try {
       // Baseline: one forward pass of the network over one frame at the output size (the apply step's unit).
       const multiple = 2 ** (options.scales - 1);
@@ -175,12 +182,24 @@ async function speedCase(
       const peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
       const loadAfter = loadavg();
       // The result at full size, trained at the working size: E_warp of the three videos (not timed).
-      const seqs = [];
-      for (const d of ['o', 'p', 'r']) seqs.push(await openSequence(join(work, d)));
-      const flow = new DisWorkerPool(2);
-      const m = await measureConsistency(seqs[0]!, seqs.slice(1), { flow, labels: ['processed', 'result'] });
-      await flow.close();
-      for (const sq of seqs) await sq.close();
+      let ewarp: Record<string, number> | undefined;
+      if (measure) {
+        const seqs = [];
+        for (const d of ['o', 'p', 'r']) seqs.push(await openSequence(join(work, d)));
+        const flow = new DisWorkerPool(2);
+        const m = await measureConsistency(seqs[0]!, seqs.slice(1), { flow, labels: ['processed', 'result'] });
+        await flow.close();
+        for (const sq of seqs) await sq.close();
+        ewarp = {
+          original: round(m.original.warpError),
+          processed: round(m.stylized[0]!.warpError),
+          result: round(m.stylized[1]!.warpError),
+        };
+      }
+      // A shortened schedule (--epochs) also says what the whole one costs: its steps × this run's cost per step.
+      const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+      const cpuPerStep = cpuSeconds / Math.max(1, r.training.stepsRun);
+      const fullSteps = benchOptions(quick).epochs * Math.ceil(n / options.batch);
       const megapixels = (n * w * h) / 1e6;
       return {
         frames: n,
@@ -207,11 +226,15 @@ async function speedCase(
         peakRssMiB,
         loadAverage: { before: load0.map((l) => round(l, 3)), after: loadAfter.map((l) => round(l, 3)) },
         psnrToProcessed: round(r.psnrToProcessed),
-        ewarp: {
-          original: round(m.original.warpError),
-          processed: round(m.stylized[0]!.warpError),
-          result: round(m.stylized[1]!.warpError),
-        },
+        ewarp,
+        cpuSecondsPerTrainingStep: round(cpuPerStep),
+        fullSchedule: epochs
+          ? {
+              steps: fullSteps,
+              projectedTrainingWallSeconds: round(r.training.secondsPerStep * fullSteps),
+              projectedTrainingCpuSeconds: round(cpuPerStep * fullSteps),
+            }
+          : undefined,
         ep: runtime.decision.ep,
       };
     } finally {
@@ -317,7 +340,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const quick = args.includes('--quick');
   const workingSize = Number(option(args, '--working-size') ?? 240);
   if (args.includes('--speed-case')) {
-    process.stdout.write(`${JSON.stringify(await speedCase(ep, quick, workingSize))}\n`);
+    const epochs = option(args, '--epochs') ? Number(option(args, '--epochs')) : undefined;
+    const result = await speedCase(ep, quick, workingSize, epochs, !args.includes('--no-measure'));
+    process.stdout.write(`${JSON.stringify(result)}\n`);
   } else {
     const only = option(args, '--only') as DeflickerBenchOptions['only'];
     const result = await runDeflickerBench({
