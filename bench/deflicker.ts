@@ -12,6 +12,8 @@
  *
  *   node dist/bench/deflicker.js [--quick] [--only quality|speed] [--ep cpu] [--working-size 240]
  *                                [--clips sample-clip,coffee-pan,chelsea-push] [--size 320x180] [--frames 24]
+ *                                [--cases jitter,style,flip,flip-irt]
+ *                                [--speed-case [--epochs N] [--no-measure]]   (the speed case alone)
  * The bench runner calls `deflickerBench`.
  */
 import { spawnSync } from 'node:child_process';
@@ -255,6 +257,8 @@ export interface DeflickerBenchOptions {
   clips?: string[];
   size?: [number, number];
   frames?: number;
+  /** Quality: which cases (`jitter`, `style`, `flip`, `flip-irt`; default all). */
+  cases?: string[];
   log: (line: string) => void;
 }
 
@@ -303,7 +307,7 @@ export async function runDeflickerBench(o: DeflickerBenchOptions): Promise<Recor
       const chosen = o.clips ? clips.filter((c) => o.clips!.includes(c.name)) : o.quick ? clips.slice(0, 2) : clips;
       for (const clip of chosen) {
         const frames = await clip.make();
-        for (const [kind, irt] of cases)
+        for (const [kind, irt] of cases.filter(([k, i]) => !o.cases || o.cases.includes(i ? `${k}-irt` : k)))
           rows.push(await qualityRow(runtime, work, clip.name, frames, kind, irt, benchOptions(o.quick), o.log));
       }
     } finally {
@@ -353,6 +357,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
       size: option(args, '--size')?.split('x').map(Number) as [number, number] | undefined,
       frames: option(args, '--frames') ? Number(option(args, '--frames')) : undefined,
       clips: option(args, '--clips')?.split(','),
+      cases: option(args, '--cases')?.split(','),
       log: (l) => process.stderr.write(`${l}\n`),
     });
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
