@@ -12,7 +12,8 @@
 set -euo pipefail
 SUITE=${1:?usage: blender-chroot.sh trixie|sid [DIR]}
 DIR=${2:-/var/cache/vidprior-$SUITE}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The archive this machine uses, reused for the other suite (DEBIAN_MIRROR overrides it).
+MIRROR=${DEBIAN_MIRROR:-$(bash "$(dirname "$0")/debian-mirror.sh")}
 READY="$DIR/.vidprior-ready-3"   # bump when step 3 installs more
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 

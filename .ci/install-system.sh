@@ -16,9 +16,11 @@ if [ -f /usr/share/vulkan/icd.d/lvp_icd.json ]; then
 fi
 if [ ${#need[@]} -eq 0 ] && [ $lvp_ok = 1 ]; then echo "install-system: all present"; exit 0; fi
 if [ $lvp_ok = 0 ] && [ ! -f /etc/apt/sources.list.d/backports.sources ]; then
-  cat > /etc/apt/sources.list.d/backports.sources <<'SRC'
+  # backports from the same archive the machine already uses (no host named here)
+  mirror=$(bash "$(dirname "$0")/debian-mirror.sh")
+  cat > /etc/apt/sources.list.d/backports.sources <<SRC
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

@@ -145,7 +145,7 @@ async function daemonJob(
   const modelDir = await benchModelDir(ctx);
   const daemon = await startDaemon({
     dataDir,
-    modelDir,
+    model: modelDir,
     ep: ctx.ep,
     embeddedDefault: async () => modelDir,
     listen: { host: '127.0.0.1', port: 0 },

@@ -24,6 +24,7 @@ import { unetBench } from './unet.js';
 import { trainingBench } from './training.js';
 import { runOptimizeBench } from './optimize.js';
 import { deflickerBench } from './deflicker.js';
+import { checkpointBench } from './checkpoint.js';
 
 export const BENCHMARKS: BenchModule[] = [
   unetBench,
@@ -42,6 +43,7 @@ export const BENCHMARKS: BenchModule[] = [
         log: ctx.log,
       }),
   },
+  checkpointBench,
   {
     name: 'metrics',
     describe: 'temporal-consistency metrics on CPU, seconds per 512×512 frame pair',

@@ -65,7 +65,7 @@ async function runTrainingBench(ctx: BenchContext): Promise<unknown> {
     const sampler = setInterval(() => {
       peak = Math.max(peak, process.memoryUsage().rss);
     }, 50);
-    let result;
+    let result: Awaited<ReturnType<typeof finetune>>;
     try {
       result = await finetune(
         runtime,

@@ -20,7 +20,7 @@ async function main(argv: string[]): Promise<void> {
     .alias('h', 'help')
     .version()
     .wrap(Math.min(110, process.stdout.columns || 100))
-    .fail((msg, err, y) => {
+    .fail((msg, err) => {
       if (err) throw err; // handled below
       process.stderr.write(`vidprior: ${msg}\nRun with --help for usage.\n`);
       process.exit(2);

@@ -129,7 +129,12 @@ export class Connection {
         await q.delete(m.job);
         return this.send({ type: 'ok', id: m.id });
       case 'list_models':
-        return this.send({ type: 'models', id: m.id, models: q.model.models(), adapters: await q.model.adapters() });
+        return this.send({
+          type: 'models',
+          id: m.id,
+          models: await q.model.models(),
+          adapters: await q.model.adapters(),
+        });
     }
   }
 

@@ -8,6 +8,7 @@ import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../protocol/codec.js';
 import type { JobExecutor } from './jobs/executor.js';
 import { readModelFolder } from '../src/models/folder.js';
+import { type ResolveOptions, identifyModel } from '../src/models/resolve/resolve.js';
 import { defaultExecutors } from './jobs/index.js';
 import { JobStore } from './jobs/store.js';
 import { ModelHost } from './jobs/model-host.js';
@@ -23,7 +24,10 @@ export interface Limits {
 
 export interface DaemonOptions {
   dataDir: string;
-  modelDir?: string;
+  /** The model to serve (see src/models/resolve); absent = the embedded default. */
+  model?: string;
+  /** How a checkpoint or diffusers folder is converted (`--model-config`, `--dtype`). */
+  modelResolve?: Omit<ResolveOptions, 'onNote' | 'onProgress'>;
   ep: ExecutionProviderChoice;
   cpuThreads?: number;
   /** Makes or finds the embedded default model (a folder). */
@@ -37,7 +41,7 @@ export interface DaemonOptions {
   watchStableMs?: number;
   /**
    * Load the model right after start (in the background) rather than with the first job: the first job
-   * starts sooner and `welcome.ep` names the provider in use. A `modelDir` is checked before anything starts.
+   * starts sooner and `welcome.ep` names the provider in use. A `model` is identified (and an ONNX folder checked) before anything starts.
    */
   preload?: boolean;
   /** Replaces the executors (tests of the queue itself). */
@@ -67,13 +71,15 @@ export function packageVersion(): string {
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.log ?? (() => {});
   const dataDir = resolve(opts.dataDir);
-  // A model folder that lacks a file is an error now, not at the first job (E_MODEL_MISSING naming the file).
-  if (opts.modelDir) await readModelFolder(resolve(opts.modelDir));
+  // A model that is not there (or an ONNX folder that lacks a file) is an error now, not at the first job.
+  const modelRef = opts.model ? identifyModel(opts.model) : undefined;
+  if (modelRef?.kind === 'onnx') await readModelFolder(modelRef.path);
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
   // 1. The queue over the data dir; unfinished jobs of the last run resume.
   const store = new JobStore(dataDir);
   const model = new ModelHost({
-    modelDir: opts.modelDir ? resolve(opts.modelDir) : undefined,
+    model: modelRef,
+    resolve: opts.modelResolve,
     embeddedDefault: opts.embeddedDefault,
     ep: opts.ep,
     cpuThreads: opts.cpuThreads,

@@ -34,6 +34,7 @@ export interface IntakeOptions {
 }
 
 /** Output and input names are file names in the job folder: no separators, no dot-names, no control chars. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what names may not hold
 const SAFE_NAME = /^(?!\.)[^/\\\x00-\x1f]{1,200}$/;
 
 export async function intake(executor: JobExecutor, req: JobRequest, opts: IntakeOptions): Promise<NewJob> {

@@ -85,6 +85,8 @@ export class JobQueue {
     if (this.stopping) throw new VidpriorError('E_BUSY', 'the daemon is shutting down');
     // An adapter named by a stylize/edit job must exist now (one a queued training job will make is not known yet).
     if (typeof job.params.adapter === 'string') await this.model.adapterPath(job.params.adapter);
+    // So must a model named by the job (one of those list_models offers).
+    await this.model.check(typeof job.params.model === 'string' ? job.params.model : undefined);
     const record = await this.store.create(job);
     this.jobs.set(record.spec.id, record);
     beforeStart?.(record.spec.id);
@@ -240,6 +242,7 @@ export class JobQueue {
       await this.store.saveStatus(job);
       this.emit(job, this.progressOf(job));
       const executor = this.executor(job.spec.kind);
+      await this.model.select(typeof job.spec.params.model === 'string' ? job.spec.params.model : undefined);
       const result = await executor.run(this.contextFor(job, abort.signal));
       abort.signal.throwIfAborted();
       if (result.adapter) job.status.adapter = result.adapter;
@@ -381,7 +384,7 @@ async function copyOut(dir: string, name: string, from: string): Promise<void> {
     await copyFile(from, join(dir, name));
   } catch (err) {
     throw new VidpriorError(
-      'E_BAD_REQUEST',
+      'E_IO',
       `cannot write ${name} to output_dir ${dir}: ${(err as Error).message}`,
       { output_dir: dir },
       { cause: err },

@@ -396,7 +396,7 @@ export const EXAMPLES: Example[] = [
   {
     name: 'models',
     description:
-      'The model the daemon runs and the adapters it has (fine-tuned by finetune/run jobs, or dropped in its adapters folder).',
+      'The models the daemon offers (its default first; a job picks another with params.model) and the adapters it has (fine-tuned by finetune/run jobs, or dropped in its adapters folder).',
     steps: [
       hello,
       welcome,
@@ -410,7 +410,19 @@ export const EXAMPLES: Example[] = [
             default: true,
             loaded: true,
             description:
-              'tiny model with random weights built by vidprior (for tests; real use needs an SD 1.x ONNX folder)',
+              'tiny model with random weights built by vidprior (for tests; real use: serve --model <checkpoint, diffusers folder, ONNX folder or hub id>)',
+          },
+          {
+            name: '/home/ana/models/watercolor-v2.safetensors',
+            default: false,
+            loaded: false,
+            description: 'checkpoint, last used 2026-11-24T09:12:40.000Z [recent]',
+          },
+          {
+            name: 'stable-diffusion-v1-5/stable-diffusion-v1-5',
+            default: false,
+            loaded: false,
+            description: 'Hugging Face cache (StableDiffusionPipeline) [hf-cache]',
           },
         ],
         adapters: [

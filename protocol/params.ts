@@ -1,7 +1,7 @@
 /**
  * Job parameters, per job kind. The same maps travel in a `submit` message, sit in a watched folder's
  * `job.json` and are stored in a job's `spec.json`. Unknown parameter names are rejected (a misspelt
- * `strenght` must not be ignored), absent ones take the defaults of the method (see BRIEF.md).
+ * `strenght` must not be ignored), absent ones take the defaults of the method (README.md, "The method, step by step").
  */
 import { VidpriorError } from '../src/errors.js';
 import { type Infer, type Schema, bool, int, num, object, oneOf, optional, str, withDefault } from './schema.js';
@@ -35,6 +35,9 @@ const adapterName = (): Schema<string> => {
   };
 };
 
+/** Model names: what `list_models` returns (a path, a Hugging Face repo id, or embedded-default). */
+const modelName = (): Schema<string> => str({ min: 1, max: 4096 });
+
 /** img2img over every frame with the same noise: step 4 of the method. */
 export const StylizeParams = object(
   {
@@ -48,6 +51,8 @@ export const StylizeParams = object(
     batch: withDefault(int({ min: 1, max: 64 }), 1),
     /** A fine-tuned adapter by name (see `list_models`); absent = the base model. */
     adapter: optional(adapterName()),
+    /** A model by the name `list_models` gives it; absent = the daemon's default model. */
+    model: optional(modelName()),
   },
   { strict: true },
 );
@@ -66,6 +71,7 @@ export const EditKeyframeParams = object(
     /** Which of the submitted frames to edit (index into `frames`). */
     frame: withDefault(int({ min: 0, max: 1_000_000 }), 0),
     adapter: optional(adapterName()),
+    model: optional(modelName()),
   },
   { strict: true },
 );
@@ -82,6 +88,8 @@ const trainingFields = {
   seed: seed(),
   /** Name under which the adapter is kept (default: the job id). */
   adapter_name: optional(adapterName()),
+  /** The base model, by the name `list_models` gives it; absent = the daemon's default model. */
+  model: optional(modelName()),
 };
 
 /** Per-video LoRA fine-tuning on the clip and its edited keyframes: steps 2–3. */

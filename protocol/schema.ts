@@ -21,7 +21,7 @@ export interface Schema<T, Optional extends boolean = false, Defaulted extends b
   readonly expected: string;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: a schema of any value type, for generic helpers
 type AnySchema = Schema<any, boolean, boolean>;
 /** The parsed (received) type: keys with a default are always present. */
 export type Infer<S> = S extends Schema<infer T, boolean, boolean> ? T : never;

@@ -23,6 +23,11 @@ export interface Config {
   /** The daemon `vidprior submit` / `vidprior jobs` talk to, and its token (VIDPRIOR_URL, VIDPRIOR_TOKEN). */
   daemonUrl: string;
   daemonToken?: string;
+  /**
+   * The Hugging Face hub cache (models--owner--name/snapshots/<rev>/…): $HF_HUB_CACHE, else $HF_HOME/hub, else
+   * ~/.cache/huggingface/hub, as huggingface_hub resolves it. Models found there are used by repo id.
+   */
+  hfHubCache: string;
 }
 
 let cached: Config | null = null;
@@ -44,6 +49,7 @@ export function config(): Config {
     ci: env.CI === 'true',
     daemonUrl: env.VIDPRIOR_URL || 'ws://127.0.0.1:8765/',
     daemonToken: env.VIDPRIOR_TOKEN || undefined,
+    hfHubCache: env.HF_HUB_CACHE || join(env.HF_HOME || join(xdgCache, 'huggingface'), 'hub'),
   };
   return cached;
 }

@@ -3,6 +3,7 @@
  * with the same seed is the same run. xoshiro128** (32-bit state words, exact in JS integer arithmetic),
  * seeded through splitmix32 so that nearby seeds give unrelated streams.
  */
+import { VidpriorError } from './errors.js';
 export class Rng {
   private s0: number;
   private s1: number;
@@ -11,7 +12,7 @@ export class Rng {
   private spareNormal: number | null = null;
 
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new RangeError(`seed must be a finite number, got ${seed}`);
+    if (!Number.isFinite(seed)) throw new VidpriorError('E_BAD_REQUEST', `seed must be a finite number, got ${seed}`);
     // splitmix32 over the seed's low and high 32 bits
     let x = (Math.trunc(seed) >>> 0) ^ Math.imul(Math.floor(Math.trunc(seed) / 2 ** 32) >>> 0, 0x9e3779b9);
     const next = (): number => {
@@ -50,7 +51,7 @@ export class Rng {
 
   /** Uniform integer in [0, n). */
   int(n: number): number {
-    if (!(n > 0)) throw new RangeError(`int(n) needs n > 0, got ${n}`);
+    if (!(n > 0)) throw new VidpriorError('E_BAD_REQUEST', `int(n) needs n > 0, got ${n}`);
     return Math.floor(this.uniform() * n);
   }
 

@@ -3,6 +3,7 @@
  * types, so it can be posted to and from worker threads. float16 data is a Uint16Array of raw IEEE half
  * bits (Node 20 has no Float16Array); convert with `toFloat16` / `fromFloat16`.
  */
+import { VidpriorError } from './errors.js';
 export type DType = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8' | 'bool';
 
 export type TensorData<T extends DType = DType> = T extends 'float32'
@@ -29,7 +30,10 @@ export function sizeOf(dims: readonly number[]): number {
 
 export function tensor<T extends DType>(type: T, dims: readonly number[], data: TensorData<T>): Tensor<T> {
   if (data.length !== sizeOf(dims)) {
-    throw new RangeError(`tensor data has ${data.length} elements but dims [${dims.join(', ')}] need ${sizeOf(dims)}`);
+    throw new VidpriorError(
+      'E_SHAPE',
+      `tensor data has ${data.length} elements but dims [${dims.join(', ')}] need ${sizeOf(dims)}`,
+    );
   }
   return { type, dims: [...dims], data };
 }
@@ -105,7 +109,7 @@ export function fromFloat16(data: Uint16Array): Float32Array {
 export function asFloat32(t: Tensor): Tensor<'float32'> {
   if (t.type === 'float32') return t as Tensor<'float32'>;
   if (t.type === 'float16') return tensor('float32', t.dims, fromFloat16(t.data as Uint16Array));
-  throw new TypeError(`expected a float tensor, got ${t.type}`);
+  throw new VidpriorError('E_MODEL_INPUT', `expected a float tensor, got ${t.type}`);
 }
 
 /** Casts a float32 tensor to the float type a model input wants. */

@@ -16,7 +16,7 @@ import { img2img } from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
 import { checkFrameIndex, openClip } from './keyframes.js';
-import { lastValues, openModelSession, withSigint } from './model-session.js';
+import { lastValues, MODEL_OPTIONS, openModelSession, withSigint } from './model-session.js';
 
 export interface EditKeyframeArgs {
   input: string;
@@ -30,6 +30,8 @@ export interface EditKeyframeArgs {
   guidance: number;
   output: string;
   model?: string;
+  'model-config'?: string;
+  dtype?: string;
   adapter?: string;
   ep: ExecutionProviderChoice;
   fit: FitMode;
@@ -185,10 +187,7 @@ export const editKeyframeCommand: CommandModule<object, EditKeyframeArgs> = {
         demandOption: true,
         describe: 'folder for candidate PNGs and candidates.json',
       })
-      .option('model', {
-        type: 'string',
-        describe: 'an SD 1.x ONNX model folder; default: the embedded tiny model (random weights)',
-      })
+      .options(MODEL_OPTIONS)
       .option('adapter', { type: 'string', describe: 'a LoRA adapter (.safetensors) to apply' })
       .option('ep', {
         type: 'string',

@@ -18,7 +18,7 @@ import { FINETUNE_DEFAULTS, type FinetuneProgress, finetune, sampleFrameIndices 
 import type { Tensor } from '../../src/tensor.js';
 import { makeReporter, type Reporter } from './output.js';
 import { type EditSpec, checkFrameIndex, openClip, parseEdit, readEdit } from './keyframes.js';
-import { lastValues, openModelSession, withSigint } from './model-session.js';
+import { lastValues, MODEL_OPTIONS, openModelSession, withSigint } from './model-session.js';
 
 export interface FinetuneArgs {
   input: string;
@@ -37,6 +37,8 @@ export interface FinetuneArgs {
   resume: boolean;
   output: string;
   model?: string;
+  'model-config'?: string;
+  dtype?: string;
   ep: ExecutionProviderChoice;
   fit: FitMode;
   json: boolean;
@@ -185,7 +187,7 @@ export async function runFinetune(
 }
 
 /** The options `finetune` and `run` share. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: yargs builders chain options on any Argv; the callers keep their own argument types
 export function finetuneOptions(yargs: any): any {
   return yargs
     .option('input', {
@@ -238,10 +240,7 @@ export function finetuneOptions(yargs: any): any {
       default: false,
       describe: 'continue from the checkpoint beside the adapter, if any',
     })
-    .option('model', {
-      type: 'string',
-      describe: 'an SD 1.x ONNX model folder; default: the embedded tiny model (random weights)',
-    })
+    .options(MODEL_OPTIONS)
     .option('ep', {
       type: 'string',
       choices: ['auto', 'cuda', 'webgpu', 'cpu'],

@@ -17,7 +17,7 @@ import { finetuneCommand } from './finetune.js';
 import { runCommand } from './run.js';
 import { deflickerCommand } from './deflicker.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: yargs command modules differ in their argument types; the list holds them all
 export const commands: CommandModule<any, any>[] = [
   stylizeCommand,
   editKeyframeCommand,

@@ -1,8 +1,10 @@
 /**
- * `vidprior models create-tiny <dir>`: writes a Stable Diffusion 1.x-architecture model folder (diffusers ONNX
+ * `vidprior models list`: the models `--model` can take without a path (recent, Hugging Face cache,
+ * converted, built-in). `vidprior models convert <model>`: the conversion `--model` does on first use, now. `vidprior models create-tiny <dir>`: writes a Stable Diffusion 1.x-architecture model folder (diffusers ONNX
  * layout) with seeded random weights, from a preset (tiny, tiny-sd-torch, sd15) or a diffusers-style JSON
  * config. `vidprior models inspect <dir>`: what a model folder holds (components, inputs and outputs, opsets,
- * weights) and the facts the pipelines derive from it (VAE factor, latent channels, text width).
+ * weights) and the facts the pipelines derive from it (VAE factor, latent channels, text width); for a
+ * checkpoint, diffusers folder or hub id, the architecture read from it and where each fact came from.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -18,7 +20,11 @@ import { COMPONENTS, readModelFolder } from '../../src/models/folder.js';
 import { loadModelFolder } from '../../src/models/loader.js';
 import { PRESETS, type PartialSdConfig } from '../../src/models/builder/index.js';
 import { createModelFolder } from '../../src/models/builder/folder.js';
-import { makeReporter } from './output.js';
+import { availableModels } from '../../src/models/resolve/catalog.js';
+import { identifyModel, inspectRecipe } from '../../src/models/resolve/resolve.js';
+import { describeConfig } from '../../src/models/checkpoint/architecture.js';
+import { MODEL_OPTIONS, modelFolderFor } from './model-session.js';
+import { makeReporter, type Reporter } from './output.js';
 
 interface CreateArgs {
   dir: string;
@@ -35,7 +41,92 @@ interface CreateArgs {
 interface InspectArgs {
   dir: string;
   probe: boolean;
+  'model-config'?: string;
+  variant?: string;
   json: boolean;
+}
+
+interface ListArgs {
+  json: boolean;
+}
+
+interface ConvertArgs {
+  model: string;
+  'model-config'?: string;
+  dtype?: string;
+  json: boolean;
+}
+
+const convert: CommandModule<object, ConvertArgs> = {
+  command: 'convert <model>',
+  describe: 'Convert a checkpoint, diffusers folder or cached hub id to ONNX now (what --model does on first use)',
+  builder: (yargs) =>
+    yargs
+      .positional('model', { type: 'string', demandOption: true, describe: 'what --model would take' })
+      .option('model-config', MODEL_OPTIONS['model-config'])
+      .option('dtype', MODEL_OPTIONS.dtype)
+      .option('json', { type: 'boolean', default: false, describe: 'machine-readable progress and result' }) as never,
+  handler: async (argv) => {
+    const report = makeReporter(argv.json);
+    const dir = await modelFolderFor(argv, report);
+    report.result({ dir }, `ONNX folder: ${dir}`);
+  },
+};
+
+const list: CommandModule<object, ListArgs> = {
+  command: 'list',
+  describe: 'List the models --model takes by name: recent, in the Hugging Face cache, converted, built-in',
+  builder: (yargs) =>
+    yargs.option('json', { type: 'boolean', default: false, describe: 'print the list as JSON' }) as never,
+  handler: async (argv) => {
+    const report = makeReporter(argv.json);
+    const models = await availableModels();
+    const width = Math.min(70, Math.max(...models.map((m) => m.name.length)));
+    report.result(
+      { models },
+      models.map((m) => `${m.origin.padEnd(9)} ${m.name.padEnd(width)}  ${m.description}`).join('\n'),
+    );
+  },
+};
+
+/** `models inspect` of a checkpoint, diffusers folder or hub id: the architecture and each fact's source. */
+async function inspectSource(argv: InspectArgs, report: Reporter): Promise<boolean> {
+  const ref = identifyModel(argv.dir);
+  if (ref.kind === 'onnx' || ref.kind === 'embedded') return false;
+  const recipe = await inspectRecipe(ref, { modelConfig: argv['model-config'], variant: argv.variant });
+  if (!recipe) return false;
+  try {
+    const cfg = recipe.arch.config;
+    const bySource = new Map<string, string[]>();
+    for (const [k, src] of Object.entries(recipe.arch.sources)) bySource.set(src, [...(bySource.get(src) ?? []), k]);
+    const tensors = Object.fromEntries(Object.entries(recipe.weights).map(([p, m]) => [p, m.size]));
+    report.result(
+      {
+        model: ref.display,
+        kind: ref.kind,
+        path: ref.path,
+        config: cfg,
+        sources: recipe.arch.sources,
+        tokenizer: recipe.tokenizerDir,
+        scheduler: recipe.scheduler,
+        tensors,
+        notes: recipe.notes,
+      },
+      [
+        `${ref.kind} ${ref.display}`,
+        `  ${describeConfig(cfg)}`,
+        `  heads: UNet ${JSON.stringify(cfg.unet.attention_head_dim)}, CLIP ${cfg.text_encoder.num_attention_heads}; GroupNorm groups: UNet ${cfg.unet.norm_num_groups}, VAE ${cfg.vae.norm_num_groups}; latent scaling ${cfg.vae.scaling_factor}`,
+        ...[...bySource].map(([src, keys]) => `  from ${src}: ${keys.join(', ')}`),
+        `  tokenizer: ${recipe.tokenizerDir}`,
+        `  scheduler: ${recipe.scheduler.source} (${String(recipe.scheduler.config.prediction_type ?? 'epsilon')})`,
+        `  tensors used: unet ${tensors.unet}, vae ${tensors.vae}, text encoder ${tensors.text_encoder}`,
+        ...recipe.notes.map((n) => `  note: ${n}`),
+      ].join('\n'),
+    );
+    return true;
+  } finally {
+    await recipe.close();
+  }
 }
 
 /** A preset name, or a JSON file with text_encoder / unet / vae sections (partial ones take the rest from `base`). */
@@ -173,8 +264,10 @@ const inspect: CommandModule<object, InspectArgs> = {
       .positional('dir', {
         type: 'string',
         demandOption: true,
-        describe: 'an SD 1.x ONNX model folder (diffusers layout)',
+        describe: 'an SD 1.x ONNX folder, a checkpoint, a diffusers folder, or a repo id in the Hugging Face cache',
       })
+      .option('model-config', { type: 'string', describe: 'a diffusers folder whose configs complete a checkpoint' })
+      .option('variant', { type: 'string', describe: 'diffusers weight variant (fp16)' })
       .option('probe', {
         type: 'boolean',
         default: true,
@@ -184,6 +277,7 @@ const inspect: CommandModule<object, InspectArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' }) as never,
   handler: async (argv) => {
     const report = makeReporter(argv.json);
+    if (await inspectSource(argv, report)) return;
     const dir = resolve(argv.dir);
     const folder = await readModelFolder(dir);
     const components: Record<string, unknown> = {};
@@ -217,8 +311,12 @@ const inspect: CommandModule<object, InspectArgs> = {
     let built: unknown = null;
     if (existsSync(builtPath)) {
       built = JSON.parse(await readFile(builtPath, 'utf8'));
-      const b = built as { seed?: number; builder_version?: number };
-      lines.push(`built by vidprior's model builder (version ${b.builder_version}, seed ${b.seed}): random weights`);
+      const b = built as { seed?: number; builder_version?: number; converted_from?: string; dtype?: string };
+      lines.push(
+        b.converted_from
+          ? `converted by vidprior from ${b.converted_from} (${b.dtype}; builder version ${b.builder_version})`
+          : `built by vidprior's model builder (version ${b.builder_version}, seed ${b.seed}): random weights`,
+      );
     }
     let facts: unknown = null;
     if (argv.probe) {
@@ -244,11 +342,13 @@ const inspect: CommandModule<object, InspectArgs> = {
 
 export const modelsCommand: CommandModule<object, object> = {
   command: 'models <command>',
-  describe: 'Create and inspect model folders',
+  describe: 'List, inspect and create models',
   builder: (yargs) =>
     yargs
       .command(createTiny)
       .command(inspect)
-      .demandCommand(1, 'Give a models command: create-tiny or inspect.') as never,
+      .command(list)
+      .command(convert)
+      .demandCommand(1, 'Give a models command: list, inspect, convert or create-tiny.') as never,
   handler: () => {},
 };

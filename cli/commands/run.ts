@@ -73,6 +73,8 @@ export const runCommand: CommandModule<object, RunArgs> = {
           prompt: a.prompt,
           'negative-prompt': a['negative-prompt'],
           model: a.model,
+          'model-config': a['model-config'],
+          dtype: a.dtype,
           adapter,
           strength: a.strength,
           steps: a.steps,

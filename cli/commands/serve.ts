@@ -10,10 +10,13 @@ import { ensureDefaultModel, DEFAULT_MODEL_NOTE } from '../../src/models/builder
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../../protocol/codec.js';
 import { startDaemon, type Daemon } from '../../daemon/daemon.js';
+import { MODEL_OPTIONS } from './model-session.js';
 
 export interface DaemonArgs {
   'data-dir'?: string;
   model?: string;
+  'model-config'?: string;
+  dtype?: string;
   ep?: string;
   watch?: string[];
   'max-frame-mb': number;
@@ -39,10 +42,7 @@ export function daemonOptions<T>(yargs: import('yargs').Argv<T>) {
       type: 'string',
       describe: 'where jobs and adapters are kept (default: $VIDPRIOR_DATA_DIR or ~/.local/share/vidprior)',
     })
-    .option('model', {
-      type: 'string',
-      describe: 'an SD 1.x ONNX model folder (diffusers layout); default: the embedded tiny model',
-    })
+    .options(MODEL_OPTIONS)
     .option('ep', {
       type: 'string',
       choices: ['auto', 'cuda', 'webgpu', 'cpu'],
@@ -90,7 +90,8 @@ export async function startFromArgs(
   if (!argv.model) log(DEFAULT_MODEL_NOTE);
   return startDaemon({
     dataDir: argv['data-dir'] ?? cfg.dataDir,
-    modelDir: argv.model,
+    model: argv.model,
+    modelResolve: { modelConfig: argv['model-config'], dtype: argv.dtype as 'float32' | 'float16' | undefined },
     ep: (argv.ep ?? cfg.ep) as ExecutionProviderChoice,
     cpuThreads: cfg.cpuThreads,
     embeddedDefault: () => ensureDefaultModel((dir) => log(`building the embedded default model in ${dir}`)),

@@ -16,7 +16,7 @@ import type { StableDiffusionModel } from '../../src/models/types.js';
 import { noiseShapeFor, sizeMultiple, stylizeFrames, type StylizeSummary } from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
-import { lastValues, openModelSession } from './model-session.js';
+import { lastValues, MODEL_OPTIONS, openModelSession } from './model-session.js';
 
 export interface StylizeArgs {
   input: string;
@@ -24,6 +24,8 @@ export interface StylizeArgs {
   prompt: string;
   'negative-prompt': string;
   model?: string;
+  'model-config'?: string;
+  dtype?: string;
   /** A LoRA adapter (.safetensors) folded into the UNet. */
   adapter?: string;
   strength: number;
@@ -193,10 +195,7 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         default: '',
         describe: 'what to steer away from (with guidance > 1)',
       })
-      .option('model', {
-        type: 'string',
-        describe: 'an SD 1.x ONNX model folder (diffusers layout); default: the embedded tiny model (random weights)',
-      })
+      .options(MODEL_OPTIONS)
       .option('adapter', {
         type: 'string',
         describe: 'a LoRA adapter (.safetensors) from `vidprior finetune` (or another SD 1.x tool)',

@@ -2,17 +2,29 @@
  * `vidprior tokenize [--model <dir>] <prompt..>`: prints the model's CLIP token ids of a prompt (BOS, content,
  * EOS, padding: 77 ids for SD 1.x) as a JSON array on stdout, and warns on stderr when the prompt was truncated.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { VidpriorError } from '../../src/errors.js';
 import { ClipTokenizer } from '../../src/tokenizer/clip.js';
 import { ensureDefaultModel } from '../../src/models/builder/default-model.js';
+import { identifyModel, inspectRecipe } from '../../src/models/resolve/resolve.js';
 
 interface TokenizeArgs {
   prompt: string[];
   model?: string;
+  'model-config'?: string;
   tokens?: boolean;
+}
+
+/** The tokenizer of any model `--model` takes (a checkpoint's is found as its conversion would find it). */
+async function tokenizerOf(model: string, modelConfig?: string): Promise<string> {
+  if (existsSync(model) && statSync(model).isDirectory()) return tokenizerFolder(model);
+  const ref = identifyModel(model);
+  const recipe = await inspectRecipe(ref, { modelConfig });
+  if (!recipe) return tokenizerFolder(ref.path);
+  await recipe.close();
+  return recipe.tokenizerDir;
 }
 
 /** The tokenizer folder of a model: `<dir>/tokenizer`, or `<dir>` itself when it holds vocab.json. */
@@ -42,7 +54,11 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       .option('model', {
         type: 'string',
         describe:
-          'an SD 1.x ONNX model folder (diffusers layout) or its tokenizer/ folder; default: the embedded default model',
+          'an SD 1.x model (ONNX or diffusers folder, checkpoint, cached hub id) or a tokenizer/ folder; default: the embedded default model',
+      })
+      .option('model-config', {
+        type: 'string',
+        describe: 'a diffusers folder whose tokenizer a single-file checkpoint uses',
       })
       .option('tokens', {
         type: 'boolean',
@@ -60,7 +76,8 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
         "vidprior: note: using the embedded default model's small byte-level vocabulary; give --model <SD 1.x folder> for the real CLIP ids\n",
       );
     }
-    const tokenizer = await ClipTokenizer.fromFolder(tokenizerFolder(modelDir));
+    const folder = argv.model ? await tokenizerOf(argv.model, argv['model-config']) : tokenizerFolder(modelDir);
+    const tokenizer = await ClipTokenizer.fromFolder(folder);
     const prompt = argv.prompt.map(String).join(' ');
     const encoded = tokenizer.encode(prompt);
     if (encoded.truncated) {

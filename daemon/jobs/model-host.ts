@@ -1,7 +1,9 @@
 /**
  * The model the daemon serves: loaded once, on the first job that needs it, and kept (sessions live in the
- * runtime's worker thread, so inference never blocks the event loop). Adapters are the LoRA files of the
- * data dir's adapters/ folder and of finished training jobs.
+ * runtime's worker thread, so inference never blocks the event loop). A job may name another model that
+ * `list_models` offers (`params.model`): the queue selects it before the job runs, which lets the current one
+ * go first (one model on the device at a time). Adapters are the LoRA files of the data dir's adapters/
+ * folder and of finished training jobs.
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,15 +12,35 @@ import type { Session } from '../../src/runtime/types.js';
 import { VidpriorError } from '../../src/errors.js';
 import { openRuntime, type ExecutionProviderChoice, type Runtime } from '../../src/runtime/index.js';
 import { loadModelFolder } from '../../src/models/loader.js';
+import { availableModels } from '../../src/models/resolve/catalog.js';
+import {
+  EMBEDDED_MODEL,
+  type ModelRef,
+  type ResolveOptions,
+  identifyModel,
+  prepareModel,
+} from '../../src/models/resolve/resolve.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import type { AdapterInfo, ModelInfo } from '../../protocol/messages.js';
 import { ADAPTER_NAME } from '../../protocol/params.js';
 
-export const EMBEDDED_MODEL_NAME = 'embedded-default';
+export const EMBEDDED_MODEL_NAME = EMBEDDED_MODEL;
+
+const KIND_NAMES: Record<ModelRef['kind'], string> = {
+  embedded: 'embedded model',
+  onnx: 'ONNX folder',
+  diffusers: 'diffusers folder',
+  checkpoint: 'checkpoint',
+};
 
 export interface ModelHostOptions {
-  /** A diffusers ONNX folder; absent = the embedded default model. */
-  modelDir?: string;
+  /**
+   * The model (src/models/resolve: an ONNX folder, a checkpoint or diffusers folder converted on first load, a
+   * repo in the Hugging Face cache); absent = the embedded default model.
+   */
+  model?: ModelRef;
+  /** How a checkpoint or diffusers folder is converted (--model-config, --dtype). */
+  resolve?: Omit<ResolveOptions, 'onNote' | 'onProgress'>;
   /** Makes (or finds in the cache) the embedded default model and returns its folder. */
   embeddedDefault: () => Promise<string>;
   ep: ExecutionProviderChoice;
@@ -43,11 +65,42 @@ export class ModelHost {
    * twice: switching between plain and adapted jobs reloads it from disk instead.
    */
   private resident: { key: string; session: Session } | null = null;
+  /** The model jobs run on now: the default (opts.model) or one a job selected. */
+  private current: ModelRef | undefined;
 
-  constructor(private readonly opts: ModelHostOptions) {}
+  constructor(private readonly opts: ModelHostOptions) {
+    this.current = opts.model;
+  }
 
+  /** The name of the model in use (what `list_models` calls it). */
   get name(): string {
-    return this.opts.modelDir ?? EMBEDDED_MODEL_NAME;
+    return this.current?.display ?? EMBEDDED_MODEL_NAME;
+  }
+
+  private get defaultName(): string {
+    return this.opts.model?.display ?? EMBEDDED_MODEL_NAME;
+  }
+
+  /** Checks that a job's `model` parameter names a model `list_models` offers (E_NOT_FOUND otherwise). */
+  async check(name: string | undefined): Promise<void> {
+    if (name === undefined || name === this.defaultName || name === this.name) return;
+    if (!(await availableModels()).some((m) => m.name === name)) {
+      throw new VidpriorError('E_NOT_FOUND', `no model ${JSON.stringify(name)} among those list_models offers`, {
+        model: name,
+      });
+    }
+  }
+
+  /**
+   * Makes `name` (absent: the default model) the model jobs run on. Switching releases the current model
+   * first; the new one loads (converting a checkpoint on its first use) with the next `get()`.
+   */
+  async select(name: string | undefined): Promise<void> {
+    const wanted = name === undefined || name === this.defaultName ? this.opts.model : identifyModel(name);
+    if ((wanted?.display ?? EMBEDDED_MODEL_NAME) === this.name) return;
+    await this.close();
+    this.current = wanted?.kind === 'embedded' ? undefined : wanted;
+    this.opts.log?.(`model selected: ${this.name}`);
   }
 
   /** The provider in use once loaded, else the one asked for. */
@@ -72,7 +125,9 @@ export class ModelHost {
   }
 
   private async load(): Promise<LoadedModel> {
-    const dir = this.opts.modelDir ?? (await this.opts.embeddedDefault());
+    const dir = this.current
+      ? (await prepareModel(this.current, { ...this.opts.resolve, onNote: this.opts.log })).dir
+      : await this.opts.embeddedDefault();
     const runtime = await openRuntime({ ep: this.opts.ep, cpuThreads: this.opts.cpuThreads });
     this.opts.log?.(`execution provider: ${runtime.decision.ep} (${runtime.decision.reason})`);
     let plain: Session | null = null;
@@ -91,18 +146,30 @@ export class ModelHost {
     }
   }
 
-  models(): ModelInfo[] {
-    return [
+  /** The default model first, then the others vidprior can offer (src/models/resolve/catalog.ts). */
+  async models(): Promise<ModelInfo[]> {
+    const model = this.opts.model;
+    const out: ModelInfo[] = [
       {
-        name: this.name,
-        ...(this.opts.modelDir ? { path: this.opts.modelDir } : {}),
+        name: this.defaultName,
+        ...(model ? { path: model.input ?? model.path } : {}),
         default: true,
-        loaded: this.loaded !== null,
-        description: this.opts.modelDir
-          ? 'Stable Diffusion 1.x ONNX folder given with --model'
-          : 'tiny model with random weights built by vidprior (for tests; real use needs an SD 1.x ONNX folder: serve --model DIR)',
+        loaded: this.loaded !== null && this.name === this.defaultName,
+        description: model
+          ? `Stable Diffusion 1.x ${KIND_NAMES[model.kind]} given with --model`
+          : 'tiny model with random weights built by vidprior (for tests; real use: serve --model <checkpoint, diffusers folder, ONNX folder or hub id>)',
       },
     ];
+    for (const m of await availableModels().catch(() => [])) {
+      if (m.name === this.defaultName) continue;
+      out.push({
+        name: m.name,
+        default: false,
+        loaded: this.loaded !== null && this.name === m.name,
+        description: `${m.description} [${m.origin}]`.slice(0, 1000),
+      });
+    }
+    return out;
   }
 
   /** Adapter files: `<adapters>/<name>.safetensors` (training jobs put theirs there too). */

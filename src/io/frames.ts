@@ -5,6 +5,7 @@
  * diffusers' load_image does), drops alpha (PIL's convert("RGB")) or flattens it on a background, widens grey to
  * RGB, and keeps 16-bit PNGs at 16-bit precision.
  */
+import { roundHalfEven } from '../numeric.js';
 import { readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import sharp from 'sharp';
@@ -99,7 +100,7 @@ function badImage(path: string, err: unknown): VidpriorError {
 export async function imageSize(path: string): Promise<Size> {
   try {
     const m = await sharp(path, { failOn: 'error' }).metadata();
-    if (!m.width || !m.height) throw new Error('no image size');
+    if (!m.width || !m.height) throw new VidpriorError('E_BAD_INPUT', 'no image size');
     const swap = m.orientation !== undefined && m.orientation >= 5;
     return swap ? { width: m.height, height: m.width } : { width: m.width, height: m.height };
   } catch (err) {
@@ -123,7 +124,8 @@ export async function readFrame(path: string, options: ReadFrameOptions = {}): P
     }
     img = img.toColourspace(sixteen ? 'rgb16' : 'srgb');
     const { data, info } = await img.raw(sixteen ? { depth: 'ushort' } : {}).toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`expected 3 colour channels after conversion, got ${info.channels}`);
+    if (info.channels !== 3)
+      throw new VidpriorError('E_BAD_INPUT', `expected 3 colour channels after conversion, got ${info.channels}`);
     const values = !sixteen
       ? new Uint8Array(data.buffer, data.byteOffset, data.length)
       : data.byteOffset % 2 === 0
@@ -151,12 +153,6 @@ export function hwcToTensor(values: ArrayLike<number>, width: number, height: nu
     }
   }
   return float32([3, height, width], out);
-}
-
-/** numpy's round (half to even) for the non-negative values written to pixels. */
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** [3, H, W] or [1, 3, H, W] float32 in [-1, 1] → interleaved RGB bytes, as diffusers' postprocess does. */
@@ -195,11 +191,6 @@ export async function writeFramePng(
   try {
     await img.png({ compressionLevel: 6 }).toFile(path);
   } catch (err) {
-    throw new VidpriorError(
-      'E_BAD_REQUEST',
-      `cannot write ${path}: ${(err as Error).message}`,
-      { path },
-      { cause: err },
-    );
+    throw new VidpriorError('E_IO', `cannot write ${path}: ${(err as Error).message}`, { path }, { cause: err });
   }
 }

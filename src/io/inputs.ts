@@ -64,7 +64,7 @@ export interface FrameSourceOptions extends ReadFrameOptions {
 }
 
 async function kindOf(path: string): Promise<'folder' | 'image' | 'video'> {
-  let info;
+  let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(path);
   } catch (err) {
@@ -273,7 +273,7 @@ export async function openFrameSink(
     await mkdir(dir, { recursive: true });
   } catch (err) {
     throw new VidpriorError(
-      'E_BAD_REQUEST',
+      'E_IO',
       `cannot create the output folder ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
       { output: dir },
       { cause: err },

@@ -154,7 +154,7 @@ export async function writeNpy(path: string, value: Tensor<'float32'> | Tensor<'
     await writeFile(path, encodeNpy(array));
   } catch (err) {
     throw new VidpriorError(
-      'E_BAD_REQUEST',
+      'E_IO',
       `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
       { path },
       { cause: err },

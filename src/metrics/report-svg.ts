@@ -84,7 +84,9 @@ export function renderReportSvg(result: ConsistencyResult, layout: ReportLayout,
   y += 30;
   const cols = [MARGIN, MARGIN + 360, MARGIN + 520, MARGIN + 680, MARGIN + 840];
   const head = ['version', 'E_warp (mean)', 'E_warp ÷ original', 'flicker (mean |Δ|)', 'worst pair'];
-  head.forEach((h, c) => parts.push(`<text x="${cols[c]}" y="${y}" font-size="13" font-weight="bold">${h}</text>`));
+  head.forEach((h, c) => {
+    parts.push(`<text x="${cols[c]}" y="${y}" font-size="13" font-weight="bold">${h}</text>`);
+  });
   y += 8;
   parts.push(`<line x1="${MARGIN}" x2="${WIDTH - MARGIN}" y1="${y}" y2="${y}" stroke="#999"/>`);
   const rows: [SeriesMetrics, string][] = [
@@ -183,7 +185,9 @@ function plot(parts: string[], result: ConsistencyResult, worst: number[], top: 
         parts.push(`<circle cx="${p.split(',')[0]}" cy="${p.split(',')[1]}" r="2.5" fill="${colour}"/>`);
   };
   line(result.original, ORIGINAL_COLOUR, true);
-  result.stylized.forEach((s, k) => line(s, colourOf(k), false));
+  result.stylized.forEach((s, k) => {
+    line(s, colourOf(k), false);
+  });
   for (const t of worst) {
     for (const s of result.stylized)
       parts.push(

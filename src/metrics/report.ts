@@ -34,7 +34,7 @@ export class ThumbnailStore {
   private worstSoFar: { t: number; score: number }[] = [];
 
   constructor(
-    private readonly frameCount: number,
+    readonly frameCount: number,
     private readonly maxWidth = 192,
   ) {
     for (let spare = 1; spare <= REPORT_SHEET_FRAMES; spare++) {

@@ -57,7 +57,8 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
   }
   try {
     const value: unknown = JSON.parse(text);
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      throw new VidpriorError('E_MODEL_INPUT', 'not a JSON object');
     return value as Record<string, unknown>;
   } catch (err) {
     throw new VidpriorError(

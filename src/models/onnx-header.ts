@@ -31,13 +31,13 @@ function readVarint(buf: Uint8Array, pos: number): [number, number] {
   let value = 0;
   let scale = 1;
   for (let i = 0; i < 10; i++) {
-    if (pos >= buf.length) throw new RangeError('truncated varint');
+    if (pos >= buf.length) throw new VidpriorError('E_ONNX', 'truncated varint');
     const b = buf[pos++]!;
     value += (b & 0x7f) * scale;
     if ((b & 0x80) === 0) return [value, pos];
     scale *= 128;
   }
-  throw new RangeError('varint longer than 10 bytes');
+  throw new VidpriorError('E_ONNX', 'varint longer than 10 bytes');
 }
 
 function parseOpset(buf: Uint8Array): [string, number] {
@@ -60,7 +60,7 @@ function parseOpset(buf: Uint8Array): [string, number] {
       if (field === 2) version = v;
     } else if (wire === WIRE_I64) pos += 8;
     else if (wire === WIRE_I32) pos += 4;
-    else throw new RangeError(`unexpected wire type ${wire}`);
+    else throw new VidpriorError('E_ONNX', `unexpected wire type ${wire}`);
   }
   return [domain === 'ai.onnx' ? '' : domain, version];
 }
@@ -83,7 +83,7 @@ export async function readOnnxHeader(path: string): Promise<OnnxHeader> {
       const [key, afterKey] = readVarint(head, 0);
       const field = Math.floor(key / 8);
       const wire = key & 7;
-      if (field === 0) throw new RangeError('field number 0');
+      if (field === 0) throw new VidpriorError('E_ONNX', 'field number 0');
       if (wire === WIRE_VARINT) {
         const [value, end] = readVarint(head, afterKey);
         if (field === F_IR_VERSION) header.irVersion = value;
@@ -91,7 +91,7 @@ export async function readOnnxHeader(path: string): Promise<OnnxHeader> {
       } else if (wire === WIRE_LEN) {
         const [len, end] = readVarint(head, afterKey);
         const start = pos + end;
-        if (start + len > size) throw new RangeError(`field ${field} runs past the end of the file`);
+        if (start + len > size) throw new VidpriorError('E_ONNX', `field ${field} runs past the end of the file`);
         if (field === F_OPSET_IMPORT || field === F_PRODUCER_NAME || field === F_PRODUCER_VERSION) {
           const body = Buffer.alloc(len);
           await fh.read(body, 0, len, start);
@@ -104,11 +104,12 @@ export async function readOnnxHeader(path: string): Promise<OnnxHeader> {
         pos = start + len;
       } else if (wire === WIRE_I64) pos += afterKey + 8;
       else if (wire === WIRE_I32) pos += afterKey + 4;
-      else throw new RangeError(`unexpected wire type ${wire} for field ${field}`);
+      else throw new VidpriorError('E_ONNX', `unexpected wire type ${wire} for field ${field}`);
     }
     return header;
   } catch (err) {
-    if (err instanceof VidpriorError) throw err;
+    // The parse errors above do not know the file: name it here.
+    if (err instanceof VidpriorError && err.code !== 'E_ONNX') throw err;
     throw new VidpriorError(
       'E_ONNX',
       `${path} is not a readable ONNX model: ${(err as Error).message}`,

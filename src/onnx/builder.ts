@@ -12,6 +12,7 @@
  * except for attributes that ONNX defines as FLOAT (epsilon, alpha, …, see FLOAT_ATTRIBUTES); wrap with
  * `attr.float()` / `attr.int()` from ir.ts to say it explicitly.
  */
+import { VidpriorError } from '../errors.js';
 import {
   type AttributeValue,
   type Dim,
@@ -132,7 +133,7 @@ export class GraphBuilder {
   }
 
   input(name: string, type: ElemType, shape: Dim[] | null): string {
-    if (this.used.has(name)) throw new Error(`graph already has a value named "${name}"`);
+    if (this.used.has(name)) throw new VidpriorError('E_ONNX', `graph already has a value named "${name}"`);
     this.used.add(name);
     this.graph.inputs.push({ name, type, shape });
     return name;
@@ -145,7 +146,7 @@ export class GraphBuilder {
   output(value: string, name?: string, type?: ElemType, shape?: Dim[] | null): string {
     let out = value;
     if (name && name !== value) {
-      if (this.used.has(name)) throw new Error(`graph already has a value named "${name}"`);
+      if (this.used.has(name)) throw new VidpriorError('E_ONNX', `graph already has a value named "${name}"`);
       this.used.add(name);
       this.graph.nodes.push({
         name: this.fresh(this.scoped(`Identity_${name}`)),
@@ -165,7 +166,8 @@ export class GraphBuilder {
   initializer(name: string, type: ElemType, dims: number[], data?: TypedData): string {
     const n = elementCount(dims);
     const values = data ?? allocTyped(type, n);
-    if (values.length !== n) throw new Error(`initializer "${name}": ${values.length} values for dims [${dims}]`);
+    if (values.length !== n)
+      throw new VidpriorError('E_ONNX', `initializer "${name}": ${values.length} values for dims [${dims}]`);
     const unique = this.fresh(name);
     this.graph.initializers.push({ name: unique, type, dims: [...dims], data: values });
     return unique;

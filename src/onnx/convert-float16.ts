@@ -159,7 +159,7 @@ export function convertToFloat16(model: Model, opts: Float16Options = {}): Model
   const used = new Set<string>([...g.inputs.map((v) => v.name), ...g.initializers.map((t) => t.name)]);
   for (const n of g.nodes) {
     used.add(n.name);
-    n.outputs.forEach((o) => used.add(o));
+    for (const o of n.outputs) used.add(o);
   }
   const fresh = (hint: string): string => {
     let name = hint;

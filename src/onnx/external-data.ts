@@ -64,7 +64,7 @@ export function forEachTensor(graph: Graph, fn: (t: TensorValue) => void): void 
       if (a.type === 'tensor') fn(a.value);
       else if (a.type === 'tensors') a.value.forEach(fn);
       else if (a.type === 'graph') forEachTensor(a.value, fn);
-      else if (a.type === 'graphs') a.value.forEach((g) => forEachTensor(g, fn));
+      else if (a.type === 'graphs') for (const g of a.value) forEachTensor(g, fn);
     }
   }
 }

@@ -19,8 +19,12 @@ export function calledFunction(model: Pick<Model, 'functions'>, node: Node): Fun
  */
 export function instantiateFunction(fn: FunctionDef, call: Node, prefix: string): Node[] {
   const rename = new Map<string, string>();
-  fn.inputs.forEach((formal, i) => rename.set(formal, call.inputs[i] ?? ''));
-  fn.outputs.forEach((formal, i) => rename.set(formal, call.outputs[i] ?? ''));
+  fn.inputs.forEach((formal, i) => {
+    rename.set(formal, call.inputs[i] ?? '');
+  });
+  fn.outputs.forEach((formal, i) => {
+    rename.set(formal, call.outputs[i] ?? '');
+  });
   const name = (v: string): string => (v === '' ? '' : (rename.get(v) ?? `${prefix}/${v}`));
   const body = cloneGraph({
     name: fn.name,
@@ -90,7 +94,7 @@ export function inlineFunctions(model: Model, maxDepth = 32): number {
       }
       for (const a of Object.values(n.attributes)) {
         if (a.type === 'graph') visit(a.value.nodes);
-        else if (a.type === 'graphs') a.value.forEach((sub) => visit(sub.nodes));
+        else if (a.type === 'graphs') for (const sub of a.value) visit(sub.nodes);
       }
     }
   };

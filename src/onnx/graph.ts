@@ -174,11 +174,9 @@ export function topologicalSort(graph: Graph, outerScope: Iterable<string> = [])
     ...graph.initializers.map((t) => t.name),
   ]);
   const producerIndex = new Map<string, number>();
-  nodes.forEach((n, i) =>
-    n.outputs.forEach((o) => {
-      if (o) producerIndex.set(o, i);
-    }),
-  );
+  nodes.forEach((n, i) => {
+    for (const o of n.outputs) if (o) producerIndex.set(o, i);
+  });
   const waiting = new Array<number>(nodes.length).fill(0);
   const dependents: number[][] = nodes.map(() => []);
   nodes.forEach((n, i) => {

@@ -6,6 +6,7 @@
  * Names, not object references, connect nodes (as in ONNX): a value is produced by at most one node or is a
  * graph input or an initializer; the empty string is an omitted optional input.
  */
+import { VidpriorError } from '../errors.js';
 
 /** Element types vidprior handles (ONNX TensorProto.DataType by name). */
 export type ElemType =
@@ -192,7 +193,7 @@ export interface Model {
 /** The default-domain opset of a model (the one SD exports are versioned by). */
 export function defaultOpset(model: Model): number {
   const imp = model.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx');
-  if (!imp) throw new Error(`model "${model.graph.name}" imports no default-domain opset`);
+  if (!imp) throw new VidpriorError('E_ONNX', `model "${model.graph.name}" imports no default-domain opset`);
   return imp.version;
 }
 
@@ -204,7 +205,10 @@ export function attrInt(node: Node, name: string, fallback?: number): number | u
   const a = node.attributes[name];
   if (!a) return fallback;
   if (a.type !== 'int')
-    throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected int`);
+    throw new VidpriorError(
+      'E_ONNX',
+      `node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected int`,
+    );
   return a.value;
 }
 
@@ -214,7 +218,10 @@ export function attrFloat(node: Node, name: string, fallback?: number): number |
   const a = node.attributes[name];
   if (!a) return fallback;
   if (a.type !== 'float' && a.type !== 'int')
-    throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected float`);
+    throw new VidpriorError(
+      'E_ONNX',
+      `node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected float`,
+    );
   return a.value;
 }
 
@@ -224,7 +231,10 @@ export function attrInts(node: Node, name: string, fallback?: number[]): number[
   const a = node.attributes[name];
   if (!a) return fallback;
   if (a.type !== 'ints')
-    throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected ints`);
+    throw new VidpriorError(
+      'E_ONNX',
+      `node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected ints`,
+    );
   return a.value;
 }
 
@@ -234,7 +244,10 @@ export function attrString(node: Node, name: string, fallback?: string): string 
   const a = node.attributes[name];
   if (!a) return fallback;
   if (a.type !== 'string')
-    throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected string`);
+    throw new VidpriorError(
+      'E_ONNX',
+      `node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected string`,
+    );
   return a.value;
 }
 
@@ -242,7 +255,10 @@ export function attrTensor(node: Node, name: string): TensorValue | undefined {
   const a = node.attributes[name];
   if (!a) return undefined;
   if (a.type !== 'tensor')
-    throw new Error(`node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected tensor`);
+    throw new VidpriorError(
+      'E_ONNX',
+      `node "${node.name}" (${node.opType}): attribute ${name} is ${a.type}, expected tensor`,
+    );
   return a.value;
 }
 
@@ -292,16 +308,16 @@ export function allocTyped(type: ElemType, n: number): TypedData {
     case 'uint64':
       return new BigUint64Array(n);
     case 'string':
-      throw new Error('string tensors have no typed array');
+      throw new VidpriorError('E_ONNX', 'string tensors have no typed array');
   }
 }
 
 /** A view of raw little-endian bytes as the typed array of `type` (copies when unaligned). */
 export function typedFromBytes(type: ElemType, bytes: Uint8Array): TypedData {
   const size = ELEM_SIZE[type];
-  if (size === 0) throw new Error('string tensors have no raw bytes');
+  if (size === 0) throw new VidpriorError('E_ONNX', 'string tensors have no raw bytes');
   if (bytes.byteLength % size !== 0)
-    throw new Error(`${bytes.byteLength} bytes is not a whole number of ${type} elements`);
+    throw new VidpriorError('E_ONNX', `${bytes.byteLength} bytes is not a whole number of ${type} elements`);
   // new Uint8Array(bytes) copies (Buffer.prototype.slice would return another unaligned view).
   const src = bytes.byteOffset % size === 0 ? bytes : new Uint8Array(bytes);
   const n = src.byteLength / size;
@@ -330,7 +346,7 @@ export function typedFromBytes(type: ElemType, bytes: Uint8Array): TypedData {
     case 'uint64':
       return new BigUint64Array(src.buffer, src.byteOffset, n);
     default:
-      throw new Error(`no typed array for ${type}`);
+      throw new VidpriorError('E_ONNX', `no typed array for ${type}`);
   }
 }
 
@@ -341,7 +357,7 @@ export function bytesOf(data: TypedData): Uint8Array {
 
 /** Reads a small integer tensor (shapes, axes, pads) as numbers. */
 export function tensorToNumbers(t: TensorValue): number[] {
-  if (!t.data) throw new Error(`tensor "${t.name}" has no loaded data`);
+  if (!t.data) throw new VidpriorError('E_ONNX', `tensor "${t.name}" has no loaded data`);
   return Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
 }
 

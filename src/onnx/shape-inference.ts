@@ -74,7 +74,7 @@ export function inferShapes(
   for (const t of graph.initializers) {
     if (!index.isInput(t.name)) infos.set(t.name, { type: t.type, shape: [...t.dims] });
   }
-  const valueOf = (name: string): Known | undefined => {
+  const knownValueOf = (name: string): Known | undefined => {
     if (!name) return undefined;
     let k = values.get(name);
     if (!k) {
@@ -116,7 +116,7 @@ export function inferShapes(
           ? (infos.get(node.inputs[i]!) ?? fail(`input ${i} "${node.inputs[i]}" has no known type`))
           : undefined,
       req: (i) => ctx.input(i) ?? fail(`required input ${i} is missing`),
-      value: (i) => valueOf(node.inputs[i] ?? ''),
+      value: (i) => knownValueOf(node.inputs[i] ?? ''),
     };
     const outs = rule(ctx);
     if (node.opType === 'Constant' && STANDARD.has(node.domain)) {

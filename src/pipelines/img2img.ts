@@ -108,7 +108,9 @@ function sliceBatch(x: Tensor<'float32'>, i: number): Tensor<'float32'> {
 function stackBatch(items: Tensor<'float32'>[]): Tensor<'float32'> {
   const per = items[0]!.data.length;
   const data = new Float32Array(per * items.length);
-  items.forEach((t, i) => data.set(t.data, i * per));
+  items.forEach((t, i) => {
+    data.set(t.data, i * per);
+  });
   return float32([items.length, ...items[0]!.dims], data);
 }
 

@@ -127,7 +127,7 @@ class WorkerLink {
         this.forget(id);
         reject(
           new VidpriorError(
-            'E_BAD_REQUEST',
+            'E_IO',
             `cannot send the ${req.op} request to the runtime worker: ${(err as Error).message}`,
           ),
         );

@@ -107,7 +107,7 @@ async function probeProvider(ep: ExecutionProvider): Promise<void> {
   const out = await session.run({ x: new ort.Tensor('float32', new Float32Array([1, 2]), [2]) });
   const y = out.y as OrtTensor;
   if (y.location !== 'cpu' || (y.data as Float32Array)[1] !== 2)
-    throw new Error(`the ${ep} probe session returned wrong data`);
+    throw new VidpriorError('E_EP_UNAVAILABLE', `the ${ep} probe session returned wrong data`);
   state.readers.set(`${ep}:float32`, session);
 }
 

@@ -4,6 +4,7 @@
  * tensor, so each product, sum and quotient below is rounded to float32 (Math.fround) where torch rounds it.
  * Pure math with its config: no model, no I/O, random draws only from an explicit Rng.
  */
+import { roundHalfEven } from '../numeric.js';
 import { VidpriorError } from '../errors.js';
 import type { Rng } from '../random.js';
 import { cumprodF32, makeBetas, oneMinusF32 } from './betas.js';
@@ -28,12 +29,6 @@ export interface DdimStepResult {
   prevSample: Float32Array;
   /** x̂₀, the model's estimate of the clean sample. */
   predOriginalSample: Float32Array;
-}
-
-/** Round half to even, as numpy's round does. */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 export class DdimScheduler {

@@ -5,7 +5,8 @@
 import { DdimScheduler } from './ddim.js';
 import { loadSchedulerConfig, type LoadedSchedulerConfig } from './config.js';
 
-export { DdimScheduler, roundHalfEven, type DdimStepOptions, type DdimStepResult } from './ddim.js';
+export { DdimScheduler, type DdimStepOptions, type DdimStepResult } from './ddim.js';
+export { roundHalfEven } from '../numeric.js';
 export { img2imgTimesteps, type Img2ImgTimesteps } from './img2img.js';
 export {
   DDIM_DEFAULTS,

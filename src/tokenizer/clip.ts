@@ -1,6 +1,7 @@
 /**
- * The CLIP BPE tokenizer of Stable Diffusion 1.x, token for token what HF transformers' `CLIPTokenizer` (the slow
- * one diffusers loads, without ftfy) gives for
+ * The CLIP BPE tokenizer of Stable Diffusion 1.x. Prompt text is cleaned as CLIP's ORIGINAL tokenizer does it
+ * (ftfy, HTML unescaping, whitespace, lower case: normalize.ts), the tokenizer the text encoder was trained with;
+ * special tokens and padding follow HF transformers' `CLIPTokenizer` as diffusers calls it,
  * `tokenizer(prompt, padding="max_length", max_length=77, truncation=True)`:
  *   1. split the raw prompt on the special ("added") tokens: bos, eos, unk, pad and any `added_tokens_decoder`
  *      entry, matched exactly and case-sensitively. With SD 2.x's pad token "!" every "!" becomes id 0 this way,
@@ -9,7 +10,8 @@
  *      piece and run BPE on it (bpe.ts);
  *   3. look the symbols up in vocab.json (unknown → unk id), keep the first maxLength − 2, add BOS and EOS,
  *      pad with the pad id to maxLength.
- * Special ids are read from vocab.json, never assumed; the vocabulary may be any size.
+ * For SD 1.x's vocabulary this gives the original tokenizer's ids (test/tokenizer/clip-original.py writes the
+ * expected ones). Special ids are read from vocab.json, never assumed; the vocabulary may be any size.
  */
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';

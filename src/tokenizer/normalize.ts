@@ -1,58 +1,26 @@
 /**
- * Text clean-up before CLIP's pre-tokenization, mirroring HF transformers' CLIPTokenizer when `ftfy` is not
- * installed (the usual diffusers set-up): it runs BERT's BasicTokenizer with strip_accents=False and
- * do_split_on_punc=False, i.e.
- *   1. drop NUL, U+FFFD and every "control" character (Unicode category C*: Cc, Cf such as the emoji
- *      zero-width joiner, Cs, Co, Cn) except \t \n \r; turn \t \n \r and category Zs into a plain space;
- *   2. put spaces around CJK ideographs (the CJK Unified Ideographs blocks only: not kana, not hangul);
- *   3. NFC-normalize;
- *   4. split on whitespace, lower-case each piece (Python's str.lower: full case mapping, final sigma),
- *      join with single spaces.
- * Accents are kept (café stays café) and punctuation is not split here: the CLIP regex does that next.
+ * Text clean-up before CLIP's pre-tokenization, as CLIP's ORIGINAL tokenizer does it (openai/CLIP
+ * simple_tokenizer.py, what the text encoder was trained with):
+ *   1. basic_clean: ftfy.fix_text (ftfy.ts), then html.unescape twice (html-unescape.ts), then strip;
+ *   2. whitespace_clean: every run of Unicode White_Space becomes one space, then strip;
+ *   3. lower-case (Python's str.lower: full case mapping, final sigma).
+ * Accents are kept (café stays café), ideographs are NOT split one per word (that is HF's ftfy-less fallback,
+ * which CLIP never saw), and punctuation is not split here: the CLIP regex does that next.
  */
+import { fixText } from './ftfy.js';
+import { pythonUnescape } from './html-unescape.js';
 
-const CONTROL = /\p{C}/u;
-const SPACE_SEPARATOR = /\p{Zs}/u;
-// What Python's str.split() treats as whitespace (str.isspace), for the split in step 4.
-const PY_WHITESPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
-
-/** BERT's _is_chinese_char: the CJK Unified Ideographs blocks and their compatibility/extension blocks. */
-export function isCjkIdeograph(cp: number): boolean {
-  return (
-    (cp >= 0x4e00 && cp <= 0x9fff) ||
-    (cp >= 0x3400 && cp <= 0x4dbf) ||
-    (cp >= 0x20000 && cp <= 0x2a6df) ||
-    (cp >= 0x2a700 && cp <= 0x2b73f) ||
-    (cp >= 0x2b740 && cp <= 0x2b81f) ||
-    (cp >= 0x2b820 && cp <= 0x2ceaf) ||
-    (cp >= 0xf900 && cp <= 0xfaff) ||
-    (cp >= 0x2f800 && cp <= 0x2fa1f)
-  );
-}
-
-/** Steps 1–2: control characters out, whitespace to spaces, spaces around CJK ideographs. */
-export function cleanText(text: string): string {
-  let out = '';
-  for (const ch of text) {
-    const cp = ch.codePointAt(0)!;
-    if (ch === '\t' || ch === '\n' || ch === '\r' || SPACE_SEPARATOR.test(ch)) {
-      out += ' ';
-      continue;
-    }
-    if (cp === 0 || cp === 0xfffd || CONTROL.test(ch)) continue;
-    out += isCjkIdeograph(cp) ? ` ${ch} ` : ch;
-  }
-  return out;
-}
+// Python's str.strip() strips str.isspace() characters; the `regex` module's \s is Unicode White_Space, which
+// lacks \x1c-\x1f (ftfy removes those first, so the two sets agree on what is left).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: Python's str.isspace() set includes \x1c-\x1f
+const PY_STRIP =
+  /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/gu;
+const WHITE_SPACE = /[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/gu;
 
 /** The whole clean-up: the text the CLIP pre-tokenization regex runs on. */
 export function normalizeForClip(text: string): string {
-  const normalized = cleanText(text).normalize('NFC');
-  return normalized
-    .split(PY_WHITESPACE)
-    .filter((piece) => piece.length > 0)
-    .map((piece) => piece.toLowerCase())
-    .join(' ');
+  const cleaned = pythonUnescape(pythonUnescape(fixText(text))).replace(PY_STRIP, '');
+  return cleaned.replace(WHITE_SPACE, ' ').replace(PY_STRIP, '').toLowerCase();
 }
 
 /**

@@ -204,7 +204,7 @@ export async function finetune(
   });
   const stateOutputs = step.state.flatMap((s) => [s.newParam, s.newM, s.newV]);
   const tmp = await mkdtemp(join(tmpdir(), 'vidprior-train-'));
-  let session;
+  let session: Awaited<ReturnType<Runtime['createSession']>>;
   try {
     const path = join(tmp, 'train_step.onnx');
     await saveModel(step.model, path, { externalData: { threshold: 1024 * 1024, fileName: 'train_step.onnx.data' } });

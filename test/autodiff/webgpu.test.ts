@@ -272,7 +272,9 @@ describe('autodiff on WebGPU (no CPU fallback)', { skip: SKIP }, () => {
       const loss = b.op('ReduceMean', [model.graph.outputs[0]!.name], { keepdims: 0 });
       model.graph.outputs = [];
       const { gradients } = buildGradients(model, { loss, wrt: weights, builder: b });
-      weights.forEach((w, i) => b.output(gradients[w]!, `g${i}`, half ? 'float16' : 'float32', null));
+      weights.forEach((w, i) => {
+        b.output(gradients[w]!, `g${i}`, half ? 'float16' : 'float32', null);
+      });
       const feeds = half
         ? Object.fromEntries(
             Object.entries(feeds32).map(([k, t]) => [

@@ -38,7 +38,7 @@ function skipReason(CHROOT: string, suite: string): string | false {
     const failed = `${CHROOT}.failed`;
     const why = existsSync(failed)
       ? `its setup failed: ${readFileSync(failed, 'utf8').trim()}`
-      : '`run bash .ci/blender-chroot.sh ${suite}` (root) to build it';
+      : `run \`bash .ci/blender-chroot.sh ${suite}\` (root) to build it`;
     return `no Blender chroot for Debian ${suite} at ${CHROOT}: ${why}`;
   }
   if (process.getuid?.() !== 0) return 'chroot needs root';

@@ -176,9 +176,9 @@ test('fine-tuning on WebGPU (lavapipe) follows the CPU run', {
     }
   }
   const [cpu, gpu] = results as [Awaited<ReturnType<typeof finetune>>, Awaited<ReturnType<typeof finetune>>];
-  cpu.losses.forEach((l, i) =>
-    assert.ok(Math.abs(l - gpu.losses[i]!) < 1e-3, `loss ${i}: cpu ${l} webgpu ${gpu.losses[i]}`),
-  );
+  cpu.losses.forEach((l, i) => {
+    assert.ok(Math.abs(l - gpu.losses[i]!) < 1e-3, `loss ${i}: cpu ${l} webgpu ${gpu.losses[i]}`);
+  });
   let diff = 0;
   for (const [module, w] of cpu.adapter.weights) {
     const g = gpu.adapter.weights.get(module)!;

@@ -40,7 +40,9 @@ const tile: GradRule = {
     const x = ctx.shape(ctx.input(0)),
       y = ctx.shape(ctx.output());
     const split: number[] = [];
-    x.forEach((d, i) => split.push(y[i]! / d, d));
+    x.forEach((d, i) => {
+      split.push(y[i]! / d, d);
+    });
     const reduced = ctx.reduceSum(
       ctx.reshape(dY!, split),
       x.map((_, i) => 2 * i).filter((ax) => split[ax]! > 1),

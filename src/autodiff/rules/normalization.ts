@@ -32,7 +32,7 @@ function normBackward(
 /** True when a value is a known constant of all ones (the unit scale of exported GroupNorm). */
 function isOnes(ctx: RuleContext, value: string): boolean {
   const v = ctx.shapes.constInts(value);
-  return v !== undefined && v.every((e) => e === 1);
+  return v?.every((e) => e === 1) ?? false;
 }
 
 function softmaxAxes(ctx: RuleContext): number[] {
@@ -101,7 +101,7 @@ const layerNorm: GradRule = {
  */
 const groupNorm: GradRule = {
   backward: (ctx, [dY]) => {
-    const [x, scale, bias] = ctx.node.inputs as [string, string, string];
+    const [x, scale, _bias] = ctx.node.inputs as [string, string, string];
     const xShape = ctx.shape(x);
     const [n, c] = [xShape[0]!, xShape[1]!];
     const rank = xShape.length;

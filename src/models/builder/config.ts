@@ -86,7 +86,9 @@ function posInt(what: string, v: unknown): void {
 
 function posInts(what: string, v: unknown): void {
   if (!Array.isArray(v) || v.length === 0) throw bad(what, v, 'a non-empty list of positive integers');
-  v.forEach((x, i) => posInt(`${what}[${i}]`, x));
+  v.forEach((x, i) => {
+    posInt(`${what}[${i}]`, x);
+  });
 }
 
 function posNumber(what: string, v: unknown): void {

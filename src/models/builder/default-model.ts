@@ -16,7 +16,7 @@ import { createModelFolder } from './folder.js';
 /** What the user is told whenever the embedded default runs. */
 export const DEFAULT_MODEL_NOTE =
   'Using the embedded default model: its weights are random, so the output is not a real stylization; ' +
-  'real use needs an SD 1.x ONNX folder via --model.';
+  'real use needs an SD 1.x model via --model (a checkpoint, a diffusers or ONNX folder, or a cached hub id).';
 
 const DEFAULT_PRESET = 'tiny';
 const DEFAULT_BUILD = { seed: 0, opset: 17, dtype: 'float32' as const };

@@ -55,14 +55,14 @@ export function resolveConfig(config: string | SdConfig | PartialSdConfig): SdCo
 }
 
 /** scheduler/scheduler_config.json: DDIM with the schedule SD 1.x was trained with. */
-const SCHEDULER_CONFIG = {
+export const SCHEDULER_CONFIG = {
   _class_name: 'DDIMScheduler',
   _diffusers_version: '0.30.0',
   ...SD1_SCHEDULER,
   trained_betas: null,
 };
 
-function componentConfig(c: Component, cfg: SdConfig, dtype: string): Record<string, unknown> {
+export function componentConfig(c: Component, cfg: SdConfig, dtype: string): Record<string, unknown> {
   switch (c) {
     case 'text_encoder':
       return {
@@ -79,7 +79,7 @@ function componentConfig(c: Component, cfg: SdConfig, dtype: string): Record<str
   }
 }
 
-const MODEL_INDEX = {
+export const MODEL_INDEX = {
   _class_name: 'OnnxStableDiffusionImg2ImgPipeline',
   _diffusers_version: '0.30.0',
   feature_extractor: [null, null],
@@ -94,7 +94,7 @@ const MODEL_INDEX = {
 };
 
 /** 'auto' external data from this many bytes of weights per model. */
-const AUTO_EXTERNAL_BYTES = 256 * 2 ** 20;
+export const AUTO_EXTERNAL_BYTES = 256 * 2 ** 20;
 
 /** Makes temporary folder names unique within the process (two builds may start in the same millisecond). */
 let tmpCounter = 0;
@@ -112,7 +112,7 @@ export async function createModelFolder(
   const started = performance.now();
   // 1. Check inputs before touching the disk.
   const cfg = resolveConfig(config);
-  let opts;
+  let opts: ReturnType<typeof netOptions>;
   try {
     opts = netOptions({ ...o, weights: 'none' });
   } catch (err) {

@@ -3,6 +3,7 @@
  * diffusers-style configs (config.ts, presets.ts). `buildComponent` makes one graph in memory;
  * `createModelFolder` (folder.ts) writes a complete diffusers ONNX folder.
  */
+import { VidpriorError } from '../../errors.js';
 import type { Component } from '../folder.js';
 import type { SdConfig } from './config.js';
 import type { NetOptions, FloatType } from './net.js';
@@ -41,14 +42,17 @@ export const MAX_OPSET = 21;
 export function netOptions(o: BuildOptions): NetOptions {
   const opset = o.opset ?? 17;
   if (!Number.isInteger(opset) || opset < MIN_OPSET || opset > MAX_OPSET) {
-    throw new RangeError(`opset must be an integer from ${MIN_OPSET} to ${MAX_OPSET}, got ${opset}`);
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `opset must be an integer from ${MIN_OPSET} to ${MAX_OPSET}, got ${opset}`,
+    );
   }
   const dtype = o.dtype ?? 'float32';
   if (dtype !== 'float32' && dtype !== 'float16')
-    throw new RangeError(`dtype must be float32 or float16, got ${String(dtype)}`);
+    throw new VidpriorError('E_BAD_REQUEST', `dtype must be float32 or float16, got ${String(dtype)}`);
   const seed = o.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
-    throw new RangeError(`seed must be an integer from 0 to 2^32-1, got ${seed}`);
+    throw new VidpriorError('E_BAD_REQUEST', `seed must be an integer from 0 to 2^32-1, got ${seed}`);
   return { opset, dtype, weights: o.weights ?? 'random', seed };
 }
 

@@ -13,6 +13,7 @@
  *   - LayerNorm is LayerNormalization from opset 17, the ReduceMean/Sub/Pow/Sqrt/Div chain before;
  *   - attention is MatMul → Mul(scale) → Softmax → MatMul with Reshape/Transpose head splits.
  */
+import { VidpriorError } from '../../errors.js';
 import { GraphBuilder, type AttrInput } from '../../onnx/builder.js';
 import type { ElemType, Model, TypedData } from '../../onnx/ir.js';
 import { toFloat16 } from '../../tensor.js';
@@ -73,10 +74,10 @@ export class Net {
   }
 
   /** A learnable parameter named `<module path>.<name>`, with seeded random values unless weights are 'none'. */
-  param(name: string, dims: number[], init: InitKind, fanIn?: number, gain?: number): string {
+  param(name: string, dims: number[], init: InitKind, fanIn?: number, gain?: number, transposed?: boolean): string {
     const full = [...this.path, name].join('.');
-    if (this.params.has(full)) throw new Error(`parameter ${full} defined twice`);
-    const spec: ParamSpec = { name: full, dims: [...dims], init, fanIn, gain };
+    if (this.params.has(full)) throw new VidpriorError('E_MODEL_INPUT', `parameter ${full} defined twice`);
+    const spec: ParamSpec = { name: full, dims: [...dims], init, fanIn, gain, ...(transposed ? { transposed } : {}) };
     this.params.set(full, spec);
     if (this.opts.weights === 'random')
       return this.b.initializer(full, this.ftype, dims, paramData(spec, this.opts.seed, this.ftype));
@@ -139,7 +140,7 @@ export class Net {
     opts: { bias?: boolean; gain?: number; output?: string } = {},
   ): string {
     return this.module(name, () => {
-      const w = this.param('weight', [din, dout], 'fan-in', din, opts.gain);
+      const w = this.param('weight', [din, dout], 'fan-in', din, opts.gain, true);
       if (opts.bias === false) return this.op('MatMul', [x, w], {}, opts.output);
       const y = this.op('MatMul', [x, w]);
       return this.op('Add', [this.param('bias', [dout], 'small'), y], {}, opts.output);
@@ -157,7 +158,8 @@ export class Net {
 
   /** nn.GroupNorm over [N, C, ...] (rank 3 or 4) as exporters write it. */
   groupNorm(name: string, x: string, channels: number, groups: number, eps: number, rank: 3 | 4 = 4): string {
-    if (channels % groups !== 0) throw new Error(`${name}: ${channels} channels do not split into ${groups} groups`);
+    if (channels % groups !== 0)
+      throw new VidpriorError('E_MODEL_INPUT', `${name}: ${channels} channels do not split into ${groups} groups`);
     return this.module(name, () => {
       const grouped = this.op('Reshape', [x, this.ints([0, groups, -1])], { allowzero: 0 });
       const normed = this.op(
@@ -209,7 +211,8 @@ export class Net {
    * `mask` (optional) is added to the scores before the softmax.
    */
   attend(q: string, k: string, v: string, heads: number, channels: number, mask?: string): string {
-    if (channels % heads !== 0) throw new Error(`${channels} channels do not split into ${heads} heads`);
+    if (channels % heads !== 0)
+      throw new VidpriorError('E_MODEL_INPUT', `${channels} channels do not split into ${heads} heads`);
     const headDim = channels / heads;
     const split = this.ints([0, 0, heads, headDim]);
     const qh = this.op('Transpose', [this.op('Reshape', [q, split], { allowzero: 0 })], { perm: [0, 2, 1, 3] });

@@ -9,6 +9,7 @@
  * English letter frequency, then longer letter strings, so that ordinary prompts tokenize into fewer tokens
  * than bytes. Never the real CLIP vocabulary (that one is not ours to ship).
  */
+import { VidpriorError } from '../../errors.js';
 import { bytesToUnicode, END_OF_WORD } from '../../tokenizer/bpe.js';
 
 const LETTERS = 'etaoinsrhldcumfpgwybvkxjqz';
@@ -68,7 +69,7 @@ function syntheticMerges(count: number): [string, string][] {
 /** The vocabulary and merges of a `vocabSize`-token synthetic CLIP tokenizer (vocabSize ≥ 514). */
 export function syntheticTokenizer(vocabSize: number): TokenizerFiles {
   if (!Number.isInteger(vocabSize) || vocabSize < 514)
-    throw new RangeError(`a CLIP vocabulary needs at least 514 tokens, got ${vocabSize}`);
+    throw new VidpriorError('E_BAD_REQUEST', `a CLIP vocabulary needs at least 514 tokens, got ${vocabSize}`);
   const bytes = byteSymbols();
   const tokens = [...bytes, ...bytes.map((s) => s + END_OF_WORD)];
   const merges = syntheticMerges(vocabSize - tokens.length - 2);

@@ -3,11 +3,12 @@
  *
  * Every parameter draws from its own generator, seeded by (seed, parameter name): the value of a tensor does
  * not depend on the order tensors are built or written in, so a big model can be built without weights and
- * its tensors filled one by one while they are streamed to disk (see external-writer.ts).
+ * its tensors filled one by one while they are streamed to disk (see src/onnx/external-data.ts).
  *
  * Scales keep activations O(1) through deep random nets: weights ~ N(0,1)/√fan_in, norm γ ≈ 1 + small noise,
  * biases and β small. Outputs of random models are then neither exploding nor flat.
  */
+import { VidpriorError } from '../../errors.js';
 import type { ElemType, TypedData } from '../../onnx/ir.js';
 import { Rng } from '../../random.js';
 import { toFloat16 } from '../../tensor.js';
@@ -32,6 +33,11 @@ export interface ParamSpec {
   fanIn?: number;
   /** Extra factor on the standard deviation (default 1). */
   gain?: number;
+  /**
+   * Stored transposed from PyTorch's layout: nn.Linear weights as MatMul's [in, out] (PyTorch keeps [out, in]).
+   * Binding real weights (src/models/checkpoint/) transposes them.
+   */
+  transposed?: boolean;
 }
 
 /** `random`: seeded random values; `none`: shapes only (parameter counts, lazy filling while writing). */
@@ -116,7 +122,7 @@ export function paramData(spec: ParamSpec, seed: number, type: ElemType): TypedD
   const v = paramValues(spec, seed);
   if (type === 'float32') return v;
   if (type === 'float16') return toFloat16(v);
-  throw new Error(`parameters of type ${type} are not supported`);
+  throw new VidpriorError('E_INTERNAL', `parameters of type ${type} are not supported`);
 }
 
 export function paramCount(specs: Iterable<ParamSpec>): number {

@@ -6,13 +6,14 @@
  * follows onnx's tools and src/onnx/external-data.ts: tensors under 1 KiB stay inline, tensors of 1 MiB and
  * more start on a 4 KiB boundary, the rest on 64 bytes.
  */
+import { VidpriorError } from '../../errors.js';
 import { open, rm, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { encodeModel } from '../../onnx/codec.js';
-import { type TensorValue, bytesOf } from '../../onnx/ir.js';
+import { type TensorValue, type TypedData, bytesOf } from '../../onnx/ir.js';
 import type { FloatType } from './net.js';
 import type { BuiltGraph } from './text-encoder.js';
-import { paramData } from './weights.js';
+import { type ParamSpec, paramData } from './weights.js';
 
 const INLINE_BELOW = 1024;
 const PAGE_ALIGN_FROM = 1 << 20;
@@ -22,15 +23,20 @@ export interface WriteGraphOptions {
   dtype: FloatType;
   /** Store parameters of 1 KiB and more in `<file>.data` beside the model. */
   externalData: boolean;
+  /**
+   * The values of each parameter in the model's float type (default: the seeded random ones). Real weights
+   * bound from a checkpoint come through here, one tensor at a time.
+   */
+  values?: (spec: ParamSpec) => Promise<TypedData> | TypedData;
 }
 
 /** Writes `built` to `path` (the caller makes the write atomic); returns the bytes written. */
 export async function writeBuiltGraph(built: BuiltGraph, path: string, o: WriteGraphOptions): Promise<number> {
   const g = built.model.graph;
-  const valuesOf = (t: TensorValue) => {
+  const valuesOf = async (t: TensorValue): Promise<TypedData> => {
     const spec = built.params.get(t.name);
-    if (!spec) throw new Error(`initializer ${t.name} has no data and is not a parameter`);
-    return paramData(spec, o.seed, o.dtype);
+    if (!spec) throw new VidpriorError('E_INTERNAL', `initializer ${t.name} has no data and is not a parameter`);
+    return o.values ? await o.values(spec) : paramData(spec, o.seed, o.dtype);
   };
   let dataBytes = 0;
   if (o.externalData) {
@@ -40,7 +46,7 @@ export async function writeBuiltGraph(built: BuiltGraph, path: string, o: WriteG
       let offset = 0;
       for (let i = 0; i < g.initializers.length; i++) {
         const t = g.initializers[i]!;
-        const data = t.data ?? valuesOf(t);
+        const data = t.data ?? (await valuesOf(t));
         if (data.byteLength < INLINE_BELOW) {
           if (!t.data) g.initializers[i] = { ...t, data };
           continue;
@@ -68,7 +74,7 @@ export async function writeBuiltGraph(built: BuiltGraph, path: string, o: WriteG
   } else {
     for (let i = 0; i < g.initializers.length; i++) {
       const t = g.initializers[i]!;
-      if (!t.data) g.initializers[i] = { ...t, data: valuesOf(t) };
+      if (!t.data) g.initializers[i] = { ...t, data: await valuesOf(t) };
     }
   }
   const encoded = encodeModel(built.model);

@@ -191,9 +191,10 @@ export function fuseBiasSplitGelu(model: Model, opts: PassOptions = {}): PassRes
     if (!gateRange || gateRange[0] !== half || gateRange[1] < width)
       return fail('the gate is not the second half of the projection');
     const add = snap.producedBy(proj, 'Add');
-    const mm = add && add.inputs.map((i) => snap.producedBy(i, 'MatMul')).find(Boolean);
+    if (!add) return fail('the projection is not MatMul + a bias vector');
+    const mm = add.inputs.map((i) => snap.producedBy(i, 'MatMul')).find(Boolean);
     const bias = mm && other(add, mm.outputs[0]!);
-    if (!add || !mm || !isVector(snap, bias, width)) return fail('the projection is not MatMul + a bias vector');
+    if (!mm || !isVector(snap, bias, width)) return fail('the projection is not MatMul + a bias vector');
     // 2. Down to value · gelu(gate).
     const gelu = snap.readers(erf.outputs[0]!);
     let v = erf.outputs[0]!;
@@ -212,7 +213,7 @@ export function fuseBiasSplitGelu(model: Model, opts: PassOptions = {}): PassRes
     if (!product) return fail('no exact (erf) GELU of the gate multiplied by a value');
     const valueSlice = snap.producedBy(other(product, v)!, 'Slice');
     const valueRange = valueSlice && valueSlice.inputs[0] === proj && lastAxisSlice(snap, valueSlice, shape.length);
-    if (!valueRange || valueRange[0] !== 0 || valueRange[1] !== half)
+    if (valueRange === undefined || valueRange === false || valueRange[0] !== 0 || valueRange[1] !== half)
       return fail('the value is not the first half of the projection');
     const readers = snap.readers(proj).filter((r) => r !== gateSlice && r !== valueSlice);
     if (readers.some((r) => r?.opType !== 'Shape')) return fail('the projection is also read outside the GEGLU');

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { identifyModel } from '../../../src/models/resolve/resolve.js';
 import { ModelHost } from '../../../daemon/jobs/model-host.js';
 import { loadModel } from '../../../src/onnx/external-data.js';
 import { createModelFolder } from '../../../src/models/builder/folder.js';
@@ -41,7 +42,12 @@ test('one resident UNet: switching adapters releases the previous session; relea
       ],
     ]),
   });
-  const host = new ModelHost({ modelDir, embeddedDefault: async () => modelDir, ep: 'cpu', adaptersDir });
+  const host = new ModelHost({
+    model: identifyModel(modelDir),
+    embeddedDefault: async () => modelDir,
+    ep: 'cpu',
+    adaptersDir,
+  });
   try {
     const plain = await host.unet();
     assert.equal(await host.unet(), plain, 'the same plain session while nothing else was asked for');
