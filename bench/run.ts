@@ -23,6 +23,7 @@ import { protocolBench } from './protocol.js';
 import { unetBench } from './unet.js';
 import { trainingBench } from './training.js';
 import { runOptimizeBench } from './optimize.js';
+import { deflickerBench } from './deflicker.js';
 import { checkpointBench } from './checkpoint.js';
 import { loraMergeBench } from './lora.js';
 
@@ -50,6 +51,7 @@ export const BENCHMARKS: BenchModule[] = [
     describe: 'temporal-consistency metrics on CPU, seconds per 512×512 frame pair',
     run: () => benchMetrics(),
   },
+  deflickerBench,
 ];
 
 function option(args: string[], name: string): string | undefined {

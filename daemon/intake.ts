@@ -103,9 +103,17 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
 
   // 3. Edited keyframes: of an existing frame, the same size.
   const edits: NewJob['edits'] = [];
-  if (req.edits?.length && req.kind !== 'finetune' && req.kind !== 'run') {
-    throw new VidpriorError('E_BAD_REQUEST', `edits are for finetune and run jobs, not ${req.kind}`, {
+  if (req.edits?.length && req.kind !== 'finetune' && req.kind !== 'run' && req.kind !== 'deflicker') {
+    throw new VidpriorError('E_BAD_REQUEST', `edits are for finetune, run and deflicker jobs, not ${req.kind}`, {
       field: 'edits',
+    });
+  }
+  // Keyframe edits are a handful; deflicker's edits are the processed video, one per frame.
+  const maxEdits = req.kind === 'deflicker' ? opts.maxFrames : 64;
+  if ((req.edits?.length ?? 0) > maxEdits) {
+    throw new VidpriorError('E_TOO_LARGE', `${req.edits!.length} edits is more than the limit of ${maxEdits}`, {
+      field: 'edits',
+      limit: maxEdits,
     });
   }
   for (const [i, edit] of (req.edits ?? []).entries()) {
@@ -116,7 +124,7 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
         `${field}.frame is ${edit.frame} but the job has ${inputs.length} frames`,
         { field: `${field}.frame` },
       );
-    const { bytes } = await frameBytes(edit, field, opts);
+    const { bytes, path } = await frameBytes(edit, field, opts);
     checkHeader(bytes, field, opts);
     const info = await probeImage(bytes, field);
     if (info.width !== size.width || info.height !== size.height) {
@@ -126,7 +134,7 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
         { field },
       );
     }
-    edits.push({ frame: edit.frame, data: { bytes }, ext: info.format === 'png' ? 'png' : 'jpg' });
+    edits.push({ frame: edit.frame, data: path ? { path } : { bytes }, ext: info.format === 'png' ? 'png' : 'jpg' });
   }
 
   // 4. Explicit noise: float32 data matching its dims (its shape against the model is checked when it runs).

@@ -46,8 +46,9 @@ const JobFile = object({
   params: record(any()),
   /** A sub-folder of frames (default: the images of the job folder itself). */
   input: optional(str({ min: 1, max: 4096 })),
+  // Keyframe edits (finetune, run: intake allows 64) or every processed frame (deflicker).
   edits: optional(
-    array(object({ frame: int({ min: 0, max: 1_000_000 }), path: str({ min: 1, max: 4096 }) }), { max: 64 }),
+    array(object({ frame: int({ min: 0, max: 1_000_000 }), path: str({ min: 1, max: 4096 }) }), { max: 100_000 }),
   ),
   name: optional(str({ max: 200 })),
 });

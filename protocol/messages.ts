@@ -121,7 +121,9 @@ export const Submit = object({
   params: record(any()),
   /** As many as the daemon's `max_frames` (more is E_TOO_LARGE, checked by the daemon against its limit). */
   frames: array(FrameInput, { min: 1, max: Number.MAX_SAFE_INTEGER }),
-  edits: optional(array(EditInput, { max: 64 })),
+  /** Edited keyframes (finetune, run: up to 64), or the processed version of every frame (deflicker): the daemon
+   * checks the count against the kind and `max_frames`. */
+  edits: optional(array(EditInput, { max: Number.MAX_SAFE_INTEGER })),
   noise: optional(NoiseInput),
   /** A label for people (shown in job lists). */
   name: optional(str({ max: 200 })),

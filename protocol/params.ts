@@ -6,7 +6,7 @@
 import { VidpriorError } from '../src/errors.js';
 import { type Infer, type Schema, array, bool, int, num, object, oneOf, optional, str, withDefault } from './schema.js';
 
-export const JOB_KINDS = ['stylize', 'edit-keyframe', 'finetune', 'run'] as const;
+export const JOB_KINDS = ['stylize', 'edit-keyframe', 'finetune', 'run', 'deflicker'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 const prompt = () => str({ max: 4000 });
@@ -143,7 +143,31 @@ export const RunParams = object(
   { strict: true },
 );
 
+/**
+ * Deep Video Prior post-pass on a processed video: `frames` are the original clip, `edits` the processed
+ * version of every frame; outputs are the deflickered frames, named like the inputs. Defaults: src/deflicker.
+ */
+export const DeflickerParams = object(
+  {
+    /** Short side the network trains at (the result is made at full size); 0 = full size. */
+    working_size: withDefault(int({ min: 0, max: 16384 }), 0),
+    width: withDefault(int({ min: 4, max: 128 }), 16),
+    scales: withDefault(int({ min: 2, max: 6 }), 5),
+    epochs: withDefault(int({ min: 1, max: 10_000 }), 25),
+    lr: withDefault(num({ min: 0, max: 1, minExclusive: true }), 5e-4),
+    batch: withDefault(int({ min: 1, max: 64 }), 1),
+    apply_batch: withDefault(int({ min: 1, max: 64 }), 1),
+    irt: withDefault(bool(), false),
+    irt_init_epochs: withDefault(int({ min: 0, max: 10_000 }), 5),
+    gradient_weight: withDefault(num({ min: 0, max: 100 }), 1),
+    early_stop: withDefault(bool(), true),
+    seed: seed(),
+  },
+  { strict: true },
+);
+
 export type StylizeParams = Infer<typeof StylizeParams>;
+export type DeflickerParams = Infer<typeof DeflickerParams>;
 export type EditKeyframeParams = Infer<typeof EditKeyframeParams>;
 export type FinetuneParams = Infer<typeof FinetuneParams>;
 export type RunParams = Infer<typeof RunParams>;
@@ -153,6 +177,7 @@ export interface ParamsByKind {
   'edit-keyframe': EditKeyframeParams;
   finetune: FinetuneParams;
   run: RunParams;
+  deflicker: DeflickerParams;
 }
 
 const SCHEMAS: { [K in JobKind]: Schema<ParamsByKind[K]> } = {
@@ -160,6 +185,7 @@ const SCHEMAS: { [K in JobKind]: Schema<ParamsByKind[K]> } = {
   'edit-keyframe': EditKeyframeParams,
   finetune: FinetuneParams,
   run: RunParams,
+  deflicker: DeflickerParams,
 };
 
 export const JobKindSchema = oneOf(JOB_KINDS);

@@ -70,6 +70,10 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         box.operator("vidprior.stylize_strip", icon="RENDER_ANIMATION")
         box.operator("vidprior.run_method", text="Fine-tune and Stylize (all steps)", icon="PLAY")
 
+        box = layout.box()
+        box.label(text="Deflicker a result (active strip + its source)")
+        box.operator("vidprior.deflicker_strips", icon="MOD_SMOOTH")
+
         job = state.current()
         if s.busy or (job is not None and not job.ended):
             box = layout.box()

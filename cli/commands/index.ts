@@ -16,6 +16,7 @@ import { stylizeCommand } from './stylize.js';
 import { editKeyframeCommand } from './edit-keyframe.js';
 import { finetuneCommand } from './finetune.js';
 import { runCommand } from './run.js';
+import { deflickerCommand } from './deflicker.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: yargs command modules differ in their argument types; the list holds them all
 export const commands: CommandModule<any, any>[] = [
@@ -23,6 +24,7 @@ export const commands: CommandModule<any, any>[] = [
   editKeyframeCommand,
   finetuneCommand,
   runCommand,
+  deflickerCommand,
   tokenizeCommand,
   modelsCommand,
   adapterCommand,

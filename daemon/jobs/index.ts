@@ -2,7 +2,8 @@
 import type { JobExecutor } from './executor.js';
 import { editKeyframeExecutor, stylizeExecutor } from './img2img-jobs.js';
 import { finetuneExecutor, runExecutor } from './training-jobs.js';
+import { deflickerExecutor } from './deflicker-jobs.js';
 
 export function defaultExecutors(): JobExecutor[] {
-  return [stylizeExecutor, editKeyframeExecutor, finetuneExecutor, runExecutor];
+  return [stylizeExecutor, editKeyframeExecutor, finetuneExecutor, runExecutor, deflickerExecutor];
 }

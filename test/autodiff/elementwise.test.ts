@@ -67,16 +67,17 @@ describe('autodiff: elementwise rules', () => {
     ['Tanh', undefined],
     ['Softplus', undefined],
     ['Relu', undefined],
+    ['LeakyRelu', undefined, { alpha: 0.2 }],
     ['Sin', undefined],
     ['Cos', undefined],
   ];
-  for (const [op, range] of unary) {
+  for (const [op, range, attrs] of unary) {
     it(`${op}`, async () => {
       await checkCase(rt, op, {
         opset: 14,
         inputs: { a: { dims: [3, 5], range } },
-        build: (b, x) => b.op(op, [x.a!]),
-        eps: op === 'Relu' ? 1e-3 : 1e-2,
+        build: (b, x) => b.op(op, [x.a!], attrs as Record<string, number>),
+        eps: op === 'Relu' || op === 'LeakyRelu' ? 1e-3 : 1e-2,
       });
     });
   }

@@ -62,6 +62,7 @@ async function templates(job: string): Promise<Record<string, unknown>[]> {
       seed: 3,
       batch: 1,
       model: 'embedded-default',
+      loras: [],
     },
     'edit-keyframe': {
       prompt: 'ink',
@@ -73,6 +74,7 @@ async function templates(job: string): Promise<Record<string, unknown>[]> {
       candidates: 2,
       frame: 0,
       model: 'embedded-default',
+      loras: [],
     },
     finetune: {
       prompt: 'ink',
@@ -85,6 +87,8 @@ async function templates(job: string): Promise<Record<string, unknown>[]> {
       seed: 0,
       adapter_name: 'fuzz',
       model: 'embedded-default',
+      loras: [],
+      full: false,
     },
     run: {
       prompt: 'ink',
@@ -97,11 +101,27 @@ async function templates(job: string): Promise<Record<string, unknown>[]> {
       seed: 0,
       adapter_name: 'fuzz-run',
       model: 'embedded-default',
+      loras: [],
+      full: false,
       negative_prompt: '',
       strength: 0.5,
       steps: 4,
       guidance: 7,
       batch: 1,
+    },
+    deflicker: {
+      working_size: 8,
+      width: 4,
+      scales: 2,
+      epochs: 1,
+      lr: 5e-4,
+      batch: 1,
+      apply_batch: 1,
+      irt: false,
+      irt_init_epochs: 0,
+      gradient_weight: 1,
+      early_stop: true,
+      seed: 0,
     },
   };
   const noise = { dims: [1, 4, 1, 1], data: new Uint8Array(16) };
@@ -111,7 +131,7 @@ async function templates(job: string): Promise<Record<string, unknown>[]> {
     kind,
     params: params[kind],
     frames: [{ name: 'f0.png', png }, { path: join(allowed, 'in', 'a.png') }],
-    ...(kind === 'finetune' || kind === 'run'
+    ...(kind === 'finetune' || kind === 'run' || kind === 'deflicker'
       ? {
           edits: [
             { frame: 0, png },

@@ -189,6 +189,25 @@ class Stylize(unittest.TestCase):
         info = state.last_info()
         self.assertEqual(info["welcome"]["protocol"], 1)
 
+    def test_deflicker_pair_of_strips(self):
+        scene, editor = fresh_scene()
+        files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
+        names = [os.path.basename(f) for f in files]
+        source = compat.new_image_strip(editor, "plate", os.path.dirname(files[0]), names, 2, 60)
+        styled = compat.new_image_strip(editor, "plate styled", os.path.dirname(files[0]), list(reversed(names)), 3, 60)
+        # The active strip is the processed one; its source is found below it over the same frames.
+        select(editor, styled)
+        before = {x.name for x in compat.all_strips(editor)}
+        self.assertEqual(bpy.ops.vidprior.deflicker_strips(width=4, scales=3, epochs=1, working_size=16), {"FINISHED"},
+                         scene.vidprior.job_status)
+        self.check_result(editor, styled, before)
+        # Two other strips selected: which one is the source is ambiguous.
+        other = compat.new_image_strip(editor, "other", os.path.dirname(files[0]), names, 5, 60)
+        select(editor, styled)
+        source.select = other.select = True
+        with self.assertRaisesRegex(RuntimeError, "select only the processed strip"):
+            bpy.ops.vidprior.deflicker_strips(width=4, scales=3, epochs=1)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -4,7 +4,7 @@
  * function of it (Sigmoid, Tanh, Exp, Sqrt) instead of storing anything new.
  */
 import { type GradRule, type RuleContext, FLOAT_TYPES } from './context.js';
-import { ELEM_TYPE_BY_CODE, attrInt, attrString } from '../../onnx/ir.js';
+import { ELEM_TYPE_BY_CODE, attrFloat, attrInt, attrString } from '../../onnx/ir.js';
 
 /** A unary rule: dX = f(ctx, dY). */
 function unary(f: (ctx: RuleContext, dY: string) => string): GradRule {
@@ -224,6 +224,12 @@ export const ELEMENTWISE_RULES: Record<string, GradRule> = {
     ctx.op('Where', [ctx.op('Greater', [ctx.input(0), ctx.scalar(0, ctx.input(0))]), dY, ctx.scalar(0, ctx.input(0))]),
   ),
   Softplus: unary((ctx, dY) => ctx.mul(dY, ctx.op('Sigmoid', [ctx.input(0)]))),
+  // y = x for x > 0, αx otherwise: dY where x > 0, α·dY elsewhere (at 0 the left slope, like PyTorch).
+  LeakyRelu: unary((ctx, dY) => {
+    const x = ctx.input(0);
+    const slope = ctx.mul(dY, ctx.scalar(attrFloat(ctx.node, 'alpha', 0.01), x));
+    return ctx.op('Where', [ctx.op('Greater', [x, ctx.scalar(0, x)]), dY, slope]);
+  }),
   Gelu: unary(geluGrad),
   Sin: unary((ctx, dY) => ctx.mul(dY, ctx.op('Cos', [ctx.input(0)]))),
   Cos: unary((ctx, dY) => ctx.neg(ctx.mul(dY, ctx.op('Sin', [ctx.input(0)])))),

@@ -11,6 +11,7 @@ import { INDEXING_RULES } from './indexing.js';
 import { LAYOUT_RULES } from './layout.js';
 import { LINEAR_RULES } from './linear.js';
 import { NORMALIZATION_RULES } from './normalization.js';
+import { POOLING_RULES } from './pooling.js';
 
 const NO_GRADIENT: GradRule = { differentiable: () => [] };
 
@@ -58,6 +59,7 @@ export const GRADIENT_RULES: Readonly<Record<string, GradRule>> = Object.freeze(
   ...NORMALIZATION_RULES,
   ...LAYOUT_RULES,
   ...INDEXING_RULES,
+  ...POOLING_RULES,
 });
 
 /** Operators with a gradient rule (differentiable ones), for docs and coverage tests. */
