@@ -20,6 +20,7 @@ import { asFloat32, float32, int64 } from '../../src/tensor.js';
 import { encodeImages } from '../../src/pipelines/vae.js';
 import { encodeText } from '../../src/pipelines/text.js';
 import { img2img } from '../../src/pipelines/img2img.js';
+import { rejectsWith } from '../assert-close.js';
 
 const FIXTURE = resolve('../shared/fixtures/tiny-sd-torch');
 const present = existsSync(join(FIXTURE, 'reference.json'));
@@ -46,15 +47,6 @@ function linkedCopy(name: string, omit: string[] = []): string {
     symlinkSync(join(FIXTURE, f), join(dir, f));
   }
   return dir;
-}
-
-async function rejectsWith(p: Promise<unknown>, code: string, text: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof VidpriorError, `expected a VidpriorError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    assert.match(err.message, text);
-    return true;
-  });
 }
 
 before(async () => {

@@ -12,6 +12,7 @@ import { openRuntime } from '../../src/runtime/index.js';
 import type { Runtime } from '../../src/runtime/index.js';
 import { type Tensor, asFloat32, float32, int32, int64 } from '../../src/tensor.js';
 import { decodeLatents, encodeImages } from '../../src/pipelines/vae.js';
+import { maxAbsDiff } from '../assert-close.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 const present = existsSync(`${FIXTURE}/reference.json`);
@@ -24,13 +25,6 @@ interface Ref {
 let ref: Record<string, Ref>;
 let runtime: Runtime;
 let model: StableDiffusionModel;
-
-function maxAbsDiff(got: Float32Array, want: readonly number[]): number {
-  assert.equal(got.length, want.length, 'element count');
-  let m = 0;
-  for (let i = 0; i < got.length; i++) m = Math.max(m, Math.abs(got[i]! - want[i]!));
-  return m;
-}
 
 function host(t: unknown): Tensor<'float32'> {
   return asFloat32(t as Tensor);

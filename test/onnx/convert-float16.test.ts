@@ -9,6 +9,7 @@ import { type Model, attr } from '../../src/onnx/ir.js';
 import { type Runtime, isGpuTensor, openRuntime } from '../../src/runtime/index.js';
 import { type Tensor, asFloat32, castFloat, float32, floatToHalf, fromFloat16, int64 } from '../../src/tensor.js';
 import { Rng } from '../../src/random.js';
+import { maxTensorDiff } from '../assert-close.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 
@@ -26,15 +27,6 @@ async function run(model: Model, feeds: Record<string, Tensor>): Promise<Record<
   await s.release();
   for (const t of Object.values(out)) assert.ok(!isGpuTensor(t));
   return out as Record<string, Tensor>;
-}
-
-function maxDiff(a: Tensor, b: Tensor): number {
-  assert.deepEqual(a.dims, b.dims);
-  const x = asFloat32(a).data,
-    y = asFloat32(b).data;
-  let d = 0;
-  for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i]! - y[i]!));
-  return d;
 }
 
 const seq = (n: number, s = 1): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.7) * s);
@@ -104,8 +96,8 @@ test('float16: types follow the rules (weights half, fp32-only slots, blocked op
   );
   const x = float32([1, 2, 4, 4], seq(32));
   const [a, b] = [await run(model, { x }), await run(h, { x })];
-  assert.ok(maxDiff(a.y!, b.y!) < 2e-2, `y differs by ${maxDiff(a.y!, b.y!)}`);
-  assert.ok(maxDiff(a.stats!, b.stats!) < 2e-2);
+  assert.ok(maxTensorDiff(a.y!, b.y!) < 2e-2, `y differs by ${maxTensorDiff(a.y!, b.y!)}`);
+  assert.ok(maxTensorDiff(a.stats!, b.stats!) < 2e-2);
 });
 
 test('float16: io "float16" changes the signature; clamping keeps finite values finite', async () => {
@@ -123,7 +115,7 @@ test('float16: io "float16" changes the signature; clamping keeps finite values 
   const ref = await run(model, { x });
   const out = await run(h, { x: castFloat(x, 'float16') });
   assert.equal(out.y!.type, 'float16');
-  assert.ok(maxDiff(ref.y!, out.y!) < 2e-2);
+  assert.ok(maxTensorDiff(ref.y!, out.y!) < 2e-2);
   assert.deepEqual(
     [...fromFloat16(toHalfClamped(Float32Array.from([1e6, -3.4e38, -Infinity, 1.5])))],
     [65504, -65504, -Infinity, 1.5],
@@ -176,7 +168,7 @@ test('float16: the fixture models convert, halve in size and agree with float32'
     const [a, b] = [await run(model, feeds), await run(h, feeds)];
     for (const name of Object.keys(a)) {
       assert.equal(b[name]!.type, 'float32', `${part} ${name} keeps float32 output`);
-      const d = maxDiff(a[name]!, b[name]!);
+      const d = maxTensorDiff(a[name]!, b[name]!);
       assert.ok(d < tol, `${part} ${name}: float16 differs by ${d}`);
     }
   }

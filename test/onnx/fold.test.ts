@@ -7,6 +7,7 @@ import { foldConstants } from '../../src/onnx/fold.js';
 import { summarize } from '../../src/onnx/graph.js';
 import { type Runtime, type Session, isGpuTensor, openRuntime } from '../../src/runtime/index.js';
 import { type Tensor, float32, int64 } from '../../src/tensor.js';
+import { maxTensorDiff } from '../assert-close.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 
@@ -24,13 +25,6 @@ async function runOnce(bytes: Uint8Array, feeds: Record<string, Tensor>): Promis
   await s.release();
   for (const t of Object.values(out)) assert.ok(!isGpuTensor(t));
   return out as Record<string, Tensor>;
-}
-
-function maxDiff(a: Tensor, b: Tensor): number {
-  assert.deepEqual(a.dims, b.dims);
-  let d = 0;
-  for (let i = 0; i < a.data.length; i++) d = Math.max(d, Math.abs(Number(a.data[i]) - Number(b.data[i])));
-  return d;
 }
 
 test('fold: a Shape → Gather → Concat → Reshape chain becomes one initializer', () => {
@@ -84,7 +78,7 @@ test('fold: the fixture UNet and text encoder keep their outputs after folding a
   };
   const a = await runOnce(unetBytes, feeds);
   const b = await runOnce(encodeModel(unet), feeds);
-  assert.ok(maxDiff(a.out_sample!, b.out_sample!) < 1e-4);
+  assert.ok(maxTensorDiff(a.out_sample!, b.out_sample!) < 1e-4);
 
   const teBytes = readFileSync(`${FIXTURE}/text_encoder/model.onnx`);
   const te = decodeModel(teBytes);
@@ -98,6 +92,6 @@ test('fold: the fixture UNet and text encoder keep their outputs after folding a
   };
   const ta = await runOnce(teBytes, ids);
   const tb = await runOnce(encodeModel(te), ids);
-  assert.ok(maxDiff(ta.last_hidden_state!, tb.last_hidden_state!) < 1e-4);
-  assert.ok(maxDiff(ta.pooler_output!, tb.pooler_output!) < 1e-4);
+  assert.ok(maxTensorDiff(ta.last_hidden_state!, tb.last_hidden_state!) < 1e-4);
+  assert.ok(maxTensorDiff(ta.pooler_output!, tb.pooler_output!) < 1e-4);
 });

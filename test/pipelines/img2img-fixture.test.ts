@@ -13,7 +13,8 @@ import { Rng } from '../../src/random.js';
 import { openRuntime, type Runtime } from '../../src/runtime/index.js';
 import { float32 } from '../../src/tensor.js';
 import { diffusersLoop } from './reference-loop.js';
-import { maxAbsDiff, testFrame } from './tiny-model.js';
+import { testFrame } from './tiny-model.js';
+import { maxAbsDiff } from '../assert-close.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 const skip = existsSync(`${FIXTURE}/reference.json`)

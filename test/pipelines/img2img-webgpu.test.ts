@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { loadModelFolder } from '../../src/models/loader.js';
 import { img2img, stylizeFrames } from '../../src/pipelines/img2img.js';
 import { openRuntime, type Runtime } from '../../src/runtime/index.js';
-import { type TinySetup, maxAbsDiff, testFrame, tinySetup } from './tiny-model.js';
+import { type TinySetup, testFrame, tinySetup } from './tiny-model.js';
+import { maxAbsDiff } from '../assert-close.js';
 
 const SKIP =
   process.env.VIDPRIOR_TEST_WEBGPU === '1'

@@ -13,7 +13,9 @@ import { Rng } from '../../src/random.js';
 import type { Session } from '../../src/runtime/types.js';
 import { type Tensor, float32 } from '../../src/tensor.js';
 import { diffusersLoop } from './reference-loop.js';
-import { type TinySetup, maxAbsDiff, testFrame, tinySetup } from './tiny-model.js';
+import { type TinySetup, testFrame, tinySetup } from './tiny-model.js';
+import { maxAbsDiff } from '../assert-close.js';
+import { rejectsWith } from '../assert-close.js';
 
 let setup: TinySetup;
 let model: StableDiffusionModel;
@@ -27,15 +29,6 @@ after(async () => {
 });
 
 const FAST = { steps: 8, strength: 0.5, prompt: 'a watercolour painting' };
-
-async function rejectsWith(p: Promise<unknown>, code: string, text: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof VidpriorError, `expected a VidpriorError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    assert.match(err.message, text);
-    return true;
-  });
-}
 
 /** The UNet with a record of the batch size of each run (the real session underneath). */
 function countingUnet(unet: Session, batches: number[]): Session {

@@ -12,7 +12,7 @@ import { openRuntime, type Runtime } from '../../src/runtime/index.js';
 import type { PredictionType } from '../../src/schedulers/config.js';
 import { DdimScheduler } from '../../src/schedulers/ddim.js';
 import { type Tensor, asFloat32, castFloat, float32, fromFloat16, toFloat16 } from '../../src/tensor.js';
-import { maxAbsDiff } from './tiny-model.js';
+import { maxAbsDiff } from '../assert-close.js';
 
 let runtime: Runtime;
 before(async () => {

@@ -108,10 +108,3 @@ export function fixtureRef(name: string): { dims: number[]; data: Float32Array }
   if (!r) throw new Error(`reference.json has no ${name}`);
   return { dims: r.shape, data: Float32Array.from(r.data) };
 }
-
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}

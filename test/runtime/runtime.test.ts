@@ -18,8 +18,8 @@ import {
   linearModel,
   linearReference,
   matmulModel,
-  maxAbsDiff,
 } from './models.js';
+import { maxAbsDiff } from '../assert-close.js';
 
 let rt: Runtime;
 before(async () => {

@@ -10,15 +10,8 @@ import { GraphBuilder } from '../../src/onnx/builder.js';
 import { encodeModel } from '../../src/onnx/codec.js';
 import { type GpuTensor, type Runtime, isGpuTensor, openRuntime } from '../../src/runtime/index.js';
 import { type Tensor, float32, fromFloat16, int64, tensor, toFloat16 } from '../../src/tensor.js';
-import {
-  FIXTURE_DIR,
-  FIXTURE_SKIP,
-  binarySelfModel,
-  fixtureRef,
-  linearModel,
-  linearReference,
-  maxAbsDiff,
-} from './models.js';
+import { FIXTURE_DIR, FIXTURE_SKIP, binarySelfModel, fixtureRef, linearModel, linearReference } from './models.js';
+import { maxAbsDiff } from '../assert-close.js';
 
 const SKIP =
   process.env.VIDPRIOR_TEST_WEBGPU === '1'

@@ -15,7 +15,8 @@ import { elementCount } from '../../../src/onnx/ir.js';
 import { openRuntime, type Runtime } from '../../../src/runtime/index.js';
 import { type Tensor, float32, int32, int64 } from '../../../src/tensor.js';
 import { fixtureWeights, loadWeightsInto } from './fixture-weights.js';
-import { maxAbsDiff, runModel } from './helpers.js';
+import { runModel } from './helpers.js';
+import { maxAbsDiff } from '../../assert-close.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';
 const present = existsSync(`${FIXTURE}/reference.json`);

@@ -16,7 +16,7 @@ import { openRuntime, type Runtime } from '../../../src/runtime/index.js';
 import { parseMerges } from '../../../src/tokenizer/bpe.js';
 import { Rng } from '../../../src/random.js';
 import { asFloat32, float32, int64, type Tensor } from '../../../src/tensor.js';
-import { maxAbsDiff } from './helpers.js';
+import { maxAbsDiff } from '../../assert-close.js';
 
 let root: string;
 let runtime: Runtime;

@@ -10,7 +10,8 @@ import { encodeModel } from '../../../src/onnx/codec.js';
 import { Rng } from '../../../src/random.js';
 import { openRuntime, type Runtime } from '../../../src/runtime/index.js';
 import { castFloat, float32, int32, int64 } from '../../../src/tensor.js';
-import { assertHealthy, maxAbsDiff, runModel } from './helpers.js';
+import { assertHealthy, runModel } from './helpers.js';
+import { maxAbsDiff } from '../../assert-close.js';
 
 const cfg = preset('tiny');
 const V = cfg.text_encoder.vocab_size;

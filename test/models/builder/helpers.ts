@@ -42,10 +42,3 @@ export function assertHealthy(t: Tensor<'float32'>, what: string): { mean: numbe
   assert.ok(maxAbs < 100, `${what}: max |x| ${maxAbs}`);
   return { mean, std };
 }
-
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, 'element count');
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}

@@ -16,7 +16,7 @@ import { resolveModel } from '../../../src/models/resolve/resolve.js';
 import { img2img } from '../../../src/pipelines/img2img.js';
 import { type Runtime, openRuntime } from '../../../src/runtime/index.js';
 import { asFloat32, float32, int32, int64, type Tensor } from '../../../src/tensor.js';
-import { maxAbsDiff } from './helpers.js';
+import { maxAbsDiff } from '../../assert-close.js';
 
 const FIXTURE = '../shared/fixtures/sd1-checkpoint-d';
 const skip = existsSync(join(FIXTURE, 'reference.json'))

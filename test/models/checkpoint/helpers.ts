@@ -8,6 +8,7 @@ import type { StableDiffusionModel } from '../../../src/models/types.js';
 import { Rng } from '../../../src/random.js';
 import type { Runtime } from '../../../src/runtime/index.js';
 import { type Tensor, asFloat32, castFloat, float32, int32, int64 } from '../../../src/tensor.js';
+import { maxAbsDiff } from '../../assert-close.js';
 
 export interface ModuleOutputs {
   text: Float32Array;
@@ -92,13 +93,6 @@ export async function outputsOf(dir: string, runtime: Runtime, inputs: ModuleInp
   } finally {
     await model.release();
   }
-}
-
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, 'element count');
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
 }
 
 /** Asserts every module output of `got` is within `tol` of `want`. */

@@ -20,7 +20,8 @@ import { loadModel } from '../../../src/onnx/external-data.js';
 import { resolveModel } from '../../../src/models/resolve/resolve.js';
 import { type Runtime, openRuntime } from '../../../src/runtime/index.js';
 import { fromFloat16 } from '../../../src/tensor.js';
-import { type ModuleInputs, assertOutputsClose, maxAbsDiff, outputsOf, randomInputs } from './helpers.js';
+import { type ModuleInputs, assertOutputsClose, outputsOf, randomInputs } from './helpers.js';
+import { maxAbsDiff } from '../../assert-close.js';
 
 /** SD 1.x conventions fit: GroupNorm 32, 8 UNet heads, CLIP heads 64 wide. Two UNet levels, three VAE levels. */
 const A: PartialSdConfig = {

@@ -18,7 +18,8 @@ import { openRuntime, type Runtime } from '../../../src/runtime/index.js';
 import { type Tensor, float32, int32, int64 } from '../../../src/tensor.js';
 import { type LoraTarget, injectLora } from '../../../src/training/lora.js';
 import { decodeSafetensors, encodeSafetensors } from '../../../src/training/safetensors.js';
-import { maxAbsDiff, runModel } from '../builder/helpers.js';
+import { runModel } from '../builder/helpers.js';
+import { maxAbsDiff } from '../../assert-close.js';
 import { type LoraLayerSpec, type LoraValues, kohyaTensors, peftTensors, randomLora } from './helpers.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch';

@@ -12,6 +12,7 @@ import { cloneModel } from '../../../src/onnx/graph.js';
 import { type Runtime, openRuntime } from '../../../src/runtime/index.js';
 import { type Tensor, asFloat32, float32, int64 } from '../../../src/tensor.js';
 import { Rng } from '../../../src/random.js';
+import { maxTensorDiff } from '../../assert-close.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch/unet/model.onnx';
 const skipFixture = existsSync(FIXTURE) ? false : `${FIXTURE} not found (needs ../shared)`;
@@ -29,15 +30,6 @@ async function run(model: Model, feeds: Record<string, Tensor>): Promise<Tensor>
   const out = await s.run(feeds);
   await s.release();
   return Object.values(out)[0] as Tensor;
-}
-
-function maxDiff(a: Tensor, b: Tensor): number {
-  assert.deepEqual(a.dims, b.dims);
-  const x = asFloat32(a).data,
-    y = asFloat32(b).data;
-  let d = 0;
-  for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i]! - y[i]!));
-  return d;
 }
 
 function unetFeeds(batch: number, h: number, w: number, text: number, seed: number): Record<string, Tensor> {
@@ -87,7 +79,7 @@ test('the real TorchScript export: every attn1/attn2 fused, outputs unchanged, L
     [1, 8, 12],
   ] as const) {
     const feeds = unetFeeds(b, h, w, 32, h);
-    const d = maxDiff(await run(model, feeds), await run(fused, feeds));
+    const d = maxTensorDiff(await run(model, feeds), await run(fused, feeds));
     assert.ok(d < 1e-4, `max difference ${d} at ${b}×${h}×${w}`);
   }
 });
@@ -100,7 +92,7 @@ for (const opset of [14, 17]) {
     assert.equal(report.skipped.length, 0, JSON.stringify(report.skipped));
     assert.deepEqual(findLoraTargets(fused), findLoraTargets(model));
     const feeds = unetFeeds(2, 16, 16, 32, opset);
-    const d = maxDiff(await run(model, feeds), await run(fused, feeds));
+    const d = maxTensorDiff(await run(model, feeds), await run(fused, feeds));
     assert.ok(d < 1e-4, `max difference ${d}`);
   });
 }
@@ -115,7 +107,7 @@ test('fused then float16 runs and stays close to float32', async () => {
   assert.ok(half.graph.nodes.some((n) => n.opType === 'MultiHeadAttention'));
   const feeds = unetFeeds(2, 16, 16, 32, 9);
   const ref = await run(model, feeds);
-  const d = maxDiff(ref, await run(half, feeds));
+  const d = maxTensorDiff(ref, await run(half, feeds));
   assert.ok(d < 2e-2, `max difference ${d}`);
 });
 
@@ -198,7 +190,7 @@ for (const [name, variant] of FUSED) {
     );
     assert.ok(Math.abs((report.fused[0]!.details!.scale as number) - 0.5) < 1e-6);
     const feeds = smallFeeds();
-    assert.ok(maxDiff(await run(model, feeds), await run(fused, feeds)) < 1e-5);
+    assert.ok(maxTensorDiff(await run(model, feeds), await run(fused, feeds)) < 1e-5);
   });
 }
 
@@ -269,7 +261,7 @@ for (const einsum of [false, true]) {
     assert.equal(report.fused.length, 1, JSON.stringify(report.skipped));
     assert.match(report.fused[0]!.details!.form as string, /folded/);
     const feeds = smallFeeds();
-    assert.ok(maxDiff(await run(model, feeds), await run(fused, feeds)) < 1e-5);
+    assert.ok(maxTensorDiff(await run(model, feeds), await run(fused, feeds)) < 1e-5);
   });
 }
 

@@ -10,6 +10,7 @@ import { findLoraTargets } from '../../../src/training/lora.js';
 import { type Runtime, openRuntime } from '../../../src/runtime/index.js';
 import { type Tensor, asFloat32, float32, int64 } from '../../../src/tensor.js';
 import { Rng } from '../../../src/random.js';
+import { maxAbsDiff } from '../../assert-close.js';
 
 const FIXTURE = '../shared/fixtures/tiny-sd-torch/unet/model.onnx';
 const skipFixture = existsSync(FIXTURE) ? false : `${FIXTURE} not found (needs ../shared)`;
@@ -29,8 +30,6 @@ async function run(model: Model, feeds: Record<string, Tensor>): Promise<Float32
   return asFloat32(Object.values(out)[0] as Tensor).data;
 }
 
-const maxDiff = (a: Float32Array, b: Float32Array): number =>
-  a.reduce((d, x, i) => Math.max(d, Math.abs(x - b[i]!)), 0);
 const count = (m: Model, op: string): number => m.graph.nodes.filter((n) => n.opType === op).length;
 
 function feeds(seed: number): Record<string, Tensor> {
@@ -53,7 +52,7 @@ test('LayerNorm chains of the opset-14 export → LayerNormalization, outputs un
   for (const f of report.fused) assert.ok(Math.abs((f.details!.epsilon as number) - 1e-5) < 1e-9);
   assert.deepEqual(findLoraTargets(fused), findLoraTargets(model));
   const f = feeds(1);
-  assert.ok(maxDiff(await run(model, f), await run(fused, f)) < 1e-4);
+  assert.ok(maxAbsDiff(await run(model, f), await run(fused, f)) < 1e-4);
 });
 
 test('builder UNet at opset 14: LayerNorm fused; at opset 17 nothing to do', async () => {
@@ -61,7 +60,7 @@ test('builder UNet at opset 14: LayerNorm fused; at opset 17 nothing to do', asy
   const r14 = fuseLayerNorm(m14);
   assert.equal(r14.report.fused.length, 12);
   const f = feeds(2);
-  assert.ok(maxDiff(await run(m14, f), await run(r14.model, f)) < 1e-4);
+  assert.ok(maxAbsDiff(await run(m14, f), await run(r14.model, f)) < 1e-4);
   const r17 = fuseLayerNorm(buildComponent('unet', preset('tiny'), { opset: 17, weights: 'none' }).model);
   assert.equal(r17.report.fused.length + r17.report.skipped.length, 0);
 });

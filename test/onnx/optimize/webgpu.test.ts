@@ -22,6 +22,7 @@ import { transformer2d } from '../../../src/models/builder/blocks.js';
 import { type Runtime, type SessionOptions, openRuntime } from '../../../src/runtime/index.js';
 import { type Tensor, asFloat32, float32, int64 } from '../../../src/tensor.js';
 import { Rng } from '../../../src/random.js';
+import { maxAbsDiff } from '../../assert-close.js';
 
 const SKIP =
   process.env.VIDPRIOR_TEST_WEBGPU === '1'
@@ -51,9 +52,6 @@ async function run(
   await s.release();
   return asFloat32(await rt.read(Object.values(out)[0]!)).data;
 }
-
-const maxDiff = (a: Float32Array, b: Float32Array): number =>
-  a.reduce((d, x, i) => Math.max(d, Math.abs(x - b[i]!)), 0);
 
 /** A Transformer2DModel of the model builder (self- and cross-attention, GEGLU) on a side×side map. */
 function transformerBlock(side: number): {
@@ -95,7 +93,7 @@ async function blockError(side: number, float16: boolean): Promise<number> {
   assert.equal(reports.find((r) => r.pass === 'attention')!.fused.length, 2);
   // Shape arithmetic (GroupNorm's Shape → Reshape) is int64 work ORT keeps on the CPU: fold it for this check.
   foldConstants(fused, shapes);
-  return maxDiff(ref, await run(gpu, fused, feeds, { disallowCpuFallback: true }));
+  return maxAbsDiff(ref, await run(gpu, fused, feeds, { disallowCpuFallback: true }));
 }
 
 test('fused transformer block (16 tokens): every node on WebGPU, agrees with CPU (float32 and float16)', {
@@ -123,7 +121,7 @@ test('GEGLU as BiasSplitGelu (64 tokens, no attention fusion): on WebGPU, agrees
   const { model: fused, reports } = optimizeForGpu(model, { attention: false, biasSplitGelu: true });
   assert.equal(reports.find((r) => r.pass === 'bias-split-gelu')!.fused.length, 1);
   foldConstants(fused, shapes);
-  const d = maxDiff(ref, await run(gpu, fused, feeds, { disallowCpuFallback: true }));
+  const d = maxAbsDiff(ref, await run(gpu, fused, feeds, { disallowCpuFallback: true }));
   assert.ok(d < 1e-4, `max difference ${d}`);
 });
 
@@ -140,7 +138,7 @@ test('GEGLU as BiasSplitGelu in a float16 graph stays float32 and finite on WebG
   foldConstants(fused, shapes);
   const y = await run(gpu, fused, feeds, { disallowCpuFallback: true });
   assert.ok(y.every(Number.isFinite));
-  const d = maxDiff(ref, y);
+  const d = maxAbsDiff(ref, y);
   assert.ok(d < 2e-2, `max difference ${d}`);
 });
 
@@ -161,7 +159,11 @@ test('fused real export (fixture UNet, 16-token attention) on WebGPU agrees with
   const ref = await run(cpu, model, feeds);
   const unfusedGpu = await run(gpu, model, feeds);
   const fusedGpu = await run(gpu, fused, feeds);
-  const [dFused, dUnfused, dGpu] = [maxDiff(ref, fusedGpu), maxDiff(ref, unfusedGpu), maxDiff(unfusedGpu, fusedGpu)];
+  const [dFused, dUnfused, dGpu] = [
+    maxAbsDiff(ref, fusedGpu),
+    maxAbsDiff(ref, unfusedGpu),
+    maxAbsDiff(unfusedGpu, fusedGpu),
+  ];
   // WebGPU's own float32 error on this UNet (convolutions, GroupNorm) is ~1e-4 of outputs ~1.5: the fused graph
   // must add nothing beyond it.
   assert.ok(
