@@ -2,7 +2,10 @@
 // Runs every compiled test file (dist/test/**/*.test.js) with node's own test runner.
 // Node 20's `--test` takes no globs, so the files are listed here. Extra arguments are passed through
 // (for example `npm test -- --test-name-pattern=ddim`); a path filter may follow `--only`.
-import { readdirSync, statSync } from 'node:fs';
+// The tests get a temporary folder of their own as TMPDIR; whatever they leave in it is listed and fails the
+// run (tests clean up after themselves), then the folder is removed.
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -30,5 +33,17 @@ if (files.length === 0) {
   console.error('run-tests: no test files found under dist/test');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...args, ...files], { stdio: 'inherit' });
+const temp = mkdtempSync(join(tmpdir(), 'vidprior-tests-'));
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...args, ...files], {
+  stdio: 'inherit',
+  env: { ...process.env, TMPDIR: temp },
+});
+const left = readdirSync(temp);
+rmSync(temp, { recursive: true, force: true });
+if (left.length > 0) {
+  console.error(`run-tests: the tests left ${left.length} temporary file(s) or folder(s) behind:`);
+  for (const name of left.slice(0, 50)) console.error(`  ${name}`);
+  process.exit(r.status || 1);
+}
+console.log('run-tests: no temporary files left behind');
 process.exit(r.status ?? 1);
