@@ -18,7 +18,9 @@
  * An idle runtime does not keep the process alive.
  */
 import { existsSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { VidpriorError, check } from '../errors.js';
 import { type Tensor, sizeOf } from '../tensor.js';
@@ -261,6 +263,7 @@ class WorkerRuntime implements Runtime {
     if (this.closed) return;
     this.closed = true;
     await this.link.shutdown(true);
+    await removeOrtDebugLog();
   }
 
   /** A handle made by another runtime would name an unrelated tensor here: refuse it. */
@@ -341,4 +344,15 @@ function packFeed(feed: Feed, move: boolean, transfer: ArrayBuffer[]): WireFeed 
 function labelFromPath(path: string): string {
   const file = basename(path).replace(/\.onnx$/i, '');
   return file === 'model' ? basename(dirname(resolve(path))) || file : file;
+}
+
+/**
+ * onnxruntime-node 1.30 creates an empty `mat-debug-<pid>.log` in the temporary folder of every process that
+ * opens a session, and never removes it: a daemon restarted many times would litter /tmp. The runtime removes it
+ * when it closes, if it is still empty (anything ORT did write is kept for a bug report).
+ */
+async function removeOrtDebugLog(): Promise<void> {
+  const path = join(tmpdir(), `mat-debug-${process.pid}.log`);
+  const info = await stat(path).catch(() => null);
+  if (info?.isFile() && info.size === 0) await rm(path, { force: true });
 }
