@@ -6,10 +6,18 @@
  * `runStylize` is the reusable part (the daemon's jobs and `--adapter` call it with their own UNet session);
  * the yargs handler only turns arguments into its options.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorError } from '../../src/errors.js';
-import { openFrameSink, openFrameSource } from '../../src/io/inputs.js';
+import {
+  type FrameSink,
+  type FrameSource,
+  openFrameSink,
+  openFrameSource,
+  outputFrameName,
+} from '../../src/io/inputs.js';
 import { readNpyFloat32 } from '../../src/io/npy.js';
 import type { FitMode } from '../../src/io/size.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
@@ -39,6 +47,10 @@ export interface StylizeArgs {
   ep: ExecutionProviderChoice;
   fit: FitMode;
   json: boolean;
+  /** Only frames START-END (0-based, inclusive) of the input, still named and noised as in the whole clip. */
+  'frame-range'?: string;
+  /** Leave frames whose output file exists (a requeued farm task redoes only the missing ones). */
+  'skip-existing'?: boolean;
 }
 
 export interface StylizeHooks {
@@ -81,6 +93,49 @@ function checkNumbers(a: StylizeArgs): void {
     throw new VidpriorError('E_BAD_REQUEST', '--prompt is required', { prompt: a.prompt });
 }
 
+/** `--frame-range START-END` → [start, end] (0-based, inclusive), checked against the clip once it is open. */
+export function parseFrameRange(value: string): [number, number] {
+  const m = /^(\d+)-(\d+)$/.exec(value.trim());
+  if (!m || Number(m[1]) > Number(m[2]))
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `--frame-range must be START-END (0-based, START ≤ END), e.g. 0-24; got ${JSON.stringify(value)}`,
+      { 'frame-range': value },
+    );
+  return [Number(m[1]), Number(m[2])];
+}
+
+/**
+ * The input frames to stylize: all, or a range of them, less those already written with --skip-existing. Each
+ * keeps its index in the clip, so its output name and its noise are the whole clip's.
+ */
+function framesToStylize(a: StylizeArgs, source: FrameSource, sink: FrameSink): number[] {
+  const count = source.frames.length;
+  let [first, last] = [0, count - 1];
+  if (a['frame-range'] !== undefined) {
+    [first, last] = parseFrameRange(a['frame-range']);
+    if (last >= count)
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `--frame-range ${a['frame-range']} is outside the clip's frames 0..${count - 1} (${source.path})`,
+        { 'frame-range': a['frame-range'] },
+      );
+  }
+  const partial = a['frame-range'] !== undefined || a['skip-existing'];
+  if (partial && sink.kind !== 'folder')
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      '--frame-range and --skip-existing write some frames of a clip: give a folder as --output, not a video',
+      { output: a.output },
+    );
+  const indices: number[] = [];
+  for (let i = first; i <= last; i++) {
+    if (a['skip-existing'] && existsSync(join(sink.path, outputFrameName(source.frames[i]!.name)))) continue;
+    indices.push(i);
+  }
+  return indices;
+}
+
 export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: StylizeHooks = {}): Promise<StylizeResult> {
   checkNumbers(a);
   // 1–3. Model folder, runtime, model (with --adapter merged into its UNet).
@@ -112,44 +167,50 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
       ? await readNpyFloat32(a['noise-file'], noiseShapeFor(model, work.width, work.height))
       : undefined;
     sink = await openFrameSink(a.output, source);
+    const todo = framesToStylize(a, source, sink);
+    if (todo.length < source.frames.length)
+      reporter.note(`stylizing ${todo.length} of the clip's ${source.frames.length} frames`);
 
-    // 5. Stylize, writing each frame as soon as it is done.
+    // 5. Stylize, writing each frame as soon as it is done (nothing to do when every frame asked for exists).
     const src = source;
     const out = sink;
     let firstFrameSeconds: number | null = null;
-    const summary = await stylizeFrames(
-      model,
-      runtime,
-      {
-        count: src.frames.length,
-        width: work.width,
-        height: work.height,
-        read: (i) => src.read(i),
-      },
-      async (i, image) => {
-        await out.write(i, image);
-        firstFrameSeconds ??= performance.now() / 1000; // since the process started
-      },
-      {
-        prompt: a.prompt,
-        negativePrompt: a['negative-prompt'],
-        strength: a.strength,
-        steps: a.steps,
-        guidance: a.guidance,
-        seed: a.seed,
-        noise,
-        batch: a.batch,
-        unet: unet ?? undefined,
-        signal: hooks.signal,
-        onProgress: (p) =>
-          reporter.progress(
-            { event: 'progress', ...p, seconds: Math.round(performance.now()) / 1000 }, // since the process started
-            p.phase === 'frame'
-              ? `frame ${p.frame}/${p.frames} done`
-              : `frames ≤${p.frame}/${p.frames}: step ${p.step}/${p.steps}`,
-          ),
-      },
-    );
+    const summary =
+      todo.length === 0
+        ? nothingToDo(a, model, work)
+        : await stylizeFrames(
+            model,
+            runtime,
+            {
+              count: todo.length,
+              width: work.width,
+              height: work.height,
+              read: (k) => src.read(todo[k]!),
+            },
+            async (k, image) => {
+              await out.write(todo[k]!, image);
+              firstFrameSeconds ??= performance.now() / 1000; // since the process started
+            },
+            {
+              prompt: a.prompt,
+              negativePrompt: a['negative-prompt'],
+              strength: a.strength,
+              steps: a.steps,
+              guidance: a.guidance,
+              seed: a.seed,
+              noise,
+              batch: a.batch,
+              unet: unet ?? undefined,
+              signal: hooks.signal,
+              onProgress: (p) =>
+                reporter.progress(
+                  { event: 'progress', ...p, seconds: Math.round(performance.now()) / 1000 }, // since the process started
+                  p.phase === 'frame'
+                    ? `frame ${p.frame}/${p.frames} done`
+                    : `frames ≤${p.frame}/${p.frames}: step ${p.step}/${p.steps}`,
+                ),
+            },
+          );
     if (summary.promptTruncated)
       reporter.note(`the prompt is longer than ${model.facts.textLength - 2} tokens: the end was dropped`);
     const written = await out.finish((n) =>
@@ -177,6 +238,28 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
     await unet?.release().catch(() => {}); // the hook's, never released by the loader
     await session.close();
   }
+}
+
+/** The summary of a range whose frames were all written already. */
+function nothingToDo(
+  a: StylizeArgs,
+  model: StableDiffusionModel,
+  work: { width: number; height: number },
+): StylizeSummary {
+  return {
+    frames: 0,
+    width: work.width,
+    height: work.height,
+    noiseShape: noiseShapeFor(model, work.width, work.height),
+    steps: 0,
+    timesteps: [],
+    guidance: a.guidance > 1,
+    batch: a.batch,
+    loop: 'host',
+    promptTruncated: false,
+    seconds: 0,
+    timings: { prompt: 0, read: 0, encode: 0, denoise: 0, decode: 0, sink: 0, firstFrame: null },
+  };
 }
 
 /** Seconds to the millisecond, for the result line. */
@@ -241,6 +324,15 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         type: 'boolean',
         default: false,
         describe: 'print progress and the result as JSON lines on stdout',
+      })
+      .option('frame-range', {
+        type: 'string',
+        describe: 'only frames START-END (0-based, inclusive), named and noised as in the whole clip (folder output)',
+      })
+      .option('skip-existing', {
+        type: 'boolean',
+        default: false,
+        describe: 'leave frames whose output PNG exists (resuming an interrupted run; folder output)',
       })
       .example(
         '$0 stylize -i frames/ -o out/ -p "a watercolor painting" --model ./sd15-onnx',
