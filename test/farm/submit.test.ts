@@ -14,7 +14,7 @@ import { type CommandResult, Slurm } from '../../src/farm/slurm.js';
 import { farmPaths } from '../../src/farm/spec.js';
 import { readState } from '../../src/farm/state.js';
 import { resumeFarm, submitFarm } from '../../src/farm/submit.js';
-import { VidpriorError } from '../../src/errors.js';
+import type { VidpriorError } from '../../src/errors.js';
 
 const CLI = resolve('dist/cli/main.js');
 const CLIP = resolve('examples/clip');
