@@ -9,6 +9,7 @@ import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../protocol/codec.js';
 import { defaultPixelLimits } from '../src/io/image-header.js';
 import type { JobExecutor } from './jobs/executor.js';
+import type { SlurmTarget } from './jobs/farm-jobs.js';
 import { readModelFolder } from '../src/models/folder.js';
 import type { UnetVariant } from '../src/models/unet-variants.js';
 import { type ResolveOptions, identifyModel } from '../src/models/resolve/resolve.js';
@@ -67,6 +68,8 @@ export interface DaemonOptions {
   preload?: boolean;
   /** Replaces the executors (tests of the queue itself). */
   executors?: JobExecutor[];
+  /** Hands `farm` jobs to this Slurm target (`serve --slurm`); without it the farm kind is unavailable. */
+  slurm?: SlurmTarget;
   log?: (line: string) => void;
 }
 
@@ -131,7 +134,7 @@ async function startOnLockedDataDir(
     adaptersDir: store.adaptersDir,
     log,
   });
-  const executors = new Map((opts.executors ?? defaultExecutors()).map((e) => [e.kind, e] as const));
+  const executors = new Map((opts.executors ?? defaultExecutors({ slurm: opts.slurm })).map((e) => [e.kind, e] as const));
   // Paths clients may read: the allowed folders, the data dir and watched folders. Where output_dir may
   // write: the allowed folders, never into the data dir or a watched folder (they belong to jobs).
   const watched = (opts.watch ?? []).map((d) => resolve(d));

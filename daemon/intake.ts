@@ -103,8 +103,9 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
 
   // 3. Edited keyframes: of an existing frame, the same size.
   const edits: NewJob['edits'] = [];
-  if (req.edits?.length && req.kind !== 'finetune' && req.kind !== 'run' && req.kind !== 'deflicker') {
-    throw new VidpriorError('E_BAD_REQUEST', `edits are for finetune, run and deflicker jobs, not ${req.kind}`, {
+  const editKinds = ['finetune', 'run', 'deflicker', 'farm'];
+  if (req.edits?.length && !editKinds.includes(req.kind)) {
+    throw new VidpriorError('E_BAD_REQUEST', `edits are for finetune, run, deflicker and farm jobs, not ${req.kind}`, {
       field: 'edits',
     });
   }

@@ -109,6 +109,23 @@ async function templates(job: string): Promise<Record<string, unknown>[]> {
       guidance: 7,
       batch: 1,
     },
+    farm: {
+      prompt: 'ink',
+      train_frames: 2,
+      iters: 2,
+      lr: 1e-4,
+      rank: 2,
+      full: false,
+      max_timestep: 500,
+      checkpoint_every: 1,
+      seed: 0,
+      model: 'embedded-default',
+      negative_prompt: '',
+      strength: 0.5,
+      steps: 4,
+      guidance: 7,
+      chunk: 2,
+    },
     deflicker: {
       working_size: 8,
       width: 4,
@@ -131,7 +148,7 @@ async function templates(job: string): Promise<Record<string, unknown>[]> {
     kind,
     params: params[kind],
     frames: [{ name: 'f0.png', png }, { path: join(allowed, 'in', 'a.png') }],
-    ...(kind === 'finetune' || kind === 'run' || kind === 'deflicker'
+    ...(kind === 'finetune' || kind === 'run' || kind === 'deflicker' || kind === 'farm'
       ? {
           edits: [
             { frame: 0, png },

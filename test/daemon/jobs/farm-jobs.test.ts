@@ -1,0 +1,127 @@
+/**
+ * The daemon's farm job. Without a Slurm target the kind is not offered (and refused, saying how to get one);
+ * with one (a real one-node Slurm started by the test), a farm job of the example clip streams every frame and
+ * finishes, the frames byte-identical to `vidprior run` of the same clip and settings.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Frame } from '../../../protocol/messages.js';
+import { type SlurmCluster, slurmMissing, startSlurm } from '../../farm/slurm-cluster.js';
+import { startTestDaemon } from '../helpers.js';
+
+const CLIP = resolve('examples/clip');
+const missing = slurmMissing();
+let tmp: string;
+let cluster: SlurmCluster | null = null;
+const saved = { conf: process.env.SLURM_CONF, cache: process.env.VIDPRIOR_CACHE_DIR };
+
+before(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'farm-daemon-'));
+  if (missing) return;
+  cluster = await startSlurm(2);
+  // The daemon's sbatch finds this cluster, and the tasks (which inherit the environment) this cache.
+  process.env.SLURM_CONF = cluster.env.SLURM_CONF;
+  process.env.VIDPRIOR_CACHE_DIR = join(tmp, 'cache');
+});
+
+after(async () => {
+  try {
+    await cluster?.stop();
+  } finally {
+    for (const [k, v] of [
+      ['SLURM_CONF', saved.conf],
+      ['VIDPRIOR_CACHE_DIR', saved.cache],
+    ] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+const PARAMS = { prompt: 'a watercolor', iters: 2, train_frames: 2, steps: 8, seed: 3, chunk: 6 };
+
+test('without --slurm the farm kind is not offered, and a farm job is refused saying why', async () => {
+  const d = await startTestDaemon();
+  try {
+    const c = await d.connect();
+    assert.ok(!c.welcome.capabilities.includes('kind:farm'));
+    const png = readFileSync(join(CLIP, 'frame_001.png'));
+    await assert.rejects(
+      c.submit({ kind: 'farm', params: PARAMS, frames: [{ name: 'a.png', png }], edits: [{ frame: 0, png }] }),
+      /no Slurm target.*serve --slurm/,
+    );
+  } finally {
+    await d.close();
+  }
+});
+
+test('a farm job goes through Slurm and streams the frames of `vidprior run`', {
+  skip: missing ?? false,
+  timeout: 600_000,
+}, async () => {
+  // 1. The reference, in one process.
+  const ref = join(tmp, 'ref');
+  const r = spawnSync(
+    process.execPath,
+    [
+      resolve('dist/cli/main.js'),
+      'run',
+      '-i',
+      CLIP,
+      '--edit',
+      `2=${join(CLIP, 'frame_001.png')}`,
+      '-p',
+      PARAMS.prompt,
+      '--iters',
+      '2',
+      '--frames',
+      '2',
+      '--steps',
+      '8',
+      '--seed',
+      '3',
+      '--ep',
+      'cpu',
+      '-o',
+      ref,
+    ],
+    { encoding: 'utf8', env: process.env, timeout: 300_000 },
+  );
+  assert.equal(r.status, 0, r.stderr);
+
+  // 2. The same as a farm job of a daemon with a Slurm target.
+  const d = await startTestDaemon({
+    slurm: { sharedDir: join(tmp, 'farm'), scheduler: {}, ep: 'cpu', pollSeconds: 0.5 },
+  });
+  try {
+    const c = await d.connect();
+    assert.ok(c.welcome.capabilities.includes('kind:farm'), c.welcome.capabilities.join());
+    const names = readdirSync(CLIP).sort();
+    const job = await c.submit({
+      kind: 'farm',
+      params: PARAMS,
+      frames: names.map((name) => ({ name, png: readFileSync(join(CLIP, name)) })),
+      edits: [{ frame: 2, png: readFileSync(join(CLIP, 'frame_001.png')) }],
+    });
+    const frames: Frame[] = [];
+    const stages = new Set<string>();
+    job.onFrame = (f) => frames.push(f);
+    job.onProgress = (p) => stages.add(p.stage);
+    const done = await job.done;
+    assert.deepEqual(done.outputs.names, names);
+    assert.deepEqual(
+      frames.map((f) => f.index).sort((a, b) => a - b),
+      [...names.keys()],
+    );
+    for (const f of frames)
+      assert.ok(Buffer.from(f.png).equals(readFileSync(join(ref, f.name))), `${f.name} differs from vidprior run`);
+    assert.ok(stages.has('training') || stages.has('stylizing'), [...stages].join());
+  } finally {
+    await d.close();
+  }
+});
