@@ -326,6 +326,53 @@ export const EXAMPLES: Example[] = [
     ],
   },
   {
+    name: 'farm',
+    description:
+      'The whole method on a Slurm cluster, from a daemon started with `serve --slurm` (its welcome offers kind:farm): progress follows the Slurm stages, frames arrive as the stylize tasks write them, done when the assembly is.',
+    steps: [
+      hello,
+      d({
+        ...(welcome.message as Extract<ServerMessage, { type: 'welcome' }>),
+        capabilities: [
+          'kind:stylize',
+          'kind:edit-keyframe',
+          'kind:finetune',
+          'kind:run',
+          'kind:deflicker',
+          'kind:farm',
+          'attach',
+          'noise',
+        ],
+      }),
+      c({
+        type: 'submit',
+        id: 7,
+        kind: 'farm',
+        params: { prompt: 'a watercolor painting', iters: 1000, chunk: 25 },
+        frames: [
+          { name: 'f0001.png', png: png('in0') },
+          { name: 'f0002.png', png: png('in1') },
+        ],
+        edits: [{ frame: 0, png: png('out0') }],
+        subscribe: true,
+      }),
+      d({ type: 'accepted', id: 7, job: summary({ state: 'queued', kind: 'farm' }) }),
+      d({
+        type: 'progress',
+        job: JOB,
+        state: 'running',
+        stage: 'stylizing',
+        fraction: 0.62,
+        frames_done: 0,
+        frames_total: 2,
+        message: 'Slurm: running, frames 1/2',
+      }),
+      d({ type: 'frame', job: JOB, index: 0, name: 'f0001.png', png: png('out0'), replay: false }),
+      d({ type: 'frame', job: JOB, index: 1, name: 'f0002.png', png: png('out1'), replay: false }),
+      d({ type: 'done', job: JOB, outputs: { frames: 2, names: ['f0001.png', 'f0002.png'] }, elapsed_s: 1843.7 }),
+    ],
+  },
+  {
     name: 'cancel',
     description:
       'Cancel a running job: the request is answered ok, and the job ends with an error event of code E_CANCELLED (frames finished before stay available).',
