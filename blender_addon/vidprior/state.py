@@ -13,6 +13,7 @@ from . import compat, frames
 _job = None          # the running Job, or None
 _adapters = []       # adapter names the daemon listed last
 _last_info = None    # the last "test connection" result
+_capabilities = None  # welcome.capabilities of the last job's connection
 
 
 class Job:
@@ -53,6 +54,13 @@ def set_adapters(names):
 
 def last_info():
     return _last_info
+
+
+def capabilities():
+    """What the daemon offers (welcome.capabilities), from the last job's handshake or Test Connection."""
+    if _capabilities is not None:
+        return list(_capabilities)
+    return list((_last_info or {}).get("welcome", {}).get("capabilities", []))
 
 
 def start(job):
@@ -108,7 +116,9 @@ def pump():
     settings = job.scene.vidprior if job.scene else None
     for event in job.task.drain():
         kind = event[0]
-        if kind == "accepted" and settings is not None:
+        if kind == "connected":
+            _remember_capabilities(event[1])
+        elif kind == "accepted" and settings is not None:
             settings.job_id = event[1]["id"]
             settings.job_status = "queued"
         elif kind == "progress" and settings is not None:
@@ -130,6 +140,11 @@ def pump():
             job.error = (event[1], event[2])
             _finish(job, settings)
     return not job.ended
+
+
+def _remember_capabilities(welcome):
+    global _capabilities
+    _capabilities = list(welcome.get("capabilities", []))
 
 
 def _describe(p):
