@@ -134,7 +134,9 @@ async function startOnLockedDataDir(
     adaptersDir: store.adaptersDir,
     log,
   });
-  const executors = new Map((opts.executors ?? defaultExecutors({ slurm: opts.slurm })).map((e) => [e.kind, e] as const));
+  const executors = new Map(
+    (opts.executors ?? defaultExecutors({ slurm: opts.slurm })).map((e) => [e.kind, e] as const),
+  );
   // Paths clients may read: the allowed folders, the data dir and watched folders. Where output_dir may
   // write: the allowed folders, never into the data dir or a watched folder (they belong to jobs).
   const watched = (opts.watch ?? []).map((d) => resolve(d));
