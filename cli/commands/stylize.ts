@@ -351,6 +351,7 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
     const abort = new AbortController();
     const onSigint = (): void => abort.abort();
     process.once('SIGINT', onSigint);
+    process.once('SIGTERM', onSigint); // scancel, preemption: stop at the next step and clean up
     try {
       const r = await runStylize(lastValues(argv, ['lora']), reporter, { signal: abort.signal });
       reporter.result(
@@ -379,6 +380,7 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
       );
     } finally {
       process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigint);
     }
   },
 };

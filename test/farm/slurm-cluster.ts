@@ -97,13 +97,20 @@ export async function startSlurm(cpus = 2): Promise<SlurmCluster> {
   );
   const env: NodeJS.ProcessEnv = { ...process.env, SLURM_CONF: conf };
   const daemons: ChildProcess[] = [];
-  const stop = async (): Promise<void> => {
-    // Tasks run under slurmstepd, not under the daemons: cancel them and let them end before stopping.
-    spawnSync('scancel', ['--user', user], { env });
-    for (let i = 0; i < 40; i++) {
+  const queueEmpty = async (seconds: number): Promise<boolean> => {
+    for (let i = 0; i < seconds * 4; i++) {
       const q = spawnSync('squeue', ['-h'], { env, encoding: 'utf8' });
-      if (q.status !== 0 || !q.stdout.trim()) break;
+      if (q.status !== 0 || !q.stdout.trim()) return true;
       await sleep(250);
+    }
+    return false;
+  };
+  const stop = async (): Promise<void> => {
+    // Tasks run under slurmstepd, not under the daemons: let those finishing end (a task killed on its way out
+    // leaves its temporary files), cancel the rest, then stop the daemons.
+    if (!(await queueEmpty(10))) {
+      spawnSync('scancel', ['--user', user], { env });
+      await queueEmpty(10);
     }
     for (const d of daemons.reverse()) {
       d.kill('SIGTERM');

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -83,8 +83,11 @@ before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'farm-slurm-'));
   if (missing) return;
   cluster = await startSlurm(2);
+  // The tasks' temporary files (a task killed mid-way may leave some) stay in this test's folder.
+  mkdirSync(join(tmp, 'task-tmp'));
   env = {
     ...cluster.env,
+    TMPDIR: join(tmp, 'task-tmp'),
     VIDPRIOR_CACHE_DIR: join(tmp, 'cache'),
     VIDPRIOR_DATA_DIR: join(tmp, 'data'),
     NO_COLOR: '1',
