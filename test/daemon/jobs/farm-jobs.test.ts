@@ -1,7 +1,8 @@
 /**
  * The daemon's farm job. Without a Slurm target the kind is not offered (and refused, saying how to get one);
  * with one (a real one-node Slurm started by the test), a farm job of the example clip streams every frame and
- * finishes, the frames byte-identical to `vidprior run` of the same clip and settings.
+ * finishes, the frames byte-identical to `vidprior run` of the same clip and settings; a farm job cancelled
+ * leaves nothing on Slurm.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -121,6 +122,27 @@ test('a farm job goes through Slurm and streams the frames of `vidprior run`', {
     for (const f of frames)
       assert.ok(Buffer.from(f.png).equals(readFileSync(join(ref, f.name))), `${f.name} differs from vidprior run`);
     assert.ok(stages.has('training') || stages.has('stylizing'), [...stages].join());
+
+    // 3. Cancelling a farm job cancels its Slurm jobs.
+    const second = await c.submit({
+      kind: 'farm',
+      params: { ...PARAMS, iters: 400 },
+      frames: names.map((name) => ({ name, png: readFileSync(join(CLIP, name)) })),
+      edits: [{ frame: 2, png: readFileSync(join(CLIP, 'frame_001.png')) }],
+    });
+    await new Promise<void>((training) => {
+      second.onProgress = (p) => {
+        if (p.stage === 'training') training();
+      };
+    });
+    await c.cancel(second.id);
+    await assert.rejects(second.done, (e: { code?: string }) => e.code === 'E_CANCELLED');
+    for (let i = 0; ; i++) {
+      const q = spawnSync('squeue', ['-h'], { encoding: 'utf8', env: process.env });
+      if (q.stdout.trim() === '') break;
+      assert.ok(i < 100, `Slurm still has the cancelled farm job: ${q.stdout}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
   } finally {
     await d.close();
   }
