@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
@@ -77,4 +77,35 @@ test('a VIDPRIOR_UNET_VARIANT that names no variant is refused before anything l
   const r = vidprior([...ARGS, '--model', join(root, 'nowhere')], { VIDPRIOR_UNET_VARIANT: 'fastest' });
   assert.equal(r.status, 2);
   assert.match(r.stderr, /VIDPRIOR_UNET_VARIANT is "fastest"; known UNet variants: original, fused, fused-geglu/);
+});
+
+test('--frame-range stylizes part of the clip as the whole clip would; --skip-existing leaves written frames', () => {
+  const base = ARGS.map((a) => (a === 'in' ? join(root, 'in') : a === 'out' ? join(root, 'range') : a));
+  const whole = ARGS.map((a) => (a === 'in' ? join(root, 'in') : a === 'out' ? join(root, 'whole') : a));
+  const model = ['--model', join(root, 'model')];
+  assert.equal(vidprior([...whole, ...model]).status, 0);
+  const part = vidprior([...base, ...model, '--frame-range', '1-1']);
+  assert.equal(part.status, 0, part.stderr);
+  assert.deepEqual(readdirSync(join(root, 'range')), ['f1.png']);
+  assert.ok(readFileSync(join(root, 'range', 'f1.png')).equals(readFileSync(join(root, 'whole', 'f1.png'))));
+  const rest = vidprior([...base, ...model, '--skip-existing', '--json']);
+  assert.equal(rest.status, 0, rest.stderr);
+  assert.match(rest.stdout, /"frames":1\b/, 'only the missing frame');
+  assert.ok(readFileSync(join(root, 'range', 'f0.png')).equals(readFileSync(join(root, 'whole', 'f0.png'))));
+  for (const [args, message] of [
+    [['--frame-range', '2-1'], /--frame-range must be START-END/],
+    [['--frame-range', '0-5'], /outside the clip's frames 0\.\.1/],
+  ] as const) {
+    const r = vidprior([...base, ...model, ...args]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, message);
+  }
+  const video = vidprior([
+    ...base.map((a) => (a === join(root, 'range') ? join(root, 'v.mp4') : a)),
+    ...model,
+    '--frame-range',
+    '0-0',
+  ]);
+  assert.equal(video.status, 2);
+  assert.match(video.stderr, /give a folder as --output, not a video/);
 });
