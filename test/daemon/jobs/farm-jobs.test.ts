@@ -2,7 +2,7 @@
  * The daemon's farm job. Without a Slurm target the kind is not offered (and refused, saying how to get one);
  * with one (a real one-node Slurm started by the test), a farm job of the example clip streams every frame and
  * finishes, the frames byte-identical to `vidprior run` of the same clip and settings; a farm job cancelled
- * leaves nothing on Slurm.
+ * leaves nothing on Slurm; a daemon restarted meanwhile follows the same Slurm jobs (nothing submitted twice).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -143,6 +143,52 @@ test('a farm job goes through Slurm and streams the frames of `vidprior run`', {
       assert.ok(i < 100, `Slurm still has the cancelled farm job: ${q.stdout}`);
       await new Promise((r) => setTimeout(r, 200));
     }
+  } finally {
+    await d.close();
+  }
+});
+
+test('a daemon restarted while its farm job runs on Slurm follows the same Slurm jobs to the end', {
+  skip: missing ?? false,
+  timeout: 600_000,
+}, async () => {
+  const dataDir = join(tmp, 'restart-data');
+  const slurm = { sharedDir: join(tmp, 'farm-restart'), scheduler: {}, ep: 'cpu', pollSeconds: 0.5 };
+  const names = readdirSync(CLIP).sort();
+  let d = await startTestDaemon({ dataDir, slurm });
+  let jobId: string;
+  try {
+    const c = await d.connect();
+    const job = await c.submit({
+      kind: 'farm',
+      params: { ...PARAMS, iters: 150 },
+      frames: names.map((name) => ({ name, png: readFileSync(join(CLIP, name)) })),
+      edits: [{ frame: 2, png: readFileSync(join(CLIP, 'frame_001.png')) }],
+    });
+    jobId = job.id;
+    await new Promise<void>((training) => {
+      job.onProgress = (p) => {
+        if (p.stage === 'training') training();
+      };
+    });
+  } finally {
+    await d.close(); // the Slurm jobs go on meanwhile
+  }
+  const queued = spawnSync('squeue', ['-h'], { encoding: 'utf8', env: process.env }).stdout;
+  assert.notEqual(queued.trim(), '', 'stopping the daemon leaves the farm job on Slurm');
+  d = await startTestDaemon({ dataDir, slurm });
+  try {
+    const c = await d.connect();
+    const job = await c.attach(jobId, { replay: true });
+    const frames = new Set<number>();
+    job.onFrame = (f) => frames.add(f.index);
+    const done = await job.done;
+    assert.deepEqual(done.outputs.names, names);
+    assert.equal(frames.size, names.length);
+    const specs = readdirSync(slurm.sharedDir);
+    assert.equal(specs.length, 1, 'submitted once');
+    const state = JSON.parse(readFileSync(join(slurm.sharedDir, specs[0]!, 'state.json'), 'utf8'));
+    assert.equal(state.submissions.length, 1, 'not submitted again after the restart');
   } finally {
     await d.close();
   }
