@@ -210,6 +210,9 @@ export const JobSummary = object({
   frames_done: int(),
   /** Overall progress, 0 to 1. */
   fraction: num({ min: 0, max: 1 }),
+  /** Training jobs (finetune, run): the iterations asked for and those done so far (known while it runs). */
+  iterations_total: optional(int()),
+  iterations_done: optional(int()),
   error: optional(JobError),
 });
 export type JobSummary = Infer<typeof JobSummary>;

@@ -100,6 +100,7 @@ export async function runDeflicker(
         reporter.progress(
           { event: 'decode', what, done, total },
           `decoding the ${what} video: ${done}/${total || '?'}`,
+          total ? done / total : undefined,
         ),
     });
     sources.push(s);
@@ -150,7 +151,7 @@ export async function runDeflicker(
           workingSize: a['working-size'],
           applyBatch: a['apply-batch'],
           signal: hooks.signal,
-          onProgress: (p) => reporter.progress({ event: 'progress', ...p }, describe(p)),
+          onProgress: (p) => reporter.progress({ event: 'progress', ...p }, describe(p), p.fraction),
         },
         async (i, frame) => {
           await sink.write(i, frame);
@@ -201,10 +202,9 @@ export async function runDeflicker(
 }
 
 function describe(p: DeflickerProgress): string {
-  const eta = p.etaSeconds !== undefined ? `, ETA ${Math.ceil(p.etaSeconds)} s` : '';
   if (p.stage === 'training')
-    return `training: epoch ${p.epoch}/${p.epochs}, step ${p.step}/${p.steps}, loss ${p.loss!.toFixed(4)}${eta}`;
-  if (p.stage === 'reading' || p.stage === 'applying') return `${p.stage}: frame ${p.frame}/${p.frames}${eta}`;
+    return `training: epoch ${p.epoch}/${p.epochs}, step ${p.step}/${p.steps}, loss ${p.loss!.toFixed(4)}`;
+  if (p.stage === 'reading' || p.stage === 'applying') return `${p.stage}: frame ${p.frame}/${p.frames}`;
   return p.message ?? p.stage;
 }
 

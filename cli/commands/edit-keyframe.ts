@@ -102,7 +102,8 @@ export async function runEditKeyframe(
           if (p.phase === 'denoise') {
             reporter.progress(
               { event: 'progress', candidate: k + 1, candidates: a.candidates, seed, step: p.step, steps: p.steps },
-              `candidate ${k + 1}/${a.candidates} (seed ${seed}): step ${p.step}/${p.steps}`,
+              `candidate ${k + 1}/${a.candidates} (seed ${seed}), step ${p.step}/${p.steps}`,
+              (k + p.step / Math.max(1, p.steps)) / a.candidates,
             );
           }
         },
@@ -115,6 +116,7 @@ export async function runEditKeyframe(
       reporter.progress(
         { event: 'candidate', ...c, path: join(out, file) },
         `candidate ${k + 1}/${a.candidates} written: ${file}`,
+        (k + 1) / a.candidates,
       );
       await hooks.onCandidate?.(c, join(out, file));
     }

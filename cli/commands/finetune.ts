@@ -181,10 +181,10 @@ export async function runFinetune(
         onProgress: (p) => {
           hooks.onProgress?.(p);
           if (p.stage === 'training') {
-            const eta = p.etaSeconds !== undefined ? `, ETA ${Math.ceil(p.etaSeconds)} s` : '';
             reporter.progress(
               { event: 'progress', ...p },
-              `iteration ${p.iteration}/${p.iterations}: loss ${p.loss!.toFixed(4)} (avg ${p.emaLoss!.toFixed(4)})${eta}`,
+              `iteration ${p.iteration}/${p.iterations}, loss ${p.loss!.toFixed(4)} (avg ${p.emaLoss!.toFixed(4)})`,
+              p.iteration / Math.max(1, p.iterations),
             );
           } else {
             reporter.progress({ event: 'progress', ...p }, p.message ?? p.stage);

@@ -6,6 +6,7 @@
  * `runStylize` is the reusable part (the daemon's jobs and `--adapter` call it with their own UNet session);
  * the yargs handler only turns arguments into its options.
  */
+import { basename } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorError } from '../../src/errors.js';
@@ -13,7 +14,13 @@ import { openFrameSink, openFrameSource } from '../../src/io/inputs.js';
 import { readNpyFloat32 } from '../../src/io/npy.js';
 import type { FitMode } from '../../src/io/size.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
-import { noiseShapeFor, sizeMultiple, stylizeFrames, type StylizeSummary } from '../../src/pipelines/img2img.js';
+import {
+  noiseShapeFor,
+  sizeMultiple,
+  stylizeFrames,
+  type StylizeProgress,
+  type StylizeSummary,
+} from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
 import { LORA_OPTION, lastValues, MODEL_OPTIONS, openModelSession } from './model-session.js';
@@ -63,6 +70,31 @@ export interface StylizeResult extends StylizeSummary {
   firstFrameSeconds: number | null;
 }
 
+/**
+ * The frames a progress event of the pipeline is about: batches start at multiples of `batch` and `frame` is
+ * the last frame of the batch (1-based), so the batch is first+1..frame.
+ */
+function batchOf(p: StylizeProgress, batch: number): { first: number; last: number } {
+  const first = Math.floor((Math.max(1, p.frame) - 1) / Math.max(1, batch)) * Math.max(1, batch);
+  return { first: first + 1, last: p.frame };
+}
+
+/** "frame 7/40, step 2/4" (or "frames 5–8/40, step 2/4" for a batch); "frame 7/40 done" when written. */
+export function describeStylizeProgress(p: StylizeProgress, batch: number): string {
+  if (p.phase === 'frame') return `frame ${p.frame}/${p.frames} done`;
+  const { first, last } = batchOf(p, batch);
+  const which = first === last ? `frame ${last}/${p.frames}` : `frames ${first}–${last}/${p.frames}`;
+  return p.phase === 'encode' ? `${which}, encoding` : `${which}, step ${p.step}/${p.steps}`;
+}
+
+/** The share of all frames' work done, counting the steps of the batch being denoised. */
+export function stylizeFraction(p: StylizeProgress, batch: number): number {
+  if (p.phase === 'frame') return p.frame / Math.max(1, p.frames);
+  const { first, last } = batchOf(p, batch);
+  const inBatch = last - first + 1;
+  return (first - 1 + (inBatch * p.step) / Math.max(1, p.steps)) / Math.max(1, p.frames);
+}
+
 /** Number arguments checked before anything is loaded, so a typo fails in milliseconds. */
 function checkNumbers(a: StylizeArgs): void {
   const bad = (name: string, value: number, expected: string): VidpriorError =>
@@ -100,7 +132,11 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
       multiple: sizeMultiple(model),
       fit: a.fit,
       onDecodeProgress: (n, total) =>
-        reporter.progress({ event: 'decode', frame: n, frames: total }, `decoding ${a.input}: frame ${n}/${total}`),
+        reporter.progress(
+          { event: 'decode', frame: n, frames: total },
+          `decoding ${basename(a.input)}: frame ${n}/${total}`,
+          n / Math.max(1, total),
+        ),
     });
     const work = source.plan!.working;
     if (work.width !== source.width || work.height !== source.height) {
@@ -144,16 +180,19 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
         onProgress: (p) =>
           reporter.progress(
             { event: 'progress', ...p, seconds: Math.round(performance.now()) / 1000 }, // since the process started
-            p.phase === 'frame'
-              ? `frame ${p.frame}/${p.frames} done`
-              : `frames ≤${p.frame}/${p.frames}: step ${p.step}/${p.steps}`,
+            describeStylizeProgress(p, a.batch),
+            stylizeFraction(p, a.batch),
           ),
       },
     );
     if (summary.promptTruncated)
       reporter.note(`the prompt is longer than ${model.facts.textLength - 2} tokens: the end was dropped`);
     const written = await out.finish((n) =>
-      reporter.progress({ event: 'encode', frame: n, frames: src.frames.length }, `encoding ${a.output}: frame ${n}`),
+      reporter.progress(
+        { event: 'encode', frame: n, frames: src.frames.length },
+        `encoding ${basename(a.output)}: frame ${n}/${src.frames.length}`,
+        n / src.frames.length,
+      ),
     );
     sink = null;
     return {
