@@ -105,6 +105,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       done(true);
     },
   });
+  // ws re-emits the HTTP server's errors (a port in use) on itself; the listen promise below reports them, and
+  // without a listener here the re-emitted one would crash the process with a stack trace.
+  wss.on('error', () => {});
   const outbox = new Outbox(opts.maxOutboxBytes ?? DEFAULT_MAX_OUTBOX_BYTES, opts.log);
 
   // 3. Each connection, with a heartbeat: a peer that misses a whole ping interval is terminated.
@@ -145,10 +148,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   await new Promise<void>((resolve, reject) => {
     http.once('error', (err: NodeJS.ErrnoException) => {
+      const inUse = err.code === 'EADDRINUSE';
       reject(
         new VidpriorError(
-          'E_BAD_REQUEST',
-          `cannot listen on ${opts.host}:${opts.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`,
+          inUse ? 'E_BUSY' : 'E_BAD_REQUEST',
+          `cannot listen on ${opts.host}:${opts.port}: ${inUse ? `port ${opts.port} is in use (another vidprior serve?); choose another with --port` : err.message}`,
           { host: opts.host, port: opts.port },
           { cause: err },
         ),

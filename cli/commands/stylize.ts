@@ -12,6 +12,7 @@ import { config } from '../../src/config.js';
 import { VidpriorError } from '../../src/errors.js';
 import { openFrameSink, openFrameSource } from '../../src/io/inputs.js';
 import { readNpyFloat32 } from '../../src/io/npy.js';
+import { checkOutputPath, frameOutputKind } from '../../src/io/output-path.js';
 import type { FitMode } from '../../src/io/size.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import {
@@ -43,6 +44,8 @@ export interface StylizeArgs {
   seed: number;
   'noise-file'?: string;
   batch: number;
+  /** Frame rate of a video output (default: the input video's, else 24). */
+  fps?: number;
   ep: ExecutionProviderChoice;
   fit: FitMode;
   json: boolean;
@@ -95,6 +98,9 @@ export function stylizeFraction(p: StylizeProgress, batch: number): number {
   return (first - 1 + (inBatch * p.step) / Math.max(1, p.steps)) / Math.max(1, p.frames);
 }
 
+/** Seeds are unsigned 32-bit numbers (protocol/params.ts). */
+export const MAX_SEED = 2 ** 32 - 1;
+
 /** Number arguments checked before anything is loaded, so a typo fails in milliseconds. */
 function checkNumbers(a: StylizeArgs): void {
   const bad = (name: string, value: number, expected: string): VidpriorError =>
@@ -106,7 +112,11 @@ function checkNumbers(a: StylizeArgs): void {
   if (!(a.strength > 0 && a.strength <= 1)) throw bad('strength', a.strength, 'a number in (0, 1]');
   if (!(Number.isInteger(a.steps) && a.steps >= 1)) throw bad('steps', a.steps, 'a whole number ≥ 1');
   if (!(Number.isFinite(a.guidance) && a.guidance >= 0)) throw bad('guidance', a.guidance, 'a number ≥ 0');
-  if (!Number.isSafeInteger(a.seed)) throw bad('seed', a.seed, 'a whole number');
+  // The protocol's range (PROTOCOL.md §6): the daemon and the CLI take the same seeds.
+  if (!(Number.isInteger(a.seed) && a.seed >= 0 && a.seed <= MAX_SEED))
+    throw bad('seed', a.seed, `a whole number from 0 to ${MAX_SEED}`);
+  if (a.fps !== undefined && !(Number.isFinite(a.fps) && a.fps > 0 && a.fps <= 1000))
+    throw bad('fps', a.fps, 'a number of frames per second in (0, 1000]');
   if (!(Number.isInteger(a.batch) && a.batch >= 1 && a.batch <= 64))
     throw bad('batch', a.batch, 'a whole number from 1 to 64');
   if (!a.prompt && a.prompt !== '')
@@ -115,6 +125,8 @@ function checkNumbers(a: StylizeArgs): void {
 
 export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: StylizeHooks = {}): Promise<StylizeResult> {
   checkNumbers(a);
+  // 0. The output must be possible before anything is loaded or decoded.
+  await checkOutputPath(a.output, frameOutputKind(a.output));
   // 1–3. Model folder, runtime, model (with --adapter merged into its UNet).
   const session = await openModelSession(a, reporter);
   const { runtime, model } = session;
@@ -147,7 +159,7 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
     const noise = a['noise-file']
       ? await readNpyFloat32(a['noise-file'], noiseShapeFor(model, work.width, work.height))
       : undefined;
-    sink = await openFrameSink(a.output, source);
+    sink = await openFrameSink(a.output, source, a.fps !== undefined ? { fps: a.fps } : {});
 
     // 5. Stylize, writing each frame as soon as it is done.
     const src = source;
@@ -264,6 +276,10 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         describe: 'the initial noise as a .npy float32 array [1, C, H/f, W/f] (overrides --seed)',
       })
       .option('batch', { type: 'number', default: 1, describe: 'frames per UNet run (×2 with guidance)' })
+      .option('fps', {
+        type: 'number',
+        describe: "frame rate of a video output (default: the input video's, else 24)",
+      })
       .option('ep', {
         type: 'string',
         choices: ['auto', 'cuda', 'webgpu', 'cpu'],
