@@ -8,7 +8,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { commands } from './commands/index.js';
 import { reportCliError } from './commands/output.js';
-import { stopAllProgress } from './progress.js';
+import { stopAllProgress } from './commands/progress.js';
 
 async function main(argv: string[]): Promise<void> {
   let cli = yargs(argv)

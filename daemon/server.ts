@@ -16,6 +16,7 @@ import { originAllowed, originRefusal } from './origin.js';
 import { Outbox } from './outbox.js';
 import type { JobQueue } from './queue.js';
 import { PathPolicy } from './paths.js';
+import type { UploadStore } from './uploads.js';
 
 export interface ServerOptions {
   host: string;
@@ -32,6 +33,8 @@ export interface ServerOptions {
   /** Most bytes waiting to be sent to all clients together (default 256 MiB). */
   maxOutboxBytes?: number;
   queue: JobQueue;
+  /** Where chunked uploads are kept (absent: the daemon takes none). */
+  uploads?: UploadStore;
   version: string;
   log: (line: string) => void;
 }
@@ -117,6 +120,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ws.on('pong', () => alive.set(ws, true));
     const connection = new Connection(ws, req.socket, {
       queue: opts.queue,
+      uploads: opts.uploads,
       version: opts.version,
       token: opts.token,
       limits: opts.limits,

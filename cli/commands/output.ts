@@ -4,7 +4,7 @@
  */
 import { config } from '../../src/config.js';
 import { isUserError, asVidpriorError } from '../../src/errors.js';
-import { ProgressView, stopAllProgress, type ProgressStreams } from '../progress.js';
+import { ProgressView, stopAllProgress, type ProgressStreams } from './progress.js';
 
 /** Exit codes: 2 for mistakes the user can fix, 1 for bugs and runtime failures, 130 when cancelled. */
 export function reportCliError(err: unknown): number {
