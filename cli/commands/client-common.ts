@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorClient, type JobStream } from '../../protocol/client.js';
-import type { Progress } from '../../protocol/messages.js';
+import type { Frame, Progress } from '../../protocol/messages.js';
 import { makeReporter, type Reporter } from './output.js';
 
 export interface ClientArgs {
@@ -56,7 +56,7 @@ export async function follow(
   job: JobStream,
   reporter: Reporter,
   outDir?: string,
-  onFrame?: (name: string, png: Uint8Array) => Promise<void>,
+  onFrame?: (f: Frame) => Promise<void>,
 ) {
   if (outDir) await mkdir(outDir, { recursive: true });
   const writes: Promise<void>[] = [];
@@ -84,7 +84,7 @@ export async function follow(
       ...(f.seed !== undefined ? { seed: f.seed } : {}),
     });
     if (last) show(last);
-    if (onFrame) writes.push(onFrame(f.name, f.png));
+    if (onFrame) writes.push(onFrame(f));
     else if (outDir) writes.push(writeFile(join(outDir, f.name), f.png));
   };
   try {
