@@ -236,9 +236,12 @@ export class UploadStore {
     return this.uploads.size;
   }
 
+  /** Stops the sweep and removes every upload (they do not outlive the daemon). */
   async close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
+    this.uploads.clear();
+    await rm(this.dir, { recursive: true, force: true }).catch(() => {});
   }
 
   private get(upload: string): OpenUpload {
