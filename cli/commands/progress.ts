@@ -89,7 +89,8 @@ export class ProgressView {
       return;
     }
     const elapsed = (now - this.stageStart) / 1000;
-    const eta = f > 0 && f < 1 ? `, ETA ${formatSeconds((elapsed * (1 - f)) / f)}` : '';
+    // No ETA before any time has passed in the stage (nothing to extrapolate from), nor at its end.
+    const eta = f > 0 && f < 1 && elapsed > 0 ? `, ETA ${formatSeconds((elapsed * (1 - f)) / f)}` : '';
     if (f >= 1 || now - this.lastPlain >= this.plainIntervalMs)
       this.plain(`${String(Math.floor(f * 100)).padStart(3)}% ${text}${eta}`, now);
   }
@@ -136,7 +137,8 @@ export class ProgressView {
 
   /** Keeps the bar on one line: its text is cut to what the terminal has left. */
   private fit(text: string): string {
-    const room = Math.max(10, (this.streams.err.columns ?? 100) - 50);
+    // The bar, percentage and ETA take about 46 columns.
+    const room = Math.max(10, (this.streams.err.columns || 100) - 46);
     return text.length > room ? `${text.slice(0, room - 1)}…` : text;
   }
 
