@@ -6,7 +6,7 @@
  * (untouched for `ttlMs`) are removed by a sweep; a submit that used one removes it once the job holds a copy.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { appendFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VidpriorError } from '../src/errors.js';
 import type { Upload, UploadBegin, UploadChunk } from '../protocol/messages.js';
@@ -149,6 +149,8 @@ export class UploadStore {
     try {
       await appendFile(u.file, m.data);
     } catch (err) {
+      // A chunk written in part (a full disk) is cut off again, so the same offset can be sent once more.
+      await truncate(u.file, u.received).catch(() => {});
       throw new VidpriorError('E_IO', `cannot store upload ${u.id}: ${(err as Error).message}`, undefined, {
         cause: err,
       });
