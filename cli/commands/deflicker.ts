@@ -20,6 +20,7 @@ import { openRuntime } from '../../src/runtime/index.js';
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { measureDeflicker, type DeflickerMeasurement } from './deflicker-report.js';
 import { lastValues, withSigint } from './model-session.js';
+import { checkOutputPath, frameOutputKind } from '../../src/io/output-path.js';
 import { makeReporter, type Reporter } from './output.js';
 
 export interface DeflickerArgs {
@@ -84,6 +85,7 @@ export async function runDeflicker(
     a['working-size'],
     'a whole number ≥ 0 (0 = full size)',
   );
+  await checkOutputPath(a.output, frameOutputKind(a.output));
   const checkpointPath = deflickerCheckpointPath(a.output);
   if (existsSync(checkpointPath) && !a.resume) {
     throw new VidpriorError(
