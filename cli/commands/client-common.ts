@@ -40,6 +40,9 @@ export function describeProgress(p: Progress, framesDone = p.frames_done): strin
   if (p.iteration !== undefined && p.iterations) {
     parts.push(`iteration ${p.iteration}/${p.iterations}`);
     if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
+  } else if (p.message && p.step !== undefined && p.steps) {
+    // Keyframe candidates: the message names the candidate (`frame` is the input frame, not an output).
+    parts.push(p.message, `step ${p.step}/${p.steps}`);
   } else if (p.frame !== undefined && p.frames_total) {
     parts.push(`frame ${Math.min(p.frame + 1, p.frames_total)}/${p.frames_total}`);
     if (p.step !== undefined && p.steps) parts.push(`step ${p.step}/${p.steps}`);

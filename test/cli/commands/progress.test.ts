@@ -121,4 +121,15 @@ test('daemon progress reads "denoising: frame 7/40, step 2/4"; training counts i
   );
   assert.equal(describeProgress({ ...base, stage: 'saving' }, 40), 'saving: 40/40 frames done');
   assert.equal(describeProgress({ ...base, state: 'queued', stage: 'queued', position: 2 }), 'queued (position 2)');
+  assert.equal(
+    describeProgress({
+      ...base,
+      stage: 'denoising',
+      frame: 12,
+      step: 3,
+      steps: 8,
+      message: 'candidate 2 of 4 (seed 8)',
+    }),
+    'denoising: candidate 2 of 4 (seed 8), step 3/8',
+  );
 });
