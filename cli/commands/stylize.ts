@@ -7,7 +7,7 @@
  * the yargs handler only turns arguments into its options.
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorError } from '../../src/errors.js';
@@ -19,9 +19,16 @@ import {
   outputFrameName,
 } from '../../src/io/inputs.js';
 import { readNpyFloat32 } from '../../src/io/npy.js';
+import { checkOutputPath, frameOutputKind } from '../../src/io/output-path.js';
 import type { FitMode } from '../../src/io/size.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
-import { noiseShapeFor, sizeMultiple, stylizeFrames, type StylizeSummary } from '../../src/pipelines/img2img.js';
+import {
+  noiseShapeFor,
+  sizeMultiple,
+  stylizeFrames,
+  type StylizeProgress,
+  type StylizeSummary,
+} from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
 import { LORA_OPTION, lastValues, MODEL_OPTIONS, openModelSession } from './model-session.js';
@@ -44,6 +51,8 @@ export interface StylizeArgs {
   seed: number;
   'noise-file'?: string;
   batch: number;
+  /** Frame rate of a video output (default: the input video's, else 24). */
+  fps?: number;
   ep: ExecutionProviderChoice;
   fit: FitMode;
   json: boolean;
@@ -75,6 +84,34 @@ export interface StylizeResult extends StylizeSummary {
   firstFrameSeconds: number | null;
 }
 
+/**
+ * The frames a progress event of the pipeline is about: batches start at multiples of `batch` and `frame` is
+ * the last frame of the batch (1-based), so the batch is first+1..frame.
+ */
+function batchOf(p: StylizeProgress, batch: number): { first: number; last: number } {
+  const first = Math.floor((Math.max(1, p.frame) - 1) / Math.max(1, batch)) * Math.max(1, batch);
+  return { first: first + 1, last: p.frame };
+}
+
+/** "frame 7/40, step 2/4" (or "frames 5–8/40, step 2/4" for a batch); "frame 7/40 done" when written. */
+export function describeStylizeProgress(p: StylizeProgress, batch: number): string {
+  if (p.phase === 'frame') return `frame ${p.frame}/${p.frames} done`;
+  const { first, last } = batchOf(p, batch);
+  const which = first === last ? `frame ${last}/${p.frames}` : `frames ${first}–${last}/${p.frames}`;
+  return p.phase === 'encode' ? `${which}, encoding` : `${which}, step ${p.step}/${p.steps}`;
+}
+
+/** The share of all frames' work done, counting the steps of the batch being denoised. */
+export function stylizeFraction(p: StylizeProgress, batch: number): number {
+  if (p.phase === 'frame') return p.frame / Math.max(1, p.frames);
+  const { first, last } = batchOf(p, batch);
+  const inBatch = last - first + 1;
+  return (first - 1 + (inBatch * p.step) / Math.max(1, p.steps)) / Math.max(1, p.frames);
+}
+
+/** Seeds are unsigned 32-bit numbers (protocol/params.ts). */
+export const MAX_SEED = 2 ** 32 - 1;
+
 /** Number arguments checked before anything is loaded, so a typo fails in milliseconds. */
 function checkNumbers(a: StylizeArgs): void {
   const bad = (name: string, value: number, expected: string): VidpriorError =>
@@ -86,7 +123,11 @@ function checkNumbers(a: StylizeArgs): void {
   if (!(a.strength > 0 && a.strength <= 1)) throw bad('strength', a.strength, 'a number in (0, 1]');
   if (!(Number.isInteger(a.steps) && a.steps >= 1)) throw bad('steps', a.steps, 'a whole number ≥ 1');
   if (!(Number.isFinite(a.guidance) && a.guidance >= 0)) throw bad('guidance', a.guidance, 'a number ≥ 0');
-  if (!Number.isSafeInteger(a.seed)) throw bad('seed', a.seed, 'a whole number');
+  // The protocol's range (PROTOCOL.md §6): the daemon and the CLI take the same seeds.
+  if (!(Number.isInteger(a.seed) && a.seed >= 0 && a.seed <= MAX_SEED))
+    throw bad('seed', a.seed, `a whole number from 0 to ${MAX_SEED}`);
+  if (a.fps !== undefined && !(Number.isFinite(a.fps) && a.fps > 0 && a.fps <= 1000))
+    throw bad('fps', a.fps, 'a number of frames per second in (0, 1000]');
   if (!(Number.isInteger(a.batch) && a.batch >= 1 && a.batch <= 64))
     throw bad('batch', a.batch, 'a whole number from 1 to 64');
   if (!a.prompt && a.prompt !== '')
@@ -138,6 +179,8 @@ function framesToStylize(a: StylizeArgs, source: FrameSource, sink: FrameSink): 
 
 export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: StylizeHooks = {}): Promise<StylizeResult> {
   checkNumbers(a);
+  // 0. The output must be possible before anything is loaded or decoded.
+  await checkOutputPath(a.output, frameOutputKind(a.output));
   // 1–3. Model folder, runtime, model (with --adapter merged into its UNet).
   const session = await openModelSession(a, reporter);
   const { runtime, model } = session;
@@ -155,7 +198,11 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
       multiple: sizeMultiple(model),
       fit: a.fit,
       onDecodeProgress: (n, total) =>
-        reporter.progress({ event: 'decode', frame: n, frames: total }, `decoding ${a.input}: frame ${n}/${total}`),
+        reporter.progress(
+          { event: 'decode', frame: n, frames: total },
+          `decoding ${basename(a.input)}: frame ${n}/${total}`,
+          n / Math.max(1, total),
+        ),
     });
     const work = source.plan!.working;
     if (work.width !== source.width || work.height !== source.height) {
@@ -166,7 +213,7 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
     const noise = a['noise-file']
       ? await readNpyFloat32(a['noise-file'], noiseShapeFor(model, work.width, work.height))
       : undefined;
-    sink = await openFrameSink(a.output, source);
+    sink = await openFrameSink(a.output, source, a.fps !== undefined ? { fps: a.fps } : {});
     const todo = framesToStylize(a, source, sink);
     if (todo.length < source.frames.length)
       reporter.note(`stylizing ${todo.length} of the clip's ${source.frames.length} frames`);
@@ -205,16 +252,19 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
               onProgress: (p) =>
                 reporter.progress(
                   { event: 'progress', ...p, seconds: Math.round(performance.now()) / 1000 }, // since the process started
-                  p.phase === 'frame'
-                    ? `frame ${p.frame}/${p.frames} done`
-                    : `frames ≤${p.frame}/${p.frames}: step ${p.step}/${p.steps}`,
+                  describeStylizeProgress(p, a.batch),
+                  stylizeFraction(p, a.batch),
                 ),
             },
           );
     if (summary.promptTruncated)
       reporter.note(`the prompt is longer than ${model.facts.textLength - 2} tokens: the end was dropped`);
     const written = await out.finish((n) =>
-      reporter.progress({ event: 'encode', frame: n, frames: src.frames.length }, `encoding ${a.output}: frame ${n}`),
+      reporter.progress(
+        { event: 'encode', frame: n, frames: src.frames.length },
+        `encoding ${basename(a.output)}: frame ${n}/${src.frames.length}`,
+        n / src.frames.length,
+      ),
     );
     sink = null;
     return {
@@ -308,6 +358,10 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         describe: 'the initial noise as a .npy float32 array [1, C, H/f, W/f] (overrides --seed)',
       })
       .option('batch', { type: 'number', default: 1, describe: 'frames per UNet run (×2 with guidance)' })
+      .option('fps', {
+        type: 'number',
+        describe: "frame rate of a video output (default: the input video's, else 24)",
+      })
       .option('ep', {
         type: 'string',
         choices: ['auto', 'cuda', 'webgpu', 'cpu'],

@@ -1,6 +1,6 @@
 /**
  * The batch scripts of a farm job. Each runs the ordinary `vidprior` command line on a compute node:
- *   finetune.sbatch   vidprior finetune … --output <shared>/adapter.safetensors
+ *   finetune.sbatch   vidprior finetune … --resume --output <shared>/adapter.safetensors
  *   stylize.sbatch    vidprior stylize … --frame-range <chunk of $SLURM_ARRAY_TASK_ID> --skip-existing
  *   assemble.sbatch   vidprior farm slurm assemble <shared>
  * The stylize writes each frame atomically and skips those present, so a requeued or preempted task redoes only
@@ -43,7 +43,8 @@ function body(spec: FarmSpec, stage: StageName): string[] {
   const run = spec.command.map(shellQuote).join(' ');
   const words = (args: string[]): string => args.map(shellQuote).join(' ');
   if (stage === 'finetune') {
-    return [`exec ${run} finetune ${words(spec.finetuneArgs)} --output=${shellQuote(spec.adapter.path)}`];
+    // --resume: a requeued or preempted fine-tune goes on from its last checkpoint (a fresh one starts at 0).
+    return [`exec ${run} finetune ${words(spec.finetuneArgs)} --resume --output=${shellQuote(spec.adapter.path)}`];
   }
   if (stage === 'stylize') {
     return [

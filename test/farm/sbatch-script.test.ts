@@ -41,7 +41,7 @@ test('the scripts: directives per stage, the chunk range from the array task id'
   assert.doesNotMatch(stageScript(spec, 'assemble'), /gres/);
   assert.match(
     stageScript(spec, 'finetune'),
-    /finetune --prompt=x --output=\/shared\/shot.farm\/adapter.safetensors$/m,
+    /finetune --prompt=x --resume --output=\/shared\/shot.farm\/adapter.safetensors$/m,
   );
   // Run the stylize body with a stand-in for the vidprior command: it prints its arguments.
   const body = stylize.replace(/exec \S+ \S+ /, 'printf "%s\\n" ');
