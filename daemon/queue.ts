@@ -306,7 +306,6 @@ export class JobQueue {
       isDone: (index) => job.outputDone[index] === true,
       inputPath: (index) => this.store.inputPath(job, index),
       editPath: (index) => this.store.editPath(job, index),
-      scratchPath: (name) => join(job.dir, 'outputs', `.${name}.scratch.png`),
       readNoise: () => this.store.readNoise(job),
       saveCheckpoint: async (data) => {
         job.status.checkpoint = data;

@@ -13,7 +13,13 @@ import { openFrameSink, openFrameSource } from '../../src/io/inputs.js';
 import { readNpyFloat32 } from '../../src/io/npy.js';
 import type { FitMode } from '../../src/io/size.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
-import { noiseShapeFor, sizeMultiple, stylizeFrames, type StylizeSummary } from '../../src/pipelines/img2img.js';
+import {
+  nativeSize,
+  noiseShapeFor,
+  sizeMultiple,
+  stylizeFrames,
+  type StylizeSummary,
+} from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
 import { LORA_OPTION, lastValues, MODEL_OPTIONS, openModelSession } from './model-session.js';
@@ -38,6 +44,8 @@ export interface StylizeArgs {
   batch: number;
   ep: ExecutionProviderChoice;
   fit: FitMode;
+  /** Short side the model works at (0: the frames' own size); absent: the model's native size for larger frames. */
+  'work-size'?: number;
   json: boolean;
 }
 
@@ -77,6 +85,9 @@ function checkNumbers(a: StylizeArgs): void {
   if (!Number.isSafeInteger(a.seed)) throw bad('seed', a.seed, 'a whole number');
   if (!(Number.isInteger(a.batch) && a.batch >= 1 && a.batch <= 64))
     throw bad('batch', a.batch, 'a whole number from 1 to 64');
+  const ws = a['work-size'];
+  if (ws !== undefined && !(Number.isInteger(ws) && ws >= 0 && ws <= 16384))
+    throw bad('work-size', ws, 'a whole number from 0 to 16384');
   if (!a.prompt && a.prompt !== '')
     throw new VidpriorError('E_BAD_REQUEST', '--prompt is required', { prompt: a.prompt });
 }
@@ -98,6 +109,8 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
     // 4. Frames in (folder, image or video; brought to a multiple of f × 8) and out (named like the inputs).
     source = await openFrameSource(a.input, {
       multiple: sizeMultiple(model),
+      nativeSize: nativeSize(model),
+      workSize: a['work-size'],
       fit: a.fit,
       onDecodeProgress: (n, total) =>
         reporter.progress({ event: 'decode', frame: n, frames: total }, `decoding ${a.input}: frame ${n}/${total}`),
@@ -236,6 +249,11 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         choices: ['resize', 'pad'],
         default: 'resize',
         describe: 'how frames whose sides are not multiples of f × 8 are brought to size (and back)',
+      })
+      .option('work-size', {
+        type: 'number',
+        describe:
+          "short side the model works at, in pixels (results are scaled back; 0 = the frames' own size; default: the model's native size, 512 for SD 1.x, for larger frames)",
       })
       .option('json', {
         type: 'boolean',

@@ -37,8 +37,6 @@ export interface ExecutorContext {
   /** The file of input frame `index` / edited keyframe `index` in the job folder. */
   inputPath(index: number): string;
   editPath(index: number): string;
-  /** A scratch file path in the job folder (for encoding outputs). */
-  scratchPath(name: string): string;
   /** The client's explicit initial noise, if it sent one. */
   readNoise(): Promise<Float32Array | undefined>;
   /** This job's folder for training checkpoints (exists). */

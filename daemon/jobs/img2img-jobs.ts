@@ -87,7 +87,7 @@ export const stylizeExecutor: JobExecutor = {
         steps: s.steps,
       });
     };
-    const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
+    const plan = fitPlan(model, ctx.spec.width, ctx.spec.height, p.work_size);
     await stylizeFrames(
       model,
       runtime,
@@ -101,7 +101,7 @@ export const stylizeExecutor: JobExecutor = {
         const index = todo[i]!;
         finished++;
         if (ctx.isDone(index)) return; // re-run only to keep its batch whole
-        await ctx.emitFrame(index, await encodeJobFrame(image, plan, ctx.scratchPath(String(index))));
+        await ctx.emitFrame(index, await encodeJobFrame(image, plan));
       },
       {
         prompt: p.prompt,
@@ -139,7 +139,7 @@ export const editKeyframeExecutor: JobExecutor = {
   async run(ctx): Promise<ExecutorResult> {
     const p = ctx.spec.params as EditKeyframeParams;
     const { model, runtime, unet } = await loadModel(ctx, p.adapter, p.loras);
-    const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
+    const plan = fitPlan(model, ctx.spec.width, ctx.spec.height, p.work_size);
     const image = await readJobFrame(ctx.inputPath(p.frame), plan);
     // One pipeline run per candidate: candidate k is img2img of the frame with seed + k.
     for (let k = 0; k < p.candidates; k++) {
@@ -149,7 +149,7 @@ export const editKeyframeExecutor: JobExecutor = {
         runtime,
         { count: 1, width: plan.working.width, height: plan.working.height, read: () => image },
         async (_i, out) => {
-          await ctx.emitFrame(k, await encodeJobFrame(out, plan, ctx.scratchPath(String(k))), { seed: p.seed + k });
+          await ctx.emitFrame(k, await encodeJobFrame(out, plan), { seed: p.seed + k });
         },
         {
           prompt: p.prompt,

@@ -53,7 +53,7 @@ async function train(ctx: ExecutorContext, p: FinetuneParams, share: number): Pr
   const styles = await ctx.model.styles(p.loras);
   const textEncoder = await ctx.model.textEncoder(styles);
   const model = textEncoder === loaded.model.textEncoder ? loaded.model : { ...loaded.model, textEncoder };
-  const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
+  const plan = fitPlan(model, ctx.spec.width, ctx.spec.height, p.work_size);
   const indices = sampleFrameIndices(ctx.spec.inputs.length, p.train_frames);
   const frames = [];
   for (const i of indices) frames.push(await readJobFrame(ctx.inputPath(i), plan));
@@ -151,6 +151,7 @@ export const runExecutor: JobExecutor = {
       batch: p.batch,
       adapter,
       ...(p.loras ? { loras: p.loras } : {}),
+      ...(p.work_size !== undefined ? { work_size: p.work_size } : {}),
     };
     await stylizeExecutor.run({
       ...ctx,
