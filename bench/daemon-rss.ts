@@ -5,7 +5,8 @@
  * count. Frames stream through the pipeline a batch at a time at the working size, so the peak must stay under
  * 4 GiB and flat as the clip grows (the longest clip within 15% of the shortest).
  *
- *   node dist/bench/daemon-rss.js [--quick]            (also part of `npm run bench`, as `daemon-rss`)
+ *   node dist/bench/daemon-rss.js [--quick] [--frames 10,300] [--resolutions 1080p]
+ *   (also part of `npm run bench`, as `daemon-rss`)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
@@ -150,12 +151,17 @@ async function measure(ctx: BenchContext, work: string, frames: string[], resolu
   }
 }
 
-export async function benchDaemonRss(ctx: BenchContext): Promise<unknown> {
-  const resolutions = [
-    { name: '720p', width: 1280, height: 720 },
-    { name: '1080p', width: 1920, height: 1080 },
-  ];
-  const counts = ctx.quick ? [10, 30] : [10, 100, 300];
+const RESOLUTIONS = [
+  { name: '720p', width: 1280, height: 720 },
+  { name: '1080p', width: 1920, height: 1080 },
+];
+
+export async function benchDaemonRss(
+  ctx: BenchContext,
+  only: { counts?: number[]; resolutions?: string[] } = {},
+): Promise<unknown> {
+  const resolutions = RESOLUTIONS.filter((r) => !only.resolutions || only.resolutions.includes(r.name));
+  const counts = only.counts ?? (ctx.quick ? [10, 30] : [10, 100, 300]);
   const work = await mkdtemp(join(tmpdir(), 'vidprior-bench-daemon-rss-'));
   const rows: RssRow[] = [];
   try {
@@ -206,16 +212,23 @@ export const daemonRssBench: BenchModule = {
 };
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const quick = process.argv.includes('--quick');
+  const args = process.argv.slice(2);
+  const list = (name: string) => {
+    const k = args.indexOf(name);
+    return k >= 0 ? args[k + 1]!.split(',') : undefined;
+  };
   const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
-  const result = await benchDaemonRss({
-    ep: 'cpu',
-    preset: 'tiny',
-    dtype: 'float32',
-    quick,
-    modelsDir: join('.cache', 'bench-models'),
-    log,
-  });
+  const result = await benchDaemonRss(
+    {
+      ep: 'cpu',
+      preset: 'tiny',
+      dtype: 'float32',
+      quick: args.includes('--quick'),
+      modelsDir: join('.cache', 'bench-models'),
+      log,
+    },
+    { counts: list('--frames')?.map(Number), resolutions: list('--resolutions') },
+  );
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   if (!(result as { ok: boolean }).ok) process.exitCode = 1;
 }

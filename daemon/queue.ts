@@ -370,9 +370,9 @@ export class JobQueue {
           this.log(`job ${job.spec.id}: its end could not be kept either (${e2.message}): it may run again`),
       );
     });
-    this.emit(job, this.terminalEvent(job));
     // What only served to run the job (its input copies, checkpoints) goes now; the outputs stay for the retention time.
     await this.store.dropWorkFiles(job);
+    this.emit(job, this.terminalEvent(job));
   }
 
   /** Deletes the finished jobs that ended more than `retentionMs` ago (records and outputs); returns their ids. */
