@@ -123,6 +123,10 @@ export class JobQueue {
     return record;
   }
 
+  has(id: string): boolean {
+    return this.jobs.has(id);
+  }
+
   get(id: string): JobRecord {
     const job = this.jobs.get(id);
     if (!job) throw new VidpriorError('E_NOT_FOUND', `no job ${JSON.stringify(id)}`, { job: id });
@@ -373,18 +377,6 @@ export class JobQueue {
     // What only served to run the job (its input copies, checkpoints) goes now; the outputs stay for the retention time.
     await this.store.dropWorkFiles(job);
     this.emit(job, this.terminalEvent(job));
-  }
-
-  /** Deletes the finished jobs that ended more than `retentionMs` ago (records and outputs); returns their ids. */
-  async sweep(retentionMs: number, now = Date.now()): Promise<string[]> {
-    const old = [...this.jobs.values()].filter((j) => {
-      if (!TERMINAL_STATES.includes(j.status.state)) return false;
-      const ended = Date.parse(j.status.finished_at ?? j.spec.created_at);
-      return !(now - ended < retentionMs);
-    });
-    for (const job of old)
-      await this.delete(job.spec.id).catch((e: Error) => this.log(`could not delete job ${job.spec.id}: ${e.message}`));
-    return old.map((j) => j.spec.id);
   }
 
   /** The event that ends a job's stream: done, or error with the job's code. */

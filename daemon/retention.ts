@@ -4,10 +4,35 @@
  * that ended (done, failed, cancelled) more than the retention time ago. Queued and running jobs are never
  * touched; output_dir copies and published adapters belong to the user and stay.
  */
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { JOB_ID, TERMINAL_STATES } from '../protocol/messages.js';
 import type { JobQueue } from './queue.js';
 
 /** One week. */
 export const DEFAULT_RETENTION_HOURS = 168;
+
+/** A job folder without a job (an interrupted submit) is removed after this at least. */
+const ORPHAN_MIN_AGE_MS = 3600_000;
+
+/** Deletes the finished jobs that ended `retentionMs` ago or more (records and outputs); returns their ids. */
+export async function sweepJobs(queue: JobQueue, retentionMs: number, now = Date.now()): Promise<string[]> {
+  const old = queue.list(undefined, Number.POSITIVE_INFINITY).filter((j) => {
+    if (!TERMINAL_STATES.includes(j.status.state)) return false;
+    return now - Date.parse(j.status.finished_at ?? j.spec.created_at) >= retentionMs;
+  });
+  for (const job of old) await queue.delete(job.spec.id);
+  // Folders of creates that never finished (the daemon died mid-submit): no job, never loaded. An hour at
+  // least, so that a submit being stored right now is not one of them.
+  const jobsDir = queue.store.jobsDir;
+  for (const name of await readdir(jobsDir).catch(() => [] as string[])) {
+    if (!JOB_ID.test(name) || queue.has(name)) continue;
+    const info = await stat(join(jobsDir, name)).catch(() => null);
+    if (info && now - info.mtimeMs >= Math.max(retentionMs, ORPHAN_MIN_AGE_MS))
+      await rm(join(jobsDir, name), { recursive: true, force: true });
+  }
+  return old.map((j) => j.spec.id);
+}
 
 /** How often the sweep runs: a tenth of the retention, between a minute and an hour. */
 export function sweepInterval(retentionMs: number): number {
@@ -37,7 +62,7 @@ export class RetentionSweeper {
   /** Deletes the jobs past the retention time; returns their ids. Never throws (a failure is logged). */
   async sweep(now = Date.now()): Promise<string[]> {
     try {
-      const gone = await this.queue.sweep(this.retentionMs, now);
+      const gone = await sweepJobs(this.queue, this.retentionMs, now);
       if (gone.length)
         this.log(`retention: deleted ${gone.length} job(s) finished more than ${this.retentionMs / 3600_000} h ago`);
       return gone;

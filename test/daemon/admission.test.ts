@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { VidpriorError } from '../../src/errors.js';
+import type { VidpriorError } from '../../src/errors.js';
 import { intake, type IntakeOptions } from '../../daemon/intake.js';
 import { SD1_WORK_MODEL } from '../../daemon/jobs/frames.js';
 import { stylizeExecutor } from '../../daemon/jobs/img2img-jobs.js';
