@@ -148,7 +148,7 @@ async function startOnLockedDataDir(
   const watched = (opts.watch ?? []).map((d) => resolve(d));
   const allowDirs = (opts.allowDirs ?? []).map((d) => resolve(d));
   const outputPaths = new PathPolicy(allowDirs, undefined, { exclude: [dataDir, ...watched], verb: 'write to' });
-  const queue = new JobQueue(store, executors, model, log, outputPaths);
+  const queue = new JobQueue(store, executors, model, log, outputPaths, limits.maxJobBytes);
   await queue.start();
   const sweeper = new RetentionSweeper(queue, opts.retentionMs ?? DEFAULT_RETENTION_HOURS * 3600_000, log);
   await sweeper.start();

@@ -53,6 +53,8 @@ export class JobQueue {
     private readonly log: Log = () => {},
     /** Where jobs' output_dir copies may go (checked at each write); none without it. */
     private readonly outputPaths?: PathPolicy,
+    /** Bytes a job may need beyond the model (ExecutorContext.memoryLimit). */
+    private readonly memoryLimit?: number,
   ) {}
 
   /** Loads the jobs on disk and starts the ones left unfinished by the last run. */
@@ -310,6 +312,7 @@ export class JobQueue {
       signal,
       model: this.model,
       adapterDir: this.store.adapterDir(job),
+      ...(this.memoryLimit ? { memoryLimit: this.memoryLimit } : {}),
       checkpoint: job.status.checkpoint,
       progress: (update) => this.onProgress(job, update),
       emitFrame: async (index, png, extra) => {
