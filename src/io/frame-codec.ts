@@ -21,7 +21,10 @@ export async function decodeFrame(
 }
 
 /** How a result at plan.working goes back to the frame's size: the crop done here, and the resize left to encoding. */
-export function unfitFrame(image: Tensor<'float32'>, plan: FitPlan | null): { image: Tensor<'float32'>; resize?: Size } {
+export function unfitFrame(
+  image: Tensor<'float32'>,
+  plan: FitPlan | null,
+): { image: Tensor<'float32'>; resize?: Size } {
   if (!plan) return { image };
   const cropped = fitPads(plan) ? cropFrame(image, plan) : image;
   return fitScales(plan) ? { image: cropped, resize: plan.original } : { image: cropped };

@@ -116,7 +116,10 @@ function frameLabel(input: string | Uint8Array): string {
 }
 
 /** Reads an image (a file, or PNG/JPEG bytes in memory) as a float32 tensor [3, H, W] in [-1, 1]. */
-export async function readFrame(input: string | Uint8Array, options: ReadFrameOptions = {}): Promise<Tensor<'float32'>> {
+export async function readFrame(
+  input: string | Uint8Array,
+  options: ReadFrameOptions = {},
+): Promise<Tensor<'float32'>> {
   const path = frameLabel(input);
   try {
     const meta = await sharp(input, { failOn: 'error' }).metadata();

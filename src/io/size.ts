@@ -50,7 +50,15 @@ export function planFit(
     const round = rounding === 'down' ? Math.floor : Math.round;
     const near = (v: number) => Math.max(multiple, round(v / multiple) * multiple);
     const working = { width: near(width), height: near(height) };
-    return { mode, padMode, multiple, original, scaled: working, working, pad: { left: 0, top: 0, right: 0, bottom: 0 } };
+    return {
+      mode,
+      padMode,
+      multiple,
+      original,
+      scaled: working,
+      working,
+      pad: { left: 0, top: 0, right: 0, bottom: 0 },
+    };
   }
   const up = (v: number) => Math.ceil(v / multiple) * multiple;
   const dx = up(width) - width;
@@ -61,7 +69,15 @@ export function planFit(
     top: Math.floor(dy / 2),
     bottom: dy - Math.floor(dy / 2),
   };
-  return { mode, padMode, multiple, original, scaled: original, working: { width: up(width), height: up(height) }, pad };
+  return {
+    mode,
+    padMode,
+    multiple,
+    original,
+    scaled: original,
+    working: { width: up(width), height: up(height) },
+    pad,
+  };
 }
 
 export interface WorkOptions {
@@ -141,7 +157,10 @@ function dimsOf(image: Tensor<'float32'>): [number, number, number] {
 export function padFrame(image: Tensor<'float32'>, plan: FitPlan): Tensor<'float32'> {
   const [c, h, w] = dimsOf(image);
   if (h !== plan.scaled.height || w !== plan.scaled.width) {
-    throw new VidpriorError('E_SHAPE', `frame is ${w}×${h} but the plan is for ${plan.scaled.width}×${plan.scaled.height}`);
+    throw new VidpriorError(
+      'E_SHAPE',
+      `frame is ${w}×${h} but the plan is for ${plan.scaled.width}×${plan.scaled.height}`,
+    );
   }
   const { width: W, height: H } = plan.working;
   const out = new Float32Array(c * H * W);
