@@ -3,7 +3,7 @@
 // periodic sweep; queued and running jobs stay.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExecutorContext, JobExecutor } from '../../daemon/jobs/executor.js';
 import { RetentionSweeper, sweepInterval } from '../../daemon/retention.js';
@@ -78,10 +78,15 @@ test('the sweep deletes finished jobs past the retention time, and only them; a 
     await running.done;
     await queued.done;
     await first.close();
+    // Folders of submits the daemon died storing (no spec.json): an old one goes, a fresh one may be in progress.
+    const stale = 'j-20200101-000000-0123456789abcdef';
+    const fresh = 'j-20200101-000000-fedcba9876543210';
+    for (const name of [stale, fresh]) mkdirSync(join(dataDir, 'jobs', name, 'inputs'), { recursive: true });
+    utimesSync(join(dataDir, 'jobs', stale), new Date(Date.now() - 2 * HOUR), new Date(Date.now() - 2 * HOUR));
     // At the next start, a retention of 1 ms deletes both finished jobs before anything else.
     const second = await startTestDaemon({ dataDir, executors: [ex], retentionMs: 1 });
     try {
-      assert.deepEqual(jobs(), []);
+      assert.deepEqual(jobs(), [fresh]);
       assert.equal(second.daemon.queue.list().length, 0);
     } finally {
       await second.close();
