@@ -27,6 +27,7 @@ import { deflickerBench } from './deflicker.js';
 import { checkpointBench } from './checkpoint.js';
 import { loraMergeBench } from './lora.js';
 import { farmBench } from './farm.js';
+import { daemonRssBench } from './daemon-rss.js';
 
 export const BENCHMARKS: BenchModule[] = [
   unetBench,
@@ -54,6 +55,7 @@ export const BENCHMARKS: BenchModule[] = [
   },
   deflickerBench,
   farmBench,
+  daemonRssBench,
 ];
 
 function option(args: string[], name: string): string | undefined {

@@ -322,6 +322,7 @@ export class Connection {
       maxFrameBytes: this.opts.limits.maxFrameBytes,
       maxFrames: this.opts.limits.maxFrames,
       pixels: this.opts.limits,
+      memory: { work: q.model.workModel, limit: this.opts.limits.maxJobBytes },
       paths: this.opts.local ? this.opts.paths : null,
       outputPaths: this.opts.local ? this.opts.outputPaths : null,
       uploads: this.opts.uploads ?? null,

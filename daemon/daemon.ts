@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../protocol/codec.js';
 import { defaultPixelLimits } from '../src/io/image-header.js';
+import { defaultJobMemoryLimit } from '../src/pipelines/memory.js';
 import type { JobExecutor } from './jobs/executor.js';
 import type { SlurmTarget } from './jobs/farm-jobs.js';
 import { readModelFolder } from '../src/models/folder.js';
@@ -22,6 +23,7 @@ import { lockDataDir } from './data-lock.js';
 import { FolderWatcher } from './watch.js';
 import { PathPolicy } from './paths.js';
 import { DEFAULT_UPLOAD_LIMITS, UploadStore, chunkBytesFor, type UploadLimits } from './uploads.js';
+import { DEFAULT_RETENTION_HOURS, RetentionSweeper } from './retention.js';
 
 export interface Limits {
   maxMessageBytes: number;
@@ -31,6 +33,8 @@ export interface Limits {
   maxInputPixels: number;
   /** Largest frame the model works on (width × height after fitting); default from the machine's memory. */
   maxWorkingPixels: number;
+  /** Bytes a job may need beyond the model (src/pipelines/memory.ts), checked at submit; default half the memory. */
+  maxJobBytes: number;
 }
 
 export interface DaemonOptions {
@@ -60,6 +64,8 @@ export interface DaemonOptions {
   limits?: Partial<Limits>;
   /** Chunked uploads (websocket only): total size, count, and how long an untouched one is kept. */
   uploads?: Partial<Pick<UploadLimits, 'maxTotalBytes' | 'maxUploads' | 'ttlMs'>>;
+  /** Finished jobs older than this are deleted, at start and periodically (default: DEFAULT_RETENTION_HOURS). */
+  retentionMs?: number;
   allowDirs?: string[];
   watch?: string[];
   /** How long files in a watched folder must keep their size before they are read (default 500 ms). */
@@ -123,7 +129,12 @@ async function startOnLockedDataDir(
   // A model that is not there (or an ONNX folder that lacks a file) is an error now, not at the first job.
   const modelRef = opts.model ? identifyModel(opts.model) : undefined;
   if (modelRef?.kind === 'onnx') await readModelFolder(modelRef.path);
-  const limits: Limits = { ...DEFAULT_LIMITS, ...defaultPixelLimits(totalmem()), ...opts.limits };
+  const limits: Limits = {
+    ...DEFAULT_LIMITS,
+    ...defaultPixelLimits(totalmem()),
+    maxJobBytes: defaultJobMemoryLimit(totalmem()),
+    ...opts.limits,
+  };
   // 1. The queue over the data dir; unfinished jobs of the last run resume.
   const store = new JobStore(dataDir);
   const model = new ModelHost({
@@ -145,8 +156,10 @@ async function startOnLockedDataDir(
   const watched = (opts.watch ?? []).map((d) => resolve(d));
   const allowDirs = (opts.allowDirs ?? []).map((d) => resolve(d));
   const outputPaths = new PathPolicy(allowDirs, undefined, { exclude: [dataDir, ...watched], verb: 'write to' });
-  const queue = new JobQueue(store, executors, model, log, outputPaths);
+  const queue = new JobQueue(store, executors, model, log, outputPaths, limits.maxJobBytes);
   await queue.start();
+  const sweeper = new RetentionSweeper(queue, opts.retentionMs ?? DEFAULT_RETENTION_HOURS * 3600_000, log);
+  await sweeper.start();
 
   // 2. Watched folders (their jobs go through the same queue).
   const watchers: FolderWatcher[] = [];
@@ -154,6 +167,7 @@ async function startOnLockedDataDir(
     for (const dir of opts.watch ?? [])
       watchers.push(await FolderWatcher.start(resolve(dir), queue, { ...limits, stableMs: opts.watchStableMs, log }));
   } catch (err) {
+    await sweeper.stop();
     await Promise.all(watchers.map((w) => w.close()));
     await queue.stop();
     throw err;
@@ -191,6 +205,7 @@ async function startOnLockedDataDir(
       });
     } catch (err) {
       await uploads?.close();
+      await sweeper.stop();
       await Promise.all(watchers.map((w) => w.close()));
       await queue.stop();
       await model.close();
@@ -211,6 +226,7 @@ async function startOnLockedDataDir(
     server,
     watchers,
     async close() {
+      await sweeper.stop();
       await Promise.all(watchers.map((w) => w.close()));
       if (server) await server.close();
       else await queue.stop();

@@ -15,6 +15,7 @@ import type { JobExecutor } from './jobs/executor.js';
 import { probeImage } from './jobs/images.js';
 import type { NewJob } from './jobs/store.js';
 import type { JobSpec } from './jobs/types.js';
+import { admitJob, jobPlan, type WorkModel } from './jobs/frames.js';
 import type { PathPolicy } from './paths.js';
 
 export interface JobRequest {
@@ -39,9 +40,17 @@ export interface IntakeOptions {
   origin: JobSpec['origin'];
   /** Pixel caps, checked from each image's header before it is decoded. */
   pixels: PixelLimits;
-  /** The size the model will work on for a frame of this size (default: the frame's own). */
+  /** The size the model will work on for a frame of this size (default: from `memory.work`, else the frame's own). */
   workingSize?: (size: { width: number; height: number }) => { width: number; height: number };
+  /**
+   * The model's working-size rule and the bytes a job may use beyond the model: a stylize, edit or training job
+   * whose frames cannot fit at their working size is refused here (E_TOO_LARGE), before anything is stored.
+   */
+  memory?: { work: WorkModel; limit: number };
 }
+
+/** Kinds that run the SD pipeline at a working size (deflicker works at the frames' own size). */
+const WORKING_KINDS: readonly JobKind[] = ['stylize', 'edit-keyframe', 'finetune', 'run'];
 
 /** The frame's header against the pixel caps: a decompression bomb stops here, before sharp or the model. */
 function checkHeader(bytes: Uint8Array, field: string, opts: IntakeOptions): void {
@@ -64,6 +73,11 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
     if (!st?.isFile())
       throw new VidpriorError('E_NOT_FOUND', `${field} ${JSON.stringify(lora.path)} is not a file`, { field });
   }
+  // The working size of each frame size (for the pixel caps and the memory check).
+  const work = opts.memory && WORKING_KINDS.includes(req.kind) ? opts.memory.work : null;
+  const workSize = params.work_size as number | undefined;
+  if (work && !opts.workingSize)
+    opts = { ...opts, workingSize: (z) => jobPlan(work, z.width, z.height, workSize).working };
   if (req.frames.length > opts.maxFrames) {
     throw new VidpriorError('E_TOO_LARGE', `${req.frames.length} frames is more than the limit of ${opts.maxFrames}`, {
       field: 'frames',
@@ -86,6 +100,10 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
         `${field} is ${info.width}×${info.height} but frames[0] is ${size.width}×${size.height}: all frames of a job must have one size`,
         { field },
       );
+    }
+    if (!size && work) {
+      // The memory the job will need at its working size: known from the first frame, checked before the rest.
+      admitJob(jobPlan(work, info.width, info.height, workSize), (params.batch as number) ?? 1, opts.memory!.limit);
     }
     size ??= { width: info.width, height: info.height };
     const name = frame.name ?? (frame.path ? basename(frame.path) : `frame-${String(i).padStart(5, '0')}.png`);

@@ -29,6 +29,9 @@ type Log = (line: string) => void;
 const CANCEL = 'cancel';
 const SHUTDOWN = 'shutdown';
 
+/** Deaths of the daemon while a job ran after which the job is failed (E_CRASHED) rather than resumed. */
+export const MAX_CRASHES = 2;
+
 /** Progress events are sent at most this often per job (stage changes and frames always go out). */
 const PROGRESS_INTERVAL_MS = 100;
 
@@ -52,6 +55,8 @@ export class JobQueue {
     private readonly log: Log = () => {},
     /** Where jobs' output_dir copies may go (checked at each write); none without it. */
     private readonly outputPaths?: PathPolicy,
+    /** Bytes a job may need beyond the model (ExecutorContext.memoryLimit). */
+    private readonly memoryLimit?: number,
   ) {}
 
   /** Loads the jobs on disk and starts the ones left unfinished by the last run. */
@@ -59,6 +64,25 @@ export class JobQueue {
     await this.store.init();
     const all = await this.store.loadAll(this.log);
     for (const job of all) this.jobs.set(job.spec.id, job);
+    // A job the daemon died running twice is not resumed a third time: it may be what kills the daemon.
+    for (const job of all.filter(
+      (j) => j.status.state === 'running' && (j.status.unfinished_starts ?? 0) >= MAX_CRASHES,
+    )) {
+      this.log(
+        `job ${job.spec.id} was running when the daemon died ${job.status.unfinished_starts} times: marking it failed`,
+      );
+      await this.finish(
+        job,
+        'failed',
+        new VidpriorError(
+          'E_CRASHED',
+          `job ${job.spec.id} was running each of the ${job.status.unfinished_starts} times the daemon died (out of memory, or killed): it is not resumed again; submit it again, smaller (params.work_size, params.batch) if memory ran out`,
+          { job: job.spec.id, starts: job.status.unfinished_starts },
+        ),
+      );
+    }
+    // Jobs that ended while nobody cleaned after them (the daemon died in between).
+    for (const job of all.filter((j) => TERMINAL_STATES.includes(j.status.state))) await this.store.dropWorkFiles(job);
     const resume = all.filter((j) => j.status.state === 'running');
     const queued = all.filter((j) => j.status.state === 'queued');
     for (const job of [...resume, ...queued]) this.waiting.push(job.spec.id);
@@ -101,6 +125,10 @@ export class JobQueue {
     this.waiting.push(record.spec.id);
     this.kick();
     return record;
+  }
+
+  has(id: string): boolean {
+    return this.jobs.has(id);
   }
 
   get(id: string): JobRecord {
@@ -256,6 +284,8 @@ export class JobQueue {
     job.status.state = 'running';
     job.status.stage = 'starting';
     job.status.started_at ??= new Date().toISOString();
+    // Counted before anything runs, durably: if the daemon dies in this job, the next start knows.
+    job.status.unfinished_starts = (job.status.unfinished_starts ?? 0) + 1;
     try {
       await this.store.saveStatus(job);
       this.emit(job, this.progressOf(job));
@@ -269,7 +299,8 @@ export class JobQueue {
     } catch (err) {
       job.status.elapsed_s += (Date.now() - started) / 1000;
       if (abort.signal.aborted && abort.signal.reason === SHUTDOWN) {
-        // Leave it `running` on disk: the next start resumes it.
+        // Leave it `running` on disk: the next start resumes it. A clean stop is not a crash.
+        job.status.unfinished_starts = Math.max(0, (job.status.unfinished_starts ?? 1) - 1);
         await this.store.saveStatus(job).catch(() => {});
       } else if (abort.signal.aborted && abort.signal.reason === CANCEL) {
         const why = this.current?.why ?? 'the job was cancelled';
@@ -292,6 +323,7 @@ export class JobQueue {
       signal,
       model: this.model,
       adapterDir: this.store.adapterDir(job),
+      ...(this.memoryLimit ? { memoryLimit: this.memoryLimit } : {}),
       checkpoint: job.status.checkpoint,
       progress: (update) => this.onProgress(job, update),
       emitFrame: async (index, png, extra) => {
@@ -317,7 +349,6 @@ export class JobQueue {
       isDone: (index) => job.outputDone[index] === true,
       inputPath: (index) => this.store.inputPath(job, index),
       editPath: (index) => this.store.editPath(job, index),
-      scratchPath: (name) => join(job.dir, 'outputs', `.${name}.scratch.png`),
       readNoise: () => this.store.readNoise(job),
       saveCheckpoint: async (data) => {
         job.status.checkpoint = data;
@@ -361,6 +392,8 @@ export class JobQueue {
     // The last progress event says what the end says: every frame (or iteration) done, not the throttled
     // event before the last frame.
     if (state === 'done') this.emit(job, this.progressOf(job));
+    // What only served to run the job (its input copies, checkpoints) goes now; the outputs stay for the retention time.
+    await this.store.dropWorkFiles(job);
     this.emit(job, this.terminalEvent(job));
   }
 

@@ -56,6 +56,8 @@ const JobFile = object({
 
 export interface WatchOptions extends PixelLimits {
   maxFrameBytes: number;
+  /** Bytes a job may need beyond the model (checked at submit, as for websocket jobs); absent: not checked. */
+  maxJobBytes?: number;
   maxFrames: number;
   /** How long a file's size must stay the same before it is read (ms). */
   stableMs?: number;
@@ -255,6 +257,9 @@ export class FolderWatcher {
         maxFrameBytes: this.opts.maxFrameBytes,
         maxFrames: this.opts.maxFrames,
         pixels: this.opts,
+        ...(this.opts.maxJobBytes
+          ? { memory: { work: this.queue.model.workModel, limit: this.opts.maxJobBytes } }
+          : {}),
         paths: allowed,
         origin: { via: 'watch', folder },
       });

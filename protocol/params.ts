@@ -13,6 +13,12 @@ const prompt = () => str({ max: 4000 });
 const seed = () => withDefault(int({ min: 0, max: 2 ** 32 - 1 }), 0);
 const steps = () => withDefault(int({ min: 1, max: 1000 }), 50);
 const guidance = () => withDefault(num({ min: 0, max: 100 }), 7.5);
+/**
+ * The short side the model works at (aspect kept; results are scaled back to the frames' size): absent = the
+ * model's native size (512 for SD 1.x) for larger frames, the frames' own size for smaller ones; 0 = always the
+ * frames' own size. Memory grows with the square of the working pixels (the VAE's attention).
+ */
+const workSize = () => optional(int({ min: 0, max: 16384 }));
 const strength = (fallback: number) => withDefault(num({ min: 0, max: 1, minExclusive: true }), fallback);
 /** Adapter (LoRA) names: what `list_models` returns; letters, digits, `-`, `_`, `.`. */
 export const ADAPTER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -77,6 +83,7 @@ export const StylizeParams = object(
     seed: seed(),
     /** Frames per UNet batch (results do not depend on it). */
     batch: withDefault(int({ min: 1, max: 64 }), 1),
+    work_size: workSize(),
     /** A fine-tuned adapter by name (see `list_models`); absent = the base model. */
     adapter: optional(adapterName()),
     /** A model by the name `list_models` gives it; absent = the daemon's default model. */
@@ -99,6 +106,7 @@ export const EditKeyframeParams = object(
     candidates: withDefault(int({ min: 1, max: 16 }), 4),
     /** Which of the submitted frames to edit (index into `frames`). */
     frame: withDefault(int({ min: 0, max: 1_000_000 }), 0),
+    work_size: workSize(),
     adapter: optional(adapterName()),
     model: optional(modelName()),
     loras: loras(),
@@ -125,6 +133,8 @@ const trainingFields = {
   model: optional(modelName()),
   /** Style LoRAs merged first: the adapter trains on top of them (and a run stylizes with them). */
   loras: loras(),
+  /** Training (and a run's stylizing) works at this size, as stylize would. */
+  work_size: workSize(),
 };
 
 /** Per-video LoRA fine-tuning on the clip and its edited keyframes: steps 2–3. */

@@ -22,7 +22,8 @@ export const ERROR_CODES = {
   E_VERSION: 'the client speaks a protocol version the daemon does not',
   E_AUTH: 'the token is missing or wrong',
   E_TOO_LARGE:
-    'a message or frame exceeds the configured limit, or a training step would need more memory than the limit',
+    'a message or frame exceeds the configured limit, or a job or training step would need more memory than the limit',
+  E_CRASHED: 'the job was running when the daemon died, twice: it is not resumed a third time',
   E_FORBIDDEN_PATH: 'a path lies outside the folders the daemon may read or write',
   E_NOT_FOUND: 'the job, model or adapter named does not exist',
   E_BUSY: 'the daemon cannot take the request now',

@@ -5,9 +5,10 @@
 import { VidpriorError } from '../../src/errors.js';
 import { imageSize, readFrame } from '../../src/io/frames.js';
 import { type FrameSource, openFrameSource } from '../../src/io/inputs.js';
-import { type FitMode, fitIsIdentity, padFrame } from '../../src/io/size.js';
+import { type FitMode, fitIsIdentity } from '../../src/io/size.js';
+import { decodeFrame } from '../../src/io/frame-codec.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
-import { sizeMultiple } from '../../src/pipelines/img2img.js';
+import { nativeSize, sizeMultiple } from '../../src/pipelines/img2img.js';
 import type { Tensor } from '../../src/tensor.js';
 import type { Reporter } from './output.js';
 
@@ -31,15 +32,18 @@ export function parseEdit(value: string): EditSpec {
   return { frame: Number(m[1]), path: m[2]! };
 }
 
-/** Opens the clip at the working size of `model`, saying so when frames are resized or padded. */
+/** Opens the clip at the working size of `model` (`workSize`, by default its native size), saying so when frames are resized or padded. */
 export async function openClip(
   model: StableDiffusionModel,
   input: string,
   fit: FitMode,
   reporter: Reporter,
+  workSize?: number,
 ): Promise<FrameSource> {
   const source = await openFrameSource(input, {
     multiple: sizeMultiple(model),
+    nativeSize: nativeSize(model),
+    workSize,
     fit,
     onDecodeProgress: (n, total) =>
       reporter.progress(
@@ -76,10 +80,7 @@ export async function readEdit(source: FrameSource, edit: EditSpec, reporter: Re
   checkFrameIndex(source, edit.frame, `--edit frame`);
   const size = await imageSize(edit.path);
   const plan = source.plan!;
-  if (size.width === source.width && size.height === source.height) {
-    if (plan.mode === 'pad' && !fitIsIdentity(plan)) return padFrame(await readFrame(edit.path), plan);
-    return readFrame(edit.path, fitIsIdentity(plan) ? {} : { resize: plan.working });
-  }
+  if (size.width === source.width && size.height === source.height) return decodeFrame(edit.path, plan);
   reporter.note(
     `edit ${edit.path} is ${size.width}×${size.height}, the clip ${source.width}×${source.height}: resizing the edit to ${plan.working.width}×${plan.working.height}`,
   );

@@ -11,6 +11,7 @@ import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../../protocol/codec.js';
 import { startDaemon, type Daemon } from '../../daemon/daemon.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_OUTBOX_BYTES } from '../../daemon/server.js';
+import { DEFAULT_RETENTION_HOURS } from '../../daemon/retention.js';
 import { MODEL_OPTIONS, variantOverride } from './model-session.js';
 import { SLURM_SERVE_OPTIONS, type SlurmServeArgs, slurmTargetFromArgs } from './farm-serve.js';
 
@@ -25,6 +26,9 @@ export interface DaemonArgs extends SlurmServeArgs {
   'max-frames': number;
   'max-input-mp'?: number;
   'max-working-mp'?: number;
+  'max-job-memory-gb'?: number;
+  /** Hours finished jobs are kept (then deleted with their outputs). */
+  retention: number;
   json: boolean;
 }
 
@@ -73,6 +77,16 @@ export function daemonOptions<T>(yargs: import('yargs').Argv<T>) {
       type: 'number',
       describe: "largest frame the model works on, in megapixels (default: from this machine's memory)",
     })
+    .option('max-job-memory-gb', {
+      type: 'number',
+      describe:
+        "memory a job may need beyond the model (working size × batch); larger jobs are refused at submit (default: $VIDPRIOR_MEMORY_LIMIT_GB, else half of this machine's memory)",
+    })
+    .option('retention', {
+      type: 'number',
+      default: DEFAULT_RETENTION_HOURS,
+      describe: 'hours finished jobs (and their outputs) are kept before they are deleted',
+    })
     .option('json', { type: 'boolean', default: false, describe: 'log as JSON lines on stdout' })
     .options(SLURM_SERVE_OPTIONS);
 }
@@ -100,12 +114,15 @@ export async function startFromArgs(
     ['--max-message-mb', maxMessageMb ?? 1],
     ['--max-input-mp', argv['max-input-mp'] ?? 1],
     ['--max-working-mp', argv['max-working-mp'] ?? 1],
+    ['--max-job-memory-gb', argv['max-job-memory-gb'] ?? 1],
+    ['--retention', argv.retention ?? 1],
   ] as const) {
     if (!(Number.isFinite(v) && v > 0))
       throw new VidpriorError('E_BAD_REQUEST', `${name} must be a positive number, got ${v}`, { [name]: v });
   }
   if (!argv.model) log(DEFAULT_MODEL_NOTE);
   const dataDir = argv['data-dir'] ?? cfg.dataDir;
+  const jobGb = argv['max-job-memory-gb'] ?? cfg.memoryLimitGb;
   return startDaemon({
     dataDir,
     slurm: slurmTargetFromArgs(argv, dataDir),
@@ -123,7 +140,9 @@ export async function startFromArgs(
       ...(maxMessageMb ? { maxMessageBytes: Math.round(maxMessageMb * MB) } : {}),
       ...(argv['max-input-mp'] ? { maxInputPixels: Math.round(argv['max-input-mp'] * 1e6) } : {}),
       ...(argv['max-working-mp'] ? { maxWorkingPixels: Math.round(argv['max-working-mp'] * 1e6) } : {}),
+      ...(jobGb ? { maxJobBytes: Math.round(jobGb * 2 ** 30) } : {}),
     },
+    retentionMs: (argv.retention ?? DEFAULT_RETENTION_HOURS) * 3600_000,
     allowDirs,
     watch: argv.watch,
     preload: true,

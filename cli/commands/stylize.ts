@@ -23,6 +23,7 @@ import { checkOutputPath, frameOutputKind } from '../../src/io/output-path.js';
 import type { FitMode } from '../../src/io/size.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import {
+  nativeSize,
   noiseShapeFor,
   sizeMultiple,
   stylizeFrames,
@@ -55,6 +56,8 @@ export interface StylizeArgs {
   fps?: number;
   ep: ExecutionProviderChoice;
   fit: FitMode;
+  /** Short side the model works at (0: the frames' own size); absent: the model's native size for larger frames. */
+  'work-size'?: number;
   json: boolean;
   /** Only frames START-END (0-based, inclusive) of the input, still named and noised as in the whole clip. */
   'frame-range'?: string;
@@ -130,6 +133,9 @@ function checkNumbers(a: StylizeArgs): void {
     throw bad('fps', a.fps, 'a number of frames per second in (0, 1000]');
   if (!(Number.isInteger(a.batch) && a.batch >= 1 && a.batch <= 64))
     throw bad('batch', a.batch, 'a whole number from 1 to 64');
+  const ws = a['work-size'];
+  if (ws !== undefined && !(Number.isInteger(ws) && ws >= 0 && ws <= 16384))
+    throw bad('work-size', ws, 'a whole number from 0 to 16384');
   if (!a.prompt && a.prompt !== '')
     throw new VidpriorError('E_BAD_REQUEST', '--prompt is required', { prompt: a.prompt });
 }
@@ -196,6 +202,8 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
     // 4. Frames in (folder, image or video; brought to a multiple of f × 8) and out (named like the inputs).
     source = await openFrameSource(a.input, {
       multiple: sizeMultiple(model),
+      nativeSize: nativeSize(model),
+      workSize: a['work-size'],
       fit: a.fit,
       onDecodeProgress: (n, total) =>
         reporter.progress(
@@ -373,6 +381,11 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         choices: ['resize', 'pad'],
         default: 'resize',
         describe: 'how frames whose sides are not multiples of f × 8 are brought to size (and back)',
+      })
+      .option('work-size', {
+        type: 'number',
+        describe:
+          "short side the model works at, in pixels (results are scaled back; 0 = the frames' own size; default: the model's native size, 512 for SD 1.x, for larger frames)",
       })
       .option('json', {
         type: 'boolean',

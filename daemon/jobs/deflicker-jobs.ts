@@ -115,7 +115,7 @@ export const deflickerExecutor: JobExecutor = {
           ),
       },
       async (i, frame) => {
-        await ctx.emitFrame(i, await encodeJobFrame(frame, identity, ctx.scratchPath(String(i))));
+        await ctx.emitFrame(i, await encodeJobFrame(frame, identity));
       },
     );
     // 3. Every frame is stored: the checkpoint is no longer needed.

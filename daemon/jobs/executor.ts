@@ -37,8 +37,8 @@ export interface ExecutorContext {
   /** The file of input frame `index` / edited keyframe `index` in the job folder. */
   inputPath(index: number): string;
   editPath(index: number): string;
-  /** A scratch file path in the job folder (for encoding outputs). */
-  scratchPath(name: string): string;
+  /** Bytes a job may need beyond the model (checked again with the loaded model's working size); absent: no check. */
+  readonly memoryLimit?: number;
   /** The client's explicit initial noise, if it sent one. */
   readNoise(): Promise<Float32Array | undefined>;
   /** This job's folder for training checkpoints (exists). */

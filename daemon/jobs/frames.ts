@@ -1,39 +1,73 @@
 /**
- * A job's frames through the library's one way in and out (src/io): input files of the job folder are read
- * as [3,H,W] float32 in [-1,1] at the model's working size (resized or padded to a multiple of VAE factor × 8,
- * as `vidprior stylize` does), and output frames are restored to the input size and written as PNG.
+ * A job's frames through the library's one frame codec (src/io/frame-codec.ts): input files of the job folder
+ * are decoded as [3,H,W] float32 in [-1,1] at the job's working size (short side `work_size`, by default the
+ * model's native size; brought to a multiple of VAE factor × 8, as `vidprior stylize` does), and results are
+ * encoded in memory as PNG bytes at the input's size (stored once by the queue, no scratch file). The same plan
+ * decides at submit whether the job fits the daemon's memory (admitJob).
  */
-import { readFile, rm } from 'node:fs/promises';
-import { readFrame, writeFramePng } from '../../src/io/frames.js';
-import { cropFrame, fitIsIdentity, padFrame, planFit, type FitPlan } from '../../src/io/size.js';
-import { sizeMultiple } from '../../src/pipelines/img2img.js';
+import { VidpriorError } from '../../src/errors.js';
+import { decodeFrame, encodeFrame } from '../../src/io/frame-codec.js';
+import type { Size } from '../../src/io/frames.js';
+import { defaultWorkSize, planWork, type FitPlan } from '../../src/io/size.js';
+import { estimateJobMemory, gib } from '../../src/pipelines/memory.js';
+import { nativeSize, sizeMultiple } from '../../src/pipelines/img2img.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import type { Tensor } from '../../src/tensor.js';
 
-/** How frames of this size reach the model (the CLI's default: resize to the nearest multiple). */
-export function fitPlan(model: StableDiffusionModel, width: number, height: number): FitPlan {
-  return planFit(width, height, sizeMultiple(model));
+/** What the working size depends on: the model's size multiple and native size. */
+export interface WorkModel {
+  multiple: number;
+  native: number;
+}
+
+/** SD 1.x's (VAE factor 8): assumed at submit while no model is loaded yet. */
+export const SD1_WORK_MODEL: WorkModel = { multiple: 64, native: 512 };
+
+export function workModelOf(model: StableDiffusionModel): WorkModel {
+  return { multiple: sizeMultiple(model), native: nativeSize(model) };
+}
+
+/** How frames of this size reach the model: `workSize` if the job set one (0 = their own), else the default. */
+export function jobPlan(work: WorkModel, width: number, height: number, workSize?: number): FitPlan {
+  return planWork(width, height, {
+    multiple: work.multiple,
+    workSize: workSize ?? defaultWorkSize(width, height, work.native),
+  });
+}
+
+export function fitPlan(model: StableDiffusionModel, width: number, height: number, workSize?: number): FitPlan {
+  return jobPlan(workModelOf(model), width, height, workSize);
+}
+
+/**
+ * E_TOO_LARGE, naming the frame size, the working size and the limit, when `batch` frames at the plan's working
+ * size need more memory than `limit` bytes (src/pipelines/memory.ts).
+ */
+export function admitJob(plan: FitPlan, batch: number, limit: number): void {
+  const need = estimateJobMemory(plan.original, plan.working, batch);
+  if (need.bytes <= limit) return;
+  const s = (z: Size) => `${z.width}×${z.height}`;
+  throw new VidpriorError(
+    'E_TOO_LARGE',
+    `frames of ${s(plan.original)} worked on at ${s(plan.working)}, ${batch} at a time, need about ${gib(need.bytes)}: more than this daemon's limit of ${gib(limit)} (serve --max-job-memory-gb); lower params.work_size${batch > 1 ? ' or params.batch' : ''}`,
+    {
+      field: 'params.work_size',
+      width: plan.original.width,
+      height: plan.original.height,
+      working: plan.working,
+      batch,
+      bytes: need.bytes,
+      limit,
+    },
+  );
 }
 
 export async function readJobFrame(path: string, plan: FitPlan): Promise<Tensor<'float32'>> {
-  const identity = fitIsIdentity(plan);
   // The job was accepted for frames of plan.original's size: a file of more pixels is not decoded.
-  const maxPixels = plan.original.width * plan.original.height;
-  const image = await readFrame(
-    path,
-    plan.mode === 'resize' && !identity ? { resize: plan.working, maxPixels } : { maxPixels },
-  );
-  return plan.mode === 'pad' && !identity ? padFrame(image, plan) : image;
+  return decodeFrame(path, plan, { maxPixels: plan.original.width * plan.original.height });
 }
 
-/** PNG bytes of an output frame at the input's size; `scratch` is a temporary file path in the job folder. */
-export async function encodeJobFrame(image: Tensor<'float32'>, plan: FitPlan, scratch: string): Promise<Uint8Array> {
-  const identity = fitIsIdentity(plan);
-  const restored = plan.mode === 'pad' && !identity ? cropFrame(image, plan) : image;
-  await writeFramePng(scratch, restored, plan.mode === 'resize' && !identity ? { resize: plan.original } : {});
-  try {
-    return await readFile(scratch);
-  } finally {
-    await rm(scratch, { force: true });
-  }
+/** PNG bytes of an output frame at the input's size. */
+export function encodeJobFrame(image: Tensor<'float32'>, plan: FitPlan): Promise<Uint8Array> {
+  return encodeFrame(image, plan);
 }

@@ -10,7 +10,7 @@ import { stylizeFrames, type StylizeProgress } from '../../src/pipelines/img2img
 import { float32 } from '../../src/tensor.js';
 import type { EditKeyframeParams, StyleLoraParam, StylizeParams } from '../../protocol/params.js';
 import type { ExecutorContext, ExecutorResult, JobExecutor } from './executor.js';
-import { encodeJobFrame, fitPlan, readJobFrame } from './frames.js';
+import { admitJob, encodeJobFrame, fitPlan, readJobFrame } from './frames.js';
 
 async function loadModel(ctx: ExecutorContext, adapter: string | undefined, loras: StyleLoraParam[] | undefined) {
   ctx.progress({ stage: 'loading', fraction: 0, message: `loading model ${ctx.model.name}` });
@@ -87,7 +87,9 @@ export const stylizeExecutor: JobExecutor = {
         steps: s.steps,
       });
     };
-    const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
+    const plan = fitPlan(model, ctx.spec.width, ctx.spec.height, p.work_size);
+    // Admitted at submit with the model then loaded (or SD 1.x's sizes): checked again with this one's.
+    if (ctx.memoryLimit) admitJob(plan, batch, ctx.memoryLimit);
     await stylizeFrames(
       model,
       runtime,
@@ -101,7 +103,7 @@ export const stylizeExecutor: JobExecutor = {
         const index = todo[i]!;
         finished++;
         if (ctx.isDone(index)) return; // re-run only to keep its batch whole
-        await ctx.emitFrame(index, await encodeJobFrame(image, plan, ctx.scratchPath(String(index))));
+        await ctx.emitFrame(index, await encodeJobFrame(image, plan));
       },
       {
         prompt: p.prompt,
@@ -139,7 +141,8 @@ export const editKeyframeExecutor: JobExecutor = {
   async run(ctx): Promise<ExecutorResult> {
     const p = ctx.spec.params as EditKeyframeParams;
     const { model, runtime, unet } = await loadModel(ctx, p.adapter, p.loras);
-    const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
+    const plan = fitPlan(model, ctx.spec.width, ctx.spec.height, p.work_size);
+    if (ctx.memoryLimit) admitJob(plan, 1, ctx.memoryLimit);
     const image = await readJobFrame(ctx.inputPath(p.frame), plan);
     // One pipeline run per candidate: candidate k is img2img of the frame with seed + k.
     for (let k = 0; k < p.candidates; k++) {
@@ -149,7 +152,7 @@ export const editKeyframeExecutor: JobExecutor = {
         runtime,
         { count: 1, width: plan.working.width, height: plan.working.height, read: () => image },
         async (_i, out) => {
-          await ctx.emitFrame(k, await encodeJobFrame(out, plan, ctx.scratchPath(String(k))), { seed: p.seed + k });
+          await ctx.emitFrame(k, await encodeJobFrame(out, plan), { seed: p.seed + k });
         },
         {
           prompt: p.prompt,

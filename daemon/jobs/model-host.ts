@@ -5,6 +5,7 @@
  * go first (one model on the device at a time). Adapters are the LoRA files of the data dir's adapters/
  * folder and of finished training jobs.
  */
+import { SD1_WORK_MODEL, workModelOf, type WorkModel } from './frames.js';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAdaptedUnet } from '../../src/training/adapted-unet.js';
@@ -123,6 +124,11 @@ export class ModelHost {
     await this.close();
     this.current = wanted?.kind === 'embedded' ? undefined : wanted;
     this.opts.log?.(`model selected: ${this.name}`);
+  }
+
+  /** The loaded model's working-size rule (multiple, native size), or SD 1.x's while none is loaded. */
+  get workModel(): WorkModel {
+    return this.loaded ? workModelOf(this.loaded.model) : SD1_WORK_MODEL;
   }
 
   /** The provider in use once loaded, else the one asked for. */

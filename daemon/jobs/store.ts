@@ -256,6 +256,16 @@ export class JobStore {
     return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
   }
 
+  /**
+   * Removes what only served to run a job that has ended: its copies of the inputs, edits and noise, and its
+   * training checkpoints (adapters/; published adapters live in the data dir's adapters/). Failures are ignored:
+   * the retention sweep removes the folder later anyway.
+   */
+  async dropWorkFiles(job: JobRecord): Promise<void> {
+    for (const part of ['inputs', 'edits', 'noise.bin', 'adapters'])
+      await rm(join(job.dir, part), { recursive: true, force: true }).catch(() => {});
+  }
+
   adapterDir(job: JobRecord): string {
     return join(job.dir, 'adapters');
   }

@@ -6,8 +6,10 @@
  *     `<data-dir>/adapters/<adapter_name>.safetensors` and named in `done.outputs.adapter`;
  *   - run: the same, then stylize every frame with the new adapter.
  * Training checkpoints go to the job's adapters/ folder every `checkpoint_every` iterations; a job resumed
- * after a restart continues from the last one, to the same result as an uninterrupted run.
+ * after a restart continues from the last one, to the same result as an uninterrupted run. Once the adapter is
+ * published they are removed.
  */
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { config } from '../../src/config.js';
 import { VidpriorError } from '../../src/errors.js';
@@ -53,7 +55,7 @@ async function train(ctx: ExecutorContext, p: FinetuneParams, share: number): Pr
   const styles = await ctx.model.styles(p.loras);
   const textEncoder = await ctx.model.textEncoder(styles);
   const model = textEncoder === loaded.model.textEncoder ? loaded.model : { ...loaded.model, textEncoder };
-  const plan = fitPlan(model, ctx.spec.width, ctx.spec.height);
+  const plan = fitPlan(model, ctx.spec.width, ctx.spec.height, p.work_size);
   const indices = sampleFrameIndices(ctx.spec.inputs.length, p.train_frames);
   const frames = [];
   for (const i of indices) frames.push(await readJobFrame(ctx.inputPath(i), plan));
@@ -110,6 +112,9 @@ async function train(ctx: ExecutorContext, p: FinetuneParams, share: number): Pr
     created_at: new Date().toISOString(),
   });
   await ctx.saveCheckpoint({ trained: name });
+  // Trained and published: a resumed run skips training now, so its checkpoints only take disk.
+  for (const f of await readdir(ctx.adapterDir).catch(() => [] as string[]))
+    await rm(join(ctx.adapterDir, f), { recursive: true, force: true });
   return name;
 }
 
@@ -151,6 +156,7 @@ export const runExecutor: JobExecutor = {
       batch: p.batch,
       adapter,
       ...(p.loras ? { loras: p.loras } : {}),
+      ...(p.work_size !== undefined ? { work_size: p.work_size } : {}),
     };
     await stylizeExecutor.run({
       ...ctx,

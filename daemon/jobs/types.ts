@@ -6,8 +6,9 @@
  *   outputs/     finished output frames; a file exists only once complete (atomic rename)
  *   state.json   where the job stands (state, stage, timestamps, error, executor checkpoint data)
  *   outcome.json the job's end, in 4 KiB reserved at create, for when state.json cannot be written (outcome.ts)
- *   adapters/    what a finetune/run job trains
- * The folder alone is enough to resume the job after a restart.
+ *   adapters/    what a finetune/run job trains (its checkpoints)
+ * The folder alone is enough to resume the job after a restart. Once the job has ended, what only served to
+ * run it (inputs/, edits/, noise.bin, adapters/) is removed; the rest goes after the retention time (retention.ts).
  */
 import type { ErrorCode } from '../../src/errors.js';
 import type { JobKind } from '../../protocol/params.js';
@@ -48,6 +49,11 @@ export interface JobStatus {
   error?: { code: ErrorCode; message: string; details?: Record<string, unknown> };
   /** The adapter a training job wrote. */
   adapter?: string;
+  /**
+   * Starts of this job that did not end: counted up (durably) when it starts running, down when the daemon stops
+   * cleanly. At 2, the daemon died twice while running it: the next start fails it with E_CRASHED.
+   */
+  unfinished_starts?: number;
   /** Seconds spent running, summed over restarts. */
   elapsed_s: number;
   /** Executor-private data that must survive a restart (e.g. the last training checkpoint). */

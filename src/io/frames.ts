@@ -6,7 +6,7 @@
  * RGB, and keeps 16-bit PNGs at 16-bit precision.
  */
 import { roundHalfEven } from '../numeric.js';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import sharp from 'sharp';
 import { VidpriorError } from '../errors.js';
@@ -111,12 +111,21 @@ export async function imageSize(path: string): Promise<Size> {
   }
 }
 
-/** Reads an image file as a float32 tensor [3, H, W] in [-1, 1]. */
-export async function readFrame(path: string, options: ReadFrameOptions = {}): Promise<Tensor<'float32'>> {
+/** What names a frame in errors: its path, or `image bytes` for an encoded image in memory. */
+function frameLabel(input: string | Uint8Array): string {
+  return typeof input === 'string' ? input : `image of ${input.length} bytes`;
+}
+
+/** Reads an image (a file, or PNG/JPEG bytes in memory) as a float32 tensor [3, H, W] in [-1, 1]. */
+export async function readFrame(
+  input: string | Uint8Array,
+  options: ReadFrameOptions = {},
+): Promise<Tensor<'float32'>> {
+  const path = frameLabel(input);
   try {
-    const meta = await sharp(path, { failOn: 'error' }).metadata();
+    const meta = await sharp(input, { failOn: 'error' }).metadata();
     const sixteen = meta.depth === 'ushort';
-    let img = sharp(path, { failOn: 'error', limitInputPixels: options.maxPixels ?? true }).autoOrient();
+    let img = sharp(input, { failOn: 'error', limitInputPixels: options.maxPixels ?? true }).autoOrient();
     if (meta.hasAlpha) {
       if (options.alpha === 'flatten') {
         const [r, g, b] = options.background ?? [255, 255, 255];
@@ -181,6 +190,16 @@ export function tensorToRgb8(image: Tensor<'float32'>): { data: Uint8Array; widt
   return { data, width, height };
 }
 
+/** A [3, H, W] float32 frame in [-1, 1] as the bytes of an 8-bit RGB PNG, optionally resized (Pillow Lanczos) to `resize`. */
+export async function encodeFramePng(image: Tensor<'float32'>, options: { resize?: Size } = {}): Promise<Uint8Array> {
+  const rgb = tensorToRgb8(image);
+  const size = options.resize ?? rgb;
+  const data = resizeLanczos(rgb.data, rgb.width, rgb.height, 3, size.width, size.height);
+  return sharp(data, { raw: { width: size.width, height: size.height, channels: 3 } })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
+}
+
 /**
  * Writes a [3, H, W] float32 frame in [-1, 1] as an 8-bit RGB PNG, optionally resized (Pillow Lanczos) to
  * `resize`. The PNG appears whole or not at all (temporary file + rename), so a process killed mid-write (a
@@ -191,12 +210,9 @@ export async function writeFramePng(
   image: Tensor<'float32'>,
   options: { resize?: Size } = {},
 ): Promise<void> {
-  const rgb = tensorToRgb8(image);
-  const size = options.resize ?? rgb;
-  const data = resizeLanczos(rgb.data, rgb.width, rgb.height, 3, size.width, size.height);
-  const img = sharp(data, { raw: { width: size.width, height: size.height, channels: 3 } });
+  const png = await encodeFramePng(image, options);
   try {
-    await writeFileAtomic(path, await img.png({ compressionLevel: 6 }).toBuffer(), false);
+    await writeFileAtomic(path, png, false);
   } catch (err) {
     throw new VidpriorError('E_IO', `cannot write ${path}: ${(err as Error).message}`, { path }, { cause: err });
   }

@@ -4,8 +4,8 @@
  *     temporary folder that cleanup() removes);
  *   openFrameSink(path, like): PNGs named like the source frames in a folder, or a video file (PNGs in a
  *     temporary folder, encoded at finish() with the source's frame rate).
- * With `multiple` set, the source reads frames at a size the model accepts (resize or pad, see size.ts) and a
- * sink made `like` it restores the original size when writing.
+ * With `multiple` set, the source reads frames at a size the model accepts (scaled to the working size, resized
+ * or padded, see size.ts; frame-codec.ts does it) and a sink made `like` it restores the original size when writing.
  */
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,8 @@ import {
   type ReadFrameOptions,
   type Size,
 } from './frames.js';
-import { cropFrame, fitIsIdentity, padFrame, planFit, type FitMode, type FitPlan, type PadMode } from './size.js';
+import { defaultWorkSize, planWork, type FitMode, type FitPlan, type PadMode } from './size.js';
+import { decodeFrame, unfitFrame } from './frame-codec.js';
 import {
   DECODED_FRAME_PATTERN,
   decodeVideo,
@@ -59,6 +60,10 @@ export interface FrameSourceOptions extends ReadFrameOptions {
   padMode?: PadMode;
   /** 'resize' target: the nearest multiple (default) or the one below (diffusers' choice). */
   rounding?: 'nearest' | 'down';
+  /** The short side the model works at (0: the frames' own size); absent: defaultWorkSize of `nativeSize`. */
+  workSize?: number;
+  /** The model's native size (512 for SD 1.x): frames larger than it are scaled down to it by default. */
+  nativeSize?: number;
   /** Reports decoding progress of a video (frames decoded so far). */
   onDecodeProgress?: (framesDone: number, total: number) => void;
 }
@@ -100,11 +105,18 @@ export async function openFrameSource(path: string, options: FrameSourceOptions 
     }
   }
   const { width, height } = await imageSize(frames[0]!.path);
+  const workSize =
+    options.workSize ?? (options.nativeSize ? defaultWorkSize(width, height, options.nativeSize) : undefined);
   const plan = options.multiple
-    ? planFit(width, height, options.multiple, options.fit ?? 'resize', options.padMode ?? 'reflect', options.rounding)
+    ? planWork(width, height, {
+        multiple: options.multiple,
+        workSize,
+        fit: options.fit,
+        padMode: options.padMode,
+        rounding: options.rounding,
+      })
     : null;
   const readOptions: ReadFrameOptions = { alpha: options.alpha, background: options.background };
-  if (plan && plan.mode === 'resize' && !fitIsIdentity(plan)) readOptions.resize = plan.working;
   return {
     kind,
     path,
@@ -128,8 +140,7 @@ export async function openFrameSource(path: string, options: FrameSourceOptions 
           );
         }
       }
-      const image = await readFrame(frame.path, readOptions);
-      return plan && plan.mode === 'pad' && !fitIsIdentity(plan) ? padFrame(image, plan) : image;
+      return plan ? decodeFrame(frame.path, plan, readOptions) : readFrame(frame.path, readOptions);
     },
     async cleanup() {
       if (tempDir) await rm(tempDir, { recursive: true, force: true });
@@ -146,8 +157,7 @@ export function restoreFrame(
   image: Tensor<'float32'>,
   plan: FitPlan | null,
 ): { image: Tensor<'float32'>; resize?: Size } {
-  if (!plan || fitIsIdentity(plan)) return { image };
-  return plan.mode === 'pad' ? { image: cropFrame(image, plan) } : { image, resize: plan.original };
+  return unfitFrame(image, plan);
 }
 
 export interface FrameSink {

@@ -6,6 +6,8 @@
  *     original size when writing (Pillow's Lanczos both ways, at the I/O boundary: readFrame/writeFramePng);
  *   - 'pad': pad on all sides (split evenly, the extra pixel right/bottom) by reflection or edge replication,
  *     and crop the result back.
+ * A working size (`workSize`, the short side the model works at) scales the frame first, keeping its aspect:
+ * 'resize' scales straight to the nearest multiples, 'pad' scales to the short side and pads the rest.
  * Planning is pure; padding and cropping work on [3, H, W] float32 tensors.
  */
 import { check, VidpriorError } from '../errors.js';
@@ -21,6 +23,8 @@ export interface FitPlan {
   multiple: number;
   /** The frame's own size (what the output gets back). */
   original: Size;
+  /** The frame after scaling, before padding ('resize': = working; 'pad': the size padded to working). */
+  scaled: Size;
   /** The size the model sees. */
   working: Size;
   /** Pixels added on each side ('pad' mode; zeros for 'resize'). */
@@ -45,12 +49,14 @@ export function planFit(
   if (mode === 'resize') {
     const round = rounding === 'down' ? Math.floor : Math.round;
     const near = (v: number) => Math.max(multiple, round(v / multiple) * multiple);
+    const working = { width: near(width), height: near(height) };
     return {
       mode,
       padMode,
       multiple,
       original,
-      working: { width: near(width), height: near(height) },
+      scaled: working,
+      working,
       pad: { left: 0, top: 0, right: 0, bottom: 0 },
     };
   }
@@ -63,12 +69,73 @@ export function planFit(
     top: Math.floor(dy / 2),
     bottom: dy - Math.floor(dy / 2),
   };
-  return { mode, padMode, multiple, original, working: { width: up(width), height: up(height) }, pad };
+  return {
+    mode,
+    padMode,
+    multiple,
+    original,
+    scaled: original,
+    working: { width: up(width), height: up(height) },
+    pad,
+  };
+}
+
+export interface WorkOptions {
+  /** Sides of the working size are multiples of this (the model's: VAE factor × 8). */
+  multiple: number;
+  /**
+   * The short side the model works at, aspect kept: scales down or up. 0 or absent: the frame's own size (only
+   * brought to a multiple).
+   */
+  workSize?: number;
+  fit?: FitMode;
+  padMode?: PadMode;
+  rounding?: 'nearest' | 'down';
+}
+
+/**
+ * The working size by default: the model's native size on the short side (512 for SD 1.x), never larger than the
+ * frame itself (a small frame is not blown up); 0 when the frame is no larger (work at its own size).
+ */
+export function defaultWorkSize(width: number, height: number, nativeSize: number): number {
+  return Math.min(width, height) > nativeSize ? nativeSize : 0;
+}
+
+/**
+ * How a width × height frame reaches the model: scaled so that its short side is `workSize` (keeping the aspect),
+ * then brought to a multiple of `multiple` by `fit` (see planFit); and back to width × height for the output.
+ */
+export function planWork(width: number, height: number, o: WorkOptions): FitPlan {
+  const workSize = o.workSize ?? 0;
+  check(Number.isInteger(workSize) && workSize >= 0, 'work size', workSize, 'a whole number ≥ 0');
+  const plan = planFit(width, height, o.multiple, o.fit, o.padMode, o.rounding);
+  if (!workSize || workSize === Math.min(width, height)) return plan;
+  const s = workSize / Math.min(width, height);
+  if (plan.mode === 'resize') {
+    // Straight from the original to the nearest multiples of the scaled size (one resampling each way).
+    const round = o.rounding === 'down' ? Math.floor : Math.round;
+    const near = (v: number) => Math.max(plan.multiple, round((v * s) / plan.multiple) * plan.multiple);
+    const working = { width: near(width), height: near(height) };
+    return { ...plan, scaled: working, working };
+  }
+  const scaled = { width: Math.max(1, Math.round(width * s)), height: Math.max(1, Math.round(height * s)) };
+  const padded = planFit(scaled.width, scaled.height, plan.multiple, 'pad', plan.padMode);
+  return { ...padded, original: plan.original, scaled };
 }
 
 /** True when the plan changes nothing (the frame already fits). */
 export function fitIsIdentity(plan: FitPlan): boolean {
   return plan.working.width === plan.original.width && plan.working.height === plan.original.height;
+}
+
+/** True when the plan scales the frame (resize, or a working size): decoding resamples, encoding resamples back. */
+export function fitScales(plan: FitPlan): boolean {
+  return plan.scaled.width !== plan.original.width || plan.scaled.height !== plan.original.height;
+}
+
+/** True when the plan pads the scaled frame (and the result is cropped back). */
+export function fitPads(plan: FitPlan): boolean {
+  return plan.scaled.width !== plan.working.width || plan.scaled.height !== plan.working.height;
 }
 
 /** numpy's 'reflect' index (mirror without repeating the edge), any distance outside [0, n). */
@@ -86,13 +153,13 @@ function dimsOf(image: Tensor<'float32'>): [number, number, number] {
   return [d[0]!, d[1]!, d[2]!];
 }
 
-/** Pads a [C, H, W] frame from plan.original to plan.working ('pad' plans). */
+/** Pads a [C, H, W] frame from plan.scaled (the original size unless scaled) to plan.working ('pad' plans). */
 export function padFrame(image: Tensor<'float32'>, plan: FitPlan): Tensor<'float32'> {
   const [c, h, w] = dimsOf(image);
-  if (h !== plan.original.height || w !== plan.original.width) {
+  if (h !== plan.scaled.height || w !== plan.scaled.width) {
     throw new VidpriorError(
       'E_SHAPE',
-      `frame is ${w}×${h} but the plan is for ${plan.original.width}×${plan.original.height}`,
+      `frame is ${w}×${h} but the plan is for ${plan.scaled.width}×${plan.scaled.height}`,
     );
   }
   const { width: W, height: H } = plan.working;
@@ -109,7 +176,7 @@ export function padFrame(image: Tensor<'float32'>, plan: FitPlan): Tensor<'float
   return float32([c, H, W], out);
 }
 
-/** Crops a [C, H, W] frame of plan.working back to plan.original ('pad' plans). */
+/** Crops a [C, H, W] frame of plan.working back to plan.scaled ('pad' plans). */
 export function cropFrame(image: Tensor<'float32'>, plan: FitPlan): Tensor<'float32'> {
   const [c, H, W] = dimsOf(image);
   if (H !== plan.working.height || W !== plan.working.width) {
@@ -118,7 +185,7 @@ export function cropFrame(image: Tensor<'float32'>, plan: FitPlan): Tensor<'floa
       `frame is ${W}×${H} but the plan works at ${plan.working.width}×${plan.working.height}`,
     );
   }
-  const { width: w, height: h } = plan.original;
+  const { width: w, height: h } = plan.scaled;
   const out = new Float32Array(c * h * w);
   for (let ch = 0; ch < c; ch++) {
     for (let y = 0; y < h; y++) {

@@ -35,6 +35,9 @@ export interface ModelFolder {
   /** The VAE's latent scaling factor and where it came from. */
   scalingFactor: number;
   scalingFactorSource: string;
+  /** sample_size of the VAE's config (pixels) and of the UNet's (latents), when a config.json states them. */
+  vaeSampleSize: number | null;
+  unetSampleSize: number | null;
   /** tokenizer/tokenizer_config.json when present (model_max_length, do_lower_case…). */
   tokenizerConfig: Record<string, unknown> | null;
 }
@@ -160,6 +163,12 @@ export async function readModelFolder(folder: string): Promise<ModelFolder> {
 
   return {
     dir,
+    vaeSampleSize: await sampleSize([
+      join(dir, 'vae_decoder', 'config.json'),
+      join(dir, 'vae_encoder', 'config.json'),
+      join(dir, 'vae', 'config.json'),
+    ]),
+    unetSampleSize: await sampleSize([join(dir, 'unet', 'config.json')]),
     onnx,
     vocab,
     merges,
@@ -170,6 +179,17 @@ export async function readModelFolder(folder: string): Promise<ModelFolder> {
     scalingFactorSource,
     tokenizerConfig,
   };
+}
+
+/** The first positive integer `sample_size` among these config files (a list means per-axis: its smallest). */
+async function sampleSize(paths: string[]): Promise<number | null> {
+  for (const path of paths) {
+    if (!isFile(path)) continue;
+    const v = (await readJson(path)).sample_size;
+    const n = Array.isArray(v) ? Math.min(...v.map(Number)) : Number(v);
+    if (Number.isInteger(n) && n > 0) return n;
+  }
+  return null;
 }
 
 function checkScaling(v: unknown, path: string): number {

@@ -384,6 +384,9 @@ async function deriveFacts(
     encoderOutput,
     scalingFactor: folder.scalingFactor,
     scalingFactorSource: folder.scalingFactorSource,
+    ...(folder.vaeSampleSize || folder.unetSampleSize
+      ? { nativeSize: folder.vaeSampleSize ?? folder.unetSampleSize! * vaeScaleFactor }
+      : {}),
     opsets,
   };
   const io: ModelIoNames = {

@@ -51,6 +51,11 @@ export interface ModelFacts {
   /** Latents are the encoder mean × this; the decoder gets latents / this. */
   scalingFactor: number;
   scalingFactorSource: string;
+  /**
+   * The image size the model was made for (vae sample_size, or unet sample_size × vaeScaleFactor, from the
+   * folder's config.json files); absent when no config says (then 64 latents, SD 1.x's, are assumed).
+   */
+  nativeSize?: number;
   /** Default-domain opset of each model. */
   opsets: Record<Component, number>;
 }

@@ -41,6 +41,14 @@ export function sizeMultiple(model: StableDiffusionModel): number {
 }
 
 /**
+ * The size the model was trained at, in pixels (512 for SD 1.x): the default short side of the working size, so
+ * that a large frame costs what a 512-pixel one does (the VAE's attention grows with the square of the pixels).
+ */
+export function nativeSize(model: StableDiffusionModel): number {
+  return model.facts.nativeSize ?? 64 * model.facts.vaeScaleFactor;
+}
+
+/**
  * Where frames come from: `count` frames of one working size (sides multiples of sizeMultiple(model)),
  * read on demand so that a video need not fit in memory.
  */

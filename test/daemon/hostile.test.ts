@@ -325,7 +325,8 @@ test('decompression bombs are refused from their header, before any decoding: a 
         [1, tiny],
         [2, huge],
       ] as const) {
-        c.send({ type: 'submit', id, kind: 'stylize', params: { prompt: 'x' }, frames: [{ png }] });
+        // work_size 0: the model works at the frame's own size (by default a 1024² frame would work at 512²).
+        c.send({ type: 'submit', id, kind: 'stylize', params: { prompt: 'x', work_size: 0 }, frames: [{ png }] });
         const e = (await c.next()) as ErrorMessage;
         assert.equal(e.type, 'error', JSON.stringify(e).slice(0, 200));
         assert.equal(e.code, 'E_TOO_LARGE', e.message);

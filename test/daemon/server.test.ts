@@ -1,7 +1,8 @@
 // A real daemon on a free port, real websocket clients, the real img2img pipeline on the embedded default model.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { VidpriorClient, type JobStream } from '../../protocol/client.js';
 import type { Frame } from '../../protocol/messages.js';
@@ -174,11 +175,18 @@ test('the whole method (run): fine-tune on the clip and its edit, publish the ad
   });
   const got = collect(job);
   const training: number[] = [];
+  const jobDir = join(d.dataDir, 'jobs', job.id);
+  const checkpointsWhileStylizing: string[][] = [];
   job.onProgress = (p) => {
     if (p.stage === 'training' && p.iteration) training.push(p.iteration);
+    if (p.stage === 'denoising' && existsSync(join(jobDir, 'adapters')))
+      checkpointsWhileStylizing.push(readdirSync(join(jobDir, 'adapters')));
   };
   const done = await job.done;
   assert.equal(done.outputs.adapter, 'ink-test');
+  // Training checkpoints are gone once the adapter is published; the job folder keeps only its outputs and record.
+  assert.ok(checkpointsWhileStylizing.length > 0 && checkpointsWhileStylizing.every((f) => f.length === 0));
+  assert.deepEqual(readdirSync(jobDir).sort(), ['outcome.json', 'outputs', 'spec.json', 'state.json']);
   assert.deepEqual(
     got.map((f) => f.index),
     [0, 1, 2],
