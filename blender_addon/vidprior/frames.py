@@ -17,25 +17,29 @@ class FrameError(RuntimeError):
     """A strip whose frames cannot be read; the message is shown to the user."""
 
 
-def strip_frame_files(scene, strip, workdir):
-    """Returns [(frame_number, path)] for every frame the strip shows, in order."""
+def strip_frame_files(scene, strip, workdir, only_frames=None):
+    """Returns [(frame_number, path)] for every frame the strip shows (or only those of `only_frames`), in order:
+    the strip's own pixels, whatever its Fit mode, transform, crop, opacity, blend or mute."""
     start, end = compat.strip_range(strip)
     if end <= start:
         raise FrameError("strip '%s' shows no frames" % strip.name)
+    wanted = list(range(start, end)) if only_frames is None else sorted(f for f in set(only_frames) if start <= f < end)
+    if not wanted:
+        raise FrameError("strip '%s' (frames %d-%d) shows none of the frames asked for" % (strip.name, start, end - 1))
     if compat.is_image_strip(strip):
-        files = _image_strip_files(strip, start, end)
+        files = _image_strip_files(strip, wanted)
         if files is not None:
             return files
     if compat.is_image_strip(strip) or compat.is_movie_strip(strip):
-        return _render_strip(scene, strip, start, end, workdir)
+        return _render_strip(scene, strip, wanted, workdir)
     raise FrameError("strip '%s' is a %s strip: choose a movie or image strip" % (strip.name, strip.type.lower()))
 
 
-def _image_strip_files(strip, start, end):
+def _image_strip_files(strip, wanted):
     """The image files behind an image strip, or None when they must be rendered (e.g. EXR)."""
     directory = bpy.path.abspath(strip.directory)
     files = []
-    for frame in range(start, end):
+    for frame in wanted:
         element = strip.strip_elem_from_frame(frame)
         if element is None:
             return None
@@ -55,13 +59,26 @@ def _strip_size(strip, scene):
     return scene.render.resolution_x, scene.render.resolution_y
 
 
-def _render_strip(scene, strip, start, end, workdir):
-    """Renders frames [start, end) of `strip` alone to PNGs in `workdir`."""
+def _runs(numbers):
+    """Sorted frame numbers as (first, last) runs of consecutive frames."""
+    runs = []
+    for n in numbers:
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return runs
+
+
+def _render_strip(scene, strip, wanted, workdir):
+    """Renders frames `wanted` of `strip` alone, at its source size and with its own pixels, to PNGs in `workdir`.
+    Everything changed for the render (other strips muted, the strip's placement, the output) is restored."""
     editor = scene.sequence_editor
     others = [s for s in compat.all_strips(editor) if s != strip and not s.mute]
     render = scene.render
     saved = {
-        "frame_start": scene.frame_start, "frame_end": scene.frame_end, "frame_current": scene.frame_current,
+        "frame_start": scene.frame_start, "frame_end": scene.frame_end, "frame_step": scene.frame_step,
+        "frame_current": scene.frame_current,
         "filepath": render.filepath, "use_sequencer": render.use_sequencer, "use_compositing": render.use_compositing,
         "resolution_x": render.resolution_x, "resolution_y": render.resolution_y,
         "resolution_percentage": render.resolution_percentage,
@@ -71,17 +88,21 @@ def _render_strip(scene, strip, start, end, workdir):
     media_type = getattr(render.image_settings, "media_type", None)
     view = compat.set_standard_view(scene)
     width, height = _strip_size(strip, scene)
+    placement = compat.own_pixels(strip)
     try:
         for s in others:
             s.mute = True
-        scene.frame_start, scene.frame_end = start, end - 1
         render.use_sequencer = True
         render.use_compositing = False
         render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
         compat.set_png_output(scene)
         render.filepath = os.path.join(workdir, "frame_")
-        bpy.ops.render.render(animation=True, scene=scene.name)
+        scene.frame_step = 1  # every frame of the strip, whatever step the scene renders with
+        for first, last in _runs(wanted):
+            scene.frame_start, scene.frame_end = first, last
+            bpy.ops.render.render(animation=True, scene=scene.name)
     finally:
+        compat.restore_pixels(strip, placement)
         for s in others:
             s.mute = False
         compat.restore_view(scene, view)
@@ -92,12 +113,14 @@ def _render_strip(scene, strip, start, end, workdir):
                 setattr(render.image_settings, key, saved[key])
             except TypeError:
                 pass
-        for key in ("frame_start", "frame_end", "filepath", "use_sequencer", "use_compositing",
-                    "resolution_x", "resolution_y", "resolution_percentage"):
-            setattr(render if key not in ("frame_start", "frame_end") else scene, key, saved[key])
+        for key in ("frame_start", "frame_end", "frame_step"):
+            setattr(scene, key, saved[key])
+        for key in ("filepath", "use_sequencer", "use_compositing", "resolution_x", "resolution_y",
+                    "resolution_percentage"):
+            setattr(render, key, saved[key])
         scene.frame_set(saved["frame_current"])
     files = []
-    for frame in range(start, end):
+    for frame in wanted:
         path = os.path.join(workdir, "frame_%04d.png" % frame)
         if not os.path.isfile(path):
             raise FrameError("rendering frame %d of strip '%s' produced no image" % (frame, strip.name))
@@ -119,12 +142,16 @@ def output_folder(prefs_folder, strip_name, job_id):
     return folder
 
 
-def add_result_strip(scene, source, folder, filenames):
-    """Adds the stylized frames as an image strip above `source`, over the same frame range."""
+def add_result_strip(scene, source, folder, filenames, frame_start=None):
+    """Adds the stylized frames as an image strip above `source`, over the same frames (from `frame_start`, else
+    the whole strip) and placed as the source is (same Fit mode scale, offset, rotation and crop)."""
     editor = compat.ensure_sequence_editor(scene)
     start, end = compat.strip_range(source)
-    if len(filenames) != end - start:
-        raise FrameError("expected %d stylized frames for strip '%s', got %d" % (end - start, source.name, len(filenames)))
+    if frame_start is None and len(filenames) != end - start:
+        raise FrameError("expected %d stylized frames for strip '%s', got %d" % (
+            end - start, source.name, len(filenames)))
     channel = compat.free_channel_above(editor, source)
     name = (source.name + " vidprior")[:60]
-    return compat.new_image_strip(editor, name, folder, filenames, channel, start)
+    strip = compat.new_image_strip(editor, name, folder, filenames, channel, start if frame_start is None else frame_start)
+    compat.copy_placement(source, strip)
+    return strip

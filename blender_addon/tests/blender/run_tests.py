@@ -33,9 +33,15 @@ os.environ["VIDPRIOR_TEST_ADDON"] = module
 os.environ["VIDPRIOR_TEST_DATA"] = data_dir
 os.environ["VIDPRIOR_TEST_PORT"] = str(port)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_identity  # noqa: E402
 import test_in_blender  # noqa: E402
+import test_pictures  # noqa: E402
 
-result = unittest.TextTestRunner(verbosity=2).run(unittest.defaultTestLoader.loadTestsFromModule(test_in_blender))
+loader = unittest.defaultTestLoader
+if os.environ.get("VIDPRIOR_TEST_ONLY"):  # a substring of test names, for a quick run by hand
+    loader.testNamePatterns = ["*%s*" % os.environ["VIDPRIOR_TEST_ONLY"]]
+suite = unittest.TestSuite(loader.loadTestsFromModule(m) for m in (test_in_blender, test_identity, test_pictures))
+result = unittest.TextTestRunner(verbosity=2).run(suite)
 print("%d passed, %d failed" % (result.testsRun - len(result.failures) - len(result.errors), len(result.failures) + len(result.errors)))
 if not result.wasSuccessful():
     raise SystemExit(1)

@@ -26,6 +26,7 @@ def fresh_scene():
     s.output_folder = os.path.join(DATA, "out")
     s.style_lora = ""
     s.edits.clear()
+    s.adapter = ""
     return scene, editor
 
 
