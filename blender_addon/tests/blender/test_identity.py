@@ -158,3 +158,32 @@ class Identity(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Visibility(unittest.TestCase):
+    """What the panel and the status bar show: the connection, the model warning, progress with an ETA."""
+
+    def setUp(self):
+        bpy.context.preferences.addons[ADDON].preferences.port = PORT
+
+    def test_connection_line_knows_the_daemon_and_its_embedded_model(self):
+        status = importlib.import_module(ADDON + ".status")
+        self.assertEqual(bpy.ops.vidprior.test_connection(), {"FINISHED"})
+        info = status.connection()
+        self.assertEqual(info["state"], "connected")
+        self.assertTrue(info["embedded"], "the test daemon runs the embedded random-weight model")
+        prefs = bpy.context.preferences.addons[ADDON].preferences
+        prefs.port = 1  # nothing listens there
+        with self.assertRaisesRegex(RuntimeError, "E_CONNECTION"):
+            bpy.ops.vidprior.test_connection()
+        self.assertEqual(status.connection()["state"], "lost")
+
+    def test_status_bar_text_has_an_eta(self):
+        status = importlib.import_module(ADDON + ".status")
+
+        class FakeJob:
+            kind, fraction, started_at = "stylize", 0.25, 100.0
+
+        self.assertEqual(status.eta_text(FakeJob(), now=130.0), "stylize 25% · 1:30 left")
+        FakeJob.fraction = 0.0
+        self.assertEqual(status.eta_text(FakeJob(), now=130.0), "stylize 0%")

@@ -65,6 +65,10 @@ class Stylize(unittest.TestCase):
         before = {s.name for s in compat.all_strips(editor)}
         self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, scene.vidprior.job_status)
         self.check_result(editor, strip, before)
+        # On the daemon's machine, frames go as paths and the daemon writes the results into the output folder.
+        task = state.current().task
+        self.assertEqual(task.transport, os.environ.get("VIDPRIOR_TEST_TRANSPORT", "paths"))
+        self.assertEqual(task.daemon_writes, task.transport == "paths")
 
     def test_movie_strip(self):
         scene, editor = fresh_scene()
