@@ -152,6 +152,7 @@ def add_result_strip(scene, source, folder, filenames, frame_start=None):
             end - start, source.name, len(filenames)))
     channel = compat.free_channel_above(editor, source)
     name = (source.name + " vidprior")[:60]
-    strip = compat.new_image_strip(editor, name, folder, filenames, channel, start if frame_start is None else frame_start)
+    first = start if frame_start is None else frame_start
+    strip = compat.new_image_strip(editor, name, folder, filenames, channel, first)
     compat.copy_placement(source, strip)
     return strip

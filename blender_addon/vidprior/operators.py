@@ -18,7 +18,8 @@ def _strip_or_report(op, context):
         op.report({"ERROR"}, "Select a movie or image strip in the sequencer first")
         return scene, None
     if not (compat.is_movie_strip(strip) or compat.is_image_strip(strip)):
-        op.report({"ERROR"}, "Strip '%s' is a %s strip: vidprior works on movie and image strips" % (strip.name, strip.type.lower()))
+        op.report({"ERROR"}, "Strip '%s' is a %s strip: vidprior works on movie and image strips" % (
+            strip.name, strip.type.lower()))
         return scene, None
     return scene, strip
 
@@ -151,7 +152,8 @@ class VIDPRIOR_OT_preview_edits(bpy.types.Operator):
         start, end = compat.strip_range(strip)
         frame = scene.frame_current
         if not start <= frame < end:
-            self.report({"ERROR"}, "The current frame %d is outside strip '%s' (%d-%d)" % (frame, strip.name, start, end - 1))
+            self.report({"ERROR"}, "The current frame %d is outside strip '%s' (%d-%d)" % (
+                frame, strip.name, start, end - 1))
             return {"CANCELLED"}
         s = scene.vidprior
         if not _steps_left(self, s, s.edit_strength):
@@ -199,8 +201,8 @@ class VIDPRIOR_OT_use_candidate(bpy.types.Operator):
 
 def strip_edits(s, strip):
     """The keyframe edits chosen for `strip` (by its id: a renamed strip keeps them, another strip has its own)."""
-    uid = compat.strip_uid(strip)
-    return [e for e in s.edits if e.path and e.strip_uid == uid]
+    uid = strip.get(compat.UID_KEY)  # read only: the panel's draw calls this, and may not write
+    return [e for e in s.edits if e.path and e.strip_uid == uid] if uid else []
 
 
 def _edits_or_report(op, s, strip):

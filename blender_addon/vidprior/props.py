@@ -49,7 +49,8 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
                                            "or the name of one in the daemon's adapters folder")
     style_lora_weight: FloatProperty(name="LoRA weight", default=1.0, min=-10.0, max=10.0)
     output_folder: StringProperty(name="Output folder", subtype="DIR_PATH",
-                                  description="Where stylized frames go (default: a 'vidprior' folder next to the .blend)")
+                                  description="Where stylized frames go (default: a 'vidprior' folder next to the "
+                                              ".blend)")
     candidate_list: CollectionProperty(type=VIDPRIOR_PG_candidate)
     candidate_index: IntProperty(name="Candidate", default=0)
     edits: CollectionProperty(type=VIDPRIOR_PG_edit)

@@ -192,7 +192,8 @@ def _finish(job, settings):
         settings.job_pending = job.error is not None and job.error[0] == "E_CONNECTION" and bool(settings.job_id)
     if job.error is not None and not bpy.app.background:
         code, message = job.error
-        text = "vidprior: cancelled" if code == "E_CANCELLED" else "vidprior %s failed: %s (%s)" % (job.kind, message, code)
+        text = "vidprior: cancelled" if code == "E_CANCELLED" else "vidprior %s failed: %s (%s)" % (
+            job.kind, message, code)
         status.report_async("WARNING" if code == "E_CANCELLED" else "ERROR", text)
 
 

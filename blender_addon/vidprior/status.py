@@ -67,8 +67,21 @@ def redraw():
         return
     for window in wm.windows:
         for area in window.screen.areas:
-            if area.type in ("SEQUENCE_EDITOR", "PREFERENCES", "STATUSBAR"):
+            if area.type in ("SEQUENCE_EDITOR", "PREFERENCES"):
                 area.tag_redraw()
+        _tag_status_bar(window)
+
+
+def _tag_status_bar(window):
+    """The status bar is a global area that scripts cannot tag; clearing the (unset) status text redraws it."""
+    override = getattr(bpy.context, "temp_override", None)
+    if override is None or window.workspace is None:
+        return
+    try:
+        with override(window=window):
+            bpy.context.workspace.status_text_set(None)
+    except (RuntimeError, TypeError, AttributeError):
+        pass
 
 
 def report_async(level, message):

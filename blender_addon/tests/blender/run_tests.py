@@ -27,7 +27,8 @@ else:
 bpy.ops.preferences.addon_enable(module=module)
 prefs = bpy.context.preferences.addons[module].preferences
 prefs.host, prefs.port = "127.0.0.1", port
-print("vidprior add-on enabled as %s from %s (Blender %s)" % (module, os.path.dirname(sys.modules[module].__file__), bpy.app.version_string))
+print("vidprior add-on enabled as %s from %s (Blender %s)" % (
+    module, os.path.dirname(sys.modules[module].__file__), bpy.app.version_string))
 
 os.environ["VIDPRIOR_TEST_ADDON"] = module
 os.environ["VIDPRIOR_TEST_DATA"] = data_dir
@@ -47,7 +48,8 @@ if os.environ.get("VIDPRIOR_TEST_ONLY"):  # a substring of test names, for a qui
 suite = unittest.TestSuite(loader.loadTestsFromModule(m) for m in (test_in_blender, test_identity, test_pictures,
                                                                    test_restart))
 result = unittest.TextTestRunner(verbosity=2).run(suite)
-print("%d passed, %d failed" % (result.testsRun - len(result.failures) - len(result.errors), len(result.failures) + len(result.errors)))
+failed = len(result.failures) + len(result.errors)
+print("%d passed, %d failed" % (result.testsRun - failed, failed))
 if not result.wasSuccessful():
     raise SystemExit(1)
 

@@ -32,7 +32,8 @@ def fail(why):
 
 # Sidebar tabs of the sequencer: Blender < 4 cannot tell a script which tab is open, so there the probe goes
 # into each of them (only the open one draws).
-SEQUENCER_TABS = ("Strip", "Modifiers", "Proxy & Cache", "Cache", "Adjust", "Time", "Source", "Tool", "View", "Metadata", "vidprior")
+SEQUENCER_TABS = ("Strip", "Modifiers", "Proxy & Cache", "Cache", "Adjust", "Time", "Source", "Tool", "View",
+                  "Metadata", "vidprior")
 probes = []
 
 
@@ -72,6 +73,24 @@ def start():
     bpy.app.timers.register(guarded(lambda: run_when_drawn(ctx)), first_interval=TICK)
 
 
+status = importlib.import_module(module + ".status")
+status_drawn = []
+_status_draw = status.draw_status_bar
+
+
+def status_draw(self, context):
+    try:
+        _status_draw(self, context)
+        job = state.current()
+        if job is not None and not job.ended:
+            status_drawn.append(status.eta_text(job))
+    except Exception:  # noqa: BLE001 - reported as the test's failure
+        errors.append(traceback.format_exc())
+
+
+status.draw_status_bar = status_draw  # what the add-on appends to the status bar when a job starts
+
+
 def run_when_drawn(ctx):
     # 2. Once the sidebar shows a tab, the panel is drawn there; after its first (idle) draw, start the job.
     tick(ctx)
@@ -102,7 +121,8 @@ def tick(ctx):
     if errors:
         fail("a draw raised:\n" + errors[0])
     if ticks[0] > LIMIT_TICKS:
-        fail("no end after %d s: job status %r, panel drawn with %s" % (LIMIT_TICKS * TICK, ctx["scene"].vidprior.job_status, drawn))
+        fail("no end after %d s: job status %r, panel drawn with %s" % (
+            LIMIT_TICKS * TICK, ctx["scene"].vidprior.job_status, drawn))
 
 
 def follow(ctx):
@@ -120,9 +140,12 @@ def follow(ctx):
     editor, strip = ctx["editor"], ctx["strip"]
     added = [s for s in compat.all_strips(editor) if s.name != strip.name]
     if len(added) != 1 or compat.strip_range(added[0]) != compat.strip_range(strip):
-        fail("expected one new strip over %s, got %s" % (compat.strip_range(strip), [(s.name, compat.strip_range(s)) for s in added]))
-    print("UI test: job %s followed by the timer, new strip %r, panel drawn while running with %s" % (
-        ctx["scene"].vidprior.job_id, added[0].name, sorted(set(busy))), flush=True)
+        fail("expected one new strip over %s, got %s" % (
+            compat.strip_range(strip), [(s.name, compat.strip_range(s)) for s in added]))
+    if not status_drawn:
+        fail("the status bar never drew the running job's progress")
+    print("UI test: job %s followed by the timer, new strip %r, panel drawn while running with %s, status bar "
+          "with %s" % (ctx["scene"].vidprior.job_id, added[0].name, sorted(set(busy)), status_drawn[-1]), flush=True)
     # 5. The preferences, shown as the user reaches them (Preferences > Add-ons, the add-on expanded).
     prefs_class = importlib.import_module(module + ".prefs").VIDPRIOR_AP_preferences
     prefs_draw = prefs_class.draw
