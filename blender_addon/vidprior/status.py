@@ -88,8 +88,9 @@ def report_async(level, message):
     """Shows a report from a timer, where no operator is running: through a tiny operator."""
     try:
         bpy.ops.vidprior.report(level=level, message=message)
-    except RuntimeError:
-        print(message)
+    except RuntimeError as err:  # an ERROR report from a script's operator call also raises, after showing
+        if message not in str(err):
+            print(message)
 
 
 def unregister():

@@ -146,7 +146,72 @@ def follow(ctx):
         fail("the status bar never drew the running job's progress")
     print("UI test: job %s followed by the timer, new strip %r, panel drawn while running with %s, status bar "
           "with %s" % (ctx["scene"].vidprior.job_id, added[0].name, sorted(set(busy)), status_drawn[-1]), flush=True)
-    # 5. The preferences, shown as the user reaches them (Preferences > Add-ons, the add-on expanded).
+    # 5. The user edits something else and undoes that edit: the result strip stays (the add-on made its
+    # placement an undo step; the operator's own returned before the strip existed).
+    names = sorted(s.name for s in compat.all_strips(editor))
+    with bpy.context.temp_override(window=ctx["window"], area=ctx["area"], region=ctx["region"]):
+        ctx["scene"].vidprior.prompt = "an edit after the job"
+        bpy.ops.ed.undo_push(message="UI test edit")
+        bpy.ops.ed.undo()
+    scene = ctx["scene"] = ctx["window"].scene  # undo reloads the data: earlier references are stale
+    after = sorted(s.name for s in compat.all_strips(scene.sequence_editor))
+    if after != names:
+        fail("undo after a later edit changed the strips from %s to %s" % (names, after))
+    # 6. Candidates for the active strip draw as a grid of thumbnails.
+    strip = next(s for s in compat.all_strips(scene.sequence_editor) if s.name == "ui")
+    scene.sequence_editor.active_strip = strip
+    files = sorted(glob.glob(os.path.join(data_dir, "frames", "*.png")))
+    item = scene.vidprior.candidate_list.add()
+    item.seed, item.frame, item.strip_uid, item.path = 7, 0, compat.strip_uid(strip), files[0]
+    item.image_name = bpy.data.images.load(files[0], check_existing=True).name
+    # 7. A job that fails (the daemon is not there) is reported where the user sees it.
+    prefs = bpy.context.preferences.addons[module].preferences
+    prefs.port = closed_port()
+    with bpy.context.temp_override(window=ctx["window"], area=ctx["area"], region=ctx["region"]):
+        result = bpy.ops.vidprior.stylize_strip()
+    if result != {"FINISHED"}:
+        fail("stylize_strip with the daemon down returned %s" % result)
+    drawn.clear()
+    bpy.app.timers.register(guarded(lambda: follow_failure(ctx, prefs, port)), first_interval=TICK)
+    return None
+
+
+def closed_port():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    free = s.getsockname()[1]
+    s.close()
+    return free
+
+
+reports = []
+_report_async = status.report_async
+
+
+def report_async(level, message):
+    reports.append((level, message))
+    _report_async(level, message)
+
+
+status.report_async = report_async  # what a job that ends while no operator runs reports through
+
+
+def follow_failure(ctx, prefs, daemon_port):
+    tick(ctx)
+    job = state.current()
+    if not job.ended or not drawn:
+        return TICK
+    prefs.port = daemon_port
+    if job.error is None or job.error[0] != "E_CONNECTION":
+        fail("the job with the daemon down ended with %s" % (job.error,))
+    if not any(level == "ERROR" and "vidprior serve" in message for level, message in reports):
+        fail("no ERROR report for the failed job (reports: %s)" % reports)
+    if status.connection()["state"] != "lost":
+        fail("the connection line does not show the daemon as gone: %s" % status.connection())
+    print("UI test: failure reported as %r" % reports[-1][1], flush=True)
+    # 8. The preferences, shown as the user reaches them (Preferences > Add-ons, the add-on expanded).
     prefs_class = importlib.import_module(module + ".prefs").VIDPRIOR_AP_preferences
     prefs_draw = prefs_class.draw
 
