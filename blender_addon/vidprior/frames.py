@@ -13,6 +13,23 @@ from . import compat
 DIRECT_IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
 
 
+TEMP_PREFIX = "vidprior-frames-"
+
+
+def temp_dirs_of(paths):
+    """The add-on's temporary render folders among the folders of `paths`."""
+    return sorted({os.path.dirname(p) for p in paths if os.path.basename(os.path.dirname(p)).startswith(TEMP_PREFIX)})
+
+
+def remove_temp_dirs(dirs):
+    """Removes the add-on's own render folders (nothing else: the name is checked)."""
+    import shutil
+
+    for folder in dirs:
+        if os.path.basename(folder.rstrip(os.sep)).startswith(TEMP_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class FrameError(RuntimeError):
     """A strip whose frames cannot be read; the message is shown to the user."""
 

@@ -1,10 +1,12 @@
 """Jobs by id, after the Blender session that started them is gone (a reopened file, a daemon restart, a lost
 connection): Re-attach asks the daemon for the job by its id, replays its frames and places the result over
 its strip (found by id, so a renamed strip works); Forget drops the job from the panel."""
+import os
+
 import bpy
 from bpy.props import StringProperty
 
-from . import compat, operators, results, state
+from . import compat, frames, operators, results, state
 from .wire.worker import AttachTask
 
 
@@ -32,6 +34,7 @@ class VIDPRIOR_OT_reattach(bpy.types.Operator):
         out = s.job_output_dir or results.output_dir_for(scene, strip, kind)
         task = AttachTask(results.settings_from_prefs(context), job_id, bpy.path.abspath(out))
         job = state.Job(task, kind, scene, strip, bpy.path.abspath(out), on_done=results.ON_DONE.get(kind))
+        job.temp_dirs = [d for d in s.job_temp_dirs.split(os.pathsep) if d]
         return operators._run(self, job)
 
 
@@ -47,6 +50,8 @@ class VIDPRIOR_OT_forget_job(bpy.types.Operator):
             self.report({"ERROR"}, "The job is running: cancel it instead")
             return {"CANCELLED"}
         s.job_pending, s.busy, s.job_status = False, False, "forgot job %s" % s.job_id
+        frames.remove_temp_dirs([d for d in s.job_temp_dirs.split(os.pathsep) if d])
+        s.job_temp_dirs = ""
         return {"FINISHED"}
 
 

@@ -63,12 +63,15 @@ def _steps_left(op, s, strength):
 
 def _frame_files(op, scene, strip, only_frame=None):
     """The frames to send (only `only_frame` when given: a preview renders one frame, not the strip)."""
-    workdir = tempfile.mkdtemp(prefix="vidprior-frames-")
+    workdir = tempfile.mkdtemp(prefix=frames.TEMP_PREFIX)
     try:
         files = frames.strip_frame_files(scene, strip, workdir, None if only_frame is None else [only_frame])
     except frames.FrameError as err:
+        frames.remove_temp_dirs([workdir])
         op.report({"ERROR"}, str(err))
         return None
+    if not os.listdir(workdir):  # an image strip's own files: nothing rendered
+        frames.remove_temp_dirs([workdir])
     return [("%06d%s" % (number, os.path.splitext(path)[1].lower()), path) for number, path in files]
 
 

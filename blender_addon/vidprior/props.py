@@ -65,6 +65,8 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
     job_pending: BoolProperty(name="Result not placed yet", default=False)
     job_strip_uid: StringProperty(name="Strip id")
     job_output_dir: StringProperty(name="Output folder", subtype="DIR_PATH")
+    job_temp_dirs: StringProperty(name="Rendered frames", description="The job's temporary render folders "
+                                  "(removed when it ends), separated by os.pathsep")
 
 
 classes = (VIDPRIOR_PG_candidate, VIDPRIOR_PG_edit, VIDPRIOR_PG_name, VIDPRIOR_PG_settings)

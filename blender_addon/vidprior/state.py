@@ -6,6 +6,7 @@ call `wait()`, which drains in a loop until the job ends: scripts and render far
 What must outlive Blender (the job id, its strip's id, its output folder) is kept on the scene, so a file saved
 mid-job reopens with "Re-attach / Forget" instead of "busy", and a job is re-attached by its id.
 """
+import os
 import time
 
 import bpy
@@ -39,6 +40,8 @@ class Job:
         self.ended = False
         self.started_at = time.monotonic()
         self.fraction = 0.0
+        sent = [p for _, p in getattr(task, "frame_files", [])] + [p for _, p in getattr(task, "edits", [])]
+        self.temp_dirs = frames.temp_dirs_of(sent)  # removed when the job is over
 
     @property
     def scene(self):
@@ -95,6 +98,7 @@ def start(job):
         settings.job_pending = False
         settings.job_strip_uid = job.strip_uid or ""
         settings.job_output_dir = job.output_dir or ""
+        settings.job_temp_dirs = os.pathsep.join(job.temp_dirs)
     job.task.start()
     if not bpy.app.background:
         status.show(True)
@@ -190,6 +194,13 @@ def _finish(job, settings):
         # A lost daemon leaves the job to re-attach to (it resumes when the daemon restarts); anything else
         # (done, failed, cancelled) is over.
         settings.job_pending = job.error is not None and job.error[0] == "E_CONNECTION" and bool(settings.job_id)
+    if settings is None or not settings.job_pending:
+        # Over: its rendered frames go (a job the next one, e.g. run after its keyframe edit, still uses stays).
+        next_job = _job if _job is not None and _job is not job and not _job.ended else None
+        still_used = set(next_job.temp_dirs) if next_job is not None else set()
+        frames.remove_temp_dirs([d for d in job.temp_dirs if d not in still_used])
+        if settings is not None and next_job is None:
+            settings.job_temp_dirs = ""
     if job.error is not None and not bpy.app.background:
         code, message = job.error
         text = "vidprior: cancelled" if code == "E_CANCELLED" else "vidprior %s failed: %s (%s)" % (

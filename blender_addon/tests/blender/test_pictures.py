@@ -1,6 +1,7 @@
 """The right pictures (issue 10): frames sent are the strip's own pixels whatever its Fit mode, mute, opacity or
 blend; the result strip lines up with the source in a render; only the frames needed are rendered; frame step
 2 works; a strength × steps that leaves no step is refused before anything is rendered."""
+import glob
 import importlib
 import os
 import shutil
@@ -135,6 +136,8 @@ class Pictures(unittest.TestCase):
         self.assertEqual(len(added), 1)
         self.assertEqual(len(added[0].elements), 6)
         self.assertEqual(scene.frame_step, 2)
+        # The frames rendered for the job are removed once it is over.
+        self.assertEqual(glob.glob(os.path.join(tempfile.gettempdir(), "vidprior-frames-*")), [])
 
     def test_too_few_steps_for_the_strength_is_refused_before_rendering(self):
         scene, editor = fresh_scene(64, 48)
