@@ -145,15 +145,27 @@ def _render_strip(scene, strip, wanted, workdir):
     return files
 
 
-def output_folder(prefs_folder, strip_name, job_id):
-    """Where stylized frames of a job go: the chosen folder, else next to the .blend, else a temp folder."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in strip_name)[:60] or "strip"
+def output_base(prefs_folder):
+    """The chosen output folder, else a 'vidprior' folder next to the .blend, else one in the temp folder."""
     if prefs_folder:
-        base = bpy.path.abspath(prefs_folder)
-    elif bpy.data.filepath:
-        base = os.path.join(os.path.dirname(bpy.data.filepath), "vidprior")
-    else:
-        base = os.path.join(tempfile.gettempdir(), "vidprior")
+        return bpy.path.abspath(prefs_folder)
+    if bpy.data.filepath:
+        return os.path.join(os.path.dirname(bpy.data.filepath), "vidprior")
+    return os.path.join(tempfile.gettempdir(), "vidprior")
+
+
+def render_folder(prefs_folder):
+    """A fresh folder for a job's rendered frames, beside its outputs: a daemon on this machine started with
+    one `--allow-dir` over the project reads them by path."""
+    base = output_base(prefs_folder)
+    os.makedirs(base, exist_ok=True)
+    return tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=base)
+
+
+def output_folder(prefs_folder, strip_name, job_id):
+    """Where stylized frames of a job go (in output_base)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in strip_name)[:60] or "strip"
+    base = output_base(prefs_folder)
     folder = os.path.join(base, "%s_%s" % (safe, job_id))
     os.makedirs(folder, exist_ok=True)
     return folder

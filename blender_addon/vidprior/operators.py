@@ -2,7 +2,6 @@
 a timer follows the job; in `blender -b` the operator blocks until the job ends (timers do not fire there).
 """
 import os
-import tempfile
 
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
@@ -63,7 +62,7 @@ def _steps_left(op, s, strength):
 
 def _frame_files(op, scene, strip, only_frame=None):
     """The frames to send (only `only_frame` when given: a preview renders one frame, not the strip)."""
-    workdir = tempfile.mkdtemp(prefix=frames.TEMP_PREFIX)
+    workdir = frames.render_folder(scene.vidprior.output_folder)
     try:
         files = frames.strip_frame_files(scene, strip, workdir, None if only_frame is None else [only_frame])
     except frames.FrameError as err:

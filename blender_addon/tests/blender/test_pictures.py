@@ -137,7 +137,7 @@ class Pictures(unittest.TestCase):
         self.assertEqual(len(added[0].elements), 6)
         self.assertEqual(scene.frame_step, 2)
         # The frames rendered for the job are removed once it is over.
-        self.assertEqual(glob.glob(os.path.join(tempfile.gettempdir(), "vidprior-frames-*")), [])
+        self.assertEqual(glob.glob(os.path.join(scene.vidprior.output_folder, "vidprior-frames-*")), [])
 
     def test_too_few_steps_for_the_strength_is_refused_before_rendering(self):
         scene, editor = fresh_scene(64, 48)
