@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the tests need: ffmpeg (video I/O), Mesa's lavapipe from bookworm-backports (a software
-# Vulkan driver, so the WebGPU provider runs without a GPU), Blender 3.4 and its Python deps (add-on tests).
+# Vulkan driver, so the WebGPU provider runs without a GPU), Blender 3.4 and its Python deps (add-on tests),
+# Slurm (the farm tests).
 # Idempotent: skips what is already installed.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -9,6 +10,8 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v blender >/dev/null || need+=(blender python3-numpy python3-msgpack python3-websocket)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v xvfb-run >/dev/null || need+=(xvfb xauth)   # the add-on's UI test (Blender with a display)
+# A one-node Slurm for the farm tests (test/farm/slurm-cluster.ts starts it; munge for sites that want it).
+{ command -v sbatch && [ -x /usr/sbin/slurmctld ]; } >/dev/null || need+=(slurm-wlm munge)
 lvp_ok=0
 if [ -f /usr/share/vulkan/icd.d/lvp_icd.json ]; then
   v=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || echo 0)

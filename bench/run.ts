@@ -26,6 +26,7 @@ import { runOptimizeBench } from './optimize.js';
 import { deflickerBench } from './deflicker.js';
 import { checkpointBench } from './checkpoint.js';
 import { loraMergeBench } from './lora.js';
+import { farmBench } from './farm.js';
 
 export const BENCHMARKS: BenchModule[] = [
   unetBench,
@@ -52,6 +53,7 @@ export const BENCHMARKS: BenchModule[] = [
     run: () => benchMetrics(),
   },
   deflickerBench,
+  farmBench,
 ];
 
 function option(args: string[], name: string): string | undefined {

@@ -11,7 +11,8 @@
  *   (default)      CPU, tiny preset: each part in its own process, peak RSS and steps/s, ratios to LoRA
  *   --gpu          the GPU machine, in one call: parts in this process within --budget-s seconds (default 170),
  *                  peak GPU memory from nvidia-smi, one JSON line per part in <out>/training-gpu.jsonl as it
- *                  finishes, then a summary with ratios to PyTorch's training row (--baseline <baseline.py JSON>)
+ *                  finishes, then a summary with ratios to PyTorch's training row (--baseline <the JSON that
+ *                  ../shared/gpu/torch-baseline/baseline.py writes>)
  *   --build-only   graph construction only (structure, LoRA/deltas, loss, autodiff, AdamW; no session): seconds
  *                  and peak RSS per part, each in its own process (for SD 1.5 size on a CPU machine)
  * options: --preset tiny|sd15  --ep cpu|webgpu|cuda|auto  --model-dir <built folder>  --models <cache dir>

@@ -8,6 +8,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { commands } from './commands/index.js';
 import { reportCliError } from './commands/output.js';
+import { stopAllProgress } from './commands/progress.js';
 
 async function main(argv: string[]): Promise<void> {
   let cli = yargs(argv)
@@ -29,6 +30,8 @@ async function main(argv: string[]): Promise<void> {
   await cli.parseAsync();
 }
 
-main(hideBin(process.argv)).catch((err: unknown) => {
-  process.exitCode = reportCliError(err);
-});
+main(hideBin(process.argv))
+  .catch((err: unknown) => {
+    process.exitCode = reportCliError(err);
+  })
+  .finally(stopAllProgress);

@@ -32,6 +32,7 @@ import type { Outbox } from './outbox.js';
 import type { JobQueue } from './queue.js';
 import type { PathPolicy } from './paths.js';
 import { tokenMatches } from './token.js';
+import type { UploadStore } from './uploads.js';
 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 /** All a connection may send before its hello is accepted (a hello is a few hundred bytes). */
@@ -43,6 +44,8 @@ const REPLAY_HIGH_WATER = 4 * 1024 * 1024;
 
 export interface ConnectionOptions {
   queue: JobQueue;
+  /** Chunked uploads (absent: `upload_*` is refused). */
+  uploads?: UploadStore;
   version: string;
   token?: string;
   limits: Limits;
@@ -254,7 +257,21 @@ export class Connection {
           models: await q.model.models(),
           adapters: await q.model.adapters(),
         });
+      case 'upload_begin':
+        return this.send(await this.uploads().begin(m));
+      case 'upload_chunk':
+        return this.send(await this.uploads().chunk(m));
+      case 'upload_status':
+        return this.send(this.uploads().status(m.id, m.upload));
+      case 'upload_end':
+        return this.send(this.uploads().end(m.id, m.upload));
     }
+  }
+
+  private uploads(): UploadStore {
+    if (!this.opts.uploads)
+      throw new VidpriorError('E_BAD_REQUEST', 'this daemon takes no uploads: send the frames in the submit');
+    return this.opts.uploads;
   }
 
   private hello(id: RequestId, protocol: number, token: string | undefined): void {
@@ -284,6 +301,7 @@ export class Connection {
         ...this.opts.queue.availableKinds().map((k) => `kind:${k}`),
         'attach',
         'noise',
+        ...(this.opts.uploads ? ['upload'] : []),
         ...(paths ? ['paths'] : []),
         ...(outputDir ? ['output_dir'] : []),
       ],
@@ -306,6 +324,7 @@ export class Connection {
       pixels: this.opts.limits,
       paths: this.opts.local ? this.opts.paths : null,
       outputPaths: this.opts.local ? this.opts.outputPaths : null,
+      uploads: this.opts.uploads ?? null,
       origin: { via: 'socket' },
     });
     // Subscribe before the job can start (no event missed), hold its events until `accepted` has gone out.
@@ -315,6 +334,8 @@ export class Connection {
     });
     this.send({ type: 'accepted', id: m.id, job: q.summary(record) });
     follow?.release();
+    // The job holds its own copies of the uploads it named.
+    await this.opts.uploads?.release([...m.frames, ...(m.edits ?? [])].flatMap((f) => (f.upload ? [f.upload] : [])));
   }
 
   private async attach(m: Attach): Promise<void> {

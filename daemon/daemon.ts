@@ -3,12 +3,13 @@
  * and folder watchers. `vidprior serve`, `vidprior watch` and the tests all start it through here.
  */
 import { totalmem } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import type { ExecutionProviderChoice } from '../src/runtime/types.js';
 import { DEFAULT_LIMITS } from '../protocol/codec.js';
 import { defaultPixelLimits } from '../src/io/image-header.js';
 import type { JobExecutor } from './jobs/executor.js';
+import type { SlurmTarget } from './jobs/farm-jobs.js';
 import { readModelFolder } from '../src/models/folder.js';
 import type { UnetVariant } from '../src/models/unet-variants.js';
 import { type ResolveOptions, identifyModel } from '../src/models/resolve/resolve.js';
@@ -20,6 +21,7 @@ import { startServer, type RunningServer } from './server.js';
 import { lockDataDir } from './data-lock.js';
 import { FolderWatcher } from './watch.js';
 import { PathPolicy } from './paths.js';
+import { DEFAULT_UPLOAD_LIMITS, UploadStore, chunkBytesFor, type UploadLimits } from './uploads.js';
 
 export interface Limits {
   maxMessageBytes: number;
@@ -56,6 +58,8 @@ export interface DaemonOptions {
     maxOutboxBytes?: number;
   };
   limits?: Partial<Limits>;
+  /** Chunked uploads (websocket only): total size, count, and how long an untouched one is kept. */
+  uploads?: Partial<Pick<UploadLimits, 'maxTotalBytes' | 'maxUploads' | 'ttlMs'>>;
   allowDirs?: string[];
   watch?: string[];
   /** How long files in a watched folder must keep their size before they are read (default 500 ms). */
@@ -67,6 +71,8 @@ export interface DaemonOptions {
   preload?: boolean;
   /** Replaces the executors (tests of the queue itself). */
   executors?: JobExecutor[];
+  /** Hands `farm` jobs to this Slurm target (`serve --slurm`); without it the farm kind is unavailable. */
+  slurm?: SlurmTarget;
   log?: (line: string) => void;
 }
 
@@ -131,7 +137,9 @@ async function startOnLockedDataDir(
     adaptersDir: store.adaptersDir,
     log,
   });
-  const executors = new Map((opts.executors ?? defaultExecutors()).map((e) => [e.kind, e] as const));
+  const executors = new Map(
+    (opts.executors ?? defaultExecutors({ slurm: opts.slurm })).map((e) => [e.kind, e] as const),
+  );
   // Paths clients may read: the allowed folders, the data dir and watched folders. Where output_dir may
   // write: the allowed folders, never into the data dir or a watched folder (they belong to jobs).
   const watched = (opts.watch ?? []).map((d) => resolve(d));
@@ -153,8 +161,19 @@ async function startOnLockedDataDir(
 
   // 3. The websocket server.
   let server: RunningServer | undefined;
+  let uploads: UploadStore | undefined;
   if (opts.listen) {
     try {
+      uploads = await UploadStore.open(
+        join(dataDir, 'uploads'),
+        {
+          ...DEFAULT_UPLOAD_LIMITS,
+          maxUploadBytes: limits.maxFrameBytes,
+          chunkBytes: chunkBytesFor(limits.maxMessageBytes),
+          ...opts.uploads,
+        },
+        log,
+      );
       server = await startServer({
         host: opts.listen.host,
         port: opts.listen.port,
@@ -166,10 +185,12 @@ async function startOnLockedDataDir(
         allowDirs: [dataDir, ...watched, ...allowDirs],
         outputPaths,
         queue,
+        uploads,
         version: packageVersion(),
         log,
       });
     } catch (err) {
+      await uploads?.close();
       await Promise.all(watchers.map((w) => w.close()));
       await queue.stop();
       await model.close();
@@ -193,6 +214,7 @@ async function startOnLockedDataDir(
       await Promise.all(watchers.map((w) => w.close()));
       if (server) await server.close();
       else await queue.stop();
+      await uploads?.close();
       await model.close();
     },
   };

@@ -34,6 +34,8 @@ export interface IntakeOptions {
   paths: PathPolicy | null;
   /** Where `output_dir` may point; null or absent when nowhere. */
   outputPaths?: PathPolicy | null;
+  /** Finished chunked uploads that `upload` fields may name; null or absent when none. */
+  uploads?: { completedFile(upload: string, field: string): string } | null;
   origin: JobSpec['origin'];
   /** Pixel caps, checked from each image's header before it is decoded. */
   pixels: PixelLimits;
@@ -103,8 +105,9 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
 
   // 3. Edited keyframes: of an existing frame, the same size.
   const edits: NewJob['edits'] = [];
-  if (req.edits?.length && req.kind !== 'finetune' && req.kind !== 'run' && req.kind !== 'deflicker') {
-    throw new VidpriorError('E_BAD_REQUEST', `edits are for finetune, run and deflicker jobs, not ${req.kind}`, {
+  const editKinds = ['finetune', 'run', 'deflicker', 'farm'];
+  if (req.edits?.length && !editKinds.includes(req.kind)) {
+    throw new VidpriorError('E_BAD_REQUEST', `edits are for finetune, run, deflicker and farm jobs, not ${req.kind}`, {
       field: 'edits',
     });
   }
@@ -204,12 +207,26 @@ function checkPath(p: string, field: string, policy: PathPolicy | null): string 
 
 /** The frame's bytes, and the resolved path it was read from (for path frames). */
 async function frameBytes(
-  frame: { png?: Uint8Array; path?: string },
+  frame: { png?: Uint8Array; path?: string; upload?: string },
   field: string,
   opts: IntakeOptions,
 ): Promise<{ bytes: Uint8Array; path?: string }> {
-  if ((frame.png === undefined) === (frame.path === undefined)) {
-    throw new VidpriorError('E_BAD_REQUEST', `${field} must have exactly one of "png" (bytes) and "path"`, { field });
+  const given = [frame.png, frame.path, frame.upload].filter((v) => v !== undefined).length;
+  if (given !== 1) {
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `${field} must have exactly one of "png" (bytes), "path" and "upload" (an upload id)`,
+      { field },
+    );
+  }
+  if (frame.upload !== undefined) {
+    if (!opts.uploads)
+      throw new VidpriorError('E_BAD_REQUEST', `${field}.upload: uploads are not taken here; send the bytes`, {
+        field: `${field}.upload`,
+      });
+    const file = opts.uploads.completedFile(frame.upload, `${field}.upload`);
+    // The daemon's own file: copied into the job when it is stored, like a path frame.
+    return { bytes: await readRegularFile(file, `${field}.upload`, opts.maxFrameBytes), path: file };
   }
   if (frame.png) {
     if (frame.png.length > opts.maxFrameBytes) throw tooLarge(`${field}.png`, frame.png.length, opts.maxFrameBytes);

@@ -42,6 +42,8 @@ export class JobQueue {
   private stopping = false;
   /** When each running job last sent a progress event (for the throttle). */
   private lastProgress = new Map<string, number>();
+  /** The last training iteration each job reported (for the job list). */
+  private iterationsDone = new Map<string, number>();
 
   constructor(
     readonly store: JobStore,
@@ -176,8 +178,17 @@ export class JobQueue {
       frames_total: job.spec.outputs.length,
       frames_done: job.outputDone.filter(Boolean).length,
       fraction: s.state === 'done' ? 1 : s.fraction,
+      ...this.iterationsOf(job),
       ...(s.error ? { error: { code: s.error.code, message: s.error.message } } : {}),
     };
+  }
+
+  /** Iterations of a training job (its `iters`), done ones as last reported (all of them once done). */
+  private iterationsOf(job: JobRecord): { iterations_total?: number; iterations_done?: number } {
+    const total = job.spec.params.iters;
+    if (typeof total !== 'number' || !['finetune', 'run'].includes(job.spec.kind)) return {};
+    const done = job.status.state === 'done' ? total : (this.iterationsDone.get(job.spec.id) ?? 0);
+    return { iterations_total: total, iterations_done: Math.min(total, done) };
   }
 
   detail(job: JobRecord): JobDetail {
@@ -317,6 +328,7 @@ export class JobQueue {
 
   private onProgress(job: JobRecord, update: ProgressUpdate): void {
     job.status.fraction = Math.min(1, Math.max(0, update.fraction));
+    if (update.iteration !== undefined) this.iterationsDone.set(job.spec.id, update.iteration);
     const stageChanged = job.status.stage !== update.stage;
     job.status.stage = update.stage;
     const now = Date.now();
@@ -346,6 +358,9 @@ export class JobQueue {
           this.log(`job ${job.spec.id}: its end could not be kept either (${e2.message}): it may run again`),
       );
     });
+    // The last progress event says what the end says: every frame (or iteration) done, not the throttled
+    // event before the last frame.
+    if (state === 'done') this.emit(job, this.progressOf(job));
     this.emit(job, this.terminalEvent(job));
   }
 

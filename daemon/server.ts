@@ -16,6 +16,7 @@ import { originAllowed, originRefusal } from './origin.js';
 import { Outbox } from './outbox.js';
 import type { JobQueue } from './queue.js';
 import { PathPolicy } from './paths.js';
+import type { UploadStore } from './uploads.js';
 
 export interface ServerOptions {
   host: string;
@@ -32,6 +33,8 @@ export interface ServerOptions {
   /** Most bytes waiting to be sent to all clients together (default 256 MiB). */
   maxOutboxBytes?: number;
   queue: JobQueue;
+  /** Where chunked uploads are kept (absent: the daemon takes none). */
+  uploads?: UploadStore;
   version: string;
   log: (line: string) => void;
 }
@@ -105,6 +108,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       done(true);
     },
   });
+  // ws re-emits the HTTP server's errors (a port in use) on itself; the listen promise below reports them, and
+  // without a listener here the re-emitted one would crash the process with a stack trace.
+  wss.on('error', () => {});
   const outbox = new Outbox(opts.maxOutboxBytes ?? DEFAULT_MAX_OUTBOX_BYTES, opts.log);
 
   // 3. Each connection, with a heartbeat: a peer that misses a whole ping interval is terminated.
@@ -114,6 +120,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ws.on('pong', () => alive.set(ws, true));
     const connection = new Connection(ws, req.socket, {
       queue: opts.queue,
+      uploads: opts.uploads,
       version: opts.version,
       token: opts.token,
       limits: opts.limits,
@@ -145,10 +152,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   await new Promise<void>((resolve, reject) => {
     http.once('error', (err: NodeJS.ErrnoException) => {
+      const inUse = err.code === 'EADDRINUSE';
       reject(
         new VidpriorError(
-          'E_BAD_REQUEST',
-          `cannot listen on ${opts.host}:${opts.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`,
+          inUse ? 'E_BUSY' : 'E_BAD_REQUEST',
+          `cannot listen on ${opts.host}:${opts.port}: ${inUse ? `port ${opts.port} is in use (another vidprior serve?); choose another with --port` : err.message}`,
           { host: opts.host, port: opts.port },
           { cause: err },
         ),

@@ -39,6 +39,7 @@ import {
 import { PathPolicy, realpathOrAncestor } from './paths.js';
 import type { JobQueue } from './queue.js';
 import type { JobRecord } from './jobs/store.js';
+import { type VideoOrigin, videoOrigin, writeJobVideo } from './watch-video.js';
 
 /** job.json: the parameters of a `submit`, with paths relative to the job folder. */
 const JobFile = object({
@@ -73,6 +74,9 @@ export class FolderWatcher {
   /** Jobs whose folder is gone: nothing more is written for them. */
   private readonly gone = new Set<string>();
   private readonly lastStatus = new Map<string, number>();
+  /** Jobs decoded from a video: their outputs are encoded into a video when done (watch-video.ts). */
+  private readonly videos = new Map<string, VideoOrigin>();
+  private readonly videosWritten = new Set<string>();
   private unsubscribe: () => void = () => {};
   private rescanTimer: NodeJS.Timeout | null = null;
   /** Job folders are read one at a time, in the order they became ready. */
@@ -256,6 +260,8 @@ export class FolderWatcher {
       });
       const record = await this.queue.submit(newJob);
       this.folderIds.set(record.spec.id, identity);
+      const origin = video ? videoOrigin(job.kind, video, source?.fpsRational ?? source?.fps) : null;
+      if (origin) this.videos.set(record.spec.id, origin);
       if (!(await this.inFolder(folder, identity, (dir) => this.writeStatus(dir, record))))
         await this.folderGone(record);
       return record;
@@ -304,6 +310,8 @@ export class FolderWatcher {
         if (!dir) return this.folderGone(job);
         try {
           if (event.type === 'frame') await this.writeOutput(dir, job, event.name, event.png);
+          // On the first event that finds the job done (the last progress comes before `done`), before the status says so.
+          if (job.status.state === 'done') await this.writeVideo(dir, job);
           if (event.type === 'error') await this.writeError(dir, job);
           const now = Date.now();
           const terminal = TERMINAL_STATES.includes(job.status.state);
@@ -376,6 +384,22 @@ export class FolderWatcher {
     }
   }
 
+  /** A job decoded from a video: its outputs as a video in out/ too (a failure is logged, the PNGs stay). */
+  private async writeVideo(dir: PinnedDir, job: JobRecord): Promise<void> {
+    const origin = this.videos.get(job.spec.id);
+    if (!origin || this.videosWritten.has(job.spec.id)) return;
+    this.videosWritten.add(job.spec.id);
+    const out = await dir.subdir(OUT, true);
+    try {
+      await writeJobVideo(job, origin, out);
+      this.opts.log(`watch: job ${job.spec.id}: wrote ${OUT}/${origin.name}`);
+    } catch (err) {
+      this.opts.log(`watch: job ${job.spec.id}: cannot make ${OUT}/${origin.name}: ${(err as Error).message}`);
+    } finally {
+      await out.close();
+    }
+  }
+
   private async writeStatus(dir: PinnedDir, job: JobRecord): Promise<void> {
     const s = this.queue.summary(job);
     await writeJsonIn(dir, STATUS, {
@@ -390,6 +414,7 @@ export class FolderWatcher {
       updated_at: new Date().toISOString(),
       ...(s.error ? { error: s.error } : {}),
       ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
+      ...(this.videos.has(s.id) ? { video: `${OUT}/${this.videos.get(s.id)!.name}` } : {}),
     });
   }
 

@@ -10,6 +10,7 @@
  * Every message received is validated (parseServerMessage). A reply that is an `error` rejects its request
  * with a VidpriorError of the same code.
  */
+import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
 import { VidpriorError, type ErrorCode } from '../src/errors.js';
 import { DEFAULT_LIMITS, decode, encode } from './codec.js';
@@ -28,6 +29,7 @@ import {
   type ModelInfo,
   type Progress,
   type ServerMessage,
+  type Upload,
   type Welcome,
 } from './messages.js';
 import type { Input } from './schema.js';
@@ -250,6 +252,50 @@ export class VidpriorClient {
   async listModels(): Promise<{ models: ModelInfo[]; adapters: AdapterInfo[] }> {
     const r = (await this.request({ type: 'list_models' })) as Extract<ServerMessage, { type: 'models' }>;
     return { models: r.models, adapters: r.adapters };
+  }
+
+  /**
+   * Sends one file (a frame or an edit) as a chunked upload and returns its id, for `FrameInput.upload`.
+   * `resume` goes on with an upload begun earlier (after a lost connection) from where the daemon says it is.
+   */
+  async upload(
+    bytes: Uint8Array,
+    opts: { name?: string; resume?: string; onProgress?: (received: number, total: number) => void } = {},
+  ): Promise<string> {
+    let state: Upload;
+    if (opts.resume) {
+      state = await this.uploadStatus(opts.resume);
+      if (state.bytes !== bytes.length)
+        throw new VidpriorError(
+          'E_BAD_REQUEST',
+          `upload ${opts.resume} was begun for ${state.bytes} bytes, not ${bytes.length}: begin a new one`,
+          { upload: opts.resume },
+        );
+    } else {
+      state = (await this.request({
+        type: 'upload_begin',
+        bytes: bytes.length,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        ...(opts.name ? { name: opts.name.slice(0, 255) } : {}),
+      })) as Upload;
+    }
+    while (!state.complete && state.received < state.bytes) {
+      const end = Math.min(state.bytes, state.received + state.chunk_bytes);
+      state = (await this.request({
+        type: 'upload_chunk',
+        upload: state.upload,
+        offset: state.received,
+        data: bytes.subarray(state.received, end),
+      })) as Upload;
+      opts.onProgress?.(state.received, state.bytes);
+    }
+    if (!state.complete) state = (await this.request({ type: 'upload_end', upload: state.upload })) as Upload;
+    return state.upload;
+  }
+
+  /** Where an upload stands (how many bytes the daemon has). */
+  async uploadStatus(upload: string): Promise<Upload> {
+    return (await this.request({ type: 'upload_status', upload })) as Upload;
   }
 
   async close(): Promise<void> {

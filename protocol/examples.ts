@@ -6,6 +6,7 @@
  *
  * In the JSON, a binary (MessagePack `bin`) value is written `{"$bin": "<base64>"}`.
  */
+import { createHash } from 'node:crypto';
 import type { ClientMessageIn as ClientMessage, JobSummary, ServerMessage } from './messages.js';
 
 /** 2×2 RGB PNGs, small enough to read in a JSON file. */
@@ -53,6 +54,7 @@ const welcome = d({
     'kind:deflicker',
     'attach',
     'noise',
+    'upload',
     'paths',
     'output_dir',
   ],
@@ -79,6 +81,17 @@ const summary = (o: SummaryOptions): JobSummary => ({
   frames_total: o.total ?? 2,
   frames_done: o.done ?? 0,
   fraction: o.fraction ?? 0,
+});
+const UPLOAD = 'u-5f0c2a9e8b7d41c3a6e2f0b1c9d8e7f6';
+const sha256Of = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+const upload = (id: number, received: number): Extract<ServerMessage, { type: 'upload' }> => ({
+  type: 'upload',
+  id,
+  upload: UPLOAD,
+  bytes: png('in0').length,
+  received,
+  complete: false,
+  chunk_bytes: 8388608,
 });
 const stylizeParams = {
   prompt: 'a watercolor painting',
@@ -221,6 +234,46 @@ export const EXAMPLES: Example[] = [
     ],
   },
   {
+    name: 'upload',
+    description:
+      'A remote client with a strip too big for one message uploads each frame in chunks (each at most chunk_bytes, well under max_message_bytes), resumes after a lost connection from upload_status, and names the uploads in submit. A chunk at the wrong offset is refused, naming where to go on.',
+    steps: [
+      hello,
+      welcome,
+      c({ type: 'upload_begin', id: 2, name: 'f0001.png', bytes: png('in0').length, sha256: sha256Of(png('in0')) }),
+      d({ ...upload(2, 0), complete: false }),
+      c({ type: 'upload_chunk', id: 3, upload: UPLOAD, offset: 0, data: png('in0').subarray(0, 40) }),
+      d(upload(3, 40), 'then the connection is lost; the client connects and says hello again'),
+      c({ type: 'upload_status', id: 4, upload: UPLOAD }),
+      d(upload(4, 40), 'the daemon has 40 bytes: go on from there'),
+      c({ type: 'upload_chunk', id: 5, upload: UPLOAD, offset: 0, data: png('in0').subarray(0, 40) }),
+      d({
+        type: 'error',
+        id: 5,
+        code: 'E_BAD_REQUEST',
+        message: `upload ${UPLOAD}: the chunk starts at offset 0 but 40 bytes have arrived; send from offset 40`,
+        details: { field: 'offset', offset: 0, received: 40 },
+      }),
+      c({ type: 'upload_chunk', id: 6, upload: UPLOAD, offset: 40, data: png('in0').subarray(40) }),
+      d(upload(6, png('in0').length)),
+      c({ type: 'upload_end', id: 7, upload: UPLOAD }),
+      d({ ...upload(7, png('in0').length), complete: true }),
+      c({
+        type: 'submit',
+        id: 8,
+        kind: 'stylize',
+        params: { prompt: 'a watercolor painting' },
+        frames: [{ name: 'f0001.png', upload: UPLOAD }],
+        subscribe: true,
+      }),
+      d(
+        { type: 'accepted', id: 8, job: summary({ state: 'queued', total: 1 }) },
+        'the upload is used up: the job keeps its own copy; outputs stream back frame by frame as usual',
+      ),
+      d({ type: 'frame', job: JOB, index: 0, name: 'f0001.png', png: png('out0'), replay: false }),
+    ],
+  },
+  {
     name: 'edit-keyframe',
     description:
       'Keyframe candidates: one frame, img2img at high strength with seeds seed…seed+K-1; each candidate is a frame message with its seed.',
@@ -323,6 +376,53 @@ export const EXAMPLES: Example[] = [
         outputs: { frames: 2, names: ['f0001.png', 'f0002.png'], dir: '/home/ana/shot12/deflickered' },
         elapsed_s: 95.2,
       }),
+    ],
+  },
+  {
+    name: 'farm',
+    description:
+      'The whole method on a Slurm cluster, from a daemon started with `serve --slurm` (its welcome offers kind:farm): progress follows the Slurm stages, frames arrive as the stylize tasks write them, done when the assembly is.',
+    steps: [
+      hello,
+      d({
+        ...(welcome.message as Extract<ServerMessage, { type: 'welcome' }>),
+        capabilities: [
+          'kind:stylize',
+          'kind:edit-keyframe',
+          'kind:finetune',
+          'kind:run',
+          'kind:deflicker',
+          'kind:farm',
+          'attach',
+          'noise',
+        ],
+      }),
+      c({
+        type: 'submit',
+        id: 7,
+        kind: 'farm',
+        params: { prompt: 'a watercolor painting', iters: 1000, chunk: 25 },
+        frames: [
+          { name: 'f0001.png', png: png('in0') },
+          { name: 'f0002.png', png: png('in1') },
+        ],
+        edits: [{ frame: 0, png: png('out0') }],
+        subscribe: true,
+      }),
+      d({ type: 'accepted', id: 7, job: summary({ state: 'queued', kind: 'farm' }) }),
+      d({
+        type: 'progress',
+        job: JOB,
+        state: 'running',
+        stage: 'stylizing',
+        fraction: 0.62,
+        frames_done: 0,
+        frames_total: 2,
+        message: 'Slurm: running, frames 1/2',
+      }),
+      d({ type: 'frame', job: JOB, index: 0, name: 'f0001.png', png: png('out0'), replay: false }),
+      d({ type: 'frame', job: JOB, index: 1, name: 'f0002.png', png: png('out1'), replay: false }),
+      d({ type: 'done', job: JOB, outputs: { frames: 2, names: ['f0001.png', 'f0002.png'] }, elapsed_s: 1843.7 }),
     ],
   },
   {

@@ -75,6 +75,8 @@ const jobId: Schema<string> = {
 };
 
 const fileName = () => str({ min: 1, max: 255 });
+/** Upload ids are made by the daemon (`u-` + 32 hex digits); an unknown one is E_NOT_FOUND. */
+const uploadIdString = () => str({ min: 1, max: 64 });
 const pathString = () => str({ min: 1, max: 4096 });
 
 // ---- client → daemon ------------------------------------------------------------------------------------
@@ -87,6 +89,8 @@ export const FrameInput = object({
   name: optional(fileName()),
   png: optional(bin()),
   path: optional(pathString()),
+  /** A finished upload (`upload_begin` … `upload_end`) holding the frame's bytes, for strips too big for one message. */
+  upload: optional(uploadIdString()),
 });
 export type FrameInput = Infer<typeof FrameInput>;
 
@@ -95,6 +99,7 @@ export const EditInput = object({
   frame: int({ min: 0, max: 1_000_000 }),
   png: optional(bin()),
   path: optional(pathString()),
+  upload: optional(uploadIdString()),
 });
 export type EditInput = Infer<typeof EditInput>;
 
@@ -160,6 +165,35 @@ export const ListModels = object({ type: literal('list_models'), id: requestId }
 /** Removes a finished job and its files (its published adapter stays). */
 export const DeleteJob = object({ type: literal('delete_job'), id: requestId, job: jobId });
 
+/**
+ * Chunked uploads: a file (one frame or edit) sent in pieces under the message limit, resumable after a lost
+ * connection (`upload_status` says how much arrived), then named by its id in `submit` (FrameInput.upload).
+ */
+export const UploadBegin = object({
+  type: literal('upload_begin'),
+  id: requestId,
+  /** For logs and messages only. */
+  name: optional(fileName()),
+  /** The whole file's size (at most `max_frame_bytes`). */
+  bytes: int({ min: 1, max: 2 ** 40 }),
+  /** Hex SHA-256 of the whole file, checked at `upload_end`. */
+  sha256: optional(str({ min: 64, max: 64 })),
+});
+
+export const UploadChunk = object({
+  type: literal('upload_chunk'),
+  id: requestId,
+  upload: uploadIdString(),
+  /** Where `data` starts in the file: exactly the bytes received so far (see `upload_status`). */
+  offset: int({ min: 0, max: 2 ** 40 }),
+  /** At most `chunk_bytes` (in the `upload` reply). */
+  data: bin(),
+});
+
+export const UploadStatus = object({ type: literal('upload_status'), id: requestId, upload: uploadIdString() });
+
+export const UploadEnd = object({ type: literal('upload_end'), id: requestId, upload: uploadIdString() });
+
 export const CLIENT_MESSAGES = {
   hello: Hello,
   submit: Submit,
@@ -170,6 +204,10 @@ export const CLIENT_MESSAGES = {
   detach: Detach,
   list_models: ListModels,
   delete_job: DeleteJob,
+  upload_begin: UploadBegin,
+  upload_chunk: UploadChunk,
+  upload_status: UploadStatus,
+  upload_end: UploadEnd,
 } as const;
 
 export type Hello = Infer<typeof Hello>;
@@ -181,6 +219,10 @@ export type Attach = Infer<typeof Attach>;
 export type Detach = Infer<typeof Detach>;
 export type ListModels = Infer<typeof ListModels>;
 export type DeleteJob = Infer<typeof DeleteJob>;
+export type UploadBegin = Infer<typeof UploadBegin>;
+export type UploadChunk = Infer<typeof UploadChunk>;
+export type UploadStatus = Infer<typeof UploadStatus>;
+export type UploadEnd = Infer<typeof UploadEnd>;
 /** A client message as the daemon sees it after parsing (defaults filled in). */
 export type ClientMessage = {
   [K in keyof typeof CLIENT_MESSAGES]: Infer<(typeof CLIENT_MESSAGES)[K]>;
@@ -210,6 +252,9 @@ export const JobSummary = object({
   frames_done: int(),
   /** Overall progress, 0 to 1. */
   fraction: num({ min: 0, max: 1 }),
+  /** Training jobs (finetune, run): the iterations asked for and those done so far (known while it runs). */
+  iterations_total: optional(int()),
+  iterations_done: optional(int()),
   error: optional(JobError),
 });
 export type JobSummary = Infer<typeof JobSummary>;
@@ -318,6 +363,20 @@ export const Done = object({
   elapsed_s: num({ min: 0 }),
 });
 
+/** The reply to every upload request: where the upload stands. */
+export const Upload = object({
+  type: literal('upload'),
+  id: requestId,
+  upload: str({ max: 64 }),
+  /** The whole file's size, and the bytes received so far (the next chunk's offset). */
+  bytes: int({ max: 2 ** 40 }),
+  received: int({ max: 2 ** 40 }),
+  /** True once `upload_end` accepted it: `submit` may name it. */
+  complete: bool(),
+  /** Largest `upload_chunk.data` this daemon takes. */
+  chunk_bytes: int({ min: 1, max: 2 ** 40 }),
+});
+
 export const ErrorMessage = object({
   type: literal('error'),
   /** The request this answers, when there is one. */
@@ -340,6 +399,7 @@ export const SERVER_MESSAGES = {
   progress: Progress,
   frame: Frame,
   done: Done,
+  upload: Upload,
   error: ErrorMessage,
 } as const;
 
@@ -355,6 +415,7 @@ export type AdapterInfo = Infer<typeof AdapterInfo>;
 export type Progress = Infer<typeof Progress>;
 export type Frame = Infer<typeof Frame>;
 export type Done = Infer<typeof Done>;
+export type Upload = Infer<typeof Upload>;
 export type ErrorMessage = Infer<typeof ErrorMessage>;
 export type ServerMessage = {
   [K in keyof typeof SERVER_MESSAGES]: Infer<(typeof SERVER_MESSAGES)[K]>;

@@ -6,7 +6,7 @@
 import { VidpriorError } from '../src/errors.js';
 import { type Infer, type Schema, array, bool, int, num, object, oneOf, optional, str, withDefault } from './schema.js';
 
-export const JOB_KINDS = ['stylize', 'edit-keyframe', 'finetune', 'run', 'deflicker'] as const;
+export const JOB_KINDS = ['stylize', 'edit-keyframe', 'finetune', 'run', 'deflicker', 'farm'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 const prompt = () => str({ max: 4000 });
@@ -166,7 +166,37 @@ export const DeflickerParams = object(
   { strict: true },
 );
 
+/**
+ * The whole method on a Slurm cluster (daemons started with `serve --slurm`): fine-tune (unless `adapter` names a
+ * ready one), a job array of stylize chunks of `chunk` frames, assembly. The parameters of `run` (no `loras`, no
+ * `batch`, no `adapter_name`: the adapter stays in the farm folder), plus `adapter` and `chunk`.
+ */
+export const FarmParams = object(
+  {
+    prompt: prompt(),
+    train_frames: trainingFields.train_frames,
+    iters: trainingFields.iters,
+    lr: trainingFields.lr,
+    rank: trainingFields.rank,
+    full: trainingFields.full,
+    max_timestep: trainingFields.max_timestep,
+    checkpoint_every: trainingFields.checkpoint_every,
+    seed: seed(),
+    model: optional(modelName()),
+    negative_prompt: withDefault(prompt(), ''),
+    strength: strength(0.45),
+    steps: steps(),
+    guidance: guidance(),
+    /** A ready adapter by name (see `list_models`): no fine-tune stage. */
+    adapter: optional(adapterName()),
+    /** Frames per stylize task (one array element). */
+    chunk: withDefault(int({ min: 1, max: 100_000 }), 25),
+  },
+  { strict: true },
+);
+
 export type StylizeParams = Infer<typeof StylizeParams>;
+export type FarmParams = Infer<typeof FarmParams>;
 export type DeflickerParams = Infer<typeof DeflickerParams>;
 export type EditKeyframeParams = Infer<typeof EditKeyframeParams>;
 export type FinetuneParams = Infer<typeof FinetuneParams>;
@@ -178,6 +208,7 @@ export interface ParamsByKind {
   finetune: FinetuneParams;
   run: RunParams;
   deflicker: DeflickerParams;
+  farm: FarmParams;
 }
 
 const SCHEMAS: { [K in JobKind]: Schema<ParamsByKind[K]> } = {
@@ -186,6 +217,7 @@ const SCHEMAS: { [K in JobKind]: Schema<ParamsByKind[K]> } = {
   finetune: FinetuneParams,
   run: RunParams,
   deflicker: DeflickerParams,
+  farm: FarmParams,
 };
 
 export const JobKindSchema = oneOf(JOB_KINDS);

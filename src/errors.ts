@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   E_NOT_FOUND: 'the job, model or adapter named does not exist',
   E_BUSY: 'the daemon cannot take the request now',
   E_CONNECTION: 'the daemon cannot be reached, or the connection to it was lost',
+  E_SCHEDULER: 'the cluster scheduler (Slurm) is missing or refused a command; its message says why',
   E_INTERNAL: 'a bug in vidprior: please report it with the message',
 } as const;
 

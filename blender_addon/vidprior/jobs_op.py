@@ -28,7 +28,7 @@ class VIDPRIOR_OT_reattach(bpy.types.Operator):
             return {"CANCELLED"}
         kind = s.job_kind or "stylize"
         strip = compat.find_strip(scene, s.job_strip_uid)
-        if strip is None and kind in ("stylize", "run", "deflicker", "edit-keyframe"):
+        if strip is None and kind in ("stylize", "run", "deflicker", "edit-keyframe", "farm"):
             self.report({"ERROR"}, "The strip job %s was made for is gone: Forget the job" % job_id)
             return {"CANCELLED"}
         out = s.job_output_dir or results.output_dir_for(scene, strip, kind)

@@ -57,7 +57,7 @@ def place_and_remember_adapter(job):
 
 
 ON_DONE = {"stylize": add_stylized_strip, "run": place_and_remember_adapter, "deflicker": add_stylized_strip,
-           "edit-keyframe": load_candidates, "finetune": remember_adapter}
+           "edit-keyframe": load_candidates, "finetune": remember_adapter, "farm": place_and_remember_adapter}
 
 
 def output_dir_for(scene, strip, tag):

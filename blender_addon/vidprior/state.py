@@ -17,6 +17,7 @@ from . import compat, frames, status
 _job = None          # the running Job, or None
 _adapters = []       # adapter names the daemon listed last
 _last_info = None    # the last "test connection" result
+_capabilities = None  # welcome.capabilities of the last job's connection
 
 
 class Job:
@@ -83,6 +84,14 @@ def set_last_info(info):
     global _last_info
     _last_info = info
     status.note_welcome(info["welcome"])
+    _remember_capabilities(info["welcome"])
+
+
+def capabilities():
+    """What the daemon offers (welcome.capabilities), from the last job's handshake or Test Connection."""
+    if _capabilities is not None:
+        return list(_capabilities)
+    return list((_last_info or {}).get("welcome", {}).get("capabilities", []))
 
 
 def start(job):
@@ -140,6 +149,7 @@ def pump():
         kind = event[0]
         if kind == "connected":
             status.note_welcome(event[1])
+            _remember_capabilities(event[1])
         elif kind == "accepted" and settings is not None:
             settings.job_id = event[1]["id"]
             settings.job_status = "queued"
@@ -167,6 +177,11 @@ def pump():
                 status.note_lost(event[2])
             _finish(job, settings)
     return not job.ended
+
+
+def _remember_capabilities(welcome):
+    global _capabilities
+    _capabilities = list(welcome.get("capabilities", []))
 
 
 def _describe(p):

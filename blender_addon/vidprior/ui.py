@@ -1,7 +1,7 @@
 """The sequencer sidebar panel (View > Sidebar > vidprior)."""
 import bpy
 
-from . import compat, operators, state, status
+from . import compat, farm_op, operators, state, status
 
 
 def _thumbnail(item):
@@ -126,6 +126,8 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         box.label(text="3. Stylize")
         box.operator("vidprior.stylize_strip", icon="RENDER_ANIMATION")
         box.operator("vidprior.run_method", text="Fine-tune and Stylize (all steps)", icon="PLAY")
+        if farm_op.farm_offered():
+            box.operator("vidprior.render_on_farm", icon="NETWORK_DRIVE")
 
         box = layout.box()
         box.label(text="Deflicker a result (active strip + its source)")

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorClient, type JobStream } from '../../protocol/client.js';
-import type { Progress } from '../../protocol/messages.js';
+import type { Frame, Progress } from '../../protocol/messages.js';
 import { makeReporter, type Reporter } from './output.js';
 
 export interface ClientArgs {
@@ -30,27 +30,53 @@ export async function connectFromArgs(argv: ClientArgs): Promise<VidpriorClient>
   return VidpriorClient.connect(argv.url ?? cfg.daemonUrl, { client: 'vidprior-cli', ...(token ? { token } : {}) });
 }
 
-function bar(fraction: number, width = 24): string {
-  const full = Math.round(Math.max(0, Math.min(1, fraction)) * width);
-  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${String(Math.round(fraction * 100)).padStart(3)}%`;
+/**
+ * One line for a job's progress: "denoising: frame 7/40, step 2/4", "training: iteration 30/200, loss 0.1234",
+ * "queued (position 2)". `framesDone` counts the frames received, which may be ahead of the last progress event.
+ */
+export function describeProgress(p: Progress, framesDone = p.frames_done): string {
+  if (p.state === 'queued') return `queued${p.position !== undefined ? ` (position ${p.position})` : ''}`;
+  const parts: string[] = [];
+  if (p.iteration !== undefined && p.iterations) {
+    parts.push(`iteration ${p.iteration}/${p.iterations}`);
+    if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
+  } else if (p.message && p.step !== undefined && p.steps) {
+    // Keyframe candidates: the message names the candidate (`frame` is the input frame, not an output).
+    parts.push(p.message, `step ${p.step}/${p.steps}`);
+  } else if (p.frame !== undefined && p.frames_total) {
+    parts.push(`frame ${Math.min(p.frame + 1, p.frames_total)}/${p.frames_total}`);
+    if (p.step !== undefined && p.steps) parts.push(`step ${p.step}/${p.steps}`);
+  } else if (p.frames_total) {
+    parts.push(`${Math.min(framesDone, p.frames_total)}/${p.frames_total} frames done`);
+  } else if (p.message) {
+    parts.push(p.message);
+  }
+  return `${p.stage}${parts.length ? `: ${parts.join(', ')}` : ''}`;
 }
 
-export function describeProgress(p: Progress): string {
-  const parts = [bar(p.fraction), p.stage];
-  if (p.frames_total) parts.push(`${p.frames_done}/${p.frames_total} frames`);
-  if (p.step !== undefined && p.steps) parts.push(`step ${p.step}/${p.steps}`);
-  if (p.iteration !== undefined && p.iterations) parts.push(`iter ${p.iteration}/${p.iterations}`);
-  if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
-  if (p.position !== undefined) parts.push(`queue position ${p.position}`);
-  return parts.join('  ');
-}
-
-/** Follows a job to its end: progress shown, frames written to `outDir` as they arrive. Returns the done event. */
-export async function follow(job: JobStream, reporter: Reporter, outDir?: string) {
+/** Follows a job to its end: progress shown, frames handed to `onFrame` (or written to `outDir`). */
+export async function follow(
+  job: JobStream,
+  reporter: Reporter,
+  outDir?: string,
+  onFrame?: (f: Frame) => Promise<void>,
+) {
   if (outDir) await mkdir(outDir, { recursive: true });
   const writes: Promise<void>[] = [];
-  job.onProgress = (p) => reporter.progress({ event: 'progress', ...p }, describeProgress(p));
+  const received = new Set<number>();
+  let last: Progress | null = null;
+  const show = (p: Progress): void => {
+    const done = Math.max(p.frames_done, received.size);
+    // Frames received count even between throttled progress events, so the counter reaches the total.
+    const fraction = p.frames_total ? Math.max(p.fraction, done / p.frames_total) : p.fraction;
+    reporter.progress({ event: 'progress', ...p }, describeProgress(p, done), Math.min(1, fraction));
+  };
+  job.onProgress = (p) => {
+    last = p;
+    show(p);
+  };
   job.onFrame = (f) => {
+    received.add(f.index);
     reporter.progress({
       event: 'frame',
       job: f.job,
@@ -60,7 +86,9 @@ export async function follow(job: JobStream, reporter: Reporter, outDir?: string
       replay: f.replay,
       ...(f.seed !== undefined ? { seed: f.seed } : {}),
     });
-    if (outDir) writes.push(writeFile(join(outDir, f.name), f.png));
+    if (last) show(last);
+    if (onFrame) writes.push(onFrame(f));
+    else if (outDir) writes.push(writeFile(join(outDir, f.name), f.png));
   };
   try {
     return await job.done;

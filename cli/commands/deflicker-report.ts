@@ -37,7 +37,7 @@ export async function measureDeflicker(
       onFrame: (i, o, s) => thumbs.add(i, o, s),
       onPair: (t, errors) => thumbs.pairDone(t, Math.max(...errors)),
       onProgress: (done, total) =>
-        reporter.progress({ event: 'measure', done, total }, `measuring E_warp: pair ${done}/${total}`),
+        reporter.progress({ event: 'measure', done, total }, `measuring E_warp: pair ${done}/${total}`, done / total),
     });
     const [processed, deflickered] = result.stylized as [(typeof result.stylized)[0], (typeof result.stylized)[0]];
     await writeReport(

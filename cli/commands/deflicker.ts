@@ -20,6 +20,7 @@ import { openRuntime } from '../../src/runtime/index.js';
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { measureDeflicker, type DeflickerMeasurement } from './deflicker-report.js';
 import { lastValues, withSigint } from './model-session.js';
+import { checkOutputPath, frameOutputKind } from '../../src/io/output-path.js';
 import { makeReporter, type Reporter } from './output.js';
 
 export interface DeflickerArgs {
@@ -84,6 +85,7 @@ export async function runDeflicker(
     a['working-size'],
     'a whole number ≥ 0 (0 = full size)',
   );
+  await checkOutputPath(a.output, frameOutputKind(a.output));
   const checkpointPath = deflickerCheckpointPath(a.output);
   if (existsSync(checkpointPath) && !a.resume) {
     throw new VidpriorError(
@@ -100,6 +102,7 @@ export async function runDeflicker(
         reporter.progress(
           { event: 'decode', what, done, total },
           `decoding the ${what} video: ${done}/${total || '?'}`,
+          total ? done / total : undefined,
         ),
     });
     sources.push(s);
@@ -150,7 +153,7 @@ export async function runDeflicker(
           workingSize: a['working-size'],
           applyBatch: a['apply-batch'],
           signal: hooks.signal,
-          onProgress: (p) => reporter.progress({ event: 'progress', ...p }, describe(p)),
+          onProgress: (p) => reporter.progress({ event: 'progress', ...p }, describe(p), p.fraction),
         },
         async (i, frame) => {
           await sink.write(i, frame);
@@ -201,10 +204,9 @@ export async function runDeflicker(
 }
 
 function describe(p: DeflickerProgress): string {
-  const eta = p.etaSeconds !== undefined ? `, ETA ${Math.ceil(p.etaSeconds)} s` : '';
   if (p.stage === 'training')
-    return `training: epoch ${p.epoch}/${p.epochs}, step ${p.step}/${p.steps}, loss ${p.loss!.toFixed(4)}${eta}`;
-  if (p.stage === 'reading' || p.stage === 'applying') return `${p.stage}: frame ${p.frame}/${p.frames}${eta}`;
+    return `training: epoch ${p.epoch}/${p.epochs}, step ${p.step}/${p.steps}, loss ${p.loss!.toFixed(4)}`;
+  if (p.stage === 'reading' || p.stage === 'applying') return `${p.stage}: frame ${p.frame}/${p.frames}`;
   return p.message ?? p.stage;
 }
 

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorError, check } from '../../src/errors.js';
+import { checkOutputPath } from '../../src/io/output-path.js';
 import { writeFramePng } from '../../src/io/frames.js';
 import { restoreFrame } from '../../src/io/inputs.js';
 import type { FitMode } from '../../src/io/size.js';
@@ -70,6 +71,7 @@ export async function runEditKeyframe(
   check(Number.isInteger(a.steps) && a.steps >= 1, 'steps', a.steps, 'a whole number ≥ 1');
   check(Number.isFinite(a.guidance) && a.guidance >= 0, 'guidance', a.guidance, 'a number ≥ 0');
   check(Number.isInteger(a.frame) && a.frame >= 0, 'frame', a.frame, 'a frame index ≥ 0');
+  await checkOutputPath(a.output, 'folder');
   const started = Date.now();
   // 2. Model, runtime.
   const session = await openModelSession(a, reporter);
@@ -102,7 +104,8 @@ export async function runEditKeyframe(
           if (p.phase === 'denoise') {
             reporter.progress(
               { event: 'progress', candidate: k + 1, candidates: a.candidates, seed, step: p.step, steps: p.steps },
-              `candidate ${k + 1}/${a.candidates} (seed ${seed}): step ${p.step}/${p.steps}`,
+              `candidate ${k + 1}/${a.candidates} (seed ${seed}), step ${p.step}/${p.steps}`,
+              (k + p.step / Math.max(1, p.steps)) / a.candidates,
             );
           }
         },
@@ -115,6 +118,7 @@ export async function runEditKeyframe(
       reporter.progress(
         { event: 'candidate', ...c, path: join(out, file) },
         `candidate ${k + 1}/${a.candidates} written: ${file}`,
+        (k + 1) / a.candidates,
       );
       await hooks.onCandidate?.(c, join(out, file));
     }

@@ -12,6 +12,7 @@ import { basename, extname, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorError, check } from '../../src/errors.js';
+import { checkOutputPath } from '../../src/io/output-path.js';
 import type { FitMode } from '../../src/io/size.js';
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { saveFinetuned } from '../../src/training/full-delta.js';
@@ -49,6 +50,8 @@ export interface FinetuneArgs {
   seed: number;
   'checkpoint-every': number;
   resume: boolean;
+  /** Start over although a checkpoint of an interrupted run is beside the adapter (it is replaced). */
+  force?: boolean;
   output: string;
   model?: string;
   'model-config'?: string;
@@ -132,6 +135,15 @@ export async function runFinetune(
     reporter.note(
       'no --edit given: the adapter learns the clip alone (no style); give --edit <frame>=<edited.png> for the method',
     );
+  // An interrupted run left a checkpoint: continuing or starting over is the user's choice, never silent.
+  const checkpointPath = checkpointPathFor(a.output);
+  if (!a.resume && !a.force && existsSync(checkpointPath))
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `${checkpointPath} holds the checkpoint of an interrupted run: pass --resume to continue from it, or --force to start over (the checkpoint is replaced)`,
+      { checkpoint: checkpointPath },
+    );
+  await checkOutputPath(a.output, 'file');
   // 2. Model, runtime, the clip at the working size.
   const session = await openModelSession(a, reporter, { training: true });
   // Training builds its own graph over the UNet's weights; the inference UNet is not needed here, and keeping
@@ -153,7 +165,6 @@ export async function runFinetune(
     for (const e of edits)
       pairs.push({ original: await source.read(e.frame), edited: await readEdit(source, e, reporter) });
     // 4. Train, checkpointing beside the adapter.
-    const checkpointPath = checkpointPathFor(a.output);
     const result = await finetune(
       session.runtime,
       session.model,
@@ -181,10 +192,10 @@ export async function runFinetune(
         onProgress: (p) => {
           hooks.onProgress?.(p);
           if (p.stage === 'training') {
-            const eta = p.etaSeconds !== undefined ? `, ETA ${Math.ceil(p.etaSeconds)} s` : '';
             reporter.progress(
               { event: 'progress', ...p },
-              `iteration ${p.iteration}/${p.iterations}: loss ${p.loss!.toFixed(4)} (avg ${p.emaLoss!.toFixed(4)})${eta}`,
+              `iteration ${p.iteration}/${p.iterations}, loss ${p.loss!.toFixed(4)} (avg ${p.emaLoss!.toFixed(4)})`,
+              p.iteration / Math.max(1, p.iterations),
             );
           } else {
             reporter.progress({ event: 'progress', ...p }, p.message ?? p.stage);
@@ -297,6 +308,11 @@ export function finetuneOptions(yargs: any): any {
       type: 'boolean',
       default: false,
       describe: 'continue from the checkpoint beside the adapter, if any',
+    })
+    .option('force', {
+      type: 'boolean',
+      default: false,
+      describe: 'start over although an interrupted run left a checkpoint beside the adapter (it is replaced)',
     })
     .options(MODEL_OPTIONS)
     .option('lora', {

@@ -17,6 +17,7 @@ import { editKeyframeCommand } from './edit-keyframe.js';
 import { finetuneCommand } from './finetune.js';
 import { runCommand } from './run.js';
 import { deflickerCommand } from './deflicker.js';
+import { farmCommand } from './farm.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: yargs command modules differ in their argument types; the list holds them all
 export const commands: CommandModule<any, any>[] = [
@@ -34,4 +35,5 @@ export const commands: CommandModule<any, any>[] = [
   watchCommand,
   submitCommand,
   jobsCommand,
+  farmCommand,
 ];

@@ -17,7 +17,12 @@ interface JobsArgs extends ClientArgs {
 function line(j: JobSummary): string {
   const pct = `${Math.round(j.fraction * 100)}%`.padStart(4);
   const err = j.error ? `  [${j.error.code}] ${j.error.message}` : '';
-  return `${j.id}  ${j.kind.padEnd(13)} ${j.state.padEnd(9)} ${pct}  ${j.frames_done}/${j.frames_total} frames  ${j.name ?? ''}${err}`;
+  // Training jobs count iterations (a run job also has frames to stylize afterwards).
+  const work = [
+    ...(j.iterations_total !== undefined ? [`${j.iterations_done ?? 0}/${j.iterations_total} iterations`] : []),
+    ...(j.frames_total > 0 || j.iterations_total === undefined ? [`${j.frames_done}/${j.frames_total} frames`] : []),
+  ].join(', ');
+  return `${j.id}  ${j.kind.padEnd(13)} ${j.state.padEnd(9)} ${pct}  ${work}  ${j.name ?? ''}${err}`;
 }
 
 export const jobsCommand: CommandModule<object, JobsArgs> = {

@@ -42,7 +42,11 @@ export async function openClip(
     multiple: sizeMultiple(model),
     fit,
     onDecodeProgress: (n, total) =>
-      reporter.progress({ event: 'decode', frame: n, frames: total }, `decoding ${input}: frame ${n}/${total}`),
+      reporter.progress(
+        { event: 'decode', frame: n, frames: total },
+        `decoding ${input}: frame ${n}/${total}`,
+        total ? n / total : undefined,
+      ),
   });
   const work = source.plan!.working;
   if (!fitIsIdentity(source.plan!)) {

@@ -128,7 +128,7 @@ export async function runMeasurement(argv: MeasureArgs, title: string): Promise<
       onFrame: thumbs ? (i, o, s) => thumbs.add(i, o, s) : undefined,
       onPair: thumbs ? (t, errors) => thumbs.pairDone(t, Math.max(...errors)) : undefined,
       onProgress: (done, total) =>
-        reporter.progress({ event: 'progress', done, total }, `measuring: pair ${done}/${total}`),
+        reporter.progress({ event: 'progress', done, total }, `measuring: pair ${done}/${total}`, done / total),
     });
     // 3. Report and result.
     if (argv.report && thumbs) {

@@ -262,14 +262,19 @@ export function lastValues<T>(argv: T, repeatable: readonly string[] = []): T {
   return out as T;
 }
 
-/** Runs `fn` with an AbortSignal that Ctrl-C triggers (the job stops at its next step and cleans up). */
+/**
+ * Runs `fn` with an AbortSignal that Ctrl-C triggers (the job stops at its next step and cleans up); SIGTERM
+ * too (a cluster scheduler's scancel or preemption).
+ */
 export async function withSigint<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const abort = new AbortController();
   const onSigint = (): void => abort.abort();
   process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigint);
   try {
     return await fn(abort.signal);
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
   }
 }

@@ -1,15 +1,15 @@
 /**
  * `vidprior models pull <owner/name> [--revision] [--variant fp16] [--format]`: the files an SD 1.x pipeline
  * needs, from the Hugging Face hub (HF_ENDPOINT) into the hub cache that diffusers shares (HF_HOME /
- * HF_HUB_CACHE), with a progress bar (cli-progress) on a terminal. HF_TOKEN opens gated and private repos;
+ * HF_HUB_CACHE), with the CLI's progress bar (progress.ts) on a terminal. HF_TOKEN opens gated and private repos;
  * HF_HUB_OFFLINE answers from the cache alone. An interrupted pull resumes when run again.
  */
-import { SingleBar } from 'cli-progress';
 import type { CommandModule } from 'yargs';
 import { config } from '../../src/config.js';
 import { type PullProgress, pullModel } from '../../src/models/hub/pull.js';
 import type { PullFormat } from '../../src/models/hub/select.js';
 import { type Reporter, makeReporter } from './output.js';
+import { stopAllProgress } from './progress.js';
 import { withSigint } from './model-session.js';
 
 interface PullArgs {
@@ -22,20 +22,10 @@ interface PullArgs {
 
 const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
-/** Progress as a bar on a terminal, else as throttled lines (or JSON events with --json). */
-function progressView(reporter: Reporter, json: boolean): { on: (p: PullProgress) => void; stop: () => void } {
-  const bar =
-    config().interactive && !json
-      ? new SingleBar({
-          format: '{bar} {percentage}% | {done}/{size} | {file}',
-          hideCursor: true,
-          clearOnComplete: true,
-          barsize: 30,
-        })
-      : null;
+/** Progress through the CLI's one progress view: a bar with ETA on a terminal, JSON lines, or plain lines. */
+function progressView(reporter: Reporter): { on: (p: PullProgress) => void; stop: () => void } {
   let total = 0;
   let done = 0;
-  let started = false;
   return {
     on(p) {
       if (p.phase === 'plan') {
@@ -44,24 +34,20 @@ function progressView(reporter: Reporter, json: boolean): { on: (p: PullProgress
         reporter.note(
           `${p.format === 'onnx' ? 'ONNX export' : 'diffusers pipeline'} at ${p.commit.slice(0, 12)}: ${p.files} files, ${mib(p.bytes)}${p.cachedBytes ? ` (${mib(p.cachedBytes)} already cached)` : ''}`,
         );
-        bar?.start(total, done, { done: mib(done), size: mib(total), file: '' });
-        started = true;
       } else if (p.phase === 'bytes') {
         // The first call of a file reports the part kept from an interrupted pull (delta 0): count it as done.
         done += p.delta > 0 ? p.delta : p.received;
-        bar?.update(done, { done: mib(done), size: mib(total), file: p.path });
-        if (!bar) {
-          reporter.progress(
-            { event: 'progress', file: p.path, received: p.received, size: p.size, done, total },
-            `${p.path}: ${mib(p.received)} of ${mib(p.size)} (${mib(done)} of ${mib(total)} in all)`,
-          );
-        }
-      } else if (p.phase === 'file' && !p.cached && !bar) {
+        reporter.progress(
+          { event: 'progress', file: p.path, received: p.received, size: p.size, done, total },
+          `${mib(done)} of ${mib(total)}: ${p.path}`,
+          total > 0 ? done / total : undefined,
+        );
+      } else if (p.phase === 'file' && !p.cached) {
         reporter.progress({ event: 'file', path: p.path, index: p.index, files: p.files, size: p.size });
       }
     },
     stop() {
-      if (started) bar?.stop();
+      stopAllProgress();
     },
   };
 }
@@ -89,7 +75,7 @@ export const pullCommand: CommandModule<object, PullArgs> = {
   handler: async (argv) => {
     const reporter = makeReporter(argv.json);
     const c = config();
-    const view = progressView(reporter, argv.json);
+    const view = progressView(reporter);
     let r: Awaited<ReturnType<typeof pullModel>>;
     try {
       r = await withSigint((signal) =>

@@ -2,10 +2,13 @@
  * How the CLI talks to a person or a script: progress lines on stderr (or JSON lines on stdout with --json),
  * and errors as one line with their stable code.
  */
+import { config } from '../../src/config.js';
 import { isUserError, asVidpriorError } from '../../src/errors.js';
+import { ProgressView, stopAllProgress, type ProgressStreams } from './progress.js';
 
 /** Exit codes: 2 for mistakes the user can fix, 1 for bugs and runtime failures, 130 when cancelled. */
 export function reportCliError(err: unknown): number {
+  stopAllProgress();
   const e = asVidpriorError(err);
   if (e.code === 'E_CANCELLED') {
     process.stderr.write('vidprior: cancelled\n');
@@ -30,39 +33,47 @@ export interface ProgressEvent {
 }
 
 export interface Reporter {
-  /** A progress event: a JSON line with --json, else a short human line on stderr (throttled). */
-  progress(e: ProgressEvent, human?: string): void;
+  /**
+   * A progress event: a JSON line with --json; else `human` on the progress bar (a terminal) or as an
+   * occasional plain line. `fraction` (0–1 of the current stage) drives the bar and its ETA.
+   */
+  progress(e: ProgressEvent, human?: string, fraction?: number): void;
   /** A note for the person (stderr); with --json a {"event":"note"} line. */
   note(text: string): void;
-  /** The final result: JSON on stdout with --json, else the human text on stdout. */
+  /** The final result: JSON on stdout with --json, else the human text on stdout. Ends the bar. */
   result(value: Record<string, unknown>, human: string): void;
 }
 
-export function makeReporter(json: boolean): Reporter {
-  let lastHuman = 0;
-  const tty = Boolean(process.stderr.isTTY);
+export interface ReporterOptions {
+  /** A redrawn bar rather than plain lines (default: config().interactive, i.e. stderr is a terminal). */
+  interactive?: boolean;
+  streams?: ProgressStreams;
+  plainIntervalMs?: number;
+  now?: () => number;
+}
+
+export function makeReporter(json: boolean, options: ReporterOptions = {}): Reporter {
+  const streams = options.streams ?? { out: process.stdout, err: process.stderr };
+  const view = new ProgressView({
+    json,
+    interactive: options.interactive ?? config().interactive,
+    streams,
+    plainIntervalMs: options.plainIntervalMs,
+    now: options.now,
+  });
   return {
-    progress(e, human) {
-      if (json) {
-        process.stdout.write(`${JSON.stringify(e)}\n`);
-        return;
-      }
-      if (!human) return;
-      const now = Date.now();
-      if (tty) {
-        process.stderr.write(`\r\x1b[2K${human}`);
-      } else if (now - lastHuman > 1000) {
-        lastHuman = now;
-        process.stderr.write(`${human}\n`);
-      }
+    progress(e, human, fraction) {
+      view.event(e);
+      if (human) view.update(human, fraction);
     },
     note(text) {
-      if (json) process.stdout.write(`${JSON.stringify({ event: 'note', message: text })}\n`);
-      else process.stderr.write(`${tty ? '\r\x1b[2K' : ''}${text}\n`);
+      if (json) streams.out.write(`${JSON.stringify({ event: 'note', message: text })}\n`);
+      else view.line(text);
     },
     result(value, human) {
-      if (json) process.stdout.write(`${JSON.stringify({ event: 'result', ...value })}\n`);
-      else process.stdout.write(`${tty ? '\r\x1b[2K' : ''}${human}\n`);
+      view.stop();
+      if (json) streams.out.write(`${JSON.stringify({ event: 'result', ...value })}\n`);
+      else streams.out.write(`${human}\n`);
     },
   };
 }

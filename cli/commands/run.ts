@@ -5,6 +5,7 @@
 import { extname } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { check } from '../../src/errors.js';
+import { checkOutputPath, frameOutputKind } from '../../src/io/output-path.js';
 import { makeReporter } from './output.js';
 import { type FinetuneArgs, finetuneOptions, runFinetune } from './finetune.js';
 import { lastValues, withSigint } from './model-session.js';
@@ -19,6 +20,7 @@ export interface RunArgs extends Omit<FinetuneArgs, 'output'> {
   guidance: number;
   'noise-file'?: string;
   batch: number;
+  fps?: number;
 }
 
 /** The adapter of a run goes beside its output unless said otherwise: out/ → out.safetensors. */
@@ -51,6 +53,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
         describe: 'the initial noise as .npy [1, C, H/f, W/f] (default: from --seed)',
       })
       .option('batch', { type: 'number', default: 1, describe: 'frames per UNet run' })
+      .option('fps', { type: 'number', describe: "frame rate of a video output (default: the input video's, else 24)" })
       .example(
         '$0 run -i clip.mp4 --edit 0=edit.png -p "a watercolor painting" -o styled.mp4',
         'fine-tune, then stylize',
@@ -60,6 +63,9 @@ export const runCommand: CommandModule<object, RunArgs> = {
     check(a.strength > 0 && a.strength <= 1, 'strength', a.strength, 'a number in (0, 1]');
     const reporter = makeReporter(a.json);
     const adapter = a['adapter-output'] ?? adapterPathFor(a.output);
+    // Both outputs are checked before the fine-tuning, not found impossible after it.
+    await checkOutputPath(a.output, frameOutputKind(a.output));
+    await checkOutputPath(adapter, 'file', '--adapter-output');
     await withSigint(async (signal) => {
       // 1. Fine-tune (steps 2–3).
       reporter.note(`fine-tuning → ${adapter}`);
@@ -83,6 +89,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
           seed: a.seed,
           'noise-file': a['noise-file'],
           batch: a.batch,
+          fps: a.fps,
           ep: a.ep,
           fit: a.fit,
           json: a.json,

@@ -12,8 +12,9 @@ import { DEFAULT_LIMITS } from '../../protocol/codec.js';
 import { startDaemon, type Daemon } from '../../daemon/daemon.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_OUTBOX_BYTES } from '../../daemon/server.js';
 import { MODEL_OPTIONS, variantOverride } from './model-session.js';
+import { SLURM_SERVE_OPTIONS, type SlurmServeArgs, slurmTargetFromArgs } from './farm-serve.js';
 
-export interface DaemonArgs {
+export interface DaemonArgs extends SlurmServeArgs {
   'data-dir'?: string;
   model?: string;
   'model-config'?: string;
@@ -72,7 +73,8 @@ export function daemonOptions<T>(yargs: import('yargs').Argv<T>) {
       type: 'number',
       describe: "largest frame the model works on, in megapixels (default: from this machine's memory)",
     })
-    .option('json', { type: 'boolean', default: false, describe: 'log as JSON lines on stdout' });
+    .option('json', { type: 'boolean', default: false, describe: 'log as JSON lines on stdout' })
+    .options(SLURM_SERVE_OPTIONS);
 }
 
 /** A log line for people on stderr, or a JSON line on stdout. */
@@ -103,8 +105,10 @@ export async function startFromArgs(
       throw new VidpriorError('E_BAD_REQUEST', `${name} must be a positive number, got ${v}`, { [name]: v });
   }
   if (!argv.model) log(DEFAULT_MODEL_NOTE);
+  const dataDir = argv['data-dir'] ?? cfg.dataDir;
   return startDaemon({
-    dataDir: argv['data-dir'] ?? cfg.dataDir,
+    dataDir,
+    slurm: slurmTargetFromArgs(argv, dataDir),
     model: argv.model,
     modelResolve: { modelConfig: argv['model-config'], dtype: argv.dtype as 'float32' | 'float16' | undefined },
     ep: (argv.ep ?? cfg.ep) as ExecutionProviderChoice,

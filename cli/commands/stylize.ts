@@ -6,14 +6,29 @@
  * `runStylize` is the reusable part (the daemon's jobs and `--adapter` call it with their own UNet session);
  * the yargs handler only turns arguments into its options.
  */
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { config } from '../../src/config.js';
 import { VidpriorError } from '../../src/errors.js';
-import { openFrameSink, openFrameSource } from '../../src/io/inputs.js';
+import {
+  type FrameSink,
+  type FrameSource,
+  openFrameSink,
+  openFrameSource,
+  outputFrameName,
+} from '../../src/io/inputs.js';
 import { readNpyFloat32 } from '../../src/io/npy.js';
+import { checkOutputPath, frameOutputKind } from '../../src/io/output-path.js';
 import type { FitMode } from '../../src/io/size.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
-import { noiseShapeFor, sizeMultiple, stylizeFrames, type StylizeSummary } from '../../src/pipelines/img2img.js';
+import {
+  noiseShapeFor,
+  sizeMultiple,
+  stylizeFrames,
+  type StylizeProgress,
+  type StylizeSummary,
+} from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
 import { LORA_OPTION, lastValues, MODEL_OPTIONS, openModelSession } from './model-session.js';
@@ -36,9 +51,15 @@ export interface StylizeArgs {
   seed: number;
   'noise-file'?: string;
   batch: number;
+  /** Frame rate of a video output (default: the input video's, else 24). */
+  fps?: number;
   ep: ExecutionProviderChoice;
   fit: FitMode;
   json: boolean;
+  /** Only frames START-END (0-based, inclusive) of the input, still named and noised as in the whole clip. */
+  'frame-range'?: string;
+  /** Leave frames whose output file exists (a requeued farm task redoes only the missing ones). */
+  'skip-existing'?: boolean;
 }
 
 export interface StylizeHooks {
@@ -63,6 +84,34 @@ export interface StylizeResult extends StylizeSummary {
   firstFrameSeconds: number | null;
 }
 
+/**
+ * The frames a progress event of the pipeline is about: batches start at multiples of `batch` and `frame` is
+ * the last frame of the batch (1-based), so the batch is first+1..frame.
+ */
+function batchOf(p: StylizeProgress, batch: number): { first: number; last: number } {
+  const first = Math.floor((Math.max(1, p.frame) - 1) / Math.max(1, batch)) * Math.max(1, batch);
+  return { first: first + 1, last: p.frame };
+}
+
+/** "frame 7/40, step 2/4" (or "frames 5–8/40, step 2/4" for a batch); "frame 7/40 done" when written. */
+export function describeStylizeProgress(p: StylizeProgress, batch: number): string {
+  if (p.phase === 'frame') return `frame ${p.frame}/${p.frames} done`;
+  const { first, last } = batchOf(p, batch);
+  const which = first === last ? `frame ${last}/${p.frames}` : `frames ${first}–${last}/${p.frames}`;
+  return p.phase === 'encode' ? `${which}, encoding` : `${which}, step ${p.step}/${p.steps}`;
+}
+
+/** The share of all frames' work done, counting the steps of the batch being denoised. */
+export function stylizeFraction(p: StylizeProgress, batch: number): number {
+  if (p.phase === 'frame') return p.frame / Math.max(1, p.frames);
+  const { first, last } = batchOf(p, batch);
+  const inBatch = last - first + 1;
+  return (first - 1 + (inBatch * p.step) / Math.max(1, p.steps)) / Math.max(1, p.frames);
+}
+
+/** Seeds are unsigned 32-bit numbers (protocol/params.ts). */
+export const MAX_SEED = 2 ** 32 - 1;
+
 /** Number arguments checked before anything is loaded, so a typo fails in milliseconds. */
 function checkNumbers(a: StylizeArgs): void {
   const bad = (name: string, value: number, expected: string): VidpriorError =>
@@ -74,15 +123,64 @@ function checkNumbers(a: StylizeArgs): void {
   if (!(a.strength > 0 && a.strength <= 1)) throw bad('strength', a.strength, 'a number in (0, 1]');
   if (!(Number.isInteger(a.steps) && a.steps >= 1)) throw bad('steps', a.steps, 'a whole number ≥ 1');
   if (!(Number.isFinite(a.guidance) && a.guidance >= 0)) throw bad('guidance', a.guidance, 'a number ≥ 0');
-  if (!Number.isSafeInteger(a.seed)) throw bad('seed', a.seed, 'a whole number');
+  // The protocol's range (PROTOCOL.md §6): the daemon and the CLI take the same seeds.
+  if (!(Number.isInteger(a.seed) && a.seed >= 0 && a.seed <= MAX_SEED))
+    throw bad('seed', a.seed, `a whole number from 0 to ${MAX_SEED}`);
+  if (a.fps !== undefined && !(Number.isFinite(a.fps) && a.fps > 0 && a.fps <= 1000))
+    throw bad('fps', a.fps, 'a number of frames per second in (0, 1000]');
   if (!(Number.isInteger(a.batch) && a.batch >= 1 && a.batch <= 64))
     throw bad('batch', a.batch, 'a whole number from 1 to 64');
   if (!a.prompt && a.prompt !== '')
     throw new VidpriorError('E_BAD_REQUEST', '--prompt is required', { prompt: a.prompt });
 }
 
+/** `--frame-range START-END` → [start, end] (0-based, inclusive), checked against the clip once it is open. */
+export function parseFrameRange(value: string): [number, number] {
+  const m = /^(\d+)-(\d+)$/.exec(value.trim());
+  if (!m || Number(m[1]) > Number(m[2]))
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      `--frame-range must be START-END (0-based, START ≤ END), e.g. 0-24; got ${JSON.stringify(value)}`,
+      { 'frame-range': value },
+    );
+  return [Number(m[1]), Number(m[2])];
+}
+
+/**
+ * The input frames to stylize: all, or a range of them, less those already written with --skip-existing. Each
+ * keeps its index in the clip, so its output name and its noise are the whole clip's.
+ */
+function framesToStylize(a: StylizeArgs, source: FrameSource, sink: FrameSink): number[] {
+  const count = source.frames.length;
+  let [first, last] = [0, count - 1];
+  if (a['frame-range'] !== undefined) {
+    [first, last] = parseFrameRange(a['frame-range']);
+    if (last >= count)
+      throw new VidpriorError(
+        'E_BAD_REQUEST',
+        `--frame-range ${a['frame-range']} is outside the clip's frames 0..${count - 1} (${source.path})`,
+        { 'frame-range': a['frame-range'] },
+      );
+  }
+  const partial = a['frame-range'] !== undefined || a['skip-existing'];
+  if (partial && sink.kind !== 'folder')
+    throw new VidpriorError(
+      'E_BAD_REQUEST',
+      '--frame-range and --skip-existing write some frames of a clip: give a folder as --output, not a video',
+      { output: a.output },
+    );
+  const indices: number[] = [];
+  for (let i = first; i <= last; i++) {
+    if (a['skip-existing'] && existsSync(join(sink.path, outputFrameName(source.frames[i]!.name)))) continue;
+    indices.push(i);
+  }
+  return indices;
+}
+
 export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: StylizeHooks = {}): Promise<StylizeResult> {
   checkNumbers(a);
+  // 0. The output must be possible before anything is loaded or decoded.
+  await checkOutputPath(a.output, frameOutputKind(a.output));
   // 1–3. Model folder, runtime, model (with --adapter merged into its UNet).
   const session = await openModelSession(a, reporter);
   const { runtime, model } = session;
@@ -100,7 +198,11 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
       multiple: sizeMultiple(model),
       fit: a.fit,
       onDecodeProgress: (n, total) =>
-        reporter.progress({ event: 'decode', frame: n, frames: total }, `decoding ${a.input}: frame ${n}/${total}`),
+        reporter.progress(
+          { event: 'decode', frame: n, frames: total },
+          `decoding ${basename(a.input)}: frame ${n}/${total}`,
+          n / Math.max(1, total),
+        ),
     });
     const work = source.plan!.working;
     if (work.width !== source.width || work.height !== source.height) {
@@ -111,49 +213,58 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
     const noise = a['noise-file']
       ? await readNpyFloat32(a['noise-file'], noiseShapeFor(model, work.width, work.height))
       : undefined;
-    sink = await openFrameSink(a.output, source);
+    sink = await openFrameSink(a.output, source, a.fps !== undefined ? { fps: a.fps } : {});
+    const todo = framesToStylize(a, source, sink);
+    if (todo.length < source.frames.length)
+      reporter.note(`stylizing ${todo.length} of the clip's ${source.frames.length} frames`);
 
-    // 5. Stylize, writing each frame as soon as it is done.
+    // 5. Stylize, writing each frame as soon as it is done (nothing to do when every frame asked for exists).
     const src = source;
     const out = sink;
     let firstFrameSeconds: number | null = null;
-    const summary = await stylizeFrames(
-      model,
-      runtime,
-      {
-        count: src.frames.length,
-        width: work.width,
-        height: work.height,
-        read: (i) => src.read(i),
-      },
-      async (i, image) => {
-        await out.write(i, image);
-        firstFrameSeconds ??= performance.now() / 1000; // since the process started
-      },
-      {
-        prompt: a.prompt,
-        negativePrompt: a['negative-prompt'],
-        strength: a.strength,
-        steps: a.steps,
-        guidance: a.guidance,
-        seed: a.seed,
-        noise,
-        batch: a.batch,
-        unet: unet ?? undefined,
-        signal: hooks.signal,
-        onProgress: (p) =>
-          reporter.progress(
-            { event: 'progress', ...p, seconds: Math.round(performance.now()) / 1000 }, // since the process started
-            p.phase === 'frame'
-              ? `frame ${p.frame}/${p.frames} done`
-              : `frames ≤${p.frame}/${p.frames}: step ${p.step}/${p.steps}`,
-          ),
-      },
-    );
+    const summary =
+      todo.length === 0
+        ? nothingToDo(a, model, work)
+        : await stylizeFrames(
+            model,
+            runtime,
+            {
+              count: todo.length,
+              width: work.width,
+              height: work.height,
+              read: (k) => src.read(todo[k]!),
+            },
+            async (k, image) => {
+              await out.write(todo[k]!, image);
+              firstFrameSeconds ??= performance.now() / 1000; // since the process started
+            },
+            {
+              prompt: a.prompt,
+              negativePrompt: a['negative-prompt'],
+              strength: a.strength,
+              steps: a.steps,
+              guidance: a.guidance,
+              seed: a.seed,
+              noise,
+              batch: a.batch,
+              unet: unet ?? undefined,
+              signal: hooks.signal,
+              onProgress: (p) =>
+                reporter.progress(
+                  { event: 'progress', ...p, seconds: Math.round(performance.now()) / 1000 }, // since the process started
+                  describeStylizeProgress(p, a.batch),
+                  stylizeFraction(p, a.batch),
+                ),
+            },
+          );
     if (summary.promptTruncated)
       reporter.note(`the prompt is longer than ${model.facts.textLength - 2} tokens: the end was dropped`);
     const written = await out.finish((n) =>
-      reporter.progress({ event: 'encode', frame: n, frames: src.frames.length }, `encoding ${a.output}: frame ${n}`),
+      reporter.progress(
+        { event: 'encode', frame: n, frames: src.frames.length },
+        `encoding ${basename(a.output)}: frame ${n}/${src.frames.length}`,
+        n / src.frames.length,
+      ),
     );
     sink = null;
     return {
@@ -177,6 +288,28 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
     await unet?.release().catch(() => {}); // the hook's, never released by the loader
     await session.close();
   }
+}
+
+/** The summary of a range whose frames were all written already. */
+function nothingToDo(
+  a: StylizeArgs,
+  model: StableDiffusionModel,
+  work: { width: number; height: number },
+): StylizeSummary {
+  return {
+    frames: 0,
+    width: work.width,
+    height: work.height,
+    noiseShape: noiseShapeFor(model, work.width, work.height),
+    steps: 0,
+    timesteps: [],
+    guidance: a.guidance > 1,
+    batch: a.batch,
+    loop: 'host',
+    promptTruncated: false,
+    seconds: 0,
+    timings: { prompt: 0, read: 0, encode: 0, denoise: 0, decode: 0, sink: 0, firstFrame: null },
+  };
 }
 
 /** Seconds to the millisecond, for the result line. */
@@ -225,6 +358,10 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         describe: 'the initial noise as a .npy float32 array [1, C, H/f, W/f] (overrides --seed)',
       })
       .option('batch', { type: 'number', default: 1, describe: 'frames per UNet run (×2 with guidance)' })
+      .option('fps', {
+        type: 'number',
+        describe: "frame rate of a video output (default: the input video's, else 24)",
+      })
       .option('ep', {
         type: 'string',
         choices: ['auto', 'cuda', 'webgpu', 'cpu'],
@@ -241,6 +378,15 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         type: 'boolean',
         default: false,
         describe: 'print progress and the result as JSON lines on stdout',
+      })
+      .option('frame-range', {
+        type: 'string',
+        describe: 'only frames START-END (0-based, inclusive), named and noised as in the whole clip (folder output)',
+      })
+      .option('skip-existing', {
+        type: 'boolean',
+        default: false,
+        describe: 'leave frames whose output PNG exists (resuming an interrupted run; folder output)',
       })
       .example(
         '$0 stylize -i frames/ -o out/ -p "a watercolor painting" --model ./sd15-onnx',
@@ -259,6 +405,7 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
     const abort = new AbortController();
     const onSigint = (): void => abort.abort();
     process.once('SIGINT', onSigint);
+    process.once('SIGTERM', onSigint); // scancel, preemption: stop at the next step and clean up
     try {
       const r = await runStylize(lastValues(argv, ['lora']), reporter, { signal: abort.signal });
       reporter.result(
@@ -287,6 +434,7 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
       );
     } finally {
       process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigint);
     }
   },
 };

@@ -3,7 +3,16 @@ import type { JobExecutor } from './executor.js';
 import { editKeyframeExecutor, stylizeExecutor } from './img2img-jobs.js';
 import { finetuneExecutor, runExecutor } from './training-jobs.js';
 import { deflickerExecutor } from './deflicker-jobs.js';
+import { type SlurmTarget, farmExecutor } from './farm-jobs.js';
 
-export function defaultExecutors(): JobExecutor[] {
-  return [stylizeExecutor, editKeyframeExecutor, finetuneExecutor, runExecutor, deflickerExecutor];
+/** `slurm`: where farm jobs go (without it, the farm kind is listed as unavailable). */
+export function defaultExecutors(opts: { slurm?: SlurmTarget } = {}): JobExecutor[] {
+  return [
+    stylizeExecutor,
+    editKeyframeExecutor,
+    finetuneExecutor,
+    runExecutor,
+    deflickerExecutor,
+    farmExecutor(opts.slurm ?? null),
+  ];
 }

@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import { VidpriorError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { float32 } from '../tensor.js';
+import { writeFileAtomic } from './atomic-write.js';
 import { resizeLanczos } from './resample.js';
 
 export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg'];
@@ -180,7 +181,11 @@ export function tensorToRgb8(image: Tensor<'float32'>): { data: Uint8Array; widt
   return { data, width, height };
 }
 
-/** Writes a [3, H, W] float32 frame in [-1, 1] as an 8-bit RGB PNG, optionally resized (Pillow Lanczos) to `resize`. */
+/**
+ * Writes a [3, H, W] float32 frame in [-1, 1] as an 8-bit RGB PNG, optionally resized (Pillow Lanczos) to
+ * `resize`. The PNG appears whole or not at all (temporary file + rename), so a process killed mid-write (a
+ * preempted farm task) leaves no half frame that a resumed run would take for done.
+ */
 export async function writeFramePng(
   path: string,
   image: Tensor<'float32'>,
@@ -191,7 +196,7 @@ export async function writeFramePng(
   const data = resizeLanczos(rgb.data, rgb.width, rgb.height, 3, size.width, size.height);
   const img = sharp(data, { raw: { width: size.width, height: size.height, channels: 3 } });
   try {
-    await img.png({ compressionLevel: 6 }).toFile(path);
+    await writeFileAtomic(path, await img.png({ compressionLevel: 6 }).toBuffer(), false);
   } catch (err) {
     throw new VidpriorError('E_IO', `cannot write ${path}: ${(err as Error).message}`, { path }, { cause: err });
   }

@@ -187,7 +187,7 @@ export function outputFrameName(inputName: string): string {
 }
 
 export interface FrameSinkOptions {
-  /** Frame rate of a video output when the source has none (image folders); default 24. */
+  /** Frame rate of a video output (default: the source video's, else 24). */
   fps?: number | string;
   crf?: number;
   /** Copy the source video's sound into a video output (default true). */
@@ -253,7 +253,7 @@ export async function openFrameSink(
             throw new VidpriorError('E_INTERNAL', `video output ${outPath}: frame ${i} was never written`);
         }
         await encodeVideo(tempDir, DECODED_FRAME_PATTERN, outPath, {
-          fps: like.fpsRational ?? options.fps ?? 24,
+          fps: options.fps ?? like.fpsRational ?? 24,
           crf: options.crf,
           onProgress,
           audioFrom: like.kind === 'video' && options.keepAudio !== false ? like.path : undefined,

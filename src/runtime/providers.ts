@@ -14,8 +14,8 @@ import type { ExecutionProvider, ExecutionProviderChoice, ProviderDecision } fro
 export type ProviderProbe = (ep: ExecutionProvider) => Promise<void>;
 
 const CUDA_HOWTO =
-  "onnxruntime-node downloads its CUDA provider in its own install step, which vidprior's .npmrc " +
-  'skips for offline installs. With internet access and an NVIDIA GPU (CUDA 12) run ' +
+  'onnxruntime-node downloads its CUDA provider in its own install step, which offline installs skip ' +
+  '(npm ≥ 11 holds it back; ONNXRUNTIME_NODE_INSTALL=skip). With internet access and an NVIDIA GPU (CUDA 12) run ' +
   '`npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12 --foreground-scripts` (README, "CUDA")';
 
 /** onnxruntime-node's folder of native libraries for this platform (found through require.resolve). */

@@ -12,8 +12,8 @@ import { pythonUnescape } from './html-unescape.js';
 
 // Python's str.strip() strips str.isspace() characters; the `regex` module's \s is Unicode White_Space, which
 // lacks \x1c-\x1f (ftfy removes those first, so the two sets agree on what is left).
-// biome-ignore lint/suspicious/noControlCharactersInRegex: Python's str.isspace() set includes \x1c-\x1f
 const PY_STRIP =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: Python's str.isspace() set includes \x1c-\x1f
   /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/gu;
 const WHITE_SPACE = /[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/gu;
 

@@ -104,7 +104,8 @@ for (const suite of SUITES) {
     skip: skipReason(CHROOT, suite),
     timeout: 15 * 60_000,
   }, async (t) => {
-    const daemon = await startDaemon(mkdtempSync(join(tmpdir(), 'addon-blender4-daemon-')));
+    const dataDir = mkdtempSync(join(tmpdir(), 'addon-blender4-daemon-'));
+    const daemon = await startDaemon(dataDir);
     const w = chrootWork(CHROOT);
     try {
       // 1. Installed with Blender's own command (`blender -c extension install-file -r user_default`).
@@ -174,8 +175,9 @@ for (const suite of SUITES) {
       assert.match(out, /disabled cleanly/);
       t.diagnostic(`${out.match(/Blender [45]\.[\d.]+/)?.[0]}: ${out.match(/\d+ passed, 0 failed/)?.[0]}`);
     } finally {
-      daemon.stop();
+      await daemon.stop();
       rmSync(w.work, { recursive: true, force: true });
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 
@@ -189,7 +191,8 @@ for (const suite of SUITES) {
     skip: uiSkip,
     timeout: 5 * 60_000,
   }, async (t) => {
-    const daemon = await startDaemon(mkdtempSync(join(tmpdir(), 'addon-blender4-ui-daemon-')));
+    const dataDir = mkdtempSync(join(tmpdir(), 'addon-blender4-ui-daemon-'));
+    const daemon = await startDaemon(dataDir);
     const w = chrootWork(CHROOT);
     try {
       await installInChroot(CHROOT, w, daemon);
@@ -217,8 +220,9 @@ for (const suite of SUITES) {
       );
       t.diagnostic(checkUiRun(r, daemon));
     } finally {
-      daemon.stop();
+      await daemon.stop();
       rmSync(w.work, { recursive: true, force: true });
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 }

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -33,8 +33,9 @@ test('wire code passes its unit tests against the protocol examples (plain pytho
 
 test('build.py writes a legacy add-on zip and an extension zip', {
   skip: has('python3') ? false : 'python3 not installed',
-}, () => {
+}, (t) => {
   const out = mkdtempSync(join(tmpdir(), 'addon-zip-'));
+  t.after(() => rmSync(out, { recursive: true, force: true }));
   const r = spawnSync('python3', ['blender_addon/build.py', out], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const list = (zip: string): string[] =>
@@ -86,7 +87,8 @@ test('inside blender -b: stylize movie and image strips, cancel, daemon down', {
     assert.equal(r.status, 0, blenderFailure(r, daemon));
     assert.match(`${r.stdout}\n${r.stderr}`, /\d+ passed, 0 failed/);
   } finally {
-    daemon.stop();
+    await daemon.stop();
+    rmSync(work, { recursive: true, force: true });
   }
 });
 
@@ -128,6 +130,7 @@ test('Blender 3.4 UI under Xvfb: the operator returns, the timer follows the job
     );
     t.diagnostic(checkUiRun(r, daemon));
   } finally {
-    daemon.stop();
+    await daemon.stop();
+    rmSync(work, { recursive: true, force: true });
   }
 });

@@ -76,7 +76,8 @@ export interface Daemon {
   port: number;
   /** Everything the daemon printed so far. */
   log(): string;
-  stop(): void;
+  /** Stops the daemon and resolves once it has exited (so its data folder can be removed). */
+  stop(): Promise<void>;
 }
 
 /** A real daemon (`vidprior serve`, CPU) with the embedded default model on a free loopback port. */
@@ -113,14 +114,17 @@ export async function startDaemon(dataDir: string): Promise<Daemon> {
   const daemon = {
     port,
     log: () => log,
-    stop: () => {
-      child.kill('SIGTERM');
-    },
+    stop: () =>
+      new Promise<void>((done) => {
+        if (child.exitCode !== null || child.signalCode !== null) return done();
+        child.once('exit', () => done());
+        child.kill('SIGTERM');
+      }),
   };
   try {
     await waitForPort(port, child, 120_000);
   } catch (err) {
-    daemon.stop();
+    await daemon.stop();
     throw new Error(`${(err as Error).message}\n--- daemon ---\n${log.slice(-3000)}`);
   }
   return daemon;

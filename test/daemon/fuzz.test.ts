@@ -50,7 +50,7 @@ after(async () => {
 });
 
 /** A valid message of every type, with every field set (submit: one per kind). */
-async function templates(job: string): Promise<Record<string, unknown>[]> {
+async function templates(job: string, uploads: { open: string; done: string }): Promise<Record<string, unknown>[]> {
   const png = await testPng(0, 8, 8);
   const params: Record<JobKind, Record<string, unknown>> = {
     stylize: {
@@ -109,6 +109,23 @@ async function templates(job: string): Promise<Record<string, unknown>[]> {
       guidance: 7,
       batch: 1,
     },
+    farm: {
+      prompt: 'ink',
+      train_frames: 2,
+      iters: 2,
+      lr: 1e-4,
+      rank: 2,
+      full: false,
+      max_timestep: 500,
+      checkpoint_every: 1,
+      seed: 0,
+      model: 'embedded-default',
+      negative_prompt: '',
+      strength: 0.5,
+      steps: 4,
+      guidance: 7,
+      chunk: 2,
+    },
     deflicker: {
       working_size: 8,
       width: 4,
@@ -130,12 +147,13 @@ async function templates(job: string): Promise<Record<string, unknown>[]> {
     id: 1,
     kind,
     params: params[kind],
-    frames: [{ name: 'f0.png', png }, { path: join(allowed, 'in', 'a.png') }],
-    ...(kind === 'finetune' || kind === 'run' || kind === 'deflicker'
+    frames: [{ name: 'f0.png', png }, { path: join(allowed, 'in', 'a.png') }, { name: 'f2.png', upload: uploads.done }],
+    ...(kind === 'finetune' || kind === 'run' || kind === 'deflicker' || kind === 'farm'
       ? {
           edits: [
             { frame: 0, png },
             { frame: 1, path: join(allowed, 'in', 'a.png') },
+            { frame: 2, upload: uploads.done },
           ],
         }
       : {}),
@@ -158,6 +176,10 @@ async function templates(job: string): Promise<Record<string, unknown>[]> {
     { type: 'detach', id: 6, job },
     { type: 'list_models', id: 7 },
     { type: 'delete_job', id: 8, job: 'j-20000101-000000-000000' },
+    { type: 'upload_begin', id: 9, name: 'f.png', bytes: png.length, sha256: 'ab'.repeat(32) },
+    { type: 'upload_chunk', id: 10, upload: uploads.open, offset: 16, data: png.subarray(16, 32) },
+    { type: 'upload_status', id: 11, upload: uploads.open },
+    { type: 'upload_end', id: 12, upload: uploads.open },
   ];
 }
 
@@ -333,8 +355,13 @@ test(`fuzz: every message type and field, seed ${SEED}, at most ${MAX_CASES} cas
   });
   first.onFrame = () => {};
   await first.done;
+  // A finished upload for submits to name, and one half done for the upload messages.
+  const png = await testPng(0, 8, 8);
+  const done = await setup.upload(png, { name: 'f.png' });
+  const open = (await setup.request({ type: 'upload_begin', bytes: png.length })) as { upload: string };
+  await setup.request({ type: 'upload_chunk', upload: open.upload, offset: 0, data: png.subarray(0, 16) });
   await setup.close();
-  const all = await templates(first.id);
+  const all = await templates(first.id, { open: open.upload, done });
   // Every client message type has a template, and every field of its schema is in it.
   for (const [type, schema] of Object.entries(CLIENT_MESSAGES)) {
     const ofType = all.filter((m) => m.type === type);

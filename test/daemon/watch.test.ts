@@ -109,6 +109,27 @@ test('a job folder holding a video file is decoded (ffmpeg) and stylized frame b
   const status = await waitJson(join(dir, 'status.json'), (s) => s.state === 'done');
   assert.equal(status.frames_total, 3);
   assert.equal(readdirSync(join(dir, 'out')).filter((n) => n.endsWith('.png')).length, 3);
+  // A video in, a video out: the frames encoded at the source's rate, named like the source.
+  assert.equal(status.video, 'out/clip.mp4');
+  const info = spawnSync(
+    'ffprobe',
+    [
+      '-v',
+      'error',
+      '-count_frames',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=r_frame_rate,nb_read_frames,width,height',
+      '-of',
+      'json',
+      join(dir, 'out', 'clip.mp4'),
+    ],
+    { encoding: 'utf8' },
+  );
+  assert.equal(info.status, 0, info.stderr);
+  const stream = (JSON.parse(info.stdout) as { streams: Record<string, unknown>[] }).streams[0]!;
+  assert.deepEqual([stream.r_frame_rate, stream.nb_read_frames, stream.width, stream.height], ['5/1', '3', 64, 64]);
 });
 
 test('a frame still being copied when job.json lands is waited for, not read half-written', async () => {

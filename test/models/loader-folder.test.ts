@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { VidpriorError } from '../../src/errors.js';
 import { loadModelFolder } from '../../src/models/loader.js';
 import { readModelFolder } from '../../src/models/folder.js';
 import { readOnnxHeader } from '../../src/models/onnx-header.js';

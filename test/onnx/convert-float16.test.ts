@@ -7,7 +7,7 @@ import { convertToFloat16, toHalfClamped } from '../../src/onnx/convert-float16.
 import { indexGraph, summarize } from '../../src/onnx/graph.js';
 import { type Model, attr } from '../../src/onnx/ir.js';
 import { type Runtime, isGpuTensor, openRuntime } from '../../src/runtime/index.js';
-import { type Tensor, asFloat32, castFloat, float32, floatToHalf, fromFloat16, int64 } from '../../src/tensor.js';
+import { type Tensor, castFloat, float32, floatToHalf, fromFloat16, int64 } from '../../src/tensor.js';
 import { Rng } from '../../src/random.js';
 import { maxTensorDiff } from '../assert-close.js';
 

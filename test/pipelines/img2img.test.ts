@@ -6,7 +6,6 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { VidpriorError } from '../../src/errors.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import { img2img, stylizeFrames, txt2img, type StylizeProgress } from '../../src/pipelines/img2img.js';
 import { Rng } from '../../src/random.js';

@@ -3,7 +3,7 @@
     python3 test/training/full-reference.py
 needs torch (CPU), numpy and what diffusers imports (packaging requests pillow regex importlib_metadata tqdm
 pyyaml); diffusers 0.27.2 comes from ../shared/gpu/torch-baseline/diffusers-src.tar.gz as in
-baseline.py there).
+../shared/gpu/torch-baseline/baseline.py).
 
 A full fine-tune in PyTorch: diffusers' UNet2DConditionModel with the shared fixture's weights (tiny-sd-torch, written
 by full-reference-weights.js under diffusers' parameter names and loaded strictly, so every parameter of the model is

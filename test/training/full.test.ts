@@ -132,9 +132,9 @@ test('two full fine-tune steps match PyTorch AdamW over every UNet weight to 1e-
       t: s.timestep,
     }));
     const { losses, state } = await runSteps(rt, step, batches, REF.lr);
-    REF.steps.forEach((s, i) =>
-      assert.ok(Math.abs(losses[i]! - s.loss) <= 1e-5 * s.loss, `loss ${i}: ${losses[i]} vs PyTorch ${s.loss}`),
-    );
+    for (const [i, s] of REF.steps.entries()) {
+      assert.ok(Math.abs(losses[i]! - s.loss) <= 1e-5 * s.loss, `loss ${i}: ${losses[i]} vs PyTorch ${s.loss}`);
+    }
     // Errors per tensor, relative to its largest reference value. Some weights get no gradient at all in exact
     // arithmetic (a per-channel shift right before a GroupNorm of one channel per group cancels out): their
     // "gradients" are rounding noise (|m| < 1e-6 of the largest), which Adam's normalisation turns into

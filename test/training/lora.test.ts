@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeModel, encodeModel } from '../../src/onnx/codec.js';
@@ -35,7 +35,7 @@ test('finds the attention projections of a real export by node name', { skip }, 
   assert.ok(convs.some((t) => t.module.endsWith('resnets.0.conv1')));
 });
 
-test('zero-B LoRA leaves the output bit for bit unchanged; a merged adapter equals the branch', { skip }, async () => {
+test('zero-B LoRA leaves the output bit for bit unchanged; a merged adapter equals the branch', { skip }, async (t) => {
   const rt = await openRuntime({ ep: 'cpu' });
   try {
     const feeds = unetFeeds(new Rng(1));
@@ -79,6 +79,7 @@ test('zero-B LoRA leaves the output bit for bit unchanged; a merged adapter equa
     const branched = (await withLora.run(randomFeeds)).out_sample as Tensor<'float32'>;
 
     const dir = mkdtempSync(join(tmpdir(), 'lora-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
     await saveAdapter(join(dir, 'a.safetensors'), adapter);
     const loaded = await loadAdapter(join(dir, 'a.safetensors'));
     assert.equal(loaded.rank, 4);

@@ -10,7 +10,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createModelFolder } from '../../src/models/builder/folder.js';
@@ -50,7 +50,9 @@ function mse(a: readonly Tensor<'float32'>[], b: readonly Tensor<'float32'>[]): 
 test('a LoRA fine-tuned on the clip reconstructs it better at strength 0.45 than the base model', {
   timeout: 600_000,
 }, async (t) => {
-  const dir = join(mkdtempSync(join(tmpdir(), 'recon-')), 'model');
+  const work = mkdtempSync(join(tmpdir(), 'recon-'));
+  t.after(() => rmSync(work, { recursive: true, force: true }));
+  const dir = join(work, 'model');
   await createModelFolder(dir, { base: 'tiny-sd-torch', vae: { scaling_factor: 1.6 } }, { seed: 0 });
   const rt = await openRuntime({ ep: 'cpu' });
   const model = await loadModelFolder(dir, rt);

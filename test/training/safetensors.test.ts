@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -11,8 +11,9 @@ import {
 } from '../../src/training/safetensors.js';
 import { VidpriorError } from '../../src/errors.js';
 
-test('round trip keeps names, dtypes, shapes, values and metadata', async () => {
+test('round trip keeps names, dtypes, shapes, values and metadata', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'st-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const tensors = {
     'unet.b.lora_B.weight': { type: 'float32' as const, dims: [3, 2], data: Float32Array.from([1, 2, 3, 4, 5, 6]) },
     'unet.a.lora_A.weight': { type: 'float16' as const, dims: [2], data: Uint16Array.from([0x3c00, 0xc000]) },
@@ -35,8 +36,9 @@ test('layout follows the format: u64 header length, JSON header, aligned data', 
   assert.equal(new DataView(bytes.buffer).getFloat32(8 + n, true), 1.5);
 });
 
-test('corrupt files are E_ADAPTER errors naming the file', async () => {
+test('corrupt files are E_ADAPTER errors naming the file', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'st-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'bad.safetensors');
   writeFileSync(path, Buffer.from('not a safetensors file at all'));
   await assert.rejects(

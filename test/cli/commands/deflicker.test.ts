@@ -141,3 +141,23 @@ test('a leftover checkpoint needs --resume; videos that do not pair up are refus
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, /report file r\.pdf must end in \.html, \.png or \.svg/);
 });
+
+test('an output inside a file is refused before anything is decoded, naming the path', () => {
+  const file = join(tmp, 'steady.mp4');
+  writeFileSync(file, 'a file, not a folder');
+  const r = cli([
+    '--original',
+    join(tmp, 'orig'),
+    '--processed',
+    join(tmp, 'proc'),
+    '-o',
+    join(file, 'x.mp4'),
+    ...small,
+  ]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(
+    r.stderr.trim(),
+    /^vidprior: error \[E_BAD_REQUEST\]: --output .*steady\.mp4\/x\.mp4 cannot be created: .*steady\.mp4 is a file/,
+  );
+  assert.ok(!/^\s+at /m.test(r.stderr), r.stderr);
+});

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { identifyModel } from '../../../src/models/resolve/resolve.js';
@@ -16,8 +16,9 @@ import { findLoraTargets, loraShapes } from '../../../src/training/lora.js';
 
 test('one resident UNet: switching adapters releases the previous session; releaseUnet frees it for training', {
   timeout: 120_000,
-}, async () => {
+}, async (ctx) => {
   const work = mkdtempSync(join(tmpdir(), 'host-'));
+  ctx.after(() => rmSync(work, { recursive: true, force: true }));
   const modelDir = join(work, 'model');
   await createModelFolder(modelDir, 'tiny', { seed: 0 });
   const adaptersDir = join(work, 'adapters');

@@ -10,7 +10,7 @@ import { findLoraTargets } from '../../../src/training/lora.js';
 import { buildGradients } from '../../../src/autodiff/index.js';
 import { cloneModel } from '../../../src/onnx/graph.js';
 import { type Runtime, openRuntime } from '../../../src/runtime/index.js';
-import { type Tensor, asFloat32, float32, int64 } from '../../../src/tensor.js';
+import { type Tensor, float32, int64 } from '../../../src/tensor.js';
 import { Rng } from '../../../src/random.js';
 import { maxTensorDiff } from '../../assert-close.js';
 
