@@ -60,7 +60,8 @@ class ExampleExchanges(unittest.TestCase):
 
 class Msgpack(unittest.TestCase):
     def test_all_widths(self):
-        values = [0, 127, 128, 255, 256, 65535, 65536, 2**32, 2**63, -1, -32, -33, -128, -129, -32768, -2**31 - 1, -2**63,
+        values = [0, 127, 128, 255, 256, 65535, 65536, 2**32, 2**63, -1, -32, -33, -128, -129, -32768, -2**31 - 1,
+                  -2**63,
                   1.5, -0.0, "", "x" * 31, "y" * 32, "z" * 300, "é" * 70000, b"", b"\x00" * 300, b"\x01" * 70000,
                   [], list(range(20)), {}, {str(i): i for i in range(20)}, None, True, False]
         for v in values:

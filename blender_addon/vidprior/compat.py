@@ -42,6 +42,26 @@ def active_strip(scene):
     return editor.active_strip
 
 
+UID_KEY = "vidprior_uid"
+
+
+def strip_uid(strip):
+    """The strip's own id (a custom property): it survives renames, saves and undo, unlike the name."""
+    uid = strip.get(UID_KEY)
+    if not uid:
+        import uuid
+
+        uid = strip[UID_KEY] = uuid.uuid4().hex
+    return uid
+
+
+def find_strip(scene, uid):
+    """The strip whose id is `uid`, or None."""
+    if not uid or scene is None:
+        return None
+    return next((s for s in all_strips(scene.sequence_editor) if s.get(UID_KEY) == uid), None)
+
+
 def strip_range(strip):
     """(first frame, end frame exclusive) of what the strip shows in the timeline."""
     start = strip.frame_final_start
@@ -88,6 +108,41 @@ def new_image_strip(editor, name, directory, filenames, channel, frame_start):
     if hasattr(strip, "frame_duration") and strip.frame_final_duration != len(filenames):
         set_strip_range(strip, frame_start, frame_start + len(filenames))
     return strip
+
+
+TRANSFORM_KEYS = ("scale_x", "scale_y", "offset_x", "offset_y", "rotation")
+CROP_KEYS = ("min_x", "max_x", "min_y", "max_y")
+
+
+def copy_placement(source, target):
+    """Shows `target` where `source` is: same transform (Fit mode scale, offset, rotation, origin) and crop."""
+    for key in TRANSFORM_KEYS:
+        setattr(target.transform, key, getattr(source.transform, key))
+    if hasattr(source.transform, "origin"):
+        target.transform.origin = source.transform.origin
+    for key in CROP_KEYS:
+        setattr(target.crop, key, getattr(source.crop, key))
+
+
+def own_pixels(strip):
+    """Shows the strip's own pixels (no transform, crop, opacity, blend or mute); returns what to restore."""
+    saved = {key: getattr(strip.transform, key) for key in TRANSFORM_KEYS}
+    saved.update({"crop_" + key: getattr(strip.crop, key) for key in CROP_KEYS})
+    saved.update(mute=strip.mute, blend_alpha=strip.blend_alpha, blend_type=strip.blend_type)
+    strip.transform.scale_x = strip.transform.scale_y = 1.0
+    strip.transform.offset_x = strip.transform.offset_y = strip.transform.rotation = 0.0
+    for key in CROP_KEYS:
+        setattr(strip.crop, key, 0)
+    strip.mute, strip.blend_alpha, strip.blend_type = False, 1.0, "REPLACE"
+    return saved
+
+
+def restore_pixels(strip, saved):
+    for key in TRANSFORM_KEYS:
+        setattr(strip.transform, key, saved[key])
+    for key in CROP_KEYS:
+        setattr(strip.crop, key, saved["crop_" + key])
+    strip.mute, strip.blend_alpha, strip.blend_type = saved["mute"], saved["blend_alpha"], saved["blend_type"]
 
 
 def set_standard_view(scene):

@@ -8,7 +8,7 @@ when vidprior made it (named "<source> vidprior"); the nearest movie/image strip
 import bpy
 from bpy.props import BoolProperty, IntProperty
 
-from . import compat, operators, state
+from . import compat, operators, results, state
 from .wire.worker import JobTask
 
 RESULT_SUFFIX = " vidprior"
@@ -74,11 +74,11 @@ class VIDPRIOR_OT_deflicker_strips(bpy.types.Operator):
         params = {"working_size": self.working_size, "irt": self.irt, "epochs": self.epochs, "width": self.width,
                   "scales": self.scales, "seed": scene.vidprior.seed}
         edits = [(i, path) for i, (_, path) in enumerate(processed_files)]
-        out = state.output_dir_for(scene, processed, "deflicker")
-        task = JobTask(state.settings_from_prefs(context), "deflicker", params, originals, out, edits=edits,
+        out = results.output_dir_for(scene, processed, "deflicker")
+        task = JobTask(results.settings_from_prefs(context), "deflicker", params, originals, out, edits=edits,
                        name=processed.name)
         return operators._run(self, state.Job(task, "deflicker", scene, processed, out,
-                                              on_done=state.add_stylized_strip))
+                                              on_done=results.add_stylized_strip))
 
 
 classes = (VIDPRIOR_OT_deflicker_strips,)

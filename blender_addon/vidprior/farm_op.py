@@ -5,7 +5,7 @@ daemon says it can (`kind:farm` in its welcome); the result strip appears when t
 import bpy
 from bpy.props import IntProperty
 
-from . import operators, state
+from . import operators, results, state
 from .wire.worker import JobTask
 
 FARM_CAPABILITY = "kind:farm"
@@ -25,7 +25,9 @@ class VIDPRIOR_OT_render_on_farm(bpy.types.Operator):
                        description="Frames each farm task stylizes")
 
     def execute(self, context):
-        ready = operators._strip_and_frames(self, context, with_edits=True)
+        scene = operators.compat.sequencer_scene(context)
+        ready = operators._strip_and_frames(self, context, with_edits=True,
+                                            strength=scene.vidprior.strength if scene else None)
         if ready is None:
             return {"CANCELLED"}
         scene, strip, edits, files = ready
@@ -33,14 +35,14 @@ class VIDPRIOR_OT_render_on_farm(bpy.types.Operator):
         params = {"prompt": s.prompt, "negative_prompt": s.negative_prompt, "strength": round(s.strength, 6),
                   "steps": s.steps, "guidance": round(s.guidance, 6), "seed": s.seed, "chunk": self.chunk,
                   "train_frames": s.finetune_frames, "iters": s.iterations, "full": s.full_finetune}
-        if s.adapter and s.adapter != "NONE":
-            params["adapter"] = s.adapter
+        if s.adapter.strip():
+            params["adapter"] = s.adapter.strip()
         elif not edits:
             self.report({"ERROR"}, "Choose a keyframe edit first (Preview Keyframe Edits, then Use Candidate)")
             return {"CANCELLED"}
-        out = state.output_dir_for(scene, strip, "farm")
-        task = JobTask(state.settings_from_prefs(context), "farm", params, files, out, edits=edits, name=strip.name)
-        return operators._run(self, state.Job(task, "farm", scene, strip, out, on_done=state.add_stylized_strip))
+        out = results.output_dir_for(scene, strip, "farm")
+        task = JobTask(results.settings_from_prefs(context), "farm", params, files, out, edits=edits, name=strip.name)
+        return operators._run(self, state.Job(task, "farm", scene, strip, out, on_done=results.ON_DONE["farm"]))
 
 
 classes = (VIDPRIOR_OT_render_on_farm,)

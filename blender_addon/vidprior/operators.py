@@ -2,12 +2,11 @@
 a timer follows the job; in `blender -b` the operator blocks until the job ends (timers do not fire there).
 """
 import os
-import tempfile
 
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from . import compat, frames, state
+from . import compat, frames, results, state, status
 from .wire.worker import CallTask, JobTask
 
 
@@ -18,21 +17,25 @@ def _strip_or_report(op, context):
         op.report({"ERROR"}, "Select a movie or image strip in the sequencer first")
         return scene, None
     if not (compat.is_movie_strip(strip) or compat.is_image_strip(strip)):
-        op.report({"ERROR"}, "Strip '%s' is a %s strip: vidprior works on movie and image strips" % (strip.name, strip.type.lower()))
+        op.report({"ERROR"}, "Strip '%s' is a %s strip: vidprior works on movie and image strips" % (
+            strip.name, strip.type.lower()))
         return scene, None
     return scene, strip
 
 
-def _strip_and_frames(op, context, with_edits=False):
+def _strip_and_frames(op, context, with_edits=False, strength=None):
     """The checks the strip operators start with: no job running, an active movie/image strip, (the chosen
-    edits,) its frames on disk. Returns (scene, strip, edits, files), or None after reporting why."""
+    edits of that strip,) steps × strength leaving a denoising step, then its frames on disk. Returns (scene,
+    strip, edits, files), or None after reporting why."""
     if _busy(op):
         return None
     scene, strip = _strip_or_report(op, context)
     if strip is None:
         return None
-    edits = _edits_or_report(op, scene.vidprior) if with_edits else []
+    edits = _edits_or_report(op, scene.vidprior, strip) if with_edits else []
     if edits is None:
+        return None
+    if strength is not None and not _steps_left(op, scene.vidprior, strength):
         return None
     files = _frame_files(op, scene, strip)
     if files is None:
@@ -48,15 +51,26 @@ def _busy(op):
     return False
 
 
+def _steps_left(op, s, strength):
+    """The daemon's img2img runs int(steps × strength) steps: none left is refused here, before any render."""
+    if int(s.steps * round(strength, 6)) >= 1:
+        return True
+    op.report({"ERROR"}, "strength %.3g with %d steps leaves no denoising step (int(steps × strength) = 0): "
+                         "raise one of them" % (strength, s.steps))
+    return False
+
+
 def _frame_files(op, scene, strip, only_frame=None):
-    workdir = tempfile.mkdtemp(prefix="vidprior-frames-")
+    """The frames to send (only `only_frame` when given: a preview renders one frame, not the strip)."""
+    workdir = frames.render_folder(scene.vidprior.output_folder)
     try:
-        files = frames.strip_frame_files(scene, strip, workdir)
+        files = frames.strip_frame_files(scene, strip, workdir, None if only_frame is None else [only_frame])
     except frames.FrameError as err:
+        frames.remove_temp_dirs([workdir])
         op.report({"ERROR"}, str(err))
         return None
-    if only_frame is not None:
-        files = [f for f in files if f[0] == only_frame]
+    if not os.listdir(workdir):  # an image strip's own files: nothing rendered
+        frames.remove_temp_dirs([workdir])
     return [("%06d%s" % (number, os.path.splitext(path)[1].lower()), path) for number, path in files]
 
 
@@ -103,8 +117,8 @@ def _add_style_lora(s, params):
 def _common_params(s, strength):
     params = {"prompt": s.prompt, "negative_prompt": s.negative_prompt, "strength": round(strength, 6),
               "steps": s.steps, "guidance": round(s.guidance, 6), "seed": s.seed}
-    if s.adapter and s.adapter != "NONE":
-        params["adapter"] = s.adapter
+    if s.adapter.strip():
+        params["adapter"] = s.adapter.strip()
     return _add_style_lora(s, params)
 
 
@@ -114,14 +128,16 @@ class VIDPRIOR_OT_stylize_strip(bpy.types.Operator):
     bl_label = "Stylize Strip"
 
     def execute(self, context):
-        ready = _strip_and_frames(self, context)
+        scene = compat.sequencer_scene(context)
+        ready = _strip_and_frames(self, context, strength=scene.vidprior.strength if scene else None)
         if ready is None:
             return {"CANCELLED"}
         scene, strip, _, files = ready
         s = scene.vidprior
-        out = state.output_dir_for(scene, strip, "stylize")
-        task = JobTask(state.settings_from_prefs(context), "stylize", _common_params(s, s.strength), files, out, name=strip.name)
-        return _run(self, state.Job(task, "stylize", scene, strip, out, on_done=state.add_stylized_strip))
+        out = results.output_dir_for(scene, strip, "stylize")
+        task = JobTask(results.settings_from_prefs(context), "stylize", _common_params(s, s.strength), files, out,
+                       name=strip.name)
+        return _run(self, state.Job(task, "stylize", scene, strip, out, on_done=results.add_stylized_strip))
 
 
 class VIDPRIOR_OT_preview_edits(bpy.types.Operator):
@@ -138,17 +154,20 @@ class VIDPRIOR_OT_preview_edits(bpy.types.Operator):
         start, end = compat.strip_range(strip)
         frame = scene.frame_current
         if not start <= frame < end:
-            self.report({"ERROR"}, "The current frame %d is outside strip '%s' (%d-%d)" % (frame, strip.name, start, end - 1))
+            self.report({"ERROR"}, "The current frame %d is outside strip '%s' (%d-%d)" % (
+                frame, strip.name, start, end - 1))
             return {"CANCELLED"}
         s = scene.vidprior
+        if not _steps_left(self, s, s.edit_strength):
+            return {"CANCELLED"}
         files = _frame_files(self, scene, strip, only_frame=frame)
         if not files:
             return {"CANCELLED"}
         params = _common_params(s, s.edit_strength)
         params.update({"candidates": s.candidates, "frame": 0})
-        out = state.output_dir_for(scene, strip, "edits_f%d" % (frame - start))
-        task = JobTask(state.settings_from_prefs(context), "edit-keyframe", params, files, out, name=strip.name)
-        job = state.Job(task, "edit-keyframe", scene, strip, out, on_done=state.load_candidates)
+        out = results.output_dir_for(scene, strip, "edits_f%d" % (frame - start))
+        task = JobTask(results.settings_from_prefs(context), "edit-keyframe", params, files, out, name=strip.name)
+        job = state.Job(task, "edit-keyframe", scene, strip, out, on_done=results.load_candidates)
         job.edit_frame = frame - start
         return _run(self, job)
 
@@ -158,25 +177,38 @@ class VIDPRIOR_OT_use_candidate(bpy.types.Operator):
     bl_idname = "vidprior.use_candidate"
     bl_label = "Use Candidate"
 
-    frame: IntProperty(name="Strip frame", description="Frame index inside the strip (0 = first)", default=-1)
+    seed: IntProperty(name="Seed", description="The candidate's seed (-1: the selected candidate)", default=-1)
 
     def execute(self, context):
         scene = compat.sequencer_scene(context)
         s = scene.vidprior
-        if not s.candidate_list or not 0 <= s.candidate_index < len(s.candidate_list):
+        if self.seed >= 0:
+            candidate = next((c for c in s.candidate_list if c.seed == self.seed), None)
+        elif 0 <= s.candidate_index < len(s.candidate_list):
+            candidate = s.candidate_list[s.candidate_index]
+        else:
+            candidate = None
+        if candidate is None:
             self.report({"ERROR"}, "Preview keyframe edits first, then pick a candidate")
             return {"CANCELLED"}
-        candidate = s.candidate_list[s.candidate_index]
-        job = state.current()
-        frame = self.frame if self.frame >= 0 else getattr(job, "edit_frame", 0)
-        edit = next((e for e in s.edits if e.frame == frame), None) or s.edits.add()
-        edit.frame, edit.path = frame, candidate.path
-        self.report({"INFO"}, "Frame %d will be fine-tuned toward candidate seed %d" % (frame, candidate.seed))
+        # The candidate knows its strip and frame (saved with the file): the edit goes to that strip.
+        edit = next((e for e in s.edits if e.strip_uid == candidate.strip_uid and e.frame == candidate.frame), None)
+        edit = edit or s.edits.add()
+        edit.strip_uid, edit.frame, edit.path = candidate.strip_uid, candidate.frame, candidate.path
+        strip = compat.find_strip(scene, candidate.strip_uid)
+        self.report({"INFO"}, "Frame %d of strip '%s' will be fine-tuned toward candidate seed %d" % (
+            candidate.frame, strip.name if strip else "?", candidate.seed))
         return {"FINISHED"}
 
 
-def _edits_or_report(op, s):
-    edits = [(e.frame, bpy.path.abspath(e.path)) for e in s.edits if e.path]
+def strip_edits(s, strip):
+    """The keyframe edits chosen for `strip` (by its id: a renamed strip keeps them, another strip has its own)."""
+    uid = strip.get(compat.UID_KEY)  # read only: the panel's draw calls this, and may not write
+    return [e for e in s.edits if e.path and e.strip_uid == uid] if uid else []
+
+
+def _edits_or_report(op, s, strip):
+    edits = [(e.frame, bpy.path.abspath(e.path)) for e in strip_edits(s, strip)]
     missing = [p for _, p in edits if not os.path.isfile(p)]
     if missing:
         op.report({"ERROR"}, "Edited keyframe image %s does not exist" % missing[0])
@@ -192,8 +224,12 @@ class VIDPRIOR_OT_finetune_strip(bpy.types.Operator):
     def execute(self, context):
         if _busy(self):
             return {"CANCELLED"}
-        if not compat.sequencer_scene(context).vidprior.edits:  # before rendering any frame
-            self.report({"ERROR"}, "Choose a keyframe edit first (Preview Keyframe Edits, then Use Candidate)")
+        scene, strip = _strip_or_report(self, context)
+        if strip is None:
+            return {"CANCELLED"}
+        if not strip_edits(scene.vidprior, strip):  # before rendering any frame
+            self.report({"ERROR"}, "Choose a keyframe edit of strip '%s' first (Preview Keyframe Edits, then Use "
+                                   "Candidate)" % strip.name)
             return {"CANCELLED"}
         ready = _strip_and_frames(self, context, with_edits=True)
         if ready is None:
@@ -202,9 +238,10 @@ class VIDPRIOR_OT_finetune_strip(bpy.types.Operator):
         s = scene.vidprior
         params = _add_style_lora(s, {"prompt": s.prompt, "train_frames": s.finetune_frames, "iters": s.iterations,
                                      "seed": s.seed, "full": s.full_finetune})
-        out = state.output_dir_for(scene, strip, "finetune")
-        task = JobTask(state.settings_from_prefs(context), "finetune", params, files, out, edits=edits, name=strip.name)
-        return _run(self, state.Job(task, "finetune", scene, strip, out, on_done=state.remember_adapter))
+        out = results.output_dir_for(scene, strip, "finetune")
+        task = JobTask(results.settings_from_prefs(context), "finetune", params, files, out, edits=edits,
+                       name=strip.name)
+        return _run(self, state.Job(task, "finetune", scene, strip, out, on_done=results.remember_adapter))
 
 
 class VIDPRIOR_OT_run_method(bpy.types.Operator):
@@ -213,20 +250,21 @@ class VIDPRIOR_OT_run_method(bpy.types.Operator):
     bl_label = "Fine-tune and Stylize"
 
     def execute(self, context):
-        ready = _strip_and_frames(self, context, with_edits=True)
+        scene = compat.sequencer_scene(context)
+        ready = _strip_and_frames(self, context, with_edits=True, strength=scene.vidprior.strength if scene else None)
         if ready is None:
             return {"CANCELLED"}
         scene, strip, edits, files = ready
         s = scene.vidprior
-        settings = state.settings_from_prefs(context)
+        settings = results.settings_from_prefs(context)
         params = _common_params(s, s.strength)
         params.pop("adapter", None)
         params.update({"train_frames": s.finetune_frames, "iters": s.iterations, "full": s.full_finetune})
-        out = state.output_dir_for(scene, strip, "run")
+        out = results.output_dir_for(scene, strip, "run")
 
         def run_job(chosen_edits):
             task = JobTask(settings, "run", params, files, out, edits=chosen_edits, name=strip.name)
-            return state.Job(task, "run", scene, strip, out, on_done=state.add_stylized_strip)
+            return state.Job(task, "run", scene, strip, out, on_done=results.place_and_remember_adapter)
 
         if edits:
             return _run(self, run_job(edits))
@@ -235,7 +273,7 @@ class VIDPRIOR_OT_run_method(bpy.types.Operator):
         edit_params = _common_params(s, s.edit_strength)
         edit_params.pop("adapter", None)
         edit_params.update({"candidates": 1, "frame": 0})
-        edit_out = state.output_dir_for(scene, strip, "edit_f%d" % middle)
+        edit_out = results.output_dir_for(scene, strip, "edit_f%d" % middle)
 
         def then_run(edit_job):
             if not edit_job.candidates:
@@ -275,7 +313,7 @@ class VIDPRIOR_OT_test_connection(bpy.types.Operator):
     bl_label = "Test Connection"
 
     def execute(self, context):
-        task = CallTask(state.settings_from_prefs(context))
+        task = CallTask(results.settings_from_prefs(context))
         task.start()
         # A handshake is short: waiting for it here keeps the answer in this operator's own report.
         task.finished.wait(15.0)
@@ -284,11 +322,14 @@ class VIDPRIOR_OT_test_connection(bpy.types.Operator):
         error = next((e for e in events if e[0] == "error"), None)
         if result is None:
             code, message = (error[1], error[2]) if error else ("E_CONNECTION", "no answer within 15 s")
+            if code == "E_CONNECTION":
+                status.note_lost(message)
             self.report({"ERROR"}, "vidprior daemon: %s (%s)" % (message, code))
             return {"CANCELLED"}
         welcome, models = result["welcome"], result["models"]
-        state.set_adapters([a["name"] for a in models.get("adapters", [])])
-        state._last_info = result
+        scene = compat.sequencer_scene(context)
+        state.set_adapters([a["name"] for a in models.get("adapters", [])], scene.vidprior if scene else None)
+        state.set_last_info(result)
         names = ", ".join(m["name"] for m in models.get("models", [])) or "none"
         self.report({"INFO"}, "vidprior %s, protocol %s, provider %s, models: %s" % (
             welcome["server"]["version"], welcome["protocol"], welcome.get("ep"), names))

@@ -23,7 +23,8 @@ class VIDPRIOR_AP_preferences(bpy.types.AddonPreferences):
         if info:
             welcome = info["welcome"]
             box = layout.box()
-            box.label(text="vidprior %s (protocol %s), provider: %s" % (welcome["server"]["version"], welcome["protocol"], welcome.get("ep")))
+            box.label(text="vidprior %s (protocol %s), provider: %s, model: %s" % (
+                welcome["server"]["version"], welcome["protocol"], welcome.get("ep"), welcome.get("model", "?")))
             for model in info["models"].get("models", []):
                 box.label(text="model: %s%s" % (model["name"], " (default)" if model.get("default") else ""))
             adapters = info["models"].get("adapters", [])

@@ -1,28 +1,27 @@
 """Settings the sequencer panel edits, stored on the scene (`scene.vidprior`)."""
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
-                       PointerProperty, StringProperty)
+from bpy.props import BoolProperty, CollectionProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 
 class VIDPRIOR_PG_candidate(bpy.types.PropertyGroup):
-    """One keyframe-edit candidate the daemon returned."""
+    """One keyframe-edit candidate the daemon returned, for one frame of one strip (kept in the .blend)."""
     seed: IntProperty(name="Seed")
+    frame: IntProperty(name="Strip frame", description="Frame index inside the strip (0 = first)")
+    strip_uid: StringProperty(name="Strip id")
     path: StringProperty(name="Image", subtype="FILE_PATH")
     image_name: StringProperty(name="Blender image")
 
 
 class VIDPRIOR_PG_edit(bpy.types.PropertyGroup):
-    """A chosen keyframe edit: strip-relative frame index and the edited image."""
+    """A chosen keyframe edit: the strip it belongs to (its id, which survives renames), the strip-relative frame
+    index and the edited image."""
+    strip_uid: StringProperty(name="Strip id")
     frame: IntProperty(name="Frame")
     path: StringProperty(name="Edited image", subtype="FILE_PATH")
 
 
-def _adapter_items(self, context):
-    from . import state
-    items = [("NONE", "Base model", "Stylize with the base model, no fine-tuning")]
-    for name in state.known_adapters():
-        items.append((name, name, "Adapter from the daemon"))
-    return items
+class VIDPRIOR_PG_name(bpy.types.PropertyGroup):
+    """A name in a list the panel searches (adapters the daemon listed)."""
 
 
 class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
@@ -42,13 +41,16 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
     full_finetune: BoolProperty(name="Whole UNet", default=False,
                                 description="Fine-tune every UNet weight (the method as written; needs a big GPU) "
                                             "instead of a LoRA")
-    adapter: EnumProperty(name="Adapter", items=_adapter_items)
+    # By name, not by list position: the daemon's list changes as adapters are trained.
+    adapter: StringProperty(name="Adapter", description="Fine-tuned adapter to stylize with (empty: the base model)")
+    adapter_names: CollectionProperty(type=VIDPRIOR_PG_name)
     style_lora: StringProperty(name="Style LoRA", subtype="FILE_PATH",
                                description="A LoRA .safetensors (kohya/A1111 or diffusers) merged into the model, "
                                            "or the name of one in the daemon's adapters folder")
     style_lora_weight: FloatProperty(name="LoRA weight", default=1.0, min=-10.0, max=10.0)
     output_folder: StringProperty(name="Output folder", subtype="DIR_PATH",
-                                  description="Where stylized frames go (default: a 'vidprior' folder next to the .blend)")
+                                  description="Where stylized frames go (default: a 'vidprior' folder next to the "
+                                              ".blend)")
     candidate_list: CollectionProperty(type=VIDPRIOR_PG_candidate)
     candidate_index: IntProperty(name="Candidate", default=0)
     edits: CollectionProperty(type=VIDPRIOR_PG_edit)
@@ -58,9 +60,16 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
     job_status: StringProperty(name="Status")
     job_progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR")
     busy: BoolProperty(name="Busy", default=False)
+    # A job whose result is not placed yet (running, or interrupted by a reopen or a lost daemon): enough to
+    # re-attach to it by id and place its frames over its strip, found by id even after a rename.
+    job_pending: BoolProperty(name="Result not placed yet", default=False)
+    job_strip_uid: StringProperty(name="Strip id")
+    job_output_dir: StringProperty(name="Output folder", subtype="DIR_PATH")
+    job_temp_dirs: StringProperty(name="Rendered frames", description="The job's temporary render folders "
+                                  "(removed when it ends), separated by os.pathsep")
 
 
-classes = (VIDPRIOR_PG_candidate, VIDPRIOR_PG_edit, VIDPRIOR_PG_settings)
+classes = (VIDPRIOR_PG_candidate, VIDPRIOR_PG_edit, VIDPRIOR_PG_name, VIDPRIOR_PG_settings)
 
 
 def register():

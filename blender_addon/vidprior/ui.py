@@ -1,14 +1,76 @@
 """The sequencer sidebar panel (View > Sidebar > vidprior)."""
 import bpy
 
-from . import compat, farm_op, state
+from . import compat, farm_op, operators, state, status
 
 
-class VIDPRIOR_UL_candidates(bpy.types.UIList):
-    def draw_item(self, context, layout, data, item, icon, active_data, active_prop, index=0, flt_flag=0):
-        image = bpy.data.images.get(item.image_name)
-        icon_id = image.preview.icon_id if image is not None and image.preview else 0
-        layout.label(text="seed %d" % item.seed, icon_value=icon_id)
+def _thumbnail(item):
+    image = bpy.data.images.get(item.image_name)
+    if image is None:
+        return 0
+    if image.preview is None:
+        image.preview_ensure()
+    return image.preview.icon_id if image.preview else 0
+
+
+def draw_connection(layout):
+    """The first line: is the daemon there, which model does it run (a warning for random weights)."""
+    info = status.connection()
+    row = layout.row(align=True)
+    if info["state"] == "connected":
+        row.label(text="Connected: " + info["text"], icon="LINKED")
+    elif info["state"] == "lost":
+        row.label(text="Not connected: start `vidprior serve`", icon="UNLINKED")
+    else:
+        row.label(text="Daemon not checked yet (`vidprior serve`)", icon="UNLINKED")
+    row.operator("vidprior.test_connection", text="", icon="FILE_REFRESH")
+    if info["state"] == "lost" and info["text"]:
+        layout.label(text=info["text"], icon="ERROR")
+    if info["embedded"]:
+        box = layout.box()
+        box.label(text="The daemon runs the embedded random-weight model:", icon="ERROR")
+        box.label(text="results are noise. Start it with --model (an SD 1.x model).")
+
+
+def draw_job(layout, s):
+    """The running job (progress as text, not a slider), or an unfinished one to re-attach or forget."""
+    job = state.current()
+    if s.busy or (job is not None and not job.ended):
+        box = layout.box()
+        row = box.row()
+        row.label(text=status.eta_text(job) if job is not None and not job.ended else s.job_kind,
+                  icon="RENDER_ANIMATION")
+        row.operator("vidprior.cancel", text="", icon="CANCEL")
+        box.label(text=s.job_status)
+    elif s.job_pending and s.job_id:
+        box = layout.box()
+        box.label(text="Job %s (%s) not placed yet" % (s.job_id, s.job_kind), icon="INFO")
+        if s.job_status:
+            box.label(text=s.job_status)
+        row = box.row(align=True)
+        row.operator("vidprior.reattach", icon="LINKED")
+        row.operator("vidprior.forget_job", icon="X")
+    elif s.job_status.startswith("E_"):
+        code, _, message = s.job_status.partition(": ")
+        box = layout.box()
+        box.label(text="Last job failed (%s):" % code, icon="ERROR")
+        box.label(text=message)
+    elif s.job_status:
+        layout.label(text="Last job: %s" % s.job_status)
+
+
+def draw_candidates(layout, s, strip):
+    """The candidates as a grid of thumbnails, each with its own Use button (by seed, not list position)."""
+    uid = strip.get(compat.UID_KEY) if strip is not None else None
+    shown = [c for c in s.candidate_list if c.strip_uid == uid] if uid else []
+    if not shown:
+        return
+    layout.label(text="Candidates for strip frame %d:" % shown[0].frame)
+    grid = layout.grid_flow(row_major=True, columns=2, even_columns=True, even_rows=True, align=True)
+    for item in shown:
+        cell = grid.column(align=True)
+        cell.template_icon(icon_value=_thumbnail(item), scale=5.0)
+        cell.operator("vidprior.use_candidate", text="Use seed %d" % item.seed).seed = item.seed
 
 
 class VIDPRIOR_PT_panel(bpy.types.Panel):
@@ -24,6 +86,8 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
             layout.label(text="No scene")
             return
         s = scene.vidprior
+        draw_connection(layout)
+        draw_job(layout, s)
         strip = compat.active_strip(scene)
         layout.label(text="Strip: %s" % (strip.name if strip else "none selected"), icon="SEQUENCE")
         layout.prop(s, "prompt")
@@ -33,7 +97,7 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         col.prop(s, "steps")
         col.prop(s, "guidance")
         col.prop(s, "seed")
-        layout.prop(s, "adapter")
+        layout.prop_search(s, "adapter", s, "adapter_names", icon="MODIFIER")
         row = layout.row(align=True)
         row.prop(s, "style_lora")
         row.prop(s, "style_lora_weight", text="")
@@ -45,17 +109,10 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         row.prop(s, "edit_strength")
         row.prop(s, "candidates")
         box.operator("vidprior.preview_edits", icon="IMAGE_DATA")
-        if len(s.candidate_list):
-            box.template_list("VIDPRIOR_UL_candidates", "", s, "candidate_list", s, "candidate_index", rows=2)
-            if 0 <= s.candidate_index < len(s.candidate_list):
-                image = bpy.data.images.get(s.candidate_list[s.candidate_index].image_name)
-                if image is not None:
-                    if image.preview is None:
-                        image.preview_ensure()
-                    box.template_icon(icon_value=image.preview.icon_id, scale=8.0)
-            box.operator("vidprior.use_candidate", icon="CHECKMARK")
-        for edit in s.edits:
-            box.label(text="edit: strip frame %d ← %s" % (edit.frame, bpy.path.basename(edit.path)))
+        draw_candidates(box, s, strip)
+        if strip is not None:
+            for edit in operators.strip_edits(s, strip):
+                box.label(text="edit: strip frame %d ← %s" % (edit.frame, bpy.path.basename(edit.path)))
 
         box = layout.box()
         box.label(text="2. Fine-tune")
@@ -76,16 +133,7 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         box.label(text="Deflicker a result (active strip + its source)")
         box.operator("vidprior.deflicker_strips", icon="MOD_SMOOTH")
 
-        job = state.current()
-        if s.busy or (job is not None and not job.ended):
-            box = layout.box()
-            box.label(text="%s: %s" % (s.job_kind, s.job_status))
-            box.prop(s, "job_progress", text="Progress", slider=True)
-            box.operator("vidprior.cancel", icon="CANCEL")
-        elif s.job_status:
-            layout.label(text="Last job: %s" % s.job_status)
 
-
-classes = (VIDPRIOR_UL_candidates, VIDPRIOR_PT_panel)
+classes = (VIDPRIOR_PT_panel,)
 
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 
 export const ROOT = resolve('.');
@@ -89,7 +89,19 @@ export async function startDaemon(dataDir: string): Promise<Daemon> {
   };
   const child = spawn(
     process.execPath,
-    [join(ROOT, 'dist/cli/main.js'), 'serve', '--port', String(port), '--data-dir', dataDir, '--ep', 'cpu'],
+    // The test's folder (around the data dir) is allowed, so a loopback add-on sends paths, not frame bytes.
+    [
+      join(ROOT, 'dist/cli/main.js'),
+      'serve',
+      '--port',
+      String(port),
+      '--data-dir',
+      dataDir,
+      '--ep',
+      'cpu',
+      '--allow-dir',
+      dirname(dataDir),
+    ],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let log = '';

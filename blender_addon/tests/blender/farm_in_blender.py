@@ -37,8 +37,8 @@ for other in compat.all_strips(editor):
     other.select = False
 strip.select = True
 editor.active_strip = strip
-edit = s.edits.add()
-edit.frame, edit.path = 0, files[-1]
+edit = s.edits.add()  # an edit belongs to its strip (by the strip's id)
+edit.strip_uid, edit.frame, edit.path = compat.strip_uid(strip), 0, files[-1]
 
 # 3. Render on the farm: the operator blocks in -b until the farm job is done, then adds the result strip.
 before = {x.name for x in compat.all_strips(editor)}

@@ -27,16 +27,29 @@ else:
 bpy.ops.preferences.addon_enable(module=module)
 prefs = bpy.context.preferences.addons[module].preferences
 prefs.host, prefs.port = "127.0.0.1", port
-print("vidprior add-on enabled as %s from %s (Blender %s)" % (module, os.path.dirname(sys.modules[module].__file__), bpy.app.version_string))
+print("vidprior add-on enabled as %s from %s (Blender %s)" % (
+    module, os.path.dirname(sys.modules[module].__file__), bpy.app.version_string))
 
 os.environ["VIDPRIOR_TEST_ADDON"] = module
 os.environ["VIDPRIOR_TEST_DATA"] = data_dir
 os.environ["VIDPRIOR_TEST_PORT"] = str(port)
+# On the host the daemon reads the test's files (it allows the test folder): frames go as paths. In a chroot
+# (--extension runs) its paths are not the daemon's, so the add-on falls back to bytes.
+os.environ.setdefault("VIDPRIOR_TEST_TRANSPORT", "bytes" if extension else "paths")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_identity  # noqa: E402
 import test_in_blender  # noqa: E402
+import test_pictures  # noqa: E402
+import test_restart  # noqa: E402
 
-result = unittest.TextTestRunner(verbosity=2).run(unittest.defaultTestLoader.loadTestsFromModule(test_in_blender))
-print("%d passed, %d failed" % (result.testsRun - len(result.failures) - len(result.errors), len(result.failures) + len(result.errors)))
+loader = unittest.defaultTestLoader
+if os.environ.get("VIDPRIOR_TEST_ONLY"):  # a substring of test names, for a quick run by hand
+    loader.testNamePatterns = ["*%s*" % os.environ["VIDPRIOR_TEST_ONLY"]]
+suite = unittest.TestSuite(loader.loadTestsFromModule(m) for m in (test_in_blender, test_identity, test_pictures,
+                                                                   test_restart))
+result = unittest.TextTestRunner(verbosity=2).run(suite)
+failed = len(result.failures) + len(result.errors)
+print("%d passed, %d failed" % (result.testsRun - failed, failed))
 if not result.wasSuccessful():
     raise SystemExit(1)
 

@@ -26,7 +26,13 @@ def fresh_scene():
     s.output_folder = os.path.join(DATA, "out")
     s.style_lora = ""
     s.edits.clear()
+    s.adapter = ""
     return scene, editor
+
+
+def image_strip(editor, name, files, channel, start):
+    return compat.new_image_strip(editor, name, os.path.dirname(files[0]), [os.path.basename(f) for f in files],
+                                  channel, start)
 
 
 def select(editor, strip):
@@ -59,17 +65,22 @@ class Stylize(unittest.TestCase):
     def test_image_strip(self):
         scene, editor = fresh_scene()
         files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
-        strip = compat.new_image_strip(editor, "shot", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 10)
+        strip = image_strip(editor, "shot", files, 2, 10)
         select(editor, strip)
         before = {s.name for s in compat.all_strips(editor)}
         self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, scene.vidprior.job_status)
         self.check_result(editor, strip, before)
+        # On the daemon's machine, frames go as paths and the daemon writes the results into the output folder.
+        task = state.current().task
+        self.assertEqual(task.transport, os.environ.get("VIDPRIOR_TEST_TRANSPORT", "paths"))
+        self.assertEqual(task.daemon_writes, task.transport == "paths")
 
     def test_movie_strip(self):
         scene, editor = fresh_scene()
         self.view_transform = scene.view_settings.view_transform
         self.frame_range = (scene.frame_start, scene.frame_end)
-        strip = compat.strips_collection(editor).new_movie(name="clip", filepath=os.path.join(DATA, "clip.mp4"), channel=1, frame_start=1)
+        strip = compat.strips_collection(editor).new_movie(name="clip", filepath=os.path.join(DATA, "clip.mp4"),
+                                                           channel=1, frame_start=1)
         select(editor, strip)
         before = {s.name for s in compat.all_strips(editor)}
         self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, scene.vidprior.job_status)
@@ -82,7 +93,7 @@ class Stylize(unittest.TestCase):
         scene, editor = fresh_scene()
         scene.vidprior.steps, scene.vidprior.strength = 999, 1.0  # far longer than the test waits
         files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
-        strip = compat.new_image_strip(editor, "long", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 1)
+        strip = image_strip(editor, "long", files, 2, 1)
         select(editor, strip)
         before = {s.name for s in compat.all_strips(editor)}
         stop = threading.Event()
@@ -117,7 +128,7 @@ class Stylize(unittest.TestCase):
         s.close()
         bpy.context.preferences.addons[ADDON].preferences.port = closed_port
         files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
-        strip = compat.new_image_strip(editor, "down", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 1)
+        strip = image_strip(editor, "down", files, 2, 1)
         select(editor, strip)
         # An ERROR report from an operator called by a script surfaces as RuntimeError with the report's text.
         with self.assertRaisesRegex(RuntimeError, r"cannot reach the vidprior daemon .*vidprior serve.*E_CONNECTION"):
@@ -150,7 +161,7 @@ class Stylize(unittest.TestCase):
         s = scene.vidprior
         s.iterations, s.finetune_frames, s.candidates = 3, 2, 2
         files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
-        strip = compat.new_image_strip(editor, "method", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 20)
+        strip = image_strip(editor, "method", files, 2, 20)
         select(editor, strip)
         # 1. Candidates for the current frame (strip frame 1).
         scene.frame_set(21)
@@ -178,7 +189,7 @@ class Stylize(unittest.TestCase):
         s = scene.vidprior
         s.iterations, s.finetune_frames = 3, 2
         files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
-        strip = compat.new_image_strip(editor, "oneclick", os.path.dirname(files[0]), [os.path.basename(f) for f in files], 2, 40)
+        strip = image_strip(editor, "oneclick", files, 2, 40)
         select(editor, strip)
         before = {x.name for x in compat.all_strips(editor)}
         self.assertEqual(bpy.ops.vidprior.run_method(), {"FINISHED"}, s.job_status)

@@ -32,7 +32,8 @@ def fail(why):
 
 # Sidebar tabs of the sequencer: Blender < 4 cannot tell a script which tab is open, so there the probe goes
 # into each of them (only the open one draws).
-SEQUENCER_TABS = ("Strip", "Modifiers", "Proxy & Cache", "Cache", "Adjust", "Time", "Source", "Tool", "View", "Metadata", "vidprior")
+SEQUENCER_TABS = ("Strip", "Modifiers", "Proxy & Cache", "Cache", "Adjust", "Time", "Source", "Tool", "View",
+                  "Metadata", "vidprior")
 probes = []
 
 
@@ -72,6 +73,24 @@ def start():
     bpy.app.timers.register(guarded(lambda: run_when_drawn(ctx)), first_interval=TICK)
 
 
+status = importlib.import_module(module + ".status")
+status_drawn = []
+_status_draw = status.draw_status_bar
+
+
+def status_draw(self, context):
+    try:
+        _status_draw(self, context)
+        job = state.current()
+        if job is not None and not job.ended:
+            status_drawn.append(status.eta_text(job))
+    except Exception:  # noqa: BLE001 - reported as the test's failure
+        errors.append(traceback.format_exc())
+
+
+status.draw_status_bar = status_draw  # what the add-on appends to the status bar when a job starts
+
+
 def run_when_drawn(ctx):
     # 2. Once the sidebar shows a tab, the panel is drawn there; after its first (idle) draw, start the job.
     tick(ctx)
@@ -102,7 +121,8 @@ def tick(ctx):
     if errors:
         fail("a draw raised:\n" + errors[0])
     if ticks[0] > LIMIT_TICKS:
-        fail("no end after %d s: job status %r, panel drawn with %s" % (LIMIT_TICKS * TICK, ctx["scene"].vidprior.job_status, drawn))
+        fail("no end after %d s: job status %r, panel drawn with %s" % (
+            LIMIT_TICKS * TICK, ctx["scene"].vidprior.job_status, drawn))
 
 
 def follow(ctx):
@@ -120,10 +140,78 @@ def follow(ctx):
     editor, strip = ctx["editor"], ctx["strip"]
     added = [s for s in compat.all_strips(editor) if s.name != strip.name]
     if len(added) != 1 or compat.strip_range(added[0]) != compat.strip_range(strip):
-        fail("expected one new strip over %s, got %s" % (compat.strip_range(strip), [(s.name, compat.strip_range(s)) for s in added]))
-    print("UI test: job %s followed by the timer, new strip %r, panel drawn while running with %s" % (
-        ctx["scene"].vidprior.job_id, added[0].name, sorted(set(busy))), flush=True)
-    # 5. The preferences, shown as the user reaches them (Preferences > Add-ons, the add-on expanded).
+        fail("expected one new strip over %s, got %s" % (
+            compat.strip_range(strip), [(s.name, compat.strip_range(s)) for s in added]))
+    if not status_drawn:
+        fail("the status bar never drew the running job's progress")
+    print("UI test: job %s followed by the timer, new strip %r, panel drawn while running with %s, status bar "
+          "with %s" % (ctx["scene"].vidprior.job_id, added[0].name, sorted(set(busy)), status_drawn[-1]), flush=True)
+    # 5. The user edits something else and undoes that edit: the result strip stays (the add-on made its
+    # placement an undo step; the operator's own returned before the strip existed).
+    names = sorted(s.name for s in compat.all_strips(editor))
+    with bpy.context.temp_override(window=ctx["window"], area=ctx["area"], region=ctx["region"]):
+        ctx["scene"].vidprior.prompt = "an edit after the job"
+        bpy.ops.ed.undo_push(message="UI test edit")
+        bpy.ops.ed.undo()
+    scene = ctx["scene"] = ctx["window"].scene  # undo reloads the data: earlier references are stale
+    after = sorted(s.name for s in compat.all_strips(scene.sequence_editor))
+    if after != names:
+        fail("undo after a later edit changed the strips from %s to %s" % (names, after))
+    # 6. Candidates for the active strip draw as a grid of thumbnails.
+    strip = next(s for s in compat.all_strips(scene.sequence_editor) if s.name == "ui")
+    scene.sequence_editor.active_strip = strip
+    files = sorted(glob.glob(os.path.join(data_dir, "frames", "*.png")))
+    item = scene.vidprior.candidate_list.add()
+    item.seed, item.frame, item.strip_uid, item.path = 7, 0, compat.strip_uid(strip), files[0]
+    item.image_name = bpy.data.images.load(files[0], check_existing=True).name
+    # 7. A job that fails (the daemon is not there) is reported where the user sees it.
+    prefs = bpy.context.preferences.addons[module].preferences
+    prefs.port = closed_port()
+    with bpy.context.temp_override(window=ctx["window"], area=ctx["area"], region=ctx["region"]):
+        result = bpy.ops.vidprior.stylize_strip()
+    if result != {"FINISHED"}:
+        fail("stylize_strip with the daemon down returned %s" % result)
+    drawn.clear()
+    bpy.app.timers.register(guarded(lambda: follow_failure(ctx, prefs, port)), first_interval=TICK)
+    return None
+
+
+def closed_port():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    free = s.getsockname()[1]
+    s.close()
+    return free
+
+
+reports = []
+_report_async = status.report_async
+
+
+def report_async(level, message):
+    reports.append((level, message))
+    _report_async(level, message)
+
+
+status.report_async = report_async  # what a job that ends while no operator runs reports through
+
+
+def follow_failure(ctx, prefs, daemon_port):
+    tick(ctx)
+    job = state.current()
+    if not job.ended or not drawn:
+        return TICK
+    prefs.port = daemon_port
+    if job.error is None or job.error[0] != "E_CONNECTION":
+        fail("the job with the daemon down ended with %s" % (job.error,))
+    if not any(level == "ERROR" and "vidprior serve" in message for level, message in reports):
+        fail("no ERROR report for the failed job (reports: %s)" % reports)
+    if status.connection()["state"] != "lost":
+        fail("the connection line does not show the daemon as gone: %s" % status.connection())
+    print("UI test: failure reported as %r" % reports[-1][1], flush=True)
+    # 8. The preferences, shown as the user reaches them (Preferences > Add-ons, the add-on expanded).
     prefs_class = importlib.import_module(module + ".prefs").VIDPRIOR_AP_preferences
     prefs_draw = prefs_class.draw
 

@@ -26,7 +26,8 @@ class DaemonError(Exception):
 
 
 def _is_job_event(msg):
-    return msg.get("type") in ("progress", "frame", "done") or (msg.get("type") == "error" and msg.get("job") and msg.get("id") is None)
+    kind = msg.get("type")
+    return kind in ("progress", "frame", "done") or (kind == "error" and msg.get("job") and msg.get("id") is None)
 
 
 class Client:
@@ -72,7 +73,9 @@ class Client:
         except socket.timeout:
             return None
         except ConnectionClosed as err:
-            raise DaemonError("E_CONNECTION", "the daemon closed the connection%s" % (": " + err.reason if err.reason else "")) from err
+            reason = err.reason if err.reason and "closed the connection" not in err.reason else ""
+            raise DaemonError("E_CONNECTION", "the daemon closed the connection%s" % (
+                ": " + reason if reason else "")) from err
         except (WebSocketError, OSError) as err:
             raise DaemonError("E_CONNECTION", "lost the connection to the daemon: %s" % err) from err
         if isinstance(data, str):

@@ -154,7 +154,8 @@ def connect(host, port, path="/", timeout=10.0, max_message=512 * 1024 * 1024):
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as err:
-        raise WebSocketError("cannot reach the vidprior daemon at %s:%s (%s): is `vidprior serve` running?" % (host, port, err.strerror or err)) from err
+        raise WebSocketError("cannot reach the vidprior daemon at %s:%s (%s): is `vidprior serve` running?" % (
+            host, port, err.strerror or err)) from err
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     request = (
         "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -166,7 +167,8 @@ def connect(host, port, path="/", timeout=10.0, max_message=512 * 1024 * 1024):
         chunk = sock.recv(4096)
         if not chunk:
             sock.close()
-            raise WebSocketError("the server at %s:%s closed the connection during the websocket handshake" % (host, port))
+            raise WebSocketError("the server at %s:%s closed the connection during the websocket handshake" % (
+                host, port))
         response += chunk
         if len(response) > 65536:
             sock.close()

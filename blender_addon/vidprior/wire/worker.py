@@ -78,20 +78,73 @@ class CallTask(Task):
                 raise DaemonError("E_BAD_REQUEST", "unknown call %r" % self.what)
 
 
-class JobTask(Task):
-    """Submits one job, follows it to the end, and writes every output frame into `output_dir`."""
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _path_refused(err):
+    """A submit refused because of a path (not allowed, or not on this daemon's file system)."""
+    field = str((err.details or {}).get("field", ""))
+    return err.code == "E_FORBIDDEN_PATH" or field.endswith("path") or field == "output_dir"
+
+
+class FollowingTask(Task):
+    """Follows one job's events to its end, writing every output frame into `output_dir`."""
+
+    def __init__(self, settings, output_dir):
+        super().__init__(settings)
+        self.output_dir = output_dir
+        self.job_id = None
+        self.daemon_writes = False  # the daemon writes outputs into output_dir itself (loopback)
+
+    def follow(self, c):
+        cancel_sent = False
+        while True:
+            if self.cancel_requested and not cancel_sent:
+                c.cancel(self.job_id)
+                cancel_sent = True
+            event = c.next_event(timeout=0.25)
+            if event is None:
+                continue
+            kind = event.get("type")
+            if kind == "progress":
+                self.post("progress", event)
+            elif kind == "frame":
+                name = os.path.basename(event.get("name") or "frame-%05d.png" % event["index"])
+                path = os.path.join(self.output_dir, name)
+                if event.get("png") is not None and not (self.daemon_writes and os.path.isfile(path)):
+                    tmp = path + ".part"
+                    with open(tmp, "wb") as f:
+                        f.write(event["png"])
+                    os.replace(tmp, path)
+                self.post("frame", event["index"], name, path, event.get("seed"))
+            elif kind == "done":
+                self.post("done", event)
+                return
+            elif kind == "error":
+                self.post("error", event.get("code", "E_INTERNAL"), event.get("message", ""))
+                return
+
+
+class JobTask(FollowingTask):
+    """Submits one job and follows it. On the same machine (a loopback daemon offering `paths`/`output_dir`)
+    frames go as paths and the daemon writes the outputs into `output_dir`: no frame bytes on the socket. A
+    daemon that cannot read those paths (another machine, a chroot, not in its --allow-dir) gets the bytes."""
 
     def __init__(self, settings, kind, params, frame_files, output_dir, edits=None, name=None):
-        super().__init__(settings)
+        super().__init__(settings, output_dir)
         self.kind = kind
         self.params = params
         self.frame_files = frame_files  # [(name, path)]
         self.edits = edits or []        # [(frame_index, path)]
-        self.output_dir = output_dir
         self.name = name
-        self.job_id = None
+        self.transport = None           # "paths" or "bytes", once submitted
 
-    def work(self):
+    def _by_path(self):
+        frames = [{"name": name, "path": os.path.abspath(path)} for name, path in self.frame_files]
+        edits = [{"frame": int(index), "path": os.path.abspath(path)} for index, path in self.edits]
+        return frames, edits
+
+    def _by_bytes(self):
         frames = []
         for name, path in self.frame_files:
             with open(path, "rb") as f:
@@ -102,34 +155,48 @@ class JobTask(Task):
         for index, path in self.edits:
             with open(path, "rb") as f:
                 edits.append({"frame": int(index), "png": f.read()})
+        return frames, edits
+
+    def work(self):
         os.makedirs(self.output_dir, exist_ok=True)
         with self.client() as c:
             self.post("connected", c.welcome)
-            job = c.submit(self.kind, self.params, frames, edits=edits, name=self.name)
+            capabilities = set(c.welcome.get("capabilities", []))
+            job = None
+            if self.settings.get("host", "127.0.0.1") in LOOPBACK_HOSTS and "paths" in capabilities:
+                frames, edits = self._by_path()
+                output_dir = os.path.abspath(self.output_dir) if "output_dir" in capabilities else None
+                for out in (output_dir, None) if output_dir else (None,):
+                    try:
+                        job = c.submit(self.kind, self.params, frames, edits=edits, name=self.name, output_dir=out)
+                        self.transport, self.daemon_writes = "paths", out is not None
+                        break
+                    except DaemonError as err:
+                        if not _path_refused(err):
+                            raise
+                        if (err.details or {}).get("field") != "output_dir":
+                            break  # the frames themselves cannot go by path
+            if job is None:
+                frames, edits = self._by_bytes()
+                job = c.submit(self.kind, self.params, frames, edits=edits, name=self.name)
+                self.transport = "bytes"
             self.job_id = job["id"]
             self.post("accepted", job)
-            cancel_sent = False
-            while True:
-                if self.cancel_requested and not cancel_sent:
-                    c.cancel(self.job_id)
-                    cancel_sent = True
-                event = c.next_event(timeout=0.25)
-                if event is None:
-                    continue
-                kind = event.get("type")
-                if kind == "progress":
-                    self.post("progress", event)
-                elif kind == "frame":
-                    name = os.path.basename(event.get("name") or "frame-%05d.png" % event["index"])
-                    path = os.path.join(self.output_dir, name)
-                    tmp = path + ".part"
-                    with open(tmp, "wb") as f:
-                        f.write(event["png"])
-                    os.replace(tmp, path)
-                    self.post("frame", event["index"], name, path, event.get("seed"))
-                elif kind == "done":
-                    self.post("done", event)
-                    return
-                elif kind == "error":
-                    self.post("error", event.get("code", "E_INTERNAL"), event.get("message", ""))
-                    return
+            self.follow(c)
+
+
+class AttachTask(FollowingTask):
+    """Re-attaches to a job by its id (after a Blender or daemon restart): replays its finished frames into
+    `output_dir`, then follows it live to its end."""
+
+    def __init__(self, settings, job_id, output_dir):
+        super().__init__(settings, output_dir)
+        self.job_id = job_id
+
+    def work(self):
+        os.makedirs(self.output_dir, exist_ok=True)
+        with self.client() as c:
+            self.post("connected", c.welcome)
+            job = c.attach(self.job_id)
+            self.post("accepted", job)
+            self.follow(c)
