@@ -41,10 +41,10 @@ const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...args
 // onnxruntime-node keeps one `.ses` file (a session id it rewrites) in the temporary folder: not the tests'.
 // `vidprior-test-cache` is the model cache the tests share on purpose (test/daemon/helpers.ts); it goes with
 // the folder.
-// An empty `mat-debug-<pid>.log` is onnxruntime-node's too: a process that closes its runtime removes its own
+// A `mat-debug-<pid>.log` is onnxruntime-node's too: a process that closes its runtime removes its own
 // (src/runtime), one that a test kills on purpose (SIGKILL resume tests) cannot.
 const SHARED = new Set(['.ses', 'vidprior-test-cache']);
-const ortLog = (name) => /^mat-debug-\d+\.log$/.test(name) && statSync(join(temp, name)).size === 0;
+const ortLog = (name) => /^mat-debug-\d+\.log$/.test(name);
 const left = readdirSync(temp).filter((name) => !SHARED.has(name) && !ortLog(name));
 rmSync(temp, { recursive: true, force: true });
 if (left.length > 0) {
