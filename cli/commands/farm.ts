@@ -49,6 +49,7 @@ const FINETUNE_PASS = [
   'fit',
 ];
 const STYLIZE_PASS = [
+  'work-size',
   'prompt',
   'negative-prompt',
   'strength',
@@ -158,7 +159,12 @@ const submitCommand: CommandModule<object, Record<string, unknown>> = {
         .option('strength', { type: 'number', default: 0.45, describe: 'stylize strength' })
         .option('steps', { type: 'number', default: 50, describe: 'DDIM steps before strength' })
         .option('guidance', { type: 'number', default: 7.5, describe: 'classifier-free guidance scale' })
-        .option('noise-file', { type: 'string', describe: 'the initial noise as .npy (default: from --seed)' }),
+        .option('noise-file', { type: 'string', describe: 'the initial noise as .npy (default: from --seed)' })
+        .option('work-size', {
+          type: 'number',
+          describe:
+            "short side the model works at in the stylize tasks (0: the frames' own; default: the model's native size)",
+        }),
     ).example(
       '$0 farm slurm submit -i shot.mp4 --edit 0=edit.png -p "a watercolor" -o styled.mp4 --partition gpu --gres gpu:1',
       'fine-tune on one GPU, then stylize 25 frames per task',
