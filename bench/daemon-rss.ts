@@ -62,21 +62,21 @@ async function writeFrames(dir: string, width: number, height: number, count: nu
 }
 
 /** VmHWM (peak resident set) of a process, in bytes. */
-async function peakRss(pid: number): Promise<number> {
+export async function peakRss(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const m = /^VmHWM:\s+(\d+) kB/m.exec(status);
   if (!m) throw new Error(`no VmHWM in /proc/${pid}/status`);
   return Number(m[1]) * 1024;
 }
 
-interface RunningDaemon {
+export interface RunningDaemon {
   child: ChildProcess;
   url: string;
   stop(): Promise<void>;
 }
 
 /** `vidprior serve` as a child process; resolves once it prints its listening URL (--json). */
-async function startDaemon(dataDir: string, allowDir: string, ep: string): Promise<RunningDaemon> {
+export async function startDaemon(dataDir: string, allowDir: string, ep: string): Promise<RunningDaemon> {
   const main = resolve('dist', 'cli', 'main.js');
   const child = spawn(
     process.execPath,
