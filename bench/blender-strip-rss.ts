@@ -14,9 +14,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { VidpriorClient } from '../protocol/client.js';
-import { type BenchContext, type BenchModule, hostInfo, round } from './common.js';
+import { type BenchContext, type BenchModule, hostInfo, round, runStandalone } from './common.js';
 import { peakRss, startDaemon } from './daemon-rss.js';
 
 const MiB = 2 ** 20;
@@ -231,24 +230,4 @@ export const blenderStripRssBench: BenchModule = {
   run: benchBlenderStripRss,
 };
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const args = process.argv.slice(2);
-  const list = (name: string) => {
-    const k = args.indexOf(name);
-    return k >= 0 ? args[k + 1]!.split(',') : undefined;
-  };
-  const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
-  const result = await benchBlenderStripRss(
-    {
-      ep: 'cpu',
-      preset: 'tiny',
-      dtype: 'float32',
-      quick: args.includes('--quick'),
-      modelsDir: join('.cache', 'bench-models'),
-      log,
-    },
-    { counts: list('--frames')?.map(Number), resolutions: list('--resolutions') },
-  );
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  if ((result as { ok?: boolean }).ok === false) process.exitCode = 1;
-}
+await runStandalone(import.meta.url, benchBlenderStripRss);

@@ -13,10 +13,9 @@ import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { VidpriorClient } from '../protocol/client.js';
-import { type BenchContext, type BenchModule, hostInfo, round } from './common.js';
+import { type BenchContext, type BenchModule, hostInfo, round, runStandalone } from './common.js';
 
 const MiB = 2 ** 20;
 const LIMIT_BYTES = 4 * 2 ** 30;
@@ -211,24 +210,4 @@ export const daemonRssBench: BenchModule = {
   run: benchDaemonRss,
 };
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const args = process.argv.slice(2);
-  const list = (name: string) => {
-    const k = args.indexOf(name);
-    return k >= 0 ? args[k + 1]!.split(',') : undefined;
-  };
-  const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
-  const result = await benchDaemonRss(
-    {
-      ep: 'cpu',
-      preset: 'tiny',
-      dtype: 'float32',
-      quick: args.includes('--quick'),
-      modelsDir: join('.cache', 'bench-models'),
-      log,
-    },
-    { counts: list('--frames')?.map(Number), resolutions: list('--resolutions') },
-  );
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  if (!(result as { ok: boolean }).ok) process.exitCode = 1;
-}
+await runStandalone(import.meta.url, benchDaemonRss);
