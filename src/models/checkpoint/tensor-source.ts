@@ -76,7 +76,8 @@ export async function openSafetensors(path: string): Promise<TensorSource> {
     const head = new Uint8Array(8);
     await readFully(fh, head, 0, path);
     const headerLength = Number(new DataView(head.buffer).getBigUint64(0, true));
-    if (headerLength > MAX_SAFETENSORS_HEADER || 8 + headerLength > size) throw bad(`header length ${headerLength} does not fit`);
+    if (headerLength > MAX_SAFETENSORS_HEADER || 8 + headerLength > size)
+      throw bad(`header length ${headerLength} does not fit`);
     const json = new Uint8Array(headerLength);
     await readFully(fh, json, 8, path);
     let header: Record<string, unknown>;
