@@ -41,6 +41,7 @@ class Job:
         self.ended = False
         self.started_at = time.monotonic()
         self.fraction = 0.0
+        self.phase = ""                 # what the worker does before the daemon reports, e.g. "uploading frames 2/5"
         sent = [p for _, p in getattr(task, "frame_files", [])] + [p for _, p in getattr(task, "edits", [])]
         self.temp_dirs = frames.temp_dirs_of(sent)  # removed when the job is over
 
@@ -156,6 +157,7 @@ def pump():
             settings.job_pending = True  # from here on, the job can be re-attached by its id
         elif kind == "progress":
             p = event[1]
+            job.phase = p.get("stage", "") if p.get("upload") else ""
             job.fraction = float(p.get("fraction") or 0.0)
             if settings is not None:
                 settings.job_progress = job.fraction

@@ -25,7 +25,10 @@ def connection():
 
 
 def eta_text(job, now=None):
-    """'stylize 40% · 0:12 left' for a running job: the ETA from the elapsed time and the job's fraction."""
+    """'stylize 40% · 0:12 left' for a running job: the ETA from the elapsed time and the job's fraction (or
+    'stylize: uploading frames 2/5' while the worker uploads them to a remote daemon)."""
+    if getattr(job, "phase", ""):
+        return "%s: %s" % (job.kind, job.phase)
     now = time.monotonic() if now is None else now
     fraction = max(0.0, min(1.0, job.fraction))
     text = "%s %d%%" % (job.kind, round(fraction * 100))
