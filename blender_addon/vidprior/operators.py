@@ -114,12 +114,19 @@ def _add_style_lora(s, params):
     return params
 
 
+def _add_work_size(s, params):
+    """params.work_size from the panel's Working Size; 0 sends nothing (the daemon's default: the model's size)."""
+    if s.work_size > 0:
+        params["work_size"] = int(s.work_size)
+    return params
+
+
 def _common_params(s, strength):
     params = {"prompt": s.prompt, "negative_prompt": s.negative_prompt, "strength": round(strength, 6),
               "steps": s.steps, "guidance": round(s.guidance, 6), "seed": s.seed}
     if s.adapter.strip():
         params["adapter"] = s.adapter.strip()
-    return _add_style_lora(s, params)
+    return _add_work_size(s, _add_style_lora(s, params))
 
 
 class VIDPRIOR_OT_stylize_strip(bpy.types.Operator):
@@ -238,6 +245,7 @@ class VIDPRIOR_OT_finetune_strip(bpy.types.Operator):
         s = scene.vidprior
         params = _add_style_lora(s, {"prompt": s.prompt, "train_frames": s.finetune_frames, "iters": s.iterations,
                                      "seed": s.seed, "full": s.full_finetune})
+        _add_work_size(s, params)
         out = results.output_dir_for(scene, strip, "finetune")
         task = JobTask(results.settings_from_prefs(context), "finetune", params, files, out, edits=edits,
                        name=strip.name)

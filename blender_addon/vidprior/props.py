@@ -34,6 +34,12 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=50, min=1, max=1000)
     guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=50.0)
     seed: IntProperty(name="Seed", default=0, min=0)
+    # Sent as params.work_size only when set: 0 leaves the daemon's default (the model's native short side, frames
+    # never scaled up), which is not the protocol's 0 ("the frames' own size").
+    work_size: IntProperty(name="Working size", default=0, min=0, max=16384, subtype="PIXEL",
+                           description="Short side, in pixels, the model works at (aspect kept, results scaled back "
+                                       "to the strip's size; memory grows with its square). 0: the model's native "
+                                       "size")
     candidates: IntProperty(name="Candidates", default=4, min=1, max=16)
     finetune_frames: IntProperty(name="Frames", default=30, min=1, max=1000,
                                  description="Frames sampled across the strip for fine-tuning")

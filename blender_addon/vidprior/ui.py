@@ -97,6 +97,10 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         col.prop(s, "steps")
         col.prop(s, "guidance")
         col.prop(s, "seed")
+        row = layout.row(align=True)
+        row.prop(s, "work_size")
+        if s.work_size == 0:
+            row.label(text="model's native size")
         layout.prop_search(s, "adapter", s, "adapter_names", icon="MODIFIER")
         row = layout.row(align=True)
         row.prop(s, "style_lora")

@@ -17,6 +17,7 @@ import {
   has,
   runBlender,
   startDaemon,
+  startRemoteDaemon,
   uiTestArgs,
   writeTestData,
 } from './harness.js';
@@ -64,8 +65,12 @@ test('inside blender -b: stylize movie and image strips, cancel, daemon down', {
   const work = mkdtempSync(join(tmpdir(), 'addon-blender-'));
   // 1. Test data: a movie clip, PNG frames and the add-on zips.
   assert.equal(await writeTestData(work), null);
-  // 2. A real daemon with the embedded default model, on a free port.
+  // 2. A real daemon with the embedded default model, on a free port; and one the add-on treats as remote.
   const daemon = await startDaemon(join(work, 'data'));
+  const remote = await startRemoteDaemon(join(work, 'remote-data'), work).catch(async (err) => {
+    await daemon.stop();
+    throw err;
+  });
   try {
     // 3. Blender, isolated from the user's configuration, installs the legacy zip with addon_install.
     const home = join(work, 'blender-home');
@@ -88,6 +93,7 @@ test('inside blender -b: stylize movie and image strips, cancel, daemon down', {
     assert.match(`${r.stdout}\n${r.stderr}`, /\d+ passed, 0 failed/);
   } finally {
     await daemon.stop();
+    await remote.stop();
     rmSync(work, { recursive: true, force: true });
   }
 });

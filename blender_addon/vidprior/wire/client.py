@@ -133,6 +133,10 @@ class Client:
     def attach(self, job_id, from_index=0):
         return self.request({"type": "attach", "job": job_id, "from_index": from_index}, expect="attached")["job"]
 
+    def get_job(self, job_id):
+        """The job's detail: its summary plus params (defaults filled in), inputs and outputs."""
+        return self.request({"type": "get_job", "job": job_id}, expect="job")["job"]
+
     def list_models(self):
         return self.request({"type": "list_models"}, expect="models")
 
