@@ -35,6 +35,7 @@ class VIDPRIOR_OT_reattach(bpy.types.Operator):
         task = AttachTask(results.settings_from_prefs(context), job_id, bpy.path.abspath(out))
         job = state.Job(task, kind, scene, strip, bpy.path.abspath(out), on_done=results.ON_DONE.get(kind))
         job.temp_dirs = [d for d in s.job_temp_dirs.split(os.pathsep) if d]
+        job.edit_frame = s.job_edit_frame  # the candidates are for the frame the edit was made for
         return operators._run(self, job)
 
 

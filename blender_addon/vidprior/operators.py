@@ -87,7 +87,7 @@ def _run(op, job):
     state.wait(job)
     if job.error is not None:
         code, message = job.error
-        op.report({"WARNING"} if code == "E_CANCELLED" else {"ERROR"}, "vidprior: %s (%s)" % (message, code))
+        op.report({"WARNING"} if code == "E_CANCELLED" else {"ERROR"}, status.error_text(job.kind, code, message))
         return {"CANCELLED"}
     op.report({"INFO"}, "vidprior: %s done" % job.kind)
     return {"FINISHED"}
@@ -97,7 +97,7 @@ def _run_started(op, job):
     """Waits for a job that a finished job started (headless mode) and reports its outcome."""
     state.wait(job)
     if job.error is not None:
-        op.report({"ERROR"}, "vidprior: %s (%s)" % (job.error[1], job.error[0]))
+        op.report({"ERROR"}, status.error_text(job.kind, job.error[0], job.error[1]))
         return {"CANCELLED"}
     op.report({"INFO"}, "vidprior: %s done" % job.kind)
     return {"FINISHED"}

@@ -70,6 +70,7 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
     # re-attach to it by id and place its frames over its strip, found by id even after a rename.
     job_pending: BoolProperty(name="Result not placed yet", default=False)
     job_strip_uid: StringProperty(name="Strip id")
+    job_edit_frame: IntProperty(name="Edit frame", description="edit-keyframe: the strip frame its candidates are for")
     job_output_dir: StringProperty(name="Output folder", subtype="DIR_PATH")
     job_temp_dirs: StringProperty(name="Rendered frames", description="The job's temporary render folders "
                                   "(removed when it ends), separated by os.pathsep")

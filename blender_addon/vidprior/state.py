@@ -107,6 +107,7 @@ def start(job):
         settings.job_id = getattr(job.task, "job_id", None) or ""
         settings.job_pending = False
         settings.job_strip_uid = job.strip_uid or ""
+        settings.job_edit_frame = job.edit_frame
         settings.job_output_dir = job.output_dir or ""
         settings.job_temp_dirs = os.pathsep.join(job.temp_dirs)
     job.task.start()
@@ -220,9 +221,7 @@ def _finish(job, settings):
             settings.job_temp_dirs = ""
     if job.error is not None and not bpy.app.background:
         code, message = job.error
-        text = "vidprior: cancelled" if code == "E_CANCELLED" else "vidprior %s failed: %s (%s)" % (
-            job.kind, message, code)
-        status.report_async("WARNING" if code == "E_CANCELLED" else "ERROR", text)
+        status.report_async("WARNING" if code == "E_CANCELLED" else "ERROR", status.error_text(job.kind, code, message))
 
 
 @persistent

@@ -24,6 +24,28 @@ def connection():
     return dict(_connection)
 
 
+# Error codes whose bare message does not tell the user what to do: the hint does.
+HINTS = {
+    "E_CRASHED": "The daemon died twice while running this job (most likely out of memory), so it was not "
+                 "resumed again: lower the Working Size in the vidprior panel (or use a shorter strip) and run it "
+                 "again",
+}
+
+
+def error_hint(code):
+    return HINTS.get(code, "")
+
+
+def error_text(kind, code, message):
+    """The report for a job that ended with `code`: what failed, why, and what to do when there is a hint."""
+    if code == "E_CANCELLED":
+        return "vidprior: cancelled"
+    hint = error_hint(code)
+    if hint:
+        return "vidprior %s failed: %s (%s; the daemon said: %s)" % (kind, hint, code, message)
+    return "vidprior %s failed: %s (%s)" % (kind, message, code)
+
+
 def eta_text(job, now=None):
     """'stylize 40% · 0:12 left' for a running job: the ETA from the elapsed time and the job's fraction (or
     'stylize: uploading frames 2/5' while the worker uploads them to a remote daemon)."""

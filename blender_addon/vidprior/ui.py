@@ -1,4 +1,6 @@
 """The sequencer sidebar panel (View > Sidebar > vidprior)."""
+import textwrap
+
 import bpy
 
 from . import compat, farm_op, operators, state, status
@@ -55,6 +57,11 @@ def draw_job(layout, s):
         box = layout.box()
         box.label(text="Last job failed (%s):" % code, icon="ERROR")
         box.label(text=message)
+        hint = status.error_hint(code)
+        if hint:
+            col = box.column(align=True)
+            for i, line in enumerate(textwrap.wrap(hint, 48)):
+                col.label(text=line, icon="INFO" if i == 0 else "BLANK1")
     elif s.job_status:
         layout.label(text="Last job: %s" % s.job_status)
 

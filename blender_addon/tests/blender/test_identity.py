@@ -28,6 +28,7 @@ def fresh_scene():
     s.edits.clear()
     s.adapter = ""
     s.candidate_list.clear()
+    s.work_size = 0
     return scene, editor
 
 
@@ -140,6 +141,26 @@ class Identity(unittest.TestCase):
         self.assertEqual(len(added), 1)
         self.assertEqual(compat.strip_range(added[0]), compat.strip_range(strip_named(scene, "plate renamed")))
         self.assertFalse(scene.vidprior.job_pending)
+
+    def test_reattached_keyframe_edit_keeps_its_strip_frame(self):
+        scene, editor = fresh_scene()
+        s = scene.vidprior
+        s.candidates = 2
+        strip = image_strip(editor, "edit plate", 2, 1)
+        select(editor, strip)
+        scene.frame_set(4)  # strip frame 3
+        self.assertEqual(bpy.ops.vidprior.preview_edits(), {"FINISHED"}, s.job_status)
+        job_id = s.job_id
+        # As if Blender had closed before the candidates arrived: the job is saved as pending, none are shown.
+        s.job_pending = True
+        s.candidate_list.clear()
+        scene = reopen()
+        s = scene.vidprior
+        self.assertEqual((s.job_id, s.job_kind), (job_id, "edit-keyframe"))
+        self.assertEqual(bpy.ops.vidprior.reattach(), {"FINISHED"}, s.job_status)
+        self.assertEqual(sorted((c.seed, c.frame) for c in s.candidate_list), [(0, 3), (1, 3)])
+        self.assertEqual(bpy.ops.vidprior.use_candidate(seed=1), {"FINISHED"})
+        self.assertEqual([e.frame for e in s.edits], [3])
 
     def test_undo_keeps_the_result_strip(self):
         scene, editor = fresh_scene()

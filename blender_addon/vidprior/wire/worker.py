@@ -95,6 +95,7 @@ class FollowingTask(Task):
         self.output_dir = output_dir
         self.job_id = None
         self.daemon_writes = False  # the daemon writes outputs into output_dir itself (loopback)
+        self.seed_base = None       # edit-keyframe after attach: replayed frames carry no seed; candidate i has base + i
 
     def follow(self, c):
         cancel_sent = False
@@ -116,7 +117,10 @@ class FollowingTask(Task):
                     with open(tmp, "wb") as f:
                         f.write(event["png"])
                     os.replace(tmp, path)
-                self.post("frame", event["index"], name, path, event.get("seed"))
+                seed = event.get("seed")
+                if seed is None and self.seed_base is not None:
+                    seed = self.seed_base + int(event["index"])
+                self.post("frame", event["index"], name, path, seed)
             elif kind == "done":
                 self.post("done", event)
                 return
@@ -279,5 +283,7 @@ class AttachTask(FollowingTask):
         with self.client() as c:
             self.post("connected", c.welcome)
             job = c.attach(self.job_id)
+            if job.get("kind") == "edit-keyframe":  # candidates are seeds seed, seed+1, … (§6)
+                self.seed_base = int(c.get_job(self.job_id)["params"].get("seed", 0))
             self.post("accepted", job)
             self.follow(c)
