@@ -95,7 +95,7 @@ class FollowingTask(Task):
         self.output_dir = output_dir
         self.job_id = None
         self.daemon_writes = False  # the daemon writes outputs into output_dir itself (loopback)
-        self.seed_base = None       # edit-keyframe after attach: replayed frames carry no seed; candidate i has base + i
+        self.seed_base = None       # edit-keyframe after attach: replayed frames carry no seed (candidate i: base + i)
 
     def follow(self, c):
         cancel_sent = False
