@@ -26,9 +26,8 @@ def connection():
 
 # Error codes whose bare message does not tell the user what to do: the hint does.
 HINTS = {
-    "E_CRASHED": "The daemon died twice while running this job (most likely out of memory), so it was not "
-                 "resumed again: lower the Working Size in the vidprior panel (or use a shorter strip) and run it "
-                 "again",
+    "E_CRASHED": "the daemon died twice while running this job (most likely out of memory) and will not resume "
+                 "it: lower the Working Size in the vidprior panel, or use a shorter strip, and run it again",
 }
 
 
@@ -37,13 +36,11 @@ def error_hint(code):
 
 
 def error_text(kind, code, message):
-    """The report for a job that ended with `code`: what failed, why, and what to do when there is a hint."""
+    """The report for a job that ended with `code`: what failed and why, or what to do where there is a hint
+    (the daemon's own message stays in the panel's status)."""
     if code == "E_CANCELLED":
         return "vidprior: cancelled"
-    hint = error_hint(code)
-    if hint:
-        return "vidprior %s failed: %s (%s; the daemon said: %s)" % (kind, hint, code, message)
-    return "vidprior %s failed: %s (%s)" % (kind, message, code)
+    return "vidprior %s failed: %s (%s)" % (kind, error_hint(code) or message, code)
 
 
 def eta_text(job, now=None):

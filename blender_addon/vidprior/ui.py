@@ -60,7 +60,7 @@ def draw_job(layout, s):
         hint = status.error_hint(code)
         if hint:
             col = box.column(align=True)
-            for i, line in enumerate(textwrap.wrap(hint, 48)):
+            for i, line in enumerate(textwrap.wrap(hint[:1].upper() + hint[1:], 48)):
                 col.label(text=line, icon="INFO" if i == 0 else "BLANK1")
     elif s.job_status:
         layout.label(text="Last job: %s" % s.job_status)
