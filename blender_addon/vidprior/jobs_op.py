@@ -6,7 +6,7 @@ import os
 import bpy
 from bpy.props import StringProperty
 
-from . import compat, frames, operators, results, state
+from . import compat, frames, identity, operators, results, state
 from .wire.worker import AttachTask
 
 
@@ -27,6 +27,7 @@ class VIDPRIOR_OT_reattach(bpy.types.Operator):
             self.report({"ERROR"}, "No vidprior job to re-attach to in scene '%s'" % scene.name)
             return {"CANCELLED"}
         kind = s.job_kind or "stylize"
+        identity.settle(scene)
         strip = compat.find_strip(scene, s.job_strip_uid)
         if strip is None and kind in ("stylize", "run", "deflicker", "edit-keyframe", "farm"):
             self.report({"ERROR"}, "The strip job %s was made for is gone: Forget the job" % job_id)

@@ -6,12 +6,13 @@ import os
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from . import compat, frames, results, state, status
+from . import compat, frames, identity, results, state, status
 from .wire.worker import CallTask, JobTask
 
 
 def _strip_or_report(op, context):
     scene = compat.sequencer_scene(context)
+    identity.settle(scene)  # a copied strip (Shift+D) gets its own id before anything is keyed by it
     strip = compat.active_strip(scene) if scene else None
     if strip is None:
         op.report({"ERROR"}, "Select a movie or image strip in the sequencer first")
@@ -32,7 +33,7 @@ def _strip_and_frames(op, context, with_edits=False, strength=None):
     scene, strip = _strip_or_report(op, context)
     if strip is None:
         return None
-    edits = _edits_or_report(op, scene.vidprior, strip) if with_edits else []
+    edits = _edits_or_report(op, scene, strip) if with_edits else []
     if edits is None:
         return None
     if strength is not None and not _steps_left(op, scene.vidprior, strength):
@@ -199,6 +200,7 @@ class VIDPRIOR_OT_use_candidate(bpy.types.Operator):
             self.report({"ERROR"}, "Preview keyframe edits first, then pick a candidate")
             return {"CANCELLED"}
         # The candidate knows its strip and frame (saved with the file): the edit goes to that strip.
+        identity.settle(scene)
         edit = next((e for e in s.edits if e.strip_uid == candidate.strip_uid and e.frame == candidate.frame), None)
         edit = edit or s.edits.add()
         edit.strip_uid, edit.frame, edit.path = candidate.strip_uid, candidate.frame, candidate.path
@@ -208,14 +210,15 @@ class VIDPRIOR_OT_use_candidate(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def strip_edits(s, strip):
-    """The keyframe edits chosen for `strip` (by its id: a renamed strip keeps them, another strip has its own)."""
-    uid = strip.get(compat.UID_KEY)  # read only: the panel's draw calls this, and may not write
-    return [e for e in s.edits if e.path and e.strip_uid == uid] if uid else []
+def strip_edits(scene, strip):
+    """The keyframe edits chosen for `strip` (by its id: a renamed strip keeps them, a copy or another strip has
+    its own)."""
+    uid = identity.uid_of(scene, strip)  # read only: the panel's draw calls this, and may not write
+    return [e for e in scene.vidprior.edits if e.path and e.strip_uid == uid] if uid else []
 
 
-def _edits_or_report(op, s, strip):
-    edits = [(e.frame, bpy.path.abspath(e.path)) for e in strip_edits(s, strip)]
+def _edits_or_report(op, scene, strip):
+    edits = [(e.frame, bpy.path.abspath(e.path)) for e in strip_edits(scene, strip)]
     missing = [p for _, p in edits if not os.path.isfile(p)]
     if missing:
         op.report({"ERROR"}, "Edited keyframe image %s does not exist" % missing[0])
@@ -234,7 +237,7 @@ class VIDPRIOR_OT_finetune_strip(bpy.types.Operator):
         scene, strip = _strip_or_report(self, context)
         if strip is None:
             return {"CANCELLED"}
-        if not strip_edits(scene.vidprior, strip):  # before rendering any frame
+        if not strip_edits(scene, strip):  # before rendering any frame
             self.report({"ERROR"}, "Choose a keyframe edit of strip '%s' first (Preview Keyframe Edits, then Use "
                                    "Candidate)" % strip.name)
             return {"CANCELLED"}

@@ -20,6 +20,11 @@ class VIDPRIOR_PG_edit(bpy.types.PropertyGroup):
     path: StringProperty(name="Edited image", subtype="FILE_PATH")
 
 
+class VIDPRIOR_PG_strip_owner(bpy.types.PropertyGroup):
+    """Which strip owns an id (`name` is the id): a copy of the strip carries the same id (identity.py)."""
+    strip_name: StringProperty(name="Strip")
+
+
 class VIDPRIOR_PG_name(bpy.types.PropertyGroup):
     """A name in a list the panel searches (adapters the daemon listed)."""
 
@@ -60,6 +65,7 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
     candidate_list: CollectionProperty(type=VIDPRIOR_PG_candidate)
     candidate_index: IntProperty(name="Candidate", default=0)
     edits: CollectionProperty(type=VIDPRIOR_PG_edit)
+    strip_owners: CollectionProperty(type=VIDPRIOR_PG_strip_owner)
     # Read-only status mirrored from the running job, for the panel.
     job_id: StringProperty(name="Job")
     job_kind: StringProperty(name="Job kind")
@@ -76,7 +82,7 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
                                   "(removed when it ends), separated by os.pathsep")
 
 
-classes = (VIDPRIOR_PG_candidate, VIDPRIOR_PG_edit, VIDPRIOR_PG_name, VIDPRIOR_PG_settings)
+classes = (VIDPRIOR_PG_candidate, VIDPRIOR_PG_edit, VIDPRIOR_PG_strip_owner, VIDPRIOR_PG_name, VIDPRIOR_PG_settings)
 
 
 def register():

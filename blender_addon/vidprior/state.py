@@ -12,7 +12,7 @@ import time
 import bpy
 from bpy.app.handlers import persistent
 
-from . import compat, frames, status
+from . import compat, frames, identity, status
 
 _job = None          # the running Job, or None
 _adapters = []       # adapter names the daemon listed last
@@ -52,6 +52,7 @@ class Job:
     def source_strip(self):
         """The job's strip, by id (it may have been renamed since), else by name."""
         scene = self.scene
+        identity.settle(scene)  # a copy made while the job ran gets its own id: the original keeps the job's
         strip = compat.find_strip(scene, self.strip_uid)
         if strip is None and self.strip_name and scene is not None:
             strip = next((s for s in compat.all_strips(scene.sequence_editor) if s.name == self.strip_name), None)

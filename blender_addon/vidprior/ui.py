@@ -3,7 +3,7 @@ import textwrap
 
 import bpy
 
-from . import compat, farm_op, operators, state, status
+from . import compat, farm_op, identity, operators, state, status
 
 
 def _thumbnail(item):
@@ -66,9 +66,10 @@ def draw_job(layout, s):
         layout.label(text="Last job: %s" % s.job_status)
 
 
-def draw_candidates(layout, s, strip):
+def draw_candidates(layout, scene, strip):
     """The candidates as a grid of thumbnails, each with its own Use button (by seed, not list position)."""
-    uid = strip.get(compat.UID_KEY) if strip is not None else None
+    s = scene.vidprior
+    uid = identity.uid_of(scene, strip)
     shown = [c for c in s.candidate_list if c.strip_uid == uid] if uid else []
     if not shown:
         return
@@ -120,9 +121,9 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         row.prop(s, "edit_strength")
         row.prop(s, "candidates")
         box.operator("vidprior.preview_edits", icon="IMAGE_DATA")
-        draw_candidates(box, s, strip)
+        draw_candidates(box, scene, strip)
         if strip is not None:
-            for edit in operators.strip_edits(s, strip):
+            for edit in operators.strip_edits(scene, strip):
                 box.label(text="edit: strip frame %d ← %s" % (edit.frame, bpy.path.basename(edit.path)))
 
         box = layout.box()

@@ -162,6 +162,62 @@ class Identity(unittest.TestCase):
         self.assertEqual(bpy.ops.vidprior.use_candidate(seed=1), {"FINISHED"})
         self.assertEqual([e.frame for e in s.edits], [3])
 
+    def duplicate(self, scene, strip):
+        """Shift+D: Blender's own duplicate operator where this Blender runs it without a window (4.x+), else
+        what it does to the id: a new strip with the same custom properties."""
+        editor = scene.sequence_editor
+        before = {x.name for x in compat.all_strips(editor)}
+        select(editor, strip)
+        try:
+            bpy.ops.sequencer.duplicate()
+        except RuntimeError:  # no sequencer area in -b (3.4)
+            pass
+        added = [x for x in compat.all_strips(editor) if x.name not in before]
+        if added:
+            return added[0], "operator"
+        copy = image_strip(editor, strip.name + ".001", strip.channel + 1, compat.strip_range(strip)[0])
+        copy[compat.UID_KEY] = strip[compat.UID_KEY]
+        return copy, "custom property"
+
+    def test_a_copied_strip_gets_its_own_id_and_no_edits(self):
+        scene, editor = fresh_scene()
+        s = scene.vidprior
+        operators = importlib.import_module(ADDON + ".operators")
+        original = image_strip(editor, "dup", 2, 1)
+        select(editor, original)
+        uid = compat.strip_uid(original)
+        edit = s.edits.add()
+        edit.strip_uid, edit.frame, edit.path = uid, 1, FRAMES[1]
+        # An operator reads the ids: the scene records that "dup" owns uid.
+        s.steps, s.strength = 1, 0.01
+        with self.assertRaisesRegex(RuntimeError, "no denoising step"):
+            bpy.ops.vidprior.stylize_strip()
+        copy, how = self.duplicate(scene, original)
+        print("duplicated by", how)
+        self.assertEqual(copy.get(compat.UID_KEY), uid, "a copy starts with its original's id")
+        # The panel (read only) already shows the copy without the original's edit.
+        self.assertEqual(len(operators.strip_edits(scene, original)), 1)
+        self.assertEqual(operators.strip_edits(scene, copy), [])
+        # The next operator gives the copy a fresh id; the original keeps its own and its edit.
+        select(editor, copy)
+        with self.assertRaisesRegex(RuntimeError, "Choose a keyframe edit of strip '%s' first" % copy.name):
+            bpy.ops.vidprior.finetune_strip()
+        self.assertEqual(original.get(compat.UID_KEY), uid)
+        self.assertTrue(copy.get(compat.UID_KEY))
+        self.assertNotEqual(copy.get(compat.UID_KEY), uid)
+        self.assertEqual([e.frame for e in operators.strip_edits(scene, original)], [1])
+        # A renamed original copied before any operator ran keeps its id too (the copy's name is "….001").
+        original.name = "dup renamed"
+        copy2, _ = self.duplicate(scene, original)
+        select(editor, copy2)
+        with self.assertRaisesRegex(RuntimeError, "Choose a keyframe edit of strip '%s' first" % copy2.name):
+            bpy.ops.vidprior.finetune_strip()
+        self.assertEqual(original.get(compat.UID_KEY), uid)
+        self.assertEqual(len({x.get(compat.UID_KEY) for x in compat.all_strips(editor)}), 3)
+        # Saved and reopened, each strip keeps its own.
+        scene = reopen()
+        self.assertEqual(strip_named(scene, "dup renamed").get(compat.UID_KEY), uid)
+
     def test_undo_keeps_the_result_strip(self):
         scene, editor = fresh_scene()
         strip = image_strip(editor, "undo", 2, 1)
