@@ -4,7 +4,8 @@ output files and post events to a queue that the main thread drains (a timer in 
 Events posted (tuples):
   ("connected", welcome)                      the handshake succeeded
   ("accepted", job_summary)                   the job is queued
-  ("progress", progress_message)
+  ("progress", progress_message)             the daemon's, or the worker's own {"stage": "uploading frames i/n",
+                                              "upload": True} while it uploads them to a remote daemon
   ("frame", index, name, path, seed)          an output frame was written to `path`
   ("done", done_message)
   ("error", code, message)                    terminal: the task failed (or E_CANCELLED)
