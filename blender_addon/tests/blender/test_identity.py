@@ -255,6 +255,39 @@ class Visibility(unittest.TestCase):
             bpy.ops.vidprior.test_connection()
         self.assertEqual(status.connection()["state"], "lost")
 
+    def test_panel_shows_what_to_do_after_e_crashed(self):
+        ui = importlib.import_module(ADDON + ".ui")
+
+        class Layout:
+            """Records the labels a draw function writes (a UILayout stand-in)."""
+
+            def __init__(self, labels):
+                self.labels = labels
+
+            def label(self, text="", icon="NONE"):
+                self.labels.append(text)
+
+            def box(self, **kwargs):
+                return self
+
+            row = column = box
+
+            def operator(self, *args, **kwargs):
+                return self
+
+        scene = bpy.context.scene
+        s = scene.vidprior
+        saved = (s.busy, s.job_pending, s.job_status)
+        s.busy, s.job_pending, s.job_status = False, False, "E_CRASHED: job j-1 was running each of the 2 times"
+        try:
+            labels = []
+            ui.draw_job(Layout(labels), s)
+        finally:
+            s.busy, s.job_pending, s.job_status = saved
+        text = " ".join(labels)
+        self.assertIn("Last job failed (E_CRASHED)", text)
+        self.assertIn("lower the Working Size", text)
+
     def test_status_bar_text_has_an_eta(self):
         status = importlib.import_module(ADDON + ".status")
 
