@@ -181,7 +181,7 @@ for (const suite of SUITES) {
       );
       assert.match(out, /\d+ passed, 0 failed/);
       assert.match(out, /disabled cleanly/);
-      t.diagnostic(`${out.match(/Blender [45]\.[\d.]+/)?.[0]}: ${out.match(/\d+ passed, 0 failed/)?.[0]}`);
+      t.diagnostic(`${out.match(/Blender [45]\.[\d.]+/)?.[0]}: ${out.match(/\d+ passed, 0 failed.*/)?.[0]}`);
     } finally {
       await daemon.stop();
       await remote.stop();

@@ -61,7 +61,7 @@ const blenderSkip = !has('blender')
 test('inside blender -b: stylize movie and image strips, cancel, daemon down', {
   skip: blenderSkip,
   timeout: 15 * 60_000,
-}, async () => {
+}, async (t) => {
   const work = mkdtempSync(join(tmpdir(), 'addon-blender-'));
   // 1. Test data: a movie clip, PNG frames and the add-on zips.
   assert.equal(await writeTestData(work), null);
@@ -90,7 +90,9 @@ test('inside blender -b: stylize movie and image strips, cancel, daemon down', {
       14 * 60_000,
     );
     assert.equal(r.status, 0, blenderFailure(r, daemon));
-    assert.match(`${r.stdout}\n${r.stderr}`, /\d+ passed, 0 failed/);
+    const out = `${r.stdout}\n${r.stderr}`;
+    assert.match(out, /\d+ passed, 0 failed/);
+    t.diagnostic(`Blender 3.4: ${out.match(/\d+ passed, 0 failed.*/)?.[0]}`);
   } finally {
     await daemon.stop();
     await remote.stop();

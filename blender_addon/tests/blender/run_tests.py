@@ -50,7 +50,9 @@ suite = unittest.TestSuite(loader.loadTestsFromModule(m) for m in (test_in_blend
                                                                    test_remote, test_restart))
 result = unittest.TextTestRunner(verbosity=2).run(suite)
 failed = len(result.failures) + len(result.errors)
-print("%d passed, %d failed" % (result.testsRun - failed, failed))
+skipped = len(result.skipped)
+print("%d passed, %d failed, %d skipped%s" % (result.testsRun - failed - skipped, failed, skipped, "".join(
+    " [%s: %s]" % (test.id().split(".")[-1], why) for test, why in result.skipped)))
 if not result.wasSuccessful():
     raise SystemExit(1)
 
