@@ -217,12 +217,14 @@ class JobTask(FollowingTask):
         tries = 0
         while True:
             try:
+                if tries:
+                    self._reconnect(tries)
                 return self._conn.upload(data, name=name, resume=begun.get("id"), on_progress=on_progress)
             except DaemonError as err:
+                # A lost connection, or a daemon not back yet: try again, a bounded number of times.
                 if err.code != "E_CONNECTION" or tries >= UPLOAD_RECONNECTS:
                     raise
                 tries += 1
-                self._reconnect(tries)
 
     def _reconnect(self, tries):
         """Opens the connection again after a lost one (the upload goes on from the daemon's offset)."""
@@ -230,7 +232,11 @@ class JobTask(FollowingTask):
         if self._cancel.wait(0.5 * 2 ** (tries - 1)):
             raise DaemonError("E_CANCELLED", "cancelled while uploading frames")
         conn = self.client()
-        conn.open()
+        try:
+            conn.open()
+        except DaemonError:
+            conn.close()
+            raise
         self._conn = conn
         self.reconnects += 1
 
