@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createModelFolder } from '../src/models/builder/folder.js';
 import { loadModelFolder } from '../src/models/loader.js';
 import type { StableDiffusionModel } from '../src/models/types.js';
@@ -102,4 +103,35 @@ export async function timeInterleaved<K extends string>(
 
 export function round(v: number, digits = 4): number {
   return Number(v.toPrecision(digits));
+}
+
+/**
+ * The command-line entry of a bench module that also runs alone (`node dist/bench/<name>.js`): when `metaUrl`
+ * is the script node was started with, runs `bench` on the CPU with `--quick`, `--frames a,b` and
+ * `--resolutions x,y`, prints its JSON and fails the process when it says `ok: false`.
+ */
+export async function runStandalone(
+  metaUrl: string,
+  bench: (ctx: BenchContext, only: { counts?: number[]; resolutions?: string[] }) => Promise<unknown>,
+): Promise<void> {
+  if (!process.argv[1] || metaUrl !== pathToFileURL(process.argv[1]).href) return;
+  const args = process.argv.slice(2);
+  const list = (name: string) => {
+    const k = args.indexOf(name);
+    return k >= 0 ? args[k + 1]!.split(',') : undefined;
+  };
+  const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+  const result = await bench(
+    {
+      ep: 'cpu',
+      preset: 'tiny',
+      dtype: 'float32',
+      quick: args.includes('--quick'),
+      modelsDir: join('.cache', 'bench-models'),
+      log,
+    },
+    { counts: list('--frames')?.map(Number), resolutions: list('--resolutions') },
+  );
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  if ((result as { ok?: boolean }).ok === false) process.exitCode = 1;
 }

@@ -2,8 +2,9 @@
  * Peak memory of the real daemon (`node dist/cli/main.js serve`, a child process on a temporary data dir and a
  * free port, the embedded default model) stylizing synthetic HD clips sent by path with an output folder, as the
  * add-on does on the same machine: peak RSS (VmHWM of the daemon process, from /proc) per resolution × frame
- * count. Frames stream through the pipeline a batch at a time at the working size, so the peak must stay under
- * 4 GiB and flat as the clip grows (the longest clip within 15% of the shortest).
+ * count, and on the shortest clip at smaller working sizes. Frames stream through the pipeline a batch at a time at
+ * the working size, so the peak follows the working size (attention scores grow with its square) and must stay
+ * under 4 GiB and flat as the clip grows (the longest clip within 15% of the shortest).
  *
  *   node dist/bench/daemon-rss.js [--quick] [--frames 10,300] [--resolutions 1080p]
  *   (also part of `npm run bench`, as `daemon-rss`)
@@ -13,18 +14,22 @@ import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { VidpriorClient } from '../protocol/client.js';
-import { type BenchContext, type BenchModule, hostInfo, round } from './common.js';
+import { type BenchContext, type BenchModule, hostInfo, round, runStandalone } from './common.js';
 
 const MiB = 2 ** 20;
 const LIMIT_BYTES = 4 * 2 ** 30;
+const NATIVE_WORK_SIZE = 512;
+/** Smaller working sizes measured on the shortest clip: the peak follows the working size, not the frames. */
+const SMALLER_WORK_SIZES = [256, 384];
 const FLAT_TOLERANCE = 0.15;
 
 export interface RssRow {
   resolution: string;
   frames: number;
+  /** params.work_size (the short side frames are stylized at); 512, the embedded model's native size, by default. */
+  workSize: number;
   peakRssMiB: number;
   seconds: number;
   secondsPerFrame: number;
@@ -62,21 +67,21 @@ async function writeFrames(dir: string, width: number, height: number, count: nu
 }
 
 /** VmHWM (peak resident set) of a process, in bytes. */
-async function peakRss(pid: number): Promise<number> {
+export async function peakRss(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const m = /^VmHWM:\s+(\d+) kB/m.exec(status);
   if (!m) throw new Error(`no VmHWM in /proc/${pid}/status`);
   return Number(m[1]) * 1024;
 }
 
-interface RunningDaemon {
+export interface RunningDaemon {
   child: ChildProcess;
   url: string;
   stop(): Promise<void>;
 }
 
 /** `vidprior serve` as a child process; resolves once it prints its listening URL (--json). */
-async function startDaemon(dataDir: string, allowDir: string, ep: string): Promise<RunningDaemon> {
+export async function startDaemon(dataDir: string, allowDir: string, ep: string): Promise<RunningDaemon> {
   const main = resolve('dist', 'cli', 'main.js');
   const child = spawn(
     process.execPath,
@@ -111,9 +116,15 @@ async function startDaemon(dataDir: string, allowDir: string, ep: string): Promi
 }
 
 /** One clip through a fresh daemon: its peak RSS and how long the job took. */
-async function measure(ctx: BenchContext, work: string, frames: string[], resolution: string): Promise<RssRow> {
+async function measure(
+  ctx: BenchContext,
+  work: string,
+  frames: string[],
+  resolution: string,
+  workSize = NATIVE_WORK_SIZE,
+): Promise<RssRow> {
   const dataDir = await mkdtemp(join(work, 'data-'));
-  const outDir = join(work, `out-${resolution}-${frames.length}`);
+  const outDir = join(work, `out-${resolution}-${frames.length}-${workSize}`);
   await mkdir(outDir, { recursive: true });
   const daemon = await startDaemon(dataDir, work, ctx.ep === 'auto' ? 'cpu' : ctx.ep);
   try {
@@ -122,7 +133,7 @@ async function measure(ctx: BenchContext, work: string, frames: string[], resolu
       const started = performance.now();
       const job = await client.submit({
         kind: 'stylize',
-        params: { prompt: 'a watercolor painting', steps: 4, strength: 0.5, seed: 0 },
+        params: { prompt: 'a watercolor painting', steps: 4, strength: 0.5, seed: 0, work_size: workSize },
         frames: frames.map((path) => ({ path })),
         output_dir: outDir,
       });
@@ -132,11 +143,12 @@ async function measure(ctx: BenchContext, work: string, frames: string[], resolu
       if (written !== frames.length) throw new Error(`${written} of ${frames.length} frames written to ${outDir}`);
       const peak = await peakRss(daemon.child.pid!);
       ctx.log(
-        `daemon-rss: ${resolution} × ${frames.length} frames: peak RSS ${(peak / MiB).toFixed(0)} MiB, ${seconds.toFixed(1)} s`,
+        `daemon-rss: ${resolution} × ${frames.length} frames at work size ${workSize}: peak RSS ${(peak / MiB).toFixed(0)} MiB, ${seconds.toFixed(1)} s`,
       );
       return {
         resolution,
         frames: frames.length,
+        workSize,
         peakRssMiB: Math.round(peak / MiB),
         seconds: round(seconds, 2),
         secondsPerFrame: round(seconds / frames.length, 3),
@@ -168,12 +180,15 @@ export async function benchDaemonRss(
     for (const r of resolutions) {
       const paths = await writeFrames(join(work, r.name), r.width, r.height, Math.max(...counts));
       for (const n of counts) rows.push(await measure(ctx, work, paths.slice(0, n), r.name));
+      if (!ctx.quick)
+        for (const size of SMALLER_WORK_SIZES)
+          rows.push(await measure(ctx, work, paths.slice(0, counts[0]), r.name, size));
     }
   } finally {
     await rm(work, { recursive: true, force: true });
   }
   const verdicts = resolutions.map((r) => {
-    const mine = rows.filter((x) => x.resolution === r.name);
+    const mine = rows.filter((x) => x.resolution === r.name && x.workSize === NATIVE_WORK_SIZE);
     const first = mine[0]!;
     const last = mine.at(-1)!;
     const growth = last.peakRssMiB / first.peakRssMiB - 1;
@@ -185,9 +200,9 @@ export async function benchDaemonRss(
     };
   });
   const table = [
-    '| resolution | frames | peak RSS MiB | s/frame |',
-    '| --- | --- | --- | --- |',
-    ...rows.map((x) => `| ${x.resolution} | ${x.frames} | ${x.peakRssMiB} | ${x.secondsPerFrame} |`),
+    '| resolution | frames | work size | peak RSS MiB | s/frame |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows.map((x) => `| ${x.resolution} | ${x.frames} | ${x.workSize} | ${x.peakRssMiB} | ${x.secondsPerFrame} |`),
   ].join('\n');
   ctx.log(`daemon-rss:\n${table}`);
   for (const v of verdicts)
@@ -197,7 +212,7 @@ export async function benchDaemonRss(
   return {
     host: hostInfo(),
     model: 'embedded-default',
-    params: { steps: 4, strength: 0.5, batch: 1, workSize: 'default (native, 512)' },
+    params: { steps: 4, strength: 0.5, batch: 1, workSizes: [NATIVE_WORK_SIZE, ...SMALLER_WORK_SIZES] },
     rows,
     verdicts,
     ok: verdicts.every((v) => v.underLimit && v.flat),
@@ -211,24 +226,4 @@ export const daemonRssBench: BenchModule = {
   run: benchDaemonRss,
 };
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const args = process.argv.slice(2);
-  const list = (name: string) => {
-    const k = args.indexOf(name);
-    return k >= 0 ? args[k + 1]!.split(',') : undefined;
-  };
-  const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
-  const result = await benchDaemonRss(
-    {
-      ep: 'cpu',
-      preset: 'tiny',
-      dtype: 'float32',
-      quick: args.includes('--quick'),
-      modelsDir: join('.cache', 'bench-models'),
-      log,
-    },
-    { counts: list('--frames')?.map(Number), resolutions: list('--resolutions') },
-  );
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  if (!(result as { ok: boolean }).ok) process.exitCode = 1;
-}
+await runStandalone(import.meta.url, benchDaemonRss);

@@ -28,6 +28,7 @@ import { checkpointBench } from './checkpoint.js';
 import { loraMergeBench } from './lora.js';
 import { farmBench } from './farm.js';
 import { daemonRssBench } from './daemon-rss.js';
+import { blenderStripRssBench } from './blender-strip-rss.js';
 
 export const BENCHMARKS: BenchModule[] = [
   unetBench,
@@ -56,6 +57,7 @@ export const BENCHMARKS: BenchModule[] = [
   deflickerBench,
   farmBench,
   daemonRssBench,
+  blenderStripRssBench,
 ];
 
 function option(args: string[], name: string): string | undefined {

@@ -28,6 +28,7 @@ import {
 import { TERMINAL_STATES } from '../protocol/messages.js';
 import type { Limits } from './daemon.js';
 import { intake } from './intake.js';
+import { frameEvent } from './jobs/views.js';
 import type { Outbox } from './outbox.js';
 import type { JobQueue } from './queue.js';
 import type { PathPolicy } from './paths.js';
@@ -354,7 +355,7 @@ export class Connection {
         const png = await q.store.readOutput(job, i);
         replayed.add(i);
         // A long replay goes at the client's pace, not all into memory at once.
-        await this.sendPaced({ type: 'frame', job: m.job, index: i, name: job.spec.outputs[i]!, png, replay: true });
+        await this.sendPaced(frameEvent(job, i, png, true));
       }
     }
     if (terminal) {

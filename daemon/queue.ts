@@ -7,7 +7,6 @@
 import { VidpriorError, asVidpriorError, type ErrorCode } from '../src/errors.js';
 import {
   TERMINAL_STATES,
-  plainDetails,
   type JobDetail,
   type JobEvent,
   type JobState,
@@ -17,8 +16,8 @@ import {
 import type { ExecutorContext, JobExecutor, ProgressUpdate } from './jobs/executor.js';
 import type { JobRecord, JobStore, NewJob } from './jobs/store.js';
 import type { ModelHost } from './jobs/model-host.js';
+import { type QueueFacts, frameEvent, jobDetail, jobSummary, progressEvent, terminalEvent } from './jobs/views.js';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { writeToOutputDir } from './output-dir.js';
 import type { PathPolicy } from './paths.js';
 
@@ -193,58 +192,27 @@ export class JobQueue {
     return i >= 0 ? i : undefined;
   }
 
-  summary(job: JobRecord): JobSummary {
-    const s = job.status;
+  /** What the queue knows of a job beyond its record (for the wire views). */
+  private facts(job: JobRecord): QueueFacts {
+    const position = this.position(job.spec.id);
+    const iterationsDone = this.iterationsDone.get(job.spec.id);
     return {
-      id: job.spec.id,
-      kind: job.spec.kind,
-      state: s.state,
-      ...(job.spec.name ? { name: job.spec.name } : {}),
-      created_at: job.spec.created_at,
-      ...(s.started_at ? { started_at: s.started_at } : {}),
-      ...(s.finished_at ? { finished_at: s.finished_at } : {}),
-      frames_total: job.spec.outputs.length,
-      frames_done: job.outputDone.filter(Boolean).length,
-      fraction: s.state === 'done' ? 1 : s.fraction,
-      ...this.iterationsOf(job),
-      ...(s.error ? { error: { code: s.error.code, message: s.error.message } } : {}),
+      ...(position !== undefined ? { position } : {}),
+      ...(iterationsDone !== undefined ? { iterationsDone } : {}),
     };
   }
 
-  /** Iterations of a training job (its `iters`), done ones as last reported (all of them once done). */
-  private iterationsOf(job: JobRecord): { iterations_total?: number; iterations_done?: number } {
-    const total = job.spec.params.iters;
-    if (typeof total !== 'number' || !['finetune', 'run'].includes(job.spec.kind)) return {};
-    const done = job.status.state === 'done' ? total : (this.iterationsDone.get(job.spec.id) ?? 0);
-    return { iterations_total: total, iterations_done: Math.min(total, done) };
+  summary(job: JobRecord): JobSummary {
+    return jobSummary(job, this.facts(job));
   }
 
   detail(job: JobRecord): JobDetail {
-    const position = this.position(job.spec.id);
-    return {
-      ...this.summary(job),
-      params: job.spec.params,
-      inputs: job.spec.inputs.map((i) => i.name),
-      outputs: job.spec.outputs.map((n, i) => (job.outputDone[i] ? n : '')),
-      ...(position !== undefined ? { position } : {}),
-      ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
-    };
+    return jobDetail(job, this.facts(job));
   }
 
   /** The progress event that describes a job now (sent on attach and on state changes). */
   progressOf(job: JobRecord, update?: Partial<ProgressUpdate>): Progress {
-    const position = this.position(job.spec.id);
-    return {
-      type: 'progress',
-      job: job.spec.id,
-      state: job.status.state,
-      stage: job.status.stage,
-      fraction: job.status.state === 'done' ? 1 : job.status.fraction,
-      frames_done: job.outputDone.filter(Boolean).length,
-      frames_total: job.spec.outputs.length,
-      ...(position !== undefined ? { position } : {}),
-      ...update,
-    };
+    return progressEvent(job, this.facts(job), update);
   }
 
   /** Stops taking work; a running job is interrupted and stays `running` on disk, to resume on restart. */
@@ -336,15 +304,7 @@ export class JobQueue {
           job.outputDone.filter(Boolean).length / Math.max(1, job.spec.outputs.length),
         );
         await this.store.saveStatus(job, false);
-        this.emit(job, {
-          type: 'frame',
-          job: job.spec.id,
-          index,
-          name: job.spec.outputs[index]!,
-          png,
-          replay: false,
-          ...(extra?.seed !== undefined ? { seed: extra.seed } : {}),
-        });
+        this.emit(job, frameEvent(job, index, png, false, extra?.seed));
       },
       isDone: (index) => job.outputDone[index] === true,
       inputPath: (index) => this.store.inputPath(job, index),
@@ -399,30 +359,7 @@ export class JobQueue {
 
   /** The event that ends a job's stream: done, or error with the job's code. */
   terminalEvent(job: JobRecord): JobEvent {
-    if (job.status.state === 'done') {
-      return {
-        type: 'done',
-        job: job.spec.id,
-        outputs: {
-          frames: job.spec.outputs.length,
-          names: job.spec.outputs,
-          ...(job.status.adapter ? { adapter: job.status.adapter } : {}),
-          dir: join(job.dir, 'outputs'),
-        },
-        elapsed_s: Math.round(job.status.elapsed_s * 1000) / 1000,
-      };
-    }
-    const e = job.status.error ?? {
-      code: 'E_INTERNAL' as const,
-      message: `job ended as ${job.status.state} without an error`,
-    };
-    return {
-      type: 'error',
-      job: job.spec.id,
-      code: e.code,
-      message: e.message,
-      ...(e.details ? { details: plainDetails(e.details) } : {}),
-    };
+    return terminalEvent(job);
   }
 
   private emit(job: JobRecord, event: JobEvent): void {

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// Lints the Blender add-on's Python with Ruff (Astral's WebAssembly build from npm, so CI needs no PyPI):
+// Lints the Python in the repository (the Blender add-on, the benchmarks' Blender scripts) with Ruff (Astral's WebAssembly build from npm, so CI needs no PyPI):
 // pyflakes + pycodestyle errors and warnings, 120 columns. Prints one line per finding; exits 1 on any.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { PositionEncoding, Workspace } from '@astral-sh/ruff-wasm-nodejs';
 
-const ROOTS = ['blender_addon'];
+const ROOTS = ['blender_addon', 'bench'];
 const SETTINGS = { 'line-length': 120, lint: { select: ['E', 'F', 'W'] } };
 
 function pythonFiles(dir) {

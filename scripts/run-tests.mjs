@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every compiled test file (dist/test/**/*.test.js) with node's own test runner.
 // Node 20's `--test` takes no globs, so the files are listed here. Extra arguments are passed through
-// (for example `npm test -- --test-name-pattern=ddim`); a path filter may follow `--only`.
+// (for example `npm test -- --test-name-pattern=ddim`); path filters follow `--only` (repeatable).
 // The tests get a temporary folder of their own as TMPDIR; whatever they leave in it is listed and fails the
 // run (tests clean up after themselves), then the folder is removed.
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -20,14 +20,12 @@ function walk(dir) {
 }
 
 const args = process.argv.slice(2);
-const only = args.indexOf('--only');
-let filter = null;
-if (only >= 0) {
-  filter = args[only + 1];
-  args.splice(only, 2);
-}
+// `--only SUBSTRING`, repeatable: the test files whose path contains any of them.
+const filters = [];
+for (let at = args.indexOf('--only'); at >= 0; at = args.indexOf('--only'))
+  filters.push(...args.splice(at, 2).slice(1));
 const files = walk('dist/test')
-  .filter((f) => !filter || f.includes(filter))
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
   .sort();
 if (files.length === 0) {
   console.error('run-tests: no test files found under dist/test');

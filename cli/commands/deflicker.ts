@@ -19,7 +19,7 @@ import { checkReportPath } from '../../src/metrics/report.js';
 import { openRuntime } from '../../src/runtime/index.js';
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { measureDeflicker, type DeflickerMeasurement } from './deflicker-report.js';
-import { lastValues, withSigint } from './model-session.js';
+import { epOption, lastValues, withSigint } from './model-session.js';
 import { checkOutputPath, frameOutputKind } from '../../src/io/output-path.js';
 import { makeReporter, type Reporter } from './output.js';
 
@@ -293,12 +293,7 @@ export const deflickerCommand: CommandModule<object, DeflickerArgs> = {
         type: 'string',
         describe: 'also measure E_warp and write a side-by-side report (.html, .png or .svg)',
       })
-      .option('ep', {
-        type: 'string',
-        choices: ['auto', 'cuda', 'webgpu', 'cpu'],
-        default: config().ep,
-        describe: 'execution provider',
-      })
+      .option('ep', epOption())
       .option('json', { type: 'boolean', default: false, describe: 'progress and result as JSON lines on stdout' })
       .example(
         '$0 deflicker --original clip.mp4 --processed styled.mp4 --output steady.mp4 --working-size 240 --report cmp.html',

@@ -7,7 +7,6 @@ import { writeFile } from 'node:fs/promises';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { config } from '../../src/config.js';
 import { VidpriorError, check } from '../../src/errors.js';
 import { checkOutputPath } from '../../src/io/output-path.js';
 import { writeFramePng } from '../../src/io/frames.js';
@@ -17,7 +16,15 @@ import { img2img } from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
 import { checkFrameIndex, openClip } from './keyframes.js';
-import { LORA_OPTION, lastValues, MODEL_OPTIONS, openModelSession, withSigint } from './model-session.js';
+import {
+  epOption,
+  FIT_OPTION,
+  LORA_OPTION,
+  lastValues,
+  MODEL_OPTIONS,
+  openModelSession,
+  withSigint,
+} from './model-session.js';
 
 export interface EditKeyframeArgs {
   input: string;
@@ -196,18 +203,8 @@ export const editKeyframeCommand: CommandModule<object, EditKeyframeArgs> = {
       .options(MODEL_OPTIONS)
       .option('adapter', { type: 'string', describe: 'a LoRA adapter (.safetensors) to apply' })
       .option('lora', LORA_OPTION)
-      .option('ep', {
-        type: 'string',
-        choices: ['auto', 'cuda', 'webgpu', 'cpu'],
-        default: config().ep,
-        describe: 'execution provider',
-      })
-      .option('fit', {
-        type: 'string',
-        choices: ['resize', 'pad'],
-        default: 'resize',
-        describe: 'how frames are brought to a multiple of f × 8 (and back)',
-      })
+      .option('ep', epOption())
+      .option('fit', FIT_OPTION)
       .option('json', { type: 'boolean', default: false, describe: 'progress and result as JSON lines on stdout' })
       .example(
         '$0 edit-keyframe -i clip.mp4 --frame 0 -p "a watercolor painting" -o edits/',

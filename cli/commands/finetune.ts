@@ -26,7 +26,16 @@ import {
 import type { Tensor } from '../../src/tensor.js';
 import { makeReporter, type Reporter } from './output.js';
 import { type EditSpec, checkFrameIndex, openClip, parseEdit, readEdit } from './keyframes.js';
-import { LORA_OPTION, lastValues, MODEL_OPTIONS, openModelSession, styledBase, withSigint } from './model-session.js';
+import {
+  epOption,
+  FIT_OPTION,
+  LORA_OPTION,
+  lastValues,
+  MODEL_OPTIONS,
+  openModelSession,
+  styledBase,
+  withSigint,
+} from './model-session.js';
 
 export interface FinetuneArgs {
   input: string;
@@ -319,18 +328,8 @@ export function finetuneOptions(yargs: any): any {
       ...LORA_OPTION,
       describe: `${LORA_OPTION.describe}; the adapter trains on top of them (stylize with the same --lora)`,
     })
-    .option('ep', {
-      type: 'string',
-      choices: ['auto', 'cuda', 'webgpu', 'cpu'],
-      default: config().ep,
-      describe: 'execution provider',
-    })
-    .option('fit', {
-      type: 'string',
-      choices: ['resize', 'pad'],
-      default: 'resize',
-      describe: 'how frames are brought to a multiple of f × 8',
-    })
+    .option('ep', epOption())
+    .option('fit', { ...FIT_OPTION, describe: 'how frames are brought to a multiple of f × 8' })
     .option('json', { type: 'boolean', default: false, describe: 'progress and result as JSON lines on stdout' });
 }
 

@@ -107,6 +107,24 @@ export const LORA_OPTION = {
     'a style LoRA (kohya/A1111 or diffusers/peft .safetensors) merged into the UNet and text encoder: file[:weight] (repeatable)',
 } as const;
 
+/** The execution provider option of every command that runs a model (default: $VIDPRIOR_EP, else auto). */
+export function epOption() {
+  return {
+    type: 'string',
+    choices: ['auto', 'cuda', 'webgpu', 'cpu'],
+    default: config().ep,
+    describe: 'execution provider',
+  } as const;
+}
+
+/** How frames whose sides are not multiples of the model's size step are brought to size (and back). */
+export const FIT_OPTION = {
+  type: 'string',
+  choices: ['resize', 'pad'],
+  default: 'resize',
+  describe: 'how frames whose sides are not multiples of f × 8 are brought to size (and back)',
+} as const;
+
 /** Warns when an adapter was trained on top of other style LoRAs than the ones given now. */
 function checkAdapterStyles(record: Partial<AdapterRecord>, styles: StyleLoras | null, reporter: Reporter): void {
   const trained = (record.styleLoras as StyleLoraRecord[] | undefined) ?? [];

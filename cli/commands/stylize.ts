@@ -9,7 +9,6 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { config } from '../../src/config.js';
 import { VidpriorError } from '../../src/errors.js';
 import {
   type FrameSink,
@@ -32,7 +31,7 @@ import {
 } from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
-import { LORA_OPTION, lastValues, MODEL_OPTIONS, openModelSession } from './model-session.js';
+import { epOption, FIT_OPTION, LORA_OPTION, lastValues, MODEL_OPTIONS, openModelSession } from './model-session.js';
 
 export interface StylizeArgs {
   input: string;
@@ -370,18 +369,8 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         type: 'number',
         describe: "frame rate of a video output (default: the input video's, else 24)",
       })
-      .option('ep', {
-        type: 'string',
-        choices: ['auto', 'cuda', 'webgpu', 'cpu'],
-        default: config().ep,
-        describe: 'execution provider',
-      })
-      .option('fit', {
-        type: 'string',
-        choices: ['resize', 'pad'],
-        default: 'resize',
-        describe: 'how frames whose sides are not multiples of f × 8 are brought to size (and back)',
-      })
+      .option('ep', epOption())
+      .option('fit', FIT_OPTION)
       .option('work-size', {
         type: 'number',
         describe:

@@ -6,7 +6,7 @@
  * RGB, and keeps 16-bit PNGs at 16-bit precision.
  */
 import { roundHalfEven } from '../numeric.js';
-import { readdir, stat, writeFile } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import sharp from 'sharp';
 import { VidpriorError } from '../errors.js';

@@ -18,7 +18,8 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-const DTYPE_TO_ELEM: Record<string, ElemType> = {
+/** safetensors dtype names → element types. */
+export const SAFETENSORS_DTYPES: Record<string, ElemType> = {
   F32: 'float32',
   F16: 'float16',
   BF16: 'bfloat16',
@@ -34,11 +35,11 @@ const DTYPE_TO_ELEM: Record<string, ElemType> = {
   U64: 'uint64',
 };
 const ELEM_TO_DTYPE: Partial<Record<ElemType, string>> = Object.fromEntries(
-  Object.entries(DTYPE_TO_ELEM).map(([k, v]) => [v, k]),
+  Object.entries(SAFETENSORS_DTYPES).map(([k, v]) => [v, k]),
 );
 
 /** Maximum header size accepted (the reference implementation's limit is 100 MB). */
-const MAX_HEADER = 100 * 1024 * 1024;
+export const MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024;
 
 function sortedEntries(entries: [string, SafeTensor][]): [string, SafeTensor][] {
   // Sorted by name, like the reference writer, so the same adapter always gives the same bytes.
@@ -91,7 +92,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'
     new VidpriorError('E_ADAPTER', `${source} is not a valid safetensors file: ${why}`, { file: source });
   if (bytes.byteLength < 8) throw bad('shorter than its 8-byte header length');
   const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  if (headerLength > MAX_HEADER || 8 + headerLength > bytes.byteLength)
+  if (headerLength > MAX_SAFETENSORS_HEADER || 8 + headerLength > bytes.byteLength)
     throw bad(`header length ${headerLength} does not fit the file`);
   let header: Record<string, unknown>;
   try {
@@ -112,7 +113,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'
       continue;
     }
     const e = entry as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-    const type = e.dtype ? DTYPE_TO_ELEM[e.dtype] : undefined;
+    const type = e.dtype ? SAFETENSORS_DTYPES[e.dtype] : undefined;
     if (!type) throw bad(`tensor "${name}" has unsupported dtype ${JSON.stringify(e.dtype)}`);
     if (!Array.isArray(e.shape) || !Array.isArray(e.data_offsets))
       throw bad(`tensor "${name}" lacks shape or data_offsets`);
@@ -192,7 +193,7 @@ export async function openSafetensors(path: string): Promise<SafetensorsReader> 
     const lengthBytes = new Uint8Array(8);
     await fh.read(lengthBytes, 0, 8, 0);
     const headerLength = Number(new DataView(lengthBytes.buffer).getBigUint64(0, true));
-    if (size < 8 || headerLength > MAX_HEADER || 8 + headerLength > size)
+    if (size < 8 || headerLength > MAX_SAFETENSORS_HEADER || 8 + headerLength > size)
       throw new VidpriorError('E_ADAPTER', `${path} is not a valid safetensors file: bad header length`, {
         file: path,
       });
@@ -211,7 +212,7 @@ export async function openSafetensors(path: string): Promise<SafetensorsReader> 
     for (const [name, entry] of Object.entries(header)) {
       if (name === '__metadata__') continue;
       const e = entry as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-      const type = e.dtype ? DTYPE_TO_ELEM[e.dtype] : undefined;
+      const type = e.dtype ? SAFETENSORS_DTYPES[e.dtype] : undefined;
       const [begin, end] = e.data_offsets ?? [-1, -1];
       if (!type || !Array.isArray(e.shape) || !(begin >= 0 && end >= begin && dataStart + end <= size))
         throw new VidpriorError('E_ADAPTER', `${path} is not a valid safetensors file: bad entry "${name}"`, {

@@ -1,10 +1,10 @@
 // `vidprior submit` and `vidprior jobs` (real CLI processes) against a real daemon.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestDaemon, tempDir, testPng, type TestDaemon } from './helpers.js';
+import { jsonLines, runCli } from '../cli/run-cli.js';
 
 let d: TestDaemon;
 let work: string;
@@ -19,21 +19,7 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/** Runs the CLI (asynchronously: the daemon lives in this process) and returns its exit code and output. */
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['dist/cli/main.js', ...args], (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-const jsonLines = (s: string) =>
-  s
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+const cli = (args: string[]) => runCli(args);
 
 test('submit --json streams progress and frames as JSON lines and writes the frames; jobs list/show/attach/cancel', async () => {
   const out = join(work, 'out');

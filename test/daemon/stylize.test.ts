@@ -9,32 +9,15 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { encodeNpy } from '../../src/io/npy.js';
+import { assertUserError, runCliSync } from '../cli/run-cli.js';
 
-const CLI = resolve('dist/cli/main.js');
 let tmp: string;
 let env: NodeJS.ProcessEnv;
 
-function cli(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, 'stylize', '--ep', 'cpu', ...args], {
-    env,
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** One error line `vidprior: error [CODE]: …` last on stderr, exit code 2, no stack trace. */
-function assertUserError(r: { code: number; stderr: string }, code: string, text: RegExp): void {
-  const lines = r.stderr.trim().split('\n');
-  const last = lines[lines.length - 1]!;
-  assert.equal(r.code, 2, r.stderr);
-  assert.match(last, new RegExp(`^vidprior: error \\[${code}\\]: `));
-  assert.match(last, text);
-  assert.ok(!/^\s+at /m.test(r.stderr), `no stack trace expected:\n${r.stderr}`);
-}
+const cli = (args: string[]) => runCliSync(['stylize', '--ep', 'cpu', ...args], { env, timeoutMs: 120_000 });
 
 async function writeFrames(dir: string, count: number, width: number, height: number): Promise<void> {
   mkdirSync(dir, { recursive: true });

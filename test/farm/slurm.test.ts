@@ -10,42 +10,19 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { readSafetensors } from '../../src/training/safetensors.js';
 import { type SlurmCluster, slurmMissing, startSlurm } from './slurm-cluster.js';
+import { METHOD_ARGS } from './method-fixture.js';
+import { runCliSync } from '../cli/run-cli.js';
 
-const CLI = resolve('dist/cli/main.js');
-const CLIP = resolve('examples/clip');
 const missing = slurmMissing();
 let cluster: SlurmCluster | null = null;
 let tmp: string;
 let env: NodeJS.ProcessEnv;
 
-/** The settings shared by the reference run and the farm jobs: small, so it runs in seconds on 2 cores. */
-const METHOD = [
-  '-i',
-  CLIP,
-  '--edit',
-  `2=${join(CLIP, 'frame_001.png')}`,
-  '-p',
-  'a watercolor',
-  '--iters',
-  '2',
-  '--frames',
-  '2',
-  '--steps',
-  '8',
-  '--seed',
-  '3',
-  '--ep',
-  'cpu',
-];
-
-function vidprior(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: 'utf8', timeout: 300_000 });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const vidprior = (args: string[]) => runCliSync(args, { env });
 
 function resultOf(stdout: string): Record<string, unknown> {
   const line = stdout
@@ -108,12 +85,12 @@ test('a farm job on Slurm gives the frames of `vidprior run`, also after a task 
 }, async () => {
   // 1. The reference: the whole method in one process.
   const ref = join(tmp, 'ref');
-  const run = vidprior(['run', ...METHOD, '-o', ref]);
+  const run = vidprior(['run', ...METHOD_ARGS, '-o', ref]);
   assert.equal(run.code, 0, run.stderr);
 
   // 2. The same on the farm: fine-tune, 3 stylize tasks of 4 frames, assembly.
   const out = join(tmp, 'farm-out');
-  const sub = vidprior(['farm', 'slurm', 'submit', ...METHOD, '-o', out, '--chunk', '4', '--json']);
+  const sub = vidprior(['farm', 'slurm', 'submit', ...METHOD_ARGS, '-o', out, '--chunk', '4', '--json']);
   assert.equal(sub.code, 0, sub.stderr);
   const submitted = resultOf(sub.stdout) as { shared: string; submission: { stylize: { chunks: number[] } } };
   assert.equal(submitted.shared, join(tmp, 'farm-out.farm'));
@@ -137,7 +114,7 @@ test('a farm job on Slurm gives the frames of `vidprior run`, also after a task 
     'farm',
     'slurm',
     'submit',
-    ...METHOD,
+    ...METHOD_ARGS,
     '--adapter',
     join(submitted.shared, 'adapter.safetensors'),
     '-o',
@@ -175,7 +152,16 @@ test('a farm job on Slurm gives the frames of `vidprior run`, also after a task 
   assertSameFrames(ref, out2);
 
   // 4. A partition Slurm does not know: sbatch's message, nothing left queued.
-  const bad = vidprior(['farm', 'slurm', 'submit', ...METHOD, '-o', join(tmp, 'bad'), '--partition', 'nosuchpart']);
+  const bad = vidprior([
+    'farm',
+    'slurm',
+    'submit',
+    ...METHOD_ARGS,
+    '-o',
+    join(tmp, 'bad'),
+    '--partition',
+    'nosuchpart',
+  ]);
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /\[E_SCHEDULER\].*invalid partition/i);
   const q = spawnSync('squeue', ['-h'], { env, encoding: 'utf8' });

@@ -7,6 +7,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { VidpriorError } from '../../errors.js';
 import { type ElemType, type TypedData, ELEM_SIZE, elementCount, typedFromBytes } from '../../onnx/ir.js';
+import { MAX_SAFETENSORS_HEADER, SAFETENSORS_DTYPES } from '../../training/safetensors.js';
 
 export interface TensorInfo {
   type: ElemType;
@@ -25,24 +26,6 @@ export interface TensorSource {
   close(): Promise<void>;
 }
 
-const SAFETENSORS_DTYPES: Record<string, ElemType> = {
-  F32: 'float32',
-  F16: 'float16',
-  BF16: 'bfloat16',
-  F64: 'float64',
-  I64: 'int64',
-  I32: 'int32',
-  I16: 'int16',
-  I8: 'int8',
-  U8: 'uint8',
-  BOOL: 'bool',
-  U16: 'uint16',
-  U32: 'uint32',
-  U64: 'uint64',
-};
-
-/** The reference implementation refuses headers over 100 MB. */
-const MAX_HEADER = 100 * 1024 * 1024;
 /** Node reads at most 2 GB per call. */
 const IO_CHUNK = 1 << 30;
 
@@ -93,7 +76,7 @@ export async function openSafetensors(path: string): Promise<TensorSource> {
     const head = new Uint8Array(8);
     await readFully(fh, head, 0, path);
     const headerLength = Number(new DataView(head.buffer).getBigUint64(0, true));
-    if (headerLength > MAX_HEADER || 8 + headerLength > size) throw bad(`header length ${headerLength} does not fit`);
+    if (headerLength > MAX_SAFETENSORS_HEADER || 8 + headerLength > size) throw bad(`header length ${headerLength} does not fit`);
     const json = new Uint8Array(headerLength);
     await readFully(fh, json, 8, path);
     let header: Record<string, unknown>;

@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { deflickerCheckpointPath } from '../../../cli/commands/deflicker.js';
+import { runCliSync } from '../run-cli.js';
 
-const CLI = resolve('dist/cli/main.js');
 let tmp: string;
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const small = [
@@ -29,14 +29,7 @@ const small = [
   'cpu',
 ];
 
-function cli(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, 'deflicker', ...args], {
-    env: { ...process.env, NO_COLOR: '1' },
-    encoding: 'utf8',
-    timeout: 300_000,
-  });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]) => runCliSync(['deflicker', ...args], { env: { ...process.env, NO_COLOR: '1' } });
 
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'cli-deflicker-'));

@@ -1,9 +1,9 @@
 // `vidprior jobs list` against a daemon: a training job counts iterations (it has no frames), not "0/0 frames".
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import type { JobExecutor } from '../../../daemon/jobs/executor.js';
 import { startTestDaemon, testPng } from '../../daemon/helpers.js';
+import { runCli } from '../run-cli.js';
 
 /** A finetune that reports three iterations and waits at the second until told to go on. */
 function pausedTraining(): { executor: JobExecutor; atSecond: Promise<void>; go: () => void } {
@@ -36,13 +36,7 @@ function pausedTraining(): { executor: JobExecutor; atSecond: Promise<void>; go:
   };
 }
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['dist/cli/main.js', ...args], (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => runCli(args);
 
 test('jobs list shows the iterations of a training job, while it runs and when done', async () => {
   const training = pausedTraining();

@@ -6,28 +6,20 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { createModelFolder } from '../../../src/models/builder/folder.js';
 import { readSafetensors, writeSafetensors } from '../../../src/training/safetensors.js';
 import { kohyaTensors, randomLora } from '../../models/lora/helpers.js';
+import { runCliSync } from '../run-cli.js';
 
-const CLI = resolve('dist/cli/main.js');
 let tmp: string;
 let model: string;
 let env: NodeJS.ProcessEnv;
 
-function cli(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args, '--ep', 'cpu', '--model', model], {
-    env,
-    encoding: 'utf8',
-    timeout: 300_000,
-  });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]) => runCliSync([...args, '--ep', 'cpu', '--model', model], { env });
 
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'cli-lora-'));

@@ -6,16 +6,15 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { join, relative } from 'node:path';
 import sharp from 'sharp';
 import { createModelFolder } from '../../../src/models/builder/folder.js';
 import { HubServer } from '../../models/hub/hub-server.js';
+import { runCli } from '../run-cli.js';
 
-const CLI = resolve('dist/cli/main.js');
 let tmp: string;
 let server: HubServer;
 
@@ -29,19 +28,8 @@ async function filesOf(dir: string, base = dir): Promise<Map<string, Buffer>> {
   return out;
 }
 
-/** Runs the CLI without blocking this process's event loop (the hub stand-in lives in it). */
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, NO_COLOR: '1', HF_TOKEN: '', HF_HUB_OFFLINE: '', HF_HUB_CACHE: '', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => done({ code: code ?? -1, stdout, stderr }));
-  });
-}
+const cli = (args: string[], env: Record<string, string>) =>
+  runCli(args, { env: { ...process.env, NO_COLOR: '1', HF_TOKEN: '', HF_HUB_OFFLINE: '', HF_HUB_CACHE: '', ...env } });
 
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'cli-pull-'));

@@ -3,11 +3,12 @@
 // a strip larger than the daemon's message limit goes as chunked uploads.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { startTestDaemon, tempDir, type TestDaemon } from '../../daemon/helpers.js';
+import { jsonLines, runCli } from '../run-cli.js';
 
 const LIMIT = 64 * 1024;
 let d: TestDaemon;
@@ -23,20 +24,7 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['dist/cli/main.js', ...args], (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-const jsonLines = (s: string) =>
-  s
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+const cli = (args: string[]) => runCli(args);
 
 test('submit --help describes every option', async () => {
   const r = await cli(['submit', '--help']);

@@ -7,27 +7,16 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { readSafetensors } from '../../../src/training/safetensors.js';
+import { assertUserError as userError, runCliSync } from '../run-cli.js';
 
-const CLI = resolve('dist/cli/main.js');
 let tmp: string;
 let env: NodeJS.ProcessEnv;
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
-function cli(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args, '--ep', 'cpu'], { env, encoding: 'utf8', timeout: 300_000 });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-function userError(r: { code: number; stderr: string }, code: string, text: RegExp): void {
-  const last = r.stderr.trim().split('\n').pop()!;
-  assert.equal(r.code, 2, r.stderr);
-  assert.match(last, new RegExp(`^vidprior: error \\[${code}\\]: `));
-  assert.match(last, text);
-  assert.ok(!/^\s+at /m.test(r.stderr), r.stderr);
-}
+const cli = (args: string[]) => runCliSync([...args, '--ep', 'cpu'], { env });
 
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'cli-train-'));

@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Frame } from '../../../protocol/messages.js';
 import { type SlurmCluster, slurmMissing, startSlurm } from '../../farm/slurm-cluster.js';
 import { startTestDaemon } from '../helpers.js';
+import { runCliSync } from '../../cli/run-cli.js';
+import { CLIP, METHOD_ARGS, METHOD_PARAMS } from '../../farm/method-fixture.js';
 
-const CLIP = resolve('examples/clip');
 const missing = slurmMissing();
 let tmp: string;
 let cluster: SlurmCluster | null = null;
@@ -44,7 +45,7 @@ after(async () => {
   }
 });
 
-const PARAMS = { prompt: 'a watercolor', iters: 2, train_frames: 2, steps: 8, seed: 3, chunk: 6 };
+const PARAMS = METHOD_PARAMS;
 
 test('without --slurm the farm kind is not offered, and a farm job is refused saying why', async () => {
   const d = await startTestDaemon();
@@ -67,33 +68,8 @@ test('a farm job goes through Slurm and streams the frames of `vidprior run`', {
 }, async () => {
   // 1. The reference, in one process.
   const ref = join(tmp, 'ref');
-  const r = spawnSync(
-    process.execPath,
-    [
-      resolve('dist/cli/main.js'),
-      'run',
-      '-i',
-      CLIP,
-      '--edit',
-      `2=${join(CLIP, 'frame_001.png')}`,
-      '-p',
-      PARAMS.prompt,
-      '--iters',
-      '2',
-      '--frames',
-      '2',
-      '--steps',
-      '8',
-      '--seed',
-      '3',
-      '--ep',
-      'cpu',
-      '-o',
-      ref,
-    ],
-    { encoding: 'utf8', env: process.env, timeout: 300_000 },
-  );
-  assert.equal(r.status, 0, r.stderr);
+  const r = runCliSync(['run', ...METHOD_ARGS, '-o', ref], { timeoutMs: 300_000 });
+  assert.equal(r.code, 0, r.stderr);
 
   // 2. The same as a farm job of a daemon with a Slurm target.
   const d = await startTestDaemon({
