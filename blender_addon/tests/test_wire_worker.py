@@ -92,5 +92,70 @@ class Worker(unittest.TestCase):
         self.assertEqual(len(fake.submits), 1)
 
 
+class FlakyUploads:
+    """A remote daemon with a 1 KiB message limit whose first upload connection drops after one chunk, and
+    which refuses the first reconnect (not back yet): the upload goes on from its offset on the third."""
+
+    opened = []
+
+    def __init__(self):
+        self.welcome = {"capabilities": ["upload"], "limits": {"max_message_bytes": 1024}}
+        self.submits = []
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        return False
+
+    def open(self):
+        FlakyUploads.opened.append(self)
+        if len(FlakyUploads.opened) == 2:
+            raise DaemonError("E_CONNECTION", "not back yet")
+        return self
+
+    def close(self):
+        pass
+
+    def upload(self, data, name=None, resume=None, on_progress=None):
+        received = UPLOADED.get(resume, 0)
+        on_progress({"upload": "u-1", "received": received})
+        if len(FlakyUploads.opened) == 1:
+            UPLOADED["u-1"] = 4
+            raise DaemonError("E_CONNECTION", "lost the connection")
+        self.resumed_from = (resume, received)
+        return "u-1"
+
+    def submit(self, kind, params, frames, edits=None, name=None, output_dir=None):
+        self.submits.append(frames)
+        return {"id": "j-2"}
+
+    def next_event(self, timeout):
+        return {"type": "done", "outputs": {}}
+
+
+UPLOADED = {}
+
+
+class Uploads(unittest.TestCase):
+    def test_lost_connection_and_a_refused_reconnect_resume_the_upload(self):
+        work = tempfile.mkdtemp(prefix="worker-test-")
+        try:
+            frame = os.path.join(work, "f.png")
+            with open(frame, "wb") as f:
+                f.write(b"x" * 2048)
+            FlakyUploads.opened.clear()
+            task = JobTask({"host": "192.0.2.7"}, "stylize", {}, [("a.png", frame)], os.path.join(work, "out"))
+            task.client = FlakyUploads
+            task.work()
+            last = FlakyUploads.opened[-1]
+            self.assertEqual(len(FlakyUploads.opened), 3)
+            self.assertEqual((task.transport, task.reconnects), ("upload", 1))
+            self.assertEqual(last.resumed_from, ("u-1", 4))
+            self.assertEqual(last.submits, [[{"name": "a.png", "upload": "u-1"}]])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -18,12 +18,12 @@ bl_info = {
 if "bpy" in locals():  # reloading (F3 > Reload Scripts): keep module objects fresh
     import importlib
 
-    for _name in ("compat", "frames", "status", "state", "results", "props", "prefs", "operators", "jobs_op",
-                  "deflicker_op", "farm_op", "ui"):
+    for _name in ("compat", "identity", "frames", "status", "state", "results", "props", "prefs", "operators",
+                  "jobs_op", "deflicker_op", "farm_op", "ui"):
         if _name in locals():
             importlib.reload(locals()[_name])
 
-from . import compat, deflicker_op, farm_op, frames, jobs_op, operators, prefs, props  # noqa: E402,F401
+from . import compat, deflicker_op, farm_op, frames, identity, jobs_op, operators, prefs, props  # noqa: E402,F401
 from . import results, state, status, ui  # noqa: E402,F401
 
 _modules = (props, prefs, state, operators, jobs_op, deflicker_op, farm_op, ui, status)

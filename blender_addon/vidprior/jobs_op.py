@@ -6,7 +6,7 @@ import os
 import bpy
 from bpy.props import StringProperty
 
-from . import compat, frames, operators, results, state
+from . import compat, frames, identity, operators, results, state
 from .wire.worker import AttachTask
 
 
@@ -27,6 +27,7 @@ class VIDPRIOR_OT_reattach(bpy.types.Operator):
             self.report({"ERROR"}, "No vidprior job to re-attach to in scene '%s'" % scene.name)
             return {"CANCELLED"}
         kind = s.job_kind or "stylize"
+        identity.settle(scene)
         strip = compat.find_strip(scene, s.job_strip_uid)
         if strip is None and kind in ("stylize", "run", "deflicker", "edit-keyframe", "farm"):
             self.report({"ERROR"}, "The strip job %s was made for is gone: Forget the job" % job_id)
@@ -35,6 +36,7 @@ class VIDPRIOR_OT_reattach(bpy.types.Operator):
         task = AttachTask(results.settings_from_prefs(context), job_id, bpy.path.abspath(out))
         job = state.Job(task, kind, scene, strip, bpy.path.abspath(out), on_done=results.ON_DONE.get(kind))
         job.temp_dirs = [d for d in s.job_temp_dirs.split(os.pathsep) if d]
+        job.edit_frame = s.job_edit_frame  # the candidates are for the frame the edit was made for
         return operators._run(self, job)
 
 

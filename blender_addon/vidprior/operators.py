@@ -6,12 +6,13 @@ import os
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from . import compat, frames, results, state, status
+from . import compat, frames, identity, results, state, status
 from .wire.worker import CallTask, JobTask
 
 
 def _strip_or_report(op, context):
     scene = compat.sequencer_scene(context)
+    identity.settle(scene)  # a copied strip (Shift+D) gets its own id before anything is keyed by it
     strip = compat.active_strip(scene) if scene else None
     if strip is None:
         op.report({"ERROR"}, "Select a movie or image strip in the sequencer first")
@@ -32,7 +33,7 @@ def _strip_and_frames(op, context, with_edits=False, strength=None):
     scene, strip = _strip_or_report(op, context)
     if strip is None:
         return None
-    edits = _edits_or_report(op, scene.vidprior, strip) if with_edits else []
+    edits = _edits_or_report(op, scene, strip) if with_edits else []
     if edits is None:
         return None
     if strength is not None and not _steps_left(op, scene.vidprior, strength):
@@ -87,7 +88,7 @@ def _run(op, job):
     state.wait(job)
     if job.error is not None:
         code, message = job.error
-        op.report({"WARNING"} if code == "E_CANCELLED" else {"ERROR"}, "vidprior: %s (%s)" % (message, code))
+        op.report({"WARNING"} if code == "E_CANCELLED" else {"ERROR"}, status.error_text(job.kind, code, message))
         return {"CANCELLED"}
     op.report({"INFO"}, "vidprior: %s done" % job.kind)
     return {"FINISHED"}
@@ -97,7 +98,7 @@ def _run_started(op, job):
     """Waits for a job that a finished job started (headless mode) and reports its outcome."""
     state.wait(job)
     if job.error is not None:
-        op.report({"ERROR"}, "vidprior: %s (%s)" % (job.error[1], job.error[0]))
+        op.report({"ERROR"}, status.error_text(job.kind, job.error[0], job.error[1]))
         return {"CANCELLED"}
     op.report({"INFO"}, "vidprior: %s done" % job.kind)
     return {"FINISHED"}
@@ -114,12 +115,19 @@ def _add_style_lora(s, params):
     return params
 
 
+def _add_work_size(s, params):
+    """params.work_size from the panel's Working Size; 0 sends nothing (the daemon's default: the model's size)."""
+    if s.work_size > 0:
+        params["work_size"] = int(s.work_size)
+    return params
+
+
 def _common_params(s, strength):
     params = {"prompt": s.prompt, "negative_prompt": s.negative_prompt, "strength": round(strength, 6),
               "steps": s.steps, "guidance": round(s.guidance, 6), "seed": s.seed}
     if s.adapter.strip():
         params["adapter"] = s.adapter.strip()
-    return _add_style_lora(s, params)
+    return _add_work_size(s, _add_style_lora(s, params))
 
 
 class VIDPRIOR_OT_stylize_strip(bpy.types.Operator):
@@ -192,6 +200,7 @@ class VIDPRIOR_OT_use_candidate(bpy.types.Operator):
             self.report({"ERROR"}, "Preview keyframe edits first, then pick a candidate")
             return {"CANCELLED"}
         # The candidate knows its strip and frame (saved with the file): the edit goes to that strip.
+        identity.settle(scene)
         edit = next((e for e in s.edits if e.strip_uid == candidate.strip_uid and e.frame == candidate.frame), None)
         edit = edit or s.edits.add()
         edit.strip_uid, edit.frame, edit.path = candidate.strip_uid, candidate.frame, candidate.path
@@ -201,14 +210,15 @@ class VIDPRIOR_OT_use_candidate(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def strip_edits(s, strip):
-    """The keyframe edits chosen for `strip` (by its id: a renamed strip keeps them, another strip has its own)."""
-    uid = strip.get(compat.UID_KEY)  # read only: the panel's draw calls this, and may not write
-    return [e for e in s.edits if e.path and e.strip_uid == uid] if uid else []
+def strip_edits(scene, strip):
+    """The keyframe edits chosen for `strip` (by its id: a renamed strip keeps them, a copy or another strip has
+    its own)."""
+    uid = identity.uid_of(scene, strip)  # read only: the panel's draw calls this, and may not write
+    return [e for e in scene.vidprior.edits if e.path and e.strip_uid == uid] if uid else []
 
 
-def _edits_or_report(op, s, strip):
-    edits = [(e.frame, bpy.path.abspath(e.path)) for e in strip_edits(s, strip)]
+def _edits_or_report(op, scene, strip):
+    edits = [(e.frame, bpy.path.abspath(e.path)) for e in strip_edits(scene, strip)]
     missing = [p for _, p in edits if not os.path.isfile(p)]
     if missing:
         op.report({"ERROR"}, "Edited keyframe image %s does not exist" % missing[0])
@@ -227,7 +237,7 @@ class VIDPRIOR_OT_finetune_strip(bpy.types.Operator):
         scene, strip = _strip_or_report(self, context)
         if strip is None:
             return {"CANCELLED"}
-        if not strip_edits(scene.vidprior, strip):  # before rendering any frame
+        if not strip_edits(scene, strip):  # before rendering any frame
             self.report({"ERROR"}, "Choose a keyframe edit of strip '%s' first (Preview Keyframe Edits, then Use "
                                    "Candidate)" % strip.name)
             return {"CANCELLED"}
@@ -238,6 +248,7 @@ class VIDPRIOR_OT_finetune_strip(bpy.types.Operator):
         s = scene.vidprior
         params = _add_style_lora(s, {"prompt": s.prompt, "train_frames": s.finetune_frames, "iters": s.iterations,
                                      "seed": s.seed, "full": s.full_finetune})
+        _add_work_size(s, params)
         out = results.output_dir_for(scene, strip, "finetune")
         task = JobTask(results.settings_from_prefs(context), "finetune", params, files, out, edits=edits,
                        name=strip.name)

@@ -20,6 +20,11 @@ class VIDPRIOR_PG_edit(bpy.types.PropertyGroup):
     path: StringProperty(name="Edited image", subtype="FILE_PATH")
 
 
+class VIDPRIOR_PG_strip_owner(bpy.types.PropertyGroup):
+    """Which strip owns an id (`name` is the id): a copy of the strip carries the same id (identity.py)."""
+    strip_name: StringProperty(name="Strip")
+
+
 class VIDPRIOR_PG_name(bpy.types.PropertyGroup):
     """A name in a list the panel searches (adapters the daemon listed)."""
 
@@ -34,6 +39,12 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=50, min=1, max=1000)
     guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=50.0)
     seed: IntProperty(name="Seed", default=0, min=0)
+    # Sent as params.work_size only when set: 0 leaves the daemon's default (the model's native short side, frames
+    # never scaled up), which is not the protocol's 0 ("the frames' own size").
+    work_size: IntProperty(name="Working size", default=0, min=0, max=16384, subtype="PIXEL",
+                           description="Short side, in pixels, the model works at (aspect kept, results scaled back "
+                                       "to the strip's size; memory grows with its square). 0: the model's native "
+                                       "size")
     candidates: IntProperty(name="Candidates", default=4, min=1, max=16)
     finetune_frames: IntProperty(name="Frames", default=30, min=1, max=1000,
                                  description="Frames sampled across the strip for fine-tuning")
@@ -54,6 +65,7 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
     candidate_list: CollectionProperty(type=VIDPRIOR_PG_candidate)
     candidate_index: IntProperty(name="Candidate", default=0)
     edits: CollectionProperty(type=VIDPRIOR_PG_edit)
+    strip_owners: CollectionProperty(type=VIDPRIOR_PG_strip_owner)
     # Read-only status mirrored from the running job, for the panel.
     job_id: StringProperty(name="Job")
     job_kind: StringProperty(name="Job kind")
@@ -64,12 +76,13 @@ class VIDPRIOR_PG_settings(bpy.types.PropertyGroup):
     # re-attach to it by id and place its frames over its strip, found by id even after a rename.
     job_pending: BoolProperty(name="Result not placed yet", default=False)
     job_strip_uid: StringProperty(name="Strip id")
+    job_edit_frame: IntProperty(name="Edit frame", description="edit-keyframe: the strip frame its candidates are for")
     job_output_dir: StringProperty(name="Output folder", subtype="DIR_PATH")
     job_temp_dirs: StringProperty(name="Rendered frames", description="The job's temporary render folders "
                                   "(removed when it ends), separated by os.pathsep")
 
 
-classes = (VIDPRIOR_PG_candidate, VIDPRIOR_PG_edit, VIDPRIOR_PG_name, VIDPRIOR_PG_settings)
+classes = (VIDPRIOR_PG_candidate, VIDPRIOR_PG_edit, VIDPRIOR_PG_strip_owner, VIDPRIOR_PG_name, VIDPRIOR_PG_settings)
 
 
 def register():

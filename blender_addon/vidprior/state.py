@@ -12,7 +12,7 @@ import time
 import bpy
 from bpy.app.handlers import persistent
 
-from . import compat, frames, status
+from . import compat, frames, identity, status
 
 _job = None          # the running Job, or None
 _adapters = []       # adapter names the daemon listed last
@@ -41,6 +41,7 @@ class Job:
         self.ended = False
         self.started_at = time.monotonic()
         self.fraction = 0.0
+        self.phase = ""                 # what the worker does before the daemon reports, e.g. "uploading frames 2/5"
         sent = [p for _, p in getattr(task, "frame_files", [])] + [p for _, p in getattr(task, "edits", [])]
         self.temp_dirs = frames.temp_dirs_of(sent)  # removed when the job is over
 
@@ -51,6 +52,7 @@ class Job:
     def source_strip(self):
         """The job's strip, by id (it may have been renamed since), else by name."""
         scene = self.scene
+        identity.settle(scene)  # a copy made while the job ran gets its own id: the original keeps the job's
         strip = compat.find_strip(scene, self.strip_uid)
         if strip is None and self.strip_name and scene is not None:
             strip = next((s for s in compat.all_strips(scene.sequence_editor) if s.name == self.strip_name), None)
@@ -106,6 +108,7 @@ def start(job):
         settings.job_id = getattr(job.task, "job_id", None) or ""
         settings.job_pending = False
         settings.job_strip_uid = job.strip_uid or ""
+        settings.job_edit_frame = job.edit_frame
         settings.job_output_dir = job.output_dir or ""
         settings.job_temp_dirs = os.pathsep.join(job.temp_dirs)
     job.task.start()
@@ -156,6 +159,7 @@ def pump():
             settings.job_pending = True  # from here on, the job can be re-attached by its id
         elif kind == "progress":
             p = event[1]
+            job.phase = p.get("stage", "") if p.get("upload") else ""
             job.fraction = float(p.get("fraction") or 0.0)
             if settings is not None:
                 settings.job_progress = job.fraction
@@ -218,9 +222,7 @@ def _finish(job, settings):
             settings.job_temp_dirs = ""
     if job.error is not None and not bpy.app.background:
         code, message = job.error
-        text = "vidprior: cancelled" if code == "E_CANCELLED" else "vidprior %s failed: %s (%s)" % (
-            job.kind, message, code)
-        status.report_async("WARNING" if code == "E_CANCELLED" else "ERROR", text)
+        status.report_async("WARNING" if code == "E_CANCELLED" else "ERROR", status.error_text(job.kind, code, message))
 
 
 @persistent

@@ -24,8 +24,30 @@ def connection():
     return dict(_connection)
 
 
+# Error codes whose bare message does not tell the user what to do: the hint does.
+HINTS = {
+    "E_CRASHED": "the daemon died twice while running this job (most likely out of memory) and will not resume "
+                 "it: lower the Working Size in the vidprior panel, or use a shorter strip, and run it again",
+}
+
+
+def error_hint(code):
+    return HINTS.get(code, "")
+
+
+def error_text(kind, code, message):
+    """The report for a job that ended with `code`: what failed and why, or what to do where there is a hint
+    (the daemon's own message stays in the panel's status)."""
+    if code == "E_CANCELLED":
+        return "vidprior: cancelled"
+    return "vidprior %s failed: %s (%s)" % (kind, error_hint(code) or message, code)
+
+
 def eta_text(job, now=None):
-    """'stylize 40% · 0:12 left' for a running job: the ETA from the elapsed time and the job's fraction."""
+    """'stylize 40% · 0:12 left' for a running job: the ETA from the elapsed time and the job's fraction (or
+    'stylize: uploading frames 2/5' while the worker uploads them to a remote daemon)."""
+    if getattr(job, "phase", ""):
+        return "%s: %s" % (job.kind, job.phase)
     now = time.monotonic() if now is None else now
     fraction = max(0.0, min(1.0, job.fraction))
     text = "%s %d%%" % (job.kind, round(fraction * 100))

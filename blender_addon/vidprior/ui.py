@@ -1,7 +1,9 @@
 """The sequencer sidebar panel (View > Sidebar > vidprior)."""
+import textwrap
+
 import bpy
 
-from . import compat, farm_op, operators, state, status
+from . import compat, farm_op, identity, operators, state, status
 
 
 def _thumbnail(item):
@@ -55,13 +57,19 @@ def draw_job(layout, s):
         box = layout.box()
         box.label(text="Last job failed (%s):" % code, icon="ERROR")
         box.label(text=message)
+        hint = status.error_hint(code)
+        if hint:
+            col = box.column(align=True)
+            for i, line in enumerate(textwrap.wrap(hint[:1].upper() + hint[1:], 48)):
+                col.label(text=line, icon="INFO" if i == 0 else "BLANK1")
     elif s.job_status:
         layout.label(text="Last job: %s" % s.job_status)
 
 
-def draw_candidates(layout, s, strip):
+def draw_candidates(layout, scene, strip):
     """The candidates as a grid of thumbnails, each with its own Use button (by seed, not list position)."""
-    uid = strip.get(compat.UID_KEY) if strip is not None else None
+    s = scene.vidprior
+    uid = identity.uid_of(scene, strip)
     shown = [c for c in s.candidate_list if c.strip_uid == uid] if uid else []
     if not shown:
         return
@@ -97,6 +105,10 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         col.prop(s, "steps")
         col.prop(s, "guidance")
         col.prop(s, "seed")
+        row = layout.row(align=True)
+        row.prop(s, "work_size")
+        if s.work_size == 0:
+            row.label(text="model's native size")
         layout.prop_search(s, "adapter", s, "adapter_names", icon="MODIFIER")
         row = layout.row(align=True)
         row.prop(s, "style_lora")
@@ -109,9 +121,9 @@ class VIDPRIOR_PT_panel(bpy.types.Panel):
         row.prop(s, "edit_strength")
         row.prop(s, "candidates")
         box.operator("vidprior.preview_edits", icon="IMAGE_DATA")
-        draw_candidates(box, s, strip)
+        draw_candidates(box, scene, strip)
         if strip is not None:
-            for edit in operators.strip_edits(s, strip):
+            for edit in operators.strip_edits(scene, strip):
                 box.label(text="edit: strip frame %d ← %s" % (edit.frame, bpy.path.basename(edit.path)))
 
         box = layout.box()

@@ -17,6 +17,7 @@ import {
   has,
   runBlender,
   startDaemon,
+  startRemoteDaemon,
   uiTestArgs,
   writeTestData,
 } from './harness.js';
@@ -60,12 +61,16 @@ const blenderSkip = !has('blender')
 test('inside blender -b: stylize movie and image strips, cancel, daemon down', {
   skip: blenderSkip,
   timeout: 15 * 60_000,
-}, async () => {
+}, async (t) => {
   const work = mkdtempSync(join(tmpdir(), 'addon-blender-'));
   // 1. Test data: a movie clip, PNG frames and the add-on zips.
   assert.equal(await writeTestData(work), null);
-  // 2. A real daemon with the embedded default model, on a free port.
+  // 2. A real daemon with the embedded default model, on a free port; and one the add-on treats as remote.
   const daemon = await startDaemon(join(work, 'data'));
+  const remote = await startRemoteDaemon(join(work, 'remote-data'), work).catch(async (err) => {
+    await daemon.stop();
+    throw err;
+  });
   try {
     // 3. Blender, isolated from the user's configuration, installs the legacy zip with addon_install.
     const home = join(work, 'blender-home');
@@ -85,9 +90,12 @@ test('inside blender -b: stylize movie and image strips, cancel, daemon down', {
       14 * 60_000,
     );
     assert.equal(r.status, 0, blenderFailure(r, daemon));
-    assert.match(`${r.stdout}\n${r.stderr}`, /\d+ passed, 0 failed/);
+    const out = `${r.stdout}\n${r.stderr}`;
+    assert.match(out, /\d+ passed, 0 failed/);
+    t.diagnostic(`Blender 3.4: ${out.match(/\d+ passed, 0 failed.*/)?.[0]}`);
   } finally {
     await daemon.stop();
+    await remote.stop();
     rmSync(work, { recursive: true, force: true });
   }
 });

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -15,8 +15,9 @@ export const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v 
 
 /**
  * Writes into `work`: a 6-frame clip (clip.mp4), 5 PNG frames (frames/f0001.png …), both 64×48 (not a multiple
- * of 64: the daemon resizes and back), and the add-on zips (zips/vidprior-blender-{addon,extension}.zip).
- * Returns an error message, or null when all went well.
+ * of 64: the daemon resizes and back), 3 frames of seeded noise at 600×400 (noise/n0001.png …: they do not
+ * compress, so together they exceed a 1 MiB message and each needs more than one upload chunk), and the add-on
+ * zips (zips/vidprior-blender-{addon,extension}.zip). Returns an error message, or null when all went well.
  */
 export async function writeTestData(work: string): Promise<string | null> {
   const ff = spawnSync('ffmpeg', [
@@ -39,6 +40,21 @@ export async function writeTestData(work: string): Promise<string | null> {
       .png()
       .toFile(join(work, 'frames', `f${String(i + 1).padStart(4, '0')}.png`));
   }
+  mkdirSync(join(work, 'noise'));
+  let seed = 0x9e3779b9;
+  for (let i = 0; i < 3; i++) {
+    const pixels = Buffer.alloc(600 * 400 * 3);
+    for (let p = 0; p < pixels.length; p++) {
+      // xorshift32: deterministic noise
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      pixels[p] = seed & 0xff;
+    }
+    await sharp(pixels, { raw: { width: 600, height: 400, channels: 3 } })
+      .png()
+      .toFile(join(work, 'noise', `n${String(i + 1).padStart(4, '0')}.png`));
+  }
   const zips = spawnSync('python3', [join(ROOT, 'blender_addon/build.py'), join(work, 'zips')], { encoding: 'utf8' });
   return zips.status === 0 ? null : `build.py failed: ${zips.stderr}`;
 }
@@ -54,12 +70,12 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+async function waitForPort(port: number, child: ChildProcess, timeoutMs: number, host = '127.0.0.1'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`daemon exited with ${child.exitCode}`);
     const ok = await new Promise<boolean>((res) => {
-      const c = connect(port, '127.0.0.1');
+      const c = connect(port, host);
       c.once('connect', () => {
         c.destroy();
         res(true);
@@ -80,8 +96,15 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+/** Where the add-on finds a daemon it treats as remote (see startRemoteDaemon). */
+export interface RemoteDaemonOptions {
+  host: string;
+  token: string;
+  maxMessageMb: number;
+}
+
 /** A real daemon (`vidprior serve`, CPU) with the embedded default model on a free loopback port. */
-export async function startDaemon(dataDir: string): Promise<Daemon> {
+export async function startDaemon(dataDir: string, remote?: RemoteDaemonOptions): Promise<Daemon> {
   const port = await freePort();
   const env = {
     ...process.env,
@@ -101,6 +124,9 @@ export async function startDaemon(dataDir: string): Promise<Daemon> {
       'cpu',
       '--allow-dir',
       dirname(dataDir),
+      ...(remote
+        ? ['--host', remote.host, '--token', remote.token, '--max-message-mb', String(remote.maxMessageMb)]
+        : []),
     ],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -122,11 +148,27 @@ export async function startDaemon(dataDir: string): Promise<Daemon> {
       }),
   };
   try {
-    await waitForPort(port, child, 120_000);
+    await waitForPort(port, child, 120_000, remote?.host);
   } catch (err) {
     await daemon.stop();
     throw new Error(`${(err as Error).message}\n--- daemon ---\n${log.slice(-3000)}`);
   }
+  return daemon;
+}
+
+/**
+ * A second daemon that the add-on treats as remote: it listens on 127.0.0.2 (loopback to Linux, which routes all
+ * of 127/8 to lo, but not a host the add-on sends paths to), needs a token, and takes messages of at most 1 MiB,
+ * so the noise frames of writeTestData go as chunked uploads. Its address is written to `work`/remote.json,
+ * where the in-Blender test_remote.py finds it (a chroot's Blender reaches it too: it shares the network).
+ */
+export async function startRemoteDaemon(dataDir: string, work: string): Promise<Daemon> {
+  const remote = { host: '127.0.0.2', token: 'remote-test-token', maxMessageMb: 1 };
+  const daemon = await startDaemon(dataDir, remote);
+  writeFileSync(
+    join(work, 'remote.json'),
+    JSON.stringify({ host: remote.host, port: daemon.port, token: remote.token }),
+  );
   return daemon;
 }
 

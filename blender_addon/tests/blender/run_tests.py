@@ -40,16 +40,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_identity  # noqa: E402
 import test_in_blender  # noqa: E402
 import test_pictures  # noqa: E402
+import test_remote  # noqa: E402
 import test_restart  # noqa: E402
 
 loader = unittest.defaultTestLoader
 if os.environ.get("VIDPRIOR_TEST_ONLY"):  # a substring of test names, for a quick run by hand
     loader.testNamePatterns = ["*%s*" % os.environ["VIDPRIOR_TEST_ONLY"]]
 suite = unittest.TestSuite(loader.loadTestsFromModule(m) for m in (test_in_blender, test_identity, test_pictures,
-                                                                   test_restart))
+                                                                   test_remote, test_restart))
 result = unittest.TextTestRunner(verbosity=2).run(suite)
 failed = len(result.failures) + len(result.errors)
-print("%d passed, %d failed" % (result.testsRun - failed, failed))
+skipped = len(result.skipped)
+print("%d passed, %d failed, %d skipped%s" % (result.testsRun - failed - skipped, failed, skipped, "".join(
+    " [%s: %s]" % (test.id().split(".")[-1], why) for test, why in result.skipped)))
 if not result.wasSuccessful():
     raise SystemExit(1)
 

@@ -28,6 +28,7 @@ def fresh_scene():
     s.edits.clear()
     s.adapter = ""
     s.candidate_list.clear()
+    s.work_size = 0
     return scene, editor
 
 
@@ -141,6 +142,82 @@ class Identity(unittest.TestCase):
         self.assertEqual(compat.strip_range(added[0]), compat.strip_range(strip_named(scene, "plate renamed")))
         self.assertFalse(scene.vidprior.job_pending)
 
+    def test_reattached_keyframe_edit_keeps_its_strip_frame(self):
+        scene, editor = fresh_scene()
+        s = scene.vidprior
+        s.candidates = 2
+        strip = image_strip(editor, "edit plate", 2, 1)
+        select(editor, strip)
+        scene.frame_set(4)  # strip frame 3
+        self.assertEqual(bpy.ops.vidprior.preview_edits(), {"FINISHED"}, s.job_status)
+        job_id = s.job_id
+        # As if Blender had closed before the candidates arrived: the job is saved as pending, none are shown.
+        s.job_pending = True
+        s.candidate_list.clear()
+        scene = reopen()
+        s = scene.vidprior
+        self.assertEqual((s.job_id, s.job_kind), (job_id, "edit-keyframe"))
+        self.assertEqual(bpy.ops.vidprior.reattach(), {"FINISHED"}, s.job_status)
+        self.assertEqual(sorted((c.seed, c.frame) for c in s.candidate_list), [(0, 3), (1, 3)])
+        self.assertEqual(bpy.ops.vidprior.use_candidate(seed=1), {"FINISHED"})
+        self.assertEqual([e.frame for e in s.edits], [3])
+
+    def duplicate(self, scene, strip):
+        """Shift+D: Blender's own duplicate operator where this Blender runs it without a window (4.x+), else
+        what it does to the id: a new strip with the same custom properties."""
+        editor = scene.sequence_editor
+        before = {x.name for x in compat.all_strips(editor)}
+        select(editor, strip)
+        try:
+            bpy.ops.sequencer.duplicate()
+        except RuntimeError:  # no sequencer area in -b (3.4)
+            pass
+        added = [x for x in compat.all_strips(editor) if x.name not in before]
+        if added:
+            return added[0], "operator"
+        copy = image_strip(editor, strip.name + ".001", strip.channel + 1, compat.strip_range(strip)[0])
+        copy[compat.UID_KEY] = strip[compat.UID_KEY]
+        return copy, "custom property"
+
+    def test_a_copied_strip_gets_its_own_id_and_no_edits(self):
+        scene, editor = fresh_scene()
+        s = scene.vidprior
+        operators = importlib.import_module(ADDON + ".operators")
+        original = image_strip(editor, "dup", 2, 1)
+        select(editor, original)
+        uid = compat.strip_uid(original)
+        edit = s.edits.add()
+        edit.strip_uid, edit.frame, edit.path = uid, 1, FRAMES[1]
+        # An operator reads the ids: the scene records that "dup" owns uid.
+        s.steps, s.strength = 1, 0.01
+        with self.assertRaisesRegex(RuntimeError, "no denoising step"):
+            bpy.ops.vidprior.stylize_strip()
+        copy, how = self.duplicate(scene, original)
+        print("duplicated by", how)
+        self.assertEqual(copy.get(compat.UID_KEY), uid, "a copy starts with its original's id")
+        # The panel (read only) already shows the copy without the original's edit.
+        self.assertEqual(len(operators.strip_edits(scene, original)), 1)
+        self.assertEqual(operators.strip_edits(scene, copy), [])
+        # The next operator gives the copy a fresh id; the original keeps its own and its edit.
+        select(editor, copy)
+        with self.assertRaisesRegex(RuntimeError, "Choose a keyframe edit of strip '%s' first" % copy.name):
+            bpy.ops.vidprior.finetune_strip()
+        self.assertEqual(original.get(compat.UID_KEY), uid)
+        self.assertTrue(copy.get(compat.UID_KEY))
+        self.assertNotEqual(copy.get(compat.UID_KEY), uid)
+        self.assertEqual([e.frame for e in operators.strip_edits(scene, original)], [1])
+        # A renamed original copied before any operator ran keeps its id too (the copy's name is "….001").
+        original.name = "dup renamed"
+        copy2, _ = self.duplicate(scene, original)
+        select(editor, copy2)
+        with self.assertRaisesRegex(RuntimeError, "Choose a keyframe edit of strip '%s' first" % copy2.name):
+            bpy.ops.vidprior.finetune_strip()
+        self.assertEqual(original.get(compat.UID_KEY), uid)
+        self.assertEqual(len({x.get(compat.UID_KEY) for x in compat.all_strips(editor)}), 3)
+        # Saved and reopened, each strip keeps its own.
+        scene = reopen()
+        self.assertEqual(strip_named(scene, "dup renamed").get(compat.UID_KEY), uid)
+
     def test_undo_keeps_the_result_strip(self):
         scene, editor = fresh_scene()
         strip = image_strip(editor, "undo", 2, 1)
@@ -177,6 +254,39 @@ class Visibility(unittest.TestCase):
         with self.assertRaisesRegex(RuntimeError, "E_CONNECTION"):
             bpy.ops.vidprior.test_connection()
         self.assertEqual(status.connection()["state"], "lost")
+
+    def test_panel_shows_what_to_do_after_e_crashed(self):
+        ui = importlib.import_module(ADDON + ".ui")
+
+        class Layout:
+            """Records the labels a draw function writes (a UILayout stand-in)."""
+
+            def __init__(self, labels):
+                self.labels = labels
+
+            def label(self, text="", icon="NONE"):
+                self.labels.append(text)
+
+            def box(self, **kwargs):
+                return self
+
+            row = column = box
+
+            def operator(self, *args, **kwargs):
+                return self
+
+        scene = bpy.context.scene
+        s = scene.vidprior
+        saved = (s.busy, s.job_pending, s.job_status)
+        s.busy, s.job_pending, s.job_status = False, False, "E_CRASHED: job j-1 was running each of the 2 times"
+        try:
+            labels = []
+            ui.draw_job(Layout(labels), s)
+        finally:
+            s.busy, s.job_pending, s.job_status = saved
+        text = " ".join(labels)
+        self.assertIn("Last job failed (E_CRASHED)", text)
+        self.assertIn("lower the Working Size", text)
 
     def test_status_bar_text_has_an_eta(self):
         status = importlib.import_module(ADDON + ".status")

@@ -12,6 +12,7 @@ import bpy
 ADDON = os.environ.get("VIDPRIOR_TEST_ADDON", "vidprior")
 compat = importlib.import_module(ADDON + ".compat")
 state = importlib.import_module(ADDON + ".state")
+client_module = importlib.import_module(ADDON + ".wire.client")
 DATA = os.environ["VIDPRIOR_TEST_DATA"]
 PORT = int(os.environ["VIDPRIOR_TEST_PORT"])
 
@@ -27,6 +28,7 @@ def fresh_scene():
     s.style_lora = ""
     s.edits.clear()
     s.adapter = ""
+    s.work_size = 0
     return scene, editor
 
 
@@ -40,6 +42,12 @@ def select(editor, strip):
         other.select = False
     strip.select = True
     editor.active_strip = strip
+
+
+def job_params(job_id):
+    """The params the daemon holds for a job (its JobDetail, defaults filled in)."""
+    with client_module.Client("127.0.0.1", PORT) as c:
+        return c.get_job(job_id)["params"]
 
 
 def new_strips(editor, before):
@@ -173,8 +181,10 @@ class Stylize(unittest.TestCase):
         s.candidate_index = 1
         self.assertEqual(bpy.ops.vidprior.use_candidate(), {"FINISHED"})
         self.assertEqual([(e.frame, os.path.basename(e.path)) for e in s.edits], [(1, "candidate-1-seed1.png")])
-        # 2. Fine-tune toward it: the adapter becomes the panel's choice.
+        # 2. Fine-tune toward it: the adapter becomes the panel's choice. The panel's Working Size goes along.
+        s.work_size = 40
         self.assertEqual(bpy.ops.vidprior.finetune_strip(), {"FINISHED"}, s.job_status)
+        self.assertEqual(job_params(s.job_id)["work_size"], 40)
         adapter = state.current().result
         self.assertTrue(adapter)
         self.assertIn(adapter, state.known_adapters())
@@ -184,16 +194,34 @@ class Stylize(unittest.TestCase):
         self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, s.job_status)
         self.check_result(editor, strip, before)
 
+    def test_working_size_reaches_the_daemon(self):
+        scene, editor = fresh_scene()
+        s = scene.vidprior
+        files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
+        strip = image_strip(editor, "worksize", files, 2, 80)
+        select(editor, strip)
+        # 0 = the model's native size: nothing is sent, the daemon picks its default.
+        self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, s.job_status)
+        self.assertNotIn("work_size", state.current().task.params)
+        s.work_size = 40
+        self.assertEqual(bpy.ops.vidprior.stylize_strip(), {"FINISHED"}, s.job_status)
+        self.assertEqual(job_params(s.job_id)["work_size"], 40)
+        s.candidates = 1
+        scene.frame_set(81)
+        self.assertEqual(bpy.ops.vidprior.preview_edits(), {"FINISHED"}, s.job_status)
+        self.assertEqual(job_params(s.job_id)["work_size"], 40)
+
     def test_whole_method_in_one_click(self):
         scene, editor = fresh_scene()
         s = scene.vidprior
-        s.iterations, s.finetune_frames = 3, 2
+        s.iterations, s.finetune_frames, s.work_size = 3, 2, 40
         files = sorted(glob.glob(os.path.join(DATA, "frames", "*.png")))
         strip = image_strip(editor, "oneclick", files, 2, 40)
         select(editor, strip)
         before = {x.name for x in compat.all_strips(editor)}
         self.assertEqual(bpy.ops.vidprior.run_method(), {"FINISHED"}, s.job_status)
         self.check_result(editor, strip, before)
+        self.assertEqual(job_params(s.job_id)["work_size"], 40)  # the run job (after its keyframe edit)
 
     def test_test_connection(self):
         self.assertEqual(bpy.ops.vidprior.test_connection(), {"FINISHED"})

@@ -2,6 +2,7 @@
 its strip, even renamed (issue 10). Runs where the built daemon and node are at hand (the host, not a chroot)."""
 import glob
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -62,7 +63,7 @@ class Daemon:
 @unittest.skipUnless(shutil.which("node") and os.path.isfile(MAIN), "needs node and the built daemon (host runs)")
 class DaemonRestart(unittest.TestCase):
     def setUp(self):
-        self.daemon = Daemon(free_port(), os.path.join(DATA, "restart-data"))
+        self.daemon = Daemon(free_port(), os.path.join(DATA, "restart-data-" + self._testMethodName))
         self.daemon.start()
         bpy.context.preferences.addons[ADDON].preferences.port = self.daemon.port
 
@@ -116,6 +117,66 @@ class DaemonRestart(unittest.TestCase):
         self.assertEqual(len(added[0].elements), len(FRAMES))
         self.assertFalse(s.job_pending)
         self.assertEqual(s.job_id, job_id)
+
+    def unfinished_starts(self, job_id):
+        try:
+            with open(os.path.join(self.daemon.data_dir, "jobs", job_id, "state.json")) as f:
+                return json.load(f).get("unfinished_starts", 0)
+        except (OSError, ValueError):
+            return 0
+
+    def kill_when_started(self, job_id, starts, timeout=60):
+        """Kills the daemon once the job's durable record counts `starts` starts (it is running)."""
+        deadline = time.monotonic() + timeout
+        while self.unfinished_starts(job_id) < starts:
+            if time.monotonic() > deadline:
+                raise AssertionError("job %s never started %d times" % (job_id, starts))
+            time.sleep(0.05)
+        self.daemon.kill()
+
+    def test_job_that_crashed_the_daemon_twice_is_reported_with_a_hint(self):
+        scene = bpy.context.scene
+        editor = compat.ensure_sequence_editor(scene)
+        for strip in list(compat.all_strips(editor)):
+            compat.strips_collection(editor).remove(strip)
+        s = scene.vidprior
+        s.prompt, s.strength, s.steps, s.seed, s.adapter = "ink", 1.0, 400, 0, ""
+        s.output_folder = os.path.join(DATA, "out")
+        strip = compat.new_image_strip(editor, "crash", os.path.dirname(FRAMES[0]),
+                                       [os.path.basename(f) for f in FRAMES], 2, 1)
+        editor.active_strip = strip
+        killed = threading.Event()
+
+        def kill_once_running():
+            # Beside the blocking operator: reads the worker task and the daemon's files, never bpy.
+            while not killed.is_set():
+                job = state.current()
+                if job is not None and not job.ended and job.task.job_id:
+                    self.kill_when_started(job.task.job_id, 1)
+                    killed.set()
+                    return
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_once_running)
+        killer.start()
+        try:
+            with self.assertRaisesRegex(RuntimeError, "E_CONNECTION"):
+                bpy.ops.vidprior.stylize_strip()
+        finally:
+            killed.set()
+            killer.join()
+        job_id = s.job_id
+        # The restarted daemon resumes the job and dies in it again (as when it runs out of memory).
+        self.daemon.start()
+        self.kill_when_started(job_id, 2)
+        # The third start fails it with E_CRASHED: re-attaching reports that clearly, with what to do.
+        self.daemon.start()
+        with self.assertRaisesRegex(RuntimeError, r"vidprior stylize failed: the daemon died twice .*lower the "
+                                                  r"Working Size.* \(E_CRASHED\)"):
+            bpy.ops.vidprior.reattach()
+        self.assertEqual(state.current().error[0], "E_CRASHED")
+        self.assertTrue(s.job_status.startswith("E_CRASHED: "), s.job_status)
+        self.assertFalse(s.job_pending)
 
 
 if __name__ == "__main__":

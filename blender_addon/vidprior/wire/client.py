@@ -5,6 +5,7 @@ A Client is used by one thread at a time (the add-on's worker thread). It correl
 returned by `next_event`.
 """
 import collections
+import hashlib
 import socket
 
 from . import msgpack
@@ -132,8 +133,44 @@ class Client:
     def attach(self, job_id, from_index=0):
         return self.request({"type": "attach", "job": job_id, "from_index": from_index}, expect="attached")["job"]
 
+    def get_job(self, job_id):
+        """The job's detail: its summary plus params (defaults filled in), inputs and outputs."""
+        return self.request({"type": "get_job", "job": job_id}, expect="job")["job"]
+
     def list_models(self):
         return self.request({"type": "list_models"}, expect="models")
 
     def list_jobs(self, limit=100):
         return self.request({"type": "list_jobs", "limit": limit}, expect="jobs")["jobs"]
+
+    def upload(self, data, name=None, resume=None, on_progress=None):
+        """Sends one file (a frame or an edit) as a chunked upload (§4) and returns its id, for
+        `FrameInput.upload`. `resume` goes on with an upload begun earlier (after a lost connection) from the
+        offset the daemon reports. `on_progress(state)` is called with every `upload` reply (the first one
+        carries the id to resume with); it may raise to stop between chunks."""
+        if resume:
+            state = self.upload_status(resume)
+            if state["bytes"] != len(data):
+                raise DaemonError("E_BAD_REQUEST", "upload %s was begun for %d bytes, not %d: begin a new one" % (
+                    resume, state["bytes"], len(data)), {"upload": resume})
+        else:
+            begin = {"type": "upload_begin", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            if name:
+                begin["name"] = str(name)[:255]
+            state = self.request(begin, expect="upload")
+        view = memoryview(data)
+        while True:
+            if on_progress is not None:
+                on_progress(state)
+            if state.get("complete") or state["received"] >= state["bytes"]:
+                break
+            end = min(state["bytes"], state["received"] + state["chunk_bytes"])
+            state = self.request({"type": "upload_chunk", "upload": state["upload"], "offset": state["received"],
+                                  "data": bytes(view[state["received"]:end])}, expect="upload")
+        if not state.get("complete"):
+            state = self.request({"type": "upload_end", "upload": state["upload"]}, expect="upload")
+        return state["upload"]
+
+    def upload_status(self, upload_id):
+        """Where an upload stands: `received` is the next chunk's offset."""
+        return self.request({"type": "upload_status", "upload": upload_id}, expect="upload")

@@ -54,12 +54,11 @@ class WebSocket:
         self._send_frame(OP_PING, data)
 
     def close(self, code=1000, reason=""):
-        if self.closed:
-            return
-        try:
-            self._send_frame(OP_CLOSE, struct.pack(">H", code) + reason.encode("utf-8")[:120])
-        except OSError:
-            pass
+        if not self.closed:  # a connection the daemon closed still has its socket to close
+            try:
+                self._send_frame(OP_CLOSE, struct.pack(">H", code) + reason.encode("utf-8")[:120])
+            except OSError:
+                pass
         self.closed = True
         try:
             self._sock.close()
