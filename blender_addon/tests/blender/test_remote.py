@@ -10,6 +10,7 @@ import queue
 import unittest
 
 import bpy
+from strip_scene import image_strip_scene
 
 ADDON = os.environ.get("VIDPRIOR_TEST_ADDON", "vidprior")
 compat = importlib.import_module(ADDON + ".compat")
@@ -34,17 +35,9 @@ class RemoteDaemon(unittest.TestCase):
         self.prefs.host, self.prefs.port, self.prefs.token = self.saved
 
     def test_strip_over_the_message_limit_goes_as_chunked_uploads(self):
-        scene = bpy.context.scene
-        editor = compat.ensure_sequence_editor(scene)
-        for strip in list(compat.all_strips(editor)):
-            compat.strips_collection(editor).remove(strip)
+        scene, editor, strip = image_strip_scene("remote", NOISE, prompt="noise", strength=0.5, steps=2, seed=0,
+                                                 adapter="", style_lora="", work_size=0)
         s = scene.vidprior
-        s.prompt, s.strength, s.steps, s.seed, s.adapter, s.style_lora = "noise", 0.5, 2, 0, "", ""
-        s.work_size = 0
-        s.output_folder = os.path.join(DATA, "out")
-        strip = compat.new_image_strip(editor, "remote", os.path.dirname(NOISE[0]),
-                                       [os.path.basename(f) for f in NOISE], 2, 1)
-        editor.active_strip = strip
         self.assertGreater(sum(os.path.getsize(f) for f in NOISE), 1024 * 1024)
         # The status bar's text after every event: the worker's events reach the main thread one per pump.
         phases = []

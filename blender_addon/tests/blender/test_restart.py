@@ -13,6 +13,7 @@ import time
 import unittest
 
 import bpy
+from strip_scene import image_strip_scene
 
 ADDON = os.environ.get("VIDPRIOR_TEST_ADDON", "vidprior")
 compat = importlib.import_module(ADDON + ".compat")
@@ -72,37 +73,15 @@ class DaemonRestart(unittest.TestCase):
         bpy.context.preferences.addons[ADDON].preferences.port = int(os.environ["VIDPRIOR_TEST_PORT"])
 
     def test_daemon_killed_mid_job_then_reattach_places_the_strip(self):
-        scene = bpy.context.scene
-        editor = compat.ensure_sequence_editor(scene)
-        for strip in list(compat.all_strips(editor)):
-            compat.strips_collection(editor).remove(strip)
+        scene, editor, strip = image_strip_scene("restart", FRAMES, prompt="ink", strength=1.0, steps=40, seed=0,
+                                                 adapter="")
         s = scene.vidprior
-        s.prompt, s.strength, s.steps, s.seed, s.adapter = "ink", 1.0, 40, 0, ""
-        s.output_folder = os.path.join(DATA, "out")
-        strip = compat.new_image_strip(editor, "restart", os.path.dirname(FRAMES[0]),
-                                       [os.path.basename(f) for f in FRAMES], 2, 1)
-        editor.active_strip = strip
-        killed = threading.Event()
 
-        def kill_once_running():
-            # Beside the blocking operator: touches only the worker task and the process, never bpy.
-            while not killed.is_set():
-                job = state.current()
-                if job is not None and not job.ended and job.task.job_id:
-                    time.sleep(0.5)
-                    self.daemon.kill()
-                    killed.set()
-                    return
-                time.sleep(0.05)
+        def kill(job_id):
+            time.sleep(0.5)
+            self.daemon.kill()
 
-        killer = threading.Thread(target=kill_once_running)
-        killer.start()
-        try:
-            with self.assertRaisesRegex(RuntimeError, "E_CONNECTION"):
-                bpy.ops.vidprior.stylize_strip()
-        finally:
-            killed.set()
-            killer.join()
+        self.stylize_and_kill(kill)
         self.assertTrue(s.job_pending, s.job_status)
         job_id = s.job_id
         self.assertTrue(job_id)
@@ -117,6 +96,30 @@ class DaemonRestart(unittest.TestCase):
         self.assertEqual(len(added[0].elements), len(FRAMES))
         self.assertFalse(s.job_pending)
         self.assertEqual(s.job_id, job_id)
+
+    def stylize_and_kill(self, kill):
+        """Runs Stylize Strip (blocking, as in `-b`) while a thread beside it calls kill(job_id) once the job is
+        accepted; the operator then fails with E_CONNECTION. The thread reads only the worker task and the
+        daemon's files, never bpy."""
+        killed = threading.Event()
+
+        def kill_once_running():
+            while not killed.is_set():
+                job = state.current()
+                if job is not None and not job.ended and job.task.job_id:
+                    kill(job.task.job_id)
+                    killed.set()
+                    return
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_once_running)
+        killer.start()
+        try:
+            with self.assertRaisesRegex(RuntimeError, "E_CONNECTION"):
+                bpy.ops.vidprior.stylize_strip()
+        finally:
+            killed.set()
+            killer.join()
 
     def unfinished_starts(self, job_id):
         try:
@@ -135,36 +138,9 @@ class DaemonRestart(unittest.TestCase):
         self.daemon.kill()
 
     def test_job_that_crashed_the_daemon_twice_is_reported_with_a_hint(self):
-        scene = bpy.context.scene
-        editor = compat.ensure_sequence_editor(scene)
-        for strip in list(compat.all_strips(editor)):
-            compat.strips_collection(editor).remove(strip)
+        scene, _, _ = image_strip_scene("crash", FRAMES, prompt="ink", strength=1.0, steps=400, seed=0, adapter="")
         s = scene.vidprior
-        s.prompt, s.strength, s.steps, s.seed, s.adapter = "ink", 1.0, 400, 0, ""
-        s.output_folder = os.path.join(DATA, "out")
-        strip = compat.new_image_strip(editor, "crash", os.path.dirname(FRAMES[0]),
-                                       [os.path.basename(f) for f in FRAMES], 2, 1)
-        editor.active_strip = strip
-        killed = threading.Event()
-
-        def kill_once_running():
-            # Beside the blocking operator: reads the worker task and the daemon's files, never bpy.
-            while not killed.is_set():
-                job = state.current()
-                if job is not None and not job.ended and job.task.job_id:
-                    self.kill_when_started(job.task.job_id, 1)
-                    killed.set()
-                    return
-                time.sleep(0.05)
-
-        killer = threading.Thread(target=kill_once_running)
-        killer.start()
-        try:
-            with self.assertRaisesRegex(RuntimeError, "E_CONNECTION"):
-                bpy.ops.vidprior.stylize_strip()
-        finally:
-            killed.set()
-            killer.join()
+        self.stylize_and_kill(lambda job_id: self.kill_when_started(job_id, 1))
         job_id = s.job_id
         # The restarted daemon resumes the job and dies in it again (as when it runs out of memory).
         self.daemon.start()
