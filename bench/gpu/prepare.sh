@@ -14,7 +14,7 @@ BUNDLE=${BUNDLE:-$ROOT/../shared/gpu/bundle.sh}
 LIMIT_MIB=64
 
 # 1. dist/ (the device runs the compiled JavaScript: it has no TypeScript).
-npx tsc -p tsconfig.json
+node scripts/build.mjs
 
 # 2. A production-only node_modules in a staging folder (offline from npm's cache when it can), bundled there.
 STAGE=$(mktemp -d /tmp/vidprior-gpu-stage.XXXXXX)
