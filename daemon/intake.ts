@@ -103,7 +103,9 @@ export async function intake(executor: JobExecutor, req: JobRequest, opts: Intak
     }
     if (!size && work) {
       // The memory the job will need at its working size: known from the first frame, checked before the rest.
-      admitJob(jobPlan(work, info.width, info.height, workSize), (params.batch as number) ?? 1, opts.memory!.limit);
+      // Guidance doubles the UNet's batch (finetune has none: its training step has its own memory check).
+      const run = { batch: (params.batch as number) ?? 1, guided: ((params.guidance as number) ?? 0) > 1 };
+      admitJob(jobPlan(work, info.width, info.height, workSize), run, work, opts.memory!.limit);
     }
     size ??= { width: info.width, height: info.height };
     const name = frame.name ?? (frame.path ? basename(frame.path) : `frame-${String(i).padStart(5, '0')}.png`);

@@ -9,26 +9,52 @@ import { VidpriorError } from '../../src/errors.js';
 import { decodeFrame, encodeFrame } from '../../src/io/frame-codec.js';
 import type { Size } from '../../src/io/frames.js';
 import { defaultWorkSize, planWork, type FitPlan } from '../../src/io/size.js';
-import { estimateJobMemory, gib } from '../../src/pipelines/memory.js';
+import {
+  type JobRun,
+  type MemoryModel,
+  SD1_UNET_ATTENTION,
+  estimateJobMemory,
+  gib,
+} from '../../src/pipelines/memory.js';
 import { nativeSize, sizeMultiple } from '../../src/pipelines/img2img.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
+import type { ExecutionProvider } from '../../src/runtime/types.js';
 import type { Tensor } from '../../src/tensor.js';
 
-/** What the working size depends on: the model's size multiple and native size. */
+/** What the working size depends on (the model's size multiple and native size) and what memory it takes. */
 export interface WorkModel {
   multiple: number;
   native: number;
+  memory: MemoryModel;
 }
 
-/** SD 1.x's (VAE factor 8): assumed at submit while no model is loaded yet. */
-export const SD1_WORK_MODEL: WorkModel = { multiple: 64, native: 512 };
+/**
+ * SD 1.x's (VAE factor 8): assumed at submit while no model is loaded yet. Neither the model's UNet nor the
+ * provider it will run on is known then, so its attention is left out; the run checks again once loaded.
+ */
+export const SD1_WORK_MODEL: WorkModel = {
+  multiple: 64,
+  native: 512,
+  memory: { vaeFactor: 8, hostUnetAttention: null },
+};
 
-export function workModelOf(model: StableDiffusionModel): WorkModel {
-  return { multiple: sizeMultiple(model), native: nativeSize(model) };
+/** The loaded model's, on provider `ep`: the UNet's attention counts where it is host memory (CPU). */
+export function workModelOf(model: StableDiffusionModel, ep: ExecutionProvider): WorkModel {
+  const attention = model.facts.unetAttention ?? SD1_UNET_ATTENTION;
+  return {
+    multiple: sizeMultiple(model),
+    native: nativeSize(model),
+    memory: { vaeFactor: model.facts.vaeScaleFactor, hostUnetAttention: ep === 'cpu' ? attention : null },
+  };
 }
 
 /** How frames of this size reach the model: `workSize` if the job set one (0 = their own), else the default. */
-export function jobPlan(work: WorkModel, width: number, height: number, workSize?: number): FitPlan {
+export function jobPlan(
+  work: Pick<WorkModel, 'multiple' | 'native'>,
+  width: number,
+  height: number,
+  workSize?: number,
+): FitPlan {
   return planWork(width, height, {
     multiple: work.multiple,
     workSize: workSize ?? defaultWorkSize(width, height, work.native),
@@ -36,15 +62,16 @@ export function jobPlan(work: WorkModel, width: number, height: number, workSize
 }
 
 export function fitPlan(model: StableDiffusionModel, width: number, height: number, workSize?: number): FitPlan {
-  return jobPlan(workModelOf(model), width, height, workSize);
+  return jobPlan({ multiple: sizeMultiple(model), native: nativeSize(model) }, width, height, workSize);
 }
 
 /**
- * E_TOO_LARGE, naming the frame size, the working size and the limit, when `batch` frames at the plan's working
- * size need more memory than `limit` bytes (src/pipelines/memory.ts).
+ * E_TOO_LARGE, naming the frame size, the working size and the limit, when the run's frames at the plan's
+ * working size need more memory than `limit` bytes on this model (src/pipelines/memory.ts).
  */
-export function admitJob(plan: FitPlan, batch: number, limit: number): void {
-  const need = estimateJobMemory(plan.original, plan.working, batch);
+export function admitJob(plan: FitPlan, run: JobRun, work: WorkModel, limit: number): void {
+  const { batch } = run;
+  const need = estimateJobMemory(plan.original, plan.working, run, work.memory);
   if (need.bytes <= limit) return;
   const s = (z: Size) => `${z.width}×${z.height}`;
   throw new VidpriorError(

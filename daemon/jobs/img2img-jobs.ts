@@ -10,7 +10,7 @@ import { stylizeFrames, type StylizeProgress } from '../../src/pipelines/img2img
 import { float32 } from '../../src/tensor.js';
 import type { EditKeyframeParams, StyleLoraParam, StylizeParams } from '../../protocol/params.js';
 import type { ExecutorContext, ExecutorResult, JobExecutor } from './executor.js';
-import { admitJob, encodeJobFrame, fitPlan, readJobFrame } from './frames.js';
+import { admitJob, encodeJobFrame, fitPlan, readJobFrame, workModelOf } from './frames.js';
 
 async function loadModel(ctx: ExecutorContext, adapter: string | undefined, loras: StyleLoraParam[] | undefined) {
   ctx.progress({ stage: 'loading', fraction: 0, message: `loading model ${ctx.model.name}` });
@@ -89,7 +89,8 @@ export const stylizeExecutor: JobExecutor = {
     };
     const plan = fitPlan(model, ctx.spec.width, ctx.spec.height, p.work_size);
     // Admitted at submit with the model then loaded (or SD 1.x's sizes): checked again with this one's.
-    if (ctx.memoryLimit) admitJob(plan, batch, ctx.memoryLimit);
+    const work = workModelOf(model, runtime.decision.ep);
+    if (ctx.memoryLimit) admitJob(plan, { batch, guided: p.guidance > 1 }, work, ctx.memoryLimit);
     await stylizeFrames(
       model,
       runtime,
@@ -142,7 +143,8 @@ export const editKeyframeExecutor: JobExecutor = {
     const p = ctx.spec.params as EditKeyframeParams;
     const { model, runtime, unet } = await loadModel(ctx, p.adapter, p.loras);
     const plan = fitPlan(model, ctx.spec.width, ctx.spec.height, p.work_size);
-    if (ctx.memoryLimit) admitJob(plan, 1, ctx.memoryLimit);
+    const work = workModelOf(model, runtime.decision.ep);
+    if (ctx.memoryLimit) admitJob(plan, { batch: 1, guided: p.guidance > 1 }, work, ctx.memoryLimit);
     const image = await readJobFrame(ctx.inputPath(p.frame), plan);
     // One pipeline run per candidate: candidate k is img2img of the frame with seed + k.
     for (let k = 0; k < p.candidates; k++) {

@@ -126,9 +126,9 @@ export class ModelHost {
     this.opts.log?.(`model selected: ${this.name}`);
   }
 
-  /** The loaded model's working-size rule (multiple, native size), or SD 1.x's while none is loaded. */
+  /** The loaded model's working-size rule and memory facts on its provider, or SD 1.x's while none is loaded. */
   get workModel(): WorkModel {
-    return this.loaded ? workModelOf(this.loaded.model) : SD1_WORK_MODEL;
+    return this.loaded ? workModelOf(this.loaded.model, this.loaded.runtime.decision.ep) : SD1_WORK_MODEL;
   }
 
   /** The provider in use once loaded, else the one asked for. */

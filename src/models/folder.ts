@@ -12,6 +12,7 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { VidpriorError } from '../errors.js';
+import type { UnetAttention } from './types.js';
 import { type DdimConfig, SD1_SCHEDULER, ddimConfigFrom, loadSchedulerConfig } from '../schedulers/config.js';
 
 export const COMPONENTS = ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder'] as const;
@@ -38,6 +39,8 @@ export interface ModelFolder {
   /** sample_size of the VAE's config (pixels) and of the UNet's (latents), when a config.json states them. */
   vaeSampleSize: number | null;
   unetSampleSize: number | null;
+  /** The UNet's largest self-attention, from unet/config.json (for the memory estimate); null when none says. */
+  unetAttention: UnetAttention | null;
   /** tokenizer/tokenizer_config.json when present (model_max_length, do_lower_case…). */
   tokenizerConfig: Record<string, unknown> | null;
 }
@@ -169,6 +172,9 @@ export async function readModelFolder(folder: string): Promise<ModelFolder> {
       join(dir, 'vae', 'config.json'),
     ]),
     unetSampleSize: await sampleSize([join(dir, 'unet', 'config.json')]),
+    unetAttention: isFile(join(dir, 'unet', 'config.json'))
+      ? unetAttentionOf(await readJson(join(dir, 'unet', 'config.json')))
+      : null,
     onnx,
     vocab,
     merges,
@@ -190,6 +196,29 @@ async function sampleSize(paths: string[]): Promise<number | null> {
     if (Number.isInteger(n) && n > 0) return n;
   }
   return null;
+}
+
+/**
+ * The self-attention with the most scores in a diffusers UNet2DConditionModel config: down block i (and its
+ * up block) works on latents downsampled 2^i per side, so its scores per head shrink by 16^i; the mid block
+ * works at the last level. Heads are `num_attention_heads`, or `attention_head_dim` where that is unset (SD 1.x
+ * and 2.x store the number of heads there). Null when the config does not say (the estimate then assumes SD 1.x).
+ */
+export function unetAttentionOf(config: Record<string, unknown>): UnetAttention | null {
+  const blocks = config.down_block_types;
+  const heads = config.num_attention_heads ?? config.attention_head_dim;
+  if (!Array.isArray(blocks) || blocks.length === 0) return null;
+  const headsAt = (i: number): number => Number(Array.isArray(heads) ? heads[i] : heads);
+  const levels = blocks.map((type, i) => ({ attends: /Attn/.test(String(type)), heads: headsAt(i), level: i }));
+  const mid = config.mid_block_type !== null;
+  levels.push({ attends: mid, heads: headsAt(blocks.length - 1), level: blocks.length - 1 });
+  let best: UnetAttention | null = null;
+  for (const { attends, heads: h, level } of levels) {
+    if (!attends) continue;
+    if (!Number.isInteger(h) || h <= 0) return null;
+    if (!best || h / 16 ** level > best.heads / best.downsample ** 4) best = { heads: h, downsample: 2 ** level };
+  }
+  return best;
 }
 
 function checkScaling(v: unknown, path: string): number {

@@ -387,6 +387,7 @@ async function deriveFacts(
     ...(folder.vaeSampleSize || folder.unetSampleSize
       ? { nativeSize: folder.vaeSampleSize ?? folder.unetSampleSize! * vaeScaleFactor }
       : {}),
+    ...(folder.unetAttention ? { unetAttention: folder.unetAttention } : {}),
     opsets,
   };
   const io: ModelIoNames = {

@@ -25,6 +25,12 @@ export interface ModelIoNames {
   vaeDecoderOut: string;
 }
 
+/** The UNet's self-attention with the most scores: `heads` heads over latent pixels downsampled `downsample`× per side. */
+export interface UnetAttention {
+  heads: number;
+  downsample: number;
+}
+
 export interface ModelFacts {
   /** Image pixels per latent pixel (8 for SD 1.x, 2 for the tiny fixture): decoder output / input size. */
   vaeScaleFactor: number;
@@ -56,6 +62,8 @@ export interface ModelFacts {
    * folder's config.json files); absent when no config says (then 64 latents, SD 1.x's, are assumed).
    */
   nativeSize?: number;
+  /** The UNet's largest self-attention (unet/config.json); absent when no config says (SD 1.x's is assumed). */
+  unetAttention?: UnetAttention;
   /** Default-domain opset of each model. */
   opsets: Record<Component, number>;
 }

@@ -1,17 +1,42 @@
 /**
  * What a stylize/edit job needs in memory beyond the model's weights, estimated before it starts so that a job
  * that cannot fit is refused (E_TOO_LARGE) instead of killing the daemon. Frames stream through the pipeline
- * `batch` at a time, so the estimate depends on the batch and the working size only, never on the frame count:
- *   - attention: the VAE's mid-block attends over all H/8 × W/8 latent pixels at once, (P/64)² scores per frame
- *     (5 float32 buffers around them, measured: a 1024² frame took 5.2 GB; src/io/image-header.ts);
- *   - activations: the VAE decoder's full-resolution blocks (SD 1.5: 128 float32 channels, about two live);
+ * `batch` at a time, so the estimate depends on the batch and the working size only, never on the frame count.
+ * The VAE and the UNet run one after the other, so the peak is the larger of the two, plus the frames:
+ *   - VAE attention: the mid-block attends over all latent pixels at once, T² scores per frame (T = P / f²
+ *     for P working pixels and VAE factor f), 5 float32 buffers around them (measured: a 1024² frame took
+ *     5.2 GB; src/io/image-header.ts);
+ *   - VAE activations: the decoder's full-resolution blocks (SD 1.5: 128 float32 channels, about two live);
+ *   - UNet attention, where the UNet runs in host memory (the CPU provider): its largest self-attention has
+ *     heads × (T / d²)² scores per UNet batch item (d: the block's downsampling), ×2 items with guidance, with
+ *     the same 5 float32 buffers. Measured on an SD 1.5-sized UNet (8 heads at full latent size), CPU, one
+ *     1080p frame worked on at 896×512 with guidance: 20.0 GiB at the peak, 4.1 GiB of it weights; this term
+ *     gives 15.3 GiB of the 15.9 left. On a GPU provider it is device memory, not counted here;
  *   - frames: one input decoded at its own size (up to 16-bit RGB, then float32), its result encoded back.
  */
 import type { Size } from '../io/frames.js';
+import type { UnetAttention } from '../models/types.js';
 
-const ATTENTION_BYTES_PER_ENTRY = 5 * 4;
+const SCORE_BYTES = 5 * 4;
 const ACTIVATION_BYTES_PER_PIXEL = 2 * 128 * 4;
 const FRAME_BYTES_PER_PIXEL = 3 * 2 + 3 * 4 + 3 * 4;
+
+/** SD 1.x's (and 2.x's largest): 8 heads (SD 2.x: 5) over the full latent. */
+export const SD1_UNET_ATTENTION: UnetAttention = { heads: 8, downsample: 1 };
+
+/** What the estimate needs to know of the model and of where it runs. */
+export interface MemoryModel {
+  /** Image pixels per latent pixel, per side (8 for SD 1.x). */
+  vaeFactor: number;
+  /** The UNet's largest attention when the UNet runs in host memory (CPU); null on a GPU or while not known. */
+  hostUnetAttention: UnetAttention | null;
+}
+
+/** How the frames go through the model: `batch` frames per run, twice through the UNet with guidance. */
+export interface JobRun {
+  batch: number;
+  guided: boolean;
+}
 
 export interface JobMemory {
   /** Estimated bytes at the peak, beyond the model's weights. */
@@ -20,13 +45,16 @@ export interface JobMemory {
   batch: number;
 }
 
-/** The estimate for frames of `original` size worked on at `working`, `batch` frames per UNet/VAE run. */
-export function estimateJobMemory(original: Size, working: Size, batch: number): JobMemory {
+/** The estimate for frames of `original` size worked on at `working`. */
+export function estimateJobMemory(original: Size, working: Size, run: JobRun, model: MemoryModel): JobMemory {
   const pixels = working.width * working.height;
-  const tokens = pixels / 64;
-  const perFrame = ATTENTION_BYTES_PER_ENTRY * tokens * tokens + ACTIVATION_BYTES_PER_PIXEL * pixels;
+  const tokens = pixels / model.vaeFactor ** 2;
+  const vae = SCORE_BYTES * tokens * tokens + ACTIVATION_BYTES_PER_PIXEL * pixels;
+  const attention = model.hostUnetAttention;
+  const unetTokens = attention ? tokens / attention.downsample ** 2 : 0;
+  const unet = attention ? SCORE_BYTES * attention.heads * unetTokens * unetTokens * (run.guided ? 2 : 1) : 0;
   const io = FRAME_BYTES_PER_PIXEL * (original.width * original.height + pixels);
-  return { bytes: Math.ceil(batch * (perFrame + io)), working, batch };
+  return { bytes: Math.ceil(run.batch * (Math.max(vae, unet) + io)), working, batch: run.batch };
 }
 
 /** The default limit: half of the machine's memory (the model, the runtime and the system need the rest). */

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import type { VidpriorError } from '../../src/errors.js';
 import { intake, type IntakeOptions } from '../../daemon/intake.js';
-import { SD1_WORK_MODEL } from '../../daemon/jobs/frames.js';
+import { SD1_WORK_MODEL, type WorkModel } from '../../daemon/jobs/frames.js';
+import { SD1_UNET_ATTENTION } from '../../src/pipelines/memory.js';
 import { stylizeExecutor } from '../../daemon/jobs/img2img-jobs.js';
 import type { ErrorMessage } from '../../protocol/messages.js';
 import { rawClient, startTestDaemon, testPng } from './helpers.js';
@@ -21,13 +22,13 @@ async function flatPng(width: number, height: number): Promise<Uint8Array> {
     .toBuffer();
 }
 
-const options = (limit: number): IntakeOptions => ({
+const options = (limit: number, work: WorkModel = SD1_WORK_MODEL): IntakeOptions => ({
   maxFrameBytes: 64 * MiB,
   maxFrames: 100,
   paths: null,
   origin: { via: 'socket' },
   pixels: { maxInputPixels: 100e6, maxWorkingPixels: 100e6 },
-  memory: { work: SD1_WORK_MODEL, limit },
+  memory: { work, limit },
 });
 
 test('a 1080p job over the limit is E_TOO_LARGE naming 1920×1080, its working size 896×512 and the limit', async () => {
@@ -51,6 +52,21 @@ test('a 1080p job over the limit is E_TOO_LARGE naming 1920×1080, its working s
     (err: VidpriorError) =>
       err.code === 'E_TOO_LARGE' && /1920×1088/.test(err.message) && /2 at a time/.test(err.message),
   );
+});
+
+test('with an SD 1.5 UNet loaded on the CPU its attention counts: 1080p needs about 15 GiB with guidance, half without', async () => {
+  const sd15OnCpu: WorkModel = { ...SD1_WORK_MODEL, memory: { vaeFactor: 8, hostUnetAttention: SD1_UNET_ATTENTION } };
+  const req = { kind: 'stylize' as const, params: { prompt: 'x' }, frames: [{ png: await flatPng(1920, 1080) }] };
+  // 4 GiB is plenty for the VAE (the figure without a UNet in host memory), not for the UNet's attention.
+  await intake(stylizeExecutor, req, options(4096 * MiB));
+  await assert.rejects(intake(stylizeExecutor, req, options(12 * 1024 * MiB, sd15OnCpu)), (err: VidpriorError) => {
+    assert.equal(err.code, 'E_TOO_LARGE');
+    assert.match(err.message, /need about 15\.\d\d GiB/);
+    return true;
+  });
+  assert.equal((await intake(stylizeExecutor, req, options(16 * 1024 * MiB, sd15OnCpu))).width, 1920);
+  const unguided = { ...req, params: { prompt: 'x', guidance: 1 } };
+  assert.equal((await intake(stylizeExecutor, unguided, options(12 * 1024 * MiB, sd15OnCpu))).width, 1920);
 });
 
 test('through the daemon: the refused job leaves no job folder; a small one is accepted', {

@@ -44,6 +44,8 @@ for (const v of variants) {
     assert.equal(m.facts.encoderOutput, v.encoderOutput);
     assert.equal(m.facts.opsets.unet, v.options.opset ?? 17);
     assert.equal(m.facts.scalingFactorSource, join(setup.folder(v.name), 'vae_decoder', 'config.json'));
+    // The tiny preset attends from its second block on: 4 heads over latents halved per side (unet/config.json).
+    assert.deepEqual(m.facts.unetAttention, { heads: 4, downsample: 2 });
     if ('externalData' in v.options) assert.ok(existsSync(join(setup.folder(v.name), 'unet', 'model.onnx.data')));
   });
 }

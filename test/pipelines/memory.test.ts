@@ -1,17 +1,43 @@
-// The memory estimate a job is admitted by (src/pipelines/memory.ts): it depends on the working size and the
-// batch, never on how many frames the job has.
+// The memory estimate a job is admitted by (src/pipelines/memory.ts): it depends on the working size, the batch,
+// guidance and the model's UNet where that runs in host memory, never on how many frames the job has.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { defaultJobMemoryLimit, estimateJobMemory } from '../../src/pipelines/memory.js';
+import {
+  type MemoryModel,
+  SD1_UNET_ATTENTION,
+  defaultJobMemoryLimit,
+  estimateJobMemory,
+} from '../../src/pipelines/memory.js';
 
+const GiB = 2 ** 30;
 const hd = { width: 1920, height: 1080 };
+const work = { width: 896, height: 512 };
+const guided = { batch: 1, guided: true };
+const onGpu: MemoryModel = { vaeFactor: 8, hostUnetAttention: null };
+const sd15OnCpu: MemoryModel = { vaeFactor: 8, hostUnetAttention: SD1_UNET_ATTENTION };
 
 test('the estimate grows with the batch and the working size; a 1080p frame at 896×512 is far below one at its own size', () => {
-  const one = estimateJobMemory(hd, { width: 896, height: 512 }, 1).bytes;
-  assert.equal(estimateJobMemory(hd, { width: 896, height: 512 }, 4).bytes, 4 * one);
-  const own = estimateJobMemory(hd, { width: 1920, height: 1088 }, 1).bytes;
+  const one = estimateJobMemory(hd, work, guided, onGpu).bytes;
+  assert.equal(estimateJobMemory(hd, work, { batch: 4, guided: true }, onGpu).bytes, 4 * one);
+  const own = estimateJobMemory(hd, { width: 1920, height: 1088 }, guided, onGpu).bytes;
   assert.ok(own > 10 * one, `${own} vs ${one}`);
-  // About 1.5 GiB at the default working size of a 1080p frame, under the 4 GiB a daemon must stay below.
-  assert.ok(one > 0.5 * 2 ** 30 && one < 3 * 2 ** 30, `${one}`);
-  assert.equal(defaultJobMemoryLimit(24 * 2 ** 30), 12 * 2 ** 30);
+  // About 1.5 GiB at the default working size of a 1080p frame (the VAE's), under the 4 GiB a daemon must stay below.
+  assert.ok(one > 0.5 * GiB && one < 3 * GiB, `${one}`);
+  assert.equal(defaultJobMemoryLimit(24 * GiB), 12 * GiB);
+});
+
+test('an SD 1.5 UNet on the CPU: its attention is the peak, as measured (15.9 GiB beyond the weights), halved without guidance', () => {
+  const cpu = estimateJobMemory(hd, work, guided, sd15OnCpu).bytes;
+  assert.ok(cpu > 14.5 * GiB && cpu < 16.5 * GiB, `${cpu / GiB} GiB`);
+  const unguided = estimateJobMemory(hd, work, { batch: 1, guided: false }, sd15OnCpu).bytes;
+  assert.ok(unguided > 0.45 * cpu && unguided < 0.55 * cpu, `${unguided / GiB} GiB`);
+  // A smaller UNet attention (the tiny preset: 4 heads at half size) stays under the VAE's: the GPU's figure.
+  const tiny = estimateJobMemory(hd, work, guided, { vaeFactor: 8, hostUnetAttention: { heads: 4, downsample: 2 } });
+  assert.equal(tiny.bytes, estimateJobMemory(hd, work, guided, onGpu).bytes);
+});
+
+test("the VAE's latent size follows its factor: a factor-4 VAE attends over 4× the latents, 16× the scores", () => {
+  const f8 = estimateJobMemory(hd, work, guided, onGpu).bytes;
+  const f4 = estimateJobMemory(hd, work, guided, { vaeFactor: 4, hostUnetAttention: null }).bytes;
+  assert.ok(f4 > 8 * f8, `${f4} vs ${f8}`);
 });

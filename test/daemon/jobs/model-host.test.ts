@@ -50,7 +50,11 @@ test('one resident UNet: switching adapters releases the previous session; relea
     adaptersDir,
   });
   try {
+    // Before the model loads, submit knows neither its UNet nor the provider; once loaded on the CPU, the
+    // UNet's attention (tiny: 4 heads over latents halved per side) counts in the memory estimate.
+    assert.equal(host.workModel.memory.hostUnetAttention, null);
     const plain = await host.unet();
+    assert.deepEqual(host.workModel.memory, { vaeFactor: 8, hostUnetAttention: { heads: 4, downsample: 2 } });
     assert.equal(await host.unet(), plain, 'the same plain session while nothing else was asked for');
     const adapted = await host.unet('shot');
     assert.notEqual(adapted, plain);
