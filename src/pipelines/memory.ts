@@ -1,17 +1,18 @@
 /**
  * What a stylize/edit job needs in memory beyond the model's weights, estimated before it starts so that a job
  * that cannot fit is refused (E_TOO_LARGE) instead of killing the daemon. Frames stream through the pipeline
- * `batch` at a time, so the estimate depends on the batch and the working size only, never on the frame count.
- * The VAE and the UNet run one after the other, so the peak is the larger of the two, plus the frames:
+ * `batch` at a time, so the estimate depends on the batch and the working size only, never on the frame count:
  *   - VAE attention: the mid-block attends over all latent pixels at once, T² scores per frame (T = P / f²
  *     for P working pixels and VAE factor f), 5 float32 buffers around them (measured: a 1024² frame took
  *     5.2 GB; src/io/image-header.ts);
  *   - VAE activations: the decoder's full-resolution blocks (SD 1.5: 128 float32 channels, about two live);
  *   - UNet attention, where the UNet runs in host memory (the CPU provider): its largest self-attention has
  *     heads × (T / d²)² scores per UNet batch item (d: the block's downsampling), ×2 items with guidance, with
- *     the same 5 float32 buffers. Measured on an SD 1.5-sized UNet (8 heads at full latent size), CPU, one
- *     1080p frame worked on at 896×512 with guidance: 20.0 GiB at the peak, 4.1 GiB of it weights; this term
- *     gives 15.3 GiB of the 15.9 left. On a GPU provider it is device memory, not counted here;
+ *     the same 5 float32 buffers. Each CPU session keeps its own memory arena, so the UNet's and the VAE's add
+ *     up (the VAE decode after the denoising loop raised the peak further). Measured on an SD 1.5-sized model
+ *     (8 heads at full latent size, 4.0 GiB of weights), CPU, one 1080p frame with guidance: at 896×512 the
+ *     peak was 20.0 GiB (estimate 16.8 GiB + weights), at 704×384 11.2 GiB (estimate 6.0 GiB + weights).
+ *     On a GPU provider it is device memory, not counted here;
  *   - frames: one input decoded at its own size (up to 16-bit RGB, then float32), its result encoded back.
  */
 import type { Size } from '../io/frames.js';
@@ -54,7 +55,7 @@ export function estimateJobMemory(original: Size, working: Size, run: JobRun, mo
   const unetTokens = attention ? tokens / attention.downsample ** 2 : 0;
   const unet = attention ? SCORE_BYTES * attention.heads * unetTokens * unetTokens * (run.guided ? 2 : 1) : 0;
   const io = FRAME_BYTES_PER_PIXEL * (original.width * original.height + pixels);
-  return { bytes: Math.ceil(run.batch * (Math.max(vae, unet) + io)), working, batch: run.batch };
+  return { bytes: Math.ceil(run.batch * (vae + unet + io)), working, batch: run.batch };
 }
 
 /** The default limit: half of the machine's memory (the model, the runtime and the system need the rest). */

@@ -26,14 +26,15 @@ test('the estimate grows with the batch and the working size; a 1080p frame at 8
   assert.equal(defaultJobMemoryLimit(24 * GiB), 12 * GiB);
 });
 
-test('an SD 1.5 UNet on the CPU: its attention is the peak, as measured (15.9 GiB beyond the weights), halved without guidance', () => {
+test('an SD 1.5 UNet on the CPU: its attention is most of it, as measured (16.0 GiB beyond the weights), about half without guidance', () => {
   const cpu = estimateJobMemory(hd, work, guided, sd15OnCpu).bytes;
-  assert.ok(cpu > 14.5 * GiB && cpu < 16.5 * GiB, `${cpu / GiB} GiB`);
+  assert.ok(cpu > 15.5 * GiB && cpu < 17.5 * GiB, `${cpu / GiB} GiB`);
   const unguided = estimateJobMemory(hd, work, { batch: 1, guided: false }, sd15OnCpu).bytes;
-  assert.ok(unguided > 0.45 * cpu && unguided < 0.55 * cpu, `${unguided / GiB} GiB`);
-  // A smaller UNet attention (the tiny preset: 4 heads at half size) stays under the VAE's: the GPU's figure.
+  assert.ok(unguided > 0.5 * cpu && unguided < 0.6 * cpu, `${unguided / GiB} GiB`);
+  // The tiny preset's UNet (4 heads at half size) adds half a GiB to the VAE's figure (the GPU's).
+  const gpu = estimateJobMemory(hd, work, guided, onGpu).bytes;
   const tiny = estimateJobMemory(hd, work, guided, { vaeFactor: 8, hostUnetAttention: { heads: 4, downsample: 2 } });
-  assert.equal(tiny.bytes, estimateJobMemory(hd, work, guided, onGpu).bytes);
+  assert.ok(tiny.bytes > gpu && tiny.bytes < gpu + 0.6 * GiB, `${tiny.bytes} vs ${gpu}`);
 });
 
 test("the VAE's latent size follows its factor: a factor-4 VAE attends over 4× the latents, 16× the scores", () => {
