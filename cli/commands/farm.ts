@@ -50,6 +50,7 @@ const FINETUNE_PASS = [
 ];
 const STYLIZE_PASS = [
   'work-size',
+  'memory-limit',
   'prompt',
   'negative-prompt',
   'strength',

@@ -92,6 +92,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
           fps: a.fps,
           ep: a.ep,
           fit: a.fit,
+          'memory-limit': a['memory-limit'],
           json: a.json,
         } satisfies StylizeArgs,
         reporter,

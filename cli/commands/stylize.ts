@@ -31,6 +31,7 @@ import {
 } from '../../src/pipelines/img2img.js';
 import type { ExecutionProviderChoice, Runtime, Session } from '../../src/runtime/types.js';
 import { makeReporter, type Reporter } from './output.js';
+import { checkFramesFit, memoryLimitOption } from './memory-limit.js';
 import { epOption, FIT_OPTION, LORA_OPTION, lastValues, MODEL_OPTIONS, openModelSession } from './model-session.js';
 
 export interface StylizeArgs {
@@ -57,6 +58,8 @@ export interface StylizeArgs {
   fit: FitMode;
   /** Short side the model works at (0: the frames' own size); absent: the model's native size for larger frames. */
   'work-size'?: number;
+  /** GiB the run may use, weights included (default: the machine's memory on CPU; cli/commands/memory-limit.ts). */
+  'memory-limit'?: number;
   json: boolean;
   /** Only frames START-END (0-based, inclusive) of the input, still named and noised as in the whole clip. */
   'frame-range'?: string;
@@ -135,6 +138,8 @@ function checkNumbers(a: StylizeArgs): void {
   const ws = a['work-size'];
   if (ws !== undefined && !(Number.isInteger(ws) && ws >= 0 && ws <= 16384))
     throw bad('work-size', ws, 'a whole number from 0 to 16384');
+  const gb = a['memory-limit'];
+  if (gb !== undefined && !(Number.isFinite(gb) && gb > 0)) throw bad('memory-limit', gb, 'a number of GiB > 0');
   if (!a.prompt && a.prompt !== '')
     throw new VidpriorError('E_BAD_REQUEST', '--prompt is required', { prompt: a.prompt });
 }
@@ -212,6 +217,7 @@ export async function runStylize(a: StylizeArgs, reporter: Reporter, hooks: Styl
         ),
     });
     const work = source.plan!.working;
+    await checkFramesFit(a, model, runtime, source.plan!);
     if (work.width !== source.width || work.height !== source.height) {
       reporter.note(
         `frames are ${source.width}×${source.height}: the model works at ${work.width}×${work.height} (${a.fit}) and the output is brought back`,
@@ -376,6 +382,7 @@ export const stylizeCommand: CommandModule<object, StylizeArgs> = {
         describe:
           "short side the model works at, in pixels (results are scaled back; 0 = the frames' own size; default: the model's native size, 512 for SD 1.x, for larger frames)",
       })
+      .option('memory-limit', memoryLimitOption())
       .option('json', {
         type: 'boolean',
         default: false,

@@ -9,13 +9,7 @@ import { VidpriorError } from '../../src/errors.js';
 import { decodeFrame, encodeFrame } from '../../src/io/frame-codec.js';
 import type { Size } from '../../src/io/frames.js';
 import { defaultWorkSize, planWork, type FitPlan } from '../../src/io/size.js';
-import {
-  type JobRun,
-  type MemoryModel,
-  SD1_UNET_ATTENTION,
-  estimateJobMemory,
-  gib,
-} from '../../src/pipelines/memory.js';
+import { type JobRun, type MemoryModel, estimateJobMemory, gib, memoryModelOf } from '../../src/pipelines/memory.js';
 import { nativeSize, sizeMultiple } from '../../src/pipelines/img2img.js';
 import type { StableDiffusionModel } from '../../src/models/types.js';
 import type { ExecutionProvider } from '../../src/runtime/types.js';
@@ -40,12 +34,7 @@ export const SD1_WORK_MODEL: WorkModel = {
 
 /** The loaded model's, on provider `ep`: the UNet's attention counts where it is host memory (CPU). */
 export function workModelOf(model: StableDiffusionModel, ep: ExecutionProvider): WorkModel {
-  const attention = model.facts.unetAttention ?? SD1_UNET_ATTENTION;
-  return {
-    multiple: sizeMultiple(model),
-    native: nativeSize(model),
-    memory: { vaeFactor: model.facts.vaeScaleFactor, hostUnetAttention: ep === 'cpu' ? attention : null },
-  };
+  return { multiple: sizeMultiple(model), native: nativeSize(model), memory: memoryModelOf(model, ep) };
 }
 
 /** How frames of this size reach the model: `workSize` if the job set one (0 = their own), else the default. */

@@ -9,7 +9,7 @@
  * Weights stored as external data sit beside each model.onnx; the runtime finds them from the path.
  */
 import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { VidpriorError } from '../errors.js';
 import type { UnetAttention } from './types.js';
@@ -196,6 +196,22 @@ async function sampleSize(paths: string[]): Promise<number | null> {
     if (Number.isInteger(n) && n > 0) return n;
   }
   return null;
+}
+
+/**
+ * Bytes of the model's weights: the files of its component folders (model.onnx and external data, whatever its
+ * name). 0 for a label that is no folder (a model made in memory).
+ */
+export async function modelWeightBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const component of COMPONENTS) {
+    const files = await readdir(join(dir, component)).catch(() => [] as string[]);
+    for (const f of files) {
+      const st = await stat(join(dir, component, f)).catch(() => null);
+      if (st?.isFile()) total += st.size;
+    }
+  }
+  return total;
 }
 
 /**

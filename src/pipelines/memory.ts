@@ -15,8 +15,10 @@
  *     On a GPU provider it is device memory, not counted here;
  *   - frames: one input decoded at its own size (up to 16-bit RGB, then float32), its result encoded back.
  */
+import { VidpriorError } from '../errors.js';
 import type { Size } from '../io/frames.js';
-import type { UnetAttention } from '../models/types.js';
+import type { StableDiffusionModel, UnetAttention } from '../models/types.js';
+import type { ExecutionProvider } from '../runtime/types.js';
 
 const SCORE_BYTES = 5 * 4;
 const ACTIVATION_BYTES_PER_PIXEL = 2 * 128 * 4;
@@ -31,6 +33,12 @@ export interface MemoryModel {
   vaeFactor: number;
   /** The UNet's largest attention when the UNet runs in host memory (CPU); null on a GPU or while not known. */
   hostUnetAttention: UnetAttention | null;
+}
+
+/** A loaded model's, on provider `ep`: the UNet's attention counts where it is host memory (CPU). */
+export function memoryModelOf(model: StableDiffusionModel, ep: ExecutionProvider): MemoryModel {
+  const attention = model.facts.unetAttention ?? SD1_UNET_ATTENTION;
+  return { vaeFactor: model.facts.vaeScaleFactor, hostUnetAttention: ep === 'cpu' ? attention : null };
 }
 
 /** How the frames go through the model: `batch` frames per run, twice through the UNet with guidance. */
@@ -56,6 +64,45 @@ export function estimateJobMemory(original: Size, working: Size, run: JobRun, mo
   const unet = attention ? SCORE_BYTES * attention.heads * unetTokens * unetTokens * (run.guided ? 2 : 1) : 0;
   const io = FRAME_BYTES_PER_PIXEL * (original.width * original.height + pixels);
   return { bytes: Math.ceil(run.batch * (vae + unet + io)), working, batch: run.batch };
+}
+
+/** A run's frames against a memory limit that holds the model's weights too (the CLI's `--memory-limit`). */
+export interface RunMemoryCheck {
+  original: Size;
+  working: Size;
+  run: JobRun;
+  model: MemoryModel;
+  /** Bytes of the model's weights (its files). */
+  weightBytes: number;
+  limit: number;
+  /** Where the limit comes from, e.g. "this machine's memory". */
+  limitSource: string;
+  /** The working size of these frames at a short side of `workSize` pixels (what `--work-size` would give). */
+  workingAt: (workSize: number) => Size;
+}
+
+/**
+ * E_TOO_LARGE when the frames at their working size and the weights need more than the limit, naming both and
+ * the largest `--work-size` that fits (short sides in steps of 64 below the current one), if one does.
+ */
+export function checkRunMemory(c: RunMemoryCheck): void {
+  const need = (working: Size) => estimateJobMemory(c.original, working, c.run, c.model).bytes + c.weightBytes;
+  const bytes = need(c.working);
+  if (bytes <= c.limit) return;
+  const s = (z: Size) => `${z.width}×${z.height}`;
+  let tip = 'no working size fits: use a GPU provider or a machine with more memory';
+  for (let side = Math.min(c.working.width, c.working.height) - 64; side >= 64; side -= 64) {
+    const working = c.workingAt(side);
+    if (need(working) <= c.limit) {
+      tip = `--work-size ${side} fits (${s(working)}, about ${gib(need(working))})`;
+      break;
+    }
+  }
+  throw new VidpriorError(
+    'E_TOO_LARGE',
+    `frames of ${s(c.original)} worked on at ${s(c.working)}, ${c.run.batch} at a time, need about ${gib(bytes)} with the model's weights (${gib(c.weightBytes)}): more than ${gib(c.limit)} (${c.limitSource}); ${tip}`,
+    { field: 'work-size', working: c.working, bytes, limit: c.limit },
+  );
 }
 
 /** The default limit: half of the machine's memory (the model, the runtime and the system need the rest). */

@@ -2,7 +2,10 @@
 // memory estimate uses: the block with the most scores per head × heads, the mid block included.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { unetAttentionOf } from '../../src/models/folder.js';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { modelWeightBytes, unetAttentionOf } from '../../src/models/folder.js';
 import { preset } from '../../src/models/builder/index.js';
 
 const asConfig = (o: object) => o as unknown as Record<string, unknown>;
@@ -33,4 +36,18 @@ test('a config that does not say gives null (the estimate then assumes SD 1.x)',
   assert.equal(unetAttentionOf({ down_block_types: ['CrossAttnDownBlock2D'] }), null);
   assert.equal(unetAttentionOf({ down_block_types: ['CrossAttnDownBlock2D'], attention_head_dim: [0] }), null);
   assert.equal(unetAttentionOf({ down_block_types: ['CrossAttnDownBlock2D'], attention_head_dim: 'eight' }), null);
+});
+
+test("the model's weight bytes are its component folders' files; a label that is no folder has none", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vidprior-weight-bytes-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'unet'));
+  writeFileSync(join(dir, 'unet', 'model.onnx'), Buffer.alloc(1000));
+  writeFileSync(join(dir, 'unet', 'weights.pb'), Buffer.alloc(24));
+  mkdirSync(join(dir, 'vae_decoder'));
+  writeFileSync(join(dir, 'vae_decoder', 'model.onnx'), Buffer.alloc(100));
+  mkdirSync(join(dir, 'tokenizer'));
+  writeFileSync(join(dir, 'tokenizer', 'vocab.json'), Buffer.alloc(5000));
+  assert.equal(await modelWeightBytes(dir), 1124);
+  assert.equal(await modelWeightBytes('in-memory model'), 0);
 });

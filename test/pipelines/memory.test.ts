@@ -5,9 +5,11 @@ import assert from 'node:assert/strict';
 import {
   type MemoryModel,
   SD1_UNET_ATTENTION,
+  checkRunMemory,
   defaultJobMemoryLimit,
   estimateJobMemory,
 } from '../../src/pipelines/memory.js';
+import type { VidpriorError } from '../../src/errors.js';
 
 const GiB = 2 ** 30;
 const hd = { width: 1920, height: 1080 };
@@ -41,4 +43,33 @@ test("the VAE's latent size follows its factor: a factor-4 VAE attends over 4× 
   const f8 = estimateJobMemory(hd, work, guided, onGpu).bytes;
   const f4 = estimateJobMemory(hd, work, guided, { vaeFactor: 4, hostUnetAttention: null }).bytes;
   assert.ok(f4 > 8 * f8, `${f4} vs ${f8}`);
+});
+
+test('checkRunMemory: within the limit nothing happens; over it, E_TOO_LARGE names the largest work size that fits', () => {
+  // The working size at a short side, as 'resize' plans 16:9 frames (multiples of 64).
+  const workingAt = (side: number) => ({ width: Math.round((side * 16) / 9 / 64) * 64, height: side });
+  const check = (limit: number) =>
+    checkRunMemory({
+      original: hd,
+      working: work,
+      run: guided,
+      model: sd15OnCpu,
+      weightBytes: 4 * GiB,
+      limit,
+      limitSource: 'test',
+      workingAt,
+    });
+  check(24 * GiB);
+  assert.throws(
+    () => check(12 * GiB),
+    (err: VidpriorError) => {
+      assert.equal(err.code, 'E_TOO_LARGE');
+      assert.match(err.message, /worked on at 896×512, 1 at a time, need about 2\d\.\d\d GiB with the model's weights/);
+      const side = Number(/--work-size (\d+) fits/.exec(err.message)?.[1]);
+      const need = (s: number) => estimateJobMemory(hd, workingAt(s), guided, sd15OnCpu).bytes + 4 * GiB;
+      assert.ok(need(side) <= 12 * GiB && need(side + 64) > 12 * GiB, `${side}`);
+      return true;
+    },
+  );
+  assert.throws(() => check(3 * GiB), /no working size fits/);
 });
